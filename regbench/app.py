@@ -1,0 +1,64 @@
+"""The Hydra application behind `regbench run`: compose, hand to `runner.run`, report.
+
+Importing this module registers the schema and the `regbench_run_id` resolver, which the
+output folders in conf/config.yaml use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.schema import register
+
+
+def config_dir() -> str:
+    """conf/ inside the installed package (a wheel), else conf/ beside it (a source checkout)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "conf"
+    return str(packaged if packaged.is_dir() else here.parent / "conf")
+
+
+def _run_id() -> str:
+    # Time for humans, pid and random bits so that two runs started in the same second on
+    # one machine or on several sharing a file system never share a folder.
+    return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}{secrets.token_hex(2)}"
+
+
+if not OmegaConf.has_resolver("regbench_run_id"):
+    OmegaConf.register_new_resolver("regbench_run_id", _run_id, use_cache=True)
+register()
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def hydra_main(cfg: DictConfig) -> Any:
+    """Runs one job; returns its validation loss (the monitored value, for sweepers)."""
+    from rich.console import Console
+
+    from regbench.console import one_line, result_summary, result_table, result_title
+    from regbench.runner import run
+
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    console = Console()
+    result = run(cfg, out_dir, console)
+    if hc.mode == RunMode.MULTIRUN:
+        console.print(one_line(result, f"job {hc.job.num}"), highlight=False, markup=False)
+    elif result["status"] == "failed":
+        print(f"regbench: error: {result['error']}", file=sys.stderr)
+        sys.exit(2 if result.get("error_type") == "UserInputError" else 1)
+    else:
+        console.print(result_title(result), highlight=False)
+        console.print(result_table(result))
+        console.print(result_summary(result), highlight=False)
+        console.print(f"run folder: {out_dir}", highlight=False)
+    return result["metrics"]["val_loss"]

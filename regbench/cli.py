@@ -1,0 +1,72 @@
+"""The `regbench` console script: a thin dispatcher; `regbench run` is a full Hydra app.
+
+Nothing heavy is imported here: `regbench --help` and `--version` answer at once, and Hydra
+(then torch, only when a run needs it) is imported by the subcommand that uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from regbench import __version__
+
+COMMANDS = {"run": "train one configuration, or a sweep with -m (a Hydra app: see `regbench run --help`)"}
+
+USAGE = f"""usage: regbench [-h] [-V] COMMAND [ARGS ...]
+
+Measure, with honest numbers, what a regularizer does to a model.
+
+commands:
+{chr(10).join(f"  {name:<8} {text}" for name, text in COMMANDS.items())}
+
+options:
+  -h, --help     show this message and exit
+  -V, --version  print the version and exit
+
+examples:
+  regbench run reg=elasticnet
+  regbench run -m reg=l1,l2,elasticnet reg.alpha=1e-5,1e-4,1e-3 seed=0,1,2
+  eval "$(regbench run -sc install=bash)"     # tab completion of overrides
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `regbench` command; returns the exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    if args[0] in ("-V", "--version"):
+        print(f"regbench {__version__}")
+        return 0
+    if args[0] in ("-sc", "--shell-completion"):
+        return _complete(args)
+    if args[0] == "run":
+        return _run(args[1:])
+    print(f"regbench: error: unknown command {args[0]!r} (choose from: {', '.join(COMMANDS)})", file=sys.stderr)
+    return 2
+
+
+def _run(args: list[str]) -> int:
+    from regbench.app import hydra_main
+
+    sys.argv = [sys.argv[0], *args]  # Hydra reads its arguments from sys.argv
+    hydra_main()
+    return 0
+
+
+def _complete(args: list[str]) -> int:
+    """Shell completion. The script from `regbench run -sc install=bash` calls back
+    `regbench -sc query=bash` with the whole line in COMP_LINE: complete the subcommand
+    name, or hand the part after `run` to Hydra's own completion."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    querying = any(a.startswith("query=") for a in args[1:])
+    if querying and not (len(words) >= 2 and words[1] == "run" and (len(words) > 2 or line.endswith(" "))):
+        prefix = words[1] if len(words) == 2 and not line.endswith(" ") else ""
+        print(" ".join(c for c in COMMANDS if c.startswith(prefix)))
+        return 0
+    if querying:
+        os.environ["COMP_LINE"] = "regbench " + line.split(None, 2)[2] if len(words) > 2 else "regbench "
+    return _run(args)

@@ -1,0 +1,77 @@
+"""What a run shows on the terminal: a progress bar while it trains, a table when it ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+def progress_bar(console: Console, max_epochs: int, label: str) -> tuple[Progress, Any]:
+    """A per-run bar (epoch, train/val loss) that stays silent when stdout is not a terminal."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs  {task.fields[losses]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task = bar.add_task(label, total=max_epochs, losses="")
+    return bar, task
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def result_table(result: dict[str, Any]) -> Table:
+    """Train/val/test metrics, the generalization gap and the run's facts as one table."""
+    m = "acc" if result["task"] == "classification" else "r2"
+    metrics, gap = result["metrics"], result["gap"]
+    table = Table()
+    table.add_column("split")
+    table.add_column("loss", justify="right")
+    table.add_column(m, justify="right")
+    for split in ("train", "val", "test"):
+        table.add_row(split, _fmt(metrics[f"{split}_loss"]), _fmt(metrics[f"{split}_{m}"]))
+    table.add_row(
+        "gap",
+        _fmt(gap["loss"]),
+        _fmt(gap[m]),
+        style="bold",
+    )
+    return table
+
+
+def result_summary(result: dict[str, Any]) -> str:
+    """The lines around the table: what ran, and the facts a table cannot hold."""
+    m = "acc" if result["task"] == "classification" else "r2"
+    es = "stopped early" if result["stopped_early"] else "ran to max_epochs" if result["status"] == "ok" else result["status"]
+    return (
+        f"gap: train {m} - val {m}, and val loss - train loss\n"
+        f"best epoch {result['best_epoch']} of {result['epochs_run']} ({es}); "
+        f"sparsity {result['sparsity']:.4f}; {result['n_params']} parameters; "
+        f"{result['seconds']:.1f}s on {result['device']}"
+    )
+
+
+def result_title(result: dict[str, Any]) -> str:
+    return f"{result['dataset']} / {result['model']} / reg={result['reg']} / seed {result['seed']}: {result['status']}"
+
+
+def one_line(result: dict[str, Any], job: str) -> str:
+    """A compact summary for a job of a multirun."""
+    m = "acc" if result["task"] == "classification" else "r2"
+    if result["status"] == "failed":
+        return f"[{job}] {result['reg']} seed={result['seed']}: failed: {result['error']}"
+    mt = result["metrics"]
+    return (
+        f"[{job}] {result['reg']} seed={result['seed']}: val_{m} {_fmt(mt[f'val_{m}'])} "
+        f"test_{m} {_fmt(mt[f'test_{m}'])} gap.{m} {_fmt(result['gap'][m])} "
+        f"({result['epochs_run']} epochs, {result['status']})"
+    )

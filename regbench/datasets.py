@@ -1,0 +1,229 @@
+"""Loads a dataset, splits it train/val/test, and puts it on the device as tensors.
+
+Order of operations, the same for every dataset: (1) the test split (official where the
+dataset has one, else a held-out stratified fraction), (2) a stratified validation fraction
+of what remains, (3) the `train_size` subsample of the training part, (4) label noise on the
+training labels only, (5) standardisation with statistics of the final training split. Every
+random choice is drawn from `split_seed`, so for one seed every regularizer sees the same
+split, subsample and noise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from regbench import UserInputError
+
+log = logging.getLogger(__name__)
+
+REGRESSION = ("diabetes", "synthetic_regression")
+# name -> (torchvision class name, folder under root, folder that holds the files)
+TORCHVISION = {
+    "mnist": ("MNIST", "MNIST", "MNIST/raw"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST", "FashionMNIST/raw"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", "cifar-10-batches-py"),
+}
+
+
+@dataclass
+class Data:
+    """Train/val/test tensors on one device, ready for index-slice batching.
+
+    Images are kept as uint8 (N, C, H, W) and turned into standardised floats per batch by
+    `prepare`; tables (and digits, shaped 1x8x8) are stored already standardised.
+    """
+
+    task: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_outputs: int
+    is_image: bool
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Turns a stored batch into the model's float input."""
+        if self.mean is None:
+            return x
+        return (x.float().div_(255.0) - self.mean) / self.std
+
+
+def load(ds: Any, device: torch.device) -> Data:
+    """Builds the splits of `ds` (the `dataset` config node) on `device`.
+
+    Raises:
+        UserInputError: files missing with download=false, or a download that failed.
+    """
+    if ds.name in TORCHVISION:
+        x_trainval, y_trainval, x_test, y_test = _torchvision(ds)
+    else:
+        x_all, y_all = _sklearn(ds)
+        x_trainval, x_test, y_trainval, y_test = _split(x_all, y_all, ds.test_fraction, ds.split_seed, ds.name)
+    task = "regression" if ds.name in REGRESSION else "classification"
+    x_train, x_val, y_train, y_val = _split(x_trainval, y_trainval, ds.val_fraction, ds.split_seed + 1, ds.name)
+    x_train, y_train = _subsample(x_train, y_train, ds.train_size, ds.split_seed + 2, task)
+    y_train = _label_noise(y_train, ds.label_noise, ds.split_seed + 3, task)
+
+    if task == "regression":
+        mu, sd = y_train.mean(), _safe_std(y_train.std())
+        y_train, y_val, y_test = ((y - mu) / sd for y in (y_train, y_val, y_test))
+        n_outputs = 1
+        y_dtype = torch.float32
+    else:
+        n_outputs = int(max(y_train.max(), y_val.max(), y_test.max())) + 1
+        y_dtype = torch.int64
+
+    is_image = x_train.dtype == np.uint8
+    mean = std = None
+    if is_image:
+        # Per-channel statistics of the training split; the uint8 pixels stay compact on the device.
+        pixels = torch.from_numpy(x_train).float().div_(255.0)
+        mean = pixels.mean(dim=(0, 2, 3), keepdim=True)[0].to(device)
+        std = pixels.std(dim=(0, 2, 3), keepdim=True)[0].clamp_min(1e-6).to(device)
+        del pixels
+    else:
+        mu = x_train.mean(axis=0)
+        sd = _safe_std(x_train.std(axis=0))
+        x_train, x_val, x_test = ((x - mu) / sd for x in (x_train, x_val, x_test))
+
+    def tensor(a: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return t.to(device=device, dtype=dtype if dtype is not None else t.dtype)
+
+    xf = None if is_image else torch.float32
+    return Data(
+        task=task,
+        x_train=tensor(x_train, xf),
+        y_train=tensor(y_train, y_dtype),
+        x_val=tensor(x_val, xf),
+        y_val=tensor(y_val, y_dtype),
+        x_test=tensor(x_test, xf),
+        y_test=tensor(y_test, y_dtype),
+        n_outputs=n_outputs,
+        is_image=is_image,
+        mean=mean,
+        std=std,
+    )
+
+
+def _safe_std(sd: Any) -> Any:
+    # Constant features (the blank borders of digits) would divide by zero.
+    return np.where(sd > 0, sd, 1.0) if isinstance(sd, np.ndarray) else (sd if sd > 0 else 1.0)
+
+
+def _sklearn(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn import datasets as skd
+
+    if ds.name == "digits":
+        bunch = skd.load_digits()
+        return bunch.data.reshape(-1, 1, 8, 8).astype(np.float64), bunch.target
+    if ds.name in ("breast_cancer", "wine", "diabetes"):
+        bunch = getattr(skd, f"load_{ds.name}")()
+        return bunch.data.astype(np.float64), bunch.target.astype(np.float64 if ds.name == "diabetes" else np.int64)
+    if ds.name == "synthetic":
+        x, y = skd.make_classification(
+            n_samples=ds.n_samples,
+            n_features=ds.n_features,
+            n_informative=ds.n_informative,
+            n_redundant=0,
+            n_repeated=0,
+            flip_y=0.0,  # label noise is dataset.label_noise's job, applied to training labels only
+            random_state=ds.generator_seed,
+        )
+        return x, y
+    if ds.name == "synthetic_regression":
+        x, y = skd.make_regression(
+            n_samples=ds.n_samples,
+            n_features=ds.n_features,
+            n_informative=ds.n_informative,
+            noise=ds.noise,
+            random_state=ds.generator_seed,
+        )
+        return x, y
+    raise UserInputError(f"unknown dataset {ds.name!r}")
+
+
+def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from torchvision import datasets as tvd
+
+    cls_name, _, files_dir = TORCHVISION[ds.name]
+    cls = getattr(tvd, cls_name)
+    root = Path(ds.root).expanduser()
+    try:
+        train = cls(root=str(root), train=True, download=ds.download)
+        test = cls(root=str(root), train=False, download=ds.download)
+    except Exception as e:  # torchvision raises RuntimeError, URLError or OSError here
+        if not ds.download:
+            raise UserInputError(
+                f"{ds.name} files not found under {root / files_dir} and dataset.download=false: "
+                f"set dataset.download=true, or copy the dataset's original files there"
+            ) from e
+        raise UserInputError(
+            f"could not download {ds.name} into {root} ({type(e).__name__}: {e}); without network, "
+            f"copy the dataset's original files into {root / files_dir} or point dataset.root at them"
+        ) from e
+
+    def arrays(split: Any) -> tuple[np.ndarray, np.ndarray]:
+        x = split.data.numpy() if isinstance(split.data, torch.Tensor) else np.asarray(split.data)
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # -> (N, C, H, W)
+        y = np.asarray(split.targets, dtype=np.int64)
+        return x, y
+
+    return (*arrays(train), *arrays(test))
+
+
+def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, name: str) -> list[np.ndarray]:
+    """Returns x_keep, x_held, y_keep, y_held; stratified for classification."""
+    stratify = None if name in REGRESSION else y
+    try:
+        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError as e:
+        raise UserInputError(f"cannot split {name} with fraction {fraction}: {e}") from e
+
+
+def _subsample(x: np.ndarray, y: np.ndarray, size: float | None, seed: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+    if size is None or size == 1.0:
+        return x, y
+    n = int(size) if size > 1 else int(round(size * len(y)))
+    if n > len(y):
+        raise UserInputError(f"dataset.train_size={int(size)} but the training split has only {len(y)} samples")
+    if n == len(y):
+        return x, y
+    n_classes = len(np.unique(y)) if task == "classification" else 0
+    if n < max(n_classes, 2):
+        raise UserInputError(f"dataset.train_size={size} leaves {n} training samples; need at least {max(n_classes, 2)}")
+    stratify = y if task == "classification" and min(n, len(y) - n) >= n_classes else None
+    x_sub, _, y_sub, _ = train_test_split(x, y, train_size=n, random_state=seed, stratify=stratify)
+    return x_sub, y_sub
+
+
+def _label_noise(y: np.ndarray, fraction: float, seed: int, task: str) -> np.ndarray:
+    """Replaces round(fraction * n) training labels: a uniformly drawn class (which may be the
+    true one, as in Zhang et al. 2017), or for regression the target of a random training sample."""
+    n_noisy = int(round(fraction * len(y)))
+    if n_noisy == 0:
+        return y
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(y), size=n_noisy, replace=False)
+    y = y.copy()
+    if task == "classification":
+        y[idx] = rng.integers(0, int(y.max()) + 1, size=n_noisy)
+    else:
+        y[idx] = y[rng.integers(0, len(y), size=n_noisy)]
+    log.info("label noise: replaced %d of %d training labels", n_noisy, len(y))
+    return y

@@ -1,0 +1,123 @@
+"""Builds the model named by the `model` node, with dropout and batch norm from the `reg` node.
+
+Layers are created in the same order whatever the regularizers (batch norm and dropout
+draw no random numbers at construction), so for one seed every regularizer starts from the
+same weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from regbench import UserInputError
+
+log = logging.getLogger(__name__)
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+}
+
+
+class Regressor(nn.Module):
+    """Wraps a network with one output so that it returns shape (N,), like the targets."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int, task: str) -> nn.Module:
+    """Returns the network for `model.name`: linear, mlp or cnn.
+
+    Args:
+        model: the `model` config node.
+        reg: the `reg` config node (dropout rate, batch-norm switch).
+        input_shape: shape of one stored sample, (features,) or (C, H, W).
+        n_outputs: number of classes, or 1 for regression.
+        task: "classification" or "regression".
+
+    Raises:
+        UserInputError: a cnn asked of tabular data, or an image too small for its blocks.
+    """
+    builders = {"linear": _linear, "mlp": _mlp, "cnn": _cnn}
+    net = builders[model.name](model, reg, input_shape, n_outputs)
+    return Regressor(net) if task == "regression" else net
+
+
+def _hidden_block(n_in: int, n_out: int, model: Any, reg: Any) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
+    if reg.batchnorm:
+        layers.append(nn.BatchNorm1d(n_out))
+    layers.append(ACTIVATIONS[model.activation]())
+    if reg.dropout > 0:
+        layers.append(nn.Dropout(reg.dropout))
+    return layers
+
+
+def _flat_size(input_shape: tuple[int, ...]) -> int:
+    size = 1
+    for s in input_shape:
+        size *= s
+    return size
+
+
+def _linear(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    if reg.batchnorm:
+        log.warning("reg.batchnorm has no effect on model=linear (it has no hidden layer)")
+    layers: list[nn.Module] = [nn.Flatten()]
+    if reg.dropout > 0:
+        layers.append(nn.Dropout(reg.dropout))  # input dropout: the only place a linear model has
+    layers.append(nn.Linear(_flat_size(input_shape), n_outputs))
+    return nn.Sequential(*layers)
+
+
+def _mlp(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    n_in = _flat_size(input_shape)
+    for width in model.hidden_sizes:
+        layers += _hidden_block(n_in, width, model, reg)
+        n_in = width
+    layers.append(nn.Linear(n_in, n_outputs))
+    return nn.Sequential(*layers)
+
+
+def _cnn(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    if len(input_shape) != 3:
+        raise UserInputError(
+            "model=cnn needs image data (digits, mnist, fashion_mnist, cifar10); "
+            f"this dataset has {input_shape[0]} tabular features"
+        )
+    c_in, h, w = input_shape
+    n_blocks = len(model.channels)
+    if h >> n_blocks < 1 or w >> n_blocks < 1:
+        raise UserInputError(
+            f"model.channels has {n_blocks} blocks, each halving the image, too many for {h}x{w} inputs"
+        )
+    layers: list[nn.Module] = []
+    for c_out in model.channels:
+        layers.append(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1))
+        if reg.batchnorm:
+            layers.append(nn.BatchNorm2d(c_out))
+        layers += [ACTIVATIONS[model.activation](), nn.MaxPool2d(2)]
+        c_in = c_out
+    layers.append(nn.Flatten())
+    n_in = c_in * (h >> n_blocks) * (w >> n_blocks)
+    # Dropout sits in the fully connected head, where conv nets conventionally put it.
+    for width in model.hidden_sizes:
+        layers += _hidden_block(n_in, width, model, reg)
+        n_in = width
+    layers.append(nn.Linear(n_in, n_outputs))
+    return nn.Sequential(*layers)

@@ -1,0 +1,134 @@
+"""The run folder's files: metrics.csv (one row per epoch) and result.json (written atomically).
+
+A run folder describes itself: with Hydra's .hydra/ beside them, these two files are enough to
+understand and re-aggregate a run without the code that wrote it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+RESULT_FILE = "result.json"
+METRICS_FILE = "metrics.csv"
+
+
+def metric_name(task: str) -> str:
+    """`acc` for classification, `r2` for regression."""
+    return "acc" if task == "classification" else "r2"
+
+
+def reg_label(reg: Any) -> str:
+    """Names the active regularizers from their values, e.g. `elasticnet+dropout` or `none`.
+
+    Derived from the numbers rather than from the presets chosen, so `reg=l2 reg.alpha=0`
+    is honestly labelled `none`. Early stopping is a trainer setting and is not in the label.
+    """
+    parts = []
+    if reg.alpha > 0:
+        parts.append({1.0: "l1", 0.0: "l2"}.get(float(reg.l1_ratio), "elasticnet"))
+    flags = [
+        ("weight_decay", reg.weight_decay > 0),
+        ("dropout", reg.dropout > 0),
+        ("batchnorm", bool(reg.batchnorm)),
+        ("label_smoothing", reg.label_smoothing > 0),
+        ("augment", bool(reg.augment)),
+    ]
+    parts += [name for name, on in flags if on]
+    return "+".join(parts) or "none"
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Flattens a resolved config mapping into dotted keys: {"reg.alpha": 1e-4, ...}."""
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    from regbench import __version__
+
+    return {"regbench": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or Infinity: non-finite numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    return value
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Writes JSON to a temporary file in the same folder, then renames it over `path`.
+
+    A reader never sees a half-written file, even if the process is killed mid-write.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_finite_or_none(payload), f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from collaborators
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_result(folder: Path) -> dict[str, Any]:
+    """Reads a run folder's result.json."""
+    with open(Path(folder) / RESULT_FILE) as f:
+        return json.load(f)
+
+
+class MetricsWriter:
+    """Appends one row per epoch to metrics.csv, flushed so a killed run keeps its history."""
+
+    def __init__(self, folder: Path, task: str) -> None:
+        m = metric_name(task)
+        self.columns = ["epoch", "train_loss", f"train_{m}", "val_loss", f"val_{m}", "lr", "seconds"]
+        self._file = open(Path(folder) / METRICS_FILE, "w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
+        self._writer.writeheader()
+
+    def write(self, row: dict[str, float]) -> None:
+        self._writer.writerow(row)  # str(float) round-trips: every digit is kept
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "MetricsWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def iter_result_files(root: Path) -> Iterator[Path]:
+    """Every result.json under `root` (or `root` itself when it is a run folder)."""
+    root = Path(root)
+    if (root / RESULT_FILE).is_file():
+        yield root / RESULT_FILE
+        return
+    yield from sorted(root.rglob(RESULT_FILE))

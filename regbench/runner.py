@@ -1,0 +1,149 @@
+"""`run(cfg, out_dir)`: one configuration from composed config to result.json.
+
+Data flows one way: config -> dataset tensors on the device -> model and optimizer ->
+`training.fit` -> final evaluation -> metrics.csv and result.json in `out_dir`. The runner
+never raises for a run that went wrong: a diverged run and a failed one are results too,
+recorded with their status, so a sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from rich.console import Console
+
+from regbench import UserInputError
+from regbench.console import progress_bar
+from regbench.datasets import load
+from regbench.device import resolve_device
+from regbench.models import build_model
+from regbench.penalties import penalised_weights, sparsity
+from regbench.results import RESULT_FILE, MetricsWriter, flatten, metric_name, reg_label, versions, write_json_atomic
+from regbench.schema import check
+from regbench.training import build_optimizer, evaluate, fit
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _skeleton(cfg: Any) -> dict[str, Any]:
+    """A result with every required key, before anything has run."""
+    task = "regression" if cfg.dataset.name in ("diabetes", "synthetic_regression") else "classification"
+    m = metric_name(task)
+    return {
+        "status": "failed",
+        "error": None,
+        "task": task,
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "reg": reg_label(cfg.reg),
+        "seed": cfg.seed,
+        "params": flatten(OmegaConf.to_container(cfg, resolve=True)),
+        "metrics": {f"{s}_{k}": None for s in ("train", "val", "test") for k in ("loss", m)},
+        "gap": {m: None, "loss": None},
+        "best_epoch": None,
+        "epochs_run": 0,
+        "stopped_early": False,
+        "sparsity": None,
+        "n_params": None,
+        "seconds": None,
+        "device": None,
+        "versions": versions(),
+    }
+
+
+def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, Any]:
+    """Trains one configuration and writes metrics.csv and result.json into `out_dir`.
+
+    Args:
+        cfg: a composed config (see regbench.schema.Config).
+        out_dir: the run folder (Hydra's output directory of the job).
+        console: where the progress bar goes; a default Console when None.
+
+    Returns:
+        The result, as written to result.json. Its status is `ok`, `diverged` (a non-finite
+        loss stopped training) or `failed` (with the error; `error_type` is `UserInputError`
+        for bad input found before training).
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = _skeleton(cfg)
+    try:
+        problems = check(cfg)
+        if problems:
+            raise UserInputError("; ".join(problems))
+        device = resolve_device(cfg.device)
+        result["device"] = str(device)
+        data = load(cfg.dataset, device)
+        if data.task == "regression" and cfg.reg.label_smoothing > 0:
+            raise UserInputError(f"reg.label_smoothing applies to classification; {cfg.dataset.name} is a regression")
+        if cfg.reg.augment and len(data.input_shape) != 3:
+            raise UserInputError(f"reg.augment needs image data; {cfg.dataset.name} is a table")
+        seed_everything(cfg.seed)  # right before the model: same seed, same initial weights
+        model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task).to(device)
+        weights = penalised_weights(model)
+        optimizer = build_optimizer(cfg.optim, cfg.reg, model, weights)
+        result["n_params"] = sum(p.numel() for p in model.parameters())
+
+        console = console or Console()
+        bar, bar_task = progress_bar(console, cfg.trainer.max_epochs, result["reg"])
+        with MetricsWriter(out_dir, data.task) as metrics_csv, bar:
+
+            def on_epoch(row: dict[str, float]) -> None:
+                metrics_csv.write(row)
+                bar.update(bar_task, advance=1, losses=f"train {row['train_loss']:.4f}  val {row['val_loss']:.4f}")
+
+            fitted = fit(model, optimizer, data, cfg, weights, on_epoch)
+
+        result.update(
+            status="diverged" if fitted.diverged else "ok",
+            best_epoch=fitted.best_epoch or None,
+            epochs_run=len(fitted.history),
+            stopped_early=fitted.stopped_early,
+            sparsity=sparsity(weights),
+        )
+        if fitted.best_epoch or not fitted.diverged:
+            _final_metrics(result, model, data, cfg)
+        if cfg.save_model and result["status"] == "ok":
+            torch.save(model.state_dict(), out_dir / "model.pt")
+    except Exception as e:  # recorded, not raised: one failed job must not stop a sweep
+        result["status"] = "failed"
+        result["error"] = str(e) if isinstance(e, UserInputError) else f"{type(e).__name__}: {e}"
+        result["error_type"] = type(e).__name__
+        if not isinstance(e, UserInputError):
+            result["traceback"] = traceback.format_exc()
+            log.error("run failed:\n%s", result["traceback"])
+    result["seconds"] = time.perf_counter() - start
+    write_json_atomic(out_dir / RESULT_FILE, result)
+    return result
+
+
+def _final_metrics(result: dict[str, Any], model: torch.nn.Module, data: Any, cfg: Any) -> None:
+    """Evaluates the reported weights on train, val and test, and the gap between them."""
+    m = metric_name(data.task)
+    scores = torch.cat([evaluate(model, data, s, cfg.trainer.eval_batch_size) for s in ("train", "val", "test")])
+    train_loss, train_m, val_loss, val_m, test_loss, test_m = scores.tolist()
+    result["metrics"] = {
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "test_loss": test_loss,
+        f"train_{m}": train_m,
+        f"val_{m}": val_m,
+        f"test_{m}": test_m,
+    }
+    result["gap"] = {m: train_m - val_m, "loss": val_loss - train_loss}

@@ -1,0 +1,214 @@
+"""The typed schema behind conf/*.yaml, registered in Hydra's ConfigStore.
+
+Every YAML file and every command-line override is merged into these dataclasses, so an
+unknown key or a value of the wrong type fails when Hydra composes the config, before
+anything runs. Range checks that a type cannot express live in `check`, which the CLI and
+the runner both call before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import II, MISSING
+
+DATASETS = (
+    "digits",
+    "breast_cancer",
+    "wine",
+    "diabetes",
+    "synthetic",
+    "synthetic_regression",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+)
+MODELS = ("linear", "mlp", "cnn")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "elu", "silu")
+
+
+@dataclass
+class DatasetConfig:
+    """Which data, and how it is split, subsampled and corrupted."""
+
+    name: str = MISSING
+    """One of DATASETS."""
+    root: str = "${oc.env:REGBENCH_DATA,'~/.cache/regbench/data'}"
+    """Folder of the torchvision datasets (mnist, fashion_mnist, cifar10)."""
+    download: bool = True
+    """Let torchvision download missing files into `root`."""
+    train_size: Optional[float] = None
+    """Subsample the training split: a count (> 1) or a fraction (<= 1); null keeps it all."""
+    val_fraction: float = 0.2
+    """Fraction of the training split held out, stratified, for validation."""
+    test_fraction: float = 0.2
+    """Held-out stratified test fraction, for datasets without an official test split."""
+    label_noise: float = 0.0
+    """Fraction of training labels replaced at random (uniform class, or a random training target)."""
+    split_seed: int = II("seed")
+    """Seed of the split, the subsample and the label noise; defaults to `seed`."""
+    n_samples: int = 1000
+    """synthetic / synthetic_regression only: number of samples generated."""
+    n_features: int = 100
+    """synthetic / synthetic_regression only: number of features."""
+    n_informative: int = 10
+    """synthetic / synthetic_regression only: features that carry signal; the rest are noise."""
+    noise: float = 10.0
+    """synthetic_regression only: standard deviation of the Gaussian noise on the target."""
+    generator_seed: int = 0
+    """synthetic / synthetic_regression only: seed of the ground truth, fixed across runs."""
+    hflip: bool = False
+    """With reg.augment: also flip images horizontally (off for digits, where a flip changes the class)."""
+
+
+@dataclass
+class ModelConfig:
+    """The architecture; dropout and batch norm come from the `reg` node."""
+
+    name: str = MISSING
+    """One of MODELS."""
+    hidden_sizes: List[int] = field(default_factory=lambda: [256, 128])
+    """mlp: width of each hidden layer; cnn: width of the hidden fully connected layers."""
+    activation: str = "relu"
+    """One of ACTIVATIONS."""
+    channels: List[int] = field(default_factory=lambda: [32, 64])
+    """cnn only: output channels of each 3x3 conv block (each block halves the image)."""
+
+
+@dataclass
+class RegConfig:
+    """Every regularizer is one number; 0, false or off disables it."""
+
+    alpha: float = 0.0
+    """Strength of the weight penalty (scikit-learn's ElasticNet `alpha`)."""
+    l1_ratio: float = 0.5
+    """Share of L1 in the penalty: 1 is L1 (lasso), 0 is L2 (ridge)."""
+    l1_proximal: bool = True
+    """Apply the L1 part as a proximal soft-threshold after each step (exact zeros)."""
+    weight_decay: float = 0.0
+    """Decoupled (AdamW-style) weight decay: w <- w - lr * weight_decay * w each step."""
+    dropout: float = 0.0
+    """Dropout rate after each hidden layer (for model=linear: on the inputs)."""
+    batchnorm: bool = False
+    """Batch normalisation after each hidden layer."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the training cross-entropy (classification only)."""
+    augment: bool = False
+    """Random crop (and flip where dataset.hflip) of image batches, on the device."""
+
+
+@dataclass
+class OptimConfig:
+    """The optimizer; weight decay is a regularizer and lives in reg.weight_decay."""
+
+    name: str = MISSING
+    """One of OPTIMIZERS."""
+    lr: float = 1e-3
+    """Learning rate (also the step size of the L1 proximal step)."""
+    momentum: float = 0.0
+    """sgd only: heavy-ball momentum."""
+
+
+@dataclass
+class TrainerConfig:
+    """The training loop and early stopping."""
+
+    max_epochs: int = 200
+    """Upper bound on the number of epochs."""
+    batch_size: int = 64
+    """Training mini-batch size."""
+    eval_batch_size: int = 8192
+    """Batch size of the end-of-epoch evaluation (memory only; results do not depend on it)."""
+    patience: Optional[int] = 10
+    """Epochs without a val_loss improvement before stopping; null disables early stopping."""
+    min_delta: float = 0.0
+    """Smallest decrease of val_loss that counts as an improvement."""
+
+
+@dataclass
+class Config:
+    """The whole run: what `regbench run` composes and `regbench.runner.run` consumes."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    reg: RegConfig = field(default_factory=RegConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    """Seeds the initial weights, the data order, dropout and (by default) the split."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N; auto takes CUDA when available."""
+    save_model: bool = False
+    """Write the best weights to model.pt in the run folder."""
+
+
+def register() -> None:
+    """Registers the schema as `regbench_schema`, the first entry of conf/config.yaml's defaults."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="regbench_schema", node=Config)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], key: str) -> str | None:
+    if value not in allowed:
+        return f"{key} must be one of {', '.join(allowed)} (got {value!r})"
+    return None
+
+
+def check(cfg: Any) -> list[str]:
+    """Returns one message per out-of-range value in a composed config (empty when valid).
+
+    Types and unknown keys are already enforced by the schema; this covers ranges and
+    names. Device availability is checked by the runner, which imports torch.
+    """
+    reg, ds, tr, opt = cfg.reg, cfg.dataset, cfg.trainer, cfg.optim
+    problems = [
+        _choice(ds.name, DATASETS, "dataset.name"),
+        _choice(cfg.model.name, MODELS, "model.name"),
+        _choice(cfg.model.activation, ACTIVATIONS, "model.activation"),
+        _choice(opt.name, OPTIMIZERS, "optim.name"),
+        None if reg.alpha >= 0 else f"reg.alpha must be >= 0 (got {reg.alpha})",
+        None if 0 <= reg.l1_ratio <= 1 else f"reg.l1_ratio must be in [0, 1] (got {reg.l1_ratio})",
+        None if 0 <= reg.dropout < 1 else f"reg.dropout must be in [0, 1) (got {reg.dropout})",
+        None if reg.weight_decay >= 0 else f"reg.weight_decay must be >= 0 (got {reg.weight_decay})",
+        None
+        if 0 <= reg.label_smoothing < 1
+        else f"reg.label_smoothing must be in [0, 1) (got {reg.label_smoothing})",
+        None if opt.lr > 0 else f"optim.lr must be > 0 (got {opt.lr})",
+        None if opt.momentum >= 0 else f"optim.momentum must be >= 0 (got {opt.momentum})",
+        None if tr.max_epochs >= 1 else f"trainer.max_epochs must be >= 1 (got {tr.max_epochs})",
+        None if tr.batch_size >= 1 else f"trainer.batch_size must be >= 1 (got {tr.batch_size})",
+        None if tr.eval_batch_size >= 1 else f"trainer.eval_batch_size must be >= 1 (got {tr.eval_batch_size})",
+        None
+        if tr.patience is None or tr.patience >= 1
+        else f"trainer.patience must be >= 1 or null (got {tr.patience})",
+        None if tr.min_delta >= 0 else f"trainer.min_delta must be >= 0 (got {tr.min_delta})",
+        None if 0 < ds.val_fraction < 1 else f"dataset.val_fraction must be in (0, 1) (got {ds.val_fraction})",
+        None if 0 < ds.test_fraction < 1 else f"dataset.test_fraction must be in (0, 1) (got {ds.test_fraction})",
+        None if 0 <= ds.label_noise <= 1 else f"dataset.label_noise must be in [0, 1] (got {ds.label_noise})",
+        _check_train_size(ds.train_size),
+        _check_device(cfg.device),
+    ]
+    if cfg.model.name == "mlp" and len(cfg.model.hidden_sizes) == 0:
+        problems.append("model.hidden_sizes must name at least one layer for model=mlp (use model=linear)")
+    if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
+        problems.append("model.hidden_sizes and model.channels must be positive")
+    return [p for p in problems if p]
+
+
+def _check_train_size(size: float | None) -> str | None:
+    if size is None:
+        return None
+    if size <= 0:
+        return f"dataset.train_size must be > 0 (got {size})"
+    if size > 1 and size != int(size):
+        return f"dataset.train_size above 1 is a count and must be whole (got {size})"
+    return None
+
+
+def _check_device(device: str) -> str | None:
+    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+        return None
+    return f"device must be auto, cpu, cuda or cuda:N (got {device!r})"

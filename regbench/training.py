@@ -1,0 +1,189 @@
+"""The training loop: optimizer steps with the regularizers, honest evaluation, early stopping.
+
+Batches are index slices of tensors already on the device, and the loop makes one host sync
+per epoch (reading that epoch's metrics); nothing in the inner loop waits for the device.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from regbench.datasets import Data
+from regbench.penalties import decay_, elastic_net, l1_prox_
+
+
+@dataclass
+class FitResult:
+    """What `fit` leaves behind besides the (restored) model."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    diverged: bool = False
+
+
+def build_optimizer(optim: Any, reg: Any, model: nn.Module, weights: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """SGD (heavy-ball momentum), Adam or AdamW over the model's parameters.
+
+    Only AdamW receives reg.weight_decay itself (on the weight group); for SGD and Adam the
+    same decoupled decay is applied by `train_epoch`, so reg.weight_decay means the same
+    thing under every optimizer.
+    """
+    weight_ids = {id(w) for w in weights}
+    others = [p for p in model.parameters() if id(p) not in weight_ids]
+    if optim.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=optim.lr, momentum=optim.momentum)
+    if optim.name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=optim.lr)
+    groups = [{"params": weights, "weight_decay": reg.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=optim.lr)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> torch.Tensor:
+    """Random crop (zero padding of H//8 pixels, at least 1) and optional horizontal flip of a
+    whole (N, C, H, W) batch on its device, one random offset per image."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # N, H+2p, W+2p, C
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, :, None]
+    cols = (dx + torch.arange(w, device=x.device))[:, None, :]
+    out = padded[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    if hflip:
+        flip = torch.rand(n, generator=generator, device=x.device) < 0.5
+        out = torch.where(flip[:, None, None, None], out.flip(-1), out)
+    return out.contiguous()
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Data,
+    cfg: Any,
+    weights: list[nn.Parameter],
+    order: torch.Generator,
+    aug: torch.Generator,
+) -> torch.Tensor:
+    """One pass over the training split; returns the sum of the step losses (on the device).
+
+    The sum is only used to detect divergence: a NaN or infinite step loss makes it non-finite.
+    """
+    reg, task = cfg.reg, data.task
+    model.train()
+    n, batch = data.x_train.shape[0], cfg.trainer.batch_size
+    # A trailing batch of one sample is dropped: batch norm cannot train on it.
+    n_used = n - 1 if n % batch == 1 and n > 1 else n
+    perm = torch.randperm(n, generator=order, device=order.device)
+    l1_strength = reg.alpha * reg.l1_ratio
+    prox = reg.l1_proximal and l1_strength > 0
+    smooth_penalty = reg.alpha > 0 and (reg.l1_ratio < 1 or not prox)
+    manual_decay = reg.weight_decay > 0 and not isinstance(optimizer, torch.optim.AdamW)
+    total = torch.zeros((), device=data.x_train.device)
+    for start in range(0, n_used, batch):
+        idx = perm[start : min(start + batch, n_used)]
+        x = data.prepare(data.x_train[idx])
+        if reg.augment:
+            x = augment(x, aug, cfg.dataset.hflip)
+        out = model(x)
+        if task == "classification":
+            loss = F.cross_entropy(out, data.y_train[idx], label_smoothing=reg.label_smoothing)
+        else:
+            loss = F.mse_loss(out, data.y_train[idx])
+        total = total + loss.detach()
+        if smooth_penalty:
+            loss = loss + elastic_net(weights, reg.alpha, reg.l1_ratio, include_l1=not prox)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if manual_decay:
+            decay_(weights, optimizer.param_groups[0]["lr"] * reg.weight_decay)
+        optimizer.step()
+        if prox:
+            l1_prox_(optimizer, weights, l1_strength)
+    return total
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Data, split: str, batch: int) -> torch.Tensor:
+    """Eval-mode, penalty-free metrics of one split: tensor([loss, acc]) or tensor([mse, r2]).
+
+    Train, val and test all go through this one function: no dropout, batch norm with its
+    running statistics, plain cross-entropy (no label smoothing) or mean squared error.
+    """
+    model.eval()
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
+    hits = torch.zeros((), device=x.device, dtype=torch.float64)
+    for start in range(0, x.shape[0], batch):
+        out = model(data.prepare(x[start : start + batch]))
+        target = y[start : start + batch]
+        if data.task == "classification":
+            loss_sum += F.cross_entropy(out, target, reduction="sum")
+            hits += (out.argmax(dim=1) == target).sum()
+        else:
+            loss_sum += F.mse_loss(out, target, reduction="sum")
+    n = x.shape[0]
+    if data.task == "classification":
+        return torch.stack([loss_sum / n, hits / n])
+    total_ss = (y.double() - y.double().mean()).pow(2).sum()
+    return torch.stack([loss_sum / n, 1.0 - loss_sum / total_ss])
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Data,
+    cfg: Any,
+    weights: list[nn.Parameter],
+    on_epoch: Callable[[dict[str, float]], None] = lambda row: None,
+) -> FitResult:
+    """Trains with early stopping on val_loss and leaves the reported weights in `model`.
+
+    With early stopping on (trainer.patience set), training stops after `patience` epochs
+    without an improvement of more than `min_delta`, and the best epoch's weights are
+    restored. With patience=null it runs max_epochs and keeps the last weights. A
+    non-finite loss stops the run as diverged, with the best finite weights restored.
+    """
+    tr, metric = cfg.trainer, "acc" if data.task == "classification" else "r2"
+    device = data.x_train.device
+    order = torch.Generator(device=device).manual_seed(cfg.seed)
+    aug = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    result = FitResult()
+    best_loss, best_state, waited = math.inf, None, 0
+    for epoch in range(1, tr.max_epochs + 1):
+        start = time.perf_counter()
+        step_losses = train_epoch(model, optimizer, data, cfg, weights, order, aug)
+        scores = [step_losses.double().reshape(1)] + [evaluate(model, data, s, tr.eval_batch_size) for s in ("train", "val")]
+        step_sum, train_loss, train_m, val_loss, val_m = torch.cat(scores).tolist()  # the epoch's one host sync
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            f"train_{metric}": train_m,
+            "val_loss": val_loss,
+            f"val_{metric}": val_m,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - start,
+        }
+        result.history.append(row)
+        on_epoch(row)
+        if not all(math.isfinite(v) for v in (step_sum, train_loss, val_loss)):
+            result.diverged = True
+            break
+        if val_loss < best_loss - tr.min_delta:
+            best_loss, result.best_epoch, waited = val_loss, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if tr.patience is not None and waited >= tr.patience:
+                result.stopped_early = True
+                break
+    if best_state is not None and (tr.patience is not None or result.diverged):
+        model.load_state_dict(best_state)
+    return result
