@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.schema import register
+from regbench.schema import check, register
 
 
 def config_dir() -> str:
@@ -42,12 +42,17 @@ register()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> Any:
     """Runs one job; returns its validation loss (the monitored value, for sweepers)."""
+    hc = HydraConfig.get()
+    problems = check(cfg)
+    if problems and hc.mode == RunMode.RUN:  # answered before torch is even imported
+        print(f"regbench: error: {'; '.join(problems)}", file=sys.stderr)
+        sys.exit(2)
+
     from rich.console import Console
 
     from regbench.console import one_line, result_summary, result_table, result_title
     from regbench.runner import run
 
-    hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     console = Console()
     result = run(cfg, out_dir, console)

@@ -173,8 +173,9 @@ def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
                 f"{ds.name} files not found under {root / files_dir} and dataset.download=false: "
                 f"set dataset.download=true, or copy the dataset's original files there"
             ) from e
+        first_line = (str(e).strip().splitlines() or [""])[0]
         raise UserInputError(
-            f"could not download {ds.name} into {root} ({type(e).__name__}: {e}); without network, "
+            f"could not download {ds.name} into {root} ({type(e).__name__}: {first_line}); without network, "
             f"copy the dataset's original files into {root / files_dir} or point dataset.root at them"
         ) from e
 

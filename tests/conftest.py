@@ -1,0 +1,52 @@
+"""Shared fixtures: composing real configs, shrinking them for speed, and the offline data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from regbench.app import config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+# The original MNIST / Fashion-MNIST .gz files, beside the repository (see its README).
+SHARED_DATA = Path(os.environ.get("REGBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# Every test run is shrunk to this: a few epochs of a small MLP on a few hundred samples.
+TINY = ["trainer.max_epochs=3", "dataset.train_size=300", "model.hidden_sizes=[32]"]
+
+
+def make_cfg(*overrides: str):
+    """Composes conf/config.yaml with overrides, exactly as `regbench run` would."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def tiny_cfg():
+    """A factory of composed configs shrunk by TINY (later overrides win)."""
+    return lambda *overrides: make_cfg(*TINY, *overrides)
+
+
+def regbench(*args: str, cwd: Path, env: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+    """Runs the installed `regbench` console script in a subprocess."""
+    exe = shutil.which("regbench")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "regbench", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def torchvision_root(tmp_path: Path, folder: str) -> Path:
+    """Copies the original .gz files of `folder` (MNIST or FashionMNIST) into a writable root."""
+    source = SHARED_DATA / folder / "raw"
+    if not source.is_dir():
+        pytest.skip(f"offline {folder} files not found in {source} (set REGBENCH_SHARED_DATA)")
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    for gz in source.glob("*.gz"):
+        shutil.copy(gz, raw / gz.name)
+    return tmp_path

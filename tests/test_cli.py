@@ -1,0 +1,193 @@
+"""`regbench` end to end, in subprocesses, as a user would call it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from regbench import __version__
+from tests.conftest import TINY, regbench
+
+pytestmark = pytest.mark.slow
+
+RESULT_KEYS = {
+    "status", "error", "task", "dataset", "model", "reg", "seed", "params", "metrics", "gap",
+    "best_epoch", "epochs_run", "stopped_early", "sparsity", "n_params", "seconds", "device", "versions",
+}
+
+
+def results_under(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("result.json"))]
+
+
+def test_top_level_help_version_and_unknown_command(tmp_path):
+    out = regbench("--help", cwd=tmp_path)
+    assert out.returncode == 0 and "run" in out.stdout and "usage: regbench" in out.stdout
+    assert regbench("--version", cwd=tmp_path).stdout.strip() == f"regbench {__version__}"
+    bad = regbench("train", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "run" in bad.stderr
+
+
+def test_run_help_and_cfg_job_compose_without_training(tmp_path):
+    helped = regbench("run", "--help", cwd=tmp_path)
+    assert helped.returncode == 0
+    for group in ("dataset", "model", "reg", "optim"):
+        assert f"{group}:" in helped.stdout
+    cfg = regbench("run", "--cfg", "job", "reg=elasticnet", cwd=tmp_path)
+    assert cfg.returncode == 0 and "l1_ratio: 0.5" in cfg.stdout and "name: digits" in cfg.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_single_run_writes_result_and_metrics(tmp_path):
+    out = regbench("run", "reg=elasticnet", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (result,) = results_under(tmp_path / "outputs" / "runs")
+    assert RESULT_KEYS <= result.keys()
+    assert result["status"] == "ok" and result["reg"] == "elasticnet" and result["params"]["reg.alpha"] == 1e-4
+    m = result["metrics"]
+    assert result["gap"]["acc"] == pytest.approx(m["train_acc"] - m["val_acc"])
+    assert result["gap"]["loss"] == pytest.approx(m["val_loss"] - m["train_loss"])
+    run_dir = next((tmp_path / "outputs" / "runs").iterdir())
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds"
+    assert len(rows) - 1 == result["epochs_run"] == 3
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    for label in ("train", "val", "test", "gap", "best epoch"):
+        assert label in out.stdout
+
+
+def test_multirun_2x2_leaves_four_results(tmp_path):
+    out = regbench("run", "-m", "reg=l1,l2", "seed=0,1", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    sweeps = list((tmp_path / "outputs" / "sweeps").iterdir())
+    assert len(sweeps) == 1
+    assert sorted(p.name for p in sweeps[0].iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0", "1", "2", "3"]
+    results = results_under(sweeps[0])
+    assert len(results) == 4 and all(r["status"] == "ok" for r in results)
+    assert sorted((r["reg"], r["seed"]) for r in results) == [("l1", 0), ("l1", 1), ("l2", 0), ("l2", 1)]
+    assert "sweep done: 4 ok, 0 diverged, 0 failed" in out.stdout
+
+
+def test_regularizers_combine_with_list_syntax(tmp_path):
+    out = regbench("run", "reg=[elasticnet,dropout,batchnorm]", "reg.dropout=0.3", "dataset=breast_cancer", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (result,) = results_under(tmp_path)
+    assert result["reg"] == "elasticnet+dropout+batchnorm" and result["dataset"] == "breast_cancer"
+    assert result["params"]["reg.dropout"] == 0.3 and result["params"]["reg.batchnorm"] is True
+
+
+def test_same_seed_gives_identical_metrics_across_processes(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        assert regbench("run", "reg=l1", *TINY, cwd=tmp_path / sub).returncode == 0
+    (a,), (b,) = results_under(tmp_path / "a"), results_under(tmp_path / "b")
+    assert a["metrics"] == b["metrics"] and a["sparsity"] == b["sparsity"] and a["best_epoch"] == b["best_epoch"]
+
+
+def test_two_runs_started_together_get_their_own_folders(tmp_path):
+    import shutil
+    import sys
+
+    exe = shutil.which("regbench") or sys.executable
+    procs = [
+        subprocess.Popen([exe, "run", "trainer.max_epochs=1", "dataset.train_size=100"], cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    assert [p.wait(timeout=240) for p in procs] == [0, 0]
+    assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 2
+    assert len(results_under(tmp_path)) == 2
+
+
+def test_saved_model_is_the_reported_one_and_loads_with_weights_only(tmp_path):
+    from omegaconf import OmegaConf
+
+    from regbench.datasets import load
+    from regbench.models import build_model
+    from regbench.training import evaluate
+
+    assert regbench("run", "save_model=true", "reg=dropout", *TINY, cwd=tmp_path).returncode == 0
+    (path,) = (tmp_path / "outputs").rglob("model.pt")
+    cfg = OmegaConf.load(path.parent / ".hydra" / "config.yaml")
+    (result,) = results_under(tmp_path)
+    data = load(cfg.dataset, torch.device("cpu"))
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    val_loss, val_acc = evaluate(model, data, "val", 4096).tolist()
+    assert val_loss == result["metrics"]["val_loss"] and val_acc == result["metrics"]["val_acc"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("reg.alpha=-1", "reg.alpha must be >= 0"),
+        ("reg.l1_ratio=1.5", "reg.l1_ratio must be in [0, 1]"),
+        ("reg.dropout=1.0", "reg.dropout must be in [0, 1)"),
+    ],
+)
+def test_bad_values_get_one_line_before_training(tmp_path, override, message):
+    out = regbench("run", override, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"regbench: error: {message}")
+    assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
+    assert not list(tmp_path.rglob("metrics.csv"))  # nothing trained
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_refused(tmp_path):
+    out = regbench("run", "device=cuda", cwd=tmp_path)
+    assert out.returncode == 2 and "CUDA is not available" in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.strip().count("\n") == 0
+
+
+def test_unknown_option_lists_the_choices_and_unknown_key_fails_at_composition(tmp_path):
+    out = regbench("run", "reg=lasso", cwd=tmp_path)
+    assert out.returncode == 1 and "Could not find 'reg/lasso'" in out.stderr
+    assert "elasticnet" in out.stderr and "Traceback" not in out.stderr
+    typo = regbench("run", "reg.alpah=0.1", cwd=tmp_path)
+    assert typo.returncode == 1 and "Key 'alpah' not in 'RegConfig'" in typo.stderr
+    wrong_type = regbench("run", "reg.alpha=lots", cwd=tmp_path)
+    assert wrong_type.returncode == 1 and "could not be converted to Float" in wrong_type.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_missing_dataset_files_without_download(tmp_path):
+    out = regbench("run", "dataset=mnist", f"dataset.root={tmp_path / 'nodata'}", "dataset.download=false", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert str(tmp_path / "nodata") in out.stderr and "dataset.download=true" in out.stderr
+    assert out.stderr.strip().count("\n") == 0
+
+
+def test_multirun_with_a_bad_value_runs_nothing(tmp_path):
+    out = regbench("run", "-m", "reg.alpha=1e-4,-1", *TINY, cwd=tmp_path)
+    assert out.returncode == 2 and "reg.alpha must be >= 0" in out.stderr and "nothing was run" in out.stderr
+    assert not results_under(tmp_path)
+    unknown = regbench("run", "-m", "reg=l1,lasso", *TINY, cwd=tmp_path)
+    assert unknown.returncode == 2 and "Available options in 'reg'" in unknown.stderr
+    assert not results_under(tmp_path)
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    # model=cnn needs images: the wine job fails at run time, the digits job still runs.
+    out = regbench("run", "-m", "model=cnn", "dataset=wine,digits", "model.hidden_sizes=[16]",
+                   "model.channels=[4]", "trainer.max_epochs=2", cwd=tmp_path)
+    assert out.returncode == 1
+    statuses = sorted((r["dataset"], r["status"]) for r in results_under(tmp_path))
+    assert statuses == [("digits", "ok"), ("wine", "failed")]
+    assert "1 ok, 0 diverged, 1 failed" in out.stdout and "model=cnn needs image data" in out.stdout
+
+
+def test_shell_completion_goes_through_the_run_subcommand(tmp_path):
+    import os
+
+    env = dict(os.environ, COMP_LINE="regbench run reg=", COMP_POINT="17")
+    out = regbench("-sc", "query=bash", cwd=tmp_path, env=env)
+    assert out.returncode == 0 and "reg=elasticnet" in out.stdout and "reg=l1" in out.stdout
+    env = dict(os.environ, COMP_LINE="regbench r", COMP_POINT="10")
+    assert regbench("-sc", "query=bash", cwd=tmp_path, env=env).stdout.split() == ["run"]
+    script = regbench("run", "-sc", "install=bash", cwd=tmp_path).stdout
+    assert "complete -o nospace -o default -F hydra_bash_completion regbench" in script

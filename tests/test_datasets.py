@@ -1,0 +1,109 @@
+"""Splits, subsampling, label noise and standardisation; torchvision datasets offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from regbench import UserInputError
+from regbench.datasets import load
+from tests.conftest import make_cfg, torchvision_root
+
+CPU = torch.device("cpu")
+
+
+def data_of(*overrides: str):
+    return load(make_cfg(*overrides).dataset, CPU)
+
+
+def test_digits_split_sizes_are_stratified_fractions():
+    d = data_of("dataset=digits")
+    n_test, n_val, n_train = len(d.y_test), len(d.y_val), len(d.y_train)
+    assert n_train + n_val + n_test == 1797
+    assert n_test == 360  # ceil(0.2 * 1797), scikit-learn's rounding of test_size
+    assert n_val == 288  # ceil(0.2 * 1437)
+    assert d.x_train.shape[1:] == (1, 8, 8) and d.task == "classification" and d.n_outputs == 10
+    # Stratified: each class's share of the test split is within one sample of its share overall.
+    overall = np.bincount(np.concatenate([d.y_train, d.y_val, d.y_test]), minlength=10) / 1797
+    test_share = np.bincount(d.y_test.numpy(), minlength=10)
+    assert np.all(np.abs(test_share - overall * n_test) <= 1.0)
+
+
+def test_tabular_features_are_standardised_with_training_statistics_only():
+    d = data_of("dataset=breast_cancer")
+    mean, std = d.x_train.mean(0), d.x_train.std(0, unbiased=False)
+    assert torch.allclose(mean, torch.zeros_like(mean), atol=1e-5)
+    assert torch.allclose(std, torch.ones_like(std), atol=1e-4)
+    # The held-out splits are transformed with the training statistics, so they are not exactly standard.
+    assert not torch.allclose(d.x_val.mean(0), torch.zeros_like(mean), atol=1e-3)
+
+
+def test_same_split_seed_gives_the_same_split_whatever_the_regularizer():
+    a = load(make_cfg("dataset=wine", "reg=l1", "seed=3").dataset, CPU)
+    b = load(make_cfg("dataset=wine", "reg=[l2,dropout]", "seed=3").dataset, CPU)
+    c = load(make_cfg("dataset=wine", "seed=4").dataset, CPU)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(a.x_train, c.x_train)
+
+
+def test_split_seed_can_be_pinned_apart_from_seed():
+    a = load(make_cfg("dataset=wine", "seed=1", "dataset.split_seed=7").dataset, CPU)
+    b = load(make_cfg("dataset=wine", "seed=2", "dataset.split_seed=7").dataset, CPU)
+    assert torch.equal(a.x_train, b.x_train)
+
+
+@pytest.mark.parametrize("size, expected", [("100", 100), ("0.25", 287)])
+def test_train_size_is_a_count_or_a_fraction(size, expected):
+    full = data_of("dataset=digits")
+    d = data_of("dataset=digits", f"dataset.train_size={size}")
+    assert len(d.y_train) == expected  # 0.25 * 1149 training samples, rounded
+    assert len(d.y_val) == len(full.y_val) and torch.equal(d.y_test, full.y_test)
+
+
+def test_train_size_larger_than_the_split_is_refused():
+    with pytest.raises(UserInputError, match="train_size"):
+        data_of("dataset=wine", "dataset.train_size=5000")
+
+
+def test_label_noise_replaces_that_fraction_of_training_labels_only():
+    clean = data_of("dataset=digits")
+    noisy = data_of("dataset=digits", "dataset.label_noise=0.4")
+    changed = (clean.y_train != noisy.y_train).float().mean().item()
+    # 40% are redrawn uniformly over 10 classes, so about 36% end up different.
+    assert 0.30 < changed < 0.42
+    assert torch.equal(clean.y_val, noisy.y_val) and torch.equal(clean.y_test, noisy.y_test)
+    assert torch.equal(clean.x_train, noisy.x_train)
+
+
+def test_regression_targets_are_standardised_and_noise_draws_training_targets():
+    d = data_of("dataset=diabetes")
+    assert d.task == "regression" and d.n_outputs == 1 and d.y_train.dtype == torch.float32
+    assert abs(d.y_train.mean().item()) < 1e-5
+    noisy = data_of("dataset=diabetes", "dataset.label_noise=0.5")
+    assert (noisy.y_train != d.y_train).float().mean().item() > 0.3
+
+
+def test_synthetic_datasets_have_the_configured_shapes():
+    c = data_of("dataset=synthetic", "dataset.n_samples=500", "dataset.n_features=40")
+    r = data_of("dataset=synthetic_regression")
+    assert c.x_train.shape[1] == 40 and c.n_outputs == 2
+    assert r.x_train.shape[1] == 100 and r.task == "regression"
+    assert len(c.y_train) + len(c.y_val) + len(c.y_test) == 500
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_torchvision_datasets_load_offline_from_the_original_files(tmp_path, name, folder):
+    root = torchvision_root(tmp_path, folder)
+    d = data_of(f"dataset={name}", f"dataset.root={root}", "dataset.download=true")
+    assert d.is_image and d.x_train.dtype == torch.uint8  # kept compact, normalised per batch
+    assert len(d.y_test) == 10000 and len(d.y_train) + len(d.y_val) == 60000
+    assert d.x_train.shape[1:] == (1, 28, 28)
+    x = d.prepare(d.x_train[:5000])
+    assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
+
+
+def test_missing_files_without_download_name_the_root(tmp_path):
+    with pytest.raises(UserInputError, match=str(tmp_path)) as info:
+        data_of("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
+    assert "dataset.download=true" in str(info.value) and "\n" not in str(info.value)
