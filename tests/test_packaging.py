@@ -1,0 +1,55 @@
+"""A normal (non-editable) install finds every config: the wheel carries conf/."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("regbench-*.whl")
+    return path
+
+
+def test_wheel_contains_every_config(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    configs = sorted(p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml"))
+    assert len(configs) >= 25
+    missing = [c for c in configs if f"regbench/conf/{c}" not in names]
+    assert not missing
+
+
+def test_installed_wheel_composes_from_its_own_configs(wheel, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run([python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run(
+        [python, "-c", "import regbench.app as a; print(a.config_dir())"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert where.startswith(str(env_dir)) and where.endswith("regbench/conf")
+    out = subprocess.run(
+        [env_dir / "bin" / "regbench", "run", "--cfg", "job", "dataset=wine", "reg=[l1,dropout]"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "name: wine" in out.stdout and "l1_ratio: 1.0" in out.stdout and "dropout: 0.5" in out.stdout
