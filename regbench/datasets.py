@@ -77,7 +77,8 @@ def load(ds: Any, device: torch.device) -> Data:
     task = "regression" if ds.name in REGRESSION else "classification"
     x_train, x_val, y_train, y_val = _split(x_trainval, y_trainval, ds.val_fraction, ds.split_seed + 1, ds.name)
     x_train, y_train = _subsample(x_train, y_train, ds.train_size, ds.split_seed + 2, task)
-    y_train = _label_noise(y_train, ds.label_noise, ds.split_seed + 3, task)
+    n_classes = int(max(y_trainval.max(), y_test.max())) + 1 if task == "classification" else 0
+    y_train = _label_noise(y_train, ds.label_noise, ds.split_seed + 3, n_classes)
 
     if task == "regression":
         mu, sd = y_train.mean(), _safe_std(y_train.std())
@@ -85,7 +86,7 @@ def load(ds: Any, device: torch.device) -> Data:
         n_outputs = 1
         y_dtype = torch.float32
     else:
-        n_outputs = int(max(y_train.max(), y_val.max(), y_test.max())) + 1
+        n_outputs = n_classes
         y_dtype = torch.int64
 
     is_image = x_train.dtype == np.uint8
@@ -213,17 +214,18 @@ def _subsample(x: np.ndarray, y: np.ndarray, size: float | None, seed: int, task
     return x_sub, y_sub
 
 
-def _label_noise(y: np.ndarray, fraction: float, seed: int, task: str) -> np.ndarray:
+def _label_noise(y: np.ndarray, fraction: float, seed: int, n_classes: int) -> np.ndarray:
     """Replaces round(fraction * n) training labels: a uniformly drawn class (which may be the
-    true one, as in Zhang et al. 2017), or for regression the target of a random training sample."""
+    true one, as in Zhang et al. 2017), or for regression (n_classes=0) the target of a random
+    training sample."""
     n_noisy = int(round(fraction * len(y)))
     if n_noisy == 0:
         return y
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(y), size=n_noisy, replace=False)
     y = y.copy()
-    if task == "classification":
-        y[idx] = rng.integers(0, int(y.max()) + 1, size=n_noisy)
+    if n_classes:
+        y[idx] = rng.integers(0, n_classes, size=n_noisy)
     else:
         y[idx] = y[rng.integers(0, len(y), size=n_noisy)]
     log.info("label noise: replaced %d of %d training labels", n_noisy, len(y))

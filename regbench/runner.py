@@ -22,7 +22,7 @@ from rich.console import Console
 
 from regbench import UserInputError
 from regbench.console import progress_bar
-from regbench.datasets import load
+from regbench.datasets import REGRESSION, load
 from regbench.device import resolve_device
 from regbench.models import build_model
 from regbench.penalties import penalised_weights, sparsity
@@ -42,7 +42,7 @@ def seed_everything(seed: int) -> None:
 
 def _skeleton(cfg: Any) -> dict[str, Any]:
     """A result with every required key, before anything has run."""
-    task = "regression" if cfg.dataset.name in ("diabetes", "synthetic_regression") else "classification"
+    task = "regression" if cfg.dataset.name in REGRESSION else "classification"
     m = metric_name(task)
     return {
         "status": "failed",
