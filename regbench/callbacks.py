@@ -5,7 +5,6 @@ Enabled in conf/config.yaml (hydra.callbacks.sweep_summary), so they run whateve
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from regbench.results import iter_result_files
 from regbench.schema import check
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -41,7 +39,7 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
 
 
 class SweepSummary(Callback):
-    """Refuses a sweep with a bad job before any job runs; lists diverged and failed jobs after."""
+    """Refuses a sweep with a bad job before any job runs; reports the sweep when it ends."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra import compose
@@ -73,23 +71,23 @@ class SweepSummary(Callback):
             sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Writes runs.csv and report.csv into the sweep folder, prints the comparison table,
+        one line per diverged or failed job, and exits 1 when any job failed."""
+        from regbench.report import build, render, wide_console, write
+
         sweep_dir = Path(config.hydra.sweep.dir)
-        counts = {"ok": 0, "diverged": 0, "failed": 0}
-        bad = []
-        for path in iter_result_files(sweep_dir):
-            try:
-                result = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            status = result.get("status", "failed")
-            counts[status] = counts.get(status, 0) + 1
-            if status != "ok":
-                bad.append((status, path.parent, result.get("error")))
+        try:
+            report = build([sweep_dir])
+        except ValueError as e:
+            print(f"regbench: {e}", file=sys.stderr)
+            sys.exit(1)
+        write(report, sweep_dir)
+        render(report, wide_console())
+        status = report.runs["status"]
+        counts = {s: int((status == s).sum()) for s in ("ok", "diverged", "failed")}
         print(
             f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed; "
-            f"results in {sweep_dir}"
+            f"runs.csv and report.csv in {sweep_dir}"
         )
-        for status, folder, error in bad:
-            print(f"  {status}: {folder}" + (f": {error}" if error else ""))
         if counts["failed"]:
             sys.exit(1)

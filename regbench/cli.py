@@ -11,7 +11,10 @@ import sys
 
 from regbench import __version__
 
-COMMANDS = {"run": "train one configuration, or a sweep with -m (a Hydra app: see `regbench run --help`)"}
+COMMANDS = {
+    "run": "train one configuration, or a sweep with -m (a Hydra app: see `regbench run --help`)",
+    "report": "aggregate run folders into comparison tables and plots (see `regbench report --help`)",
+}
 
 USAGE = f"""usage: regbench [-h] [-V] COMMAND [ARGS ...]
 
@@ -27,6 +30,7 @@ options:
 examples:
   regbench run reg=elasticnet
   regbench run -m reg=l1,l2,elasticnet reg.alpha=1e-5,1e-4,1e-3 seed=0,1,2
+  regbench report outputs/sweeps/<sweep> --pivot reg.alpha --metric gap.acc --plots
   eval "$(regbench run -sc install=bash)"     # tab completion of overrides
 """
 
@@ -44,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return _complete(args)
     if args[0] == "run":
         return _run(args[1:])
+    if args[0] == "report":
+        from regbench.report import main as report_main
+
+        return report_main(args[1:])
     print(f"regbench: error: unknown command {args[0]!r} (choose from: {', '.join(COMMANDS)})", file=sys.stderr)
     return 2
 

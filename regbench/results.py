@@ -13,7 +13,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.csv"
@@ -95,12 +95,6 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def read_result(folder: Path) -> dict[str, Any]:
-    """Reads a run folder's result.json."""
-    with open(Path(folder) / RESULT_FILE) as f:
-        return json.load(f)
-
-
 class MetricsWriter:
     """Appends one row per epoch to metrics.csv, flushed so a killed run keeps its history."""
 
@@ -123,12 +117,3 @@ class MetricsWriter:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def iter_result_files(root: Path) -> Iterator[Path]:
-    """Every result.json under `root` (or `root` itself when it is a run folder)."""
-    root = Path(root)
-    if (root / RESULT_FILE).is_file():
-        yield root / RESULT_FILE
-        return
-    yield from sorted(root.rglob(RESULT_FILE))

@@ -1,0 +1,103 @@
+"""Finds run folders under the given paths and reads their result.json into one runs table.
+
+A folder that looks like a run (it has `.hydra/`, metrics.csv or result.json) but has no
+readable, complete result.json — a run still going, or one that was killed — is skipped with
+one warning naming it; the report never crashes on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from regbench.results import RESULT_FILE
+REQUIRED = ("status", "task", "dataset", "model", "reg", "seed", "params", "metrics", "gap")
+RUN_MARKERS = (RESULT_FILE, "metrics.csv", ".hydra")
+
+
+@dataclass
+class Collected:
+    """The runs table and what was skipped on the way."""
+
+    runs: pd.DataFrame
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def run_folders(path: Path) -> list[Path]:
+    """Every run folder at or under `path`, sorted (a sweep's job folders, single runs, ...)."""
+    path = Path(path)
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        names = set(filenames) | set(dirnames)
+        if any(marker in names for marker in RUN_MARKERS):
+            found.add(Path(dirpath))
+        dirnames[:] = [d for d in dirnames if d != ".hydra"]  # never descend into Hydra's own folder
+    return sorted(found)
+
+
+def flatten_result(result: dict[str, Any]) -> dict[str, Any]:
+    """One runs.csv row: top-level fields as they are, `metrics` unprefixed (val_acc, ...),
+    `gap.*`, `params.*` and `versions.*` dotted; lists become JSON text so they can be grouped."""
+    row: dict[str, Any] = {}
+    for key, value in result.items():
+        if key == "metrics":
+            row.update(value)
+        elif key in ("gap", "params", "versions") and isinstance(value, dict):
+            row.update({f"{key}.{k}": _scalar(v) for k, v in value.items()})
+        elif key != "traceback":
+            row[key] = _scalar(value)
+    return row
+
+
+def _scalar(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _read(folder: Path) -> tuple[dict[str, Any] | None, str]:
+    path = folder / RESULT_FILE
+    if not path.is_file():
+        return None, "no result.json (still running, killed, or refused at start)"
+    try:
+        text = path.read_text()
+        if not text.strip():
+            return None, "empty result.json"
+        result = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"unreadable result.json ({type(e).__name__}: {str(e).splitlines()[0]})"
+    if not isinstance(result, dict):
+        return None, "malformed result.json (not an object)"
+    missing = [k for k in REQUIRED if k not in result]
+    if missing:
+        return None, f"malformed result.json (missing {', '.join(missing)})"
+    return result, ""
+
+
+def collect(paths: list[Path]) -> Collected:
+    """Reads every run under `paths` (merged, each folder once) into a runs table.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+    """
+    folders: list[Path] = []
+    for path in paths:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        folders += run_folders(Path(path).resolve())  # absolute: the same whichever way the path was given
+    rows, skipped, seen = [], [], set()
+    for folder in folders:
+        if folder in seen:
+            continue
+        seen.add(folder)
+        result, why = _read(folder)
+        if result is None:
+            skipped.append((folder, why))
+            continue
+        row = flatten_result(result)
+        row["folder"] = str(folder)
+        rows.append(row)
+    return Collected(runs=pd.DataFrame(rows), skipped=skipped)

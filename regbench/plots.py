@@ -1,0 +1,128 @@
+"""The report's figures, drawn headless with matplotlib: the gap against the penalty strength,
+and the learning curves with their early-stopping points."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ALPHA = "params.reg.alpha"
+
+
+def _panels(ok: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One panel per dataset/model pair present."""
+    return [(f"{d} / {m}", f) for (d, m), f in ok.groupby(["dataset", "model"], sort=True)]
+
+
+def gap_vs_strength(runs: pd.DataFrame, path: Path, metric: str) -> Path | None:
+    """For each regularizer label, gap.<metric> and val_<metric> against reg.alpha (log axis),
+    mean with a ±1 std band across seeds; labels without a weight penalty (alpha 0, e.g. the
+    baseline) are drawn as horizontal reference lines. Returns None without any alpha > 0."""
+    ok = runs[runs["status"] == "ok"]
+    if ALPHA not in ok or not (ok[ALPHA] > 0).any():
+        return None
+    panels = _panels(ok)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(12, 4.2 * len(panels)), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    labels = sorted(ok["reg"].unique())
+    for row, (title, frame) in enumerate(panels):
+        for col, (q, ylabel) in enumerate(
+            [(f"gap.{metric}", f"gap.{metric} = train {metric} − val {metric}"), (f"val_{metric}", f"validation {metric}")]
+        ):
+            ax = axes[row][col]
+            for i, label in enumerate(labels):
+                part = frame[frame["reg"] == label]
+                if part.empty:
+                    continue
+                color = colors(i % 10)
+                penalised = part[part[ALPHA] > 0]
+                if penalised.empty:  # no strength axis: a reference line at its mean
+                    mean, std = part[q].mean(), part[q].std()
+                    ax.axhline(mean, color=color, linestyle="--", label=f"{label} (alpha=0)")
+                    if not math.isnan(std):
+                        ax.axhspan(mean - std, mean + std, color=color, alpha=0.12)
+                    continue
+                g = penalised.groupby(ALPHA)[q].agg(["mean", "std"]).sort_index()
+                ax.plot(g.index, g["mean"], marker="o", color=color, label=label)
+                ax.fill_between(g.index, g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0), color=color, alpha=0.2)
+            ax.set_xscale("log")
+            ax.set_xlabel("penalty strength reg.alpha (log scale)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{title}: {'generalization gap' if col == 0 else 'validation ' + metric}")
+            ax.grid(True, which="both", alpha=0.3)
+    handles, names = _unique_legend(axes)
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 5), frameon=False)
+    fig.suptitle("Mean ± 1 std across seeds")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _unique_legend(axes: np.ndarray) -> tuple[list, list]:
+    seen: dict[str, object] = {}
+    for ax in axes.flat:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(name, handle)
+    return list(seen.values()), list(seen.keys())
+
+
+def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str]) -> Path | None:
+    """Train (dashed) and validation (solid) loss per epoch for each configuration, the mean
+    across seeds over the seeds still training at that epoch, read from metrics.csv; a dot
+    marks each configuration's mean early-stopping (best) epoch. One panel per regularizer
+    label. Returns None when no metrics.csv could be read."""
+    ok = runs[runs["status"] == "ok"]
+    histories = []
+    for _, run in ok.iterrows():
+        csv = Path(run["folder"]) / "metrics.csv"
+        try:
+            h = pd.read_csv(csv, usecols=["epoch", "train_loss", "val_loss"])
+        except (OSError, ValueError):
+            continue
+        histories.append(h.assign(config=run["config"], reg=run["reg"]))
+    if not histories:
+        return None
+    history = pd.concat(histories, ignore_index=True)
+    labels = sorted(history["reg"].unique())
+    ncols = min(3, len(labels))
+    nrows = math.ceil(len(labels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
+    colors = plt.get_cmap("viridis")
+    for ax, label in zip(axes.flat, labels):
+        configs = sorted(history.loc[history["reg"] == label, "config"].unique())
+        for j, cid in enumerate(configs):
+            color = colors(j / max(len(configs) - 1, 1) * 0.9)
+            mean = history[history["config"] == cid].groupby("epoch")[["train_loss", "val_loss"]].mean()
+            name = describe.get(cid, f"config {cid}")
+            ax.plot(mean.index, mean["val_loss"], color=color, label=f"{name} val")
+            ax.plot(mean.index, mean["train_loss"], color=color, linestyle="--", alpha=0.8, label=f"{name} train")
+            best = ok.loc[ok["config"] == cid, "best_epoch"].mean()
+            if not math.isnan(best):
+                epoch = int(round(best))
+                if epoch in mean.index:
+                    ax.plot([epoch], [mean.loc[epoch, "val_loss"]], "o", color=color, markersize=7, markeredgecolor="black")
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda y, _: f"{y:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (log scale)")
+        ax.set_title(f"reg={label}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right", framealpha=0.8)
+    for ax in list(axes.flat)[len(labels):]:
+        ax.set_visible(False)
+    fig.suptitle("Loss per epoch, mean across seeds (solid: validation, dashed: train; dot: early-stopping point)")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

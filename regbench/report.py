@@ -1,0 +1,244 @@
+"""`regbench report`: run folders in; runs.csv, report.csv (and pivot.csv, report.md, plots) out.
+
+    regbench report PATH [PATH ...] [--out DIR] [--format csv|md] [--baseline LABEL]
+                    [--pivot KEY] [--metric NAME] [--plots]
+
+The same `build` / `write` / `render` steps run at the end of every multirun (see
+regbench.callbacks), so `regbench report SWEEP` later gives the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from regbench.aggregate import against_baseline, metric_of, pivot, summarize, with_config_ids
+from regbench.collect import collect
+
+
+@dataclass
+class Report:
+    """Everything a report shows: the runs, the per-configuration table and what was left out."""
+
+    runs: pd.DataFrame
+    table: pd.DataFrame
+    constants: dict[str, Any]
+    baseline: str
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def build(paths: list[Path], baseline: str = "none") -> Report:
+    """Reads the runs under `paths` and aggregates them.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: no finished run was found.
+    """
+    collected = collect(paths)
+    if collected.runs.empty:
+        where = ", ".join(str(p) for p in paths)
+        raise ValueError(f"no finished runs (result.json) under {where}")
+    runs = with_config_ids(collected.runs)
+    table, constants = summarize(runs)
+    table = against_baseline(runs, table, baseline)
+    return Report(runs=runs, table=table, constants=constants, baseline=baseline, skipped=collected.skipped)
+
+
+def _fmt_param(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return str(value)
+
+
+def _mean_ci(row: pd.Series, q: str) -> str:
+    mean, ci = row.get(f"{q}.mean"), row.get(f"{q}.ci95")
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    return _fmt(mean) if ci is None or math.isnan(ci) else f"{_fmt(mean)} ± {_fmt(ci)}"
+
+
+def param_columns(table: pd.DataFrame) -> list[str]:
+    """The varying parameters: summarize puts them between `config` and `reg`."""
+    columns = list(table.columns)
+    return columns[1 : columns.index("reg")]
+
+
+def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
+    """The printed (and Markdown) view of report.csv: header and formatted rows."""
+    t, m = report.table, metric_of(report.runs)
+    params = param_columns(t)
+    header = params + ["reg", "n"]
+    show_bad = bool((t["n_diverged"] + t["n_failed"]).any())
+    if show_bad:
+        header.append("diverged/failed")
+    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", "sparsity") if f"{q}.mean" in t]
+    header += [f"{q} (95% CI)" for q in quantities] + ["epochs"]
+    with_delta = f"delta.val_{m}" in t and t[f"delta.val_{m}"].notna().any()
+    if with_delta:
+        header += [f"Δval_{m} vs {report.baseline}", "p (t-test / Wilcoxon)", "pairs"]
+    rows = []
+    for _, r in t.iterrows():
+        row = [_fmt_param(r[p]) for p in params] + [str(r["reg"]), str(int(r["n_seeds"]))]
+        if show_bad:
+            row.append(f"{int(r['n_diverged'])}/{int(r['n_failed'])}")
+        row += [_mean_ci(r, q) for q in quantities] + [_fmt(r.get("epochs_run.mean"), 1)]
+        if with_delta:
+            p = (r[f"delta.val_{m}.p_ttest"], r[f"delta.val_{m}.p_wilcoxon"])
+            row += [
+                _fmt(r[f"delta.val_{m}"]),
+                "" if all(math.isnan(x) for x in p) else " / ".join(_fmt(x, 3) or "–" for x in p),
+                "" if math.isnan(r["delta.n_pairs"]) else str(int(r["delta.n_pairs"])),
+            ]
+        rows.append(row)
+    return header, rows
+
+
+def constants_line(report: Report) -> str:
+    shown = {k: v for k, v in report.constants.items() if k != "dataset.root"}
+    return "constant in every run: " + ", ".join(f"{k}={_fmt_param(v)}" for k, v in shown.items())
+
+
+def problem_lines(report: Report) -> list[str]:
+    """One line per diverged or failed run, with its folder and error."""
+    bad = report.runs[report.runs["status"] != "ok"]
+    return [
+        f"{r['status']}: {r['folder']}" + (f": {r['error']}" if isinstance(r.get("error"), str) else "")
+        for _, r in bad.iterrows()
+    ]
+
+
+def wide_console() -> Console:
+    """A console that does not wrap tables at 80 columns when writing to a file or a pipe."""
+    console = Console()
+    return console if console.is_terminal else Console(width=250)
+
+
+def render(report: Report, console: Console) -> None:
+    """Prints the comparison table, the constants, the problem runs and the skipped count."""
+    header, rows = display_table(report)
+    ok = int((report.runs["status"] == "ok").sum())
+    table = Table(title=f"{len(report.table)} configurations, {len(report.runs)} runs ({ok} ok), best validation first",
+                  title_justify="left")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i < header.index("n") else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(constants_line(report), highlight=False, markup=False)
+    for line in problem_lines(report):
+        console.print(line, highlight=False, markup=False)
+    if report.skipped:
+        console.print(f"skipped {len(report.skipped)} run folder(s) without a usable result.json", highlight=False)
+
+
+def markdown(report: Report) -> str:
+    header, rows = display_table(report)
+    lines = [constants_line(report), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    problems = problem_lines(report)
+    if problems:
+        lines += ["", *[f"- {p}" for p in problems]]
+    return "\n".join(lines) + "\n"
+
+
+def write(report: Report, out: Path, fmt: str = "csv") -> list[Path]:
+    """Writes runs.csv and report.csv (and report.md with fmt="md") into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "runs.csv", out / "report.csv"]
+    report.runs.to_csv(files[0], index=False)
+    report.table.to_csv(files[1], index=False)
+    if fmt == "md":
+        files.append(out / "report.md")
+        files[-1].write_text(markdown(report))
+    return files
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="regbench report",
+        description="Aggregate regbench runs into comparison tables: mean, std and 95%% CI across seeds, "
+        "paired differences against a baseline, a pivot view and plots.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="a sweep folder, a run folder, or outputs/ (searched recursively); several are merged")
+    parser.add_argument("--out", type=Path, help="where to write the files (default: the first PATH)")
+    parser.add_argument("--format", choices=("csv", "md"), default="csv", help="md also writes report.md")
+    parser.add_argument("--baseline", default="none", metavar="LABEL", help="the reg label to compare against (default: none)")
+    parser.add_argument("--pivot", metavar="KEY", help="a params key, e.g. reg.alpha: one column per value (pivot.csv)")
+    parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), e.g. gap.acc")
+    parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """`regbench report …`; returns the exit code."""
+    args = parse_args(argv)
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        print(f"regbench: error: {missing[0]} does not exist", file=sys.stderr)
+        return 2
+    out = args.out or args.paths[0]
+    if out.exists() and not out.is_dir():
+        print(f"regbench: error: --out {out} is a file, not a folder", file=sys.stderr)
+        return 2
+    try:
+        report = build(args.paths, args.baseline)
+    except ValueError as e:
+        print(f"regbench: error: {e}", file=sys.stderr)
+        return 1
+    for folder, why in report.skipped:
+        print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
+    m = metric_of(report.runs)
+    pivot_table = None
+    if args.pivot:
+        try:
+            pivot_table = pivot(report.runs, args.pivot, args.metric or f"val_{m}")
+        except KeyError as e:
+            print(f"regbench: error: {e.args[0]}", file=sys.stderr)
+            return 2
+    console = wide_console()
+    files = write(report, out, args.format)
+    render(report, console)
+    if pivot_table is not None:
+        files.append(out / "pivot.csv")
+        pivot_table.to_csv(files[-1], index=False)
+        _print_pivot(pivot_table, args.metric or f"val_{m}", console)
+    if args.plots:
+        files += _plots(report, out, m)
+    console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
+    return 0
+
+
+def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
+    view = Table(title=f"{metric}: mean ± std across seeds", title_justify="left")
+    for c in table.columns:
+        view.add_column(str(c))
+    for _, row in table.iterrows():
+        view.add_row(*("" if pd.isna(v) else str(v) for v in row))
+    console.print(view)
+
+
+def _plots(report: Report, out: Path, metric: str) -> list[Path]:
+    from regbench.plots import curves, gap_vs_strength
+
+    params = param_columns(report.table)
+    describe = {
+        int(r["config"]): ", ".join(f"{p.removeprefix('reg.')}={_fmt_param(r[p])}" for p in params) or str(r["reg"])
+        for _, r in report.table.iterrows()
+    }
+    made = [gap_vs_strength(report.runs, out / "gap_vs_strength.png", metric), curves(report.runs, out / "curves.png", describe)]
+    return [p for p in made if p is not None]

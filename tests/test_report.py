@@ -1,0 +1,194 @@
+"""`regbench report`: statistics against hand-computed values and scipy, status handling,
+malformed files, the pivot view, plots, and the automatic report after a sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from regbench.report import build, main, markdown, write
+from tests.conftest import TINY, regbench
+
+T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom
+
+
+def write_run(folder: Path, *, reg="none", alpha=0.0, seed=0, val=0.9, train=1.0, test=0.85, status="ok",
+              dataset="digits", error=None, task="classification", extra=None) -> Path:
+    """A result.json as the runner writes it (the fields the report reads)."""
+    folder.mkdir(parents=True)
+    m = "acc" if task == "classification" else "r2"
+    params = {"dataset.name": dataset, "model.name": "mlp", "reg.alpha": alpha, "seed": seed,
+              "dataset.split_seed": seed, "optim.lr": 0.001, "model.hidden_sizes": [8]}
+    params.update(extra or {})
+    result = {
+        "status": status, "error": error, "task": task, "dataset": dataset, "model": "mlp", "reg": reg,
+        "seed": seed, "params": params,
+        "metrics": {f"train_{m}": train, f"val_{m}": val, f"test_{m}": test,
+                    "train_loss": 1 - train, "val_loss": 1 - val, "test_loss": 1 - test},
+        "gap": {m: train - val, "loss": val - train},
+        "best_epoch": 5, "epochs_run": 15, "stopped_early": True, "sparsity": 0.0, "n_params": 10,
+        "seconds": 1.0, "device": "cpu", "versions": {"regbench": "0.1.0", "torch": "x", "python": "3"},
+    }
+    (folder / "result.json").write_text(json.dumps(result))
+    return folder
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    """A baseline and an l2 configuration over three seeds, plus a diverged and a failed l2 run."""
+    root = tmp_path / "sweep"
+    for i, (seed, base, l2) in enumerate([(0, 0.9, 0.92), (1, 0.8, 0.85), (2, 0.7, 0.71)]):
+        write_run(root / f"{2 * i}", reg="none", alpha=0.0, seed=seed, val=base)
+        write_run(root / f"{2 * i + 1}", reg="l2", alpha=1e-3, seed=seed, val=l2)
+    write_run(root / "6", reg="l2", alpha=1e-3, seed=3, val=0.05, status="diverged")
+    write_run(root / "7", reg="l2", alpha=1e-3, seed=4, val=0.0, status="failed", error="RuntimeError: boom")
+    return root
+
+
+def row_of(report, reg):
+    (index,) = report.table.index[report.table["reg"] == reg]
+    return report.table.loc[index]
+
+
+def test_mean_std_and_t_interval_match_hand_computed_values(sweep):
+    report = build([sweep])
+    base = row_of(report, "none")
+    assert base["n_seeds"] == 3
+    assert base["val_acc.mean"] == pytest.approx(0.8)
+    assert base["val_acc.std"] == pytest.approx(0.1)  # sample standard deviation
+    assert base["val_acc.ci95"] == pytest.approx(T_975_2DF * 0.1 / math.sqrt(3))
+    assert base["gap.acc.mean"] == pytest.approx(0.2)
+
+
+def test_diverged_and_failed_runs_are_counted_never_averaged(sweep):
+    report = build([sweep])
+    l2 = row_of(report, "l2")
+    assert (l2["n_seeds"], l2["n_diverged"], l2["n_failed"]) == (3, 1, 1)
+    assert l2["val_acc.mean"] == pytest.approx((0.92 + 0.85 + 0.71) / 3)
+    text = markdown(report)
+    assert f"diverged: {(sweep / '6').resolve()}" in text
+    assert f"failed: {(sweep / '7').resolve()}: RuntimeError: boom" in text
+
+
+def test_paired_differences_and_p_values_match_scipy(sweep):
+    report = build([sweep])
+    l2, base = [0.92, 0.85, 0.71], [0.9, 0.8, 0.7]
+    row = row_of(report, "l2")
+    assert row["delta.n_pairs"] == 3
+    assert row["delta.val_acc"] == pytest.approx((0.02 + 0.05 + 0.01) / 3)
+    assert row["delta.val_acc.p_ttest"] == pytest.approx(stats.ttest_rel(l2, base).pvalue)
+    assert row["delta.val_acc.p_wilcoxon"] == pytest.approx(stats.wilcoxon([a - b for a, b in zip(l2, base)]).pvalue)
+    assert math.isnan(row_of(report, "none")["delta.val_acc"])
+
+
+def test_fewer_than_two_pairs_leave_the_p_values_empty(tmp_path):
+    write_run(tmp_path / "a", reg="none", seed=0, val=0.8)
+    write_run(tmp_path / "b", reg="l1", alpha=1e-3, seed=0, val=0.9)
+    write_run(tmp_path / "c", reg="l1", alpha=1e-3, seed=1, val=0.9)
+    row = row_of(build([tmp_path]), "l1")
+    assert row["delta.n_pairs"] == 1 and row["delta.val_acc"] == pytest.approx(0.1)
+    assert math.isnan(row["delta.val_acc.p_ttest"]) and math.isnan(row["delta.val_acc.p_wilcoxon"])
+
+
+def test_baselines_pair_within_the_same_dataset(tmp_path):
+    for d, base, l2 in [("wine", 0.5, 0.6), ("digits", 0.9, 0.8)]:
+        for seed in (0, 1):
+            write_run(tmp_path / f"{d}-none-{seed}", reg="none", dataset=d, seed=seed, val=base + seed / 100,
+                      extra={"dataset.name": d})
+            write_run(tmp_path / f"{d}-l2-{seed}", reg="l2", alpha=0.1, dataset=d, seed=seed, val=l2 + seed / 50,
+                      extra={"dataset.name": d})
+    t = build([tmp_path]).table
+    deltas = dict(zip(t.loc[t["reg"] == "l2", "dataset.name"], t.loc[t["reg"] == "l2", "delta.val_acc"]))
+    assert deltas["wine"] == pytest.approx(0.105) and deltas["digits"] == pytest.approx(-0.095)
+
+
+def test_other_baseline_label(sweep):
+    row = row_of(build([sweep], baseline="l2"), "none")
+    assert row["delta.val_acc"] == pytest.approx(-(0.02 + 0.05 + 0.01) / 3)
+
+
+def test_constant_columns_are_named_once_and_varying_ones_come_first(sweep, tmp_path):
+    report = build([sweep])
+    assert list(report.table.columns[:3]) == ["config", "reg.alpha", "reg"]
+    assert "dataset.name" not in report.table and "optim.lr" not in report.table
+    assert report.constants["dataset.name"] == "digits" and report.constants["optim.lr"] == 0.001
+    assert "seed" not in report.constants and "dataset.split_seed" not in report.constants
+    assert list(report.table["reg"]) == ["l2", "none"]  # best validation first
+    files = write(report, tmp_path / "out")
+    runs = pd.read_csv(files[0])
+    assert "params.dataset.name" in runs and "params.seed" in runs and len(runs) == 8 and "folder" in runs
+
+
+def test_malformed_results_are_skipped_with_one_warning_each(sweep, capsys):
+    (sweep / "8").mkdir()
+    (sweep / "8" / "result.json").write_text("")
+    (sweep / "9").mkdir()
+    (sweep / "9" / "result.json").write_text('{"status": "ok", "params": {')
+    (sweep / "10").mkdir()
+    (sweep / "10" / "result.json").write_text('{"status": "ok"}')
+    (sweep / "11" / ".hydra").mkdir(parents=True)
+    (sweep / "11" / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n")
+    assert main([str(sweep)]) == 0
+    err = capsys.readouterr()
+    warnings = [line for line in err.err.splitlines() if line.startswith("regbench: warning: skipped")]
+    assert len(warnings) == 4
+    assert any("8: empty result.json" in w for w in warnings)
+    assert any("9: unreadable result.json" in w for w in warnings)
+    assert any("10: malformed result.json (missing" in w for w in warnings)
+    assert any("11: no result.json" in w for w in warnings)
+    assert "skipped 4 run folder(s)" in err.out
+    assert len(pd.read_csv(sweep / "runs.csv")) == 8
+
+
+def test_pivot_cells_are_mean_and_std(sweep, tmp_path):
+    assert main([str(sweep), "--out", str(tmp_path / "o"), "--pivot", "reg.alpha", "--metric", "val_acc"]) == 0
+    table = pd.read_csv(tmp_path / "o" / "pivot.csv")
+    assert list(table.columns) == ["reg", "reg.alpha=0.0", "reg.alpha=0.001"]
+    row = table.set_index("reg")
+    assert row.loc["none", "reg.alpha=0.0"] == "0.8000 ± 0.1000"
+    l2 = [0.92, 0.85, 0.71]
+    assert row.loc["l2", "reg.alpha=0.001"] == f"{sum(l2) / 3:.4f} ± {pd.Series(l2).std():.4f}"
+    assert pd.isna(row.loc["none", "reg.alpha=0.001"])
+
+
+def test_regression_reports_r2(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / f"r{seed}", task="regression", reg="none", seed=seed, val=0.4 + seed / 10)
+    row = build([tmp_path]).table.iloc[0]
+    assert row["val_r2.mean"] == pytest.approx(0.45) and "val_acc.mean" not in row
+
+
+def test_bad_arguments_get_one_line(tmp_path, capsys):
+    assert main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip() == f"regbench: error: {tmp_path / 'missing'} does not exist"
+    assert main([str(tmp_path)]) == 1
+    assert "no finished runs" in capsys.readouterr().err
+    write_run(tmp_path / "a")
+    assert main([str(tmp_path), "--pivot", "reg.nope"]) == 2
+    assert "no such parameter" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sweep_reports_itself_and_the_command_gives_the_same_files(tmp_path):
+    out = regbench("run", "-m", "reg=l1,none", "seed=0,1", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    auto = pd.read_csv(sweep / "report.csv")
+    assert set(auto["reg"]) == {"l1", "none"} and list(auto["n_seeds"]) == [2, 2]
+    assert "best validation first" in out.stdout
+    again = regbench("report", str(sweep), "--out", str(tmp_path / "again"), "--format", "md", "--plots",
+                     "--pivot", "reg.alpha", "--metric", "gap.acc", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again" / "report.csv"), auto)
+    assert (tmp_path / "again" / "runs.csv").read_text() == (sweep / "runs.csv").read_text()
+    assert (tmp_path / "again" / "report.md").read_text().count("\n| ") >= 3
+    for png in ("gap_vs_strength.png", "curves.png"):
+        import matplotlib.image
+
+        image = matplotlib.image.imread(tmp_path / "again" / png)
+        assert (tmp_path / "again" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.shape[0] > 300
