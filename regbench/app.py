@@ -57,13 +57,13 @@ def hydra_main(cfg: DictConfig) -> Any:
     console = Console()
     result = run(cfg, out_dir, console)
     if hc.mode == RunMode.MULTIRUN:
-        console.print(one_line(result, f"job {hc.job.num}"), highlight=False, markup=False)
+        console.print(one_line(result, f"job {hc.job.num}"), highlight=False, markup=False, soft_wrap=True)
     elif result["status"] == "failed":
         print(f"regbench: error: {result['error']}", file=sys.stderr)
         sys.exit(2 if result.get("error_type") == "UserInputError" else 1)
     else:
-        console.print(result_title(result), highlight=False)
+        console.print(result_title(result), highlight=False, soft_wrap=True)
         console.print(result_table(result))
-        console.print(result_summary(result), highlight=False)
-        console.print(f"run folder: {out_dir}", highlight=False)
+        console.print(result_summary(result), highlight=False, soft_wrap=True)
+        console.print(f"run folder: {out_dir}", highlight=False, soft_wrap=True)
     return result["metrics"]["val_loss"]

@@ -41,9 +41,9 @@ def soft_threshold_(weights: list[torch.Tensor], threshold: float | list[torch.T
     `threshold` is one number, or one tensor per weight (a per-coordinate step size).
     Weights whose magnitude falls below their threshold become exactly 0.0.
     """
-    if isinstance(threshold, float):
+    if isinstance(threshold, (int, float)):
         for w in weights:
-            w.copy_(F.softshrink(w, threshold))
+            w.copy_(F.softshrink(w, float(threshold)))
         return
     for w, t in zip(weights, threshold):
         w.copy_(w.sign() * (w.abs() - t).clamp_min_(0.0))

@@ -10,7 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -77,9 +77,10 @@ def _unique_legend(axes: np.ndarray) -> tuple[list, list]:
 
 def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str]) -> Path | None:
     """Train (dashed) and validation (solid) loss per epoch for each configuration, the mean
-    across seeds over the seeds still training at that epoch, read from metrics.csv; a dot
-    marks each configuration's mean early-stopping (best) epoch. One panel per regularizer
-    label. Returns None when no metrics.csv could be read."""
+    across seeds, read from metrics.csv; past the shortest run the mean covers only the
+    seeds still training and is drawn faded. A dot marks each configuration's mean
+    early-stopping (best) epoch. One panel per regularizer label. Returns None when no
+    metrics.csv could be read."""
     ok = runs[runs["status"] == "ok"]
     histories = []
     for _, run in ok.iterrows():
@@ -101,19 +102,27 @@ def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str]) -> Path | N
         configs = sorted(history.loc[history["reg"] == label, "config"].unique())
         for j, cid in enumerate(configs):
             color = colors(j / max(len(configs) - 1, 1) * 0.9)
-            mean = history[history["config"] == cid].groupby("epoch")[["train_loss", "val_loss"]].mean()
+            runs_of = history[history["config"] == cid]
+            mean = runs_of.groupby("epoch")[["train_loss", "val_loss"]].mean()
+            # Past the shortest run the mean covers fewer seeds: drawn faded, not as if complete.
+            counts = runs_of.groupby("epoch").size()
+            last_full = counts.index[counts == counts.max()].max()
             name = describe.get(cid, f"config {cid}")
-            ax.plot(mean.index, mean["val_loss"], color=color, label=f"{name} val")
-            ax.plot(mean.index, mean["train_loss"], color=color, linestyle="--", alpha=0.8, label=f"{name} train")
+            for part, alpha, legend in ((mean.loc[:last_full], 1.0, name), (mean.loc[last_full:], 0.35, None)):
+                if len(part) < 2 and legend is None:
+                    continue
+                ax.plot(part.index, part["val_loss"], color=color, alpha=alpha, label=legend and f"{legend} val")
+                ax.plot(part.index, part["train_loss"], color=color, linestyle="--", alpha=0.8 * alpha,
+                        label=legend and f"{legend} train")
             best = ok.loc[ok["config"] == cid, "best_epoch"].mean()
             if not math.isnan(best):
                 epoch = int(round(best))
                 if epoch in mean.index:
                     ax.plot([epoch], [mean.loc[epoch, "val_loss"]], "o", color=color, markersize=7, markeredgecolor="black")
         ax.set_yscale("log")
-        plain = FuncFormatter(lambda y, _: f"{y:g}")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss (log scale)")
         ax.set_title(f"reg={label}")
@@ -121,7 +130,8 @@ def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str]) -> Path | N
         ax.legend(fontsize=7, loc="upper right", framealpha=0.8)
     for ax in list(axes.flat)[len(labels):]:
         ax.set_visible(False)
-    fig.suptitle("Loss per epoch, mean across seeds (solid: validation, dashed: train; dot: early-stopping point)")
+    fig.suptitle("Loss per epoch, mean across seeds (solid: validation, dashed: train; dot: mean early-stopping epoch; "
+                 "faded: fewer seeds, the others stopped)")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -188,6 +188,8 @@ def test_shell_completion_goes_through_the_run_subcommand(tmp_path):
     out = regbench("-sc", "query=bash", cwd=tmp_path, env=env)
     assert out.returncode == 0 and "reg=elasticnet" in out.stdout and "reg=l1" in out.stdout
     env = dict(os.environ, COMP_LINE="regbench r", COMP_POINT="10")
+    assert regbench("-sc", "query=bash", cwd=tmp_path, env=env).stdout.split() == ["run", "report"]
+    env = dict(os.environ, COMP_LINE="regbench ru", COMP_POINT="11")
     assert regbench("-sc", "query=bash", cwd=tmp_path, env=env).stdout.split() == ["run"]
     script = regbench("run", "-sc", "install=bash", cwd=tmp_path).stdout
     assert "complete -o nospace -o default -F hydra_bash_completion regbench" in script

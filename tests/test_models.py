@@ -1,0 +1,217 @@
+"""Tests of regbench.models.build_model: architecture switches, shapes, seeding, dropout behaviour."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from functools import lru_cache
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+from regbench import UserInputError
+from regbench.app import config_dir  # importing regbench.app also registers the schema
+from regbench.models import build_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@lru_cache(maxsize=None)
+def _composed(overrides: tuple[str, ...]):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=["device=cpu", *overrides])
+
+
+def make_cfg(*overrides: str):
+    """The real composed config (schema-checked), cached per overrides; a copy each call."""
+    return copy.deepcopy(_composed(tuple(overrides)))
+
+
+SMALL = {
+    "mlp": ["model=mlp", "model.hidden_sizes=[12,10]"],
+    "cnn": ["model=cnn", "model.channels=[3,5]", "model.hidden_sizes=[9]"],
+    "linear": ["model=linear"],
+}
+# (input_shape, n_outputs) each model is built for in the switch tests
+SHAPES = {"mlp": ((7,), 3), "cnn": ((1, 8, 8), 10), "linear": ((6,), 4)}
+
+
+def _build(name: str, *overrides: str, input_shape=None, n_outputs=None, task="classification"):
+    cfg = make_cfg(*SMALL[name], *overrides)
+    shape, n_out = SHAPES[name]
+    return build_model(cfg.model, cfg.reg, input_shape or shape, n_outputs or n_out, task), cfg
+
+
+def _count(model: nn.Module, kind) -> int:
+    return sum(isinstance(m, kind) for m in model.modules())
+
+
+# --------------------------------------------------------------------------- dropout / batchnorm switches
+
+# name -> (dropout modules, BatchNorm1d modules, BatchNorm2d modules) when both switches are on
+EXPECTED_ON = {"mlp": (2, 2, 0), "cnn": (1, 1, 2), "linear": (1, 0, 0)}
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "linear"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_dropout_and_batchnorm_follow_config(name, dropout, batchnorm):
+    model, cfg = _build(name, f"reg.dropout={dropout}", f"reg.batchnorm={batchnorm}")
+    n_drop, n_bn1, n_bn2 = EXPECTED_ON[name]
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == (n_drop if dropout > 0 else 0)
+    assert all(d.p == cfg.reg.dropout == dropout for d in drops)
+    assert _count(model, nn.BatchNorm1d) == (n_bn1 if batchnorm else 0)
+    assert _count(model, nn.BatchNorm2d) == (n_bn2 if batchnorm else 0)
+    assert _count(model, (nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)) == 0
+
+
+def test_mlp_block_order_linear_bn_activation_dropout():
+    model, _ = _build("mlp", "reg.dropout=0.2", "reg.batchnorm=true", "model.activation=tanh")
+    kinds = [type(m) for m in model]
+    block = [nn.Linear, nn.BatchNorm1d, nn.Tanh, nn.Dropout]
+    assert kinds == [nn.Flatten, *block, *block, nn.Linear]
+    assert model[1].out_features == 12 and model[2].num_features == 12
+    assert model[5].out_features == 10 and model[-1].out_features == 3
+
+
+def test_linear_dropout_is_on_the_inputs_and_batchnorm_is_ignored_with_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="regbench.models"):
+        model, _ = _build("linear", "reg.dropout=0.25", "reg.batchnorm=true")
+    assert [type(m) for m in model] == [nn.Flatten, nn.Dropout, nn.Linear]
+    assert any("batchnorm" in r.getMessage() for r in caplog.records)
+
+
+def test_cnn_dropout_only_in_the_fully_connected_head():
+    model, _ = _build("cnn", "reg.dropout=0.4")
+    layers = list(model)
+    flat = next(i for i, m in enumerate(layers) if isinstance(m, nn.Flatten))
+    assert all(not isinstance(m, nn.Dropout) for m in layers[:flat])
+    assert any(isinstance(m, nn.Dropout) for m in layers[flat:])
+    assert _count(model, nn.Conv2d) == 2 and _count(model, nn.MaxPool2d) == 2
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (2, 7, 10)])
+@pytest.mark.parametrize("regs", [[], ["reg.dropout=0.5", "reg.batchnorm=true"]])
+def test_cnn_fits_image_sizes(shape, regs):
+    cfg = make_cfg("model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]", *regs)
+    model = build_model(cfg.model, cfg.reg, shape, 10, "classification")
+    model.eval()
+    out = model(torch.randn(5, *shape))
+    assert out.shape == (5, 10)
+    assert torch.isfinite(out).all()
+
+
+def test_cnn_default_config_fits_cifar_sized_input():
+    cfg = make_cfg("model=cnn")
+    model = build_model(cfg.model, cfg.reg, (3, 32, 32), 10, "classification")
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (7,)), ("linear", (7,)), ("cnn", (1, 8, 8)), ("mlp", (1, 8, 8))])
+def test_regression_output_is_one_dimensional(name, shape):
+    model, _ = _build(name, "reg.batchnorm=true", input_shape=shape, n_outputs=1, task="regression")
+    model.eval()
+    out = model(torch.randn(6, *shape))
+    assert out.shape == (6,)
+    # a batch of one still gives shape (1,), not a scalar
+    assert model(torch.randn(1, *shape)).shape == (1,)
+
+
+def test_classification_output_shape():
+    model, _ = _build("mlp", input_shape=(1, 8, 8), n_outputs=10)
+    assert model(torch.randn(4, 1, 8, 8)).shape == (4, 10)
+
+
+def test_cnn_on_tabular_input_raises_user_input_error():
+    cfg = make_cfg("model=cnn")
+    with pytest.raises(UserInputError, match="image"):
+        build_model(cfg.model, cfg.reg, (30,), 2, "classification")
+
+
+def test_cnn_with_too_many_blocks_for_the_image_raises():
+    cfg = make_cfg("model=cnn", "model.channels=[2,2,2,2]")
+    with pytest.raises(UserInputError, match="blocks"):
+        build_model(cfg.model, cfg.reg, (1, 8, 8), 10, "classification")
+    # three halvings of 8x8 still fit
+    cfg = make_cfg("model=cnn", "model.channels=[2,2,2]", "model.hidden_sizes=[4]")
+    assert build_model(cfg.model, cfg.reg, (1, 8, 8), 10, "classification")(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+def _param_layers(model: nn.Module) -> list[torch.Tensor]:
+    return [t for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)) for t in (m.weight, m.bias)]
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "linear"])
+def test_same_seed_same_initial_weights_whatever_the_regularizers(name):
+    variants = [[], ["reg.dropout=0.5"], ["reg.batchnorm=true"], ["reg.dropout=0.3", "reg.batchnorm=true"]]
+    built = []
+    for overrides in variants:
+        torch.manual_seed(123)
+        model, _ = _build(name, *overrides)
+        built.append(_param_layers(model))
+    for other in built[1:]:
+        assert len(other) == len(built[0])
+        for a, b in zip(built[0], other):
+            assert torch.equal(a, b)
+    # and a different seed gives different weights (the comparison above is not vacuous)
+    torch.manual_seed(124)
+    model, _ = _build(name)
+    assert not torch.equal(_param_layers(model)[0], built[0][0])
+
+
+# --------------------------------------------------------------------------- dropout behaviour
+
+
+def test_zero_dropout_builds_no_dropout_module_and_is_identity():
+    torch.manual_seed(0)
+    plain, _ = _build("mlp", "reg.dropout=0.0")
+    assert _count(plain, nn.Dropout) == 0
+    x = torch.randn(16, 7)
+    plain.train()
+    a = plain(x)
+    b = plain(x)
+    assert torch.equal(a, b)  # no randomness in train mode
+    plain.eval()
+    assert torch.equal(a, plain(x))  # train and eval agree
+
+
+def test_dropout_random_in_train_mode_deterministic_in_eval_mode():
+    torch.manual_seed(0)
+    model, _ = _build("mlp", "reg.dropout=0.5")
+    x = torch.randn(32, 7)
+    model.train()
+    a, b = model(x), model(x)
+    assert not torch.equal(a, b)
+    model.eval()
+    c, d = model(x), model(x)
+    assert torch.equal(c, d)
+    # eval with dropout equals the same weights without dropout (nn.Dropout is the identity in eval)
+    torch.manual_seed(0)
+    plain, _ = _build("mlp")
+    plain.eval()
+    torch.testing.assert_close(c, plain(x), rtol=0, atol=0)
+    # and train-mode dropout zeroes about p of the hidden units
+    model.train()
+    hidden = model[:4](x)  # Flatten, Linear, ReLU, Dropout
+    pre = model[:3](x)
+    active = pre != 0
+    dropped = (hidden == 0) & active
+    frac = dropped.sum().item() / active.sum().item()
+    assert 0.35 < frac < 0.65
+    torch.testing.assert_close(hidden[active & ~dropped], pre[active & ~dropped] * 2.0)  # scaled by 1/(1-p)

@@ -1,0 +1,346 @@
+"""Tests of regbench.penalties: each regularizer against a hand-computed value, torch or scikit-learn."""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from sklearn.datasets import make_regression
+from sklearn.linear_model import ElasticNet
+from torch import nn
+from torch.nn import functional as F
+
+from regbench.app import config_dir  # importing regbench.app also registers the schema
+from regbench.datasets import Data
+from regbench.models import build_model
+from regbench.penalties import decay_, elastic_net, l1_prox_, penalised_weights, soft_threshold_, sparsity
+from regbench.training import build_optimizer, train_epoch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@lru_cache(maxsize=None)
+def _composed(overrides: tuple[str, ...]):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=["device=cpu", *overrides])
+
+
+def make_cfg(*overrides: str):
+    """The real composed config (schema-checked), cached per overrides; a copy each call."""
+    return copy.deepcopy(_composed(tuple(overrides)))
+
+
+def _soft(w: torch.Tensor, t) -> torch.Tensor:
+    """The reference: sign(w) * max(|w| - t, 0)."""
+    return torch.sign(w) * torch.clamp(w.abs() - t, min=0.0)
+
+
+# --------------------------------------------------------------------------- elastic_net
+
+# Two small explicit tensors: ||.||_1 = 1 + 2 + 3 + 0.5 + 0.5 = 7, ||.||_2^2 = 1 + 4 + 9 + 0.25 + 0.25 = 14.5
+W1 = [[1.0, -2.0], [0.0, 3.0]]
+W2 = [[0.5], [-0.5]]
+
+
+@pytest.mark.parametrize(
+    "alpha, l1_ratio, expected",
+    [
+        (0.1, 1.0, 0.1 * 7.0),  # lasso: alpha * ||w||_1
+        (0.1, 0.0, 0.5 * 0.1 * 14.5),  # ridge: 0.5 * alpha * ||w||^2
+        (0.1, 0.5, 0.1 * 0.5 * 7.0 + 0.5 * 0.1 * 0.5 * 14.5),
+        (2.0, 0.25, 2.0 * 0.25 * 7.0 + 0.5 * 2.0 * 0.75 * 14.5),
+    ],
+)
+def test_elastic_net_hand_computed(alpha, l1_ratio, expected):
+    ws = [torch.tensor(W1, dtype=torch.float64), torch.tensor(W2, dtype=torch.float64)]
+    got = elastic_net(ws, alpha, l1_ratio)
+    assert got.shape == ()
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("l1_ratio", [0.0, 0.5, 1.0])
+def test_elastic_net_without_l1_is_only_the_l2_part(l1_ratio):
+    ws = [torch.tensor(W1, dtype=torch.float64), torch.tensor(W2, dtype=torch.float64)]
+    alpha = 0.3
+    got = elastic_net(ws, alpha, l1_ratio, include_l1=False)
+    assert got.item() == pytest.approx(0.5 * alpha * (1 - l1_ratio) * 14.5, rel=1e-12, abs=1e-15)
+
+
+def test_elastic_net_gradient_matches_convention():
+    w = torch.tensor(W1, dtype=torch.float64, requires_grad=True)
+    alpha, r = 0.4, 0.5
+    elastic_net([w], alpha, r).backward()
+    with torch.no_grad():
+        expected = alpha * r * torch.sign(w) + alpha * (1 - r) * w
+    torch.testing.assert_close(w.grad, expected)
+
+
+# --------------------------------------------------------------------------- penalised_weights
+
+
+def test_penalised_weights_mlp_with_batchnorm_excludes_biases_and_bn():
+    cfg = make_cfg("model=mlp", "model.hidden_sizes=[8,6]", "reg=batchnorm")
+    model = build_model(cfg.model, cfg.reg, (5,), 3, "classification")
+    got = penalised_weights(model)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert len(linears) == 3 and len(bns) == 2
+    assert [id(p) for p in got] == [id(m.weight) for m in linears]
+    excluded = {id(m.bias) for m in linears} | {id(p) for m in bns for p in m.parameters()}
+    assert not excluded & {id(p) for p in got}
+    assert all(p.dim() >= 2 for p in got)
+
+
+def test_penalised_weights_cnn_includes_conv_kernels():
+    cfg = make_cfg("model=cnn", "model.channels=[4,6]", "model.hidden_sizes=[8]", "reg=batchnorm")
+    model = build_model(cfg.model, cfg.reg, (1, 8, 8), 10, "classification")
+    got = {id(p) for p in penalised_weights(model)}
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) == 2 and len(linears) == 2
+    assert got == {id(m.weight) for m in convs + linears}
+    assert any(p.dim() == 4 for p in penalised_weights(model))
+
+
+# --------------------------------------------------------------------------- soft_threshold_
+
+
+def test_soft_threshold_float_matches_formula_and_gives_exact_zeros():
+    torch.manual_seed(0)
+    a, b = torch.randn(6, 7), torch.randn(3, 2, 3, 3)
+    a[0, 0], a[0, 1] = 0.3, -0.3  # exactly at the threshold -> 0
+    ref = [_soft(a, 0.3), _soft(b, 0.3)]
+    ws = [a.clone(), b.clone()]
+    soft_threshold_(ws, 0.3)
+    for w, r in zip(ws, ref):
+        torch.testing.assert_close(w, r, rtol=0, atol=0)
+    assert ws[0][0, 0].item() == 0.0 and ws[0][0, 1].item() == 0.0
+    n_small = int((a.abs() <= 0.3).sum() + (b.abs() <= 0.3).sum())
+    assert n_small > 0
+    assert sum(int((w == 0).sum()) for w in ws) == n_small
+    # entries above the threshold moved towards 0 by exactly t
+    big = a.abs() > 0.3
+    torch.testing.assert_close(ws[0][big].abs(), a[big].abs() - 0.3)
+
+
+def test_soft_threshold_in_place_on_parameters():
+    lin = nn.Linear(4, 3)
+    before = lin.weight.detach().clone()
+    soft_threshold_([lin.weight], 0.2)
+    assert isinstance(lin.weight, nn.Parameter)
+    torch.testing.assert_close(lin.weight.detach(), _soft(before, 0.2), rtol=0, atol=0)
+
+
+def test_soft_threshold_per_tensor_thresholds():
+    torch.manual_seed(1)
+    a, b = torch.randn(5, 4), torch.randn(4, 3)
+    ta = torch.rand(5, 4)  # per-coordinate
+    tb = torch.full((4, 3), 0.5)
+    ws = [a.clone(), b.clone()]
+    soft_threshold_(ws, [ta, tb])
+    torch.testing.assert_close(ws[0], _soft(a, ta), rtol=0, atol=0)
+    torch.testing.assert_close(ws[1], _soft(b, tb), rtol=0, atol=0)
+    expected_zeros = int((a.abs() <= ta).sum() + (b.abs() <= tb).sum())
+    assert expected_zeros > 0
+    assert int((ws[0] == 0).sum() + (ws[1] == 0).sum()) == expected_zeros
+    # a constant per-tensor threshold agrees with the float path
+    c = b.clone()
+    soft_threshold_([c], 0.5)
+    torch.testing.assert_close(c, ws[1])
+
+
+# --------------------------------------------------------------------------- l1_prox_
+
+
+def test_l1_prox_sgd_threshold_is_lr_times_strength():
+    torch.manual_seed(2)
+    w = nn.Parameter(torch.randn(6, 5))
+    opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    w.grad = torch.randn(6, 5)
+    opt.step()
+    after_step = w.detach().clone()
+    strength = 2.5  # threshold 0.25
+    l1_prox_(opt, [w], strength)
+    torch.testing.assert_close(w.detach(), _soft(after_step, 0.1 * strength), rtol=0, atol=1e-7)
+    assert int((w == 0).sum()) == int((after_step.abs() <= 0.25).sum()) > 0
+
+
+@pytest.mark.parametrize("opt_cls", [torch.optim.Adam, torch.optim.AdamW])
+def test_l1_prox_adam_per_coordinate_threshold(opt_cls):
+    torch.manual_seed(3)
+    w = nn.Parameter(torch.randn(8, 6))
+    lr, eps, beta2 = 0.05, 0.05, 0.999  # a large eps, so that its place in the formula matters
+    opt = opt_cls([w], lr=lr, betas=(0.9, beta2), eps=eps)
+    for _ in range(3):  # step = 3: the bias correction depends on it
+        w.grad = torch.randn(8, 6) * torch.logspace(-2, 1, 6)  # very different scales per column
+        opt.step()
+    after_step = w.detach().clone()
+    state = opt.state[w]
+    step = float(state["step"])
+    assert step == 3.0
+    v_hat = state["exp_avg_sq"] / (1.0 - beta2**step)
+    strength = 20.0
+    t = lr * strength / (v_hat.sqrt() + eps)
+    l1_prox_(opt, [w], strength)
+    torch.testing.assert_close(w.detach(), _soft(after_step, t), rtol=1e-6, atol=1e-6)
+    n_zero = int((w == 0).sum())
+    assert n_zero == int((after_step.abs() <= t).sum())
+    assert 0 < n_zero < w.numel()
+    # the threshold really is per coordinate, and differs from SGD's single lr * strength
+    assert t.max() / t.min() > 10
+    assert not torch.equal(w.detach(), _soft(after_step, lr * strength))
+
+
+# --------------------------------------------------------------------------- decay_ and weight decay
+
+
+def test_decay_multiplies_by_one_minus_factor():
+    a, b = torch.randn(3, 4), torch.randn(2, 2, 3, 3)
+    ws = [a.clone(), b.clone()]
+    decay_(ws, 0.125)
+    torch.testing.assert_close(ws[0], a * 0.875, rtol=0, atol=0)
+    torch.testing.assert_close(ws[1], b * 0.875, rtol=0, atol=0)
+
+
+def _digits_data(n_train: int = 128) -> tuple[Data, object]:
+    from regbench.datasets import load
+
+    cfg = make_cfg("dataset=digits", f"dataset.train_size={n_train}")
+    return load(cfg.dataset, torch.device("cpu")), cfg
+
+
+def _one_epoch(data: Data, *overrides: str) -> dict[str, torch.Tensor]:
+    cfg = make_cfg("dataset=digits", "model=mlp", "model.hidden_sizes=[16]", "trainer.batch_size=32", *overrides)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    weights = penalised_weights(model)
+    optimizer = build_optimizer(cfg.optim, cfg.reg, model, weights)
+    order = torch.Generator().manual_seed(cfg.seed)
+    aug = torch.Generator().manual_seed(cfg.seed + 1)
+    train_epoch(model, optimizer, data, cfg, weights, order, aug)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_adam_with_weight_decay_equals_torch_adamw():
+    data, _ = _digits_data()
+    common = ("optim.lr=0.01", "reg.weight_decay=0.5")
+    adam = _one_epoch(data, "optim=adam", *common)
+    adamw = _one_epoch(data, "optim=adamw", *common)
+    plain = _one_epoch(data, "optim=adam", "optim.lr=0.01")
+    assert adam.keys() == adamw.keys()
+    for k in adam:
+        torch.testing.assert_close(adam[k], adamw[k], rtol=1e-6, atol=1e-7, msg=k)
+    # the decay changed the weights (so the equality above is not vacuous); biases are never decayed
+    assert not torch.allclose(adam["1.weight"], plain["1.weight"], atol=1e-4)
+    assert not torch.allclose(adam["3.weight"], plain["3.weight"], atol=1e-4)
+
+
+def test_sgd_weight_decay_is_decoupled():
+    """For SGD without momentum one step is w <- w*(1 - lr*wd) - lr*grad; check the weights
+    of a one-batch epoch against that, with the gradient taken at the initial weights."""
+    data, _ = _digits_data(64)
+    cfg = make_cfg("model=linear", "optim=sgd", "optim.momentum=0", "optim.lr=0.1", "reg.weight_decay=0.3",
+                   "trainer.batch_size=64")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    w0 = model[1].weight.detach().clone()
+    b0 = model[1].bias.detach().clone()
+    loss = F.cross_entropy(model(data.x_train), data.y_train)
+    gw, gb = torch.autograd.grad(loss, [model[1].weight, model[1].bias])
+    weights = penalised_weights(model)
+    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
+    train_epoch(model, opt, data, cfg, weights, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    torch.testing.assert_close(model[1].weight.detach(), w0 * (1 - 0.1 * 0.3) - 0.1 * gw, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model[1].bias.detach(), b0 - 0.1 * gb, rtol=1e-5, atol=1e-6)  # biases not decayed
+
+
+# --------------------------------------------------------------------------- sparsity
+
+
+def test_sparsity_counts_exact_zeros():
+    a = torch.tensor([[0.0, 1e-30], [-0.0, 2.0]])  # -0.0 is zero, 1e-30 is not
+    b = torch.zeros(2, 3)
+    b[0, 0] = 5.0
+    assert sparsity([a, b]) == pytest.approx((2 + 5) / 10)
+    assert sparsity([torch.ones(3, 3)]) == 0.0
+    assert sparsity([torch.zeros(4, 1)]) == 1.0
+    assert sparsity([]) == 0.0
+
+
+# --------------------------------------------------------------------------- scikit-learn reference
+
+ALPHAS = [(0.1, 1.0), (0.1, 0.5), (0.2, 0.0)]
+
+
+@pytest.fixture(scope="module")
+def regression_problem():
+    X, y = make_regression(n_samples=200, n_features=20, n_informative=5, noise=5.0, random_state=0)
+    X = (X - X.mean(0)) / X.std(0)
+    y = (y - y.mean()) / y.std() + 0.7  # a non-zero intercept to learn
+    return X, y
+
+
+def _sklearn_fit(X, y, alpha, l1_ratio):
+    # our alpha halves: mean squared error = 2 * (1/2n) ||.||^2
+    return ElasticNet(alpha=alpha / 2, l1_ratio=l1_ratio, fit_intercept=True, tol=1e-12, max_iter=100_000).fit(X, y)
+
+
+def _check_against_sklearn(w: np.ndarray, b: float, sk, l1_ratio: float) -> None:
+    np.testing.assert_allclose(w, sk.coef_, atol=1e-3)
+    assert b == pytest.approx(sk.intercept_, abs=1e-3)
+    np.testing.assert_array_equal(w == 0, sk.coef_ == 0)
+    if l1_ratio > 0:
+        assert (sk.coef_ == 0).sum() >= 10  # the comparison of the zero pattern means something
+    else:
+        assert (w != 0).all()
+
+
+@pytest.mark.parametrize("alpha, l1_ratio", ALPHAS)
+def test_proximal_gradient_matches_sklearn_elastic_net(regression_problem, alpha, l1_ratio):
+    X, y = regression_problem
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    torch.manual_seed(0)
+    lin = nn.Linear(X.shape[1], 1).double()
+    opt = torch.optim.SGD(lin.parameters(), lr=0.3)
+    for _ in range(400):
+        loss = F.mse_loss(lin(Xt).squeeze(-1), yt) + elastic_net([lin.weight], alpha, l1_ratio, include_l1=False)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        l1_prox_(opt, [lin.weight], alpha * l1_ratio)
+    w = lin.weight.detach().numpy().ravel()
+    _check_against_sklearn(w, lin.bias.item(), _sklearn_fit(X, y, alpha, l1_ratio), l1_ratio)
+    # sklearn with the same alpha (no halving) is a different solution: the factor 2 is real
+    assert np.abs(w - _sklearn_fit(X, y, 2 * alpha, l1_ratio).coef_).max() > 1e-2
+
+
+@pytest.mark.parametrize("alpha, l1_ratio", ALPHAS)
+def test_train_epoch_objective_matches_sklearn_elastic_net(regression_problem, alpha, l1_ratio):
+    """The real training loop (full batch, plain SGD, proximal L1) converges to sklearn's solution
+    with alpha/2: the project's penalty convention, end to end."""
+    X, y = regression_problem
+    cfg = make_cfg("dataset=synthetic_regression", "model=linear", "optim=sgd", "optim.momentum=0", "optim.lr=0.3",
+                   f"reg.alpha={alpha}", f"reg.l1_ratio={l1_ratio}", f"trainer.batch_size={len(y)}")
+    xt, ytt = torch.tensor(X), torch.tensor(y)
+    data = Data("regression", xt, ytt, xt[:10], ytt[:10], xt[:10], ytt[:10], n_outputs=1, is_image=False)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, 1, "regression").double()
+    weights = penalised_weights(model)
+    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
+    order, aug = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    for _ in range(400):
+        train_epoch(model, opt, data, cfg, weights, order, aug)
+    lin = model.net[-1]
+    w = lin.weight.detach().numpy().ravel()
+    _check_against_sklearn(w, lin.bias.item(), _sklearn_fit(X, y, alpha, l1_ratio), l1_ratio)

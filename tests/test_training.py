@@ -1,0 +1,441 @@
+"""Tests of regbench.training (early stopping, divergence, evaluation, augmentation, label
+smoothing) and of the runner's reproducibility."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from rich.console import Console
+from sklearn.metrics import mean_squared_error, r2_score
+from torch import nn
+from torch.nn import functional as F
+
+import regbench.training as training
+from regbench.app import config_dir  # importing regbench.app also registers the schema
+from regbench.datasets import Data
+from regbench.models import Regressor, build_model
+from regbench.penalties import penalised_weights
+from regbench.runner import run
+from regbench.training import augment, build_optimizer, evaluate, fit, train_epoch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@lru_cache(maxsize=None)
+def _composed(overrides: tuple[str, ...]):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=["device=cpu", *overrides])
+
+
+def make_cfg(*overrides: str):
+    """The real composed config (schema-checked), cached per overrides; a fresh copy each call."""
+    return copy.deepcopy(_composed(tuple(overrides)))
+
+
+def _quiet() -> Console:
+    return Console(file=io.StringIO())
+
+
+def _table_data(task: str = "classification", n: int = 60, p: int = 5, n_classes: int = 3, seed: int = 0) -> Data:
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(m, p, generator=g) for m in (n, n // 2, n // 2)]
+    if task == "classification":
+        ys = [torch.randint(0, n_classes, (m,), generator=g) for m in (n, n // 2, n // 2)]
+        n_out = n_classes
+    else:
+        ys = [x[:, 0] - 0.5 * x[:, 1] + 0.3 * torch.randn(x.shape[0], generator=g) for x in xs]
+        n_out = 1
+    return Data(task, xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], n_outputs=n_out, is_image=False)
+
+
+# --------------------------------------------------------------------------- early stopping (scripted)
+
+
+class Script:
+    """Stands in for train_epoch and evaluate: every epoch writes a recognisable value into all
+    parameters and buffers, snapshots the state, and the val loss of that epoch is scripted."""
+
+    def __init__(self, val_losses, step_losses=None):
+        self.val_losses = list(val_losses)
+        self.step_losses = step_losses
+        self.epoch = 0
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def train_epoch(self, model, optimizer, data, cfg, weights, order, aug):
+        self.epoch += 1
+        with torch.no_grad():
+            for i, t in enumerate(list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]):
+                t.fill_(self.epoch + 0.01 * i)
+        self.snapshots[self.epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        step = 0.0 if self.step_losses is None else self.step_losses[self.epoch - 1]
+        return torch.tensor(step)
+
+    def evaluate(self, model, data, split, batch):
+        loss = self.val_losses[self.epoch - 1] if split == "val" else 1.0
+        return torch.tensor([loss, 0.5], dtype=torch.float64)
+
+
+def _scripted_fit(monkeypatch, val_losses, *overrides, step_losses=None):
+    script = Script(val_losses, step_losses)
+    monkeypatch.setattr(training, "train_epoch", script.train_epoch)
+    monkeypatch.setattr(training, "evaluate", script.evaluate)
+    cfg = make_cfg("model=mlp", "model.hidden_sizes=[4]", "reg.batchnorm=true", *overrides)
+    data = _table_data()
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    weights = penalised_weights(model)
+    rows = []
+    result = fit(model, build_optimizer(cfg.optim, cfg.reg, model, weights), data, cfg, weights, rows.append)
+    return result, model, script, rows
+
+
+def _assert_state(model: nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    state = model.state_dict()
+    assert state.keys() == expected.keys()
+    for k in state:
+        assert torch.equal(state[k], expected[k]), k
+
+
+def test_early_stopping_stops_at_best_plus_patience_and_restores_best(monkeypatch):
+    val = [5.0, 4.0, 3.0, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
+    result, model, script, rows = _scripted_fit(monkeypatch, val, "trainer.patience=3", "trainer.max_epochs=12")
+    assert result.best_epoch == 4
+    assert len(result.history) == script.epoch == 4 + 3
+    assert result.stopped_early and not result.diverged
+    assert [r["val_loss"] for r in result.history] == val[:7]
+    assert [r["epoch"] for r in rows] == list(range(1, 8))  # on_epoch saw every epoch
+    _assert_state(model, script.snapshots[4])  # parameters and batch-norm buffers of the best epoch
+    assert not torch.equal(model.state_dict()["1.weight"], script.snapshots[7]["1.weight"])
+
+
+def test_early_stopping_patience_one(monkeypatch):
+    result, model, script, _ = _scripted_fit(monkeypatch, [3.0, 2.0, 2.0, 1.0], "trainer.patience=1")
+    assert (result.best_epoch, len(result.history), result.stopped_early) == (2, 3, True)
+    _assert_state(model, script.snapshots[2])  # an equal val loss is no improvement
+
+
+def test_min_delta_requires_an_improvement_larger_than_min_delta(monkeypatch):
+    # best 4.0 @1; 3.75 improves by exactly min_delta (no); 3.5 by 0.5 (yes, @3);
+    # 3.375 and 3.3 improve on 3.5 by less than 0.25 (no): stop after 3 + 3 epochs.
+    val = [4.0, 3.75, 3.5, 3.375, 3.3, 3.3, 3.0, 2.0]
+    result, model, script, _ = _scripted_fit(
+        monkeypatch, val, "trainer.patience=3", "trainer.min_delta=0.25", "trainer.max_epochs=8"
+    )
+    assert result.best_epoch == 3
+    assert len(result.history) == 6 and result.stopped_early
+    _assert_state(model, script.snapshots[3])
+
+
+def test_without_min_delta_small_improvements_count(monkeypatch):
+    val = [4.0, 3.75, 3.5, 3.375, 3.3, 3.3, 3.3, 3.3, 3.3]
+    result, model, script, _ = _scripted_fit(monkeypatch, val, "trainer.patience=3", "trainer.max_epochs=9")
+    assert result.best_epoch == 5 and len(result.history) == 8 and result.stopped_early
+    _assert_state(model, script.snapshots[5])
+
+
+def test_patience_null_runs_all_epochs_and_keeps_last_weights(monkeypatch):
+    val = [5.0, 4.0, 3.0, 2.0, 2.5, 3.0, 3.5, 4.0]
+    result, model, script, _ = _scripted_fit(monkeypatch, val, "trainer.patience=null", "trainer.max_epochs=8")
+    assert len(result.history) == 8 and not result.stopped_early and not result.diverged
+    assert result.best_epoch == 4
+    _assert_state(model, script.snapshots[8])
+
+
+def test_patience_not_exhausted_still_restores_best(monkeypatch):
+    val = [5.0, 4.0, 3.0, 2.0, 2.5, 3.0]
+    result, model, script, _ = _scripted_fit(monkeypatch, val, "trainer.patience=10", "trainer.max_epochs=6")
+    assert len(result.history) == 6 and not result.stopped_early
+    _assert_state(model, script.snapshots[4])
+
+
+@pytest.mark.parametrize("where", ["val", "step"])
+def test_scripted_nan_marks_diverged_and_restores_best_finite(monkeypatch, where):
+    val = [3.0, 2.0, 2.5, 1.0, 0.5]
+    steps = [1.0] * 5
+    if where == "val":
+        val[3] = math.nan
+    else:
+        steps[3] = math.inf
+    result, model, script, _ = _scripted_fit(
+        monkeypatch, val, "trainer.patience=null", "trainer.max_epochs=5", step_losses=steps
+    )
+    assert result.diverged and not result.stopped_early
+    assert len(result.history) == 4
+    assert result.best_epoch == 2
+    _assert_state(model, script.snapshots[2])  # even with patience=null
+
+
+# --------------------------------------------------------------------------- divergence, for real
+
+
+def test_huge_learning_rate_diverges_and_run_records_it(tmp_path):
+    cfg = make_cfg("optim=sgd", "optim.lr=1e6", "dataset=digits", "dataset.train_size=200",
+                   "model.hidden_sizes=[16]", "trainer.max_epochs=5")
+    result = run(cfg, tmp_path, _quiet())  # must not raise
+    assert result["status"] == "diverged"
+    assert result["error"] is None
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk["status"] == "diverged"
+    assert 1 <= on_disk["epochs_run"] < 5
+    assert on_disk["epochs_run"] == len(list(csv.DictReader(open(tmp_path / "metrics.csv"))))
+
+
+def test_fit_flags_real_divergence():
+    cfg = make_cfg("optim=sgd", "optim.lr=1e6", "model.hidden_sizes=[16]", "trainer.max_epochs=5",
+                   "trainer.batch_size=16")
+    data = _table_data(n=64)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    weights = penalised_weights(model)
+    result = fit(model, build_optimizer(cfg.optim, cfg.reg, model, weights), data, cfg, weights)
+    assert result.diverged
+    last = result.history[-1]
+    assert not all(math.isfinite(last[k]) for k in ("train_loss", "val_loss"))
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _dropout_bn_model(data: Data):
+    cfg = make_cfg("model=mlp", "model.hidden_sizes=[16]", "reg.dropout=0.5", "reg.batchnorm=true")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    model.train()
+    with torch.no_grad():  # move the batch-norm running statistics away from their defaults
+        for _ in range(3):
+            model(data.x_train * 2 + 1)
+    return model
+
+
+def test_evaluate_is_in_eval_mode_and_plain_cross_entropy():
+    data = _table_data(n=80)
+    model = _dropout_bn_model(data)
+    a = evaluate(model, data, "train", 8192)
+    b = evaluate(model, data, "train", 8192)
+    assert torch.equal(a, b)
+    assert not model.training
+    with torch.no_grad():
+        out = model(data.x_train)
+        loss = F.cross_entropy(out, data.y_train).item()
+        acc = (out.argmax(1) == data.y_train).double().mean().item()
+    assert a[0].item() == pytest.approx(loss, rel=1e-6)
+    assert a[1].item() == pytest.approx(acc, abs=1e-12)
+    # a train-mode computation would differ (dropout, batch statistics)
+    model.train()
+    with torch.no_grad():
+        train_mode = F.cross_entropy(model(data.x_train), data.y_train).item()
+    assert abs(train_mode - loss) > 1e-3
+
+
+def test_evaluate_batch_size_does_not_change_results():
+    data = _table_data(n=80)
+    model = _dropout_bn_model(data)
+    for split in ("train", "val", "test"):
+        full = evaluate(model, data, split, 8192)
+        small = evaluate(model, data, split, 7)
+        torch.testing.assert_close(full, small, rtol=1e-6, atol=1e-9)
+
+
+def test_evaluate_regression_matches_sklearn():
+    data = _table_data("regression", n=90)
+    cfg = make_cfg("model=mlp", "model.hidden_sizes=[8]", "reg.dropout=0.3")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, 1, "regression")
+    for split in ("train", "val"):
+        mse, r2 = evaluate(model, data, split, 16).tolist()
+        with torch.no_grad():
+            model.eval()
+            pred = model(getattr(data, f"x_{split}")).double().numpy()
+        y = getattr(data, f"y_{split}").double().numpy()
+        assert r2 == pytest.approx(r2_score(y, pred), rel=1e-6)
+        assert mse == pytest.approx(mean_squared_error(y, pred), rel=1e-6)
+    # a perfect predictor: r2 = 1, mse = 0
+    perfect = Data("regression", data.x_train, data.x_train[:, 0] * 2.0, data.x_val, data.x_val[:, 0] * 2.0,
+                   data.x_test, data.x_test[:, 0] * 2.0, 1, False)
+    lin = nn.Sequential(nn.Linear(5, 1))
+    with torch.no_grad():
+        lin[0].weight.zero_()
+        lin[0].weight[0, 0] = 2.0
+        lin[0].bias.zero_()
+    mse, r2 = evaluate(Regressor(lin), perfect, "val", 10).tolist()
+    assert mse == pytest.approx(0.0, abs=1e-10) and r2 == pytest.approx(1.0, abs=1e-10)
+
+
+# --------------------------------------------------------------------------- augment
+
+
+def test_augment_shape_and_crop_structure():
+    n, c, h, w = 64, 2, 16, 16
+    pad = h // 8
+    x = torch.ones(n, c, h, w)
+    out = augment(x, torch.Generator().manual_seed(0), hflip=False)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    zero = out == 0
+    # zeros only within `pad` of the borders: the inner region is always ones
+    assert (out[:, :, pad : h - pad, pad : w - pad] == 1).all()
+    # zero rows/columns are whole rows/columns (a shift, not noise), at most pad of them
+    for img in zero[:, 0]:
+        rows, cols = img.all(1), img.all(0)
+        assert torch.equal(img, rows[:, None] | cols[None, :])
+        assert rows.sum() <= pad and cols.sum() <= pad
+    assert zero.any()  # some images were shifted
+    assert (~zero).all(dim=(1, 2, 3)).any()  # and (2p+1)^2 offsets include no shift at all
+
+
+def test_augment_is_a_crop_of_the_padded_image_with_one_offset_per_image():
+    n, c, h, w = 200, 3, 8, 8
+    pad = max(1, h // 8)
+    x = torch.arange(n * c * h * w, dtype=torch.float32).reshape(n, c, h, w) + 1  # all distinct, non-zero
+    out = augment(x, torch.Generator().manual_seed(1), hflip=False)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    offsets = []
+    for i in range(n):
+        found = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(out[i], padded[i, :, dy : dy + h, dx : dx + w])
+        ]
+        assert len(found) == 1, i  # same offset for every channel of the image
+        offsets.append(found[0])
+    counts = {o: offsets.count(o) for o in set(offsets)}
+    assert len(counts) == (2 * pad + 1) ** 2  # every offset is drawn
+    assert max(counts.values()) < n / 4
+
+
+def test_augment_is_deterministic_for_a_seeded_generator():
+    x = torch.randn(32, 3, 16, 16)
+    before = x.clone()
+    a = augment(x, torch.Generator().manual_seed(5), hflip=True)
+    b = augment(x, torch.Generator().manual_seed(5), hflip=True)
+    c = augment(x, torch.Generator().manual_seed(6), hflip=True)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert torch.equal(x, before)  # the input is not modified
+
+
+def _column_centre(batch: torch.Tensor) -> torch.Tensor:
+    """Mean column index of each image's mass."""
+    cols = torch.arange(batch.shape[-1], dtype=batch.dtype)
+    return (batch * cols).sum(dim=(1, 2, 3)) / batch.sum(dim=(1, 2, 3))
+
+
+def test_augment_flips_about_half_the_images():
+    n, h, w = 2000, 16, 16
+    x = torch.zeros(n, 1, h, w)
+    x[..., : w // 2] = 1.0  # mass on the left: a flip moves it to the right
+    flipped = _column_centre(augment(x, torch.Generator().manual_seed(0), hflip=True)) > (w - 1) / 2
+    assert 0.45 < flipped.float().mean().item() < 0.55
+    never = _column_centre(augment(x, torch.Generator().manual_seed(0), hflip=False)) > (w - 1) / 2
+    assert not never.any()
+
+
+# --------------------------------------------------------------------------- train_epoch details
+
+
+def test_label_smoothing_affects_training_but_not_evaluate():
+    data = _table_data(n=64)
+    states, step_sums = {}, {}
+    for ls in (0.0, 0.2):
+        cfg = make_cfg("model=linear", "optim=sgd", "optim.lr=0.5", "optim.momentum=0",
+                       "trainer.batch_size=64", f"reg.label_smoothing={ls}")
+        torch.manual_seed(0)
+        model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+        with torch.no_grad():
+            logits0 = model(data.x_train)
+        weights = penalised_weights(model)
+        opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
+        # one full batch: the returned step loss is the smoothed loss at the initial weights
+        step_sums[ls] = train_epoch(model, opt, data, cfg, weights, torch.Generator().manual_seed(0),
+                                    torch.Generator().manual_seed(1)).item()
+        expected = F.cross_entropy(logits0, data.y_train, label_smoothing=ls).item()
+        assert step_sums[ls] == pytest.approx(expected, rel=1e-5)
+        states[ls] = model[-1].weight.detach().clone()
+        # evaluate: plain cross-entropy whatever reg.label_smoothing
+        with torch.no_grad():
+            logits = model(data.x_train)
+        loss = evaluate(model, data, "train", 8192)[0].item()
+        assert loss == pytest.approx(F.cross_entropy(logits, data.y_train).item(), rel=1e-6)
+        if ls > 0:
+            assert abs(loss - F.cross_entropy(logits, data.y_train, label_smoothing=ls).item()) > 1e-3
+    assert step_sums[0.0] != pytest.approx(step_sums[0.2], rel=1e-3)
+    assert not torch.allclose(states[0.0], states[0.2], atol=1e-5)
+
+
+def test_trailing_batch_of_one_is_dropped_with_batchnorm():
+    data = _table_data(n=65)  # 65 = 64 + 1
+    cfg = make_cfg("model=mlp", "model.hidden_sizes=[8]", "reg.batchnorm=true", "trainer.batch_size=64",
+                   "optim=sgd", "optim.momentum=0", "optim.lr=0.1")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    weights = penalised_weights(model)
+    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
+    order, aug = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    total = train_epoch(model, opt, data, cfg, weights, order, aug)
+    assert math.isfinite(total.item())
+    assert int(model[2].num_batches_tracked) == 1  # one batch of 64, the lone sample skipped
+
+
+def test_train_epoch_applies_l1_proximal_step_exact_zeros():
+    data = _table_data(n=64)
+    cfg = make_cfg("model=linear", "optim=sgd", "optim.momentum=0", "optim.lr=0.1", "reg=l1", "reg.alpha=0.5",
+                   "trainer.batch_size=16")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    weights = penalised_weights(model)
+    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
+    train_epoch(model, opt, data, cfg, weights, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    assert (model[-1].weight == 0).sum() > 0
+    assert (model[-1].bias != 0).all()  # biases are not thresholded
+
+
+# --------------------------------------------------------------------------- runner reproducibility
+
+RUN = ("dataset=digits", "dataset.train_size=200", "trainer.max_epochs=3", "model.hidden_sizes=[32]",
+       "reg.dropout=0.2", "reg.augment=true", "optim.lr=0.01")
+
+
+def _metrics_rows(folder):
+    with open(folder / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def test_run_twice_same_seed_identical_metrics(tmp_path):
+    a = run(make_cfg(*RUN), tmp_path / "a", _quiet())
+    b = run(make_cfg(*RUN), tmp_path / "b", _quiet())
+    assert a["status"] == b["status"] == "ok", (a.get("error"), b.get("error"))
+    assert a["epochs_run"] == 3
+    assert a["metrics"] == b["metrics"]
+    assert all(v is not None for v in a["metrics"].values())
+    assert a["gap"] == b["gap"]
+    assert (a["best_epoch"], a["sparsity"], a["n_params"]) == (b["best_epoch"], b["sparsity"], b["n_params"])
+    assert _metrics_rows(tmp_path / "a") == _metrics_rows(tmp_path / "b")
+    # a different seed gives different numbers: the equality above is not vacuous
+    c = run(make_cfg(*RUN, "seed=1"), tmp_path / "c", _quiet())
+    assert c["metrics"] != a["metrics"]
+
+
+def test_run_result_json_matches_returned_result(tmp_path):
+    result = run(make_cfg(*RUN, "trainer.max_epochs=2"), tmp_path, _quiet())
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk["status"] == "ok"
+    assert on_disk["metrics"] == result["metrics"]
+    assert on_disk["epochs_run"] == 2 == len(_metrics_rows(tmp_path))
+    assert on_disk["params"]["reg.dropout"] == 0.2
+    assert np.isfinite(on_disk["metrics"]["test_loss"])
