@@ -6,6 +6,7 @@ output folders in conf/config.yaml use.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -39,21 +40,41 @@ if not OmegaConf.has_resolver("regbench_run_id"):
 register()
 
 
+def finished_result(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
+    """The folder's result.json if it holds status ok for this very config, else None."""
+    from regbench.results import RESULT_FILE, config_hash, flatten
+
+    try:
+        result = json.loads((out_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    if not isinstance(result, dict) or result.get("status") != "ok" or result.get("config_hash") != config_hash(params):
+        return None
+    return result
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def hydra_main(cfg: DictConfig) -> Any:
     """Runs one job; returns its validation loss (the monitored value, for sweepers)."""
     hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
     problems = check(cfg)
     if problems and hc.mode == RunMode.RUN:  # answered before torch is even imported
         print(f"regbench: error: {'; '.join(problems)}", file=sys.stderr)
         sys.exit(2)
+
+    done = finished_result(cfg, out_dir)
+    if done is not None:  # resuming a sweep: this job already holds its result
+        label = f"job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else "run"
+        print(f"[{label}] already done in {out_dir} (status ok, same config): skipped")
+        return done["metrics"]["val_loss"]
 
     from rich.console import Console
 
     from regbench.console import one_line, result_summary, result_table, result_title
     from regbench.runner import run
 
-    out_dir = Path(hc.runtime.output_dir)
     console = Console()
     result = run(cfg, out_dir, console)
     if hc.mode == RunMode.MULTIRUN:

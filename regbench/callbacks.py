@@ -6,6 +6,7 @@ Enabled in conf/config.yaml (hydra.callbacks.sweep_summary), so they run whateve
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,29 @@ def _one_line(message: str) -> str:
     return out
 
 
+def foreign_job(sweep_dir: Path, jobs: list[list[str]]) -> str | None:
+    """Describes the first job folder of `sweep_dir` that another job list wrote, or None.
+
+    Resuming a sweep in its old folder is only safe when job N still means the same
+    overrides; otherwise two studies would mix in one folder.
+    """
+    from omegaconf import OmegaConf
+
+    if not sweep_dir.is_dir():
+        return None
+    for folder in sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        saved = folder / ".hydra" / "overrides.yaml"
+        if not saved.is_file():
+            continue
+        old = [str(o) for o in OmegaConf.load(saved)]
+        n = int(folder.name)
+        if n >= len(jobs):
+            return f"job {n} ({' '.join(old)}) is not part of this sweep of {len(jobs)} jobs"
+        if sorted(old) != sorted(jobs[n]):
+            return f"job {n} was `{' '.join(old)}`, now it would be `{' '.join(jobs[n])}`"
+    return None
+
+
 def _job_overrides(config: DictConfig) -> list[list[str]] | None:
     """The override list of every job of a basic-sweeper multirun, or None for other sweepers."""
     if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
@@ -41,12 +65,33 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
 class SweepSummary(Callback):
     """Refuses a sweep with a bad job before any job runs; reports the sweep when it ends."""
 
+    started = 0.0
+
+    def _actions(self, runs: Any) -> str:
+        """How many jobs this invocation skipped (result already there), resumed and ran."""
+        skipped = resumed = ran = 0
+        for folder, resumed_from in zip(runs["folder"], runs.get("resumed_from_epoch", [None] * len(runs))):
+            if (Path(folder) / "result.json").stat().st_mtime < self.started:
+                skipped += 1
+            elif resumed_from == resumed_from and resumed_from is not None:  # not NaN, not None
+                resumed += 1
+            else:
+                ran += 1
+        return f"{skipped} skipped as already done, {resumed} resumed, {ran} ran"
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra import compose
 
+        self.started = time.time()
         jobs = _job_overrides(config)
         if jobs is None:  # other sweepers choose their values as they go; each job checks itself
             return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        foreign = foreign_job(sweep_dir, jobs)
+        if foreign:
+            print(f"regbench: error: {sweep_dir} holds a different sweep: {foreign}; "
+                  "resume with the same overrides or choose another hydra.sweep.dir", file=sys.stderr)
+            sys.exit(2)
         problems: dict[str, list[str]] = {}
         cuda_jobs = []
         for overrides in jobs:
@@ -86,8 +131,8 @@ class SweepSummary(Callback):
         status = report.runs["status"]
         counts = {s: int((status == s).sum()) for s in ("ok", "diverged", "failed")}
         print(
-            f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed; "
-            f"runs.csv and report.csv in {sweep_dir}"
+            f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed "
+            f"({self._actions(report.runs)}); runs.csv and report.csv in {sweep_dir}"
         )
         if counts["failed"]:
             sys.exit(1)

@@ -56,6 +56,19 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# Settings that change what is kept, not what is computed: a run may resume across them.
+NOT_HASHED = ("save_model", "keep_checkpoint")
+
+
+def config_hash(params: dict[str, Any]) -> str:
+    """A digest of a run's flattened, resolved config: two runs with the same hash compute
+    the same thing (resuming a sweep compares it, not just the job number)."""
+    import hashlib
+
+    kept = {k: v for k, v in params.items() if k not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def versions() -> dict[str, str]:
     import torch
 
@@ -98,12 +111,14 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 class MetricsWriter:
     """Appends one row per epoch to metrics.csv, flushed so a killed run keeps its history."""
 
-    def __init__(self, folder: Path, task: str) -> None:
+    def __init__(self, folder: Path, task: str, history: list[dict[str, float]] = ()) -> None:
+        """Starts metrics.csv afresh with the rows of `history` (a resumed run's epochs so far)."""
         m = metric_name(task)
         self.columns = ["epoch", "train_loss", f"train_{m}", "val_loss", f"val_{m}", "lr", "seconds"]
         self._file = open(Path(folder) / METRICS_FILE, "w", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
         self._writer.writeheader()
+        self._writer.writerows(history)
 
     def write(self, row: dict[str, float]) -> None:
         self._writer.writerow(row)  # str(float) round-trips: every digit is kept

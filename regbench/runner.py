@@ -1,7 +1,8 @@
 """`run(cfg, out_dir)`: one configuration from composed config to result.json.
 
-Data flows one way: config -> dataset tensors on the device -> model and optimizer ->
-`training.fit` -> final evaluation -> metrics.csv and result.json in `out_dir`. The runner
+Data flows one way: config -> dataset tensors on the device -> model and optimizer (or
+the state of last.pt, when `out_dir` holds one) -> `training.fit` -> final evaluation ->
+metrics.csv and result.json in `out_dir`. The runner
 never raises for a run that went wrong: a diverged run and a failed one are results too,
 recorded with their status, so a sweep goes on.
 """
@@ -20,15 +21,24 @@ import torch
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from regbench import UserInputError
+from regbench import UserInputError, checkpoint
 from regbench.console import progress_bar
 from regbench.datasets import REGRESSION, load
 from regbench.device import resolve_device
 from regbench.models import build_model
 from regbench.penalties import penalised_weights, sparsity
-from regbench.results import RESULT_FILE, MetricsWriter, flatten, metric_name, reg_label, versions, write_json_atomic
+from regbench.results import (
+    RESULT_FILE,
+    MetricsWriter,
+    config_hash,
+    flatten,
+    metric_name,
+    reg_label,
+    versions,
+    write_json_atomic,
+)
 from regbench.schema import check
-from regbench.training import build_optimizer, evaluate, fit
+from regbench.training import build_optimizer, data_generators, evaluate, fit
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,7 @@ def _skeleton(cfg: Any) -> dict[str, Any]:
     """A result with every required key, before anything has run."""
     task = "regression" if cfg.dataset.name in REGRESSION else "classification"
     m = metric_name(task)
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
     return {
         "status": "failed",
         "error": None,
@@ -52,7 +63,8 @@ def _skeleton(cfg: Any) -> dict[str, Any]:
         "model": cfg.model.name,
         "reg": reg_label(cfg.reg),
         "seed": cfg.seed,
-        "params": flatten(OmegaConf.to_container(cfg, resolve=True)),
+        "params": params,
+        "config_hash": config_hash(params),
         "metrics": {f"{s}_{k}": None for s in ("train", "val", "test") for k in ("loss", m)},
         "gap": {m: None, "loss": None},
         "best_epoch": None,
@@ -62,6 +74,7 @@ def _skeleton(cfg: Any) -> dict[str, Any]:
         "n_params": None,
         "seconds": None,
         "device": None,
+        "resumed_from_epoch": None,
         "versions": versions(),
     }
 
@@ -80,9 +93,11 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
         for bad input found before training).
     """
     start = time.perf_counter()
+    prior_seconds = 0.0  # wall time spent before a resume, carried by the checkpoint
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = _skeleton(cfg)
+    console = console or Console()
     try:
         problems = check(cfg)
         if problems:
@@ -94,21 +109,33 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
             raise UserInputError(f"reg.label_smoothing applies to classification; {cfg.dataset.name} is a regression")
         if cfg.reg.augment and len(data.input_shape) != 3:
             raise UserInputError(f"reg.augment needs image data; {cfg.dataset.name} is a table")
-        seed_everything(cfg.seed)  # right before the model: same seed, same initial weights
-        model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task).to(device)
-        weights = penalised_weights(model)
-        optimizer = build_optimizer(cfg.optim, cfg.reg, model, weights)
+        model, optimizer, weights, generators = _build(cfg, data, device)
+        restored, why = checkpoint.load(out_dir, result["config_hash"], model, optimizer, generators)
+        if why:
+            console.print(f"regbench: warning: ignoring {out_dir / checkpoint.CHECKPOINT_FILE}: {why}; starting fresh",
+                          highlight=False, markup=False, soft_wrap=True)
+            model, optimizer, weights, generators = _build(cfg, data, device)
+        if restored:
+            prior_seconds = restored.seconds
+            result["resumed_from_epoch"] = restored.state.epoch
+            console.print(f"resuming from the checkpoint of epoch {restored.state.epoch} in {out_dir}",
+                          highlight=False, markup=False, soft_wrap=True)
         result["n_params"] = sum(p.numel() for p in model.parameters())
 
-        console = console or Console()
+        def save(state: Any) -> None:
+            elapsed = prior_seconds + time.perf_counter() - start
+            checkpoint.save(out_dir, result["config_hash"], model, optimizer, state, generators, elapsed)
+
+        state = restored.state if restored else None
         bar, bar_task = progress_bar(console, cfg.trainer.max_epochs, result["reg"])
-        with MetricsWriter(out_dir, data.task) as metrics_csv, bar:
+        with MetricsWriter(out_dir, data.task, state.history if state else ()) as metrics_csv, bar:
+            bar.update(bar_task, completed=state.epoch if state else 0)
 
             def on_epoch(row: dict[str, float]) -> None:
                 metrics_csv.write(row)
                 bar.update(bar_task, advance=1, losses=f"train {row['train_loss']:.4f}  val {row['val_loss']:.4f}")
 
-            fitted = fit(model, optimizer, data, cfg, weights, on_epoch)
+            fitted = fit(model, optimizer, data, cfg, weights, on_epoch, state, generators, save)
 
         result.update(
             status="diverged" if fitted.diverged else "ok",
@@ -128,9 +155,21 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
         if not isinstance(e, UserInputError):
             result["traceback"] = traceback.format_exc()
             log.error("run failed:\n%s", result["traceback"])
-    result["seconds"] = time.perf_counter() - start
+    result["seconds"] = prior_seconds + time.perf_counter() - start
     write_json_atomic(out_dir / RESULT_FILE, result)
+    if not cfg.keep_checkpoint:
+        (out_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
     return result
+
+
+def _build(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, list, tuple]:
+    """Model, optimizer, penalised weights and data streams, all from the seed: for one seed
+    every regularizer starts from the same weights and sees the same batches."""
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task).to(device)
+    weights = penalised_weights(model)
+    optimizer = build_optimizer(cfg.optim, cfg.reg, model, weights)
+    return model, optimizer, weights, data_generators(cfg.seed, device)
 
 
 def _final_metrics(result: dict[str, Any], model: torch.nn.Module, data: Any, cfg: Any) -> None:

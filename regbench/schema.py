@@ -142,6 +142,8 @@ class Config:
     """auto | cpu | cuda | cuda:N; auto takes CUDA when available."""
     save_model: bool = False
     """Write the best weights to model.pt in the run folder."""
+    keep_checkpoint: bool = False
+    """Keep last.pt (written after every epoch, for resuming) when the run finishes."""
 
 
 def register() -> None:

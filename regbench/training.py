@@ -20,13 +20,31 @@ from regbench.penalties import decay_, elastic_net, l1_prox_
 
 
 @dataclass
-class FitResult:
-    """What `fit` leaves behind besides the (restored) model."""
+class FitState:
+    """Where training stands: the metrics history and the early-stopping bookkeeping.
+
+    `fit` returns it when done; a checkpoint stores it after every epoch, so that a run
+    continues exactly where it stopped.
+    """
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
+    best_loss: float = math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    waited: int = 0
     stopped_early: bool = False
     diverged: bool = False
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed so far."""
+        return len(self.history)
+
+
+def data_generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """The random streams of the data order and of augmentation, apart from dropout's, so
+    that every regularizer sees the same batches for one seed."""
+    return torch.Generator(device=device).manual_seed(seed), torch.Generator(device=device).manual_seed(seed + 1)
 
 
 def build_optimizer(optim: Any, reg: Any, model: nn.Module, weights: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -143,21 +161,25 @@ def fit(
     cfg: Any,
     weights: list[nn.Parameter],
     on_epoch: Callable[[dict[str, float]], None] = lambda row: None,
-) -> FitResult:
+    state: FitState | None = None,
+    generators: tuple[torch.Generator, torch.Generator] | None = None,
+    on_checkpoint: Callable[[FitState], None] = lambda state: None,
+) -> FitState:
     """Trains with early stopping on val_loss and leaves the reported weights in `model`.
 
     With early stopping on (trainer.patience set), training stops after `patience` epochs
     without an improvement of more than `min_delta`, and the best epoch's weights are
     restored. With patience=null it runs max_epochs and keeps the last weights. A
     non-finite loss stops the run as diverged, with the best finite weights restored.
+
+    To resume, pass the `state` and `generators` a checkpoint restored (with the model's and
+    optimizer's states already loaded). `on_checkpoint` is called after every epoch that
+    training goes on from.
     """
     tr, metric = cfg.trainer, "acc" if data.task == "classification" else "r2"
-    device = data.x_train.device
-    order = torch.Generator(device=device).manual_seed(cfg.seed)
-    aug = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    result = FitResult()
-    best_loss, best_state, waited = math.inf, None, 0
-    for epoch in range(1, tr.max_epochs + 1):
+    order, aug = generators or data_generators(cfg.seed, data.x_train.device)
+    state = state or FitState()
+    for epoch in range(state.epoch + 1, tr.max_epochs + 1):
         start = time.perf_counter()
         step_losses = train_epoch(model, optimizer, data, cfg, weights, order, aug)
         scores = [step_losses.double().reshape(1)] + [evaluate(model, data, s, tr.eval_batch_size) for s in ("train", "val")]
@@ -171,19 +193,21 @@ def fit(
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - start,
         }
-        result.history.append(row)
+        state.history.append(row)
         on_epoch(row)
         if not all(math.isfinite(v) for v in (step_sum, train_loss, val_loss)):
-            result.diverged = True
+            state.diverged = True
             break
-        if val_loss < best_loss - tr.min_delta:
-            best_loss, result.best_epoch, waited = val_loss, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if val_loss < state.best_loss - tr.min_delta:
+            state.best_loss, state.best_epoch, state.waited = val_loss, epoch, 0
+            state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
-            waited += 1
-            if tr.patience is not None and waited >= tr.patience:
-                result.stopped_early = True
+            state.waited += 1
+            if tr.patience is not None and state.waited >= tr.patience:
+                state.stopped_early = True
                 break
-    if best_state is not None and (tr.patience is not None or result.diverged):
-        model.load_state_dict(best_state)
-    return result
+        if epoch < tr.max_epochs:
+            on_checkpoint(state)
+    if state.best_state is not None and (tr.patience is not None or state.diverged):
+        model.load_state_dict(state.best_state)
+    return state

@@ -1,0 +1,144 @@
+"""last.pt: everything a run needs to continue exactly where it stopped.
+
+Written atomically after every epoch (temporary file, then rename), loaded with
+`torch.load(..., weights_only=True)`: model and optimizer state, every random-number
+generator (torch, CUDA, numpy, python, and the data-order and augmentation streams), the
+early-stopping state and the metrics history. A run resumed from it ends with the same
+numbers, bit for bit on the CPU, as the same run never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from regbench.training import FitState
+
+CHECKPOINT_FILE = "last.pt"
+FORMAT = "regbench-checkpoint-1"
+
+
+@dataclass
+class Restored:
+    """What `load` hands back to the runner."""
+
+    state: FitState
+    seconds: float
+
+
+def _rng_states(generators: tuple[torch.Generator, torch.Generator]) -> dict[str, Any]:
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": np_kind, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "order": generators[0].get_state(),
+        "augment": generators[1].get_state(),
+    }
+
+
+def _set_rng_states(rng: dict[str, Any], generators: tuple[torch.Generator, torch.Generator]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    n = rng["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = rng["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    generators[0].set_state(rng["order"])
+    generators[1].set_state(rng["augment"])
+
+
+def save(
+    folder: Path,
+    config_hash: str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: FitState,
+    generators: tuple[torch.Generator, torch.Generator],
+    seconds: float,
+) -> None:
+    """Writes last.pt atomically: a kill mid-write leaves the previous checkpoint intact."""
+    payload = {
+        "format": FORMAT,
+        "config_hash": config_hash,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "fit": {
+            "history": state.history,
+            "best_epoch": state.best_epoch,
+            "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
+            "best_state": state.best_state,
+            "waited": state.waited,
+        },
+        "rng": _rng_states(generators),
+        "seconds": seconds,
+    }
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{CHECKPOINT_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, Path(folder) / CHECKPOINT_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(
+    folder: Path,
+    config_hash: str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: tuple[torch.Generator, torch.Generator],
+) -> tuple[Restored | None, str]:
+    """Restores last.pt into the model, the optimizer and every random stream.
+
+    Returns (restored, "") on success, (None, "") when there is no checkpoint, and
+    (None, reason) when the file is corrupt, foreign or from another configuration. After
+    a failed load the model, optimizer and random streams may be partly overwritten: the
+    caller starts fresh by building them again.
+    """
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None, ""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holding objects weights_only refuses
+        return None, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        return None, "not a regbench checkpoint"
+    if payload.get("config_hash") != config_hash:
+        return None, "written by a different configuration"
+    device = next(model.parameters()).device
+    try:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        fit = payload["fit"]
+        best_state = fit["best_state"]
+        state = FitState(
+            history=list(fit["history"]),
+            best_epoch=fit["best_epoch"],
+            best_loss=math.inf if fit["best_loss"] is None else fit["best_loss"],
+            best_state=None if best_state is None else {k: v.to(device) for k, v in best_state.items()},
+            waited=fit["waited"],
+        )
+        _set_rng_states(payload["rng"], generators)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        return None, f"incomplete ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    return Restored(state=state, seconds=float(payload.get("seconds", 0.0))), ""

@@ -1,0 +1,143 @@
+"""Resuming: a killed run continues from last.pt to the same numbers; a re-run sweep skips
+finished jobs, resumes interrupted ones and refuses a different job list."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from regbench.checkpoint import CHECKPOINT_FILE
+from regbench.runner import run
+from tests.conftest import regbench
+
+# Long enough to be killed mid-way, short enough for the suite: ~40 small epochs.
+RESUMABLE = ["reg=[dropout,l1]", "trainer.patience=8", "trainer.max_epochs=40", "dataset.train_size=300",
+             "model.hidden_sizes=[64]"]
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    exe = shutil.which("regbench")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "regbench", *args]
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    """SIGKILLs the process group as soon as `ready()` holds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if ready():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return
+        time.sleep(0.02)
+    pytest.fail("the run finished or hung before it could be killed mid-way")
+
+
+def epochs_in(csv: Path) -> int:
+    try:
+        return max(0, len(csv.read_text().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def same_except_timing(a: dict, b: dict) -> None:
+    ignore = {"seconds", "resumed_from_epoch"}
+    assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_bitwise_the_same_result(tmp_path):
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = start(["run", *RESUMABLE, f"hydra.run.dir={killed}"], tmp_path)
+    kill_when(proc, lambda: epochs_in(killed / "metrics.csv") >= 4 and (killed / CHECKPOINT_FILE).exists())
+    assert not (killed / "result.json").exists()
+    resumed = regbench("run", *RESUMABLE, f"hydra.run.dir={killed}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint of epoch" in resumed.stdout
+    assert regbench("run", *RESUMABLE, f"hydra.run.dir={clean}", cwd=tmp_path).returncode == 0
+    a, b = (json.loads((d / "result.json").read_text()) for d in (killed, clean))
+    assert a["resumed_from_epoch"] >= 3 and b["resumed_from_epoch"] is None
+    same_except_timing(a, b)
+    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
+    pd.testing.assert_frame_equal(drop_seconds(killed), drop_seconds(clean), check_exact=True)
+    assert not (killed / CHECKPOINT_FILE).exists()  # deleted when the run finished
+
+
+def test_checkpoint_holds_the_whole_state_and_loads_with_weights_only(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("keep_checkpoint=true", "reg=dropout")
+    result = run(cfg, tmp_path)
+    payload = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert payload["format"] == "regbench-checkpoint-1" and payload["config_hash"] == result["config_hash"]
+    assert {"model", "optimizer", "fit", "rng", "seconds"} <= payload.keys()
+    assert {"torch", "cuda", "numpy", "python", "order", "augment"} <= payload["rng"].keys()
+    assert len(payload["fit"]["history"]) == result["epochs_run"] - 1  # written after every epoch but the last
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"not a checkpoint at all", "unreadable"),
+        ("foreign", "not a regbench checkpoint"),
+        ("other-config", "written by a different configuration"),
+        ("pickled-object", "unreadable"),
+    ],
+)
+def test_a_corrupt_or_foreign_checkpoint_is_reported_and_the_run_starts_fresh(tiny_cfg, tmp_path, capsys, content, reason):
+    path = tmp_path / CHECKPOINT_FILE
+    if content == "foreign":
+        torch.save({"weights": torch.ones(3)}, path)
+    elif content == "other-config":
+        other = tmp_path / "other"
+        run(tiny_cfg("keep_checkpoint=true", "seed=5"), other)
+        shutil.copy(other / CHECKPOINT_FILE, path)
+    elif content == "pickled-object":
+        torch.save({"format": "regbench-checkpoint-1", "x": Path("/")}, path)  # weights_only refuses Path
+    else:
+        path.write_bytes(content)
+    capsys.readouterr()
+    result = run(tiny_cfg(), tmp_path)
+    out = capsys.readouterr().out
+    warning = [line for line in out.splitlines() if "ignoring" in line]
+    assert len(warning) == 1 and reason in warning[0] and "starting fresh" in warning[0]
+    assert result["status"] == "ok" and result["resumed_from_epoch"] is None
+    fresh = run(tiny_cfg(), tmp_path / "fresh")
+    assert result["metrics"] == fresh["metrics"]
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_to_the_same_report(tmp_path):
+    sweep_args = ["run", "-m", "reg=l1,l2", "seed=0,1", *RESUMABLE[1:]]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = start([*sweep_args, f"hydra.sweep.dir={killed}"], tmp_path)
+    kill_when(proc, lambda: (killed / "0" / "result.json").exists() and epochs_in(killed / "1" / "metrics.csv") >= 3)
+    again = regbench(*sweep_args, f"hydra.sweep.dir={killed}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "already done" in again.stdout and "resuming from the checkpoint" in again.stdout
+    assert "1 skipped as already done, 1 resumed, 2 ran" in again.stdout
+    assert regbench(*sweep_args, f"hydra.sweep.dir={clean}", cwd=tmp_path).returncode == 0
+    timing = [c for c in pd.read_csv(clean / "report.csv").columns if c.startswith("seconds.")]
+    a, b = (pd.read_csv(d / "report.csv").drop(columns=timing) for d in (killed, clean))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+@pytest.mark.slow
+def test_a_rerun_refuses_a_different_job_list_and_reruns_failed_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["model=cnn", "model.channels=[4]", "model.hidden_sizes=[8]", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}"]
+    first = regbench("run", "-m", "dataset=wine,digits", *args, cwd=tmp_path)
+    assert first.returncode == 1  # the wine job fails: a cnn needs images
+    again = regbench("run", "-m", "dataset=wine,digits", *args, cwd=tmp_path)
+    assert again.returncode == 1 and "1 skipped as already done, 0 resumed, 1 ran" in again.stdout
+    other = regbench("run", "-m", "dataset=wine,breast_cancer", *args, cwd=tmp_path)
+    assert other.returncode == 2 and "holds a different sweep" in other.stderr
+    assert "job 1 was" in other.stderr
