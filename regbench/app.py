@@ -40,6 +40,21 @@ if not OmegaConf.has_resolver("regbench_run_id"):
 register()
 
 
+def threads_per_job(requested: Any, launcher: Any) -> int:
+    """torch's thread count for one job: `requested`, or with auto the machine's cores divided
+    by the jobs the launcher runs at once, so that jobs times threads never exceeds the cores."""
+    if requested != "auto":
+        return int(requested)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    at_once = 1
+    if launcher.get("n_jobs") is not None:  # joblib: -1 means all cores, -2 all but one, ...
+        n = int(launcher.n_jobs)
+        at_once = n if n > 0 else max(1, cores + 1 + n)
+    elif "local" in str(launcher.get("_target_", "")).lower() and launcher.get("array_parallelism"):
+        at_once = int(launcher.array_parallelism)  # submitit_local runs up to this many processes
+    return max(1, cores // at_once)
+
+
 def finished_result(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
     """The folder's result.json if it holds status ok for this very config, else None."""
     from regbench.results import RESULT_FILE, config_hash, flatten
@@ -75,6 +90,9 @@ def hydra_main(cfg: DictConfig) -> Any:
     from regbench.console import one_line, result_summary, result_table, result_title
     from regbench.runner import run
 
+    import torch
+
+    torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, hc.launcher))
     console = Console()
     result = run(cfg, out_dir, console)
     if hc.mode == RunMode.MULTIRUN:

@@ -74,6 +74,7 @@ def _skeleton(cfg: Any) -> dict[str, Any]:
         "n_params": None,
         "seconds": None,
         "device": None,
+        "threads": torch.get_num_threads(),
         "resumed_from_epoch": None,
         "versions": versions(),
     }

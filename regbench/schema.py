@@ -125,6 +125,8 @@ class TrainerConfig:
     """Epochs without a val_loss improvement before stopping; null disables early stopping."""
     min_delta: float = 0.0
     """Smallest decrease of val_loss that counts as an improvement."""
+    num_threads: Any = "auto"
+    """torch's CPU threads per job: a count, or auto (the cores divided by the jobs a launcher runs at once)."""
 
 
 @dataclass
@@ -187,6 +189,9 @@ def check(cfg: Any) -> list[str]:
         if tr.patience is None or tr.patience >= 1
         else f"trainer.patience must be >= 1 or null (got {tr.patience})",
         None if tr.min_delta >= 0 else f"trainer.min_delta must be >= 0 (got {tr.min_delta})",
+        None
+        if tr.num_threads == "auto" or (isinstance(tr.num_threads, int) and not isinstance(tr.num_threads, bool) and tr.num_threads >= 1)
+        else f"trainer.num_threads must be auto or a positive count (got {tr.num_threads!r})",
         None if 0 < ds.val_fraction < 1 else f"dataset.val_fraction must be in (0, 1) (got {ds.val_fraction})",
         None if 0 < ds.test_fraction < 1 else f"dataset.test_fraction must be in (0, 1) (got {ds.test_fraction})",
         None if 0 <= ds.label_noise <= 1 else f"dataset.label_noise must be in [0, 1] (got {ds.label_noise})",
