@@ -85,12 +85,11 @@ def hydra_main(cfg: DictConfig) -> Any:
         print(f"[{label}] already done in {out_dir} (status ok, same config): skipped")
         return done["metrics"]["val_loss"]
 
+    import torch
     from rich.console import Console
 
     from regbench.console import one_line, result_summary, result_table, result_title
     from regbench.runner import run
-
-    import torch
 
     torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, hc.launcher))
     console = Console()

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from regbench.results import RESULT_FILE
+
 REQUIRED = ("status", "task", "dataset", "model", "reg", "seed", "params", "metrics", "gap")
 RUN_MARKERS = (RESULT_FILE, "metrics.csv", ".hydra")
 

@@ -20,7 +20,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from regbench.aggregate import against_baseline, metric_of, pivot, summarize, with_config_ids
+from regbench.aggregate import (
+    against_baseline,
+    metric_of,
+    pivot,
+    summarize,
+    with_config_ids,
+)
 from regbench.collect import collect
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from regbench.app import config_dir
@@ -21,10 +24,25 @@ SHARED_DATA = Path(os.environ.get("REGBENCH_SHARED_DATA", REPO.parent / "shared"
 TINY = ["trainer.max_epochs=3", "dataset.train_size=300", "model.hidden_sizes=[32]"]
 
 
-def make_cfg(*overrides: str):
-    """Composes conf/config.yaml with overrides, exactly as `regbench run` would."""
+@lru_cache(maxsize=None)
+def _composed(overrides: tuple[str, ...]):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name="config", overrides=["device=cpu", *overrides])
+
+
+def make_cfg(*overrides: str):
+    """Composes conf/config.yaml with overrides, exactly as `regbench run` would (on the CPU);
+    cached per overrides, a fresh copy each call."""
+    return copy.deepcopy(_composed(tuple(overrides)))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture

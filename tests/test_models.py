@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import logging
-from functools import lru_cache
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from regbench import UserInputError
-from regbench.app import config_dir  # importing regbench.app also registers the schema
 from regbench.models import build_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@lru_cache(maxsize=None)
-def _composed(overrides: tuple[str, ...]):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=["device=cpu", *overrides])
-
-
-def make_cfg(*overrides: str):
-    """The real composed config (schema-checked), cached per overrides; a copy each call."""
-    return copy.deepcopy(_composed(tuple(overrides)))
-
+from tests.conftest import make_cfg
 
 SMALL = {
     "mlp": ["model=mlp", "model.hidden_sizes=[12,10]"],

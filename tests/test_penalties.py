@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-import copy
-from functools import lru_cache
-
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from sklearn.datasets import make_regression
 from sklearn.linear_model import ElasticNet
 from torch import nn
 from torch.nn import functional as F
 
-from regbench.app import config_dir  # importing regbench.app also registers the schema
 from regbench.datasets import Data
 from regbench.models import build_model
-from regbench.penalties import decay_, elastic_net, l1_prox_, penalised_weights, soft_threshold_, sparsity
+from regbench.penalties import (
+    decay_,
+    elastic_net,
+    l1_prox_,
+    penalised_weights,
+    soft_threshold_,
+    sparsity,
+)
 from regbench.training import build_optimizer, train_epoch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@lru_cache(maxsize=None)
-def _composed(overrides: tuple[str, ...]):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=["device=cpu", *overrides])
-
-
-def make_cfg(*overrides: str):
-    """The real composed config (schema-checked), cached per overrides; a copy each call."""
-    return copy.deepcopy(_composed(tuple(overrides)))
+from tests.conftest import make_cfg
 
 
 def _soft(w: torch.Tensor, t) -> torch.Tensor:

@@ -3,49 +3,26 @@ smoothing) and of the runner's reproducibility."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
 import math
-from functools import lru_cache
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from rich.console import Console
 from sklearn.metrics import mean_squared_error, r2_score
 from torch import nn
 from torch.nn import functional as F
 
 import regbench.training as training
-from regbench.app import config_dir  # importing regbench.app also registers the schema
 from regbench.datasets import Data
 from regbench.models import Regressor, build_model
 from regbench.penalties import penalised_weights
 from regbench.runner import run
 from regbench.training import augment, build_optimizer, evaluate, fit, train_epoch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@lru_cache(maxsize=None)
-def _composed(overrides: tuple[str, ...]):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=["device=cpu", *overrides])
-
-
-def make_cfg(*overrides: str):
-    """The real composed config (schema-checked), cached per overrides; a fresh copy each call."""
-    return copy.deepcopy(_composed(tuple(overrides)))
+from tests.conftest import make_cfg
 
 
 def _quiet() -> Console:
