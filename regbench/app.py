@@ -7,6 +7,7 @@ output folders in conf/config.yaml use.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import sys
@@ -46,13 +47,14 @@ def threads_per_job(requested: Any, launcher: Any) -> int:
     if requested != "auto":
         return int(requested)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    at_once = 1
     if launcher.get("n_jobs") is not None:  # joblib: -1 means all cores, -2 all but one, ...
         n = int(launcher.n_jobs)
-        at_once = n if n > 0 else max(1, cores + 1 + n)
-    elif "local" in str(launcher.get("_target_", "")).lower() and launcher.get("array_parallelism"):
-        at_once = int(launcher.array_parallelism)  # submitit_local runs up to this many processes
-    return max(1, cores // at_once)
+        return max(1, cores // (n if n > 0 else max(1, cores + 1 + n)))
+    if launcher.get("cpus_per_task"):  # submitit (local or SLURM): the cores asked for each job
+        return max(1, min(cores, int(launcher.cpus_per_task)))
+    if "LocalLauncher" in str(launcher.get("_target_", "")):  # submitit_local starts every job at once
+        return 1
+    return cores
 
 
 def finished_result(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
@@ -83,7 +85,7 @@ def hydra_main(cfg: DictConfig) -> Any:
     if done is not None:  # resuming a sweep: this job already holds its result
         label = f"job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else "run"
         print(f"[{label}] already done in {out_dir} (status ok, same config): skipped")
-        return done["metrics"]["val_loss"]
+        return _monitored(done)
 
     import torch
     from rich.console import Console
@@ -104,4 +106,11 @@ def hydra_main(cfg: DictConfig) -> Any:
         console.print(result_table(result))
         console.print(result_summary(result), highlight=False, soft_wrap=True)
         console.print(f"run folder: {out_dir}", highlight=False, soft_wrap=True)
-    return result["metrics"]["val_loss"]
+    return _monitored(result)
+
+
+def _monitored(result: dict[str, Any]) -> float | None:
+    """The value a sweeper optimises: the validation loss of an ok run. None (never NaN, which
+    crashes Optuna's sweeper) tells it the trial failed; diverged runs count as failed too."""
+    value = result["metrics"]["val_loss"]
+    return value if result["status"] == "ok" and value is not None and math.isfinite(value) else None
