@@ -74,15 +74,16 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Returns (report, constants): one row per configuration, and the parameters that are
     the same in every run (named once instead of repeated per row).
 
-    `runs` must carry `config` ids (see with_config_ids). Columns: `config`, the varying parameters (without the `params.` prefix), `reg`, `n_seeds` (ok
-    runs), `n_diverged`, `n_failed`, then `<quantity>.mean/.std/.ci95` for each summarised
-    quantity. Sorted by mean validation metric, best first.
+    `runs` must carry `config` ids (see with_config_ids). Columns: the varying parameters
+    (without the `params.` prefix), `reg`, `n_seeds` (ok runs), `n_diverged`, `n_failed`,
+    `<quantity>.mean/.std/.ci95` for each summarised quantity, and `config`. Sorted by mean
+    validation metric, best first.
     """
     keys = config_keys(runs)
     vary = varying(runs, keys)
     constants = {k.removeprefix("params."): runs[k].iloc[0] for k in keys if k not in vary}
     first = runs.drop_duplicates("config").set_index("config", drop=False)
-    report = first[["config"] + vary + ["reg"]].copy()
+    report = first[vary + ["reg"]].copy()
     report.columns = [c.removeprefix("params.") for c in report.columns]
     status = runs.groupby("config")["status"]
     report["n_seeds"] = status.apply(lambda s: int((s == "ok").sum()))
@@ -94,6 +95,7 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     for q in quantities:
         mean, std, n = (grouped[(q, s)].reindex(report.index) for s in ("mean", "std", "count"))
         report[f"{q}.mean"], report[f"{q}.std"], report[f"{q}.ci95"] = mean, std, ci95(std, n.fillna(0))
+    report["config"] = report.index  # last: the parameters lead, as in a paper's table
     m = metric_of(runs)
     sort_key = f"val_{m}.mean"
     if sort_key in report:
@@ -153,7 +155,7 @@ def against_baseline(runs: pd.DataFrame, report: pd.DataFrame, baseline: str) ->
             diff = (_per_seed(frame, q).loc[seeds] - _per_seed(base, q).loc[seeds]).to_numpy(dtype=float)
             out[f"delta.{q}"][row] = float(diff.mean())
             out[f"delta.{q}.p_ttest"][row], out[f"delta.{q}.p_wilcoxon"][row] = _paired_p(diff)
-    return report.assign(**out)
+    return report.drop(columns="config").assign(**out, config=report["config"])  # config stays last
 
 
 def pivot(runs: pd.DataFrame, key: str, metric: str) -> pd.DataFrame:

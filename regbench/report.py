@@ -78,9 +78,9 @@ def _mean_ci(row: pd.Series, q: str) -> str:
 
 
 def param_columns(table: pd.DataFrame) -> list[str]:
-    """The varying parameters: summarize puts them between `config` and `reg`."""
+    """The varying parameters: summarize puts them first, before `reg`."""
     columns = list(table.columns)
-    return columns[1 : columns.index("reg")]
+    return columns[: columns.index("reg")]
 
 
 def display_table(report: Report) -> tuple[list[str], list[list[str]]]:

@@ -114,7 +114,7 @@ def test_other_baseline_label(sweep):
 
 def test_constant_columns_are_named_once_and_varying_ones_come_first(sweep, tmp_path):
     report = build([sweep])
-    assert list(report.table.columns[:3]) == ["config", "reg.alpha", "reg"]
+    assert list(report.table.columns[:2]) == ["reg.alpha", "reg"] and report.table.columns[-1] == "config"
     assert "dataset.name" not in report.table and "optim.lr" not in report.table
     assert report.constants["dataset.name"] == "digits" and report.constants["optim.lr"] == 0.001
     assert "seed" not in report.constants and "dataset.split_seed" not in report.constants
