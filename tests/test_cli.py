@@ -181,6 +181,14 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     assert "1 ok, 0 diverged, 1 failed" in out.stdout and "model=cnn needs image data" in out.stdout
 
 
+def test_a_diverging_job_is_recorded_and_the_sweep_finishes(tmp_path):
+    out = regbench("run", "-m", "optim=sgd", "optim.lr=1e9,0.01", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr  # diverged is a result, not a failure
+    statuses = sorted((r["params"]["optim.lr"], r["status"]) for r in results_under(tmp_path))
+    assert statuses == [(0.01, "ok"), (1e9, "diverged")]
+    assert "1 ok, 1 diverged, 0 failed" in out.stdout and "diverged: " in out.stdout
+
+
 def test_shell_completion_goes_through_the_run_subcommand(tmp_path):
     import os
 

@@ -65,19 +65,21 @@ def _check_sweep(out, tmp_path: Path, n_jobs: int) -> tuple[Path, list[dict[str,
 
 def test_joblib_runs_every_job_in_worker_processes(tmp_path):
     _plugin("hydra_joblib_launcher")
-    out = regbench("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "reg=l1,l2", *SMALL, cwd=tmp_path)
+    out = regbench("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "reg=l1,l2", "seed=0,1", *SMALL,
+                   cwd=tmp_path)
     assert "Joblib.Parallel(n_jobs=2" in out.stdout
-    _, runs = _check_sweep(out, tmp_path, 2)
-    assert sorted(r["reg"] for r in runs) == ["l1", "l2"]
+    _, runs = _check_sweep(out, tmp_path, 4)
+    assert sorted((r["reg"], r["seed"]) for r in runs) == [("l1", "0"), ("l1", "1"), ("l2", "0"), ("l2", "1")]
+    assert {r["threads"] for r in runs} == {str(max(1, len(os.sched_getaffinity(0)) // 2))}  # cores / 2 workers
 
 
 def test_submitit_local_runs_each_job_as_its_own_process(tmp_path):
     _plugin("hydra_submitit_launcher")
-    out = regbench("run", "-m", "hydra/launcher=submitit_local", "reg=l1,l2", *SMALL, cwd=tmp_path)
-    sweep, _ = _check_sweep(out, tmp_path, 2)
+    out = regbench("run", "-m", "hydra/launcher=submitit_local", "reg=l1,l2", "seed=0,1", *SMALL, cwd=tmp_path)
+    sweep, _ = _check_sweep(out, tmp_path, 4)
     # submitit's local executor names each job after the pid of the process it started.
     jobs = sorted(p for p in (sweep / ".submitit").iterdir() if p.name.isdigit())
-    assert len(jobs) == 2 and jobs[0].name != jobs[1].name
+    assert len(jobs) == 4 and len({j.name for j in jobs}) == 4
     logs = ""
     for job in jobs:
         assert (job / f"{job.name}_0_result.pkl").is_file()
