@@ -1,0 +1,721 @@
+"""Benchmark: regbench's runner against a tutorial-style loop and a minimal tensor-resident loop.
+
+    python scripts/bench.py                 # the full benchmark (a few minutes on 2 CPU cores)
+    python scripts/bench.py --quick         # smoke mode: few epochs, (b) on a 10% subsample; not for reporting
+    python scripts/bench.py --json out.json # also write every number (and every repeat) as JSON
+
+What it measures, in one process and one run (peak memory and CLI start-up in subprocesses):
+
+1. **Training speed**, three ways on the same workload, interleaved (each repeat runs all
+   three, the order rotating), reporting the median over repeats of epochs per second:
+   - `runner`: regbench's real code path, `regbench.runner.run(cfg, tmpdir)` on a config
+     composed with Hydra's compose API exactly as `regbench run` composes it (`reg=l2`,
+     `trainer.patience=null`, fixed `trainer.max_epochs`). Epochs/s come from the per-epoch
+     `seconds` column of its metrics.csv (training + evaluation, no data loading or
+     start-up). Its whole-run wall time is reported too, and for (a) the marginal wall-clock
+     cost of an epoch, (wall(E epochs) - wall(1 epoch)) / (E - 1), which also counts what
+     the runner does between epochs (metrics.csv row, progress bar, last.pt checkpoint).
+   - `reference`: the loop of the PyTorch tutorials: `DataLoader(TensorDataset(x, y),
+     batch_size, shuffle=True)` over float inputs (images standardised once, up front),
+     `loss.item()` every step, and evaluation through DataLoaders with `.item()` per batch.
+   - `minimal`: the practical floor of one sequential run: the tensors regbench's loader put
+     on the device (images as uint8, standardised per batch), `torch.randperm` index
+     batches, no host sync in the loop, one `.tolist()` per epoch. It draws its batches from
+     the same seeded generator as the runner, so its metrics must equal the runner's
+     bit for bit: the benchmark checks that, as proof that both do the same work.
+   All three do the same work per epoch: the same model (`regbench.models.build_model`
+   after the same seed, so the same initial weights), Adam with the config's lr (1e-3),
+   cross-entropy plus the same L2 penalty term (`regbench.penalties.elastic_net` on the
+   weights with dim >= 2), the same batch size, then one eval-mode pass over the whole
+   training and validation splits (loss and accuracy, chunks of trainer.eval_batch_size).
+   Torch uses the thread count `regbench run` would use (`trainer.num_threads=auto`: the
+   machine's cores), or `--threads`.
+
+2. Workloads: (a) `digits` with the default MLP (64-256-128-10, batch 64; small and
+   overhead-bound) and (b) MNIST with an MLP 784-512-512-10, batch 128, on the full
+   48000-sample training split (compute-bound). MNIST is read by regbench's own loader from
+   `dataset.root` when that root holds it, else the original .gz files are copied from
+   ../shared/data/MNIST/raw (or $REGBENCH_SHARED_DATA) into a temporary root.
+
+3. For (b), the achieved GFLOP/s of each loop: matrix-multiply FLOPs of an epoch divided by
+   its time. Per Linear(in, out) and sample: forward 2*in*out; backward 2*2*in*out, except
+   for the first layer, whose input needs no gradient (2*in*out: the weight gradient only);
+   plus the forward passes of the evaluation of the training and validation splits.
+   Elementwise work (bias, ReLU, loss, Adam) is not counted. It is printed beside the
+   matrix-multiply peak measured in the same process (torch.matmul of 2048x2048 float32,
+   repeated; measured before (a) and after (b), the higher is the peak). A shorter probe of
+   the same kind before every repeat shows whether the machine's speed drifted (on a shared
+   or virtual machine it does; rerun when the probes or the repeats spread widely).
+
+4. Peak memory of run (b): the peak resident set size (VmHWM) of a fresh subprocess
+   that runs `runner.run` on workload (b) for the same number of epochs, next to
+   subprocesses that only import (torch and regbench.runner; then also torchvision, which
+   loading MNIST imports), and one that imports and loads the data
+   (`regbench.datasets.load`), with the size of the uint8 images for context.
+
+5. CLI start-up: `regbench --help` and `regbench run --cfg job` (the console script on PATH,
+   and `python -m regbench` without any launcher shim), median wall time of several
+   subprocess runs, and which of torch, torchvision, pandas, sklearn each one imported.
+
+Targets (from the performance issue): runner within 10% of the minimal loop on both
+workloads (runner/minimal >= 0.91 in epochs/s); both commands under 1 s without importing
+torch, torchvision, pandas or scikit-learn; images kept once, as uint8. The load averages
+before and after are printed: rerun when another process shared the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import io
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("REGBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+WORKLOAD_A = ["dataset=digits", "model=mlp"]
+WORKLOAD_B = ["dataset=mnist", "model=mlp", "model.hidden_sizes=[512,512]", "trainer.batch_size=128"]
+COMMON = ["reg=l2", "trainer.patience=null"]
+HEAVY = ("torch", "torchvision", "pandas", "sklearn")
+VARIANTS = ("runner", "reference", "minimal")
+
+
+# --------------------------------------------------------------------------- config and data
+
+
+def compose_cfg(overrides: list[str]) -> Any:
+    """Composes conf/config.yaml with `overrides`, as `regbench run` does (see tests/conftest.py)."""
+    from hydra import compose, initialize_config_dir
+
+    from regbench.app import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def _has_mnist(root: Path) -> bool:
+    raw = root / "MNIST" / "raw"
+    return all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in MNIST_FILES)
+
+
+def mnist_root(workdir: Path) -> tuple[str, str]:
+    """The dataset.root for MNIST: the configured default when it holds MNIST, else a temporary
+    root with the original .gz files copied from the shared data folder. Returns (root, where)."""
+    default = Path(str(compose_cfg(["dataset=mnist"]).dataset.root)).expanduser()
+    if _has_mnist(default):
+        return str(default), f"{default} (the default root)"
+    source = SHARED_DATA / "MNIST" / "raw"
+    if not all((source / f"{f}.gz").is_file() for f in MNIST_FILES):
+        sys.exit(f"bench: MNIST not found in {default} nor in {source} (set REGBENCH_SHARED_DATA)")
+    raw = workdir / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in MNIST_FILES:
+        shutil.copy(source / f"{f}.gz", raw / f"{f}.gz")
+    return str(workdir / "data"), f"{source} (copied into a temporary root)"
+
+
+class CpuWatch:
+    """CPU time the rest of the machine used while a block ran: /proc/stat's busy time minus
+    this process's own (and its children's). Above a few percent of the wall time, another
+    process shared the cores and the timings of that block are suspect."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = steal = 0.0
+        try:
+            with open("/proc/stat") as f:
+                fields = [float(x) for x in f.readline().split()[1:]]
+            # user nice system idle iowait irq softirq steal ...
+            busy = (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / tick
+            steal = fields[7] / tick if len(fields) > 7 else 0.0
+        except (OSError, ValueError, IndexError):
+            pass
+        t = os.times()
+        return busy, steal, t.user + t.system + t.children_user + t.children_system, time.perf_counter()
+
+    def foreign(self) -> dict[str, float]:
+        busy, steal, own, wall = self._sample()
+        b0, s0, o0, w0 = self.start
+        wall = max(wall - w0, 1e-9)
+        other = max(0.0, (busy - b0) - (own - o0))
+        return {"wall_s": wall, "other_cpu_s": other, "other_cpu_share": other / (wall * (os.cpu_count() or 1)),
+                "steal_s": steal - s0}
+
+
+def sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------- the three loops
+
+
+def run_runner(cfg: Any, workdir: Path) -> dict[str, Any]:
+    """regbench's real code path: runner.run into a fresh folder; per-epoch seconds from metrics.csv."""
+    from rich.console import Console
+
+    from regbench.runner import run
+
+    out = Path(tempfile.mkdtemp(dir=workdir, prefix="run_"))
+    start = time.perf_counter()
+    result = run(cfg, out, Console(file=io.StringIO()))
+    wall = time.perf_counter() - start
+    if result["status"] != "ok":
+        sys.exit(f"bench: the runner's run ended {result['status']}: {result['error']}")
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "epoch_seconds": [float(r["seconds"]) for r in rows],
+        "wall": wall,
+        "metrics": [[float(r[k]) for k in ("train_loss", "train_acc", "val_loss", "val_acc")] for r in rows],
+    }
+
+
+def _build(cfg: Any, data: Any, device: Any) -> tuple[Any, Any, list]:
+    """The runner's model and optimizer for this seed: same initial weights."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from regbench.models import build_model
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task).to(device)
+    weights = [p for p in model.parameters() if p.dim() >= 2]
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr))
+    return model, optimizer, weights
+
+
+def _n_used(n: int, batch: int) -> int:
+    return n - 1 if n % batch == 1 and n > 1 else n  # the runner's rule (a batch of one is skipped)
+
+
+def minimal_loop(cfg: Any, data: Any, device: Any, epochs: int) -> dict[str, Any]:
+    """Tensors on the device, randperm index batches, no host sync inside the epoch."""
+    import torch
+    from torch.nn import functional as F
+
+    from regbench.penalties import elastic_net
+
+    model, optimizer, weights = _build(cfg, data, device)
+    alpha, l1_ratio = float(cfg.reg.alpha), float(cfg.reg.l1_ratio)
+    batch, eval_batch = int(cfg.trainer.batch_size), int(cfg.trainer.eval_batch_size)
+    x, y = data.x_train, data.y_train
+    n = x.shape[0]
+    n_used = _n_used(n, batch)
+    order = torch.Generator(device=device).manual_seed(int(cfg.seed))  # the runner's data-order stream
+    splits = [(data.x_train, data.y_train), (data.x_val, data.y_val)]
+    seconds, metrics = [], []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=order, device=device)
+        total = torch.zeros((), device=device)
+        for s in range(0, n_used, batch):
+            idx = perm[s : min(s + batch, n_used)]
+            loss = F.cross_entropy(model(data.prepare(x[idx])), y[idx])
+            total = total + loss.detach()
+            loss = loss + elastic_net(weights, alpha, l1_ratio)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        scores = [total.double().reshape(1)]
+        with torch.no_grad():
+            for xs, ys in splits:
+                loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+                hits = torch.zeros((), device=device, dtype=torch.float64)
+                for s in range(0, xs.shape[0], eval_batch):
+                    out, target = model(data.prepare(xs[s : s + eval_batch])), ys[s : s + eval_batch]
+                    loss_sum += F.cross_entropy(out, target, reduction="sum")
+                    hits += (out.argmax(dim=1) == target).sum()
+                scores.append(torch.stack([loss_sum / xs.shape[0], hits / xs.shape[0]]))
+        values = torch.cat(scores).tolist()  # the epoch's one host sync
+        seconds.append(time.perf_counter() - start)
+        metrics.append(values[1:])
+    return {"epoch_seconds": seconds, "metrics": metrics}
+
+
+def reference_loop(cfg: Any, data: Any, device: Any, epochs: int) -> dict[str, Any]:
+    """The PyTorch tutorials' loop: DataLoader over a TensorDataset, `.item()` every step."""
+    import torch
+    from torch.nn import functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from regbench.penalties import elastic_net
+
+    model, optimizer, weights = _build(cfg, data, device)
+    alpha, l1_ratio = float(cfg.reg.alpha), float(cfg.reg.l1_ratio)
+    batch, eval_batch = int(cfg.trainer.batch_size), int(cfg.trainer.eval_batch_size)
+    if data.x_train.shape[0] % batch == 1:
+        raise ValueError("the reference loop keeps a trailing batch of one sample; the runner drops it")
+    # As in the tutorials: float inputs, standardised once before training (not timed).
+    with torch.no_grad():
+        x_train, x_val = data.prepare(data.x_train), data.prepare(data.x_val)
+    train_loader = DataLoader(TensorDataset(x_train, data.y_train), batch_size=batch, shuffle=True)
+    eval_loaders = [DataLoader(TensorDataset(x_train, data.y_train), batch_size=eval_batch),
+                    DataLoader(TensorDataset(x_val, data.y_val), batch_size=eval_batch)]
+    seconds, metrics = [], []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        running = 0.0
+        for xb, yb in train_loader:
+            loss = F.cross_entropy(model(xb), yb)
+            running += loss.item()
+            loss = loss + elastic_net(weights, alpha, l1_ratio)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        row = []
+        with torch.no_grad():
+            for loader in eval_loaders:
+                loss_sum, correct, count = 0.0, 0, 0
+                for xb, yb in loader:
+                    out = model(xb)
+                    loss_sum += F.cross_entropy(out, yb, reduction="sum").item()
+                    correct += (out.argmax(dim=1) == yb).sum().item()
+                    count += len(yb)
+                row += [loss_sum / count, correct / count]
+        seconds.append(time.perf_counter() - start)
+        metrics.append(row)
+    return {"epoch_seconds": seconds, "metrics": metrics}
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def matmul_peak(device: Any, n: int = 2048, repeats: int = 20) -> float:
+    """GFLOP/s of a large float32 matrix multiply: the median of `repeats` timed products."""
+    import torch
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(3):
+        torch.matmul(a, b)
+    sync(device)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        sync(device)
+        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
+
+
+def mlp_flops(sizes: list[int], n_train_steps_samples: int, n_eval_samples: int) -> float:
+    """Matmul FLOPs of one epoch of an MLP with layer widths `sizes` (input first)."""
+    forward = sum(2 * a * b for a, b in zip(sizes, sizes[1:]))
+    backward = sum((1 if i == 0 else 2) * 2 * a * b for i, (a, b) in enumerate(zip(sizes, sizes[1:])))
+    return n_train_steps_samples * (forward + backward) + n_eval_samples * forward
+
+
+def bench_workload(name: str, cfg: Any, runner_cfg_1: Any | None, epochs: int, repeats: int,
+                   workdir: Path, device: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """Runs runner, reference and minimal `repeats` times each, interleaved, order rotating."""
+    from regbench.datasets import load
+
+    t = time.perf_counter()
+    data = load(cfg.dataset, device)  # the loops' data, loaded once (the runner loads its own)
+    load_seconds = time.perf_counter() - t
+    fns = {
+        "runner": lambda: run_runner(cfg, workdir),
+        "reference": lambda: reference_loop(cfg, data, device, epochs),
+        "minimal": lambda: minimal_loop(cfg, data, device, epochs),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    runner_1_walls: list[float] = []
+    watch = CpuWatch()
+    probes: list[float] = []
+    for r in range(repeats):
+        probes.append(matmul_peak(device, n=1024, repeats=5))  # the machine's speed right now
+        order = VARIANTS[r % 3:] + VARIANTS[: r % 3]
+        for v in order:
+            gc.collect()
+            out = fns[v]()
+            out["epochs_per_s"] = len(out["epoch_seconds"]) / sum(out["epoch_seconds"])
+            runs[v].append(out)
+            if v == "runner" and runner_cfg_1 is not None:
+                gc.collect()
+                runner_1_walls.append(run_runner(runner_cfg_1, workdir)["wall"])
+        log(f"  {name} repeat {r + 1}/{repeats}: " + ", ".join(f"{v} {runs[v][-1]['epochs_per_s']:.3g} ep/s" for v in VARIANTS))
+    res: dict[str, Any] = {
+        "machine_sharing": watch.foreign(),
+        "speed_probe_gflops": probes,
+        "epochs": epochs,
+        "repeats": repeats,
+        "n_train": int(data.x_train.shape[0]),
+        "n_val": int(data.x_val.shape[0]),
+        "n_test": int(data.x_test.shape[0]),
+        "data_load_seconds": load_seconds,
+        "image_bytes_uint8": sum(t.numel() * t.element_size() for t in (data.x_train, data.x_val, data.x_test)) if data.is_image else None,
+        "x_dtype": str(data.x_train.dtype),
+    }
+    for v in VARIANTS:
+        rates = [o["epochs_per_s"] for o in runs[v]]
+        res[v] = {"epochs_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "repeats": rates,
+                  "final_val_loss": runs[v][-1]["metrics"][-1][2], "final_val_acc": runs[v][-1]["metrics"][-1][3]}
+    walls = [o["wall"] for o in runs["runner"]]
+    res["runner"]["wall_seconds"] = statistics.median(walls)
+    res["runner"]["wall_minus_epochs_seconds"] = statistics.median(o["wall"] - sum(o["epoch_seconds"]) for o in runs["runner"])
+    if runner_1_walls:
+        marginal = [(o["wall"] - w1) / (epochs - 1) for o, w1 in zip(runs["runner"], runner_1_walls)]
+        res["runner"]["wall_1_epoch_seconds"] = statistics.median(runner_1_walls)
+        res["runner"]["marginal_wall_epochs_per_s"] = 1.0 / statistics.median(marginal)
+    # Same seed, same batches, same ops: the minimal loop must reproduce the runner's metrics.
+    diffs = [abs(a - b) for m, r_ in zip(runs["minimal"], runs["runner"])
+             for ma, ra in zip(m["metrics"], r_["metrics"]) for a, b in zip(ma, ra)]
+    res["minimal_equals_runner_max_abs_diff"] = max(diffs) if diffs else None
+    for v in ("runner", "reference"):
+        res[f"{v}/minimal"] = res[v]["epochs_per_s"] / res["minimal"]["epochs_per_s"]
+        res[f"{v}/minimal_per_repeat"] = [a["epochs_per_s"] / b["epochs_per_s"] for a, b in zip(runs[v], runs["minimal"])]
+    if runner_1_walls:
+        res["runner_marginal_wall/minimal"] = res["runner"]["marginal_wall_epochs_per_s"] / res["minimal"]["epochs_per_s"]
+    return res
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak resident set size in KiB: VmHWM, which (unlike ru_maxrss, which
+    Linux carries over from the parent through fork and exec) counts this program only."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _child_main(mode: str, root: str, epochs: int, threads: int, train_size: str) -> None:
+    """Subprocess for peak memory: prints JSON with the peak RSS after imports and at the end."""
+    import torch
+
+    import regbench.runner  # noqa: F401  (everything a run imports)
+
+    torch.set_num_threads(threads)
+    overrides = ["device=cpu", *WORKLOAD_B, *COMMON, f"trainer.max_epochs={epochs}", f"dataset.root={root}"]
+    if train_size != "none":
+        overrides.append(f"dataset.train_size={train_size}")
+    cfg = compose_cfg(overrides)
+    base = _peak_rss_kib()
+    start = time.perf_counter()
+    if mode == "torchvision":
+        import torchvision.datasets  # noqa: F401  (what loading MNIST imports before reading a byte)
+    elif mode == "load":
+        from regbench.datasets import load
+
+        load(cfg.dataset, torch.device("cpu"))
+    elif mode == "run":
+        with tempfile.TemporaryDirectory() as tmp:
+            run_runner(cfg, Path(tmp))
+    seconds = time.perf_counter() - start
+    peak = _peak_rss_kib()
+    print(json.dumps({"mode": mode, "after_imports_kib": base, "peak_kib": peak, "seconds": seconds}))
+
+
+def peak_memory(root: str, epochs: int, threads: int, train_size: str, log: Callable[[str], None]) -> dict[str, Any]:
+    res = {}
+    for mode in ("imports", "torchvision", "load", "run"):
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, root, str(epochs), str(threads), train_size]
+        p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1800)
+        if p.returncode != 0:
+            sys.exit(f"bench: memory subprocess ({mode}) failed:\n{p.stderr[-3000:]}")
+        res[mode] = json.loads(p.stdout.strip().splitlines()[-1])
+        log(f"  peak memory, {mode}: {res[mode]['peak_kib'] / 1024:.0f} MiB")
+    return res
+
+
+def cli_startup(n: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Median wall time of CLI commands in subprocesses, and the heavy modules each imported."""
+    script = shutil.which("regbench")
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: sys.stderr.write('BENCH_MODULES ' + ','.join(m for m in %r if m in sys.modules) + '\\n'))\n"
+             "from regbench.cli import main\n"
+             "sys.argv = ['regbench', *sys.argv[1:]]\n"
+             "sys.exit(main())\n") % (HEAVY,)
+    commands = {}
+    for args in (["--help"], ["run", "--cfg", "job"]):
+        label = "regbench " + " ".join(args)
+        if script:
+            commands[f"{label}  [{script}]"] = [script, *args]
+        commands[f"{label}  [python -m regbench]"] = [sys.executable, "-m", "regbench", *args]
+    res: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as cwd:
+        for label, cmd in commands.items():
+            times = []
+            for _ in range(n):
+                start = time.perf_counter()
+                p = subprocess.run(cmd, cwd=cwd, check=False, capture_output=True, text=True, timeout=120)
+                times.append(time.perf_counter() - start)
+                if p.returncode != 0:
+                    sys.exit(f"bench: {' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
+            res[label] = {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+        for args in (["--help"], ["run", "--cfg", "job"]):
+            p = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, check=False, capture_output=True, text=True, timeout=120)
+            line = next((ln for ln in p.stderr.splitlines() if ln.startswith("BENCH_MODULES")), "BENCH_MODULES ?")
+            mods = line.split(" ", 1)[1] if " " in line else ""
+            res["imports: regbench " + " ".join(args)] = [m for m in mods.split(",") if m]
+    log("  CLI start-up measured")
+    return res
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt_table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def sharing(m: dict[str, float]) -> str:
+    flag = "  <- the machine was shared: rerun when it is idle" if m["other_cpu_share"] > 0.03 else ""
+    return (f"{m['other_cpu_s']:.1f} CPU-s in {m['wall_s']:.0f} s ({100 * m['other_cpu_share']:.1f}% of the cores), "
+            f"steal {m['steal_s']:.1f} s{flag}")
+
+
+def report(res: dict[str, Any]) -> str:
+    out = []
+    env = res["environment"]
+    out.append(f"regbench benchmark ({'QUICK SMOKE MODE: not for reporting' if res['quick'] else 'full'})")
+    out.append(f"machine: {env['cpus']} CPUs ({env['processor']}), torch {env['torch']} on {env['device']}, "
+               f"{env['threads']} threads, python {env['python']}")
+    out.append(f"load average before / after: {env['loadavg_before']} / {env['loadavg_after']}; "
+               f"total benchmark time {res['total_seconds']:.0f} s")
+    out.append(f"other processes on this machine during the benchmark: {sharing(res['machine_sharing'])}")
+    peak = max(res["matmul_peak_gflops"])
+    out.append("matmul peak (2048x2048 float32, median of 20, before (a) / after (b)): "
+               + " / ".join(f"{g:.1f}" for g in res["matmul_peak_gflops"]) + f" GFLOP/s -> peak {peak:.1f}")
+    for key, title in (("a", "(a) digits, MLP 64-256-128-10, batch 64, reg=l2"),
+                       ("b", "(b) MNIST, MLP 784-512-512-10, batch 128, reg=l2")):
+        w = res.get(key)
+        if w is None:
+            continue
+        out.append("")
+        out.append(f"{title}: {w['n_train']} train / {w['n_val']} val samples, "
+                   f"{w['epochs']} epochs x {w['repeats']} repeats, interleaved; medians over repeats")
+        out.append(f"other processes during this workload: {sharing(w['machine_sharing'])}")
+        pr = w["speed_probe_gflops"]
+        drift = max(pr) / min(pr) - 1
+        out.append("machine speed before each repeat (1024x1024 matmul, GFLOP/s): " + ", ".join(f"{x:.0f}" for x in pr)
+                   + (f"  <- varied by {100 * drift:.0f}%: timings are noisy, rerun" if drift > 0.1 else ""))
+        header = ["loop", "epochs/s", "min..max", "vs minimal", "final val loss", "val acc"]
+        if key == "b":
+            header += ["GFLOP/s", "% of peak"]
+        rows = []
+        for v in VARIANTS:
+            r = w[v]
+            row = [v, f"{r['epochs_per_s']:.3f}", f"{r['min']:.3f}..{r['max']:.3f}",
+                   f"{r['epochs_per_s'] / w['minimal']['epochs_per_s']:.3f}",
+                   f"{r['final_val_loss']:.4f}", f"{r['final_val_acc']:.4f}"]
+            if key == "b":
+                g = r["epochs_per_s"] * w["flops_per_epoch"] / 1e9
+                row += [f"{g:.1f}", f"{100 * g / peak:.0f}%"]
+            rows.append(row)
+        out.append(fmt_table(rows, header))
+        rr = w["runner"]
+        for v in ("runner", "reference"):
+            per = w[f"{v}/minimal_per_repeat"]
+            out.append(f"{v}/minimal: {w[f'{v}/minimal']:.3f} (ratio of the medians); paired within each repeat: "
+                       f"median {statistics.median(per):.3f}, per repeat " + ", ".join(f"{x:.3f}" for x in per))
+        out.append(f"runner whole-run wall {rr['wall_seconds']:.2f} s for {w['epochs']} epochs, of which "
+                   f"{rr['wall_minus_epochs_seconds']:.2f} s outside the epochs' `seconds` (data loading took "
+                   f"{w['data_load_seconds']:.2f} s when loaded by the benchmark)")
+        if "marginal_wall_epochs_per_s" in rr:
+            out.append(f"runner marginal wall-clock epoch, (wall({w['epochs']}) - wall(1)) / {w['epochs'] - 1}: "
+                       f"{rr['marginal_wall_epochs_per_s']:.3f} epochs/s = {w['runner_marginal_wall/minimal']:.3f} x minimal "
+                       f"(includes metrics.csv, progress bar and the last.pt checkpoint of every epoch)")
+        d = w["minimal_equals_runner_max_abs_diff"]
+        out.append(f"minimal loop reproduces the runner's per-epoch metrics: "
+                   f"{'yes, bit for bit' if d == 0 else f'max abs difference {d:.3g}'}")
+        if key == "b":
+            out.append(f"matmul work per epoch: {w['flops_per_epoch'] / 1e9:.1f} GFLOP "
+                       f"(training steps on {w['n_train']} samples + eval of train and val); "
+                       f"images stored as {w['x_dtype']}, {w['image_bytes_uint8'] / 2**20:.1f} MiB "
+                       f"(float32 would be {4 * w['image_bytes_uint8'] / 2**20:.1f} MiB)")
+    if "memory" in res:
+        m = res["memory"]
+        out.append("")
+        out.append(f"peak memory (peak RSS, VmHWM, of fresh subprocesses; workload (b), {res['memory_epochs']} epoch(s)):")
+        out.append(fmt_table([
+            ["imports only (torch, regbench.runner)", f"{m['imports']['peak_kib'] / 1024:.0f} MiB", "-"],
+            ["+ import torchvision.datasets", f"{m['torchvision']['peak_kib'] / 1024:.0f} MiB", "-"],
+            ["+ regbench.datasets.load(mnist)", f"{m['load']['peak_kib'] / 1024:.0f} MiB", f"{m['load']['seconds']:.2f} s"],
+            ["+ runner.run (load, train, evaluate)", f"{m['run']['peak_kib'] / 1024:.0f} MiB", f"{m['run']['seconds']:.2f} s"],
+        ], ["process", "peak RSS", "time"]))
+        mib = lambda k: k / 1024
+        line = (f"peak RSS of run (b): {mib(m['run']['peak_kib']):.0f} MiB, {mib(m['run']['peak_kib'] - m['imports']['peak_kib']):.0f} MiB "
+                f"above the imports, of which importing torchvision {mib(m['torchvision']['peak_kib'] - m['imports']['peak_kib']):.0f} MiB; "
+                f"loading alone peaks at {mib(m['load']['peak_kib']):.0f} MiB")
+        if "b" in res:
+            line += f"; the uint8 images are {res['b']['image_bytes_uint8'] / 2**20:.1f} MiB"
+        out.append(line)
+    if "cli" in res:
+        out.append("")
+        out.append(f"CLI start-up (subprocess wall time, {res['cli_repeats']} runs each, median; target < 1 s):")
+        rows = [[k, f"{v['median_s']:.3f} s", f"{v['min_s']:.3f}..{v['max_s']:.3f}"]
+                for k, v in res["cli"].items() if not k.startswith("imports")]
+        out.append(fmt_table(rows, ["command", "median", "min..max"]))
+        for k, v in res["cli"].items():
+            if k.startswith("imports"):
+                out.append(f"{k}: heavy modules imported: {', '.join(v) or 'none'}")
+    out.append("")
+    out.append("targets:")
+    for line in res["targets"]:
+        out.append(f"  {line}")
+    return "\n".join(out)
+
+
+def targets(res: dict[str, Any]) -> list[str]:
+    lines = []
+    for key in ("a", "b"):
+        if key in res:
+            ratio = res[key]["runner/minimal"]
+            lines.append(f"[{'met' if ratio >= 1 / 1.1 else 'MISSED'}] ({key}) runner within 10% of the minimal loop: "
+                         f"runner/minimal {ratio:.4f} in epochs/s (needs >= {1 / 1.1:.4f})")
+            if "runner_marginal_wall/minimal" in res[key]:
+                r2 = res[key]["runner_marginal_wall/minimal"]
+                lines.append(f"[{'met' if r2 >= 1 / 1.1 else 'MISSED'}] ({key}) same, counting the runner's whole wall-clock "
+                             f"epoch (checkpoint and CSV included): {r2:.4f}")
+    if "cli" in res:
+        for label, v in res["cli"].items():
+            if label.startswith("imports"):
+                lines.append(f"[{'met' if not v else 'MISSED'}] {label[len('imports: '):]} imports none of "
+                             f"{', '.join(HEAVY)} (imported: {', '.join(v) or 'none'})")
+            else:
+                lines.append(f"[{'met' if v['median_s'] < 1.0 else 'MISSED'}] {label} under 1 s: {v['median_s']:.3f} s")
+    if "b" in res:
+        lines.append(f"[{'met' if res['b']['x_dtype'] == 'torch.uint8' else 'MISSED'}] MNIST images stored as uint8 "
+                     f"({res['b']['x_dtype']}) and standardised per batch (Data.prepare)")
+    return lines
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke mode: few epochs and repeats, (b) on a 10%% subsample")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--repeats-a", type=int, help="repeats of workload (a) (default 7; quick 2)")
+    parser.add_argument("--epochs-a", type=int, help="epochs per repeat of (a) (default 20; quick 4)")
+    parser.add_argument("--repeats-b", type=int, help="repeats of workload (b) (default 5; quick 1)")
+    parser.add_argument("--epochs-b", type=int, help="epochs per repeat of (b) (default 2; quick 1)")
+    parser.add_argument("--cli-repeats", type=int, help="runs of each CLI command (default 7; quick 3)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: the machine's cores, as regbench run's auto)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (CUDA syncs are in place but untested on a CPU-only machine)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "memory", "cli"], help="parts to leave out")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, root, epochs, threads, train_size = args.child
+        _child_main(mode, root, int(epochs), int(threads), train_size)
+        return 0
+
+    q = args.quick
+    repeats_a = args.repeats_a or (2 if q else 7)
+    epochs_a = args.epochs_a or (4 if q else 20)
+    repeats_b = args.repeats_b or (1 if q else 5)
+    epochs_b = args.epochs_b or (1 if q else 2)
+    cli_repeats = args.cli_repeats or (3 if q else 7)
+    train_size_b = "0.1" if q else "none"
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    t_total = time.perf_counter()
+    watch = CpuWatch()
+    loadavg_before = tuple(round(x, 2) for x in os.getloadavg())
+    import torch
+
+    from regbench.app import threads_per_job
+    from regbench.device import resolve_device
+
+    threads = args.threads or threads_per_job("auto", {})
+    torch.set_num_threads(threads)
+    device = resolve_device(args.device)
+    res: dict[str, Any] = {
+        "quick": q,
+        "environment": {
+            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "python": platform.python_version(), "threads": threads,
+            "device": str(device), "loadavg_before": loadavg_before,
+        },
+        "matmul_peak_gflops": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="regbench_bench_") as tmp:
+        workdir = Path(tmp)
+        res["matmul_peak_gflops"].append(matmul_peak(device))
+        log(f"matmul peak: {res['matmul_peak_gflops'][-1]:.1f} GFLOP/s")
+        dev = [f"device={args.device}"]
+        if "a" not in args.skip:
+            cfg_a = compose_cfg([*dev, *WORKLOAD_A, *COMMON, f"trainer.max_epochs={epochs_a}"])
+            cfg_a1 = compose_cfg([*dev, *WORKLOAD_A, *COMMON, "trainer.max_epochs=1"]) if epochs_a > 1 else None
+            # Warm-up, untimed: first calls into torch, sklearn's loader, the file system.
+            bench_workload("warm-up", compose_cfg([*dev, *WORKLOAD_A, *COMMON, "trainer.max_epochs=2"]), None, 2, 1, workdir, device, lambda m: None)
+            log("workload (a): digits")
+            res["a"] = bench_workload("(a)", cfg_a, cfg_a1, epochs_a, repeats_a, workdir, device, log)
+        root = None
+        if "b" not in args.skip or "memory" not in args.skip:
+            root, where = mnist_root(workdir)
+            res["mnist_source"] = where
+        if "b" not in args.skip:
+            over = [*dev, *WORKLOAD_B, *COMMON, f"trainer.max_epochs={epochs_b}", f"dataset.root={root}"]
+            if train_size_b != "none":
+                over.append(f"dataset.train_size={train_size_b}")
+            cfg_b = compose_cfg(over)
+            log(f"workload (b): MNIST from {where}")
+            res["b"] = bench_workload("(b)", cfg_b, None, epochs_b, repeats_b, workdir, device, log)
+            sizes = [784, *cfg_b.model.hidden_sizes, 10]
+            n_steps = _n_used(res["b"]["n_train"], int(cfg_b.trainer.batch_size))
+            res["b"]["flops_per_epoch"] = mlp_flops(sizes, n_steps, res["b"]["n_train"] + res["b"]["n_val"])
+            for v in VARIANTS:
+                g = res["b"][v]["epochs_per_s"] * res["b"]["flops_per_epoch"] / 1e9
+                res["b"][v]["gflops"] = g
+        res["matmul_peak_gflops"].append(matmul_peak(device))
+        log(f"matmul peak: {res['matmul_peak_gflops'][-1]:.1f} GFLOP/s")
+        if "memory" not in args.skip:
+            if args.device != "cpu":
+                log("peak memory is measured on the CPU only")
+            res["memory"] = peak_memory(root, epochs_b, threads, train_size_b, log)
+            res["memory_epochs"] = epochs_b
+        if "cli" not in args.skip:
+            res["cli"] = cli_startup(cli_repeats, log)
+            res["cli_repeats"] = cli_repeats
+    res["environment"]["loadavg_after"] = tuple(round(x, 2) for x in os.getloadavg())
+    res["machine_sharing"] = watch.foreign()
+    res["total_seconds"] = time.perf_counter() - t_total
+    res["targets"] = targets(res)
+    print(report(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
