@@ -95,33 +95,36 @@ def train_epoch(
     The sum is only used to detect divergence: a NaN or infinite step loss makes it non-finite.
     """
     reg, task = cfg.reg, data.task
+    # Config values read once: an OmegaConf attribute costs ~12 µs, too much per step.
+    alpha, l1_ratio, weight_decay = reg.alpha, reg.l1_ratio, reg.weight_decay
+    smoothing, augmenting, hflip = reg.label_smoothing, reg.augment, cfg.dataset.hflip
     model.train()
     n, batch = data.x_train.shape[0], cfg.trainer.batch_size
     # A trailing batch of one sample is dropped: batch norm cannot train on it.
     n_used = n - 1 if n % batch == 1 and n > 1 else n
     perm = torch.randperm(n, generator=order, device=order.device)
-    l1_strength = reg.alpha * reg.l1_ratio
+    l1_strength = alpha * l1_ratio
     prox = reg.l1_proximal and l1_strength > 0
-    smooth_penalty = reg.alpha > 0 and (reg.l1_ratio < 1 or not prox)
-    manual_decay = reg.weight_decay > 0 and not isinstance(optimizer, torch.optim.AdamW)
+    smooth_penalty = alpha > 0 and (l1_ratio < 1 or not prox)
+    manual_decay = weight_decay > 0 and not isinstance(optimizer, torch.optim.AdamW)
     total = torch.zeros((), device=data.x_train.device)
     for start in range(0, n_used, batch):
         idx = perm[start : min(start + batch, n_used)]
         x = data.prepare(data.x_train[idx])
-        if reg.augment:
-            x = augment(x, aug, cfg.dataset.hflip)
+        if augmenting:
+            x = augment(x, aug, hflip)
         out = model(x)
         if task == "classification":
-            loss = F.cross_entropy(out, data.y_train[idx], label_smoothing=reg.label_smoothing)
+            loss = F.cross_entropy(out, data.y_train[idx], label_smoothing=smoothing)
         else:
             loss = F.mse_loss(out, data.y_train[idx])
         total = total + loss.detach()
         if smooth_penalty:
-            loss = loss + elastic_net(weights, reg.alpha, reg.l1_ratio, include_l1=not prox)
+            loss = loss + elastic_net(weights, alpha, l1_ratio, include_l1=not prox)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if manual_decay:
-            decay_(weights, optimizer.param_groups[0]["lr"] * reg.weight_decay)
+            decay_(weights, optimizer.param_groups[0]["lr"] * weight_decay)
         optimizer.step()
         if prox:
             l1_prox_(optimizer, weights, l1_strength)
