@@ -1,10 +1,12 @@
 """last.pt: everything a run needs to continue exactly where it stopped.
 
-Written atomically after every epoch (temporary file, then rename), loaded with
-`torch.load(..., weights_only=True)`: model and optimizer state, every random-number
-generator (torch, CUDA, numpy, python, and the data-order and augmentation streams), the
-early-stopping state and the metrics history. A run resumed from it ends with the same
-numbers, bit for bit on the CPU, as the same run never interrupted.
+Written at the end of an epoch once `trainer.checkpoint_seconds` have passed since the
+last write (or since training started; 0: after every epoch), never after the final epoch,
+atomically (temporary file, then rename), and loaded with `torch.load(...,
+weights_only=True)`: model and optimizer state, every random-number generator (torch, CUDA,
+numpy, python, and the data-order and augmentation streams), the early-stopping state and
+the metrics history. A run resumed from it re-trains the epochs after it and ends with the
+same numbers, bit for bit on the CPU, as the same run never interrupted.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import math
 import os
 import random
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,6 +35,24 @@ class Restored:
 
     state: FitState
     seconds: float
+
+
+class Budget:
+    """When last.pt is due: once `seconds` have passed since the last write (or since the
+    budget was made, when training starts); with 0 after every epoch. A checkpoint of a
+    model that trains in milliseconds per epoch would otherwise cost as much as the epoch."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.clock = seconds, clock
+        self.last = clock()
+
+    def due(self) -> bool:
+        return self.seconds <= 0 or self.clock() - self.last >= self.seconds
+
+    def written(self) -> None:
+        """Starts the next interval: counted from the end of a write, so a slow write never
+        makes every epoch due."""
+        self.last = self.clock()
 
 
 def _rng_states(generators: tuple[torch.Generator, torch.Generator]) -> dict[str, Any]:

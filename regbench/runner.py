@@ -106,10 +106,9 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
         device = resolve_device(cfg.device)
         result["device"] = str(device)
         data = load(cfg.dataset, device)
-        if data.task == "regression" and cfg.reg.label_smoothing > 0:
-            raise UserInputError(f"reg.label_smoothing applies to classification; {cfg.dataset.name} is a regression")
-        if cfg.reg.augment and len(data.input_shape) != 3:
-            raise UserInputError(f"reg.augment needs image data; {cfg.dataset.name} is a table")
+        problem = data_problem(cfg, data)
+        if problem:
+            raise UserInputError(problem)
         model, optimizer, weights, generators = _build(cfg, data, device)
         restored, why = checkpoint.load(out_dir, result["config_hash"], model, optimizer, generators)
         if why:
@@ -123,9 +122,14 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
                           highlight=False, markup=False, soft_wrap=True)
         result["n_params"] = sum(p.numel() for p in model.parameters())
 
+        budget = checkpoint.Budget(cfg.trainer.checkpoint_seconds)
+
         def save(state: Any) -> None:
+            if not budget.due():
+                return
             elapsed = prior_seconds + time.perf_counter() - start
             checkpoint.save(out_dir, result["config_hash"], model, optimizer, state, generators, elapsed)
+            budget.written()
 
         state = restored.state if restored else None
         bar, bar_task = progress_bar(console, cfg.trainer.max_epochs, result["reg"])
@@ -161,6 +165,15 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
     if not cfg.keep_checkpoint:
         (out_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
     return result
+
+
+def data_problem(cfg: Any, data: Any) -> str | None:
+    """What makes `cfg` impossible on this dataset (known only once it is loaded), or None."""
+    if data.task == "regression" and cfg.reg.label_smoothing > 0:
+        return f"reg.label_smoothing applies to classification; {cfg.dataset.name} is a regression"
+    if cfg.reg.augment and len(data.input_shape) != 3:
+        return f"reg.augment needs image data; {cfg.dataset.name} is a table"
+    return None
 
 
 def _build(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, list, tuple]:

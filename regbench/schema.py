@@ -127,6 +127,8 @@ class TrainerConfig:
     """Smallest decrease of val_loss that counts as an improvement."""
     num_threads: Any = "auto"
     """torch's CPU threads per job: a count, or auto (the cores divided by the jobs a launcher runs at once)."""
+    checkpoint_seconds: float = 30.0
+    """Write last.pt after an epoch once this many seconds have passed since the last write; 0: every epoch."""
 
 
 @dataclass
@@ -145,7 +147,7 @@ class Config:
     save_model: bool = False
     """Write the best weights to model.pt in the run folder."""
     keep_checkpoint: bool = False
-    """Keep last.pt (written after every epoch, for resuming) when the run finishes."""
+    """Keep last.pt (the resume point, see trainer.checkpoint_seconds) when the run finishes."""
 
 
 def register() -> None:
@@ -189,6 +191,9 @@ def check(cfg: Any) -> list[str]:
         if tr.patience is None or tr.patience >= 1
         else f"trainer.patience must be >= 1 or null (got {tr.patience})",
         None if tr.min_delta >= 0 else f"trainer.min_delta must be >= 0 (got {tr.min_delta})",
+        None
+        if tr.checkpoint_seconds >= 0
+        else f"trainer.checkpoint_seconds must be >= 0 (got {tr.checkpoint_seconds})",
         None
         if tr.num_threads == "auto" or (isinstance(tr.num_threads, int) and not isinstance(tr.num_threads, bool) and tr.num_threads >= 1)
         else f"trainer.num_threads must be auto or a positive count (got {tr.num_threads!r})",

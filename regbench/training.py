@@ -23,8 +23,8 @@ from regbench.penalties import decay_, elastic_net, l1_prox_
 class FitState:
     """Where training stands: the metrics history and the early-stopping bookkeeping.
 
-    `fit` returns it when done; a checkpoint stores it after every epoch, so that a run
-    continues exactly where it stopped.
+    `fit` returns it when done; a checkpoint stores it (at the end of an epoch, see
+    regbench.checkpoint), so that a run continues exactly from there.
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -177,7 +177,8 @@ def fit(
 
     To resume, pass the `state` and `generators` a checkpoint restored (with the model's and
     optimizer's states already loaded). `on_checkpoint` is called after every epoch that
-    training goes on from.
+    training goes on from; it decides whether to write a checkpoint (the runner's does when
+    trainer.checkpoint_seconds have passed since its last write).
     """
     tr, metric = cfg.trainer, "acc" if data.task == "classification" else "r2"
     order, aug = generators or data_generators(cfg.seed, data.x_train.device)

@@ -127,6 +127,7 @@ def test_saved_model_is_the_reported_one_and_loads_with_weights_only(tmp_path):
         ("reg.alpha=-1", "reg.alpha must be >= 0"),
         ("reg.l1_ratio=1.5", "reg.l1_ratio must be in [0, 1]"),
         ("reg.dropout=1.0", "reg.dropout must be in [0, 1)"),
+        ("trainer.checkpoint_seconds=-1", "trainer.checkpoint_seconds must be >= 0"),
     ],
 )
 def test_bad_values_get_one_line_before_training(tmp_path, override, message):

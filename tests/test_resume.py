@@ -16,13 +16,16 @@ import pandas as pd
 import pytest
 import torch
 
+from regbench import checkpoint
 from regbench.checkpoint import CHECKPOINT_FILE
+from regbench.results import MetricsWriter
 from regbench.runner import run
 from tests.conftest import regbench
 
-# Long enough to be killed mid-way, short enough for the suite: ~40 small epochs.
+# Long enough to be killed mid-way, short enough for the suite: ~40 small epochs, each
+# checkpointed (trainer.checkpoint_seconds=0; the default writes last.pt every 30 s at most).
 RESUMABLE = ["reg=[dropout,l1]", "trainer.patience=8", "trainer.max_epochs=40", "dataset.train_size=300",
-             "model.hidden_sizes=[64]"]
+             "model.hidden_sizes=[64]", "trainer.checkpoint_seconds=0"]
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -74,13 +77,57 @@ def test_a_killed_run_resumes_to_bitwise_the_same_result(tmp_path):
 
 
 def test_checkpoint_holds_the_whole_state_and_loads_with_weights_only(tiny_cfg, tmp_path):
-    cfg = tiny_cfg("keep_checkpoint=true", "reg=dropout")
+    cfg = tiny_cfg("keep_checkpoint=true", "reg=dropout", "trainer.checkpoint_seconds=0")
     result = run(cfg, tmp_path)
     payload = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
     assert payload["format"] == "regbench-checkpoint-1" and payload["config_hash"] == result["config_hash"]
     assert {"model", "optimizer", "fit", "rng", "seconds"} <= payload.keys()
     assert {"torch", "cuda", "numpy", "python", "order", "augment"} <= payload["rng"].keys()
     assert len(payload["fit"]["history"]) == result["epochs_run"] - 1  # written after every epoch but the last
+
+
+def test_with_a_time_budget_a_short_run_writes_no_checkpoint(tiny_cfg, tmp_path, monkeypatch):
+    writes = []
+    save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda folder, *a: writes.append(a[3].epoch) or save(folder, *a))
+    result = run(tiny_cfg("keep_checkpoint=true", "trainer.max_epochs=6", "trainer.patience=null",
+                          "trainer.checkpoint_seconds=3600"), tmp_path / "budget")
+    assert result["status"] == "ok" and result["epochs_run"] == 6
+    assert writes == [] and not (tmp_path / "budget" / CHECKPOINT_FILE).exists()
+    run(tiny_cfg("keep_checkpoint=true", "trainer.max_epochs=6", "trainer.patience=null",
+                 "trainer.checkpoint_seconds=0"), tmp_path / "every")
+    assert writes == [1, 2, 3, 4, 5]  # after every epoch but the last
+
+
+def test_an_interrupted_run_retrains_the_epochs_after_its_last_checkpoint(tiny_cfg, tmp_path, monkeypatch):
+    """Each epoch takes one second on a fake clock and the budget is 2.5 s, so last.pt is
+    written after epochs 3 and 6; interrupted after epoch 8, the run resumes from epoch 6,
+    trains 7 and 8 again, and metrics.csv holds each epoch once, as a run never interrupted."""
+    args = ("trainer.max_epochs=12", "trainer.patience=null", "reg=[dropout,l1]", "trainer.checkpoint_seconds=2.5")
+    clean = run(tiny_cfg(*args), tmp_path / "clean")
+    folder, now = tmp_path / "interrupted", [0.0]
+    budget = checkpoint.Budget
+    monkeypatch.setattr(checkpoint, "Budget", lambda seconds: budget(seconds, clock=lambda: now[0]))
+    write = MetricsWriter.write
+
+    def write_then_tick(self, row):
+        write(self, row)
+        now[0] += 1.0
+        if row["epoch"] == 8:
+            raise KeyboardInterrupt  # Ctrl-C after epoch 8's row, before its checkpoint
+
+    monkeypatch.setattr(MetricsWriter, "write", write_then_tick)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_cfg(*args), folder)
+    assert epochs_in(folder / "metrics.csv") == 8 and not (folder / "result.json").exists()
+    assert len(torch.load(folder / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == 6
+    monkeypatch.setattr(MetricsWriter, "write", write)
+    resumed = run(tiny_cfg(*args), folder)
+    assert resumed["resumed_from_epoch"] == 6
+    same_except_timing(resumed, clean)
+    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
+    assert drop_seconds(folder)["epoch"].tolist() == list(range(1, 13))
+    pd.testing.assert_frame_equal(drop_seconds(folder), drop_seconds(tmp_path / "clean"), check_exact=True)
 
 
 @pytest.mark.parametrize(
@@ -98,7 +145,7 @@ def test_a_corrupt_or_foreign_checkpoint_is_reported_and_the_run_starts_fresh(ti
         torch.save({"weights": torch.ones(3)}, path)
     elif content == "other-config":
         other = tmp_path / "other"
-        run(tiny_cfg("keep_checkpoint=true", "seed=5"), other)
+        run(tiny_cfg("keep_checkpoint=true", "seed=5", "trainer.checkpoint_seconds=0"), other)
         shutil.copy(other / CHECKPOINT_FILE, path)
     elif content == "pickled-object":
         torch.save({"format": "regbench-checkpoint-1", "x": Path("/")}, path)  # weights_only refuses Path
