@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from regbench import UserInputError
-from regbench.datasets import load
+from regbench.datasets import image_stats, load
 from tests.conftest import make_cfg, torchvision_root
 
 CPU = torch.device("cpu")
@@ -101,6 +101,29 @@ def test_torchvision_datasets_load_offline_from_the_original_files(tmp_path, nam
     assert d.x_train.shape[1:] == (1, 28, 28)
     x = d.prepare(d.x_train[:5000])
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
+
+
+@pytest.mark.parametrize("shape, chunk", [((300, 1, 28, 28), 1 << 20), ((200, 3, 32, 32), 5000), ((9, 2, 5, 5), 1)])
+def test_image_statistics_from_the_histogram_are_exact(shape, chunk):
+    x = np.random.default_rng(7).integers(0, 256, size=shape, dtype=np.uint8)
+    x[:, 0, 0, 0] = 255  # a skewed channel, not just uniform noise
+    mean, std = image_stats(x, chunk=chunk)
+    pixels = x.astype(np.float64) / 255.0  # the float64 reference, and the old float32 computation
+    np.testing.assert_allclose(mean, pixels.mean(axis=(0, 2, 3)), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(std, pixels.std(axis=(0, 2, 3), ddof=1), rtol=1e-12, atol=0)
+    old = torch.from_numpy(x).float().div_(255.0)
+    np.testing.assert_allclose(mean, old.mean(dim=(0, 2, 3)).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(std, old.std(dim=(0, 2, 3)).numpy(), rtol=1e-6)
+    assert mean.dtype == std.dtype == np.float64 and mean.shape == std.shape == (shape[1],)
+
+
+def test_image_data_keeps_float32_statistics_of_the_training_split(tmp_path):
+    root = torchvision_root(tmp_path, "MNIST")
+    d = data_of("dataset=mnist", f"dataset.root={root}", "dataset.train_size=2000")
+    assert d.mean.dtype == d.std.dtype == torch.float32 and d.mean.shape == d.std.shape == (1, 1, 1)
+    pixels = d.x_train.double() / 255.0
+    assert d.mean.item() == np.float32(pixels.mean().item())
+    assert d.std.item() == np.float32(pixels.std().item())
 
 
 def test_missing_files_without_download_name_the_root(tmp_path):
