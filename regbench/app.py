@@ -85,7 +85,7 @@ def hydra_main(cfg: DictConfig) -> Any:
     if done is not None:  # resuming a sweep: this job already holds its result
         label = f"job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else "run"
         print(f"[{label}] already done in {out_dir} (status ok, same config): skipped")
-        return _monitored(done)
+        return monitored(done)
 
     import torch
     from rich.console import Console
@@ -106,10 +106,10 @@ def hydra_main(cfg: DictConfig) -> Any:
         console.print(result_table(result))
         console.print(result_summary(result), highlight=False, soft_wrap=True)
         console.print(f"run folder: {out_dir}", highlight=False, soft_wrap=True)
-    return _monitored(result)
+    return monitored(result)
 
 
-def _monitored(result: dict[str, Any]) -> float | None:
+def monitored(result: dict[str, Any]) -> float | None:
     """The value a sweeper optimises: the validation loss of an ok run. None (never NaN, which
     crashes Optuna's sweeper) tells it the trial failed; diverged runs count as failed too."""
     value = result["metrics"]["val_loss"]

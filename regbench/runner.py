@@ -50,7 +50,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _skeleton(cfg: Any) -> dict[str, Any]:
+def new_result(cfg: Any) -> dict[str, Any]:
     """A result with every required key, before anything has run."""
     task = "regression" if cfg.dataset.name in REGRESSION else "classification"
     m = metric_name(task)
@@ -97,7 +97,7 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
     prior_seconds = 0.0  # wall time spent before a resume, carried by the checkpoint
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = _skeleton(cfg)
+    result = new_result(cfg)
     console = console or Console()
     try:
         problems = check(cfg)
@@ -109,12 +109,12 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
         problem = data_problem(cfg, data)
         if problem:
             raise UserInputError(problem)
-        model, optimizer, weights, generators = _build(cfg, data, device)
+        model, optimizer, weights, generators = build(cfg, data, device)
         restored, why = checkpoint.load(out_dir, result["config_hash"], model, optimizer, generators)
         if why:
             console.print(f"regbench: warning: ignoring {out_dir / checkpoint.CHECKPOINT_FILE}: {why}; starting fresh",
                           highlight=False, markup=False, soft_wrap=True)
-            model, optimizer, weights, generators = _build(cfg, data, device)
+            model, optimizer, weights, generators = build(cfg, data, device)
         if restored:
             prior_seconds = restored.seconds
             result["resumed_from_epoch"] = restored.state.epoch
@@ -150,7 +150,7 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
             sparsity=sparsity(weights),
         )
         if fitted.best_epoch or not fitted.diverged:
-            _final_metrics(result, model, data, cfg)
+            final_metrics(result, model, data, cfg)
         if cfg.save_model and result["status"] == "ok":
             torch.save(model.state_dict(), out_dir / "model.pt")
     except Exception as e:  # recorded, not raised: one failed job must not stop a sweep
@@ -176,7 +176,7 @@ def data_problem(cfg: Any, data: Any) -> str | None:
     return None
 
 
-def _build(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, list, tuple]:
+def build(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, list, tuple]:
     """Model, optimizer, penalised weights and data streams, all from the seed: for one seed
     every regularizer starts from the same weights and sees the same batches."""
     seed_everything(cfg.seed)
@@ -186,7 +186,7 @@ def _build(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, 
     return model, optimizer, weights, data_generators(cfg.seed, device)
 
 
-def _final_metrics(result: dict[str, Any], model: torch.nn.Module, data: Any, cfg: Any) -> None:
+def final_metrics(result: dict[str, Any], model: torch.nn.Module, data: Any, cfg: Any) -> None:
     """Evaluates the reported weights on train, val and test, and the gap between them."""
     m = metric_name(data.task)
     scores = torch.cat([evaluate(model, data, s, cfg.trainer.eval_batch_size) for s in ("train", "val", "test")])

@@ -1,0 +1,166 @@
+"""`hydra/launcher=stacked`: runs the jobs of a sweep that share a structure as one stacked model.
+
+The jobs of each `launch` call (all of a basic sweep; each batch of an Optuna sweep) are
+grouped by `regbench.stacking.stack_key`. Every group of two or more jobs trains as one
+stack (`regbench.stacking.train`), which writes each job's metrics.csv and result.json into
+the job's own folder; then every job goes through Hydra's `run_job` as with the basic
+launcher (its .hydra/ folder, log file and return value), where a stacked job only reports
+the result it already has. Jobs that cannot be stacked, and the unfinished jobs of a stack
+that failed, run one after another as the basic launcher runs them.
+
+Module level imports stay light: Hydra imports every plugin on start-up, `--help` included.
+No `from __future__ import annotations`: Hydra executes plugin modules outside sys.modules,
+where dataclasses cannot resolve string annotations.
+"""
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import (
+    JobReturn,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StackedLauncherConf:
+    _target_: str = "hydra_plugins.regbench_stacked_launcher.stacked_launcher.StackedLauncher"
+    # Most jobs in one stack; a larger group is split into stacks of at most this many.
+    max_stack: int = 64
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="regbench")
+
+
+class StackedLauncher(Launcher):
+    def __init__(self, max_stack: int = 64) -> None:
+        self.max_stack = max_stack
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        if self.max_stack < 1:
+            raise ValueError(f"hydra.launcher.max_stack must be at least 1, got {self.max_stack}")
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info(f"Launching {len(job_overrides)} jobs, stacked where they share a structure")
+        jobs = []
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = idx
+                sweep_config.hydra.job.num = idx
+            jobs.append(sweep_config)
+        stacked = _train_stacks(jobs, self.max_stack)
+        runs = []
+        for sweep_config in jobs:
+            ret = run_job(
+                hydra_context=self.hydra_context,
+                task_function=_reporting(self.task_function, stacked.get(sweep_config.hydra.job.num)),
+                config=sweep_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+            runs.append(ret)
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return runs
+
+
+def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path]:
+    """The job's config as its task function receives it, and its output folder, both as
+    Hydra's run_job derives them."""
+    HydraConfig.instance().set_config(sweep_config)
+    out = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
+    out = os.path.join(out, str(OmegaConf.select(sweep_config, "hydra.sweep.subdir")))
+    task_cfg = copy.deepcopy(sweep_config)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg, Path(out).absolute()
+
+
+def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str, Any]]:
+    """Trains every group of two or more stackable, unfinished jobs; returns job number -> result."""
+    import torch
+    from rich.console import Console
+
+    from regbench import UserInputError
+    from regbench.app import finished_result, threads_per_job
+    from regbench.stacking import stack_key, train
+
+    groups: dict[str, list[tuple[int, DictConfig, Path]]] = {}
+    for sweep_config in jobs:
+        cfg, out_dir = _task_config(sweep_config)
+        key = stack_key(cfg)
+        if key is not None and finished_result(cfg, out_dir) is None:
+            groups.setdefault(key, []).append((sweep_config.hydra.job.num, cfg, out_dir))
+    stacks = [g[i : i + max_stack] for g in groups.values() for i in range(0, len(g), max_stack)]
+    results: dict[int, dict[str, Any]] = {}
+    console = Console()
+    for members in (s for s in stacks if len(s) > 1):
+        cfg = members[0][1]
+        torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, {}))
+        nums = [num for num, _, _ in members]
+        console.print(f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)",
+                      highlight=False, markup=False, soft_wrap=True)
+        done: dict[int, dict[str, Any]] = {}
+        try:
+            train([(c, out) for _, c, out in members], console, done)
+        except UserInputError:
+            pass  # each job reports it when it runs alone
+        except Exception as e:  # a stack that fails must not lose its jobs: they run alone instead
+            log.warning(f"the stack of jobs {_ranges(nums)} failed ({type(e).__name__}: {e}); "
+                        f"its {len(members) - len(done)} unfinished jobs run one by one")
+        results.update({nums[i]: result for i, result in done.items()})
+    return results
+
+
+def _reporting(task_function: TaskFunction, result: dict[str, Any] | None) -> TaskFunction:
+    """The job's task function: the real one, or for a stacked job one that reports its result."""
+    if result is None:
+        return task_function
+
+    def report(cfg: DictConfig) -> Any:
+        from rich.console import Console
+
+        from regbench.app import monitored
+        from regbench.console import one_line
+
+        Console().print(one_line(result, f"job {HydraConfig.get().job.num}") + " [stacked]",
+                        highlight=False, markup=False, soft_wrap=True)
+        return monitored(result)
+
+    return report
+
+
+def _ranges(nums: list[int]) -> str:
+    """'0-3,5' for [0, 1, 2, 3, 5]."""
+    parts, start = [], None
+    for i, n in enumerate(nums):
+        if start is None:
+            start = n
+        if i + 1 == len(nums) or nums[i + 1] != n + 1:
+            parts.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return ",".join(parts)

@@ -1,0 +1,472 @@
+"""Stacked training: the jobs of a sweep that share one structure, trained as one batched model.
+
+Jobs that differ only in `MEMBER_KEYS` (penalty strengths, dropout rate, learning rate,
+seed) and agree on everything else (dataset and its split, model architecture, batch
+size, epoch budget, optimizer, early-stopping rule) become the members of one stack:
+every weight matrix gets a leading member dimension, and one batched matrix product
+(`torch.baddbmm`) serves every member at each step. Each member keeps what it would have
+alone: the initial weights and data order of its seed (built by the very code
+`runner` uses), its own dropout stream, penalty, learning rate and early stopping. A member
+that stops leaves the stack with its best weights while the others go on, and its
+metrics.csv and result.json are written at once, in the schema of a lone run.
+
+On the CPU a member's numbers equal those of the same job run alone, bit for bit, except
+with label smoothing, regression targets or an L1 term kept in the loss
+(reg.l1_proximal=false next to an L2 part), where the batched loss rounds differently at
+the last bit and results agree to a tolerance that tests/test_stacked.py checks. On CUDA
+a lone run's dropout uses PyTorch's fused kernel, whose masks a stack cannot reproduce:
+stacked dropout there is statistically, not bitwise, the same.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from rich.console import Console
+from torch import nn
+from torch.nn import functional as F
+
+from regbench import UserInputError
+from regbench.console import progress_bar
+from regbench.datasets import Data, load
+from regbench.device import resolve_device
+from regbench.models import Regressor
+from regbench.penalties import penalised_weights, sparsity
+from regbench.results import (
+    RESULT_FILE,
+    MetricsWriter,
+    flatten,
+    metric_name,
+    write_json_atomic,
+)
+from regbench.runner import build, data_problem, final_metrics, new_result
+from regbench.training import FitState
+
+MODELS = ("linear", "mlp")
+# What may differ between the members of one stack.
+MEMBER_KEYS = ("seed", "reg.alpha", "reg.l1_ratio", "reg.weight_decay", "reg.dropout", "optim.lr")
+# What changes how a job is run or kept, not what it computes.
+NOT_COMPUTED = ("save_model", "keep_checkpoint", "trainer.num_threads", "trainer.checkpoint_seconds")
+
+
+def stack_key(cfg: Any) -> str | None:
+    """A key equal for jobs that can share one stack, or None for a job that must run alone
+    (model=cnn, or reg.augment)."""
+    if cfg.model.name not in MODELS or cfg.reg.augment:
+        return None
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    shared = {k: v for k, v in flat.items() if k not in MEMBER_KEYS and k not in NOT_COMPUTED}
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+@dataclass
+class Member:
+    """One job of the stack, with the lone-run objects it is compared against."""
+
+    index: int  # position in the jobs given to `train`
+    cfg: Any
+    out_dir: Path
+    result: dict[str, Any]
+    model: nn.Module  # the job's own network: its initial weights, and at the end its reported ones
+    dropout_rng: torch.Generator
+    order: torch.Generator
+    writer: MetricsWriter
+    state: FitState = field(default_factory=FitState)
+    best_steps: int = 0  # optimizer steps up to the best epoch (batch norm's num_batches_tracked)
+
+
+def _layers(model: nn.Module) -> list[nn.Module]:
+    """The Linear and BatchNorm1d layers, in forward order: the modules that hold tensors."""
+    return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.BatchNorm1d))]
+
+
+def _tensors(model: nn.Module) -> tuple[list[torch.Tensor], list[bool], list[torch.Tensor]]:
+    """Parameters (weight, bias per layer), which of them are penalised, and the batch-norm
+    running statistics, in a fixed order shared by every member."""
+    params, penalised, buffers = [], [], []
+    for layer in _layers(model):
+        params += [layer.weight, layer.bias]
+        penalised += [layer.weight.dim() >= 2, False]
+        if isinstance(layer, nn.BatchNorm1d):
+            buffers += [layer.running_mean, layer.running_var]
+    return params, penalised, buffers
+
+
+class _StackedLinear(torch.autograd.Function):
+    """F.linear once per member: y[k] = x[k] @ w[k].T + b[k], as one batched product.
+
+    The backward computes each gradient in the orientation torch's own linear backward uses
+    (grad_w = grad_y.T @ x), so that every member's gradients equal its lone run's bit for
+    bit; autograd's generic baddbmm backward (x.T @ grad_y, transposed) rounds differently.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        grad = grad.contiguous()  # after batch norm it arrives transposed; the reductions must see torch's layout
+        grad_x = torch.bmm(grad, w) if ctx.needs_input_grad[0] else None
+        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(1)
+
+
+class Stack:
+    """The live members' parameters, optimizer state and batch-norm statistics, stacked on dim 0."""
+
+    def __init__(self, members: list[Member], template: nn.Module, optim: Any, betas: tuple[float, float], eps: float):
+        self.members = members
+        self.optim, self.betas, self.eps = optim, betas, eps
+        self.step = 0
+        self.squeeze = isinstance(template, Regressor)
+        self.ops: list[tuple[Any, ...]] = []  # the template's layers, in order
+        n_params = n_buffers = 0
+        for module in template.net if self.squeeze else template:
+            if isinstance(module, nn.Flatten):
+                self.ops.append(("flatten",))
+            elif isinstance(module, nn.Linear):
+                self.ops.append(("linear", n_params))
+                n_params += 2
+            elif isinstance(module, nn.BatchNorm1d):
+                self.ops.append(("batchnorm", n_params, n_buffers, module.momentum, module.eps))
+                n_params, n_buffers = n_params + 2, n_buffers + 2
+            elif isinstance(module, nn.Dropout):
+                self.ops.append(("dropout",))
+            else:
+                self.ops.append(("activation", module))  # elementwise: applies to any shape
+        per_member = [_tensors(m.model) for m in members]
+        self.penalised = per_member[0][1]
+        self.params = [torch.stack([t[0][j].detach() for t in per_member]).requires_grad_() for j in range(n_params)]
+        self.buffers = [torch.stack([t[2][j] for t in per_member]) for j in range(n_buffers)]
+        self.moments: list[list[torch.Tensor]] = [[] for _ in self.params]  # Adam: m, v; SGD: momentum
+        self._settings()
+
+    def _settings(self) -> None:
+        """Per-member settings as (K,) tensors, rebuilt whenever members leave."""
+        cfgs = [m.cfg for m in self.members]
+        device = self.params[0].device
+        self.lr = [c.optim.lr for c in cfgs]
+        self.dropout = [c.reg.dropout for c in cfgs]
+        prox = [c.reg.l1_proximal and c.reg.alpha * c.reg.l1_ratio > 0 for c in cfgs]
+
+        def vec(values: list[float], skip_if_zero: bool = True) -> torch.Tensor | None:
+            if skip_if_zero and not any(v != 0 for v in values):
+                return None
+            return torch.tensor(values, dtype=torch.float32, device=device)
+
+        # The elastic net of penalties.elastic_net (the L1 part only where no proximal step takes it).
+        self.l1_loss = vec([0.0 if p else c.reg.alpha * c.reg.l1_ratio for c, p in zip(cfgs, prox)])
+        self.l2_loss = vec([0.5 * c.reg.alpha * (1.0 - c.reg.l1_ratio) for c in cfgs])
+        # penalties.decay_ and AdamW: w <- w * (1 - lr * weight_decay)
+        decays = [c.reg.weight_decay for c in cfgs]
+        self.decay = vec([1 - c.optim.lr * c.reg.weight_decay for c in cfgs], False) if any(decays) else None
+        # penalties.l1_prox_: the threshold is lr * alpha * l1_ratio (per coordinate under Adam)
+        self.prox_scale = vec([c.optim.lr * c.reg.alpha * c.reg.l1_ratio if p else 0.0 for c, p in zip(cfgs, prox)])
+        self.neg_lr = vec([-lr for lr in self.lr], False)
+
+    @staticmethod
+    def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return values.view(-1, *([1] * (like.dim() - 1)))
+
+    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """x: (K, B, ...), one batch per member; returns (K, B, outputs), or (K, B) for regression."""
+        h = x
+        for op in self.ops:
+            kind = op[0]
+            if kind == "flatten":
+                h = h.reshape(h.shape[0], h.shape[1], -1)
+            elif kind == "linear":
+                w, b = self.params[op[1]], self.params[op[1] + 1]
+                if w.shape[1] == 1:  # a single output: torch takes a matrix-vector path a batched product cannot copy
+                    h = torch.stack([F.linear(hk, wk, bk) for hk, wk, bk in zip(h, w, b)])
+                else:
+                    h = _StackedLinear.apply(h, w, b)
+            elif kind == "batchnorm":
+                # Feature j of member k is channel k * width + j of one (B, K * width) batch norm.
+                _, p, b, momentum, eps = op
+                k, n, width = h.shape
+                flat = F.batch_norm(
+                    h.transpose(0, 1).reshape(n, k * width),
+                    self.buffers[b].view(-1),
+                    self.buffers[b + 1].view(-1),
+                    self.params[p].reshape(-1),
+                    self.params[p + 1].reshape(-1),
+                    train,
+                    momentum,
+                    eps,
+                )
+                h = flat.view(n, k, width).transpose(0, 1)
+            elif kind == "dropout":
+                if train and any(p > 0 for p in self.dropout):
+                    h = h * self._dropout_noise(h)
+            else:
+                h = op[1](h)
+        return h.squeeze(-1) if self.squeeze else h
+
+    def _dropout_noise(self, h: torch.Tensor) -> torch.Tensor:
+        # What torch's CPU dropout multiplies by, bernoulli(1 - p) / (1 - p), from each member's stream.
+        noise = torch.ones_like(h)
+        for k, (p, member) in enumerate(zip(self.dropout, self.members)):
+            if p > 0:
+                noise[k].bernoulli_(1 - p, generator=member.dropout_rng).div_(1 - p)
+        return noise
+
+    def penalty(self) -> torch.Tensor | None:
+        """Every member's smooth elastic-net term, summed (each member's gradient sees only its own)."""
+        total = None
+        for w, penalised in zip(self.params, self.penalised):
+            if not penalised:
+                continue
+            for scale, value in ((self.l1_loss, torch.abs), (self.l2_loss, torch.square)):
+                if scale is not None:
+                    term = (scale * value(w).flatten(1).sum(1)).sum()
+                    total = term if total is None else total + term
+        return total
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Decay, optimizer step and proximal L1 step, as a lone run's `torch.optim` and
+        `regbench.penalties` calls do them, with each member's own lr and strengths."""
+        self.step += 1
+        one_lr = len(set(self.lr)) == 1
+        adam = self.optim.name != "sgd"
+        if adam:
+            beta1, beta2 = self.betas
+            bias_correction1 = 1 - beta1**self.step
+            bias_correction2_sqrt = (1 - beta2**self.step) ** 0.5
+            # rounded to float32 once, from the float64 step size, as torch rounds its `value`
+            neg_step = torch.tensor([-lr / bias_correction1 for lr in self.lr], device=self.params[0].device)
+        for j, (p, penalised) in enumerate(zip(self.params, self.penalised)):
+            grad = p.grad
+            if penalised and self.decay is not None:
+                p.mul_(self._per_member(self.decay, p))
+            moments = self.moments[j]
+            if not adam:
+                if self.optim.momentum != 0:
+                    if not moments:
+                        moments.append(grad.clone())
+                    else:
+                        moments[0].mul_(self.optim.momentum).add_(grad)
+                    grad = moments[0]
+                if one_lr:
+                    p.add_(grad, alpha=-self.lr[0])
+                else:
+                    p.addcmul_(grad, self._per_member(self.neg_lr, p))
+                continue
+            if not moments:
+                moments += [torch.zeros_like(p), torch.zeros_like(p)]
+            exp_avg, exp_avg_sq = moments
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+            if one_lr:
+                p.addcdiv_(exp_avg, denom, value=-(self.lr[0] / bias_correction1))
+            else:
+                p.add_((self._per_member(neg_step, p) * exp_avg).div_(denom))  # addcdiv's order: (value * m) / denom
+        if self.prox_scale is None:
+            return
+        for j, (w, penalised) in enumerate(zip(self.params, self.penalised)):
+            if not penalised:
+                continue
+            threshold = self._per_member(self.prox_scale, w)
+            if adam:  # per coordinate: lr * strength / (sqrt(v_hat) + eps)
+                denom = (self.moments[j][1] / (1.0 - self.betas[1] ** float(self.step))).sqrt_().add_(self.eps)
+                threshold = denom.reciprocal() * threshold
+            w.copy_(w.sign() * (w.abs() - threshold).clamp_min_(0.0))
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def member_state(self, k: int) -> list[torch.Tensor]:
+        """Copies of member k's parameters and batch-norm statistics."""
+        return [t[k].detach().clone() for t in self.params + self.buffers]
+
+    def keep(self, live: list[int]) -> None:
+        """Takes every member not in `live` (indices into the current members) out of the stack."""
+        idx = torch.tensor(live, device=self.params[0].device)
+        self.members = [self.members[k] for k in live]
+        self.params = [p.detach().index_select(0, idx).requires_grad_() for p in self.params]
+        self.buffers = [b.index_select(0, idx) for b in self.buffers]
+        self.moments = [[m.index_select(0, idx) for m in ms] for ms in self.moments]
+        self._settings()
+
+
+def _train_epoch(stack: Stack, data: Data, batch: int, smoothing: float) -> torch.Tensor:
+    """One pass of every member over its own batch order; returns each member's sum of step
+    losses (for divergence detection), on the device. Mirrors training.train_epoch."""
+    n = data.x_train.shape[0]
+    n_used = n - 1 if n % batch == 1 and n > 1 else n
+    perms = torch.stack([torch.randperm(n, generator=m.order, device=m.order.device) for m in stack.members])
+    total = torch.zeros(len(stack.members), device=data.x_train.device)
+    for start in range(0, n_used, batch):
+        idx = perms[:, start : min(start + batch, n_used)]
+        out = stack.forward(data.prepare(data.x_train[idx]), train=True)
+        target = data.y_train[idx]
+        if data.task == "classification" and not smoothing:
+            # One call for all members; its gradients round exactly like the lone run's mean loss.
+            losses = F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="none").view(idx.shape).mean(1)
+        elif data.task == "classification":  # label smoothing's mean rounds differently batched: one call per member
+            losses = torch.stack([F.cross_entropy(o, t, label_smoothing=smoothing) for o, t in zip(out, target)])
+        else:
+            losses = torch.stack([F.mse_loss(o, t) for o, t in zip(out, target)])
+        total = total + losses.detach()
+        loss = losses.sum()
+        penalty = stack.penalty()
+        if penalty is not None:
+            loss = loss + penalty
+        stack.zero_grad()
+        loss.backward()
+        stack.update()
+    return total
+
+
+@torch.no_grad()
+def _evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
+    """Every member's eval-mode metrics of one split, (K, 2), as training.evaluate computes them."""
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    k = len(stack.members)
+    loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)
+    hits = torch.zeros(k, device=x.device, dtype=torch.float64)
+    for start in range(0, x.shape[0], batch):
+        inputs = data.prepare(x[start : start + batch])
+        out = stack.forward(inputs.unsqueeze(0).expand(k, *inputs.shape), train=False)
+        target = y[start : start + batch]
+        if data.task == "classification":
+            loss_sum += torch.stack([F.cross_entropy(o, target, reduction="sum") for o in out])
+            hits += (out.argmax(dim=2) == target).sum(1)
+        else:
+            loss_sum += torch.stack([F.mse_loss(o, target, reduction="sum") for o in out])
+    n = x.shape[0]
+    if data.task == "classification":
+        return torch.stack([loss_sum / n, hits / n], dim=1)
+    total_ss = (y.double() - y.double().mean()).pow(2).sum()
+    return torch.stack([loss_sum / n, 1.0 - loss_sum / total_ss], dim=1)
+
+
+def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Trains the jobs of one stack, each a (composed config, run folder) pair, all sharing one `stack_key`.
+
+    Every member's metrics.csv and result.json are written to its folder as it finishes, and
+    its result is put in `done` (index -> result) at once, so that a caller whose stack later
+    fails knows which jobs are already finished.
+
+    Returns:
+        The results, in the order of `jobs`.
+
+    Raises:
+        UserInputError: the jobs cannot run on this dataset (the lone runs report it per job).
+    """
+    start = time.perf_counter()
+    console = console or Console()
+    done = {} if done is None else done
+    cfg = jobs[0][0]
+    tr = cfg.trainer
+    device = resolve_device(cfg.device)
+    data = load(cfg.dataset, device)
+    problem = data_problem(cfg, data)
+    if problem:
+        raise UserInputError(problem)
+    members, template, optimizer = [], None, None
+    for i, (job_cfg, out_dir) in enumerate(jobs):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        result = new_result(job_cfg)
+        model, optimizer, _, (order, _) = build(job_cfg, data, device)
+        # The lone run's dropout draws from torch's global stream, right where model building left it.
+        dropout_rng = torch.Generator(device=device)
+        if device.type == "cpu":
+            dropout_rng.set_state(torch.get_rng_state())
+        else:
+            dropout_rng.manual_seed(job_cfg.seed)
+        if template is None or job_cfg.reg.dropout > 0:
+            template = model  # a member with dropout layers, where any member has them
+        result.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()), stack_size=len(jobs))
+        members.append(Member(i, job_cfg, Path(out_dir), result, model, dropout_rng, order, MetricsWriter(out_dir, data.task)))
+    defaults = optimizer.defaults
+    stack = Stack(members, template, cfg.optim, defaults.get("betas", (0.9, 0.999)), defaults.get("eps", 1e-8))
+    metric = metric_name(data.task)
+    bar, bar_task = progress_bar(console, tr.max_epochs, f"stack of {len(jobs)}")
+    try:
+        with bar:
+            for epoch in range(1, tr.max_epochs + 1):
+                t0 = time.perf_counter()
+                step_sums = _train_epoch(stack, data, tr.batch_size, cfg.reg.label_smoothing)
+                scores = [step_sums.double()[:, None]] + [_evaluate(stack, data, s, tr.eval_batch_size) for s in ("train", "val")]
+                rows = torch.cat(scores, dim=1).tolist()  # the epoch's one host sync
+                seconds = time.perf_counter() - t0
+                finished = []
+                for k, (member, (step_sum, train_loss, train_m, val_loss, val_m)) in enumerate(zip(stack.members, rows)):
+                    row = {"epoch": epoch, "train_loss": train_loss, f"train_{metric}": train_m, "val_loss": val_loss,
+                           f"val_{metric}": val_m, "lr": member.cfg.optim.lr, "seconds": seconds}
+                    if _early_stopping(member, row, step_sum, stack, k, epoch == tr.max_epochs):
+                        finished.append(k)
+                for k in finished:
+                    _finish(stack.members[k], stack, k, data, start)
+                    done[stack.members[k].index] = stack.members[k].result
+                live = [k for k in range(len(stack.members)) if k not in finished]
+                bar.update(bar_task, advance=1, losses=f"{len(live)} of {len(jobs)} still training")
+                if not live:
+                    break
+                if finished:
+                    stack.keep(live)
+    finally:
+        for member in members:
+            member.writer.close()
+    return [m.result for m in members]
+
+
+def _early_stopping(member: Member, row: dict[str, float], step_sum: float, stack: Stack, k: int, last: bool) -> bool:
+    """Records the epoch's row for one member and applies training.fit's rules; True when the member is done."""
+    state, tr = member.state, member.cfg.trainer
+    state.history.append(row)
+    member.writer.write(row)
+    if not all(math.isfinite(v) for v in (step_sum, row["train_loss"], row["val_loss"])):
+        state.diverged = True
+        return True
+    if row["val_loss"] < state.best_loss - tr.min_delta:
+        state.best_loss, state.best_epoch, state.waited = row["val_loss"], row["epoch"], 0
+        state.best_state, member.best_steps = stack.member_state(k), stack.step
+    else:
+        state.waited += 1
+        if tr.patience is not None and state.waited >= tr.patience:
+            state.stopped_early = True
+            return True
+    return last
+
+
+def _finish(member: Member, stack: Stack, k: int, data: Data, start: float) -> None:
+    """Puts the member's reported weights into its own network, evaluates it exactly as a lone
+    run does (runner.final_metrics), and writes its files."""
+    state, cfg, result = member.state, member.cfg, member.result
+    restore = state.best_state is not None and (cfg.trainer.patience is not None or state.diverged)
+    tensors = state.best_state if restore else stack.member_state(k)
+    params, _, buffers = _tensors(member.model)
+    with torch.no_grad():
+        for dst, src in zip(params + buffers, tensors):
+            dst.copy_(src)
+        for layer in _layers(member.model):
+            if isinstance(layer, nn.BatchNorm1d):
+                layer.num_batches_tracked.fill_(member.best_steps if restore else stack.step)
+    result.update(
+        status="diverged" if state.diverged else "ok",
+        best_epoch=state.best_epoch or None,
+        epochs_run=len(state.history),
+        stopped_early=state.stopped_early,
+        sparsity=sparsity(penalised_weights(member.model)),
+    )
+    if state.best_epoch or not state.diverged:
+        final_metrics(result, member.model, data, cfg)
+    if cfg.save_model and result["status"] == "ok":
+        torch.save(member.model.state_dict(), member.out_dir / "model.pt")
+    result["seconds"] = time.perf_counter() - start
+    member.writer.close()
+    write_json_atomic(member.out_dir / RESULT_FILE, result)
