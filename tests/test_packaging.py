@@ -36,6 +36,12 @@ def test_wheel_contains_every_config(wheel):
     assert not missing
 
 
+def test_wheel_carries_the_stacked_launcher_plugin_in_hydras_namespace(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "hydra_plugins/regbench_stacked_launcher/stacked_launcher.py" in names
+    assert "hydra_plugins/__init__.py" not in names  # a namespace package, shared with other plugins
+
+
 def test_installed_wheel_composes_from_its_own_configs(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=True)
@@ -53,3 +59,9 @@ def test_installed_wheel_composes_from_its_own_configs(wheel, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "name: wine" in out.stdout and "l1_ratio: 1.0" in out.stdout and "dropout: 0.5" in out.stdout
+    out = subprocess.run(
+        [env_dir / "bin" / "regbench", "run", "--cfg", "hydra", "hydra/launcher=stacked"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "regbench_stacked_launcher.stacked_launcher.StackedLauncher" in out.stdout

@@ -168,3 +168,45 @@ def test_stacked_launcher_gives_the_basic_launchers_sweep(tmp_path):
     pd.testing.assert_frame_equal(*(r[[c for c in r.columns if "seconds" not in c]] for r in reports))
     again = regbench("run", "-m", "hydra/launcher=stacked", *common, "hydra.sweep.dir=stacked", cwd=tmp_path)
     assert again.returncode == 0 and "8 skipped as already done" in again.stdout and "stacked: jobs" not in again.stdout
+
+
+def _sweep_configs(tmp_path: Path, *alphas: float) -> list:
+    """Per-job configs as the launcher receives them (with the hydra node, job numbers set)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from regbench.app import config_dir
+
+    jobs = []
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for i, alpha in enumerate(alphas):
+            cfg = compose(config_name="config", return_hydra_config=True,
+                          overrides=["device=cpu", *SMALL, "trainer.max_epochs=3", "reg=l2", f"reg.alpha={alpha}",
+                                     f"hydra.sweep.dir={tmp_path}"])
+            with open_dict(cfg):
+                cfg.hydra.job.num = cfg.hydra.job.id = i
+            jobs.append(cfg)
+    return jobs
+
+
+def test_the_launcher_splits_groups_by_max_stack_and_runs_a_lone_leftover_alone(tmp_path):
+    from hydra_plugins.regbench_stacked_launcher.stacked_launcher import _train_stacks
+
+    results = _train_stacks(_sweep_configs(tmp_path, 1e-4, 1e-3, 1e-2), max_stack=2)
+    assert sorted(results) == [0, 1] and all(r["stack_size"] == 2 for r in results.values())
+    assert (tmp_path / "1" / "result.json").is_file() and not (tmp_path / "2").exists()
+
+
+def test_a_failing_stack_hands_its_unfinished_jobs_back_to_run_alone(tmp_path, monkeypatch, caplog):
+    from hydra_plugins.regbench_stacked_launcher.stacked_launcher import _train_stacks
+
+    finished = {"status": "ok"}
+
+    def fails_after_one(jobs, console, done):
+        done[0] = finished
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(stacking, "train", fails_after_one)
+    results = _train_stacks(_sweep_configs(tmp_path, 1e-4, 1e-3, 1e-2), max_stack=64)
+    assert results == {0: finished}  # jobs 1 and 2 are left to the task function: they run alone
+    assert "failed (RuntimeError: CUDA out of memory); its 2 unfinished jobs run one by one" in caplog.text
