@@ -57,10 +57,11 @@ class Data:
         return tuple(self.x_train.shape[1:])
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Turns a stored batch into the model's float input."""
+        """Turns a stored batch into the model's float input (in place on one float copy: an
+        evaluation chunk of 8192 MNIST images is 26 MB per temporary)."""
         if self.mean is None:
             return x
-        return (x.float().div_(255.0) - self.mean) / self.std
+        return x.float().div_(255.0).sub_(self.mean).div_(self.std)
 
 
 def load(ds: Any, device: torch.device) -> Data:

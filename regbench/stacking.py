@@ -10,12 +10,12 @@ alone: the initial weights and data order of its seed (built by the very code
 that stops leaves the stack with its best weights while the others go on, and its
 metrics.csv and result.json are written at once, in the schema of a lone run.
 
-On the CPU a member's numbers equal those of the same job run alone, bit for bit, except
-with label smoothing, regression targets or an L1 term kept in the loss
-(reg.l1_proximal=false next to an L2 part), where the batched loss rounds differently at
-the last bit and results agree to a tolerance that tests/test_stacked.py checks. On CUDA
-a lone run's dropout uses PyTorch's fused kernel, whose masks a stack cannot reproduce:
-stacked dropout there is statistically, not bitwise, the same.
+On the CPU with one torch thread a member's numbers equal those of the same job run alone,
+bit for bit (the losses that would round differently batched, label smoothing and
+regression, are computed per member); with more threads a batched product is split
+differently and the last bits differ, within a tolerance tests/test_stacked.py checks. On
+CUDA a lone run's dropout uses PyTorch's fused kernel, whose masks a stack cannot
+reproduce: stacked dropout there is statistically, not bitwise, the same.
 """
 
 from __future__ import annotations
@@ -172,6 +172,7 @@ class Stack:
         # penalties.l1_prox_: the threshold is lr * alpha * l1_ratio (per coordinate under Adam)
         self.prox_scale = vec([c.optim.lr * c.reg.alpha * c.reg.l1_ratio if p else 0.0 for c, p in zip(cfgs, prox)])
         self.neg_lr = vec([-lr for lr in self.lr], False)
+        self.neg_lr64 = torch.tensor([-lr for lr in self.lr], dtype=torch.float64, device=device)
 
     @staticmethod
     def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -243,8 +244,9 @@ class Stack:
             beta1, beta2 = self.betas
             bias_correction1 = 1 - beta1**self.step
             bias_correction2_sqrt = (1 - beta2**self.step) ** 0.5
-            # rounded to float32 once, from the float64 step size, as torch rounds its `value`
-            neg_step = torch.tensor([-lr / bias_correction1 for lr in self.lr], device=self.params[0].device)
+            # lr / bias_correction1 in float64, rounded to float32 once, as torch rounds its `value`
+            # (computed on the device: a host-to-device copy every step would sync a GPU)
+            neg_step = (self.neg_lr64 / bias_correction1).float()
         for j, (p, penalised) in enumerate(zip(self.params, self.penalised)):
             grad = p.grad
             if penalised and self.decay is not None:
