@@ -176,14 +176,18 @@ def data_problem(cfg: Any, data: Any) -> str | None:
     return None
 
 
-def build(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, list, tuple]:
-    """Model, optimizer, penalised weights and data streams, all from the seed: for one seed
-    every regularizer starts from the same weights and sees the same batches."""
+def init(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, list, tuple]:
+    """Model, penalised weights and data streams, all from the seed: for one seed every
+    regularizer starts from the same weights and sees the same batches."""
     seed_everything(cfg.seed)
     model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task).to(device)
-    weights = penalised_weights(model)
-    optimizer = build_optimizer(cfg.optim, cfg.reg, model, weights)
-    return model, optimizer, weights, data_generators(cfg.seed, device)
+    return model, penalised_weights(model), data_generators(cfg.seed, device)
+
+
+def build(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, list, tuple]:
+    """`init`, plus the optimizer over the model's parameters."""
+    model, weights, generators = init(cfg, data, device)
+    return model, build_optimizer(cfg.optim, cfg.reg, model, weights), weights, generators
 
 
 def final_metrics(result: dict[str, Any], model: torch.nn.Module, data: Any, cfg: Any) -> None:

@@ -20,6 +20,7 @@ reproduce: stacked dropout there is statistically, not bitwise, the same.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -46,7 +47,7 @@ from regbench.results import (
     metric_name,
     write_json_atomic,
 )
-from regbench.runner import build, data_problem, final_metrics, new_result
+from regbench.runner import data_problem, final_metrics, init, new_result
 from regbench.training import FitState
 
 MODELS = ("linear", "mlp")
@@ -378,11 +379,11 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
     problem = data_problem(cfg, data)
     if problem:
         raise UserInputError(problem)
-    members, template, optimizer = [], None, None
+    members, template = [], None
     for i, (job_cfg, out_dir) in enumerate(jobs):
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         result = new_result(job_cfg)
-        model, optimizer, _, (order, _) = build(job_cfg, data, device)
+        model, _, (order, _) = init(job_cfg, data, device)
         # The lone run's dropout draws from torch's global stream, right where model building left it.
         dropout_rng = torch.Generator(device=device)
         if device.type == "cpu":
@@ -393,8 +394,7 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
             template = model  # a member with dropout layers, where any member has them
         result.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()), stack_size=len(jobs))
         members.append(Member(i, job_cfg, Path(out_dir), result, model, dropout_rng, order, MetricsWriter(out_dir, data.task)))
-    defaults = optimizer.defaults
-    stack = Stack(members, template, cfg.optim, defaults.get("betas", (0.9, 0.999)), defaults.get("eps", 1e-8))
+    stack = Stack(members, template, cfg.optim, *_adam_defaults(cfg.optim.name))
     metric = metric_name(data.task)
     bar, bar_task = progress_bar(console, tr.max_epochs, f"stack of {len(jobs)}")
     try:
@@ -424,6 +424,16 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
         for member in members:
             member.writer.close()
     return [m.result for m in members]
+
+
+def _adam_defaults(name: str) -> tuple[tuple[float, float], float]:
+    """betas and eps of the lone run's torch.optim.Adam/AdamW (built with their defaults), read
+    from the signature: instantiating a torch optimizer imports torch._dynamo, about 1 s, which a
+    stack, doing its own update, does not need."""
+    if name == "sgd":
+        return (0.9, 0.999), 1e-8  # unused
+    params = inspect.signature(torch.optim.AdamW if name == "adamw" else torch.optim.Adam).parameters
+    return tuple(params["betas"].default), float(params["eps"].default)
 
 
 def _early_stopping(member: Member, row: dict[str, float], step_sum: float, stack: Stack, k: int, last: bool) -> bool:

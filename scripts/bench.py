@@ -47,18 +47,28 @@ What it measures, in one process and one run (peak memory and CLI start-up in su
    the same kind before every repeat shows whether the machine's speed drifted (on a shared
    or virtual machine it does; rerun when the probes or the repeats spread widely).
 
-4. Peak memory of run (b): the peak resident set size (VmHWM) of a fresh subprocess
+4. (c) A stacked sweep: `regbench run -m dataset=digits model=mlp reg=l2 reg.alpha=<8 strengths>`
+   (log-spaced from 1e-6 to 1e-2; 32 with --device cuda), every other option the default,
+   early stopping included. The same jobs run in-process one after another (`runner.run` per
+   job, as Hydra's basic launcher calls it) and as one stack (`stacking.train`, as
+   hydra/launcher=stacked calls it), interleaved and repeated; reported: the sweep's wall
+   time (data loading, every job's files), the speed-up, and the largest difference between
+   a job's stacked and lone metrics. Then the same sweep from the shell with each launcher
+   (fresh subprocesses: start-up, composition and the automatic sweep report included).
+
+5. Peak memory of run (b): the peak resident set size (VmHWM) of a fresh subprocess
    that runs `runner.run` on workload (b) for the same number of epochs, next to
    subprocesses that only import (torch and regbench.runner; then also torchvision, which
    loading MNIST imports), and one that imports and loads the data
    (`regbench.datasets.load`), with the size of the uint8 images for context.
 
-5. CLI start-up: `regbench --help` and `regbench run --cfg job` (the console script on PATH,
+6. CLI start-up: `regbench --help` and `regbench run --cfg job` (the console script on PATH,
    and `python -m regbench` without any launcher shim), median wall time of several
    subprocess runs, and which of torch, torchvision, pandas, sklearn each one imported.
 
 Targets (from the performance issue): runner within 10% of the minimal loop on both
-workloads (runner/minimal >= 0.91 in epochs/s); both commands under 1 s without importing
+workloads (runner/minimal >= 0.91 in epochs/s); the 8-job stacked sweep (c) at least 1.5x
+faster than its jobs one by one on the CPU (32 jobs, 5x on CUDA); both commands under 1 s without importing
 torch, torchvision, pandas or scikit-learn; images kept once, as uint8. The load averages
 before and after are printed: rerun when another process shared the machine.
 """
@@ -91,6 +101,10 @@ WORKLOAD_B = ["dataset=mnist", "model=mlp", "model.hidden_sizes=[512,512]", "tra
 COMMON = ["reg=l2", "trainer.patience=null"]
 HEAVY = ("torch", "torchvision", "pandas", "sklearn")
 VARIANTS = ("runner", "reference", "minimal")
+# (c) the stacked sweep: one strength axis of an L2 penalty, the rest of the config the default
+# (digits, MLP 64-256-128-10, Adam, early stopping with patience 10, at most 200 epochs).
+WORKLOAD_C = ["dataset=digits", "model=mlp", "reg=l2"]
+STACK_TARGETS = {"cpu": (8, 1.5), "cuda": (32, 5.0)}  # device -> (jobs, speed-up over the jobs one by one)
 
 
 # --------------------------------------------------------------------------- config and data
@@ -398,6 +412,107 @@ def bench_workload(name: str, cfg: Any, runner_cfg_1: Any | None, epochs: int, r
     return res
 
 
+def stack_alphas(n: int) -> list[float]:
+    """n strengths, log-spaced from 1e-6 to 1e-2 (three significant digits, as a user would type them)."""
+    if n == 1:
+        return [1e-4]
+    return [float(f"{10 ** (-6 + 4 * i / (n - 1)):.3g}") for i in range(n)]
+
+
+def _sweep_summary(results: list[dict[str, Any]]) -> list[list[Any]]:
+    keys = ("val_loss", "val_acc", "test_acc")
+    return [[r["status"], r["epochs_run"], *(r["metrics"][k] for k in keys)] for r in results]
+
+
+def bench_stacked(cfgs: list[Any], repeats: int, workdir: Path, device: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """The same jobs, in-process, as regbench runs them: one after another (`runner.run` per job,
+    which is what the basic launcher calls) and as one stack (`stacking.train`, what
+    hydra/launcher=stacked calls); interleaved, the order alternating. Wall time of the whole
+    sweep, data loading, early stopping and every job's files included."""
+    from rich.console import Console
+
+    from regbench import stacking
+    from regbench.runner import run
+
+    quiet = Console(file=io.StringIO())
+
+    def sequential() -> list[dict[str, Any]]:
+        base = Path(tempfile.mkdtemp(dir=workdir, prefix="seq_"))
+        out = [run(c, base / str(i), quiet) for i, c in enumerate(cfgs)]
+        shutil.rmtree(base, ignore_errors=True)
+        return out
+
+    def stacked() -> list[dict[str, Any]]:
+        base = Path(tempfile.mkdtemp(dir=workdir, prefix="stack_"))
+        out = stacking.train([(c, base / str(i)) for i, c in enumerate(cfgs)], quiet)
+        shutil.rmtree(base, ignore_errors=True)
+        return out
+
+    fns = {"sequential": sequential, "stacked": stacked}
+    walls: dict[str, list[float]] = {v: [] for v in fns}
+    results: dict[str, list[dict[str, Any]]] = {}
+    watch = CpuWatch()
+    probes: list[float] = []
+    for r in range(repeats):
+        probes.append(matmul_peak(device, n=1024, repeats=5))
+        for v in (("sequential", "stacked") if r % 2 == 0 else ("stacked", "sequential")):
+            gc.collect()
+            sync(device)
+            start = time.perf_counter()
+            results[v] = fns[v]()
+            sync(device)
+            walls[v].append(time.perf_counter() - start)
+        log(f"  (c) repeat {r + 1}/{repeats}: " + ", ".join(f"{v} {walls[v][-1]:.2f} s" for v in fns))
+    seq, stk = results["sequential"], results["stacked"]
+    diffs = {k: max(abs(a["metrics"][k] - b["metrics"][k]) for a, b in zip(seq, stk) if a["status"] == b["status"] == "ok")
+             for k in ("val_loss", "val_acc", "test_acc")}
+    res: dict[str, Any] = {
+        "machine_sharing": watch.foreign(),
+        "speed_probe_gflops": probes,
+        "jobs": len(cfgs),
+        "repeats": repeats,
+        "alphas": [float(c.reg.alpha) for c in cfgs],
+        "max_epochs": int(cfgs[0].trainer.max_epochs),
+        "patience": cfgs[0].trainer.patience,
+        "epochs_run": {v: [r["epochs_run"] for r in results[v]] for v in fns},
+        "summary": {v: _sweep_summary(results[v]) for v in fns},
+        "stacked_vs_sequential_max_abs_diff": diffs,
+        "same_epochs_run": [r["epochs_run"] for r in seq] == [r["epochs_run"] for r in stk],
+    }
+    for v in fns:
+        res[v] = {"wall_seconds": statistics.median(walls[v]), "min": min(walls[v]), "max": max(walls[v]), "repeats": walls[v]}
+    res["speedup"] = res["sequential"]["wall_seconds"] / res["stacked"]["wall_seconds"]
+    res["speedup_per_repeat"] = [a / b for a, b in zip(walls["sequential"], walls["stacked"])]
+    return res
+
+
+def cli_sweep(alphas: list[float], extra: list[str], repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """What a user feels: `regbench run -m reg=l2 reg.alpha=<alphas>` from the shell, with the
+    basic launcher and with hydra/launcher=stacked, each in a fresh subprocess (start-up,
+    composition, every job's folder and the automatic sweep report included); interleaved."""
+    exe = shutil.which("regbench")
+    base = [exe] if exe else [sys.executable, "-m", "regbench"]
+    sweep = ["run", "-m", *WORKLOAD_C, "reg.alpha=" + ",".join(repr(a) for a in alphas), *extra]
+    variants = {"basic launcher": [], "hydra/launcher=stacked": ["hydra/launcher=stacked"]}
+    walls: dict[str, list[float]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory() as cwd:
+        for r in range(repeats):
+            order = list(variants) if r % 2 == 0 else list(reversed(variants))
+            for v in order:
+                cmd = [*base, *sweep, *variants[v], f"hydra.sweep.dir=sweep_{r}_{len(walls[v])}_{v[:5]}"]
+                start = time.perf_counter()
+                p = subprocess.run(cmd, cwd=cwd, check=False, capture_output=True, text=True, timeout=1800)
+                walls[v].append(time.perf_counter() - start)
+                if p.returncode != 0:
+                    sys.exit(f"bench: {' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+            log(f"  CLI sweep repeat {r + 1}/{repeats}: " + ", ".join(f"{v} {walls[v][-1]:.1f} s" for v in variants))
+    res: dict[str, Any] = {"command": "regbench " + " ".join(sweep), "repeats": repeats}
+    for v in variants:
+        res[v] = {"wall_seconds": statistics.median(walls[v]), "min": min(walls[v]), "max": max(walls[v]), "repeats": walls[v]}
+    res["speedup"] = res["basic launcher"]["wall_seconds"] / res["hydra/launcher=stacked"]["wall_seconds"]
+    return res
+
+
 def _peak_rss_kib() -> int:
     """This process's peak resident set size in KiB: VmHWM, which (unlike ru_maxrss, which
     Linux carries over from the parent through fork and exec) counts this program only."""
@@ -558,6 +673,36 @@ def report(res: dict[str, Any]) -> str:
                        f"(training steps on {w['n_train']} samples + eval of train and val); "
                        f"images stored as {w['x_dtype']}, {w['image_bytes_uint8'] / 2**20:.1f} MiB "
                        f"(float32 would be {4 * w['image_bytes_uint8'] / 2**20:.1f} MiB)")
+    if "c" in res:
+        c = res["c"]
+        out.append("")
+        out.append(f"(c) stacked sweep: {c['jobs']} jobs of `regbench run -m {' '.join(WORKLOAD_C)} reg.alpha=...` "
+                   f"(alphas {', '.join(f'{a:g}' for a in c['alphas'])}; early stopping, patience {c['patience']}, "
+                   f"at most {c['max_epochs']} epochs), in-process, {c['repeats']} repeats interleaved; medians")
+        out.append(f"other processes during this workload: {sharing(c['machine_sharing'])}")
+        pr = c["speed_probe_gflops"]
+        drift = max(pr) / min(pr) - 1
+        out.append("machine speed before each repeat (1024x1024 matmul, GFLOP/s): " + ", ".join(f"{x:.0f}" for x in pr)
+                   + (f"  <- varied by {100 * drift:.0f}%: timings are noisy, rerun" if drift > 0.1 else ""))
+        rows = [[v, f"{c[v]['wall_seconds']:.2f} s", f"{c[v]['min']:.2f}..{c[v]['max']:.2f}",
+                 str(sum(c["epochs_run"][v])), f"{sum(c['epochs_run'][v]) / c[v]['wall_seconds']:.1f}"]
+                for v in ("sequential", "stacked")]
+        out.append(fmt_table(rows, ["jobs run", "sweep wall", "min..max", "epochs (all jobs)", "job-epochs/s"]))
+        out.append(f"stacked speed-up: {c['speedup']:.2f}x (ratio of the medians); per repeat "
+                   + ", ".join(f"{x:.2f}x" for x in c["speedup_per_repeat"]))
+        d = c["stacked_vs_sequential_max_abs_diff"]
+        out.append(f"stacked vs one by one, largest difference over the jobs: val_loss {d['val_loss']:.2g}, "
+                   f"val_acc {d['val_acc']:.2g}, test_acc {d['test_acc']:.2g}; epochs run "
+                   f"{'the same for every job' if c['same_epochs_run'] else 'differ: ' + str(c['epochs_run'])}")
+    if "cli_sweep" in res:
+        cs = res["cli_sweep"]
+        out.append("")
+        out.append(f"(c) from the shell, {cs['repeats']} repeat(s) each, interleaved (start-up, composition, folders and "
+                   f"the sweep report included): {cs['command']}")
+        rows = [[v, f"{cs[v]['wall_seconds']:.1f} s", f"{cs[v]['min']:.1f}..{cs[v]['max']:.1f}"]
+                for v in ("basic launcher", "hydra/launcher=stacked")]
+        out.append(fmt_table(rows, ["launcher", "wall", "min..max"]))
+        out.append(f"stacked speed-up from the shell: {cs['speedup']:.2f}x")
     if "memory" in res:
         m = res["memory"]
         out.append("")
@@ -609,6 +754,15 @@ def targets(res: dict[str, Any]) -> list[str]:
                              f"{', '.join(HEAVY)} (imported: {', '.join(v) or 'none'})")
             else:
                 lines.append(f"[{'met' if v['median_s'] < 1.0 else 'MISSED'}] {label} under 1 s: {v['median_s']:.3f} s")
+    if "c" in res:
+        c = res["c"]
+        need = STACK_TARGETS.get(res["environment"]["device"].split(":")[0])
+        if need and c["jobs"] == need[0]:
+            lines.append(f"[{'met' if c['speedup'] >= need[1] else 'MISSED'}] (c) a {c['jobs']}-job stacked sweep at least "
+                         f"{need[1]}x faster than its jobs one by one: {c['speedup']:.2f}x")
+        else:
+            lines.append(f"[n/a] (c) {c['jobs']} jobs on {res['environment']['device']}: the targets are "
+                         + ", ".join(f"{j} jobs {x}x on {d}" for d, (j, x) in STACK_TARGETS.items()) + f" ({c['speedup']:.2f}x)")
     if "b" in res:
         lines.append(f"[{'met' if res['b']['x_dtype'] == 'torch.uint8' else 'MISSED'}] MNIST images stored as uint8 "
                      f"({res['b']['x_dtype']}) and standardised per batch (Data.prepare)")
@@ -626,10 +780,13 @@ def main() -> int:
     parser.add_argument("--epochs-a", type=int, help="epochs per repeat of (a) (default 20; quick 4)")
     parser.add_argument("--repeats-b", type=int, help="repeats of workload (b) (default 5; quick 1)")
     parser.add_argument("--epochs-b", type=int, help="epochs per repeat of (b) (default 2; quick 1)")
+    parser.add_argument("--repeats-c", type=int, help="repeats of the stacked sweep (c) (default 3; quick 1)")
+    parser.add_argument("--stack-jobs", type=int, help="jobs in the stacked sweep (c) (default 8 on the CPU, 32 on CUDA)")
+    parser.add_argument("--cli-sweep-repeats", type=int, help="runs of the sweep (c) from the shell, per launcher (default 2; quick 1)")
     parser.add_argument("--cli-repeats", type=int, help="runs of each CLI command (default 7; quick 3)")
     parser.add_argument("--threads", type=int, help="torch threads (default: the machine's cores, as regbench run's auto)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (CUDA syncs are in place but untested on a CPU-only machine)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "memory", "cli"], help="parts to leave out")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "cli-sweep", "memory", "cli"], help="parts to leave out")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -643,6 +800,9 @@ def main() -> int:
     repeats_b = args.repeats_b or (1 if q else 5)
     epochs_b = args.epochs_b or (1 if q else 2)
     cli_repeats = args.cli_repeats or (3 if q else 7)
+    repeats_c = args.repeats_c or (1 if q else 3)
+    cli_sweep_repeats = args.cli_sweep_repeats or (1 if q else 2)
+    stack_jobs = args.stack_jobs or (32 if args.device.startswith("cuda") else 8)
     train_size_b = "0.1" if q else "none"
 
     def log(msg: str) -> None:
@@ -699,6 +859,14 @@ def main() -> int:
                 res["b"][v]["gflops"] = g
         res["matmul_peak_gflops"].append(matmul_peak(device))
         log(f"matmul peak: {res['matmul_peak_gflops'][-1]:.1f} GFLOP/s")
+        alphas = stack_alphas(stack_jobs)
+        quick_c = ["trainer.max_epochs=10"] if q else []
+        if "c" not in args.skip:
+            log(f"workload (c): a stacked sweep of {stack_jobs} jobs")
+            cfgs_c = [compose_cfg([*dev, *WORKLOAD_C, f"reg.alpha={a!r}", *quick_c]) for a in alphas]
+            res["c"] = bench_stacked(cfgs_c, repeats_c, workdir, device, log)
+        if "cli-sweep" not in args.skip:
+            res["cli_sweep"] = cli_sweep(alphas, [f"device={args.device}", *quick_c], cli_sweep_repeats, log)
         if "memory" not in args.skip:
             if args.device != "cpu":
                 log("peak memory is measured on the CPU only")
