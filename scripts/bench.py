@@ -53,8 +53,10 @@ What it measures, in one process and one run (peak memory and CLI start-up in su
    job, as Hydra's basic launcher calls it) and as one stack (`stacking.train`, as
    hydra/launcher=stacked calls it), interleaved and repeated; reported: the sweep's wall
    time (data loading, every job's files), the speed-up, and the largest difference between
-   a job's stacked and lone metrics. Then the same sweep from the shell with each launcher
-   (fresh subprocesses: start-up, composition and the automatic sweep report included).
+   a job's stacked and lone metrics. Then stacks of 1, 2, 4, 8 and 16 jobs (32 too on CUDA)
+   of 30 epochs without early stopping against the same jobs one by one (how the speed-up
+   grows with the stack), and the same sweep from the shell with each launcher (fresh
+   subprocesses: start-up, composition and the automatic sweep report included).
 
 5. Peak memory of run (b): the peak resident set size (VmHWM) of a fresh subprocess
    that runs `runner.run` on workload (b) for the same number of epochs, next to
@@ -76,6 +78,7 @@ before and after are printed: rerun when another process shared the machine.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import gc
 import io
@@ -424,6 +427,28 @@ def _sweep_summary(results: list[dict[str, Any]]) -> list[list[Any]]:
     return [[r["status"], r["epochs_run"], *(r["metrics"][k] for k in keys)] for r in results]
 
 
+def warm_up_stacking(cfgs: list[Any], workdir: Path) -> None:
+    """Untimed: a short lone run and a short stack, so that no timing pays first-call costs
+    (importing torch._dynamo with the first torch optimizer, about 1 s; the first kernels)."""
+    from omegaconf import open_dict
+    from rich.console import Console
+
+    from regbench import stacking
+    from regbench.runner import run
+
+    short = []
+    for c in cfgs[:2]:
+        c = copy.deepcopy(c)
+        with open_dict(c):
+            c.trainer.max_epochs = 2
+        short.append(c)
+    base = Path(tempfile.mkdtemp(dir=workdir, prefix="warm_"))
+    quiet = Console(file=io.StringIO())
+    run(short[0], base / "lone", quiet)
+    stacking.train([(c, base / str(i)) for i, c in enumerate(short)], quiet)
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def bench_stacked(cfgs: list[Any], repeats: int, workdir: Path, device: Any, log: Callable[[str], None]) -> dict[str, Any]:
     """The same jobs, in-process, as regbench runs them: one after another (`runner.run` per job,
     which is what the basic launcher calls) and as one stack (`stacking.train`, what
@@ -484,6 +509,42 @@ def bench_stacked(cfgs: list[Any], repeats: int, workdir: Path, device: Any, log
     res["speedup"] = res["sequential"]["wall_seconds"] / res["stacked"]["wall_seconds"]
     res["speedup_per_repeat"] = [a / b for a, b in zip(walls["sequential"], walls["stacked"])]
     return res
+
+
+def bench_stack_sizes(cfgs_by_size: dict[int, list[Any]], repeats: int, workdir: Path, device: Any,
+                      log: Callable[[str], None]) -> dict[str, Any]:
+    """How the speed-up grows with the stack: k jobs of a fixed number of epochs (no early
+    stopping), one by one and as one stack, for each k; interleaved, medians of wall times."""
+    from rich.console import Console
+
+    from regbench import stacking
+    from regbench.runner import run
+
+    quiet = Console(file=io.StringIO())
+    rows: dict[int, dict[str, list[float]]] = {k: {"lone": [], "stacked": []} for k in cfgs_by_size}
+    for r in range(repeats):
+        for k, cfgs in cfgs_by_size.items():
+            base = Path(tempfile.mkdtemp(dir=workdir, prefix=f"sizes{k}_"))
+            for v in (("lone", "stacked") if r % 2 == 0 else ("stacked", "lone")):
+                gc.collect()
+                sync(device)
+                start = time.perf_counter()
+                if v == "lone":
+                    for i, c in enumerate(cfgs):
+                        run(c, base / f"lone{i}", quiet)
+                else:
+                    stacking.train([(c, base / f"stacked{i}") for i, c in enumerate(cfgs)], quiet)
+                sync(device)
+                rows[k][v].append(time.perf_counter() - start)
+            shutil.rmtree(base, ignore_errors=True)
+        log(f"  (c) stack sizes, repeat {r + 1}/{repeats}: " + ", ".join(
+            f"{k}: {rows[k]['lone'][-1] / rows[k]['stacked'][-1]:.2f}x" for k in rows))
+    first = next(iter(cfgs_by_size.values()))[0]
+    out: dict[str, Any] = {"epochs": int(first.trainer.max_epochs), "repeats": repeats, "sizes": {}}
+    for k, walls in rows.items():
+        lone, stacked = statistics.median(walls["lone"]), statistics.median(walls["stacked"])
+        out["sizes"][k] = {"lone_seconds": lone, "stacked_seconds": stacked, "speedup": lone / stacked}
+    return out
 
 
 def cli_sweep(alphas: list[float], extra: list[str], repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
@@ -694,6 +755,14 @@ def report(res: dict[str, Any]) -> str:
         out.append(f"stacked vs one by one, largest difference over the jobs: val_loss {d['val_loss']:.2g}, "
                    f"val_acc {d['val_acc']:.2g}, test_acc {d['test_acc']:.2g}; epochs run "
                    f"{'the same for every job' if c['same_epochs_run'] else 'differ: ' + str(c['epochs_run'])}")
+    if "c_sizes" in res:
+        cz = res["c_sizes"]
+        out.append("")
+        out.append(f"(c) by stack size: k jobs of {cz['epochs']} epochs each (no early stopping), one by one vs one stack; "
+                   f"medians of {cz['repeats']} interleaved repeats")
+        rows = [[str(k), f"{v['lone_seconds']:.2f} s", f"{v['stacked_seconds']:.2f} s", f"{v['speedup']:.2f}x"]
+                for k, v in cz["sizes"].items()]
+        out.append(fmt_table(rows, ["jobs", "one by one", "stacked", "speed-up"]))
     if "cli_sweep" in res:
         cs = res["cli_sweep"]
         out.append("")
@@ -786,7 +855,7 @@ def main() -> int:
     parser.add_argument("--cli-repeats", type=int, help="runs of each CLI command (default 7; quick 3)")
     parser.add_argument("--threads", type=int, help="torch threads (default: the machine's cores, as regbench run's auto)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (CUDA syncs are in place but untested on a CPU-only machine)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "cli-sweep", "memory", "cli"], help="parts to leave out")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "c-sizes", "cli-sweep", "memory", "cli"], help="parts to leave out")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -864,7 +933,16 @@ def main() -> int:
         if "c" not in args.skip:
             log(f"workload (c): a stacked sweep of {stack_jobs} jobs")
             cfgs_c = [compose_cfg([*dev, *WORKLOAD_C, f"reg.alpha={a!r}", *quick_c]) for a in alphas]
+            warm_up_stacking(cfgs_c, workdir)
             res["c"] = bench_stacked(cfgs_c, repeats_c, workdir, device, log)
+        if "c-sizes" not in args.skip:
+            sizes = [k for k in (1, 2, 4, 8, 16, 32) if k <= max(16, stack_jobs)]
+            epochs_sizes = 5 if q else 30
+            log(f"workload (c): stacks of {', '.join(map(str, sizes))} jobs, {epochs_sizes} epochs each")
+            cfgs_sizes = {k: [compose_cfg([*dev, *WORKLOAD_C, f"reg.alpha={a!r}", "trainer.patience=null",
+                                           f"trainer.max_epochs={epochs_sizes}"]) for a in stack_alphas(k)] for k in sizes}
+            warm_up_stacking(cfgs_sizes[max(sizes)], workdir)
+            res["c_sizes"] = bench_stack_sizes(cfgs_sizes, 1 if q else 2, workdir, device, log)
         if "cli-sweep" not in args.skip:
             res["cli_sweep"] = cli_sweep(alphas, [f"device={args.device}", *quick_c], cli_sweep_repeats, log)
         if "memory" not in args.skip:
