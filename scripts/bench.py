@@ -675,6 +675,15 @@ def sharing(m: dict[str, float]) -> str:
             f"steal {m['steal_s']:.1f} s{flag}")
 
 
+def conditions(w: dict[str, Any]) -> list[str]:
+    """Two lines on how the machine behaved during one workload: other processes, speed drift."""
+    pr = w["speed_probe_gflops"]
+    drift = max(pr) / min(pr) - 1
+    return [f"other processes during this workload: {sharing(w['machine_sharing'])}",
+            "machine speed before each repeat (1024x1024 matmul, GFLOP/s): " + ", ".join(f"{x:.0f}" for x in pr)
+            + (f"  <- varied by {100 * drift:.0f}%: timings are noisy, rerun" if drift > 0.1 else "")]
+
+
 def report(res: dict[str, Any]) -> str:
     out = []
     env = res["environment"]
@@ -695,11 +704,7 @@ def report(res: dict[str, Any]) -> str:
         out.append("")
         out.append(f"{title}: {w['n_train']} train / {w['n_val']} val samples, "
                    f"{w['epochs']} epochs x {w['repeats']} repeats, interleaved; medians over repeats")
-        out.append(f"other processes during this workload: {sharing(w['machine_sharing'])}")
-        pr = w["speed_probe_gflops"]
-        drift = max(pr) / min(pr) - 1
-        out.append("machine speed before each repeat (1024x1024 matmul, GFLOP/s): " + ", ".join(f"{x:.0f}" for x in pr)
-                   + (f"  <- varied by {100 * drift:.0f}%: timings are noisy, rerun" if drift > 0.1 else ""))
+        out += conditions(w)
         header = ["loop", "epochs/s", "min..max", "vs minimal", "final val loss", "val acc"]
         if key == "b":
             header += ["GFLOP/s", "% of peak"]
@@ -740,11 +745,7 @@ def report(res: dict[str, Any]) -> str:
         out.append(f"(c) stacked sweep: {c['jobs']} jobs of `regbench run -m {' '.join(WORKLOAD_C)} reg.alpha=...` "
                    f"(alphas {', '.join(f'{a:g}' for a in c['alphas'])}; early stopping, patience {c['patience']}, "
                    f"at most {c['max_epochs']} epochs), in-process, {c['repeats']} repeats interleaved; medians")
-        out.append(f"other processes during this workload: {sharing(c['machine_sharing'])}")
-        pr = c["speed_probe_gflops"]
-        drift = max(pr) / min(pr) - 1
-        out.append("machine speed before each repeat (1024x1024 matmul, GFLOP/s): " + ", ".join(f"{x:.0f}" for x in pr)
-                   + (f"  <- varied by {100 * drift:.0f}%: timings are noisy, rerun" if drift > 0.1 else ""))
+        out += conditions(c)
         rows = [[v, f"{c[v]['wall_seconds']:.2f} s", f"{c[v]['min']:.2f}..{c[v]['max']:.2f}",
                  str(sum(c["epochs_run"][v])), f"{sum(c['epochs_run'][v]) / c[v]['wall_seconds']:.1f}"]
                 for v in ("sequential", "stacked")]
