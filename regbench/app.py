@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from regbench import gcpause
 from regbench.schema import check, register
 
 
@@ -87,11 +88,12 @@ def hydra_main(cfg: DictConfig) -> Any:
         print(f"[{label}] already done in {out_dir} (status ok, same config): skipped")
         return monitored(done)
 
-    import torch
-    from rich.console import Console
+    with gcpause.imports():
+        import torch
+        from rich.console import Console
 
-    from regbench.console import one_line, result_summary, result_table, result_title
-    from regbench.runner import run
+        from regbench.console import one_line, result_summary, result_table, result_title
+        from regbench.runner import run
 
     torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, hc.launcher))
     console = Console()

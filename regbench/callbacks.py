@@ -118,7 +118,10 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Writes runs.csv and report.csv into the sweep folder, prints the comparison table,
         one line per diverged or failed job, and exits 1 when any job failed."""
-        from regbench.report import build, render, wide_console, write
+        from regbench import gcpause
+
+        with gcpause.imports():
+            from regbench.report import build, render, wide_console, write
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:

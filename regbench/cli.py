@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from regbench import __version__
+from regbench import __version__, gcpause
 
 COMMANDS = {
     "run": "train one configuration, or a sweep with -m (a Hydra app: see `regbench run --help`)",
@@ -37,7 +37,15 @@ examples:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `regbench` command; returns the exit code."""
-    args = sys.argv[1:] if argv is None else list(argv)
+    if argv is not None:
+        return _dispatch(list(argv))
+    try:
+        return _dispatch(sys.argv[1:])
+    finally:
+        gcpause.at_exit()  # the process ends next (regbench.gcpause)
+
+
+def _dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0
@@ -49,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "run":
         return _run(args[1:])
     if args[0] == "report":
-        from regbench.report import main as report_main
+        with gcpause.imports():
+            from regbench.report import main as report_main
 
         return report_main(args[1:])
     print(f"regbench: error: unknown command {args[0]!r} (choose from: {', '.join(COMMANDS)})", file=sys.stderr)

@@ -66,7 +66,8 @@ What it measures, in one process and one run (peak memory and CLI start-up in su
 
 6. CLI start-up: `regbench --help` and `regbench run --cfg job` (the console script on PATH,
    and `python -m regbench` without any launcher shim), median wall time of several
-   subprocess runs, and which of torch, torchvision, pandas, sklearn each one imported.
+   subprocess runs, and which of torch, torchvision, pandas, sklearn each one imported; and
+   a whole `regbench run` on the embedded default, next to the `seconds` of its result.json.
 
 Targets (from the performance issue): runner within 10% of the minimal loop on both
 workloads (runner/minimal >= 0.91 in epochs/s); the 8-job stacked sweep (c) at least 1.5x
@@ -660,6 +661,27 @@ def cli_startup(n: int, log: Callable[[str], None]) -> dict[str, Any]:
     return res
 
 
+def cli_whole_run(n: int, device_name: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """`regbench run` on the embedded default (digits), as a new user types it: median wall time
+    of `n` subprocess runs, next to the `seconds` its result.json reports (data loading,
+    training, evaluation, files), so that the rest is the command's start-up and exit."""
+    script = shutil.which("regbench")
+    cmd = [script] if script else [sys.executable, "-m", "regbench"]
+    walls, inside = [], []
+    with tempfile.TemporaryDirectory() as cwd:
+        for i in range(n):
+            start = time.perf_counter()
+            p = subprocess.run([*cmd, "run", f"device={device_name}", f"hydra.run.dir=run{i}"], cwd=cwd, check=False,
+                               capture_output=True, text=True, timeout=600)
+            walls.append(time.perf_counter() - start)
+            if p.returncode != 0:
+                sys.exit(f"bench: regbench run failed:\n{p.stderr[-2000:]}")
+            inside.append(json.loads((Path(cwd) / f"run{i}" / "result.json").read_text())["seconds"])
+    log("  whole default run measured")
+    return {"command": f"regbench run device={device_name}", "runs": n, "median_s": statistics.median(walls),
+            "min_s": min(walls), "max_s": max(walls), "result_seconds_median": statistics.median(inside)}
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -799,6 +821,12 @@ def report(res: dict[str, Any]) -> str:
         for k, v in res["cli"].items():
             if k.startswith("imports"):
                 out.append(f"{k}: heavy modules imported: {', '.join(v) or 'none'}")
+    if "cli_run" in res:
+        r = res["cli_run"]
+        out.append(f"`{r['command']}` (the embedded default, digits) from the shell, {r['runs']} runs: median "
+                   f"{r['median_s']:.2f} s ({r['min_s']:.2f}..{r['max_s']:.2f}), of which {r['result_seconds_median']:.2f} s "
+                   f"inside the run (result.json's `seconds`) and {r['median_s'] - r['result_seconds_median']:.2f} s "
+                   f"start-up and exit")
     out.append("")
     out.append("targets:")
     for line in res["targets"]:
@@ -954,6 +982,7 @@ def main() -> int:
         if "cli" not in args.skip:
             res["cli"] = cli_startup(cli_repeats, log)
             res["cli_repeats"] = cli_repeats
+            res["cli_run"] = cli_whole_run(2 if q else 5, args.device, log)
     res["environment"]["loadavg_after"] = tuple(round(x, 2) for x in os.getloadavg())
     res["machine_sharing"] = watch.foreign()
     res["total_seconds"] = time.perf_counter() - t_total

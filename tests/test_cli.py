@@ -202,3 +202,30 @@ def test_shell_completion_goes_through_the_run_subcommand(tmp_path):
     assert regbench("-sc", "query=bash", cwd=tmp_path, env=env).stdout.split() == ["run"]
     script = regbench("run", "-sc", "install=bash", cwd=tmp_path).stdout
     assert "complete -o nospace -o default -F hydra_bash_completion regbench" in script
+
+
+def test_heavy_imports_run_without_collection_and_freeze_once(monkeypatch):
+    import gc
+
+    from regbench import gcpause
+
+    monkeypatch.setattr(gcpause, "_frozen", False)
+    assert gc.isenabled()
+    before = gc.get_freeze_count()
+    try:
+        with gcpause.imports():
+            assert not gc.isenabled()
+            alive = [[] for _ in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= before + len(alive)
+        frozen = gc.get_freeze_count()
+        later = [[] for _ in range(1000)]  # made after the freeze: a later block must not freeze it
+        with gcpause.imports():
+            assert not gc.isenabled()
+        assert gc.isenabled() and gc.get_freeze_count() == frozen and later
+        gc.disable()
+        with gcpause.imports():
+            pass
+        assert not gc.isenabled()  # it gives back the state it found
+    finally:
+        gc.enable()
+        gc.unfreeze()

@@ -102,12 +102,15 @@ def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path]:
 
 def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str, Any]]:
     """Trains every group of two or more stackable, unfinished jobs; returns job number -> result."""
-    import torch
-    from rich.console import Console
+    from regbench import gcpause
 
-    from regbench import UserInputError
-    from regbench.app import finished_result, threads_per_job
-    from regbench.stacking import stack_key, train
+    with gcpause.imports():
+        import torch
+        from rich.console import Console
+
+        from regbench import UserInputError
+        from regbench.app import finished_result, threads_per_job
+        from regbench.stacking import stack_key, train
 
     groups: dict[str, list[tuple[int, DictConfig, Path]]] = {}
     for sweep_config in jobs:
