@@ -83,6 +83,11 @@ class SweepSummary(Callback):
         from hydra import compose
 
         self.started = time.time()
+        max_stack = config.hydra.launcher.get("max_stack")
+        if max_stack is not None and max_stack < 1:  # hydra/launcher=stacked
+            print(f"regbench: error: hydra.launcher.max_stack must be at least 1 (got {max_stack})", file=sys.stderr)
+            print("regbench: nothing was run", file=sys.stderr)
+            sys.exit(2)
         jobs = _job_overrides(config)
         if jobs is None:  # other sweepers choose their values as they go; each job checks itself
             return

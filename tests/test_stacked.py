@@ -210,3 +210,13 @@ def test_a_failing_stack_hands_its_unfinished_jobs_back_to_run_alone(tmp_path, m
     results = _train_stacks(_sweep_configs(tmp_path, 1e-4, 1e-3, 1e-2), max_stack=64)
     assert results == {0: finished}  # jobs 1 and 2 are left to the task function: they run alone
     assert "failed (RuntimeError: CUDA out of memory); its 2 unfinished jobs run one by one" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_bad_max_stack_is_refused_in_one_line_before_anything_runs(tmp_path):
+    out = regbench("run", "-m", "hydra/launcher=stacked", "hydra.launcher.max_stack=0", "reg=l2", "reg.alpha=1e-3,1e-2",
+                   "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == ["regbench: error: hydra.launcher.max_stack must be at least 1 (got 0)",
+                                       "regbench: nothing was run"]
+    assert not (tmp_path / "sweep").exists()

@@ -1,0 +1,49 @@
+"""scripts/bench.py compares regbench's runner with loops of its own; these check that the
+comparison is fair (same work), not how fast anything is: timings belong to the benchmark."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from regbench.datasets import load
+from tests.conftest import REPO, make_cfg
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_minimal_loop_does_exactly_the_runners_work(tmp_path: Path):
+    bench = _bench()
+    cfg = make_cfg(*bench.WORKLOAD_A, *bench.COMMON, "trainer.max_epochs=3", "dataset.train_size=300")
+    device = torch.device("cpu")
+    runner = bench.run_runner(cfg, tmp_path)
+    minimal = bench.minimal_loop(cfg, load(cfg.dataset, device), device, 3)
+    assert len(runner["metrics"]) == 3
+    assert minimal["metrics"] == runner["metrics"]  # bit for bit: same batches, same ops
+
+
+def test_the_reference_loop_trains_the_same_model_to_a_comparable_result(tmp_path: Path):
+    bench = _bench()
+    cfg = make_cfg(*bench.WORKLOAD_A, *bench.COMMON, "trainer.max_epochs=3", "dataset.train_size=300")
+    device = torch.device("cpu")
+    data = load(cfg.dataset, device)
+    reference = bench.reference_loop(cfg, data, device, 3)
+    minimal = bench.minimal_loop(cfg, data, device, 3)
+    # Another batch order (DataLoader's shuffle), same model, loss and penalty: close, not equal.
+    assert len(reference["metrics"]) == 3
+    assert abs(reference["metrics"][-1][3] - minimal["metrics"][-1][3]) < 0.1
+
+
+def test_the_stacked_sweep_spans_the_strengths_it_names():
+    bench = _bench()
+    alphas = bench.stack_alphas(8)
+    assert len(alphas) == 8 and alphas[0] == 1e-6 and alphas[-1] == 1e-2
+    assert all(a < b for a, b in zip(alphas, alphas[1:]))
+    assert len(bench.stack_alphas(32)) == 32
