@@ -15,7 +15,7 @@ from rich.console import Console
 
 from regbench import stacking
 from regbench.datasets import load
-from regbench.runner import build, run
+from regbench.runner import build, init, run
 from regbench.training import evaluate, train_epoch
 from tests.conftest import make_cfg
 
@@ -98,7 +98,7 @@ def test_a_stacked_epoch_on_cuda_makes_no_host_sync(tmp_path):
     data = load(cfgs[0].dataset, device)
     members = []
     for i, cfg in enumerate(cfgs):
-        model, _, (order, _) = stacking.init(cfg, data, device)
+        model, _, (order, _) = init(cfg, data, device)
         rng = torch.Generator(device=device).manual_seed(cfg.seed)
         members.append(stacking.Member(i, cfg, tmp_path, {}, model, rng, order, None))
     stack = stacking.Stack(members, members[1].model, cfgs[0].optim, *stacking._adam_defaults("adam"))
