@@ -81,6 +81,34 @@ def _set_rng_states(rng: dict[str, Any], generators: tuple[torch.Generator, torc
     generators[1].set_state(rng["augment"])
 
 
+def fit_payload(state: FitState) -> dict[str, Any]:
+    """The early-stopping state as plain values and tensors (what weights_only loading accepts)."""
+    return {
+        "history": state.history,
+        "best_epoch": state.best_epoch,
+        "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
+        "best_state": state.best_state,
+        "waited": state.waited,
+    }
+
+
+def fit_state(fit: dict[str, Any], device: torch.device) -> FitState:
+    """The FitState that `fit_payload` stored, its best weights (a state dict, or a stack
+    member's list of tensors) moved to `device`."""
+    best = fit["best_state"]
+    if isinstance(best, dict):
+        best = {k: v.to(device) for k, v in best.items()}
+    elif best is not None:
+        best = [v.to(device) for v in best]
+    return FitState(
+        history=list(fit["history"]),
+        best_epoch=fit["best_epoch"],
+        best_loss=math.inf if fit["best_loss"] is None else fit["best_loss"],
+        best_state=best,
+        waited=fit["waited"],
+    )
+
+
 def save(
     folder: Path,
     config_hash: str,
@@ -96,17 +124,17 @@ def save(
         "config_hash": config_hash,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "fit": {
-            "history": state.history,
-            "best_epoch": state.best_epoch,
-            "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
-            "best_state": state.best_state,
-            "waited": state.waited,
-        },
+        "fit": fit_payload(state),
         "rng": _rng_states(generators),
         "seconds": seconds,
     }
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{CHECKPOINT_FILE}.", suffix=".tmp")
+    write_atomic(Path(folder) / CHECKPOINT_FILE, payload)
+
+
+def write_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """torch.save to a temporary file beside `path`, then a rename: a kill mid-write leaves
+    the previous file intact."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -115,7 +143,7 @@ def save(
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, Path(folder) / CHECKPOINT_FILE)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -150,15 +178,7 @@ def load(
     try:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
-        fit = payload["fit"]
-        best_state = fit["best_state"]
-        state = FitState(
-            history=list(fit["history"]),
-            best_epoch=fit["best_epoch"],
-            best_loss=math.inf if fit["best_loss"] is None else fit["best_loss"],
-            best_state=None if best_state is None else {k: v.to(device) for k, v in best_state.items()},
-            waited=fit["waited"],
-        )
+        state = fit_state(payload["fit"], device)
         _set_rng_states(payload["rng"], generators)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         return None, f"incomplete ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"

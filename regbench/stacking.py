@@ -8,7 +8,9 @@ every weight matrix gets a leading member dimension, and one batched matrix prod
 alone: the initial weights and data order of its seed (built by the very code
 `runner` uses), its own dropout stream, penalty, learning rate and early stopping. A member
 that stops leaves the stack with its best weights while the others go on, and its
-metrics.csv and result.json are written at once, in the schema of a lone run.
+metrics.csv and result.json are written at once, in the schema of a lone run. On a time
+budget, each live member also writes its share of the stack (stack.pt) into its folder, from
+which a rerun continues the stack, as a lone run continues from last.pt.
 
 On the CPU with one torch thread a member's numbers equal those of the same job run alone,
 bit for bit (the losses that would round differently batched, label smoothing and
@@ -23,6 +25,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +37,7 @@ from rich.console import Console
 from torch import nn
 from torch.nn import functional as F
 
-from regbench import UserInputError
+from regbench import UserInputError, checkpoint
 from regbench.console import progress_bar
 from regbench.datasets import Data, load
 from regbench.device import resolve_device
@@ -51,6 +54,10 @@ from regbench.runner import data_problem, final_metrics, init, new_result
 from regbench.training import FitState
 
 MODELS = ("linear", "mlp")
+# A live member's share of an interrupted stack, in its run folder (removed when it finishes).
+STACK_CHECKPOINT = "stack.pt"
+STACK_PREVIOUS = "stack.prev.pt"  # the one before, until the next is written (see _save)
+STACK_FORMAT = "regbench-stack-member-1"
 # What may differ between the members of one stack.
 MEMBER_KEYS = ("seed", "reg.alpha", "reg.l1_ratio", "reg.weight_decay", "reg.dropout", "optim.lr")
 # What changes how a job is run or kept, not what it computes.
@@ -78,7 +85,7 @@ class Member:
     model: nn.Module  # the job's own network: its initial weights, and at the end its reported ones
     dropout_rng: torch.Generator
     order: torch.Generator
-    writer: MetricsWriter
+    writer: MetricsWriter | None = None  # opened once the stack knows where it starts
     state: FitState = field(default_factory=FitState)
     best_steps: int = 0  # optimizer steps up to the best epoch (batch norm's num_batches_tracked)
 
@@ -393,13 +400,20 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
         if template is None or job_cfg.reg.dropout > 0:
             template = model  # a member with dropout layers, where any member has them
         result.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()), stack_size=len(jobs))
-        members.append(Member(i, job_cfg, Path(out_dir), result, model, dropout_rng, order, MetricsWriter(out_dir, data.task)))
+        members.append(Member(i, job_cfg, Path(out_dir), result, model, dropout_rng, order))
     stack = Stack(members, template, cfg.optim, *_adam_defaults(cfg.optim.name))
+    resumed, prior_seconds = _restore(stack, console)
+    start -= prior_seconds  # a member's `seconds` counts the interrupted process's time too
+    for member in members:
+        member.writer = MetricsWriter(member.out_dir, data.task, member.state.history)
+        member.result["resumed_from_epoch"] = resumed or None
+    budget = checkpoint.Budget(min(c.trainer.checkpoint_seconds for c, _ in jobs))
     metric = metric_name(data.task)
     bar, bar_task = progress_bar(console, tr.max_epochs, f"stack of {len(jobs)}")
     try:
         with bar:
-            for epoch in range(1, tr.max_epochs + 1):
+            bar.update(bar_task, completed=resumed)
+            for epoch in range(resumed + 1, tr.max_epochs + 1):
                 t0 = time.perf_counter()
                 step_sums = _train_epoch(stack, data, tr.batch_size, cfg.reg.label_smoothing)
                 scores = [step_sums.double()[:, None]] + [_evaluate(stack, data, s, tr.eval_batch_size) for s in ("train", "val")]
@@ -420,10 +434,117 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
                     break
                 if finished:
                     stack.keep(live)
+                if budget.due():
+                    _save(stack, epoch, time.perf_counter() - start)
+                    budget.written()
     finally:
         for member in members:
-            member.writer.close()
+            if member.writer is not None:
+                member.writer.close()
     return [m.result for m in members]
+
+
+def _save(stack: Stack, epoch: int, seconds: float) -> None:
+    """Writes each live member's share of the stack into its own folder, atomically: its
+    slice of the weights, batch-norm statistics and optimizer moments, its early-stopping
+    state and its random streams, with the stack's epoch and step. The member's previous
+    checkpoint is kept as STACK_PREVIOUS until its next one is written, so that a kill
+    between two members' writes still leaves one epoch that every member holds."""
+    for k, member in enumerate(stack.members):
+        path = member.out_dir / STACK_CHECKPOINT
+        if path.is_file():
+            os.replace(path, member.out_dir / STACK_PREVIOUS)
+        checkpoint.write_atomic(path, {
+            "format": STACK_FORMAT,
+            "config_hash": member.result["config_hash"],
+            "epoch": epoch,
+            "step": stack.step,
+            # clones: saving a view would write the whole stacked tensor
+            "params": [t[k].detach().clone() for t in stack.params],
+            "buffers": [t[k].clone() for t in stack.buffers],
+            "moments": [[t[k].clone() for t in moments] for moments in stack.moments],
+            "fit": checkpoint.fit_payload(member.state),
+            "best_steps": member.best_steps,
+            "order": member.order.get_state(),
+            "dropout": member.dropout_rng.get_state(),
+            "seconds": seconds,
+        })
+
+
+def _checkpoints(member: Member) -> tuple[dict[int, dict[str, Any]], list[str]]:
+    """The member's usable checkpoints by epoch, and what was wrong with the other files."""
+    found, problems = {}, []
+    for name in (STACK_CHECKPOINT, STACK_PREVIOUS):
+        path = member.out_dir / name
+        if not path.is_file():
+            continue
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated, not a torch file, or holding objects weights_only refuses
+            problems.append(f"{path} is unreadable ({type(e).__name__})")
+            continue
+        if not isinstance(payload, dict) or payload.get("format") != STACK_FORMAT:
+            problems.append(f"{path} is not a regbench stack checkpoint")
+        elif payload.get("config_hash") != member.result["config_hash"]:
+            problems.append(f"{path} was written by a different configuration")
+        else:
+            found[payload["epoch"]] = payload
+    return found, problems
+
+
+def _restore(stack: Stack, console: Console) -> tuple[int, float]:
+    """Continues the stack from the latest epoch of which every member holds a checkpoint of
+    its configuration; returns (that epoch, the seconds trained before), or (0, 0.0) to
+    start afresh (saying why, when checkpoints were there)."""
+    names = (STACK_CHECKPOINT, STACK_PREVIOUS)
+    if not any((m.out_dir / n).is_file() for m in stack.members for n in names):
+        return 0, 0.0
+    found = [_checkpoints(m) for m in stack.members]
+    common = set.intersection(*(set(f) for f, _ in found))
+    problems = [problem for _, member_problems in found for problem in member_problems]
+    payloads = [f[max(common)] for f, _ in found] if common else []
+    problem = None
+    if not common:
+        problem = problems[0] if problems else "the members' checkpoints share no epoch"
+    elif len({p["step"] for p in payloads}) != 1:
+        problem = "the members' checkpoints disagree on the step"
+    streams = [(m.order.get_state(), m.dropout_rng.get_state()) for m in stack.members]
+    if problem is None:
+        try:
+            _load(stack, payloads)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            problem = f"incomplete checkpoint ({type(e).__name__}: {e})"
+    if problem:
+        console.print(f"regbench: warning: {problem}; the stack starts afresh", highlight=False, markup=False, soft_wrap=True)
+        for member, (order, dropout) in zip(stack.members, streams):  # undo what a partial load may have set
+            member.order.set_state(order)
+            member.dropout_rng.set_state(dropout)
+            member.state, member.best_steps = FitState(), 0
+        return 0, 0.0
+    epoch = max(common)
+    for problem in problems:  # files passed over for an older checkpoint that every member holds
+        console.print(f"regbench: warning: {problem}; not used", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"resuming the stack from the checkpoint of epoch {epoch}", highlight=False, markup=False, soft_wrap=True)
+    return epoch, max(float(p["seconds"]) for p in payloads)
+
+
+@torch.no_grad()
+def _load(stack: Stack, payloads: list[dict[str, Any]]) -> None:
+    """Puts every member's checkpointed share back into the stack (see `_save`)."""
+    device = stack.params[0].device
+    params = [torch.stack([p["params"][j] for p in payloads]).to(device) for j in range(len(stack.params))]
+    buffers = [torch.stack([p["buffers"][j] for p in payloads]).to(device) for j in range(len(stack.buffers))]
+    if any(a.shape != b.shape for a, b in zip(params + buffers, stack.params + stack.buffers)):
+        raise ValueError("the weights' shapes differ from this model's")
+    moments = [[torch.stack([p["moments"][j][i] for p in payloads]).to(device) for i in range(len(payloads[0]["moments"][j]))]
+               for j in range(len(stack.params))]
+    states = [checkpoint.fit_state(p["fit"], device) for p in payloads]
+    for member, payload, state in zip(stack.members, payloads, states):
+        member.order.set_state(payload["order"])
+        member.dropout_rng.set_state(payload["dropout"])
+        member.state, member.best_steps = state, int(payload["best_steps"])
+    stack.params = [t.requires_grad_() for t in params]
+    stack.buffers, stack.moments, stack.step = buffers, moments, int(payloads[0]["step"])
 
 
 def _adam_defaults(name: str) -> tuple[tuple[float, float], float]:
@@ -482,3 +603,6 @@ def _finish(member: Member, stack: Stack, k: int, data: Data, start: float) -> N
     result["seconds"] = time.perf_counter() - start
     member.writer.close()
     write_json_atomic(member.out_dir / RESULT_FILE, result)
+    if not cfg.keep_checkpoint:
+        (member.out_dir / STACK_CHECKPOINT).unlink(missing_ok=True)
+    (member.out_dir / STACK_PREVIOUS).unlink(missing_ok=True)

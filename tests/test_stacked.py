@@ -220,3 +220,96 @@ def test_a_bad_max_stack_is_refused_in_one_line_before_anything_runs(tmp_path):
     assert out.stderr.splitlines() == ["regbench: error: hydra.launcher.max_stack must be at least 1 (got 0)",
                                        "regbench: nothing was run"]
     assert not (tmp_path / "sweep").exists()
+
+
+RESUMABLE = ["trainer.checkpoint_seconds=0", "trainer.patience=3", "dataset.split_seed=0"]
+# With batch norm these stop after 5, 8, 12, 12 and 12 epochs.
+RESUMABLE_VARIANTS = [["reg=l2", "optim.lr=1e-1"], ["reg=l2", "optim.lr=3e-2"], ["reg=l1", "reg.alpha=1e-3"],
+                      ["reg=dropout", "reg.batchnorm=true"], ["reg=elasticnet", "seed=1", "reg.batchnorm=true"]]
+
+
+def _interrupt_after(monkeypatch, epochs: int) -> None:
+    """Makes the next stack stop like a Ctrl-C at the start of epoch `epochs + 1`."""
+    real, calls = stacking._train_epoch, []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > epochs:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stacking, "_train_epoch", counting)
+
+
+def test_an_interrupted_stack_resumes_where_it_stopped_and_ends_bit_for_bit(tmp_path, monkeypatch):
+    cfgs = [make_cfg(*SMALL, "reg.batchnorm=true", *RESUMABLE, *v) for v in RESUMABLE_VARIANTS]
+    quiet = Console(quiet=True)
+    whole = stacking.train([(c, tmp_path / f"whole{i}") for i, c in enumerate(cfgs)], quiet)
+    stop = 6
+    assert min(r["epochs_run"] for r in whole) < stop < max(r["epochs_run"] for r in whole)  # some finish first
+    jobs = [(c, tmp_path / f"cut{i}") for i, c in enumerate(cfgs)]
+    _interrupt_after(monkeypatch, stop)
+    with pytest.raises(KeyboardInterrupt):
+        stacking.train(jobs, quiet)
+    monkeypatch.undo()
+    # What the launcher does again: the finished jobs are skipped, the others stack again.
+    unfinished = [i for i, (_, out) in enumerate(jobs) if not (out / "result.json").exists()]
+    assert 0 < len(unfinished) < len(jobs)
+    assert all((jobs[i][1] / stacking.STACK_CHECKPOINT).is_file() for i in unfinished)
+    resumed = stacking.train([jobs[i] for i in unfinished], quiet)
+    assert [r["resumed_from_epoch"] for r in resumed] == [stop] * len(unfinished)
+    for i, w in enumerate(whole):
+        cut = json.loads((tmp_path / f"cut{i}" / "result.json").read_text())
+        assert {k: cut[k] for k in SAME} == {k: w[k] for k in SAME}, RESUMABLE_VARIANTS[i]
+        assert _rows(tmp_path / f"cut{i}") == _rows(tmp_path / f"whole{i}"), RESUMABLE_VARIANTS[i]
+        assert not list((tmp_path / f"cut{i}").glob("stack*.pt"))
+
+
+@pytest.mark.parametrize("damaged", [[stacking.STACK_CHECKPOINT], [stacking.STACK_CHECKPOINT, stacking.STACK_PREVIOUS]],
+                         ids=["latest", "both"])
+def test_a_damaged_stack_checkpoint_falls_back_to_the_one_before_or_starts_afresh(tmp_path, monkeypatch, damaged):
+    cfgs = [make_cfg(*SMALL, *RESUMABLE, *v) for v in RESUMABLE_VARIANTS[:2]]
+    quiet = Console(quiet=True)
+    whole = stacking.train([(c, tmp_path / f"whole{i}") for i, c in enumerate(cfgs)], quiet)
+    jobs = [(c, tmp_path / f"cut{i}") for i, c in enumerate(cfgs)]
+    _interrupt_after(monkeypatch, 3)  # checkpoints of epochs 3 (latest) and 2 (previous) are kept
+    with pytest.raises(KeyboardInterrupt):
+        stacking.train(jobs, quiet)
+    monkeypatch.undo()
+    for name in damaged:
+        (jobs[1][1] / name).write_bytes(b"not a checkpoint")
+    console = Console(record=True, width=300)
+    again = stacking.train(jobs, console)
+    said = console.export_text()
+    assert f"{jobs[1][1] / damaged[0]} is unreadable" in said
+    if len(damaged) == 1:
+        assert "resuming the stack from the checkpoint of epoch 2" in said
+        assert [a["resumed_from_epoch"] for a in again] == [2, 2]
+    else:
+        assert "the stack starts afresh" in said and [a["resumed_from_epoch"] for a in again] == [None, None]
+    for w, a in zip(whole, again):
+        assert {k: a[k] for k in SAME} == {k: w[k] for k in SAME}
+
+
+@pytest.mark.slow
+def test_a_killed_stacked_sweep_resumes_to_the_same_report(tmp_path):
+    from tests.test_resume import RESUMABLE as LONG
+    from tests.test_resume import epochs_in, kill_when, start
+
+    sweep_args = ["run", "-m", "hydra/launcher=stacked", "trainer.num_threads=1", "reg=l1,l2", "optim.lr=1e-3,3e-3",
+                  *LONG[1:]]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = start([*sweep_args, f"hydra.sweep.dir={killed}"], tmp_path)
+    kill_when(proc, lambda: epochs_in(killed / "0" / "metrics.csv") >= 4 and (killed / "0" / stacking.STACK_CHECKPOINT).exists())
+    assert not (killed / "0" / "result.json").exists()
+    again = regbench(*sweep_args, f"hydra.sweep.dir={killed}", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming the stack from the checkpoint of epoch" in again.stdout
+    resumed = pd.read_csv(killed / "runs.csv")["resumed_from_epoch"].dropna()
+    # killed after the 4th row of metrics.csv, perhaps before the 4th checkpoint
+    assert len(resumed) >= 1 and (resumed >= 3).all() and f"{len(resumed)} resumed, 0 ran" in again.stdout
+    assert regbench(*sweep_args, f"hydra.sweep.dir={clean}", cwd=tmp_path).returncode == 0
+    timing = [c for c in pd.read_csv(clean / "report.csv").columns if c.startswith("seconds.")]
+    a, b = (pd.read_csv(d / "report.csv").drop(columns=timing) for d in (killed, clean))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not list(killed.glob("*/stack*.pt"))
