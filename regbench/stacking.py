@@ -44,6 +44,7 @@ from regbench.device import resolve_device
 from regbench.models import Regressor
 from regbench.penalties import penalised_weights, sparsity
 from regbench.results import (
+    NOT_HASHED,
     RESULT_FILE,
     MetricsWriter,
     flatten,
@@ -60,8 +61,9 @@ STACK_PREVIOUS = "stack.prev.pt"  # the one before, until the next is written (s
 STACK_FORMAT = "regbench-stack-member-1"
 # What may differ between the members of one stack.
 MEMBER_KEYS = ("seed", "reg.alpha", "reg.l1_ratio", "reg.weight_decay", "reg.dropout", "optim.lr")
-# What changes how a job is run or kept, not what it computes.
-NOT_COMPUTED = ("save_model", "keep_checkpoint", "trainer.num_threads", "trainer.checkpoint_seconds")
+# What changes how a job is run or kept, not what it computes (the thread count changes only
+# the last bits, and a stack runs on one count).
+NOT_COMPUTED = (*NOT_HASHED, "trainer.num_threads")
 
 
 def stack_key(cfg: Any) -> str | None:

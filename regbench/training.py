@@ -30,7 +30,7 @@ class FitState:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_loss: float = math.inf
-    best_state: dict[str, torch.Tensor] | None = None
+    best_state: dict[str, torch.Tensor] | list[torch.Tensor] | None = None  # a state dict; a stack member's tensors
     waited: int = 0
     stopped_early: bool = False
     diverged: bool = False

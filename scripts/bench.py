@@ -177,6 +177,11 @@ class CpuWatch:
                 "steal_s": steal - s0}
 
 
+def spread(seconds: list[float]) -> dict[str, Any]:
+    """Median, range and every repeat of a list of wall times."""
+    return {"wall_seconds": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "repeats": seconds}
+
+
 def sync(device: Any) -> None:
     import torch
 
@@ -506,7 +511,7 @@ def bench_stacked(cfgs: list[Any], repeats: int, workdir: Path, device: Any, log
         "same_epochs_run": [r["epochs_run"] for r in seq] == [r["epochs_run"] for r in stk],
     }
     for v in fns:
-        res[v] = {"wall_seconds": statistics.median(walls[v]), "min": min(walls[v]), "max": max(walls[v]), "repeats": walls[v]}
+        res[v] = spread(walls[v])
     res["speedup"] = res["sequential"]["wall_seconds"] / res["stacked"]["wall_seconds"]
     res["speedup_per_repeat"] = [a / b for a, b in zip(walls["sequential"], walls["stacked"])]
     return res
@@ -570,7 +575,7 @@ def cli_sweep(alphas: list[float], extra: list[str], repeats: int, log: Callable
             log(f"  CLI sweep repeat {r + 1}/{repeats}: " + ", ".join(f"{v} {walls[v][-1]:.1f} s" for v in variants))
     res: dict[str, Any] = {"command": "regbench " + " ".join(sweep), "repeats": repeats}
     for v in variants:
-        res[v] = {"wall_seconds": statistics.median(walls[v]), "min": min(walls[v]), "max": max(walls[v]), "repeats": walls[v]}
+        res[v] = spread(walls[v])
     res["speedup"] = res["basic launcher"]["wall_seconds"] / res["hydra/launcher=stacked"]["wall_seconds"]
     return res
 
