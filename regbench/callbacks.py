@@ -13,19 +13,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from regbench.config_errors import describe
 from regbench.schema import check
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-
-
-def _one_line(message: str) -> str:
-    """Folds Hydra's multi-line composition error into one line, without the search path."""
-    head = message.partition("\nConfig search path")[0]
-    lines = [x.strip() for x in head.splitlines() if x.strip()]
-    out = lines[0] if lines else message
-    for prev, line in zip(lines, lines[1:]):
-        out += (" " if prev.endswith(":") else ", " if head.count("\t") else "; ") + line
-    return out
 
 
 def foreign_job(sweep_dir: Path, jobs: list[list[str]]) -> str | None:
@@ -58,7 +49,10 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    from omegaconf import OmegaConf
+
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)  # as typed: `${...}` unresolved
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in task])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
@@ -103,7 +97,7 @@ class SweepSummary(Callback):
             try:
                 cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
             except Exception as e:  # Hydra's own message for an unknown option or key
-                problems.setdefault(_one_line(str(e)), []).append(" ".join(overrides))
+                problems.setdefault(describe(e), []).append(" ".join(overrides))
                 continue
             for message in check(cfg):
                 problems.setdefault(message, []).append(" ".join(overrides))

@@ -69,7 +69,26 @@ def _run(args: list[str]) -> int:
     from regbench.app import hydra_main
 
     sys.argv = [sys.argv[0], *args]  # Hydra reads its arguments from sys.argv
-    hydra_main()
+    if os.environ.get("HYDRA_FULL_ERROR"):  # the user asked for Hydra's full traces
+        hydra_main()
+        return 0
+    # With HYDRA_FULL_ERROR set, Hydra raises its errors instead of printing them over several
+    # lines: a bad override (unknown key, wrong type, missing option, bad syntax) becomes one.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_main()
+    except Exception as e:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if not isinstance(e, (HydraException, OmegaConfBaseException)):
+            raise
+        from regbench.config_errors import describe
+
+        print(f"regbench: error: {describe(e)}", file=sys.stderr)
+        return 2
+    finally:
+        del os.environ["HYDRA_FULL_ERROR"]
     return 0
 
 

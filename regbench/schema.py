@@ -8,6 +8,7 @@ the runner both call before any work starts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -166,9 +167,23 @@ def _choice(value: Any, allowed: tuple[str, ...], key: str) -> str | None:
 def check(cfg: Any) -> list[str]:
     """Returns one message per out-of-range value in a composed config (empty when valid).
 
-    Types and unknown keys are already enforced by the schema; this covers ranges and
-    names. Device availability is checked by the runner, which imports torch.
+    Types and misspelt keys are already enforced by the schema when Hydra composes; this
+    covers ranges and names, keys added with a `+` override (nothing would read them) and
+    interpolations that do not resolve. Device availability is checked by the runner, which
+    imports torch.
     """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:  # e.g. reg.alpha='${oops}'
+        from regbench.config_errors import describe
+
+        return [describe(e)]
+    extra = _unknown_keys(cfg, Config, "")
+    if extra:
+        return [f"{key} is not a regbench option: nothing would read it (the options: `regbench run --help`)" for key in extra]
     reg, ds, tr, opt = cfg.reg, cfg.dataset, cfg.trainer, cfg.optim
     problems = [
         _choice(ds.name, DATASETS, "dataset.name"),
@@ -208,6 +223,19 @@ def check(cfg: Any) -> list[str]:
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
         problems.append("model.hidden_sizes and model.channels must be positive")
     return [p for p in problems if p]
+
+
+def _unknown_keys(node: Any, schema: type, prefix: str) -> list[str]:
+    """Keys of `node` that the dataclass `schema` lacks (a `+key=value` override adds them)."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    out = []
+    for key in node:
+        f = fields.get(key)
+        if f is None:
+            out.append(prefix + str(key))
+        elif dataclasses.is_dataclass(f.default_factory):
+            out += _unknown_keys(node[key], f.default_factory, f"{prefix}{key}.")
+    return out
 
 
 def _check_train_size(size: float | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -145,15 +146,34 @@ def test_cuda_without_cuda_is_refused(tmp_path):
     assert out.stderr.strip().count("\n") == 0
 
 
-def test_unknown_option_lists_the_choices_and_unknown_key_fails_at_composition(tmp_path):
-    out = regbench("run", "reg=lasso", cwd=tmp_path)
-    assert out.returncode == 1 and "Could not find 'reg/lasso'" in out.stderr
-    assert "elasticnet" in out.stderr and "Traceback" not in out.stderr
-    typo = regbench("run", "reg.alpah=0.1", cwd=tmp_path)
-    assert typo.returncode == 1 and "Key 'alpah' not in 'RegConfig'" in typo.stderr
-    wrong_type = regbench("run", "reg.alpha=lots", cwd=tmp_path)
-    assert wrong_type.returncode == 1 and "could not be converted to Float" in wrong_type.stderr
-    assert not (tmp_path / "outputs").exists()
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["reg=lasso"], "Could not find 'reg/lasso'; Available options in 'reg': augment, batchnorm, dropout, elasticnet"),
+        (["reg.alpah=0.1"], "Could not override 'reg.alpah': Key 'alpah' not in 'RegConfig' (did you mean reg.alpha?)"),
+        (["trainer.patiense=3"], "(did you mean trainer.patience?)"),
+        (["reg.alpha=lots"], "reg.alpha=lots: Value 'lots' of type 'str' could not be converted to Float"),
+        (["reg.alpha=[1,2"], "no viable alternative at input '[1,2'"),
+        (["+reg.extra=1"], "reg.extra is not a regbench option: nothing would read it"),
+        (["reg.alpha=${oops}"], "reg.alpha: Interpolation key 'oops' not found"),
+        (["-m", "reg.alpah=0.1", "seed=0,1"], "(did you mean reg.alpha?)"),  # a typo outside the swept keys
+        (["--cfg", "job", "reg.alpah=0.1"], "(did you mean reg.alpha?)"),
+    ],
+    ids=["option", "key", "key2", "type", "syntax", "added-key", "interpolation", "multirun", "cfg"],
+)
+def test_a_bad_override_gets_one_line_and_nothing_runs(tmp_path, overrides, message):
+    """Hydra prints these over several lines with a hint about HYDRA_FULL_ERROR; regbench
+    folds each into one line, with the reason OmegaConf gives and the key probably meant."""
+    out = regbench("run", *overrides, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("regbench: error: ") and message in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "HYDRA_FULL_ERROR" not in out.stderr
+    assert not list(tmp_path.rglob("metrics.csv")) and not list(tmp_path.rglob("result.json"))  # nothing trained
+
+
+def test_hydra_full_error_still_gives_the_full_trace(tmp_path):
+    out = regbench("run", "reg.alpah=0.1", cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    assert out.returncode == 1 and "Traceback" in out.stderr and "ConfigCompositionException" in out.stderr
 
 
 def test_missing_dataset_files_without_download(tmp_path):
@@ -169,6 +189,13 @@ def test_multirun_with_a_bad_value_runs_nothing(tmp_path):
     assert not results_under(tmp_path)
     unknown = regbench("run", "-m", "reg=l1,lasso", *TINY, cwd=tmp_path)
     assert unknown.returncode == 2 and "Available options in 'reg'" in unknown.stderr
+    assert not results_under(tmp_path)
+    typo = regbench("run", "-m", "reg.alpah=0.1,0.2", "reg.alpha=${oops},1", *TINY, cwd=tmp_path)
+    assert typo.returncode == 2 and typo.stderr.count("regbench: error:") == 1  # one message for both jobs
+    assert "(did you mean reg.alpha?) (in 4 of 4 jobs" in typo.stderr
+    assert not results_under(tmp_path)
+    bad = regbench("run", "-m", "reg.alpha=${oops},1", *TINY, cwd=tmp_path)
+    assert bad.returncode == 2 and "reg.alpha: Interpolation key 'oops' not found (in 1 of 2 jobs" in bad.stderr
     assert not results_under(tmp_path)
 
 
