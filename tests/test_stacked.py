@@ -21,7 +21,7 @@ from rich.console import Console
 
 from regbench import UserInputError, stacking
 from regbench.runner import run
-from tests.conftest import make_cfg, regbench
+from tests.conftest import HostSyncs, make_cfg, regbench
 
 SMALL = ["dataset.train_size=300", "model.hidden_sizes=[32,16]", "trainer.max_epochs=12"]
 # What must match between a member and its lone run (seconds and stack_size may not).
@@ -95,6 +95,24 @@ def test_members_stop_at_their_own_epochs_and_a_diverged_one_leaves_the_others_a
     for i, (a, s) in enumerate(zip(alone, stacked)):
         assert {k: s[k] for k in SAME} == {k: a[k] for k in SAME}, variants[i]
         assert _rows(tmp_path / f"stacked{i}") == _rows(tmp_path / f"alone{i}")
+
+
+def test_a_stack_reads_back_from_the_device_once_per_epoch(tmp_path):
+    """The stacked loop (batched steps, every member's penalty and update, evaluation) never
+    waits for the device; each epoch's numbers of every member come back in one call, and a
+    member that stops reads its final numbers back once. The CPU twin of the GPU check in
+    tests/test_cuda.py (see tests/conftest.py's HostSyncs)."""
+    variants = [["reg=l1"], ["reg=dropout", "optim.lr=3e-2"], ["reg=elasticnet"], ["reg=l2", "optim.lr=1e-2"]]
+    cfgs = [make_cfg(*SMALL, "trainer.patience=2", "trainer.max_epochs=40", "reg.batchnorm=true", *v) for v in variants]
+    with HostSyncs() as probe:
+        results = stacking.train([(c, tmp_path / str(i)) for i, c in enumerate(cfgs)], Console(quiet=True))
+    epochs = [r["epochs_run"] for r in results]
+    assert len(set(epochs)) >= 2 and all(r["status"] == "ok" for r in results)  # members left at different epochs
+    per_epoch = [call for call in probe.calls if call[1] == ("train",)]
+    assert per_epoch == [("tolist", ("train",))] * max(epochs)
+    at_finish = [call for call in probe.calls if call[1] != ("train",)]
+    assert all(where[:2] == ("train", "_finish") for _, where in at_finish)
+    assert len(at_finish) == 2 * len(cfgs)  # its sparsity and its final metrics
 
 
 def test_save_model_writes_the_lone_runs_weights(tmp_path):

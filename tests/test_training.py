@@ -17,12 +17,12 @@ from torch import nn
 from torch.nn import functional as F
 
 import regbench.training as training
-from regbench.datasets import Data
+from regbench.datasets import Data, load
 from regbench.models import Regressor, build_model
 from regbench.penalties import penalised_weights
-from regbench.runner import run
+from regbench.runner import build, run
 from regbench.training import augment, build_optimizer, evaluate, fit, train_epoch
-from tests.conftest import make_cfg
+from tests.conftest import HostSyncs, make_cfg, torchvision_root
 
 
 def _quiet() -> Console:
@@ -416,3 +416,44 @@ def test_run_result_json_matches_returned_result(tmp_path):
     assert on_disk["epochs_run"] == 2 == len(_metrics_rows(tmp_path))
     assert on_disk["params"]["reg.dropout"] == 0.2
     assert np.isfinite(on_disk["metrics"]["test_loss"])
+
+
+def test_the_host_sync_probe_sees_each_kind_of_sync():
+    with HostSyncs() as probe:
+        t = torch.arange(4.0)
+        float(t.sum())
+        t[t > 1]
+        t.tolist()
+        t.sum().item()
+        if t.any():
+            t[1:3] + 1  # plain slicing and arithmetic: no sync
+    assert [call for call, _ in probe.calls] == ["__float__", "__getitem__", "tolist", "item", "__bool__"]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["reg=elasticnet"],                                          # proximal Adam
+    ["reg=l1", "optim=sgd"],                                     # proximal SGD with momentum
+    ["reg=weight_decay", "reg.dropout=0.3", "reg.batchnorm=true"],
+    ["reg=l1", "reg.l1_proximal=false", "optim=adamw", "reg.weight_decay=1e-2", "reg.label_smoothing=0.1"],
+    ["dataset=synthetic_regression", "reg=l2"],
+    ["dataset=mnist", "model=cnn", "reg=augment", "model.channels=[4]", "model.hidden_sizes=[8]"],
+], ids=["adam-prox", "sgd-prox", "decay-dropout-bn", "adamw-l1-in-loss", "regression", "mnist-cnn-augment"])
+def test_training_reads_back_from_the_device_once_per_epoch(tmp_path, overrides):
+    """The inner loop (steps, penalties, proximal and decay updates, evaluation of train and
+    val) never waits for the device; fit reads the epoch's five numbers back in one call.
+    On the CPU the probe stands in for the GPU check of tests/test_cuda.py, which needs CUDA."""
+    if overrides[0] == "dataset=mnist":
+        overrides = [*overrides, f"dataset.root={torchvision_root(tmp_path, 'MNIST')}", "dataset.train_size=512"]
+    cfg = make_cfg("dataset.train_size=300", "model.hidden_sizes=[32,16]", "trainer.max_epochs=4",
+                   "trainer.patience=null", *overrides)
+    device = torch.device("cpu")
+    data = load(cfg.dataset, device)
+    model, optimizer, weights, generators = build(cfg, data, device)
+
+    def step_counter(t):  # torch keeps these on the host in a GPU run too (capturable=False)
+        return any(t is s.get("step") for s in optimizer.state.values())
+
+    with HostSyncs(allowed=step_counter) as probe:
+        state = fit(model, optimizer, data, cfg, weights, generators=generators)
+    assert len(state.history) == 4
+    assert probe.calls == [("tolist", ("fit",))] * 4
