@@ -5,6 +5,7 @@ Enabled in conf/config.yaml (hydra.callbacks.sweep_summary), so they run whateve
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,41 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+class ComposeOnce:
+    """Hydra composes every job of a sweep several times: regbench's check before anything runs
+    (below), the sweeper's own check, and the launcher to run it, each about 45 ms (a third of
+    a stacked digits job). Put on Hydra's config loader for the duration of a multirun, this
+    composes each job once and hands out copies (a copy takes about 2 ms).
+
+    It shadows `load_sweep_config` on that one loader object. joblib and submitit pickle the
+    loader into their workers: it travels without its cache, and composes there as before.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.cache: dict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = {}
+
+    def __call__(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        key = (id(master_config), tuple(sweep_overrides))
+        if key not in self.cache:  # the master is kept with its job so that its id stays unique
+            job = type(self.loader).load_sweep_config(self.loader, master_config, sweep_overrides)
+            self.cache[key] = (master_config, job)
+        return copy.deepcopy(self.cache[key][1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"loader": self.loader, "cache": {}}
+
+    @classmethod
+    def install(cls, loader: Any) -> ComposeOnce:
+        if not isinstance(loader.__dict__.get("load_sweep_config"), cls):
+            loader.load_sweep_config = cls(loader)
+        return loader.load_sweep_config
+
+    @staticmethod
+    def remove(loader: Any) -> None:
+        loader.__dict__.pop("load_sweep_config", None)
+
+
 class SweepSummary(Callback):
     """Refuses a sweep with a bad job before any job runs; reports the sweep when it ends."""
 
@@ -74,9 +110,11 @@ class SweepSummary(Callback):
         return f"{skipped} skipped as already done, {resumed} resumed, {ran} ran"
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydra import compose
+        from hydra.core.global_hydra import GlobalHydra
+        from omegaconf import open_dict
 
         self.started = time.time()
+        compose = ComposeOnce.install(GlobalHydra.instance().config_loader())
         max_stack = config.hydra.launcher.get("max_stack")
         if max_stack is not None and max_stack < 1:  # hydra/launcher=stacked
             print(f"regbench: error: hydra.launcher.max_stack must be at least 1 (got {max_stack})", file=sys.stderr)
@@ -95,10 +133,12 @@ class SweepSummary(Callback):
         cuda_jobs = []
         for overrides in jobs:
             try:
-                cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
+                cfg = compose(config, overrides)  # as the launcher will compose it
             except Exception as e:  # Hydra's own message for an unknown option or key
                 problems.setdefault(describe(e), []).append(" ".join(overrides))
                 continue
+            with open_dict(cfg):
+                del cfg["hydra"]  # the task's config, as Hydra's run_job hands it over
             for message in check(cfg):
                 problems.setdefault(message, []).append(" ".join(overrides))
             if cfg.device.startswith("cuda"):
@@ -117,8 +157,11 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Writes runs.csv and report.csv into the sweep folder, prints the comparison table,
         one line per diverged or failed job, and exits 1 when any job failed."""
+        from hydra.core.global_hydra import GlobalHydra
+
         from regbench import gcpause
 
+        ComposeOnce.remove(GlobalHydra.instance().config_loader())
         with gcpause.imports():
             from regbench.report import build, render, wide_console, write
 

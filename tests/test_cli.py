@@ -256,3 +256,40 @@ def test_heavy_imports_run_without_collection_and_freeze_once(monkeypatch):
     finally:
         gc.enable()
         gc.unfreeze()
+
+
+def test_a_sweep_composes_each_job_once_and_hands_out_independent_copies(monkeypatch):
+    import pickle
+
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf, open_dict
+
+    from regbench.app import config_dir
+    from regbench.callbacks import ComposeOnce
+
+    calls = []
+    real = ConfigLoaderImpl.load_configuration
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        master = compose("config", overrides=["hydra/launcher=stacked"], return_hydra_config=True)
+        sweep_dir = str(master.hydra.sweep.dir)  # resolved (a random id) before any job, as in a multirun
+        loader = GlobalHydra.instance().config_loader()
+        fresh = loader.load_sweep_config(master, ["reg.alpha=0.1", "seed=1"])
+        ComposeOnce.install(loader)
+        calls.clear()
+        first = loader.load_sweep_config(master, ["reg.alpha=0.1", "seed=1"])
+        with open_dict(first):
+            first.hydra.job.num = 7  # what a launcher does to its copy
+        again = loader.load_sweep_config(master, ["reg.alpha=0.1", "seed=1"])
+        other = loader.load_sweep_config(master, ["reg.alpha=0.2", "seed=1"])
+        assert len(calls) == 2  # one composition per distinct job
+        assert OmegaConf.to_container(again) == OmegaConf.to_container(fresh)
+        assert OmegaConf.is_missing(again.hydra.job, "num") and other.reg.alpha == 0.2
+        assert again.hydra.sweep.dir == fresh.hydra.sweep.dir == sweep_dir  # the master's resolved values
+        shipped = pickle.loads(pickle.dumps(loader))  # joblib and submitit send the loader to workers
+        assert shipped.load_sweep_config.cache == {}
+        assert OmegaConf.to_container(shipped.load_sweep_config(master, ["reg.alpha=0.1", "seed=1"])) == OmegaConf.to_container(fresh)
+        ComposeOnce.remove(loader)
+        assert "load_sweep_config" not in vars(loader)
