@@ -449,6 +449,8 @@ def test_training_reads_back_from_the_device_once_per_epoch(tmp_path, overrides)
     device = torch.device("cpu")
     data = load(cfg.dataset, device)
     model, optimizer, weights, generators = build(cfg, data, device)
+    for group in optimizer.param_groups:
+        group["foreach"] = True  # the multi-tensor update torch picks by default on a GPU
 
     def step_counter(t):  # torch keeps these on the host in a GPU run too (capturable=False)
         return any(t is s.get("step") for s in optimizer.state.values())
