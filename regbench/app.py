@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from regbench import gcpause
+from regbench import gcpause, interrupt
 from regbench.schema import check, register
 
 
@@ -97,7 +97,11 @@ def hydra_main(cfg: DictConfig) -> Any:
 
     torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, hc.launcher))
     console = Console()
-    result = run(cfg, out_dir, console)
+    try:
+        result = run(cfg, out_dir, console)
+    except KeyboardInterrupt as e:  # Ctrl-C: the command's last line says how to resume
+        folder = f"hydra.run.dir={hc.run.dir}" if hc.mode == RunMode.RUN else f"hydra.sweep.dir={hc.sweep.dir}"
+        raise interrupt.resumable(e, folder) from None
     if hc.mode == RunMode.MULTIRUN:
         console.print(one_line(result, f"job {hc.job.num}"), highlight=False, markup=False, soft_wrap=True)
     elif result["status"] == "failed":

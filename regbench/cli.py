@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from regbench import __version__, gcpause
 
@@ -69,6 +70,16 @@ def _run(args: list[str]) -> int:
     from regbench.app import hydra_main
 
     sys.argv = [sys.argv[0], *args]  # Hydra reads its arguments from sys.argv
+    try:
+        return _run_hydra(hydra_main)
+    except KeyboardInterrupt as e:
+        from regbench.interrupt import report
+
+        print(report(e, args), file=sys.stderr)
+        return 130
+
+
+def _run_hydra(hydra_main: Any) -> int:
     if os.environ.get("HYDRA_FULL_ERROR"):  # the user asked for Hydra's full traces
         hydra_main()
         return 0

@@ -21,10 +21,11 @@ import torch
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from regbench import UserInputError, checkpoint
+from regbench import UserInputError, checkpoint, interrupt
 from regbench.console import progress_bar
 from regbench.datasets import REGRESSION, load
 from regbench.device import resolve_device
+from regbench.interrupt import Interrupted
 from regbench.models import build_model
 from regbench.penalties import penalised_weights, sparsity
 from regbench.results import (
@@ -99,6 +100,7 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
     out_dir.mkdir(parents=True, exist_ok=True)
     result = new_result(cfg)
     console = console or Console()
+    stop = interrupt.Request()  # replaced by the live one while training runs
     try:
         problems = check(cfg)
         if problems:
@@ -125,11 +127,13 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
         budget = checkpoint.Budget(cfg.trainer.checkpoint_seconds)
 
         def save(state: Any) -> None:
-            if not budget.due():
+            if not (budget.due() or stop.requested):
                 return
             elapsed = prior_seconds + time.perf_counter() - start
             checkpoint.save(out_dir, result["config_hash"], model, optimizer, state, generators, elapsed)
             budget.written()
+            if stop.requested:
+                raise Interrupted(f"after epoch {state.epoch}, checkpointed in {out_dir}")
 
         state = restored.state if restored else None
         bar, bar_task = progress_bar(console, cfg.trainer.max_epochs, result["reg"])
@@ -140,7 +144,8 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
                 metrics_csv.write(row)
                 bar.update(bar_task, advance=1, losses=f"train {row['train_loss']:.4f}  val {row['val_loss']:.4f}")
 
-            fitted = fit(model, optimizer, data, cfg, weights, on_epoch, state, generators, save)
+            with interrupt.deferred() as stop:  # Ctrl-C: the epoch ends and is checkpointed first
+                fitted = fit(model, optimizer, data, cfg, weights, on_epoch, state, generators, save)
 
         result.update(
             status="diverged" if fitted.diverged else "ok",
@@ -164,6 +169,8 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
     write_json_atomic(out_dir / RESULT_FILE, result)
     if not cfg.keep_checkpoint:
         (out_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
+    if stop.requested:  # Ctrl-C in the last epoch: the run finished; stop what comes after it
+        raise Interrupted(f"as the run finished (its result is in {out_dir})")
     return result
 
 

@@ -37,10 +37,11 @@ from rich.console import Console
 from torch import nn
 from torch.nn import functional as F
 
-from regbench import UserInputError, checkpoint
+from regbench import UserInputError, checkpoint, interrupt
 from regbench.console import progress_bar
 from regbench.datasets import Data, load
 from regbench.device import resolve_device
+from regbench.interrupt import Interrupted
 from regbench.models import Regressor
 from regbench.penalties import penalised_weights, sparsity
 from regbench.results import (
@@ -413,7 +414,7 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
     metric = metric_name(data.task)
     bar, bar_task = progress_bar(console, tr.max_epochs, f"stack of {len(jobs)}")
     try:
-        with bar:
+        with bar, interrupt.deferred() as stop:  # Ctrl-C: the epoch ends and is checkpointed first
             bar.update(bar_task, completed=resumed)
             for epoch in range(resumed + 1, tr.max_epochs + 1):
                 t0 = time.perf_counter()
@@ -436,9 +437,14 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
                     break
                 if finished:
                     stack.keep(live)
-                if budget.due():
+                if budget.due() or stop.requested:
                     _save(stack, epoch, time.perf_counter() - start)
                     budget.written()
+                if stop.requested:
+                    raise Interrupted(f"after epoch {epoch} of a stack, its {len(stack.members)} unfinished jobs "
+                                      "checkpointed in their folders")
+        if stop.requested:  # Ctrl-C in the last epoch: the stack finished; stop what comes after it
+            raise Interrupted("as the stack finished (its jobs' results are in their folders)")
     finally:
         for member in members:
             if member.writer is not None:

@@ -293,3 +293,17 @@ def test_a_sweep_composes_each_job_once_and_hands_out_independent_copies(monkeyp
         assert OmegaConf.to_container(shipped.load_sweep_config(master, ["reg.alpha=0.1", "seed=1"])) == OmegaConf.to_container(fresh)
         ComposeOnce.remove(loader)
         assert "load_sweep_config" not in vars(loader)
+
+
+def test_the_interrupt_line_pins_the_rerun_to_the_same_folder():
+    from regbench.interrupt import Interrupted, report, resumable
+
+    sweep = resumable(Interrupted("after epoch 3 of a stack, its 2 unfinished jobs checkpointed in their folders"),
+                      "hydra.sweep.dir=outputs/sweeps/a b")
+    line = report(sweep, ["-m", "hydra/launcher=stacked", "reg.alpha=1e-4,1e-3", "hydra.sweep.dir=old"])
+    assert line == ("regbench: interrupted after epoch 3 of a stack, its 2 unfinished jobs checkpointed in their "
+                    "folders; to resume: regbench run -m hydra/launcher=stacked reg.alpha=1e-4,1e-3 "
+                    "'hydra.sweep.dir=outputs/sweeps/a b'")
+    plain = resumable(KeyboardInterrupt(), "hydra.run.dir=outputs/runs/x")  # a second Ctrl-C, or before training
+    assert report(plain, ["reg=l1"]) == "regbench: interrupted; to resume: regbench run reg=l1 hydra.run.dir=outputs/runs/x"
+    assert report(KeyboardInterrupt(), ["reg=l1"]) == "regbench: interrupted"

@@ -18,6 +18,7 @@ import torch
 
 from regbench import checkpoint
 from regbench.checkpoint import CHECKPOINT_FILE
+from regbench.interrupt import Interrupted
 from regbench.results import MetricsWriter
 from regbench.runner import run
 from tests.conftest import regbench
@@ -188,3 +189,76 @@ def test_a_rerun_refuses_a_different_job_list_and_reruns_failed_jobs(tmp_path):
     other = regbench("run", "-m", "dataset=wine,breast_cancer", *args, cwd=tmp_path)
     assert other.returncode == 2 and "holds a different sweep" in other.stderr
     assert "job 1 was" in other.stderr
+
+
+@pytest.fixture
+def ctrl_c_raises(monkeypatch):
+    """Python's own SIGINT handler, whatever the test runner installed (xdist workers may ignore SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_finishes_the_epoch_checkpoints_it_and_a_rerun_ends_bit_for_bit(tiny_cfg, tmp_path, monkeypatch, ctrl_c_raises):
+    """With the default 30 s budget a short run has no checkpoint yet: a plain KeyboardInterrupt
+    would lose every epoch. Ctrl-C during epoch 5 ends that epoch, writes its checkpoint and
+    stops; the rerun trains epochs 6-12 only and ends where a run never interrupted ends."""
+    args = ("trainer.max_epochs=12", "trainer.patience=null", "reg=[dropout,l1]")
+    clean = run(tiny_cfg(*args), tmp_path / "clean")
+    folder = tmp_path / "interrupted"
+    write = MetricsWriter.write
+
+    def write_then_ctrl_c(self, row):
+        if row["epoch"] == 5:
+            signal.raise_signal(signal.SIGINT)  # lands before epoch 5 is over
+        write(self, row)
+
+    monkeypatch.setattr(MetricsWriter, "write", write_then_ctrl_c)
+    with pytest.raises(Interrupted, match=f"after epoch 5, checkpointed in {folder}"):
+        run(tiny_cfg(*args), folder)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
+    assert epochs_in(folder / "metrics.csv") == 5 and not (folder / "result.json").exists()
+    assert len(torch.load(folder / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == 5
+    monkeypatch.setattr(MetricsWriter, "write", write)
+    resumed = run(tiny_cfg(*args), folder)
+    assert resumed["resumed_from_epoch"] == 5
+    same_except_timing(resumed, clean)
+
+
+def test_a_second_ctrl_c_stops_at_once(tiny_cfg, tmp_path, monkeypatch, ctrl_c_raises):
+    write = MetricsWriter.write
+
+    def ctrl_c_twice(self, row):
+        write(self, row)
+        if row["epoch"] == 2:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(MetricsWriter, "write", ctrl_c_twice)
+    with pytest.raises(KeyboardInterrupt) as info:
+        run(tiny_cfg("trainer.max_epochs=12", "trainer.patience=null"), tmp_path)
+    assert not isinstance(info.value, Interrupted) and not (tmp_path / CHECKPOINT_FILE).exists()
+
+
+def test_ctrl_c_on_the_command_line_says_how_to_resume(tmp_path):
+    """A real SIGINT to `regbench run`: one line with what was kept and the command that
+    resumes it, exit code 130 (as a shell reports Ctrl-C)."""
+    args = ["run", "reg=l2", "trainer.max_epochs=100000", "trainer.patience=null", "dataset.train_size=300",
+            "model.hidden_sizes=[32]", "hydra.run.dir=my run"]
+    exe = shutil.which("regbench")
+    proc = subprocess.Popen([exe, *args] if exe else [sys.executable, "-m", "regbench", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while epochs_in(tmp_path / "my run" / "metrics.csv") < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    epoch = int(last.split("after epoch ")[1].split(",")[0])
+    assert last.startswith(f"regbench: interrupted after epoch {epoch}, checkpointed in {tmp_path / 'my run'}; to resume: ")
+    assert last.endswith("regbench run reg=l2 trainer.max_epochs=100000 trainer.patience=null dataset.train_size=300 "
+                         "'model.hidden_sizes=[32]' 'hydra.run.dir=my run'")  # quoted for a shell
+    assert "Traceback" not in err
+    assert len(torch.load(tmp_path / "my run" / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == epoch

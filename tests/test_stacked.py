@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ import torch
 from rich.console import Console
 
 from regbench import UserInputError, stacking
+from regbench.interrupt import Interrupted
 from regbench.runner import run
 from tests.conftest import HostSyncs, make_cfg, regbench
 
@@ -281,6 +283,43 @@ def test_an_interrupted_stack_resumes_where_it_stopped_and_ends_bit_for_bit(tmp_
         assert {k: cut[k] for k in SAME} == {k: w[k] for k in SAME}, RESUMABLE_VARIANTS[i]
         assert _rows(tmp_path / f"cut{i}") == _rows(tmp_path / f"whole{i}"), RESUMABLE_VARIANTS[i]
         assert not list((tmp_path / f"cut{i}").glob("stack*.pt"))
+
+
+def test_ctrl_c_checkpoints_the_stack_at_the_end_of_its_epoch(tmp_path, monkeypatch):
+    """With the default 30 s budget the stack holds no checkpoint yet; Ctrl-C during epoch 6
+    ends that epoch, checkpoints every live member and stops; the rerun ends bit for bit."""
+    cfgs = [make_cfg(*SMALL, "reg.batchnorm=true", "trainer.patience=3", "dataset.split_seed=0", *v)
+            for v in RESUMABLE_VARIANTS]  # RESUMABLE without its checkpoint after every epoch
+    assert len({stacking.stack_key(c) for c in cfgs}) == 1
+    quiet = Console(quiet=True)
+    whole = stacking.train([(c, tmp_path / f"whole{i}") for i, c in enumerate(cfgs)], quiet)
+    stop = 6
+    assert min(r["epochs_run"] for r in whole) < stop < max(r["epochs_run"] for r in whole)  # some finish first
+    real, calls = stacking._train_epoch, []
+
+    def ctrl_c_in_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == stop:
+            signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    jobs = [(c, tmp_path / f"cut{i}") for i, c in enumerate(cfgs)]
+    monkeypatch.setattr(stacking, "_train_epoch", ctrl_c_in_epoch)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # xdist workers may ignore SIGINT
+    try:
+        with pytest.raises(Interrupted, match=f"after epoch {stop} of a stack"):
+            stacking.train(jobs, quiet)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    monkeypatch.undo()
+    unfinished = [i for i, (_, out) in enumerate(jobs) if not (out / "result.json").exists()]
+    assert 0 < len(unfinished) < len(jobs)
+    resumed = stacking.train([jobs[i] for i in unfinished], quiet)
+    assert [r["resumed_from_epoch"] for r in resumed] == [stop] * len(unfinished)
+    for i, w in enumerate(whole):
+        cut = json.loads((tmp_path / f"cut{i}" / "result.json").read_text())
+        assert {k: cut[k] for k in SAME} == {k: w[k] for k in SAME}, RESUMABLE_VARIANTS[i]
+        assert _rows(tmp_path / f"cut{i}") == _rows(tmp_path / f"whole{i}"), RESUMABLE_VARIANTS[i]
 
 
 @pytest.mark.parametrize("damaged", [[stacking.STACK_CHECKPOINT], [stacking.STACK_CHECKPOINT, stacking.STACK_PREVIOUS]],

@@ -73,7 +73,12 @@ class StackedLauncher(Launcher):
                 sweep_config.hydra.job.id = idx
                 sweep_config.hydra.job.num = idx
             jobs.append(sweep_config)
-        stacked = _train_stacks(jobs, self.max_stack)
+        try:
+            stacked = _train_stacks(jobs, self.max_stack)
+        except KeyboardInterrupt as e:  # Ctrl-C: the command's last line says how to resume
+            from regbench.interrupt import resumable
+
+            raise resumable(e, f"hydra.sweep.dir={self.config.hydra.sweep.dir}") from None
         runs = []
         for sweep_config in jobs:
             ret = run_job(
