@@ -191,14 +191,6 @@ def test_a_rerun_refuses_a_different_job_list_and_reruns_failed_jobs(tmp_path):
     assert "job 1 was" in other.stderr
 
 
-@pytest.fixture
-def ctrl_c_raises(monkeypatch):
-    """Python's own SIGINT handler, whatever the test runner installed (xdist workers may ignore SIGINT)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_ctrl_c_finishes_the_epoch_checkpoints_it_and_a_rerun_ends_bit_for_bit(tiny_cfg, tmp_path, monkeypatch, ctrl_c_raises):
     """With the default 30 s budget a short run has no checkpoint yet: a plain KeyboardInterrupt
     would lose every epoch. Ctrl-C during epoch 5 ends that epoch, writes its checkpoint and

@@ -272,11 +272,16 @@ def test_an_interrupted_stack_resumes_where_it_stopped_and_ends_bit_for_bit(tmp_
     with pytest.raises(KeyboardInterrupt):
         stacking.train(jobs, quiet)
     monkeypatch.undo()
-    # What the launcher does again: the finished jobs are skipped, the others stack again.
+    _resume_and_compare(tmp_path, jobs, whole, stop)
+
+
+def _resume_and_compare(tmp_path: Path, jobs: list, whole: list[dict], stop: int) -> None:
+    """Does what the launcher does again (the finished jobs are skipped, the others stack
+    again) and checks every job against the stack never interrupted, `whole`, bit for bit."""
     unfinished = [i for i, (_, out) in enumerate(jobs) if not (out / "result.json").exists()]
     assert 0 < len(unfinished) < len(jobs)
     assert all((jobs[i][1] / stacking.STACK_CHECKPOINT).is_file() for i in unfinished)
-    resumed = stacking.train([jobs[i] for i in unfinished], quiet)
+    resumed = stacking.train([jobs[i] for i in unfinished], Console(quiet=True))
     assert [r["resumed_from_epoch"] for r in resumed] == [stop] * len(unfinished)
     for i, w in enumerate(whole):
         cut = json.loads((tmp_path / f"cut{i}" / "result.json").read_text())
@@ -285,7 +290,7 @@ def test_an_interrupted_stack_resumes_where_it_stopped_and_ends_bit_for_bit(tmp_
         assert not list((tmp_path / f"cut{i}").glob("stack*.pt"))
 
 
-def test_ctrl_c_checkpoints_the_stack_at_the_end_of_its_epoch(tmp_path, monkeypatch):
+def test_ctrl_c_checkpoints_the_stack_at_the_end_of_its_epoch(tmp_path, monkeypatch, ctrl_c_raises):
     """With the default 30 s budget the stack holds no checkpoint yet; Ctrl-C during epoch 6
     ends that epoch, checkpoints every live member and stops; the rerun ends bit for bit."""
     cfgs = [make_cfg(*SMALL, "reg.batchnorm=true", "trainer.patience=3", "dataset.split_seed=0", *v)
@@ -305,21 +310,10 @@ def test_ctrl_c_checkpoints_the_stack_at_the_end_of_its_epoch(tmp_path, monkeypa
 
     jobs = [(c, tmp_path / f"cut{i}") for i, c in enumerate(cfgs)]
     monkeypatch.setattr(stacking, "_train_epoch", ctrl_c_in_epoch)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # xdist workers may ignore SIGINT
-    try:
-        with pytest.raises(Interrupted, match=f"after epoch {stop} of a stack"):
-            stacking.train(jobs, quiet)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(Interrupted, match=f"after epoch {stop} of a stack"):
+        stacking.train(jobs, quiet)
     monkeypatch.undo()
-    unfinished = [i for i, (_, out) in enumerate(jobs) if not (out / "result.json").exists()]
-    assert 0 < len(unfinished) < len(jobs)
-    resumed = stacking.train([jobs[i] for i in unfinished], quiet)
-    assert [r["resumed_from_epoch"] for r in resumed] == [stop] * len(unfinished)
-    for i, w in enumerate(whole):
-        cut = json.loads((tmp_path / f"cut{i}" / "result.json").read_text())
-        assert {k: cut[k] for k in SAME} == {k: w[k] for k in SAME}, RESUMABLE_VARIANTS[i]
-        assert _rows(tmp_path / f"cut{i}") == _rows(tmp_path / f"whole{i}"), RESUMABLE_VARIANTS[i]
+    _resume_and_compare(tmp_path, jobs, whole, stop)
 
 
 @pytest.mark.parametrize("damaged", [[stacking.STACK_CHECKPOINT], [stacking.STACK_CHECKPOINT, stacking.STACK_PREVIOUS]],
