@@ -187,14 +187,18 @@ def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     cls_name, _, files_dir = TORCHVISION[ds.name]
     cls = getattr(tvd, cls_name)
     root = Path(ds.root).expanduser()
+    if not ds.download:
+        _unpack_originals(cls, root)
     try:
         train = cls(root=str(root), train=True, download=ds.download)
         test = cls(root=str(root), train=False, download=ds.download)
     except Exception as e:  # torchvision raises RuntimeError, URLError or OSError here
         if not ds.download:
+            originals = ", ".join(Path(url).name for url, _ in cls.resources) if hasattr(cls, "resources") else (
+                f"the folder unpacked from {cls.filename}")
             raise UserInputError(
                 f"{ds.name} files not found under {root / files_dir} and dataset.download=false: "
-                f"set dataset.download=true, or copy the dataset's original files there"
+                f"set dataset.download=true, or copy the dataset's original files there ({originals})"
             ) from e
         first_line = (str(e).strip().splitlines() or [""])[0]
         raise UserInputError(
@@ -209,6 +213,21 @@ def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         return x, y
 
     return (*arrays(train), *arrays(test))
+
+
+def _unpack_originals(cls: Any, root: Path) -> None:
+    """Unpacks the original `.gz` files of MNIST and Fashion-MNIST found in `<root>/<Name>/raw`
+    whose MD5 is the published one, as torchvision itself does with download=true when it
+    finds them; torchvision's download=false reads only the unpacked files."""
+    if not hasattr(cls, "resources"):  # CIFAR-10 reads its unpacked folder
+        return
+    from torchvision.datasets.utils import check_integrity, extract_archive
+
+    raw = root / cls.__name__ / "raw"
+    for url, md5 in cls.resources:
+        packed = raw / Path(url).name
+        if packed.is_file() and not (raw / packed.stem).is_file() and check_integrity(str(packed), md5):
+            extract_archive(str(packed), str(raw))
 
 
 def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, name: str) -> list[np.ndarray]:

@@ -130,3 +130,17 @@ def test_missing_files_without_download_name_the_root(tmp_path):
     with pytest.raises(UserInputError, match=str(tmp_path)) as info:
         data_of("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
     assert "dataset.download=true" in str(info.value) and "\n" not in str(info.value)
+    assert "train-images-idx3-ubyte.gz" in str(info.value)  # which files it wants
+
+
+def test_without_download_the_original_gz_files_are_unpacked_in_place(tmp_path):
+    """torchvision's download=false reads only unpacked files; regbench unpacks the published
+    originals (MD5 checked) itself, so download=false works offline with the .gz files alone."""
+    root = torchvision_root(tmp_path / "a", "MNIST")
+    d = data_of("dataset=mnist", f"dataset.root={root}", "dataset.download=false")
+    assert len(d.y_test) == 10000 and (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    damaged = torchvision_root(tmp_path / "b", "MNIST")
+    (damaged / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the original")
+    with pytest.raises(UserInputError, match="files not found"):
+        data_of("dataset=mnist", f"dataset.root={damaged}", "dataset.download=false")
+    assert not (damaged / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists()
