@@ -10,6 +10,8 @@ split, subsample and noise.
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from regbench import UserInputError
+from regbench.splitting import train_test_split
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +152,10 @@ def _safe_std(sd: Any) -> Any:
 
 
 def _sklearn(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    if ds.name == "digits":
+        return _digits()
     from sklearn import datasets as skd
 
-    if ds.name == "digits":
-        bunch = skd.load_digits()
-        return bunch.data.reshape(-1, 1, 8, 8).astype(np.float64), bunch.target
     if ds.name in ("breast_cancer", "wine", "diabetes"):
         bunch = getattr(skd, f"load_{ds.name}")()
         return bunch.data.astype(np.float64), bunch.target.astype(np.float64 if ds.name == "diabetes" else np.int64)
@@ -179,6 +180,25 @@ def _sklearn(ds: Any) -> tuple[np.ndarray, np.ndarray]:
         )
         return x, y
     raise UserInputError(f"unknown dataset {ds.name!r}")
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits, as `load_digits` returns them, read from its data
+    file without importing scikit-learn: the import (0.6-1 s) would take longer than the
+    default run's training."""
+    spec = importlib.util.find_spec("sklearn")
+    folders = spec.submodule_search_locations if spec is not None else None
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if path is not None and path.is_file():
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            table = np.loadtxt(f, delimiter=",")
+        flat, target = table[:, :-1], table[:, -1].astype(int)
+    else:  # another layout of scikit-learn's package: its own loader
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        flat, target = bunch.data, bunch.target
+    return flat.reshape(-1, 1, 8, 8).astype(np.float64), target
 
 
 def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from regbench import UserInputError
-from regbench.datasets import image_stats, load
+from regbench import UserInputError, datasets, splitting
+from regbench.datasets import REGRESSION, image_stats, load
 from tests.conftest import make_cfg, torchvision_root
 
 CPU = torch.device("cpu")
@@ -144,3 +147,55 @@ def test_without_download_the_original_gz_files_are_unpacked_in_place(tmp_path):
     with pytest.raises(UserInputError, match="files not found"):
         data_of("dataset=mnist", f"dataset.root={damaged}", "dataset.download=false")
     assert not (damaged / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists()
+
+
+@pytest.mark.parametrize("name", ["digits", "breast_cancer", "wine", "diabetes", "synthetic", "synthetic_regression"])
+def test_splits_are_index_for_index_those_of_scikit_learn(name):
+    """regbench.splitting replaces scikit-learn's train_test_split (whose import costs more than
+    a digits run trains): same test fractions and train counts, same seeds, same arrays."""
+    from sklearn.model_selection import train_test_split as reference
+
+    x, y = datasets._sklearn(make_cfg(f"dataset={name}").dataset)
+    stratify = None if name in REGRESSION else y
+    cases = [{"test_size": f} for f in (0.1, 0.2, 0.25, 1 / 3, 0.5, 0.77)]
+    cases += [{"train_size": n} for n in (12, 57, 100, len(y) // 2, len(y) - 12)]
+    for seed in range(0, 60, 3):
+        for sizes in cases:
+            ours = splitting.train_test_split(x, y, random_state=seed, stratify=stratify, **sizes)
+            theirs = reference(x, y, random_state=seed, stratify=stratify, **sizes)
+            for a, b in zip(ours, theirs, strict=True):
+                assert a.dtype == b.dtype and np.array_equal(a, b), (seed, sizes)
+
+
+@pytest.mark.parametrize("sizes", [{"test_size": 0.01}, {"train_size": 2}, {"test_size": 0.999}, {"train_size": 178}])
+def test_impossible_splits_fail_with_scikit_learns_message(sizes):
+    from sklearn.model_selection import train_test_split as reference
+
+    x, y = datasets._sklearn(make_cfg("dataset=wine").dataset)
+    with pytest.raises(ValueError) as ours:
+        splitting.train_test_split(x, y, random_state=0, stratify=y, **sizes)
+    with pytest.raises(ValueError) as theirs:
+        reference(x, y, random_state=0, stratify=y, **sizes)
+    assert str(ours.value) == str(theirs.value)
+    lonely = np.array([0, 0, 0, 1, 1, 1, 2])  # a class with one member cannot be stratified
+    with pytest.raises(ValueError) as ours:
+        splitting.train_test_split(lonely, lonely, test_size=0.5, random_state=0, stratify=lonely)
+    with pytest.raises(ValueError) as theirs:
+        reference(lonely, lonely, test_size=0.5, random_state=0, stratify=lonely)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_digits_are_scikit_learns_without_importing_it(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x, y = datasets._digits()
+    assert np.array_equal(x.reshape(len(x), -1), bunch.data) and np.array_equal(y, bunch.target)
+    assert x.dtype == bunch.data.dtype and y.dtype == bunch.target.dtype and x.shape == (1797, 1, 8, 8)
+    monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)  # another package layout
+    x2, y2 = datasets._digits()
+    assert np.array_equal(x2, x) and np.array_equal(y2, y)
+    probe = subprocess.run([sys.executable, "-c", "import sys, regbench.runner, regbench.datasets as d; "
+                            "d._digits(); print(any(m.startswith('sklearn') for m in sys.modules))"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "False"
