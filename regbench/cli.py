@@ -89,10 +89,7 @@ def _run_hydra(hydra_main: Any) -> int:
     try:
         hydra_main()
     except Exception as e:
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
-
-        if not isinstance(e, (HydraException, OmegaConfBaseException)):
+        if not _bad_input(e):
             raise
         from regbench.config_errors import describe
 
@@ -101,6 +98,20 @@ def _run_hydra(hydra_main: Any) -> int:
     finally:
         del os.environ["HYDRA_FULL_ERROR"]
     return 0
+
+
+def _bad_input(error: Exception) -> bool:
+    """A composition error (Hydra's or OmegaConf's), or Hydra refusing its command line
+    (`-m --cfg job`: a ValueError raised by Hydra itself)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(error, (HydraException, OmegaConfBaseException)):
+        return True
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return isinstance(error, ValueError) and tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("hydra.")
 
 
 def _complete(args: list[str]) -> int:

@@ -158,8 +158,11 @@ def test_cuda_without_cuda_is_refused(tmp_path):
         (["reg.alpha=${oops}"], "reg.alpha: Interpolation key 'oops' not found"),
         (["-m", "reg.alpah=0.1", "seed=0,1"], "(did you mean reg.alpha?)"),  # a typo outside the swept keys
         (["--cfg", "job", "reg.alpah=0.1"], "(did you mean reg.alpha?)"),
+        (["-m", "--cfg", "job"], "Only one of --run, --multirun, --cfg, --info and --shell_completion"),
+        (["--resolve"], "The --resolve flag can only be used in conjunction with --cfg or --help"),
     ],
-    ids=["option", "key", "key2", "type", "syntax", "added-key", "interpolation", "multirun", "cfg"],
+    ids=["option", "key", "key2", "type", "syntax", "added-key", "interpolation", "multirun", "cfg", "flags",
+         "resolve"],
 )
 def test_a_bad_override_gets_one_line_and_nothing_runs(tmp_path, overrides, message):
     """Hydra prints these over several lines with a hint about HYDRA_FULL_ERROR; regbench
