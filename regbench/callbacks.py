@@ -49,7 +49,6 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
     from omegaconf import OmegaConf
 
     task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)  # as typed: `${...}` unresolved
@@ -59,9 +58,9 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
 
 class ComposeOnce:
     """Hydra composes every job of a sweep several times: regbench's check before anything runs
-    (below), the sweeper's own check, and the launcher to run it, each about 45 ms (a third of
-    a stacked digits job). Put on Hydra's config loader for the duration of a multirun, this
-    composes each job once and hands out copies (a copy takes about 2 ms).
+    (below), the sweeper's own check, and the launcher to run it, each about 45 ms. Put on
+    Hydra's config loader for the duration of a multirun, this composes each job once and
+    hands out copies (a copy takes about 2 ms).
 
     It shadows `load_sweep_config` on that one loader object. joblib and submitit pickle the
     loader into their workers: it travels without its cache, and composes there as before.

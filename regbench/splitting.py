@@ -9,7 +9,7 @@ for every dataset and many seeds and sizes.
 
 from __future__ import annotations
 
-from math import ceil, floor
+from math import ceil
 
 import numpy as np
 
