@@ -93,6 +93,7 @@ def hydra_main(cfg: DictConfig) -> Any:
         from rich.console import Console
 
         from regbench.console import one_line, result_summary, result_table, result_title
+        from regbench.folderlock import FolderBusy
         from regbench.runner import run
 
     torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, hc.launcher))
@@ -102,6 +103,12 @@ def hydra_main(cfg: DictConfig) -> Any:
     except KeyboardInterrupt as e:  # Ctrl-C: the command's last line says how to resume
         folder = f"hydra.run.dir={hc.run.dir}" if hc.mode == RunMode.RUN else f"hydra.sweep.dir={hc.sweep.dir}"
         raise interrupt.resumable(e, folder) from None
+    except FolderBusy as e:  # nothing written: the other process owns the folder
+        if hc.mode == RunMode.MULTIRUN:
+            print(f"[job {hc.job.num}] skipped: {e}")
+            return None
+        print(f"regbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
     if hc.mode == RunMode.MULTIRUN:
         console.print(one_line(result, f"job {hc.job.num}"), highlight=False, markup=False, soft_wrap=True)
     elif result["status"] == "failed":

@@ -155,7 +155,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Writes runs.csv and report.csv into the sweep folder, prints the comparison table,
-        one line per diverged or failed job, and exits 1 when any job failed."""
+        one line per diverged or failed job, and exits 1 when any job failed or did not finish."""
         from hydra.core.global_hydra import GlobalHydra
 
         from regbench import gcpause
@@ -174,9 +174,12 @@ class SweepSummary(Callback):
         render(report, wide_console())
         status = report.runs["status"]
         counts = {s: int((status == s).sum()) for s in ("ok", "diverged", "failed")}
+        jobs = _job_overrides(config)  # None for other sweepers, whose job count is theirs
+        unfinished = max(0, len(jobs) - len(report.runs)) if jobs is not None else 0
         print(
-            f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed "
-            f"({self._actions(report.runs)}); runs.csv and report.csv in {sweep_dir}"
+            f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed"
+            + (f", {unfinished} without a result" if unfinished else "")
+            + f" ({self._actions(report.runs)}); runs.csv and report.csv in {sweep_dir}"
         )
-        if counts["failed"]:
+        if counts["failed"] or unfinished:
             sys.exit(1)

@@ -21,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from regbench import UserInputError, checkpoint, interrupt
+from regbench import UserInputError, checkpoint, folderlock, interrupt
 from regbench.console import progress_bar
 from regbench.datasets import REGRESSION, load
 from regbench.device import resolve_device
@@ -93,7 +93,16 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
         The result, as written to result.json. Its status is `ok`, `diverged` (a non-finite
         loss stopped training) or `failed` (with the error; `error_type` is `UserInputError`
         for bad input found before training).
+
+    Raises:
+        FolderBusy: another process trains in `out_dir`; nothing was written.
+        Interrupted: Ctrl-C, once the epoch it came in was checkpointed.
     """
+    with folderlock.hold(Path(out_dir)):
+        return _run(cfg, Path(out_dir), console)
+
+
+def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
     start = time.perf_counter()
     prior_seconds = 0.0  # wall time spent before a resume, carried by the checkpoint
     out_dir = Path(out_dir)

@@ -22,6 +22,7 @@ reproduce: stacked dropout there is statistically, not bitwise, the same.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -37,7 +38,7 @@ from rich.console import Console
 from torch import nn
 from torch.nn import functional as F
 
-from regbench import UserInputError, checkpoint, interrupt
+from regbench import UserInputError, checkpoint, folderlock, interrupt
 from regbench.console import progress_bar
 from regbench.datasets import Data, load
 from regbench.device import resolve_device
@@ -377,11 +378,19 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
         The results, in the order of `jobs`.
 
     Raises:
-        UserInputError: the jobs cannot run on this dataset (the lone runs report it per job).
+        UserInputError: the jobs cannot run on this dataset, or one's folder is in use by another
+            process (FolderBusy); the lone runs report it per job.
+        Interrupted: Ctrl-C, once the epoch it came in was checkpointed.
     """
+    with contextlib.ExitStack() as locks:
+        for _, out_dir in jobs:
+            locks.enter_context(folderlock.hold(Path(out_dir)))
+        return _train(jobs, console, {} if done is None else done)
+
+
+def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     start = time.perf_counter()
     console = console or Console()
-    done = {} if done is None else done
     cfg = jobs[0][0]
     tr = cfg.trainer
     device = resolve_device(cfg.device)

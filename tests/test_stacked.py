@@ -110,10 +110,11 @@ def test_a_stack_reads_back_from_the_device_once_per_epoch(tmp_path):
         results = stacking.train([(c, tmp_path / str(i)) for i, c in enumerate(cfgs)], Console(quiet=True))
     epochs = [r["epochs_run"] for r in results]
     assert len(set(epochs)) >= 2 and all(r["status"] == "ok" for r in results)  # members left at different epochs
-    per_epoch = [call for call in probe.calls if call[1] == ("train",)]
-    assert per_epoch == [("tolist", ("train",))] * max(epochs)
-    at_finish = [call for call in probe.calls if call[1] != ("train",)]
-    assert all(where[:2] == ("train", "_finish") for _, where in at_finish)
+    loop = ("train", "_train")  # stacking.train holds the folders' locks, stacking._train runs the loop
+    per_epoch = [call for call in probe.calls if call[1] == loop]
+    assert per_epoch == [("tolist", loop)] * max(epochs)
+    at_finish = [call for call in probe.calls if call[1] != loop]
+    assert all(where[:3] == (*loop, "_finish") for _, where in at_finish)
     assert len(at_finish) == 2 * len(cfgs)  # its sparsity and its final metrics
 
 
