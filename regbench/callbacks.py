@@ -44,15 +44,22 @@ def foreign_job(sweep_dir: Path, jobs: list[list[str]]) -> str | None:
 
 
 def _job_overrides(config: DictConfig) -> list[list[str]] | None:
-    """The override list of every job of a basic-sweeper multirun, or None for other sweepers."""
+    """The override list of every job of a basic-sweeper multirun (its `hydra.sweeper.params`
+    included), or None for other sweepers."""
     if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)  # as typed: `${...}` unresolved
-    parsed = OverridesParser.create().parse_overrides([str(o) for o in task])
+    # As BasicSweeper.sweep builds them: hydra.sweeper.params first, then the command line's
+    # overrides, as typed (`${...}` unresolved).
+    params = config.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())  # for glob(...) choices
+    parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + [str(o) for o in task])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 

@@ -66,7 +66,11 @@ def regbench(*args: str, cwd: Path, env: dict | None = None, timeout: int = 240)
     """Runs the installed `regbench` console script in a subprocess."""
     exe = shutil.which("regbench")
     cmd = [exe, *args] if exe else [sys.executable, "-m", "regbench", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    # Hydra turns an exception in a callback into a warning and goes on: the sweep's checks or
+    # its report would be skipped without a failing exit code. Every CLI test watches for it.
+    assert "Callback SweepSummary" not in out.stderr, out.stderr
+    return out
 
 
 def torchvision_root(tmp_path: Path, folder: str) -> Path:

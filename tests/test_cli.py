@@ -202,6 +202,24 @@ def test_multirun_with_a_bad_value_runs_nothing(tmp_path):
     assert not results_under(tmp_path)
 
 
+def test_glob_sweeps_and_sweeper_params_are_checked_and_resumed_like_any_sweep(tmp_path):
+    """Hydra's other ways to name a sweep's values: `glob(...)` over a group's options, and
+    `hydra.sweeper.params` in a config. Both are checked before anything runs and resume."""
+    bad = regbench("run", "-m", "reg=glob(l*)", "reg.alpha=-1", *TINY, cwd=tmp_path)
+    assert bad.returncode == 2 and "reg.alpha must be >= 0 (got -1.0) (in 3 of 3 jobs" in bad.stderr
+    (tmp_path / "conf" / "sweep").mkdir(parents=True)
+    (tmp_path / "conf" / "sweep" / "alphas.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      reg.alpha: 1e-4,-1\n")
+    args = ["run", "-m", "--config-dir", str(tmp_path / "conf"), "+sweep=alphas", "reg=l2", *TINY, "hydra.sweep.dir=s"]
+    refused = regbench(*args, cwd=tmp_path)
+    assert refused.returncode == 2 and "(in 1 of 2 jobs, e.g. reg.alpha=-1" in refused.stderr
+    (tmp_path / "conf" / "sweep" / "alphas.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      reg.alpha: 1e-4,1e-3\n")
+    first, again = (regbench(*args, cwd=tmp_path) for _ in range(2))
+    assert first.returncode == again.returncode == 0, again.stderr
+    assert "sweep done: 2 ok, 0 diverged, 0 failed (2 skipped as already done, 0 resumed, 0 ran)" in again.stdout
+
+
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     # model=cnn needs images: the wine job fails at run time, the digits job still runs.
     out = regbench("run", "-m", "model=cnn", "dataset=wine,digits", "model.hidden_sizes=[16]",
