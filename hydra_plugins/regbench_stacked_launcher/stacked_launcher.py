@@ -135,8 +135,9 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
         done: dict[int, dict[str, Any]] = {}
         try:
             train([(c, out) for _, c, out in members], console, done)
-        except UserInputError:
-            pass  # each job reports it when it runs alone
+        except UserInputError as e:  # each job reports it again when it runs alone
+            console.print(f"stacked: jobs {_ranges(nums)} did not start ({e}); they run one by one instead",
+                          highlight=False, markup=False, soft_wrap=True)
         except Exception as e:  # a stack that fails must not lose its jobs: they run alone instead
             log.warning(f"the stack of jobs {_ranges(nums)} failed ({type(e).__name__}: {e}); "
                         f"its {len(members) - len(done)} unfinished jobs run one by one")
