@@ -61,7 +61,11 @@ def _dispatch(args: list[str]) -> int:
         with gcpause.imports():
             from regbench.report import main as report_main
 
-        return report_main(args[1:])
+        try:
+            return report_main(args[1:])
+        except KeyboardInterrupt:  # it reads and writes nothing a rerun cannot redo
+            print("regbench: interrupted", file=sys.stderr)
+            return 130
     print(f"regbench: error: unknown command {args[0]!r} (choose from: {', '.join(COMMANDS)})", file=sys.stderr)
     return 2
 
