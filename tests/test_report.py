@@ -192,3 +192,15 @@ def test_sweep_reports_itself_and_the_command_gives_the_same_files(tmp_path):
 
         image = matplotlib.image.imread(tmp_path / "again" / png)
         assert (tmp_path / "again" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.shape[0] > 300
+
+
+def test_ctrl_c_during_a_report_is_one_line(tmp_path, monkeypatch, capsys):
+    import regbench.report
+    from regbench.cli import main as cli_main
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(regbench.report, "main", interrupted)
+    assert cli_main(["report", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "regbench: interrupted\n"
