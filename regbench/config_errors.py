@@ -56,7 +56,9 @@ def _did_you_mean(error: BaseException) -> str | None:
     key, owner, full_key = (getattr(error, a, None) for a in ("key", "object_type", "full_key"))
     if not (isinstance(key, str) and dataclasses.is_dataclass(owner) and isinstance(full_key, str)):
         return None
-    if key in {f.name for f in dataclasses.fields(owner)}:
+    names = [f.name for f in dataclasses.fields(owner)]
+    close = [] if key in names else difflib.get_close_matches(key, names, n=1)
+    if not close:
         return None
-    close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(owner)], n=1)
-    return full_key.rpartition(".")[0] + "." + close[0] if close and "." in full_key else (close[0] if close else None)
+    parent = full_key.rpartition(".")[0]
+    return f"{parent}.{close[0]}" if parent else close[0]
