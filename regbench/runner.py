@@ -105,7 +105,6 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
 def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
     start = time.perf_counter()
     prior_seconds = 0.0  # wall time spent before a resume, carried by the checkpoint
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = new_result(cfg)
     console = console or Console()

@@ -172,6 +172,8 @@ def test_a_bad_override_gets_one_line_and_nothing_runs(tmp_path, overrides, mess
     assert out.stderr.startswith("regbench: error: ") and message in out.stderr
     assert out.stderr.strip().count("\n") == 0 and "HYDRA_FULL_ERROR" not in out.stderr
     assert not list(tmp_path.rglob("metrics.csv")) and not list(tmp_path.rglob("result.json"))  # nothing trained
+    if overrides[0] not in ("+reg.extra=1", "reg.alpha=${oops}"):  # those compose; regbench's check refuses them
+        assert not (tmp_path / "outputs").exists()  # refused while composing: not even a run folder
 
 
 def test_hydra_full_error_still_gives_the_full_trace(tmp_path):
