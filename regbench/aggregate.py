@@ -2,7 +2,9 @@
 paired differences against a baseline, and a pivot view.
 
 A configuration is every `params.*` value except the seed (and `dataset.split_seed` when it
-follows the seed). Runs with status `diverged` or `failed` are counted, never averaged.
+follows the seed). A seed is one observation: of the runs with the same configuration and
+seed only one is kept (see `set_aside_duplicates`). Runs with status `diverged` or `failed`
+are counted, never averaged.
 """
 
 from __future__ import annotations
@@ -63,6 +65,30 @@ def with_config_ids(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(config=pd.factorize(text)[0])
 
 
+def set_aside_duplicates(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Splits `runs` (with `config` ids) into (kept, duplicates): one run per configuration and
+    seed is kept, so that a rerun or a merged copy of a sweep never counts as another seed.
+
+    The rule: the newest run that finished (status ok or diverged) is kept; a failed run is kept
+    only when no run of that configuration and seed finished. Newest by `finished_at` (when
+    result.json was written), then by folder name. Each duplicate names, in `duplicate_of`, the
+    folder of the run kept in its place.
+    """
+    if runs.empty:
+        return runs, runs.iloc[0:0]
+    finished = runs["status"].isin(["ok", "diverged"]).astype(int)
+    when = runs["finished_at"].astype(str) if "finished_at" in runs else pd.Series("", index=runs.index)
+    order = pd.DataFrame({"finished": finished, "when": when, "folder": runs["folder"].astype(str)}, index=runs.index)
+    ranked = runs.loc[order.sort_values(["finished", "when", "folder"], ascending=False, kind="stable").index]
+    first = ~ranked.duplicated(["config", SEED], keep="first")
+    kept, duplicates = ranked[first], ranked[~first]
+    kept_folder = kept.set_index(["config", SEED])["folder"]
+    duplicates = duplicates.assign(
+        duplicate_of=[kept_folder.loc[(c, s)] for c, s in zip(duplicates["config"], duplicates[SEED])]
+    )
+    return kept.sort_index(), duplicates.sort_index()
+
+
 def ci95(std: pd.Series, n: pd.Series) -> pd.Series:
     """Half-width of the 95% confidence interval of a mean: t(0.975, n-1) * std / sqrt(n)."""
     n = n.astype(float)
@@ -74,8 +100,10 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Returns (report, constants): one row per configuration, and the parameters that are
     the same in every run (named once instead of repeated per row).
 
-    `runs` must carry `config` ids (see with_config_ids). Columns: the varying parameters
-    (without the `params.` prefix), `reg`, `n_seeds` (ok runs), `n_diverged`, `n_failed`,
+    `runs` must carry `config` ids (see with_config_ids) and hold one run per configuration and
+    seed (see set_aside_duplicates). Columns: the varying parameters (without the `params.`
+    prefix), `reg`, `n_seeds` (distinct seeds of ok runs), `n_diverged`, `n_failed`,
+    `n_early_best` (ok runs whose reported epoch lies within the first `patience`),
     `<quantity>.mean/.std/.ci95` for each summarised quantity, and `config`. Sorted by mean
     validation metric, best first.
     """
@@ -86,10 +114,13 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     report = first[vary + ["reg"]].copy()
     report.columns = [c.removeprefix("params.") for c in report.columns]
     status = runs.groupby("config")["status"]
-    report["n_seeds"] = status.apply(lambda s: int((s == "ok").sum()))
+    ok = runs[runs["status"] == "ok"]
+    report["n_seeds"] = ok.groupby("config")[SEED].nunique().reindex(report.index).fillna(0).astype(int)
     report["n_diverged"] = status.apply(lambda s: int((s == "diverged").sum()))
     report["n_failed"] = status.apply(lambda s: int((s == "failed").sum()))
-    ok = runs[runs["status"] == "ok"]
+    if "early_best" in ok:  # results written before the flag existed have none
+        flagged = ok["early_best"].map(lambda v: v is not None and v == v and bool(v))  # None/NaN: unknown
+        report["n_early_best"] = flagged.groupby(ok["config"]).sum().reindex(report.index).fillna(0).astype(int)
     quantities = summary_columns(ok) if len(ok) else []
     grouped = ok.groupby("config")[quantities].agg(["mean", "std", "count"]) if quantities else None
     for q in quantities:
@@ -107,55 +138,107 @@ def _per_seed(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame.groupby(SEED)[column].mean()
 
 
-def _paired_p(diff: np.ndarray) -> tuple[float, float]:
-    """Two-sided p-values of the paired t-test and the Wilcoxon signed-rank test of `diff`."""
+def paired_p(values: np.ndarray, base: np.ndarray) -> tuple[float, float]:
+    """Two-sided p-values of the paired t-test and the Wilcoxon signed-rank test of
+    `values - base` (one entry per seed); NaN where the test is undefined.
+
+    Differences that are equal up to the rounding of the subtraction (4 ulps of the larger
+    value; 2/288 - 1/288 and 3/288 - 2/288 differ in the last bit) count as equal. The t-test
+    is undefined when every difference is the same (no variance: scipy would divide a rounding
+    residue by another and report p = 1e-15); the Wilcoxon test when every difference is zero
+    (whatever the installed scipy returns for it). Below 2 pairs both are undefined.
+    """
+    diff = values - base
     if len(diff) < 2:
         return math.nan, math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    scale = max(float(np.abs(values).max()), float(np.abs(base).max()), np.finfo(float).tiny)
+    tolerance = 4 * np.finfo(float).eps * scale
+    diff = np.where(np.abs(diff) <= tolerance, 0.0, diff)  # rounding residues are no evidence of a sign
+    if np.ptp(diff) <= tolerance:
+        p_t = math.nan
+    else:
         p_t = float(stats.ttest_1samp(diff, 0.0).pvalue)  # equals ttest_rel(config, baseline)
-        try:
-            p_w = float(stats.wilcoxon(diff).pvalue)
-        except ValueError:  # every difference is zero: no evidence either way
-            p_w = math.nan
+    if not diff.any():
+        return p_t, math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns that exact p-values are unavailable with zeros or ties
+        p_w = float(stats.wilcoxon(diff).pvalue)
     return p_t, p_w
 
 
-def against_baseline(runs: pd.DataFrame, report: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Adds the paired differences to the baseline configuration to `report` (same row order).
+def against_baseline(
+    runs: pd.DataFrame, report: pd.DataFrame, baseline: str = "none", baseline_config: int | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Adds the paired differences to a baseline configuration to `report` (same row order).
 
-    Each configuration is paired with the baseline (label `baseline`) that shares its
-    non-regularization parameters (dataset, model, optimizer, trainer...), over the seeds
-    both have with status ok: same seed, same split and same initial weights. Columns:
-    `delta.n_pairs`, and for the validation and test metric and both gaps, `delta.<q>` (mean
-    of config minus baseline), `delta.<q>.p_ttest` and `delta.<q>.p_wilcoxon` (empty below 2
-    pairs). The baseline's own rows and configurations without a baseline stay empty.
+    Each configuration is paired with the baseline that shares its non-regularization
+    parameters (dataset, model, optimizer, trainer...), over the seeds both have with status
+    ok: same seed, same split and same initial weights. The baseline is configuration
+    `baseline_config` when given, else a configuration labelled `baseline`; where several
+    with that label qualify, the one sharing the most seeds (the lowest config id on ties), and
+    a note says which. Columns: `delta.n_pairs`, and for the validation and test metric and
+    both gaps, `delta.<q>` (mean of config minus baseline), `delta.<q>.p_ttest` and
+    `delta.<q>.p_wilcoxon` (see `paired_p`). The baseline's own rows and configurations
+    without a baseline stay empty.
+
+    Returns:
+        The table, and notes on how baselines were chosen (for the user to read).
     """
     m = metric_of(runs)
     quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss") if q in runs]
     pair_keys = [k for k in varying(runs, config_keys(runs)) if not k.startswith("params.reg.")]
     ok = runs[runs["status"] == "ok"]
     by_config = dict(tuple(ok.groupby("config")))
-    bases = [f for f in by_config.values() if f["reg"].iloc[0] == baseline]
+    if baseline_config is not None:
+        bases = [by_config[baseline_config]] if baseline_config in by_config else []
+        is_base = lambda frame: frame is bases[0]  # noqa: E731
+    else:
+        bases = [f for f in by_config.values() if f["reg"].iloc[0] == baseline]
+        is_base = lambda frame: frame["reg"].iloc[0] == baseline  # noqa: E731
     out = {"delta.n_pairs": [np.nan] * len(report)}
     for q in quantities:
         for suffix in ("", ".p_ttest", ".p_wilcoxon"):
             out[f"delta.{q}{suffix}"] = [np.nan] * len(report)
+    choices: dict[tuple[tuple[int, ...], int], None] = {}
     for row, cid in enumerate(report["config"]):
         frame = by_config.get(cid)
-        if frame is None or frame["reg"].iloc[0] == baseline:
+        if frame is None or is_base(frame):
             continue
         same = [b for b in bases if all(str(b[k].iloc[0]) == str(frame[k].iloc[0]) for k in pair_keys)]
         if not same:
             continue
-        base = max(same, key=lambda b: len(set(b[SEED]) & set(frame[SEED])))  # first on ties
+        base = max(same, key=lambda b: len(set(b[SEED]) & set(frame[SEED])))  # the first, lowest id, on ties
+        if len(same) > 1:
+            choices[(tuple(int(b["config"].iloc[0]) for b in same), int(base["config"].iloc[0]))] = None
         seeds = sorted(set(frame[SEED]) & set(base[SEED]))
         out["delta.n_pairs"][row] = len(seeds)
         for q in quantities if seeds else ():
-            diff = (_per_seed(frame, q).loc[seeds] - _per_seed(base, q).loc[seeds]).to_numpy(dtype=float)
-            out[f"delta.{q}"][row] = float(diff.mean())
-            out[f"delta.{q}.p_ttest"][row], out[f"delta.{q}.p_wilcoxon"][row] = _paired_p(diff)
-    return report.drop(columns="config").assign(**out, config=report["config"])  # config stays last
+            values, base_values = (_per_seed(f, q).loc[seeds].to_numpy(dtype=float) for f in (frame, base))
+            out[f"delta.{q}"][row] = float((values - base_values).mean())
+            out[f"delta.{q}.p_ttest"][row], out[f"delta.{q}.p_wilcoxon"][row] = paired_p(values, base_values)
+    notes = [
+        f"--baseline {baseline} matches {len(candidates)} configurations that could pair "
+        f"({'; '.join(describe_config(report, c) for c in candidates)}): compared with {describe_config(report, chosen)}, "
+        "the one sharing the most seeds (the lowest config id on ties); choose one with --baseline-config N"
+        for candidates, chosen in choices
+    ]
+    table = report.drop(columns="config").assign(**out, config=report["config"])  # config stays last
+    return table, notes
+
+
+def describe_config(report: pd.DataFrame, config: int) -> str:
+    """`config N (reg.alpha=0.001, ...)`: the id and the varying parameters that set it apart."""
+    row = report[report["config"] == config]
+    if row.empty:
+        return f"config {config}"
+    columns = list(report.columns)
+    params = columns[: columns.index("reg")] if "reg" in columns else []
+    values = ", ".join(f"{p}={_text(row[p].iloc[0])}" for p in params)
+    return f"config {config} ({values})" if values else f"config {config}"
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def pivot(runs: pd.DataFrame, key: str, metric: str) -> pd.DataFrame:

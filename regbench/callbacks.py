@@ -179,6 +179,8 @@ class SweepSummary(Callback):
             sys.exit(1)
         write(report, sweep_dir)
         render(report, wide_console())
+        for note in report.notes:
+            print(f"regbench: warning: {note}", file=sys.stderr)
         status = report.runs["status"]
         counts = {s: int((status == s).sum()) for s in ("ok", "diverged", "failed")}
         jobs = _job_overrides(config)  # None for other sweepers, whose job count is theirs

@@ -78,6 +78,12 @@ def _read(folder: Path) -> tuple[dict[str, Any] | None, str]:
     return result, ""
 
 
+def _mtime(path: Path) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
+
+
 def collect(paths: list[Path]) -> Collected:
     """Reads every run under `paths` (merged, each folder once) into a runs table.
 
@@ -99,6 +105,8 @@ def collect(paths: list[Path]) -> Collected:
             skipped.append((folder, why))
             continue
         row = flatten_result(result)
+        if not row.get("finished_at"):  # written before the field existed: when the file was written
+            row["finished_at"] = _mtime(folder / RESULT_FILE)
         row["folder"] = str(folder)
         rows.append(row)
     return Collected(runs=pd.DataFrame(rows), skipped=skipped)

@@ -58,12 +58,18 @@ def result_summary(result: dict[str, Any]) -> str:
     """The lines around the table: what ran, and the facts a table cannot hold."""
     m = "acc" if result["task"] == "classification" else "r2"
     es = "stopped early" if result["stopped_early"] else "ran to max_epochs" if result["status"] == "ok" else result["status"]
-    return (
+    text = (
         f"gap: train {m} - val {m}, and val loss - train loss\n"
         f"best epoch {result['best_epoch']} of {result['epochs_run']} ({es}); "
         f"sparsity {result['sparsity']:.4f}; {result['n_params']} parameters; "
         f"{result['seconds']:.1f}s on {result['device']}"
     )
+    if result.get("early_best"):
+        patience = result["params"].get("trainer.patience")
+        text += (f"\nwarning: the reported epoch {result['best_epoch']} lies within the first {patience} epochs "
+                 "(trainer.patience): a barely trained model, not a trained one (a penalty this strong may keep it "
+                 "from learning; try trainer.patience=null to see where it goes)")
+    return text
 
 
 def result_title(result: dict[str, Any]) -> str:
@@ -79,5 +85,7 @@ def one_line(result: dict[str, Any], job: str) -> str:
     return (
         f"[{job}] {result['reg']} seed={result['seed']}: val_{m} {_fmt(mt[f'val_{m}'])} "
         f"test_{m} {_fmt(mt[f'test_{m}'])} gap.{m} {_fmt(result['gap'][m])} "
-        f"({result['epochs_run']} epochs, {result['status']})"
+        f"({result['epochs_run']} epochs, {result['status']}"
+        + (f"; best epoch {result['best_epoch']}, within patience: barely trained" if result.get("early_best") else "")
+        + ")"
     )

@@ -1,7 +1,7 @@
 """`regbench report`: run folders in; runs.csv, report.csv (and pivot.csv, report.md, plots) out.
 
     regbench report PATH [PATH ...] [--out DIR] [--format csv|md] [--baseline LABEL]
-                    [--pivot KEY] [--metric NAME] [--plots]
+                    [--baseline-config N] [--pivot KEY] [--metric NAME] [--plots]
 
 The same `build` / `write` / `render` steps run at the end of every multirun (see
 regbench.callbacks), so `regbench report SWEEP` later gives the same files.
@@ -22,8 +22,10 @@ from rich.table import Table
 
 from regbench.aggregate import (
     against_baseline,
+    describe_config,
     metric_of,
     pivot,
+    set_aside_duplicates,
     summarize,
     with_config_ids,
 )
@@ -32,30 +34,57 @@ from regbench.collect import collect
 
 @dataclass
 class Report:
-    """Everything a report shows: the runs, the per-configuration table and what was left out."""
+    """Everything a report shows: the runs, the per-configuration table and what was left out.
+
+    `runs` holds one run per configuration and seed; `duplicates` the runs set aside for
+    repeating one of them (see regbench.aggregate.set_aside_duplicates). `notes` are what the
+    user should read about the comparison (an unmatched or ambiguous baseline).
+    """
 
     runs: pd.DataFrame
     table: pd.DataFrame
     constants: dict[str, Any]
     baseline: str
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    duplicates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
 
 
-def build(paths: list[Path], baseline: str = "none") -> Report:
+def build(paths: list[Path], baseline: str | None = None, baseline_config: int | None = None) -> Report:
     """Reads the runs under `paths` and aggregates them.
+
+    Args:
+        paths: sweep folders, run folders or trees of them, merged.
+        baseline: the reg label to compare against; None means `none`, without a note when no
+            run has that label (a sweep need not have a baseline).
+        baseline_config: a configuration id (report.csv's `config`) to compare against instead.
 
     Raises:
         FileNotFoundError: a path does not exist.
-        ValueError: no finished run was found.
+        ValueError: no finished run was found, or `baseline_config` names no configuration.
     """
     collected = collect(paths)
     if collected.runs.empty:
         where = ", ".join(str(p) for p in paths)
         raise ValueError(f"no finished runs (result.json) under {where}")
-    runs = with_config_ids(collected.runs)
+    runs, duplicates = set_aside_duplicates(with_config_ids(collected.runs))
     table, constants = summarize(runs)
-    table = against_baseline(runs, table, baseline)
-    return Report(runs=runs, table=table, constants=constants, baseline=baseline, skipped=collected.skipped)
+    notes = []
+    label = "none" if baseline is None else baseline
+    if baseline_config is not None:
+        if baseline_config not in set(table["config"]):
+            raise ValueError(f"--baseline-config {baseline_config}: no such configuration "
+                             f"(the config column of report.csv: {', '.join(map(str, sorted(table['config'])))})")
+        ok_ids = set(runs.loc[runs["status"] == "ok", "config"])
+        if baseline_config not in ok_ids:
+            notes.append(f"--baseline-config {baseline_config} has no run with status ok: no paired differences")
+        label = describe_config(table, baseline_config)
+    elif baseline is not None and not (runs["reg"] == baseline).any():
+        labels = ", ".join(sorted(runs["reg"].astype(str).unique()))
+        notes.append(f"--baseline {baseline} matches no run (the labels here: {labels}): no paired differences")
+    table, chosen = against_baseline(runs, table, label, baseline_config)
+    return Report(runs=runs, table=table, constants=constants, baseline=label, skipped=collected.skipped,
+                  duplicates=duplicates, notes=notes + chosen)
 
 
 def _fmt_param(value: Any) -> str:
@@ -93,6 +122,9 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
         header.append("diverged/failed")
     quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", "sparsity") if f"{q}.mean" in t]
     header += [f"{q} (95% CI)" for q in quantities] + ["epochs"]
+    show_early = "n_early_best" in t and bool(t["n_early_best"].any())
+    if show_early:
+        header.append("early best †")
     with_delta = f"delta.val_{m}" in t and t[f"delta.val_{m}"].notna().any()
     if with_delta:
         header += [f"Δval_{m} vs {report.baseline}", "p (t-test / Wilcoxon)", "pairs"]
@@ -102,6 +134,8 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
         if show_bad:
             row.append(f"{int(r['n_diverged'])}/{int(r['n_failed'])}")
         row += [_mean_ci(r, q) for q in quantities] + [_fmt(r.get("epochs_run.mean"), 1)]
+        if show_early:
+            row.append(f"{int(r['n_early_best'])}/{int(r['n_seeds'])}" if r["n_early_best"] else "")
         if with_delta:
             p = (r[f"delta.val_{m}.p_ttest"], r[f"delta.val_{m}.p_wilcoxon"])
             row += [
@@ -111,6 +145,35 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
             ]
         rows.append(row)
     return header, rows
+
+
+def footnotes(report: Report, header: list[str], rows: list[list[str]]) -> list[str]:
+    """What the table's marks mean, only for the marks it shows, and the duplicates set aside."""
+    lines = []
+    if "p (t-test / Wilcoxon)" in header:
+        column = header.index("p (t-test / Wilcoxon)")
+        if any("–" in row[column] for row in rows):
+            lines.append("p –: the test is undefined for these pairs: the t-test when every paired difference is "
+                         "the same (no variance), the Wilcoxon test when every one is zero")
+    if "early best †" in header:
+        patience = report.constants.get("trainer.patience")
+        known = patience is not None and patience == patience  # not null, not NaN
+        within = f"the first {int(patience)} epochs" if known else "the first trainer.patience epochs"
+        lines.append(f"† runs whose reported (best) epoch lies within {within} (result.json early_best): "
+                     "a barely trained model, often one that a strong penalty kept from learning; "
+                     "its numbers describe that early model, not a trained one")
+    n = len(report.duplicates)
+    if n:
+        lines.append(f"set aside {n} duplicate run(s): the same configuration and seed as a kept run "
+                     "(the newest that finished is kept; runs.csv lists each with duplicate_of)")
+        for _, r in report.duplicates.head(DUPLICATES_LISTED).iterrows():
+            lines.append(f"  duplicate: {r['folder']} (kept: {r['duplicate_of']})")
+        if n > DUPLICATES_LISTED:
+            lines.append(f"  … and {n - DUPLICATES_LISTED} more")
+    return lines
+
+
+DUPLICATES_LISTED = 5  # more are in runs.csv
 
 
 def constants_line(report: Report) -> str:
@@ -134,7 +197,7 @@ def wide_console() -> Console:
 
 
 def render(report: Report, console: Console) -> None:
-    """Prints the comparison table, the constants, the problem runs and the skipped count."""
+    """Prints the comparison table, the constants, its footnotes, the problem runs and the skipped count."""
     header, rows = display_table(report)
     ok = int((report.runs["status"] == "ok").sum())
     table = Table(title=f"{len(report.table)} configurations, {len(report.runs)} runs ({ok} ok), best validation first",
@@ -144,9 +207,8 @@ def render(report: Report, console: Console) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(constants_line(report), highlight=False, markup=False)
-    for line in problem_lines(report):
-        console.print(line, highlight=False, markup=False)
+    for line in [constants_line(report), *footnotes(report, header, rows), *problem_lines(report)]:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if report.skipped:
         console.print(f"skipped {len(report.skipped)} run folder(s) without a usable result.json", highlight=False)
 
@@ -155,17 +217,27 @@ def markdown(report: Report) -> str:
     header, rows = display_table(report)
     lines = [constants_line(report), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    notes = footnotes(report, header, rows) + [f"Note: {n}" for n in report.notes]
+    if notes:
+        lines += ["", *notes]
     problems = problem_lines(report)
     if problems:
         lines += ["", *[f"- {p}" for p in problems]]
     return "\n".join(lines) + "\n"
 
 
+def all_runs(report: Report) -> pd.DataFrame:
+    """runs.csv: the kept runs, then the duplicates set aside (with `duplicate_of`)."""
+    if report.duplicates.empty:
+        return report.runs.assign(duplicate_of=None)
+    return pd.concat([report.runs.assign(duplicate_of=None), report.duplicates], ignore_index=True)
+
+
 def write(report: Report, out: Path, fmt: str = "csv") -> list[Path]:
     """Writes runs.csv and report.csv (and report.md with fmt="md") into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "runs.csv", out / "report.csv"]
-    report.runs.to_csv(files[0], index=False)
+    all_runs(report).to_csv(files[0], index=False)
     report.table.to_csv(files[1], index=False)
     if fmt == "md":
         files.append(out / "report.md")
@@ -183,7 +255,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="a sweep folder, a run folder, or outputs/ (searched recursively); several are merged")
     parser.add_argument("--out", type=Path, help="where to write the files (default: the first PATH)")
     parser.add_argument("--format", choices=("csv", "md"), default="csv", help="md also writes report.md")
-    parser.add_argument("--baseline", default="none", metavar="LABEL", help="the reg label to compare against (default: none)")
+    against = parser.add_mutually_exclusive_group()
+    against.add_argument("--baseline", metavar="LABEL", help="the reg label to compare against (default: none)")
+    against.add_argument("--baseline-config", type=int, metavar="N",
+                        help="compare against configuration N (report.csv's config column) instead of a label")
     parser.add_argument("--pivot", metavar="KEY", help="a params key, e.g. reg.alpha: one column per value (pivot.csv)")
     parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), e.g. gap.acc")
     parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png")
@@ -202,12 +277,14 @@ def main(argv: list[str]) -> int:
         print(f"regbench: error: --out {out} is a file, not a folder", file=sys.stderr)
         return 2
     try:
-        report = build(args.paths, args.baseline)
+        report = build(args.paths, args.baseline, args.baseline_config)
     except ValueError as e:
         print(f"regbench: error: {e}", file=sys.stderr)
-        return 1
+        return 2 if str(e).startswith("--baseline-config") else 1
     for folder, why in report.skipped:
         print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
+    for note in report.notes:
+        print(f"regbench: warning: {note}", file=sys.stderr)
     m = metric_of(report.runs)
     pivot_table = None
     if args.pivot:

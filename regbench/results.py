@@ -24,11 +24,18 @@ def metric_name(task: str) -> str:
     return "acc" if task == "classification" else "r2"
 
 
-def reg_label(reg: Any) -> str:
-    """Names the active regularizers from their values, e.g. `elasticnet+dropout` or `none`.
+def batchnorm_acts(model: Any) -> bool:
+    """Whether the model has a hidden layer for batch normalisation to follow (model=linear has none)."""
+    return model.name != "linear" and bool(len(model.hidden_sizes) or (model.name == "cnn" and len(model.channels)))
+
+
+def reg_label(reg: Any, model: Any) -> str:
+    """Names the regularizers that act, from their values, e.g. `elasticnet+dropout` or `none`.
 
     Derived from the numbers rather than from the presets chosen, so `reg=l2 reg.alpha=0`
-    is honestly labelled `none`. Early stopping is a trainer setting and is not in the label.
+    is honestly labelled `none`, and from what acts on `model`: batch norm on model=linear
+    (no hidden layer) is not in the label. Early stopping is a trainer setting and is not in
+    the label.
     """
     parts = []
     if reg.alpha > 0:
@@ -36,7 +43,7 @@ def reg_label(reg: Any) -> str:
     flags = [
         ("weight_decay", reg.weight_decay > 0),
         ("dropout", reg.dropout > 0),
-        ("batchnorm", bool(reg.batchnorm)),
+        ("batchnorm", bool(reg.batchnorm) and batchnorm_acts(model)),
         ("label_smoothing", reg.label_smoothing > 0),
         ("augment", bool(reg.augment)),
     ]
@@ -84,6 +91,21 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _finite_or_none(v) for k, v in value.items()}
     return value
+
+
+def early_best(best_epoch: int | None, patience: int | None) -> bool:
+    """Whether the reported epoch lies within the first `patience` epochs of a run with early
+    stopping: the model barely trained (often a penalty too strong to learn under)."""
+    return patience is not None and best_epoch is not None and best_epoch <= patience
+
+
+def write_result(folder: Path, result: dict[str, Any]) -> None:
+    """Stamps `finished_at` (UTC, ISO 8601) and writes result.json atomically: the report keeps
+    the newest of several runs of one configuration and seed by it."""
+    from datetime import datetime, timezone
+
+    result["finished_at"] = datetime.now(timezone.utc).isoformat()
+    write_json_atomic(Path(folder) / RESULT_FILE, result)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:

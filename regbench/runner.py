@@ -29,14 +29,14 @@ from regbench.interrupt import Interrupted
 from regbench.models import build_model
 from regbench.penalties import penalised_weights, sparsity
 from regbench.results import (
-    RESULT_FILE,
     MetricsWriter,
     config_hash,
+    early_best,
     flatten,
     metric_name,
     reg_label,
     versions,
-    write_json_atomic,
+    write_result,
 )
 from regbench.schema import check
 from regbench.training import build_optimizer, data_generators, evaluate, fit
@@ -62,7 +62,7 @@ def new_result(cfg: Any) -> dict[str, Any]:
         "task": task,
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
-        "reg": reg_label(cfg.reg),
+        "reg": reg_label(cfg.reg, cfg.model),
         "seed": cfg.seed,
         "params": params,
         "config_hash": config_hash(params),
@@ -71,6 +71,7 @@ def new_result(cfg: Any) -> dict[str, Any]:
         "best_epoch": None,
         "epochs_run": 0,
         "stopped_early": False,
+        "early_best": None,
         "sparsity": None,
         "n_params": None,
         "seconds": None,
@@ -160,6 +161,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
             best_epoch=fitted.best_epoch or None,
             epochs_run=len(fitted.history),
             stopped_early=fitted.stopped_early,
+            early_best=early_best(fitted.best_epoch or None, cfg.trainer.patience),
             sparsity=sparsity(weights),
         )
         if fitted.best_epoch or not fitted.diverged:
@@ -174,7 +176,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
             result["traceback"] = traceback.format_exc()
             log.error("run failed:\n%s", result["traceback"])
     result["seconds"] = prior_seconds + time.perf_counter() - start
-    write_json_atomic(out_dir / RESULT_FILE, result)
+    write_result(out_dir, result)
     if not cfg.keep_checkpoint:
         (out_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
     if stop.requested:  # Ctrl-C in the last epoch: the run finished; stop what comes after it

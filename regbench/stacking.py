@@ -44,14 +44,14 @@ from regbench.datasets import Data, load
 from regbench.device import resolve_device
 from regbench.interrupt import Interrupted
 from regbench.models import Regressor
-from regbench.penalties import penalised_weights, sparsity
+from regbench.penalties import penalised_weights, sgd_threshold, sparsity
 from regbench.results import (
     NOT_HASHED,
-    RESULT_FILE,
     MetricsWriter,
+    early_best,
     flatten,
     metric_name,
-    write_json_atomic,
+    write_result,
 )
 from regbench.runner import data_problem, final_metrics, init, new_result
 from regbench.training import FitState
@@ -181,8 +181,14 @@ class Stack:
         # penalties.decay_ and AdamW: w <- w * (1 - lr * weight_decay)
         decays = [c.reg.weight_decay for c in cfgs]
         self.decay = vec([1 - c.optim.lr * c.reg.weight_decay for c in cfgs], False) if any(decays) else None
-        # penalties.l1_prox_: the threshold is lr * alpha * l1_ratio (per coordinate under Adam)
-        self.prox_scale = vec([c.optim.lr * c.reg.alpha * c.reg.l1_ratio if p else 0.0 for c, p in zip(cfgs, prox)])
+        # penalties.l1_prox_: under SGD sgd_threshold(lr, strength, momentum); under Adam lr * strength,
+        # divided per coordinate by sqrt(v_hat) + eps in `update`
+        if self.optim.name == "sgd":
+            scales = [sgd_threshold(c.optim.lr, c.reg.alpha * c.reg.l1_ratio, c.optim.momentum) if p else 0.0
+                      for c, p in zip(cfgs, prox)]
+        else:
+            scales = [c.optim.lr * (c.reg.alpha * c.reg.l1_ratio) if p else 0.0 for c, p in zip(cfgs, prox)]
+        self.prox_scale = vec(scales)
         self.neg_lr = vec([-lr for lr in self.lr], False)
         self.neg_lr64 = torch.tensor([-lr for lr in self.lr], dtype=torch.float64, device=device)
 
@@ -611,6 +617,7 @@ def _finish(member: Member, stack: Stack, k: int, data: Data, start: float) -> N
         best_epoch=state.best_epoch or None,
         epochs_run=len(state.history),
         stopped_early=state.stopped_early,
+        early_best=early_best(state.best_epoch or None, cfg.trainer.patience),
         sparsity=sparsity(penalised_weights(member.model)),
     )
     if state.best_epoch or not state.diverged:
@@ -619,7 +626,7 @@ def _finish(member: Member, stack: Stack, k: int, data: Data, start: float) -> N
         torch.save(member.model.state_dict(), member.out_dir / "model.pt")
     result["seconds"] = time.perf_counter() - start
     member.writer.close()
-    write_json_atomic(member.out_dir / RESULT_FILE, result)
+    write_result(member.out_dir, result)
     if not cfg.keep_checkpoint:
         (member.out_dir / STACK_CHECKPOINT).unlink(missing_ok=True)
     (member.out_dir / STACK_PREVIOUS).unlink(missing_ok=True)

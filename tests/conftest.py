@@ -17,8 +17,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.overrides import TorchFunctionMode
 
+import regbench
 from regbench.app import config_dir
 
+# The package's own folder: a frame belongs to regbench when its file lies under it, wherever
+# the repository was cloned (a clone named `regbench` puts the tests under `/regbench/` too).
+PACKAGE = os.path.dirname(os.path.abspath(regbench.__file__)) + os.sep
 REPO = Path(__file__).resolve().parents[1]
 # The original MNIST / Fashion-MNIST .gz files, beside the repository (see its README).
 SHARED_DATA = Path(os.environ.get("REGBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -121,7 +125,7 @@ class HostSyncs(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if self._syncs(func, args) and not self.allowed(args[0]):
-            where = tuple(f.name for f in traceback.extract_stack()[:-1] if f"{os.sep}regbench{os.sep}" in f.filename)
+            where = tuple(f.name for f in traceback.extract_stack()[:-1] if os.path.abspath(f.filename).startswith(PACKAGE))
             self.calls.append((func.__name__, where))
         return func(*args, **(kwargs or {}))
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -42,10 +44,27 @@ def test_wheel_carries_the_stacked_launcher_plugin_in_hydras_namespace(wheel):
     assert "hydra_plugins/__init__.py" not in names  # a namespace package, shared with other plugins
 
 
+def _venv_seeing_these_packages(env_dir: Path) -> Path:
+    """A new virtual environment whose interpreter also finds the packages of the one running
+    the tests (torch, hydra, ...), so the wheel installs without its dependencies and offline.
+
+    Not `system_site_packages=True`: created from inside a virtual environment, that would
+    inherit the base interpreter's packages, not this environment's. A .pth file lists this
+    environment's site folders instead; their own .pth files (the editable install of
+    regbench among them) are not processed, so `import regbench` finds only the wheel.
+    """
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    ours = dict.fromkeys([*site.getsitepackages(), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    Path(purelib, "_test_parent_env.pth").write_text("".join(f"{p}\n" for p in ours if Path(p).is_dir()))
+    return python
+
+
 def test_installed_wheel_composes_from_its_own_configs(wheel, tmp_path):
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
-    python = env_dir / "bin" / "python"
+    python = _venv_seeing_these_packages(env_dir)
     subprocess.run([python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, capture_output=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import make_regression
+from sklearn.datasets import make_classification, make_regression
 from sklearn.linear_model import ElasticNet
 from torch import nn
 from torch.nn import functional as F
@@ -146,16 +146,17 @@ def test_soft_threshold_per_tensor_thresholds():
 # --------------------------------------------------------------------------- l1_prox_
 
 
-def test_l1_prox_sgd_threshold_is_lr_times_strength():
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_l1_prox_sgd_threshold_is_lr_times_strength_over_one_minus_momentum(momentum):
     torch.manual_seed(2)
     w = nn.Parameter(torch.randn(6, 5))
-    opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    opt = torch.optim.SGD([w], lr=0.1, momentum=momentum)
     w.grad = torch.randn(6, 5)
     opt.step()
     after_step = w.detach().clone()
-    strength = 2.5  # threshold 0.25
+    strength = 2.5 * (1 - momentum)  # threshold 0.1 * strength / (1 - momentum) = 0.25
     l1_prox_(opt, [w], strength)
-    torch.testing.assert_close(w.detach(), _soft(after_step, 0.1 * strength), rtol=0, atol=1e-7)
+    torch.testing.assert_close(w.detach(), _soft(after_step, 0.25), rtol=0, atol=1e-7)
     assert int((w == 0).sum()) == int((after_step.abs() <= 0.25).sum()) > 0
 
 
@@ -308,13 +309,14 @@ def test_proximal_gradient_matches_sklearn_elastic_net(regression_problem, alpha
     assert np.abs(w - _sklearn_fit(X, y, 2 * alpha, l1_ratio).coef_).max() > 1e-2
 
 
+@pytest.mark.parametrize("momentum, lr", [(0.0, 0.3), (0.9, 0.03)])
 @pytest.mark.parametrize("alpha, l1_ratio", ALPHAS)
-def test_train_epoch_objective_matches_sklearn_elastic_net(regression_problem, alpha, l1_ratio):
-    """The real training loop (full batch, plain SGD, proximal L1) converges to sklearn's solution
-    with alpha/2: the project's penalty convention, end to end."""
+def test_train_epoch_objective_matches_sklearn_elastic_net(regression_problem, alpha, l1_ratio, momentum, lr):
+    """The real training loop (full batch, SGD with and without heavy-ball momentum, proximal L1)
+    converges to sklearn's solution with alpha/2: the project's penalty convention, end to end."""
     X, y = regression_problem
-    cfg = make_cfg("dataset=synthetic_regression", "model=linear", "optim=sgd", "optim.momentum=0", "optim.lr=0.3",
-                   f"reg.alpha={alpha}", f"reg.l1_ratio={l1_ratio}", f"trainer.batch_size={len(y)}")
+    cfg = make_cfg("dataset=synthetic_regression", "model=linear", "optim=sgd", f"optim.momentum={momentum}",
+                   f"optim.lr={lr}", f"reg.alpha={alpha}", f"reg.l1_ratio={l1_ratio}", f"trainer.batch_size={len(y)}")
     xt, ytt = torch.tensor(X), torch.tensor(y)
     data = Data("regression", xt, ytt, xt[:10], ytt[:10], xt[:10], ytt[:10], n_outputs=1, is_image=False)
     torch.manual_seed(0)
@@ -327,3 +329,63 @@ def test_train_epoch_objective_matches_sklearn_elastic_net(regression_problem, a
     lin = model.net[-1]
     w = lin.weight.detach().numpy().ravel()
     _check_against_sklearn(w, lin.bias.item(), _sklearn_fit(X, y, alpha, l1_ratio), l1_ratio)
+
+
+# --------------------------------------------------------------------------- optimality of the configured objective
+
+
+@pytest.fixture(scope="module")
+def classification_problem():
+    X, y = make_classification(n_samples=300, n_features=30, n_informative=5, n_redundant=0, n_classes=3,
+                               random_state=0)
+    return (X - X.mean(0)) / X.std(0), y
+
+
+def _sklearn_l1_logistic(X, y, strength):
+    """scikit-learn's multinomial logistic regression with an L1 penalty. Its objective,
+    ||W||_1 + C * sum of cross-entropies, divided by C * n is regbench's mean cross-entropy
+    + strength * ||W||_1 with C = 1 / (strength * n); neither penalises the intercept."""
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    major, minor = (int(v) for v in sklearn.__version__.split(".")[:2])
+    l1 = {"l1_ratio": 1.0} if (major, minor) >= (1, 8) else {"penalty": "l1"}  # `penalty` is deprecated in 1.8
+    return LogisticRegression(C=1 / (strength * len(y)), solver="saga", tol=1e-12, max_iter=100_000, **l1).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "optim",
+    [
+        ["optim=sgd", "optim.momentum=0", "optim.lr=0.5"],
+        ["optim=sgd", "optim.momentum=0.9", "optim.lr=0.05"],  # 1 / (1 - momentum) = 10: the old threshold's error
+        ["optim=adam", "optim.lr=0.01"],
+    ],
+    ids=["sgd", "sgd-momentum", "adam"],
+)
+def test_proximal_training_meets_the_optimality_conditions_of_the_configured_objective(classification_problem, optim):
+    """Full-batch training with the real loop ends where the subgradient of the configured
+    objective, mean cross-entropy + alpha * ||W||_1, contains zero: grad = -alpha * sign(w) on
+    every non-zero weight, |grad| <= alpha on every zero one, and zero gradient on the bias.
+    The zero pattern is scikit-learn's."""
+    X, y = classification_problem
+    alpha = 0.05
+    cfg = make_cfg("model=linear", *optim, f"reg.alpha={alpha}", "reg.l1_ratio=1", f"trainer.batch_size={len(y)}")
+    xt, yt = torch.tensor(X), torch.tensor(y)
+    data = Data("classification", xt, yt, xt[:10], yt[:10], xt[:10], yt[:10], n_outputs=3, is_image=False)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, 3, "classification").double()
+    weights = penalised_weights(model)
+    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
+    order, aug = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    for _ in range(1000 if cfg.optim.name == "sgd" else 2000):
+        train_epoch(model, opt, data, cfg, weights, order, aug)
+    (w,) = weights
+    model.zero_grad()
+    F.cross_entropy(model(xt), yt).backward()
+    grad, zero = w.grad, w.detach() == 0
+    assert 0 < int(zero.sum()) < w.numel()
+    assert (grad + alpha * torch.sign(w.detach()))[~zero].abs().max() < 1e-6  # stationary where w != 0
+    assert grad[zero].abs().max() <= alpha + 1e-6  # zero is optimal where w == 0
+    assert model[-1].bias.grad.abs().max() < 1e-6
+    sk = _sklearn_l1_logistic(X, y, alpha)
+    np.testing.assert_array_equal(zero.numpy(), sk.coef_ == 0)

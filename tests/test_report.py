@@ -18,8 +18,8 @@ T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of free
 
 
 def write_run(folder: Path, *, reg="none", alpha=0.0, seed=0, val=0.9, train=1.0, test=0.85, status="ok",
-              dataset="digits", error=None, task="classification", extra=None) -> Path:
-    """A result.json as the runner writes it (the fields the report reads)."""
+              dataset="digits", error=None, task="classification", extra=None, **fields) -> Path:
+    """A result.json as the runner writes it (the fields the report reads); `fields` override top-level ones."""
     folder.mkdir(parents=True)
     m = "acc" if task == "classification" else "r2"
     params = {"dataset.name": dataset, "model.name": "mlp", "reg.alpha": alpha, "seed": seed,
@@ -33,6 +33,7 @@ def write_run(folder: Path, *, reg="none", alpha=0.0, seed=0, val=0.9, train=1.0
         "gap": {m: train - val, "loss": val - train},
         "best_epoch": 5, "epochs_run": 15, "stopped_early": True, "sparsity": 0.0, "n_params": 10,
         "seconds": 1.0, "device": "cpu", "versions": {"regbench": "0.1.0", "torch": "x", "python": "3"},
+        **fields,
     }
     (folder / "result.json").write_text(json.dumps(result))
     return folder
@@ -204,3 +205,126 @@ def test_ctrl_c_during_a_report_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(regbench.report, "main", interrupted)
     assert cli_main(["report", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "regbench: interrupted\n"
+
+
+# --------------------------------------------------------------------------- a seed is one observation
+
+
+def test_a_rerun_of_the_same_configuration_and_seed_is_not_another_seed(tmp_path):
+    for i in range(3):  # `regbench run reg=elasticnet` three times: three folders, one observation
+        write_run(tmp_path / f"run{i}", reg="elasticnet", alpha=1e-4, seed=0, val=0.9688,
+                  finished_at=f"2026-11-29T10:0{i}:00+00:00")
+    report = build([tmp_path])
+    row = row_of(report, "elasticnet")
+    assert row["n_seeds"] == 1 and math.isnan(row["val_acc.ci95"])
+    assert len(report.runs) == 1 and report.runs["folder"].iloc[0] == str((tmp_path / "run2").resolve())
+    assert sorted(report.duplicates["folder"]) == [str((tmp_path / f"run{i}").resolve()) for i in (0, 1)]
+    assert set(report.duplicates["duplicate_of"]) == {str((tmp_path / "run2").resolve())}
+    text = markdown(report)
+    assert "set aside 2 duplicate run(s)" in text and f"duplicate: {(tmp_path / 'run0').resolve()}" in text
+    runs = pd.read_csv(write(report, tmp_path / "out")[0])
+    assert len(runs) == 3 and runs["duplicate_of"].notna().sum() == 2
+
+
+def test_merging_two_copies_of_a_sweep_changes_no_statistic(sweep, tmp_path):
+    import shutil
+
+    shutil.copytree(sweep, tmp_path / "copy")
+    once, twice = build([sweep]), build([sweep, tmp_path / "copy"])
+    pd.testing.assert_frame_equal(once.table, twice.table)
+    assert len(twice.duplicates) == len(once.runs) == 8
+
+
+def test_the_newest_finished_run_is_kept_and_a_failed_rerun_does_not_replace_a_result(tmp_path):
+    write_run(tmp_path / "old", reg="l2", alpha=1e-3, seed=0, val=0.7, finished_at="2026-11-01T00:00:00+00:00")
+    write_run(tmp_path / "new", reg="l2", alpha=1e-3, seed=0, val=0.8, finished_at="2026-11-02T00:00:00+00:00")
+    write_run(tmp_path / "newest", reg="l2", alpha=1e-3, seed=0, val=0.0, status="failed", error="OSError: disk",
+              finished_at="2026-11-03T00:00:00+00:00")
+    report = build([tmp_path])
+    row = row_of(report, "l2")
+    assert row["val_acc.mean"] == pytest.approx(0.8) and (row["n_seeds"], row["n_failed"]) == (1, 0)
+    assert sorted(report.duplicates["folder"].map(lambda f: Path(f).name)) == ["newest", "old"]
+
+
+def test_duplicates_never_enter_a_paired_test(tmp_path):
+    for seed, (base, l1) in enumerate([(0.80, 0.83), (0.90, 0.91), (0.70, 0.74)]):
+        write_run(tmp_path / f"none{seed}", reg="none", seed=seed, val=base)
+        for copy in range(3):
+            write_run(tmp_path / f"l1-{seed}-{copy}", reg="l1", alpha=1e-3, seed=seed, val=l1)
+    row = row_of(build([tmp_path]), "l1")
+    assert row["delta.n_pairs"] == 3
+    diffs = [0.83 - 0.80, 0.91 - 0.90, 0.74 - 0.70]
+    assert row["delta.val_acc.p_ttest"] == pytest.approx(stats.ttest_1samp(diffs, 0).pvalue)
+
+
+# --------------------------------------------------------------------------- p-values that mean something
+
+
+def test_equal_paired_differences_leave_the_t_test_empty_and_say_why(tmp_path):
+    # both seeds gain 2/288 of validation accuracy: scipy's t-test would say p = 5e-15
+    for seed, base in enumerate([200, 201]):
+        write_run(tmp_path / f"none{seed}", reg="none", seed=seed, val=base / 288)
+        write_run(tmp_path / f"l2{seed}", reg="l2", alpha=1e-3, seed=seed, val=(base + 2) / 288)
+    differences = [202 / 288 - 200 / 288, 203 / 288 - 201 / 288]
+    assert differences[0] != differences[1]  # unequal in the last bit: the trap the report must not fall in
+    assert stats.ttest_1samp(differences, 0).pvalue < 1e-10
+    report = build([tmp_path])
+    row = row_of(report, "l2")
+    assert math.isnan(row["delta.val_acc.p_ttest"])
+    assert row["delta.val_acc.p_wilcoxon"] == pytest.approx(stats.wilcoxon([1.0, 1.0]).pvalue)  # defined: 0.5
+    text = markdown(report)
+    assert "– / 0.500" in text and "the t-test when every paired difference is the same (no variance)" in text
+
+
+def test_all_zero_differences_leave_both_tests_empty_whatever_scipy_returns(tmp_path):
+    for seed, val in enumerate([0.8, 0.9, 0.7]):
+        write_run(tmp_path / f"none{seed}", reg="none", seed=seed, val=val)
+        write_run(tmp_path / f"l2{seed}", reg="l2", alpha=1e-5, seed=seed, val=val)
+    row = row_of(build([tmp_path]), "l2")
+    assert row["delta.n_pairs"] == 3 and row["delta.val_acc"] == 0
+    assert math.isnan(row["delta.val_acc.p_ttest"]) and math.isnan(row["delta.val_acc.p_wilcoxon"])
+
+
+def test_a_baseline_label_that_matches_nothing_is_one_warning(sweep, capsys, tmp_path):
+    assert main([str(sweep), "--baseline", "l3", "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["regbench: warning: --baseline l3 matches no run (the labels here: l2, none): no paired differences"]
+    assert build([sweep]).notes == []  # the default baseline is not asked for: no warning without one
+
+
+def test_several_baseline_configurations_name_the_one_used(tmp_path, capsys):
+    for seed, (small, large, l1) in enumerate([(0.80, 0.82, 0.85), (0.90, 0.93, 0.91), (0.70, 0.75, 0.72)]):
+        write_run(tmp_path / f"a{seed}", reg="l2", alpha=1e-4, seed=seed, val=small)
+        write_run(tmp_path / f"b{seed}", reg="l2", alpha=1e-2, seed=seed, val=large)
+        write_run(tmp_path / f"c{seed}", reg="l1", alpha=1e-3, seed=seed, val=l1)
+    report = build([tmp_path], baseline="l2")
+    (note,) = report.notes
+    ids = dict(zip(report.table["reg.alpha"], report.table["config"]))
+    first = min(ids[1e-4], ids[1e-2])
+    assert note.startswith("--baseline l2 matches 2 configurations") and "--baseline-config N" in note
+    assert f"compared with config {first} (reg.alpha=" in note
+    row = row_of(report, "l1")
+    chosen = [0.80, 0.90, 0.70] if first == ids[1e-4] else [0.82, 0.93, 0.75]
+    assert row["delta.val_acc"] == pytest.approx((0.85 + 0.91 + 0.72 - sum(chosen)) / 3)
+    # --baseline-config picks one; the other l2 configuration is then compared with it too
+    chosen = build([tmp_path], baseline_config=int(ids[1e-2]))
+    assert chosen.notes == [] and chosen.baseline == f"config {ids[1e-2]} (reg.alpha=0.01)"
+    t = chosen.table.set_index("reg.alpha")
+    assert t.loc[1e-3, "delta.val_acc"] == pytest.approx((0.85 + 0.91 + 0.72 - 0.82 - 0.93 - 0.75) / 3)
+    assert t.loc[1e-4, "delta.val_acc"] == pytest.approx((0.80 + 0.90 + 0.70 - 0.82 - 0.93 - 0.75) / 3)
+    assert math.isnan(t.loc[1e-2, "delta.val_acc"])
+    assert main([str(tmp_path), "--baseline-config", "99", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith("regbench: error: --baseline-config 99: no such configuration")
+
+
+def test_runs_reported_from_within_patience_are_flagged(tmp_path):
+    for seed in (0, 1, 2):
+        write_run(tmp_path / f"none{seed}", reg="none", seed=seed, val=0.9, early_best=False,
+                  extra={"trainer.patience": 10})
+        write_run(tmp_path / f"l1{seed}", reg="l1", alpha=1e-2, seed=seed, val=0.4, early_best=seed < 2,
+                  best_epoch=1 if seed < 2 else 12, extra={"trainer.patience": 10})
+    report = build([tmp_path])
+    assert row_of(report, "l1")["n_early_best"] == 2 and row_of(report, "none")["n_early_best"] == 0
+    text = markdown(report)
+    assert "early best †" in text and "| 2/3 |" in text
+    assert "† runs whose reported (best) epoch lies within the first 10 epochs" in text
