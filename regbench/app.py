@@ -21,14 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from regbench import gcpause, interrupt
-from regbench.schema import check, register
-
-
-def config_dir() -> str:
-    """conf/ inside the installed package (a wheel), else conf/ beside it (a source checkout)."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "conf"
-    return str(packaged if packaged.is_dir() else here.parent / "conf")
+from regbench.schema import check, config_dir, notices, preset_conflicts, register
 
 
 def _run_id() -> str:
@@ -77,10 +70,13 @@ def hydra_main(cfg: DictConfig) -> Any:
     """Runs one job; returns its validation loss (the monitored value, for sweepers)."""
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
-    problems = check(cfg)
-    if problems and hc.mode == RunMode.RUN:  # answered before torch is even imported
-        print(f"regbench: error: {'; '.join(problems)}", file=sys.stderr)
-        sys.exit(2)
+    if hc.mode == RunMode.RUN:  # a sweep's jobs were checked before the first ran (regbench.callbacks)
+        problems = preset_conflicts(hc.overrides.task) or check(cfg)
+        if problems:  # answered before torch is even imported
+            print(f"regbench: error: {'; '.join(problems)}", file=sys.stderr)
+            sys.exit(2)
+        for notice in notices(cfg):
+            print(f"regbench: warning: {notice}", file=sys.stderr)
 
     done = finished_result(cfg, out_dir)
     if done is not None:  # resuming a sweep: this job already holds its result

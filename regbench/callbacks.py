@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from regbench.config_errors import describe
-from regbench.schema import check
+from regbench.schema import check, notices, preset_conflicts
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -136,17 +136,21 @@ class SweepSummary(Callback):
                   "resume with the same overrides or choose another hydra.sweep.dir", file=sys.stderr)
             sys.exit(2)
         problems: dict[str, list[str]] = {}
+        warnings: dict[str, list[str]] = {}
         cuda_jobs = []
         for overrides in jobs:
+            job = " ".join(overrides)
             try:
                 cfg = compose(config, overrides)  # as the launcher will compose it
             except Exception as e:  # Hydra's own message for an unknown option or key
-                problems.setdefault(describe(e), []).append(" ".join(overrides))
+                problems.setdefault(describe(e), []).append(job)
                 continue
             with open_dict(cfg):
                 del cfg["hydra"]  # the task's config, as Hydra's run_job hands it over
-            for message in check(cfg):
-                problems.setdefault(message, []).append(" ".join(overrides))
+            for message in preset_conflicts(overrides) or check(cfg):
+                problems.setdefault(message, []).append(job)
+            for message in [] if problems else notices(cfg):
+                warnings.setdefault(message, []).append(job)
             if cfg.device.startswith("cuda"):
                 cuda_jobs.append(" ".join(overrides))
         if cuda_jobs and not problems:
@@ -159,6 +163,8 @@ class SweepSummary(Callback):
                 print(f"regbench: error: {message} (in {len(where)} of {len(jobs)} jobs, e.g. {where[0]})", file=sys.stderr)
             print("regbench: nothing was run", file=sys.stderr)
             sys.exit(2)
+        for message, where in warnings.items():
+            print(f"regbench: warning: {message} (in {len(where)} of {len(jobs)} jobs, e.g. {where[0]})", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Writes runs.csv and report.csv into the sweep folder, prints the comparison table,

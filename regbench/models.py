@@ -75,8 +75,6 @@ def _flat_size(input_shape: tuple[int, ...]) -> int:
 
 
 def _linear(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
-    if reg.batchnorm:
-        log.warning("reg.batchnorm has no effect on model=linear (it has no hidden layer)")
     layers: list[nn.Module] = [nn.Flatten()]
     if reg.dropout > 0:
         layers.append(nn.Dropout(reg.dropout))  # input dropout: the only place a linear model has

@@ -93,10 +93,11 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def early_best(best_epoch: int | None, patience: int | None) -> bool:
-    """Whether the reported epoch lies within the first `patience` epochs of a run with early
-    stopping: the model barely trained (often a penalty too strong to learn under)."""
-    return patience is not None and best_epoch is not None and best_epoch <= patience
+def early_best(best_epoch: int | None, patience: int | None, stopped_early: bool) -> bool:
+    """Whether early stopping reported an epoch within the first `patience` epochs: the model
+    barely trained before the validation loss stopped improving (often a penalty too strong to
+    learn under). A run cut short by `trainer.max_epochs` is not flagged: its length was chosen."""
+    return stopped_early and patience is not None and best_epoch is not None and best_epoch <= patience
 
 
 def write_result(folder: Path, result: dict[str, Any]) -> None:

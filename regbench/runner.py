@@ -161,7 +161,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
             best_epoch=fitted.best_epoch or None,
             epochs_run=len(fitted.history),
             stopped_early=fitted.stopped_early,
-            early_best=early_best(fitted.best_epoch or None, cfg.trainer.patience),
+            early_best=early_best(fitted.best_epoch or None, cfg.trainer.patience, fitted.stopped_early),
             sparsity=sparsity(weights),
         )
         if fitted.best_epoch or not fitted.diverged:

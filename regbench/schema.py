@@ -184,6 +184,9 @@ def check(cfg: Any) -> list[str]:
     extra = _unknown_keys(cfg, Config, "")
     if extra:
         return [f"{key} is not a regbench option: nothing would read it (the options: `regbench run --help`)" for key in extra]
+    infinite = _non_finite(OmegaConf.to_container(cfg, resolve=True), "")
+    if infinite:  # before the range checks: `inf >= 0` holds, and nan's messages would mislead
+        return [f"{key} must be a finite number (got {value})" for key, value in infinite]
     reg, ds, tr, opt = cfg.reg, cfg.dataset, cfg.trainer, cfg.optim
     problems = [
         _choice(ds.name, DATASETS, "dataset.name"),
@@ -198,7 +201,7 @@ def check(cfg: Any) -> list[str]:
         if 0 <= reg.label_smoothing < 1
         else f"reg.label_smoothing must be in [0, 1) (got {reg.label_smoothing})",
         None if opt.lr > 0 else f"optim.lr must be > 0 (got {opt.lr})",
-        None if opt.momentum >= 0 else f"optim.momentum must be >= 0 (got {opt.momentum})",
+        None if 0 <= opt.momentum < 1 else f"optim.momentum must be in [0, 1) (got {opt.momentum})",
         None if tr.max_epochs >= 1 else f"trainer.max_epochs must be >= 1 (got {tr.max_epochs})",
         None if tr.batch_size >= 1 else f"trainer.batch_size must be >= 1 (got {tr.batch_size})",
         None if tr.eval_batch_size >= 1 else f"trainer.eval_batch_size must be >= 1 (got {tr.eval_batch_size})",
@@ -223,6 +226,74 @@ def check(cfg: Any) -> list[str]:
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
         problems.append("model.hidden_sizes and model.channels must be positive")
     return [p for p in problems if p]
+
+
+def notices(cfg: Any) -> list[str]:
+    """What a valid config asks for that will have no effect, one line each (warnings, not errors)."""
+    out = []
+    if cfg.optim.momentum != 0 and cfg.optim.name != "sgd":
+        out.append(f"optim.momentum={cfg.optim.momentum} has no effect with optim={cfg.optim.name} "
+                   "(heavy-ball momentum is optim=sgd's; Adam's moments use its default betas)")
+    if cfg.reg.batchnorm and cfg.model.name == "linear":
+        out.append("reg.batchnorm has no effect on model=linear (it has no hidden layer); the run's label leaves it out")
+    return out
+
+
+def config_dir() -> str:
+    """conf/ inside the installed package (a wheel), else conf/ beside it (a source checkout)."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    packaged = here / "conf"
+    return str(packaged if packaged.is_dir() else here.parent / "conf")
+
+
+def preset_conflicts(overrides: list[str]) -> list[str]:
+    """One message per key that two presets of a `reg=[a,b]` override set to different values,
+    unless the overrides also set that key: the later preset would silently win
+    (`reg=[l1,l2]` would be pure L2).
+
+    Args:
+        overrides: the job's overrides as typed (`hydra.overrides.task`).
+    """
+    from pathlib import Path
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
+    explicit = {o.key_or_group.removeprefix("reg.") for o in parsed if o.key_or_group.startswith("reg.")}
+    out = []
+    for o in parsed:
+        names = o.value() if o.key_or_group == "reg" else None
+        if not isinstance(names, list) or len(names) < 2:
+            continue
+        values: dict[str, dict[str, Any]] = {}
+        for name in names:
+            path = Path(config_dir()) / "reg" / f"{name}.yaml"
+            if path.is_file():  # a preset from another search path: Hydra composes it unchecked
+                for key, value in OmegaConf.to_container(OmegaConf.load(path)).items():
+                    values.setdefault(key, {})[name] = value
+        for key, by_preset in values.items():
+            if key not in explicit and len({str(v) for v in by_preset.values()}) > 1:
+                said = ", ".join(f"{n} sets {v}" for n, v in by_preset.items())
+                out.append(f"reg=[{','.join(names)}]: the presets disagree on reg.{key} ({said}) and the last would "
+                           f"silently win; to mix L1 and L2 use reg=elasticnet (reg.l1_ratio sets the share), "
+                           f"or set reg.{key} yourself")
+    return out
+
+
+def _non_finite(node: Any, prefix: str) -> list[tuple[str, float]]:
+    """(key, value) of every float in a resolved config that is inf or nan."""
+    import math
+
+    out = []
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out += _non_finite(value, f"{prefix}{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 def _unknown_keys(node: Any, schema: type, prefix: str) -> list[str]:

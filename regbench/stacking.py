@@ -617,7 +617,7 @@ def _finish(member: Member, stack: Stack, k: int, data: Data, start: float) -> N
         best_epoch=state.best_epoch or None,
         epochs_run=len(state.history),
         stopped_early=state.stopped_early,
-        early_best=early_best(state.best_epoch or None, cfg.trainer.patience),
+        early_best=early_best(state.best_epoch or None, cfg.trainer.patience, state.stopped_early),
         sparsity=sparsity(penalised_weights(member.model)),
     )
     if state.best_epoch or not state.diverged:

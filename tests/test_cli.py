@@ -129,6 +129,9 @@ def test_saved_model_is_the_reported_one_and_loads_with_weights_only(tmp_path):
         ("reg.l1_ratio=1.5", "reg.l1_ratio must be in [0, 1]"),
         ("reg.dropout=1.0", "reg.dropout must be in [0, 1)"),
         ("trainer.checkpoint_seconds=-1", "trainer.checkpoint_seconds must be >= 0"),
+        ("reg.alpha=inf", "reg.alpha must be a finite number (got inf)"),
+        ("optim.momentum=1.5", "optim.momentum must be in [0, 1) (got 1.5)"),
+        ("reg=[l1,l2]", "reg=[l1,l2]: the presets disagree on reg.l1_ratio (l1 sets 1.0, l2 sets 0.0)"),
     ],
 )
 def test_bad_values_get_one_line_before_training(tmp_path, override, message):
@@ -198,6 +201,9 @@ def test_multirun_with_a_bad_value_runs_nothing(tmp_path):
     typo = regbench("run", "-m", "reg.alpah=0.1,0.2", "reg.alpha=${oops},1", *TINY, cwd=tmp_path)
     assert typo.returncode == 2 and typo.stderr.count("regbench: error:") == 1  # one message for both jobs
     assert "(did you mean reg.alpha?) (in 4 of 4 jobs" in typo.stderr
+    mixed = regbench("run", "-m", "reg=l1,[l1,l2]", *TINY, cwd=tmp_path)
+    assert mixed.returncode == 2 and "the presets disagree on reg.l1_ratio" in mixed.stderr
+    assert "(in 1 of 2 jobs, e.g. reg=[l1,l2])" in mixed.stderr and not results_under(tmp_path)
     assert not results_under(tmp_path)
     bad = regbench("run", "-m", "reg.alpha=${oops},1", *TINY, cwd=tmp_path)
     assert bad.returncode == 2 and "reg.alpha: Interpolation key 'oops' not found (in 1 of 2 jobs" in bad.stderr

@@ -459,3 +459,13 @@ def test_training_reads_back_from_the_device_once_per_epoch(tmp_path, overrides)
         state = fit(model, optimizer, data, cfg, weights, generators=generators)
     assert len(state.history) == 4
     assert probe.calls == [("tolist", ("fit",))] * 4
+
+
+def test_a_penalty_too_strong_to_learn_under_is_flagged_early_best(tmp_path, tiny_cfg):
+    """alpha 0.1 of L1 zeroes the network within a few epochs: the validation loss is lowest at the
+    start and early stopping reports an epoch-1-ish model. result.json says so."""
+    strong = run(tiny_cfg("reg=l1", "reg.alpha=0.1", "trainer.max_epochs=20", "trainer.patience=3"), tmp_path / "strong")
+    assert strong["stopped_early"] and strong["best_epoch"] <= 3 and strong["early_best"] is True
+    assert json.loads((tmp_path / "strong" / "result.json").read_text())["early_best"] is True
+    plain = run(tiny_cfg("trainer.max_epochs=20", "trainer.patience=3"), tmp_path / "plain")
+    assert plain["best_epoch"] > 3 and plain["early_best"] is False
