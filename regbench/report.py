@@ -140,7 +140,8 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
             p = (r[f"delta.val_{m}.p_ttest"], r[f"delta.val_{m}.p_wilcoxon"])
             row += [
                 _fmt(r[f"delta.val_{m}"]),
-                "" if all(math.isnan(x) for x in p) else " / ".join(_fmt(x, 3) or "–" for x in p),
+                "" if r["delta.n_pairs"] != r["delta.n_pairs"] or r["delta.n_pairs"] < 2  # NaN or too few: no test
+                else " / ".join(_fmt(x, 3) or "–" for x in p),
                 "" if math.isnan(r["delta.n_pairs"]) else str(int(r["delta.n_pairs"])),
             ]
         rows.append(row)
