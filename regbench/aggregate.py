@@ -222,6 +222,7 @@ def against_baseline(
         "the one sharing the most seeds (the lowest config id on ties); choose one with --baseline-config N"
         for candidates, chosen in choices
     ]
+    out["delta.n_pairs"] = pd.array([None if math.isnan(n) else int(n) for n in out["delta.n_pairs"]], dtype="Int64")
     table = report.drop(columns="config").assign(**out, config=report["config"])  # config stays last
     return table, notes
 
@@ -266,10 +267,21 @@ def pivot(runs: pd.DataFrame, key: str, metric: str) -> pd.DataFrame:
     ]
     table = stats_.pivot_table(index=rows, columns=column, values="cell", aggfunc="first", dropna=False)
     table = table.reindex(sorted(table.columns, key=_sort_key), axis=1)
-    table.columns = [f"{key.removeprefix('params.')}={c}" for c in table.columns]
+    table.columns = [f"{key.removeprefix('params.')}={_value_text(c, column)}" for c in table.columns]
     table = table.reset_index()
+    for k in others:  # row labels as the config spells them
+        table[k] = table[k].map(lambda v, k=k: _value_text(v, k))
     table.columns = [str(c).removeprefix("params.") for c in table.columns]
     return table
+
+
+def _value_text(value: Any, key: str) -> str:
+    """A parameter value as the config spells it: null (off for patience), 10 not 10.0."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "off" if key.endswith("trainer.patience") else "null"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

@@ -4,6 +4,7 @@ and the learning curves with their early-stopping points."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -75,11 +76,15 @@ def _unique_legend(axes: np.ndarray) -> tuple[list, list]:
     return list(seen.values()), list(seen.keys())
 
 
-def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str]) -> Path | None:
+def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str], order: dict[int, tuple] | None = None) -> Path | None:
     """Train (dashed) and validation (solid) loss per epoch for each configuration, the mean
     across seeds, read from metrics.csv; past the shortest run the mean covers only the
     seeds still training and is drawn faded. A dot marks each configuration's mean
-    early-stopping (best) epoch. One panel per regularizer label. Returns None when no
+    early-stopping (best) epoch. One panel per regularizer label.
+
+    Colours follow `describe`: configurations described alike (the same strength) share one
+    colour in every panel, assigned in increasing `order` (a sort key per configuration);
+    one legend, outside the panels, lists them in that order. Returns None when no
     metrics.csv could be read."""
     ok = runs[runs["status"] == "ok"]
     histories = []
@@ -97,23 +102,25 @@ def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str]) -> Path | N
     ncols = min(3, len(labels))
     nrows = math.ceil(len(labels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
-    colors = plt.get_cmap("viridis")
+    order = order or {}
+    present = sorted(history["config"].unique())
+    names = sorted({describe.get(c, f"config {c}") for c in present},
+                   key=lambda n: min(order.get(c, (n,)) for c in present if describe.get(c, f"config {c}") == n))
+    cmap = plt.get_cmap("viridis")
+    color_of = {n: cmap(i / max(len(names) - 1, 1) * 0.9) for i, n in enumerate(names)}
     for ax, label in zip(axes.flat, labels):
-        configs = sorted(history.loc[history["reg"] == label, "config"].unique())
-        for j, cid in enumerate(configs):
-            color = colors(j / max(len(configs) - 1, 1) * 0.9)
+        for cid in sorted(history.loc[history["reg"] == label, "config"].unique()):
+            color = color_of[describe.get(cid, f"config {cid}")]
             runs_of = history[history["config"] == cid]
             mean = runs_of.groupby("epoch")[["train_loss", "val_loss"]].mean()
             # Past the shortest run the mean covers fewer seeds: drawn faded, not as if complete.
             counts = runs_of.groupby("epoch").size()
             last_full = counts.index[counts == counts.max()].max()
-            name = describe.get(cid, f"config {cid}")
-            for part, alpha, legend in ((mean.loc[:last_full], 1.0, name), (mean.loc[last_full:], 0.35, None)):
-                if len(part) < 2 and legend is None:
+            for part, alpha in ((mean.loc[:last_full], 1.0), (mean.loc[last_full:], 0.35)):
+                if len(part) < 2 and alpha < 1:
                     continue
-                ax.plot(part.index, part["val_loss"], color=color, alpha=alpha, label=legend and f"{legend} val")
-                ax.plot(part.index, part["train_loss"], color=color, linestyle="--", alpha=0.8 * alpha,
-                        label=legend and f"{legend} train")
+                ax.plot(part.index, part["val_loss"], color=color, alpha=alpha)
+                ax.plot(part.index, part["train_loss"], color=color, linestyle="--", alpha=0.8 * alpha)
             best = ok.loc[ok["config"] == cid, "best_epoch"].mean()
             if not math.isnan(best):
                 epoch = int(round(best))
@@ -127,12 +134,19 @@ def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str]) -> Path | N
         ax.set_ylabel("loss (log scale)")
         ax.set_title(f"reg={label}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right", framealpha=0.8)
     for ax in list(axes.flat)[len(labels):]:
         ax.set_visible(False)
-    fig.suptitle("Loss per epoch, mean across seeds (solid: validation, dashed: train; dot: mean early-stopping epoch; "
-                 "faded: fewer seeds, the others stopped)")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=120)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=color_of[n], linewidth=2.5) for n in names]
+    handles += [Line2D([], [], color="grey"), Line2D([], [], color="grey", linestyle="--"),
+                Line2D([], [], color="grey", marker="o", markeredgecolor="black", linestyle="none")]
+    legend = fig.legend(handles, names + ["validation", "train", "mean early-stopping epoch"], loc="upper left",
+                        bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False)
+    title = ("Loss per epoch, mean across seeds (solid: validation, dashed: train; dot: mean early-stopping epoch; "
+             "faded: fewer seeds, the others stopped)")
+    suptitle = fig.suptitle(textwrap.fill(title, width=max(50, 55 * ncols)), fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93 if nrows == 1 else 0.96))
+    fig.savefig(path, dpi=120, bbox_inches="tight", bbox_extra_artists=[legend, suptitle])
     plt.close(fig)
     return path

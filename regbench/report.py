@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -87,23 +88,58 @@ def build(paths: list[Path], baseline: str | None = None, baseline_config: int |
                   duplicates=duplicates, notes=notes + chosen)
 
 
-def _fmt_param(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas' NA."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
+def _fmt_param(value: Any, key: str = "") -> str:
+    """A parameter as the config would spell it: null (off for patience) for a missing value,
+    whole numbers without `.0`, True/False as true/false."""
+    if _missing(value):
+        return "off" if key.endswith("trainer.patience") else "null"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
     return str(value)
 
 
-def _mean_ci(row: pd.Series, q: str) -> str:
-    mean, ci = row.get(f"{q}.mean"), row.get(f"{q}.ci95")
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return ""
-    return _fmt(mean) if ci is None or math.isnan(ci) else f"{_fmt(mean)} ± {_fmt(ci)}"
+def param_formatter(values: list[Any], key: str = "") -> Any:
+    """One format for a column of parameter values: plain (`0.001`) unless some value needs an
+    exponent, then every non-zero number in scientific notation (`1e-05`, `1e-04`, `2.5e-03`)."""
+    numbers = [v for v in values if isinstance(v, float) and not _missing(v) and not v.is_integer()]
+    if not any("e" in f"{v:g}" for v in numbers):
+        return lambda v: _fmt_param(v, key)
+
+    def scientific(value: Any) -> str:
+        if not isinstance(value, float) or _missing(value) or value == 0:
+            return _fmt_param(value, key)
+        mantissa, exponent = f"{value:.6e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+
+    return scientific
+
+
+def number_formatter(values: list[Any], digits: int = 4) -> Any:
+    """One format for a column of statistics: `digits` decimals, unless a non-zero value would
+    show as zero, then scientific notation for the whole column. Missing values are empty."""
+    present = [abs(v) for v in values if isinstance(v, (int, float)) and not _missing(v)]
+    tiny = any(0 < v < 0.5 * 10.0**-digits for v in present)
+
+    def fmt(value: Any) -> str:
+        if _missing(value):
+            return ""
+        return f"{value:.{digits - 1}e}" if tiny else f"{value:.{digits}f}"
+
+    return fmt
+
+
+def _fmt_p(value: Any) -> str:
+    """A p-value as papers print it: three decimals, `<0.001` below; `–` where undefined."""
+    if _missing(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def param_columns(table: pd.DataFrame) -> list[str]:
@@ -113,7 +149,8 @@ def param_columns(table: pd.DataFrame) -> list[str]:
 
 
 def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
-    """The printed (and Markdown) view of report.csv: header and formatted rows."""
+    """The printed (and Markdown) view of report.csv: header and formatted rows. Every column
+    shares one number format (see number_formatter, param_formatter)."""
     t, m = report.table, metric_of(report.runs)
     params = param_columns(t)
     header = params + ["reg", "n"]
@@ -128,21 +165,28 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
     with_delta = f"delta.val_{m}" in t and t[f"delta.val_{m}"].notna().any()
     if with_delta:
         header += [f"Δval_{m} vs {report.baseline}", "p (t-test / Wilcoxon)", "pairs"]
+    param_fmt = {p: param_formatter(list(t[p]), p) for p in params}
+    stat_fmt = {q: number_formatter(list(t[f"{q}.mean"]) + list(t[f"{q}.ci95"])) for q in quantities}
+    epochs_fmt = number_formatter(list(t.get("epochs_run.mean", [])), 1)
+    delta_fmt = number_formatter(list(t[f"delta.val_{m}"])) if with_delta else None
     rows = []
     for _, r in t.iterrows():
-        row = [_fmt_param(r[p]) for p in params] + [str(r["reg"]), str(int(r["n_seeds"]))]
+        row = [param_fmt[p](r[p]) for p in params] + [str(r["reg"]), str(int(r["n_seeds"]))]
         if show_bad:
             row.append(f"{int(r['n_diverged'])}/{int(r['n_failed'])}")
-        row += [_mean_ci(r, q) for q in quantities] + [_fmt(r.get("epochs_run.mean"), 1)]
+        for q in quantities:
+            mean, ci = stat_fmt[q](r[f"{q}.mean"]), stat_fmt[q](r[f"{q}.ci95"])
+            row.append(f"{mean} ± {ci}" if mean and ci else mean)
+        row.append(epochs_fmt(r.get("epochs_run.mean")))
         if show_early:
             row.append(f"{int(r['n_early_best'])}/{int(r['n_seeds'])}" if r["n_early_best"] else "")
         if with_delta:
-            p = (r[f"delta.val_{m}.p_ttest"], r[f"delta.val_{m}.p_wilcoxon"])
+            pairs = r["delta.n_pairs"]
+            tested = not _missing(pairs) and pairs >= 2
             row += [
-                _fmt(r[f"delta.val_{m}"]),
-                "" if r["delta.n_pairs"] != r["delta.n_pairs"] or r["delta.n_pairs"] < 2  # NaN or too few: no test
-                else " / ".join(_fmt(x, 3) or "–" for x in p),
-                "" if math.isnan(r["delta.n_pairs"]) else str(int(r["delta.n_pairs"])),
+                delta_fmt(r[f"delta.val_{m}"]),
+                f"{_fmt_p(r[f'delta.val_{m}.p_ttest'])} / {_fmt_p(r[f'delta.val_{m}.p_wilcoxon'])}" if tested else "",
+                "" if _missing(pairs) else str(int(pairs)),
             ]
         rows.append(row)
     return header, rows
@@ -177,9 +221,36 @@ def footnotes(report: Report, header: list[str], rows: list[list[str]]) -> list[
 DUPLICATES_LISTED = 5  # more are in runs.csv
 
 
+# Keys that apply only to some datasets or optimizers: the constants line leaves them out elsewhere.
+SYNTHETIC = ("synthetic", "synthetic_regression")
+TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
+ONLY_FOR = {
+    "dataset.n_samples": ("dataset.name", SYNTHETIC),
+    "dataset.n_features": ("dataset.name", SYNTHETIC),
+    "dataset.n_informative": ("dataset.name", SYNTHETIC),
+    "dataset.generator_seed": ("dataset.name", SYNTHETIC),
+    "dataset.noise": ("dataset.name", ("synthetic_regression",)),
+    "dataset.root": ("dataset.name", TORCHVISION),
+    "dataset.download": ("dataset.name", TORCHVISION),
+    "dataset.test_fraction": ("dataset.name", ("digits", "breast_cancer", "wine", "diabetes", *SYNTHETIC)),
+    "dataset.hflip": ("reg.augment", (True,)),
+    "optim.momentum": ("optim.name", ("sgd",)),
+    "model.channels": ("model.name", ("cnn",)),
+}
+
+
+def applies(key: str, runs: pd.DataFrame) -> bool:
+    """Whether `key` means something for at least one of the runs (see ONLY_FOR)."""
+    if key not in ONLY_FOR:
+        return True
+    owner, values = ONLY_FOR[key]
+    column = runs.get(f"params.{owner}")
+    return column is None or bool(column.isin(values).any())
+
+
 def constants_line(report: Report) -> str:
-    shown = {k: v for k, v in report.constants.items() if k != "dataset.root"}
-    return "constant in every run: " + ", ".join(f"{k}={_fmt_param(v)}" for k, v in shown.items())
+    shown = {k: v for k, v in report.constants.items() if applies(k, report.runs)}
+    return "constant in every run: " + ", ".join(f"{k}={_fmt_param(v, k)}" for k, v in shown.items())
 
 
 def problem_lines(report: Report) -> list[str]:
@@ -197,18 +268,81 @@ def wide_console() -> Console:
     return console if console.is_terminal else Console(width=250)
 
 
+# Columns left out first when the table is wider than the terminal: report.csv has them all.
+DROP_FIRST = ("pairs", "epochs", "sparsity (95% CI)", "gap.loss (95% CI)", "test_acc (95% CI)", "test_r2 (95% CI)")
+
+
+def _rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    first_number = header.index("n")
+    for i, name in enumerate(header):
+        # Numbers never wrap or get cut: a column that does not fit is left out (fit_to_width).
+        table.add_column(name, justify="left" if i < first_number else "right", no_wrap=i >= first_number,
+                         overflow="fold" if i < first_number else "ignore")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def natural_width(console: Console, table: Table) -> int:
+    """The width the table takes when nothing is squeezed."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(100_000), table).maximum
+
+
+def _abbreviate(name: str) -> str:
+    """A shorter header: `val_acc (95% CI)` -> `val_acc ±CI`, `reg.alpha` -> `alpha`, ..."""
+    for long, short in ((" (95% CI)", " ±CI"), ("p (t-test / Wilcoxon)", "p t/W"), ("early best †", "†"), ("reg.", "")):
+        name = name.replace(long, short)
+    return name.split(" vs ")[0]
+
+
+def fit_to_width(console: Console, title: str, header: list[str], rows: list[list[str]],
+                 redundant: list[str] = ()) -> tuple[Table, list[str]]:
+    """The table, fitted to the console's width without ever wrapping or cutting a number: it
+    leaves out `pairs` and `epochs`, abbreviates the headers, leaves out the `redundant`
+    columns (parameters the label determines), then sparsity, gap.loss and the test metric,
+    one step at a time until it fits. Returns it and what was changed, for a line under it."""
+    changed: list[str] = []
+    steps = [*DROP_FIRST[:2], "abbreviate", *redundant, *DROP_FIRST[2:]]
+    for step in [None, *steps]:
+        if step == "abbreviate":
+            header = [_abbreviate(name) for name in header]
+            changed.append("headers abbreviated")
+        elif step is not None:
+            names = [name for name in header if name in (step, _abbreviate(step))]
+            if not names:
+                continue
+            i = header.index(names[0])
+            changed.append(f"left out {step}")
+            header = header[:i] + header[i + 1:]
+            rows = [row[:i] + row[i + 1:] for row in rows]
+        table = _rich_table(title, header, rows)
+        if natural_width(console, table) <= console.width:
+            break
+    return table, changed
+
+
 def render(report: Report, console: Console) -> None:
     """Prints the comparison table, the constants, its footnotes, the problem runs and the skipped count."""
     header, rows = display_table(report)
     ok = int((report.runs["status"] == "ok").sum())
-    table = Table(title=f"{len(report.table)} configurations, {len(report.runs)} runs ({ok} ok), best validation first",
-                  title_justify="left")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i < header.index("n") else "right", overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    for line in [constants_line(report), *footnotes(report, header, rows), *problem_lines(report)]:
+    title = f"{len(report.table)} configurations, {len(report.runs)} runs ({ok} ok), best validation first"
+    t = report.table
+    redundant = [p for p in param_columns(t) if t.groupby("reg")[p].agg(lambda v: v.map(str).nunique()).max() <= 1]
+    table, changed = fit_to_width(console, title, header, rows, redundant)
+    width = natural_width(console, table)
+    if width <= console.width:
+        console.print(table)
+    else:  # still too wide: whole lines, which the terminal wraps, rather than numbers split in a cell
+        Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=console.color_system,
+                no_color=console.no_color).print(table)
+    lines = [constants_line(report), *footnotes(report, header, rows), *problem_lines(report)]
+    if changed:
+        lines.append(f"for a {console.width}-column terminal: {'; '.join(changed)} "
+                     "(report.csv has every column; --format md writes the whole table)")
+    for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     if report.skipped:
         console.print(f"skipped {len(report.skipped)} run folder(s) without a usable result.json", highlight=False)
@@ -249,7 +383,7 @@ def write(report: Report, out: Path, fmt: str = "csv") -> list[Path]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="regbench report",
-        description="Aggregate regbench runs into comparison tables: mean, std and 95%% CI across seeds, "
+        description="Aggregate regbench runs into comparison tables: mean, std and 95% CI across seeds, "
         "paired differences against a baseline, a pivot view and plots.",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
@@ -319,10 +453,27 @@ def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
 def _plots(report: Report, out: Path, metric: str) -> list[Path]:
     from regbench.plots import curves, gap_vs_strength
 
-    params = param_columns(report.table)
+    t = report.table
+    # Parameters the label fixes (l1_ratio for l1/l2) would only repeat the panel's title.
+    params = [p for p in param_columns(t) if t.groupby("reg")[p].agg(lambda v: v.map(str).nunique()).max() > 1]
     describe = {
-        int(r["config"]): ", ".join(f"{p.removeprefix('reg.')}={_fmt_param(r[p])}" for p in params) or str(r["reg"])
-        for _, r in report.table.iterrows()
+        int(r["config"]): ", ".join(f"{p.removeprefix('reg.')}={_fmt_param(r[p], p)}" for p in params) or str(r["reg"])
+        for _, r in t.iterrows()
     }
-    made = [gap_vs_strength(report.runs, out / "gap_vs_strength.png", metric), curves(report.runs, out / "curves.png", describe)]
+    order = {int(r["config"]): tuple(_order_key(r[p]) for p in params) for _, r in t.iterrows()}
+    made = [gap_vs_strength(report.runs, out / "gap_vs_strength.png", metric),
+            curves(report.runs, out / "curves.png", describe, order)]
+    if made[0] is None:
+        print("regbench: note: no gap_vs_strength.png: its x axis is reg.alpha, and no ok run has reg.alpha > 0",
+              file=sys.stderr)
+    if made[1] is None:
+        print("regbench: note: no curves.png: no ok run has a readable metrics.csv", file=sys.stderr)
     return [p for p in made if p is not None]
+
+
+def _order_key(value: Any) -> tuple[int, Any]:
+    """Numbers in increasing order, then everything else as text."""
+    try:
+        return (0, float(value))
+    except (TypeError, ValueError):
+        return (1, str(value))

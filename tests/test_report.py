@@ -149,9 +149,9 @@ def test_malformed_results_are_skipped_with_one_warning_each(sweep, capsys):
 def test_pivot_cells_are_mean_and_std(sweep, tmp_path):
     assert main([str(sweep), "--out", str(tmp_path / "o"), "--pivot", "reg.alpha", "--metric", "val_acc"]) == 0
     table = pd.read_csv(tmp_path / "o" / "pivot.csv")
-    assert list(table.columns) == ["reg", "reg.alpha=0.0", "reg.alpha=0.001"]
+    assert list(table.columns) == ["reg", "reg.alpha=0", "reg.alpha=0.001"]
     row = table.set_index("reg")
-    assert row.loc["none", "reg.alpha=0.0"] == "0.8000 ± 0.1000"
+    assert row.loc["none", "reg.alpha=0"] == "0.8000 ± 0.1000"
     l2 = [0.92, 0.85, 0.71]
     assert row.loc["l2", "reg.alpha=0.001"] == f"{sum(l2) / 3:.4f} ± {pd.Series(l2).std():.4f}"
     assert pd.isna(row.loc["none", "reg.alpha=0.001"])
@@ -328,3 +328,94 @@ def test_runs_reported_from_within_patience_are_flagged(tmp_path):
     text = markdown(report)
     assert "early best †" in text and "| 2/3 |" in text
     assert "† runs whose reported (best) epoch lies within the first 10 epochs" in text
+
+
+# --------------------------------------------------------------------------- what the user reads
+
+
+def _printed(report, width: int) -> str:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from regbench.report import render
+
+    out = StringIO()
+    render(report, Console(file=out, width=width, force_terminal=True, color_system=None))
+    return out.getvalue()
+
+
+def test_numbers_never_wrap_on_a_narrow_terminal(sweep):
+    import re
+
+    report = build([sweep])
+    wide = _printed(report, 250)
+    assert "test_acc (95% CI)" in wide and "left out" not in wide
+    for width in (100, 80):
+        text = _printed(report, width)
+        table = text.split("constant in every run")[0]
+        if width == 100:  # the terminal; at 80 this table is whole lines wider than the terminal
+            assert max(len(line) for line in table.splitlines()) <= width
+        # every mean ± CI is whole on one line, as in the wide table
+        assert re.findall(r"\d\.\d{4} ± \d\.\d{4}", table) and not re.search(r"\d\.\d{0,3}[^\d ±]", table.replace("p t/W", ""))
+        assert f"for a {width}-column terminal: left out pairs; left out epochs" in text
+        assert "report.csv has every column" in text
+
+
+def test_nulls_read_as_the_config_spells_them(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / f"p{seed}", seed=seed, val=0.9, extra={"trainer.patience": 10, "dataset.train_size": None})
+        write_run(tmp_path / f"q{seed}", seed=seed, val=0.8, extra={"trainer.patience": None, "dataset.train_size": None})
+    report = build([tmp_path])
+    header, rows = __import__("regbench.report", fromlist=["display_table"]).display_table(report)
+    assert header[0] == "trainer.patience" and sorted(r[0] for r in rows) == ["10", "off"]
+    line = __import__("regbench.report", fromlist=["constants_line"]).constants_line(report)
+    assert "dataset.train_size=null" in line and "None" not in line and "nan" not in line
+    main([str(tmp_path), "--out", str(tmp_path / "o"), "--pivot", "trainer.patience"])
+    assert list(pd.read_csv(tmp_path / "o" / "pivot.csv").columns) == ["reg", "trainer.patience=10", "trainer.patience=off"]
+
+
+def test_the_constants_line_names_only_keys_that_apply(sweep):
+    write_run(sweep / "extra", seed=9, val=0.9, extra={"dataset.n_samples": 1000, "dataset.noise": 10.0,
+                                                       "dataset.root": "/data", "optim.momentum": 0.0, "optim.name": "adam",
+                                                       "dataset.test_fraction": 0.2})
+    line = __import__("regbench.report", fromlist=["constants_line"]).constants_line(build([sweep / "extra"]))
+    assert "dataset.name=digits" in line and "dataset.test_fraction=0.2" in line
+    for key in ("n_samples", "noise", "root", "momentum"):
+        assert key not in line
+
+
+def test_one_number_format_per_column_and_integer_pairs(tmp_path):
+    from regbench.report import display_table
+
+    for seed in (0, 1):
+        write_run(tmp_path / f"a{seed}", reg="none", seed=seed, val=0.9)
+        write_run(tmp_path / f"b{seed}", reg="l2", alpha=1e-5, seed=seed, val=0.9 + 1e-5 * (seed + 1))
+        write_run(tmp_path / f"c{seed}", reg="l2", alpha=1e-3, seed=seed, val=0.95)
+    report = build([tmp_path])
+    header, rows = display_table(report)
+    alphas = sorted(r[0] for r in rows)
+    assert alphas == ["0", "1e-03", "1e-05"]  # not 0.001 beside 1e-05
+    delta = [r[header.index("Δval_acc vs none")] for r in rows if r[header.index("Δval_acc vs none")]]
+    assert all("e" in d for d in delta)  # one tiny delta: the whole column is scientific
+    files = write(report, tmp_path / "o")
+    pairs = pd.read_csv(files[1])["delta.n_pairs"]
+    assert pairs.dropna().map(lambda v: float(v).is_integer()).all()
+    assert ",2," in files[1].read_text() and ",2.0," not in files[1].read_text()
+
+
+def test_report_help_says_95_percent_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "95% CI" in out and "95%%" not in out
+
+
+def test_a_plot_that_cannot_be_drawn_says_why(sweep, tmp_path, capsys):
+    for folder in sweep.iterdir():
+        result = json.loads((folder / "result.json").read_text())
+        result["params"]["reg.alpha"] = 0.0
+        (folder / "result.json").write_text(json.dumps(result))
+    assert main([str(sweep), "--out", str(tmp_path / "o"), "--plots"]) == 0
+    err = capsys.readouterr().err
+    assert "no gap_vs_strength.png: its x axis is reg.alpha, and no ok run has reg.alpha > 0" in err
