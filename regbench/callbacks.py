@@ -6,6 +6,7 @@ Enabled in conf/config.yaml (hydra.callbacks.sweep_summary), so they run whateve
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import time
 from pathlib import Path
@@ -66,8 +67,6 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
 def _as_job(sweep_config: DictConfig, num: int) -> None:
     """Makes `sweep_config` (a job's config with its hydra node) the current HydraConfig, as
     Hydra's launchers and run_job set it for job number `num`: its number, id and output folder."""
-    import os
-
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
