@@ -65,8 +65,17 @@ def finished_result(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
     return result
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def hydra_main(cfg: DictConfig) -> Any:
+def hydra_main() -> None:
+    """`regbench run`: Hydra reads sys.argv, composes conf/ and runs `job` once or as a sweep.
+
+    Hydra's decorator is applied here, when the command runs, not at import: `hydra.main`
+    sets Hydra's version base for the whole process, and importing this module (the stacked
+    launcher, tests and scripts do) must leave that to the app that runs.
+    """
+    hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")(job)()
+
+
+def job(cfg: DictConfig) -> Any:
     """Runs one job; returns its validation loss (the monitored value, for sweepers)."""
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)

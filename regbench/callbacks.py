@@ -6,6 +6,7 @@ Enabled in conf/config.yaml (hydra.callbacks.sweep_summary), so they run whateve
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,22 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+def _as_job(sweep_config: DictConfig, num: int) -> None:
+    """Makes `sweep_config` (a job's config with its hydra node) the current HydraConfig, as
+    Hydra's launchers and run_job set it for job number `num`: its number, id and output folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    with read_write(sweep_config.hydra), open_dict(sweep_config.hydra):
+        sweep_config.hydra.job.id = num
+        sweep_config.hydra.job.num = num
+    HydraConfig.instance().set_config(sweep_config)
+    out = os.path.join(str(sweep_config.hydra.sweep.dir), str(sweep_config.hydra.sweep.subdir))
+    with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
+        sweep_config.hydra.runtime.output_dir = os.path.abspath(out)
+    HydraConfig.instance().set_config(sweep_config)
+
+
 class ComposeOnce:
     """Hydra composes every job of a sweep several times: regbench's check before anything runs
     (below), the sweeper's own check, and the launcher to run it, each about 45 ms. Put on
@@ -117,6 +134,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.hydra_config import HydraConfig
         from omegaconf import open_dict
 
         self.started = time.time()
@@ -138,21 +156,27 @@ class SweepSummary(Callback):
         problems: dict[str, list[str]] = {}
         warnings: dict[str, list[str]] = {}
         cuda_jobs = []
-        for overrides in jobs:
-            job = " ".join(overrides)
-            try:
-                cfg = compose(config, overrides)  # as the launcher will compose it
-            except Exception as e:  # Hydra's own message for an unknown option or key
-                problems.setdefault(describe(e), []).append(job)
-                continue
-            with open_dict(cfg):
-                del cfg["hydra"]  # the task's config, as Hydra's run_job hands it over
-            for message in preset_conflicts(overrides) or check(cfg):
-                problems.setdefault(message, []).append(job)
-            for message in [] if problems else notices(cfg):
-                warnings.setdefault(message, []).append(job)
-            if cfg.device.startswith("cuda"):
-                cuda_jobs.append(" ".join(overrides))
+        hydra_config = HydraConfig.instance().cfg
+        try:
+            for num, overrides in enumerate(jobs):
+                job = " ".join(overrides)
+                try:
+                    cfg = compose(config, overrides)  # as the launcher will compose it
+                except Exception as e:  # Hydra's own message for an unknown option or key
+                    problems.setdefault(describe(e), []).append(job)
+                    continue
+                _as_job(cfg, num)  # `${hydra:...}` values read the job's own Hydra config
+                cfg = copy.deepcopy(cfg)  # HydraConfig keeps the job's config, hydra node included
+                with open_dict(cfg):
+                    del cfg["hydra"]  # the task's config, as Hydra's run_job hands it over
+                for message in preset_conflicts(overrides) or check(cfg):
+                    problems.setdefault(message, []).append(job)
+                for message in [] if problems else notices(cfg):
+                    warnings.setdefault(message, []).append(job)
+                if cfg.device.startswith("cuda"):
+                    cuda_jobs.append(job)
+        finally:
+            HydraConfig.instance().cfg = hydra_config
         if cuda_jobs and not problems:
             import torch
 

@@ -202,11 +202,13 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from hydra.utils import to_absolute_path
     from torchvision import datasets as tvd
 
     cls_name, _, files_dir = TORCHVISION[ds.name]
     cls = getattr(tvd, cls_name)
-    root = Path(ds.root).expanduser()
+    # Relative to where regbench was started, not to the run folder (hydra.job.chdir=true).
+    root = Path(to_absolute_path(str(Path(ds.root).expanduser())))
     if not ds.download:
         _unpack_originals(cls, root)
     try:

@@ -1,7 +1,7 @@
 """Stacked training: the jobs of a sweep that share one structure, trained as one batched model.
 
-Jobs that differ only in `MEMBER_KEYS` (penalty strengths, dropout rate, learning rate,
-seed) and agree on everything else (dataset and its split, model architecture, batch
+Jobs that differ only in `regbench.stackable.MEMBER_KEYS` (penalty strengths, dropout rate,
+learning rate, seed) and agree on everything else (dataset and its split, model architecture, batch
 size, epoch budget, optimizer, early-stopping rule) become the members of one stack:
 every weight matrix gets a leading member dimension, and one batched matrix product
 (`torch.baddbmm`) serves every member at each step. Each member keeps what it would have
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import math
 import os
 import time
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from rich.console import Console
 from torch import nn
 from torch.nn import functional as F
@@ -45,37 +43,14 @@ from regbench.device import resolve_device
 from regbench.interrupt import Interrupted
 from regbench.models import Regressor
 from regbench.penalties import penalised_weights, sgd_threshold, sparsity
-from regbench.results import (
-    NOT_HASHED,
-    MetricsWriter,
-    early_best,
-    flatten,
-    metric_name,
-    write_result,
-)
+from regbench.results import MetricsWriter, early_best, metric_name, write_result
 from regbench.runner import data_problem, final_metrics, init, new_result
 from regbench.training import FitState
 
-MODELS = ("linear", "mlp")
 # A live member's share of an interrupted stack, in its run folder (removed when it finishes).
 STACK_CHECKPOINT = "stack.pt"
 STACK_PREVIOUS = "stack.prev.pt"  # the one before, until the next is written (see _save)
 STACK_FORMAT = "regbench-stack-member-1"
-# What may differ between the members of one stack.
-MEMBER_KEYS = ("seed", "reg.alpha", "reg.l1_ratio", "reg.weight_decay", "reg.dropout", "optim.lr")
-# What changes how a job is run or kept, not what it computes (the thread count changes only
-# the last bits, and a stack runs on one count).
-NOT_COMPUTED = (*NOT_HASHED, "trainer.num_threads")
-
-
-def stack_key(cfg: Any) -> str | None:
-    """A key equal for jobs that can share one stack, or None for a job that must run alone
-    (model=cnn, or reg.augment)."""
-    if cfg.model.name not in MODELS or cfg.reg.augment:
-        return None
-    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
-    shared = {k: v for k, v in flat.items() if k not in MEMBER_KEYS and k not in NOT_COMPUTED}
-    return json.dumps(shared, sort_keys=True, default=str)
 
 
 @dataclass
@@ -374,7 +349,8 @@ def _evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
 
 
 def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Trains the jobs of one stack, each a (composed config, run folder) pair, all sharing one `stack_key`.
+    """Trains the jobs of one stack, each a (composed config, run folder) pair, all sharing one
+    `regbench.stackable.stack_key`.
 
     Every member's metrics.csv and result.json are written to its folder as it finishes, and
     its result is put in `done` (index -> result) at once, so that a caller whose stack later

@@ -191,6 +191,24 @@ def test_missing_dataset_files_without_download(tmp_path):
     assert out.stderr.strip().count("\n") == 0
 
 
+def test_a_relative_dataset_root_is_where_regbench_started_even_with_chdir(tmp_path):
+    """hydra.job.chdir=true runs the job inside its run folder; dataset.root=data still means
+    the data folder beside the command (the error names the folder looked in)."""
+    out = regbench("run", "dataset=mnist", "dataset.root=data", "dataset.download=false", "hydra.job.chdir=true",
+                   "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode == 2 and f"files not found under {tmp_path / 'data' / 'MNIST' / 'raw'} " in out.stderr
+
+
+def test_a_sweep_resolves_hydra_values_with_each_jobs_own_hydra_config(tmp_path):
+    """`${hydra:...}` values work in a sweep as in a single run: the check of every job before
+    the sweep starts reads that job's Hydra config, as the job itself will."""
+    out = regbench("run", "-m", "dataset.root=${hydra:runtime.cwd}/data", "seed=${hydra:job.num}", "reg.alpha=1e-4,1e-3",
+                   *TINY, "trainer.max_epochs=1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    params = sorted((r["params"]["seed"], r["params"]["dataset.root"]) for r in results_under(tmp_path))
+    assert params == [(0, str(tmp_path / "data")), (1, str(tmp_path / "data"))]
+
+
 def test_multirun_with_a_bad_value_runs_nothing(tmp_path):
     out = regbench("run", "-m", "reg.alpha=1e-4,-1", *TINY, cwd=tmp_path)
     assert out.returncode == 2 and "reg.alpha must be >= 0" in out.stderr and "nothing was run" in out.stderr

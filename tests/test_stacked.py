@@ -20,7 +20,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from regbench import UserInputError, stacking
+from regbench import UserInputError, stackable, stacking
 from regbench.interrupt import Interrupted
 from regbench.runner import run
 from tests.conftest import HostSyncs, make_cfg, regbench
@@ -38,7 +38,7 @@ def _rows(folder: Path) -> list[dict[str, str]]:
 
 def _alone_and_stacked(tmp_path: Path, common: list[str], variants: list[list[str]]):
     cfgs = [make_cfg(*SMALL, *common, *v) for v in variants]
-    assert len({stacking.stack_key(c) for c in cfgs}) == 1
+    assert len({stackable.stack_key(c) for c in cfgs}) == 1
     quiet = Console(quiet=True)
     alone = [run(c, tmp_path / f"alone{i}", quiet) for i, c in enumerate(cfgs)]
     stacked = stacking.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], quiet)
@@ -140,7 +140,7 @@ def test_with_two_threads_a_stack_agrees_within_tolerance(tmp_path):
 
 
 def test_only_jobs_with_one_structure_share_a_stack():
-    key = lambda *o: stacking.stack_key(make_cfg(*o))  # noqa: E731
+    key = lambda *o: stackable.stack_key(make_cfg(*o))  # noqa: E731
     base = key("reg=l2")
     assert base is not None
     # members may differ in these
@@ -191,7 +191,7 @@ def test_stacked_launcher_gives_the_basic_launchers_sweep(tmp_path):
     assert again.returncode == 0 and "8 skipped as already done" in again.stdout and "stacked: jobs" not in again.stdout
 
 
-def _sweep_configs(tmp_path: Path, *alphas: float) -> list:
+def _sweep_configs(tmp_path: Path, *alphas: float, extra: tuple[str, ...] = ()) -> list:
     """Per-job configs as the launcher receives them (with the hydra node, job numbers set)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
@@ -203,7 +203,7 @@ def _sweep_configs(tmp_path: Path, *alphas: float) -> list:
         for i, alpha in enumerate(alphas):
             cfg = compose(config_name="config", return_hydra_config=True,
                           overrides=["device=cpu", *SMALL, "trainer.max_epochs=3", "reg=l2", f"reg.alpha={alpha}",
-                                     f"hydra.sweep.dir={tmp_path}"])
+                                     f"hydra.sweep.dir={tmp_path}", *extra])
             with open_dict(cfg):
                 cfg.hydra.job.num = cfg.hydra.job.id = i
             jobs.append(cfg)
@@ -216,6 +216,19 @@ def test_the_launcher_splits_groups_by_max_stack_and_runs_a_lone_leftover_alone(
     results = _train_stacks(_sweep_configs(tmp_path, 1e-4, 1e-3, 1e-2), max_stack=2)
     assert sorted(results) == [0, 1] and all(r["stack_size"] == 2 for r in results.values())
     assert (tmp_path / "1" / "result.json").is_file() and not (tmp_path / "2").exists()
+
+
+def test_hydra_values_of_stacked_jobs_resolve_with_each_jobs_own_hydra_config(tmp_path):
+    """All jobs are composed before the stack trains: `${hydra:job.num}` must still give each
+    job its own number, not the last job's."""
+    from hydra_plugins.regbench_stacked_launcher.stacked_launcher import _train_stacks
+
+    jobs = _sweep_configs(tmp_path, 1e-4, 1e-3, 1e-2, extra=("seed=${hydra:job.num}", "dataset.split_seed=0"))
+    results = _train_stacks(jobs, max_stack=64)
+    assert sorted(results) == [0, 1, 2] and all(r["stack_size"] == 3 for r in results.values())
+    assert [results[n]["params"]["seed"] for n in range(3)] == [0, 1, 2]
+    for n in range(3):
+        assert json.loads((tmp_path / str(n) / "result.json").read_text())["params"]["seed"] == n
 
 
 def test_a_failing_stack_hands_its_unfinished_jobs_back_to_run_alone(tmp_path, monkeypatch, caplog):
@@ -296,7 +309,7 @@ def test_ctrl_c_checkpoints_the_stack_at_the_end_of_its_epoch(tmp_path, monkeypa
     ends that epoch, checkpoints every live member and stops; the rerun ends bit for bit."""
     cfgs = [make_cfg(*SMALL, "reg.batchnorm=true", "trainer.patience=3", "dataset.split_seed=0", *v)
             for v in RESUMABLE_VARIANTS]  # RESUMABLE without its checkpoint after every epoch
-    assert len({stacking.stack_key(c) for c in cfgs}) == 1
+    assert len({stackable.stack_key(c) for c in cfgs}) == 1
     quiet = Console(quiet=True)
     whole = stacking.train([(c, tmp_path / f"whole{i}") for i, c in enumerate(cfgs)], quiet)
     stop = 6

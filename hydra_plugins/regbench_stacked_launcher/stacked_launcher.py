@@ -1,12 +1,14 @@
 """`hydra/launcher=stacked`: runs the jobs of a sweep that share a structure as one stacked model.
 
 The jobs of each `launch` call (all of a basic sweep; each batch of an Optuna sweep) are
-grouped by `regbench.stacking.stack_key`. Every group of two or more jobs trains as one
-stack (`regbench.stacking.train`), which writes each job's metrics.csv and result.json into
-the job's own folder; then every job goes through Hydra's `run_job` as with the basic
-launcher (its .hydra/ folder, log file and return value), where a stacked job only reports
-the result it already has. Jobs that cannot be stacked, and the unfinished jobs of a stack
-that failed, run one after another as the basic launcher runs them.
+grouped by `regbench.stackable.stack_key`, from their configs alone, each resolved with the
+job's own Hydra config. Every group of two or more jobs trains as one stack
+(`regbench.stacking.train`), which writes each job's metrics.csv and result.json into the
+job's own folder; then every job goes through Hydra's `run_job` as with the basic launcher
+(its .hydra/ folder, log file and return value), where a stacked job only reports the result
+it already has. Jobs that cannot be stacked (any other Hydra app's included), and the
+unfinished jobs of a stack that failed, run one after another as the basic launcher runs
+them; torch and regbench's training are imported only when something stacks.
 
 Module level imports stay light: Hydra imports every plugin on start-up, `--help` included.
 No `from __future__ import annotations`: Hydra executes plugin modules outside sys.modules,
@@ -16,6 +18,7 @@ where dataclasses cannot resolve string annotations.
 import copy
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -93,20 +96,55 @@ class StackedLauncher(Launcher):
         return runs
 
 
-def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path]:
-    """The job's config as its task function receives it, and its output folder, both as
-    Hydra's run_job derives them."""
-    HydraConfig.instance().set_config(sweep_config)
-    out = str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))
-    out = os.path.join(out, str(OmegaConf.select(sweep_config, "hydra.sweep.subdir")))
+def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path] | None:
+    """A regbench job's config as its task function receives it, with every value resolved for
+    this very job, and its output folder; None for a job of another app, or one whose values
+    do not resolve (it runs alone and reports that itself).
+
+    `${hydra:...}` values read the current HydraConfig: resolved later, they would read the
+    last job's (all jobs are composed before any trains). So they are resolved here, with
+    HydraConfig and `hydra.runtime.output_dir` set as Hydra's run_job sets them for the job.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    from regbench.stackable import is_regbench
+
     task_cfg = copy.deepcopy(sweep_config)
     with read_write(task_cfg), open_dict(task_cfg):
         del task_cfg["hydra"]
+    if not is_regbench(task_cfg):
+        return None
+    HydraConfig.instance().set_config(sweep_config)
+    out = os.path.join(str(sweep_config.hydra.sweep.dir), str(sweep_config.hydra.sweep.subdir))
+    with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
+        sweep_config.hydra.runtime.output_dir = os.path.abspath(out)
+    HydraConfig.instance().set_config(sweep_config)
+    try:
+        with read_write(task_cfg):
+            OmegaConf.resolve(task_cfg)
+    except OmegaConfBaseException:
+        return None
     return task_cfg, Path(out).absolute()
 
 
 def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str, Any]]:
-    """Trains every group of two or more stackable, unfinished jobs; returns job number -> result."""
+    """Trains every group of two or more stackable, unfinished jobs; returns job number -> result.
+
+    Stackability is decided from the configs alone (regbench.stackable, no torch): a sweep
+    where nothing stacks, such as any other app's, imports nothing of regbench's training.
+    """
+    if "regbench.schema" not in sys.modules:  # not regbench's app: none of its jobs can stack
+        return {}
+    from regbench.stackable import stack_key
+
+    groups: dict[str, list[tuple[int, DictConfig, Path]]] = {}
+    for sweep_config in jobs:
+        task = _task_config(sweep_config)
+        key = stack_key(task[0]) if task is not None else None
+        if key is not None:
+            groups.setdefault(key, []).append((sweep_config.hydra.job.num, *task))
+    if all(len(g) < 2 for g in groups.values()):
+        return {}
     from regbench import gcpause
 
     with gcpause.imports():
@@ -115,14 +153,10 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
 
         from regbench import UserInputError
         from regbench.app import finished_result, threads_per_job
-        from regbench.stacking import stack_key, train
+        from regbench.stacking import train
 
-    groups: dict[str, list[tuple[int, DictConfig, Path]]] = {}
-    for sweep_config in jobs:
-        cfg, out_dir = _task_config(sweep_config)
-        key = stack_key(cfg)
-        if key is not None and finished_result(cfg, out_dir) is None:
-            groups.setdefault(key, []).append((sweep_config.hydra.job.num, cfg, out_dir))
+    # A finished job only reports its result (its task function says so); the others stack.
+    groups = {k: [m for m in g if finished_result(m[1], m[2]) is None] for k, g in groups.items()}
     stacks = [g[i : i + max_stack] for g in groups.values() for i in range(0, len(g), max_stack)]
     results: dict[int, dict[str, Any]] = {}
     console = Console()
