@@ -7,15 +7,12 @@ same weights.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 from torch import nn
 
 from regbench import UserInputError
-
-log = logging.getLogger(__name__)
 
 ACTIVATIONS = {
     "relu": nn.ReLU,

@@ -261,6 +261,8 @@ def preset_conflicts(overrides: list[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
+    if OmegaConf.is_config(overrides):  # hydra.overrides.task: as typed, `${...}` unresolved
+        overrides = OmegaConf.to_container(overrides, resolve=False)
     parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
     explicit = {o.key_or_group.removeprefix("reg.") for o in parsed if o.key_or_group.startswith("reg.")}
     out = []

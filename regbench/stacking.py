@@ -29,7 +29,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from rich.console import Console
@@ -348,13 +348,15 @@ def _evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
     return torch.stack([loss_sum / n, 1.0 - loss_sum / total_ss], dim=1)
 
 
-def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: dict[int, dict[str, Any]] | None = None,
+          on_done: Callable[[int, dict[str, Any]], None] = lambda index, result: None) -> list[dict[str, Any]]:
     """Trains the jobs of one stack, each a (composed config, run folder) pair, all sharing one
     `regbench.stackable.stack_key`.
 
     Every member's metrics.csv and result.json are written to its folder as it finishes, and
     its result is put in `done` (index -> result) at once, so that a caller whose stack later
-    fails knows which jobs are already finished.
+    fails knows which jobs are already finished, and handed to `on_done(index, result)`, so
+    that the user reads each job's line when it finishes, not when the last one does.
 
     Returns:
         The results, in the order of `jobs`.
@@ -367,10 +369,11 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
     with contextlib.ExitStack() as locks:
         for _, out_dir in jobs:
             locks.enter_context(folderlock.hold(Path(out_dir)))
-        return _train(jobs, console, {} if done is None else done)
+        return _train(jobs, console, {} if done is None else done, on_done)
 
 
-def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int, dict[str, Any]],
+           on_done: Callable[[int, dict[str, Any]], None]) -> list[dict[str, Any]]:
     start = time.perf_counter()
     console = console or Console()
     cfg = jobs[0][0]
@@ -422,6 +425,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
                 for k in finished:
                     _finish(stack.members[k], stack, k, data, start)
                     done[stack.members[k].index] = stack.members[k].result
+                    on_done(stack.members[k].index, stack.members[k].result)
                 live = [k for k in range(len(stack.members)) if k not in finished]
                 bar.update(bar_task, advance=1, losses=f"{len(live)} of {len(jobs)} still training")
                 if not live:

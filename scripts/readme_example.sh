@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the example report in the README: a 27-job strength sweep and its 3-seed
 # baseline on 300 digits training samples, merged into one report with a pivot and plots.
-# Usage: bash scripts/readme_example.sh [OUT_DIR]   (about 25 s on 2 CPU cores)
+# Usage: bash scripts/readme_example.sh [OUT_DIR]   (30 runs of up to 200 epochs: minutes on 2 CPU cores)
 set -euo pipefail
 out=${1:-outputs/readme_example}
 common=(dataset.train_size=300 seed=0,1,2)

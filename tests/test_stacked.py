@@ -178,6 +178,9 @@ def test_stacked_launcher_gives_the_basic_launchers_sweep(tmp_path):
         assert "sweep done: 8 ok" in out.stdout
     assert "stacked: jobs 0-1,4-5 train as one model (4 members)" in stacked.stdout
     assert stacked.stdout.count("[stacked]") == 4
+    # each member's line comes as its stack finishes it, before the jobs that run alone start
+    lone = [stacked.stdout.index(f"[job {n}] ") for n in (2, 3, 6, 7)]
+    assert stacked.stdout.rindex("[stacked]") < min(lone)
     a, s = _runs(tmp_path / "basic"), _runs(tmp_path / "stacked")
     assert sorted(a) == sorted(s) == [str(n) for n in range(8)]
     for job in a:
@@ -236,8 +239,10 @@ def test_a_failing_stack_hands_its_unfinished_jobs_back_to_run_alone(tmp_path, m
 
     finished = {"status": "ok"}
 
-    def fails_after_one(jobs, console, done):
+    def fails_after_one(jobs, console, done, on_done):
         done[0] = finished
+        on_done(0, {**finished, "task": "classification", "reg": "l2", "seed": 0, "error": None,
+                    "metrics": {"val_acc": 0.9, "test_acc": 0.9}, "gap": {"acc": 0.0}, "epochs_run": 3})
         raise RuntimeError("CUDA out of memory")
 
     monkeypatch.setattr(stacking, "train", fails_after_one)

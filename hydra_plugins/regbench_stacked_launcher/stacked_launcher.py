@@ -153,6 +153,7 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
 
         from regbench import UserInputError
         from regbench.app import finished_result, threads_per_job
+        from regbench.console import one_line
         from regbench.stacking import train
 
     # A finished job only reports its result (its task function says so); the others stack.
@@ -167,8 +168,13 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
         console.print(f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)",
                       highlight=False, markup=False, soft_wrap=True)
         done: dict[int, dict[str, Any]] = {}
+
+        def finished(index: int, result: dict[str, Any], nums: list[int] = nums) -> None:
+            console.print(one_line(result, f"job {nums[index]}") + " [stacked]", highlight=False, markup=False,
+                          soft_wrap=True)
+
         try:
-            train([(c, out) for _, c, out in members], console, done)
+            train([(c, out) for _, c, out in members], console, done, finished)
         except UserInputError as e:  # each job reports it again when it runs alone
             console.print(f"stacked: jobs {_ranges(nums)} did not start ({e}); they run one by one instead",
                           highlight=False, markup=False, soft_wrap=True)
@@ -180,19 +186,14 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
 
 
 def _reporting(task_function: TaskFunction, result: dict[str, Any] | None) -> TaskFunction:
-    """The job's task function: the real one, or for a stacked job one that reports its result."""
+    """The job's task function: the real one, or for a stacked job one that returns its result."""
     if result is None:
         return task_function
 
     def report(cfg: DictConfig) -> Any:
-        from rich.console import Console
-
         from regbench.app import monitored
-        from regbench.console import one_line
 
-        Console().print(one_line(result, f"job {HydraConfig.get().job.num}") + " [stacked]",
-                        highlight=False, markup=False, soft_wrap=True)
-        return monitored(result)
+        return monitored(result)  # its line was printed when its stack member finished
 
     return report
 
