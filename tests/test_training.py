@@ -430,6 +430,24 @@ def test_the_host_sync_probe_sees_each_kind_of_sync():
     assert [call for call, _ in probe.calls] == ["__float__", "__getitem__", "tolist", "item", "__bool__"]
 
 
+def test_the_host_sync_probe_names_only_the_packages_own_functions(tmp_path):
+    """A clone named `regbench` (git clone's default) puts the tests under a `/regbench/` folder
+    too: their frames must not count as the package's."""
+    import importlib.util
+
+    from regbench.penalties import sparsity
+
+    folder = tmp_path / "regbench" / "tests"
+    folder.mkdir(parents=True)
+    (folder / "caller.py").write_text("def call_sparsity(f, w):\n    return f(w)\n")
+    spec = importlib.util.spec_from_file_location("caller", folder / "caller.py")
+    caller = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(caller)
+    with HostSyncs() as probe:
+        caller.call_sparsity(sparsity, [torch.zeros(2, 2)])
+    assert probe.calls and all(where == ("sparsity",) for _, where in probe.calls)
+
+
 @pytest.mark.parametrize("overrides", [
     ["reg=elasticnet"],                                          # proximal Adam
     ["reg=l1", "optim=sgd"],                                     # proximal SGD with momentum
