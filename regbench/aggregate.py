@@ -234,12 +234,8 @@ def describe_config(report: pd.DataFrame, config: int) -> str:
         return f"config {config}"
     columns = list(report.columns)
     params = columns[: columns.index("reg")] if "reg" in columns else []
-    values = ", ".join(f"{p}={_text(row[p].iloc[0])}" for p in params)
+    values = ", ".join(f"{p}={value_text(row[p].iloc[0], p)}" for p in params)
     return f"config {config} ({values})" if values else f"config {config}"
-
-
-def _text(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def pivot(runs: pd.DataFrame, key: str, metric: str) -> pd.DataFrame:
@@ -266,25 +262,29 @@ def pivot(runs: pd.DataFrame, key: str, metric: str) -> pd.DataFrame:
         for mean, std, count in zip(stats_["mean"], stats_["std"], stats_["count"])
     ]
     table = stats_.pivot_table(index=rows, columns=column, values="cell", aggfunc="first", dropna=False)
-    table = table.reindex(sorted(table.columns, key=_sort_key), axis=1)
-    table.columns = [f"{key.removeprefix('params.')}={_value_text(c, column)}" for c in table.columns]
+    table = table.reindex(sorted(table.columns, key=sort_key), axis=1)
+    table.columns = [f"{key.removeprefix('params.')}={value_text(c, column)}" for c in table.columns]
     table = table.reset_index()
     for k in others:  # row labels as the config spells them
-        table[k] = table[k].map(lambda v, k=k: _value_text(v, k))
+        table[k] = table[k].map(lambda v, k=k: value_text(v, k))
     table.columns = [str(c).removeprefix("params.") for c in table.columns]
     return table
 
 
-def _value_text(value: Any, key: str) -> str:
-    """A parameter value as the config spells it: null (off for patience), 10 not 10.0."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def value_text(value: Any, key: str = "") -> str:
+    """A parameter value as the config spells it: null (off for trainer.patience) for a missing
+    value, true/false, whole numbers without `.0`, others as `:g`."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "off" if key.endswith("trainer.patience") else "null"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
+    return str(value)
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
+def sort_key(value: Any) -> tuple[int, Any]:
+    """Numbers in increasing order, then everything else as text."""
     try:
         return (0, float(value))
     except (TypeError, ValueError):

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +26,9 @@ from regbench.aggregate import (
     metric_of,
     pivot,
     set_aside_duplicates,
+    sort_key,
     summarize,
+    value_text,
     with_config_ids,
 )
 from regbench.collect import collect
@@ -93,16 +94,7 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def _fmt_param(value: Any, key: str = "") -> str:
-    """A parameter as the config would spell it: null (off for patience) for a missing value,
-    whole numbers without `.0`, True/False as true/false."""
-    if _missing(value):
-        return "off" if key.endswith("trainer.patience") else "null"
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value)).lower()
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
-    return str(value)
+_fmt_param = value_text  # a parameter as the config spells it
 
 
 def param_formatter(values: list[Any], key: str = "") -> Any:
@@ -460,7 +452,7 @@ def _plots(report: Report, out: Path, metric: str) -> list[Path]:
         int(r["config"]): ", ".join(f"{p.removeprefix('reg.')}={_fmt_param(r[p], p)}" for p in params) or str(r["reg"])
         for _, r in t.iterrows()
     }
-    order = {int(r["config"]): tuple(_order_key(r[p]) for p in params) for _, r in t.iterrows()}
+    order = {int(r["config"]): tuple(sort_key(r[p]) for p in params) for _, r in t.iterrows()}
     made = [gap_vs_strength(report.runs, out / "gap_vs_strength.png", metric),
             curves(report.runs, out / "curves.png", describe, order)]
     if made[0] is None:
@@ -469,11 +461,3 @@ def _plots(report: Report, out: Path, metric: str) -> list[Path]:
     if made[1] is None:
         print("regbench: note: no curves.png: no ok run has a readable metrics.csv", file=sys.stderr)
     return [p for p in made if p is not None]
-
-
-def _order_key(value: Any) -> tuple[int, Any]:
-    """Numbers in increasing order, then everything else as text."""
-    try:
-        return (0, float(value))
-    except (TypeError, ValueError):
-        return (1, str(value))
