@@ -1,19 +1,24 @@
-"""Hydra callbacks of a multirun: check every job before the first runs, summarise at the end.
+"""Hydra callbacks: check a single run, or every job of a multirun, before anything is written;
+guard each job's folder; summarise a sweep at the end.
 
-Enabled in conf/config.yaml (hydra.callbacks.sweep_summary), so they run whatever the launcher.
+Enabled in conf/config.yaml (hydra.callbacks.job_folder and hydra.callbacks.sweep_summary), so
+they run whatever the launcher.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from regbench import folderlock
 from regbench.config_errors import describe
 from regbench.schema import check
 
@@ -61,6 +66,131 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
     parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())  # for glob(...) choices
     parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + [str(o) for o in task])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def refuse(message: str, code: int = 2) -> NoReturn:
+    """Ends the command with one line: code 2 for bad input, 1 for a fault of the environment."""
+    print(f"regbench: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def os_error(e: OSError) -> str:
+    """An operating-system error in one line: what failed, on which file."""
+    where = f": {e.filename}" if e.filename else ""
+    return f"cannot write{where} ({e.strerror or type(e).__name__})"
+
+
+def task_config(config: DictConfig) -> DictConfig:
+    """The job's config as Hydra's run_job hands it to the task: without the `hydra` node."""
+    from omegaconf import open_dict, read_write
+
+    cfg = copy.deepcopy(config)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+class JobFolder(Callback):
+    """Guards the run folder of every job, whatever the launcher.
+
+    A single run is checked before Hydra creates its folder (`on_run_start`): bad values and a
+    folder in use by another process are refused with one line, leaving no folder behind. Every job then takes its
+    folder's lock (`on_job_start`) before its record `.hydra/` (config.yaml, hydra.yaml,
+    overrides.yaml) is written: conf/config.yaml sets `hydra.output_subdir: null` so that Hydra,
+    which would write it before any callback or task could check the lock, leaves it to this
+    callback. A job whose folder is busy writes nothing; its task reports it.
+    """
+
+    def __init__(self, record_subdir: str = ".hydra") -> None:
+        self.record_subdir = record_subdir
+        self.run_dir: Path | None = None
+        self.created = False
+        self.jobs: list[Path] = []
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        out_dir = Path(os.path.abspath(str(config.hydra.run.dir)))
+        cfg = task_config(config)
+        problems = check(cfg)
+        if problems:
+            refuse("; ".join(problems))
+        if str(cfg.device).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                refuse("device=cuda but CUDA is not available here; use device=cpu or device=auto")
+        existed = out_dir.exists()
+        try:
+            folderlock.acquire(out_dir)
+        except folderlock.FolderBusy as e:  # nothing written: the other process owns the folder
+            refuse(str(e))
+        except OSError as e:
+            self._remove_if_made(out_dir, existed)
+            refuse(os_error(e), 1)
+        self.run_dir, self.created = out_dir, not existed
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.run_dir is not None:
+            folderlock.release(self.run_dir)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        out_dir = Path(str(config.hydra.runtime.output_dir))
+        single = config.hydra.mode == RunMode.RUN
+        try:
+            folderlock.acquire(out_dir)
+        except folderlock.FolderBusy:  # writes nothing; the task says so
+            return
+        except OSError as e:
+            if single:
+                self._remove_if_made(out_dir, not self.created)
+                refuse(os_error(e), 1)
+            print(f"regbench: warning: {os_error(e)}", file=sys.stderr)
+            return
+        self.jobs.append(out_dir)
+        if config.hydra.output_subdir is not None:  # Hydra wrote the record itself
+            return
+        try:
+            self.write_record(config, out_dir / self.record_subdir)
+        except OSError as e:
+            if single:
+                folderlock.release(out_dir)
+                self.jobs.remove(out_dir)
+                if self.run_dir is not None:
+                    folderlock.release(self.run_dir)
+                    self.run_dir = None
+                self._remove_if_made(out_dir, not self.created)
+                refuse(os_error(e), 1)
+            print(f"regbench: warning: {os_error(e)}", file=sys.stderr)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        out_dir = Path(str(config.hydra.runtime.output_dir))
+        if out_dir in self.jobs:
+            self.jobs.remove(out_dir)
+            folderlock.release(out_dir)
+
+    def write_record(self, config: DictConfig, folder: Path) -> None:
+        """Writes config.yaml, hydra.yaml and overrides.yaml as Hydra's run_job would, with
+        `hydra.output_subdir` naming the folder they are in."""
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf, open_dict, read_write
+
+        hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
+        with read_write(hydra_cfg.hydra), open_dict(hydra_cfg.hydra):
+            hydra_cfg.hydra.output_subdir = self.record_subdir
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, node in (("config.yaml", task_config(config)), ("hydra.yaml", hydra_cfg),
+                           ("overrides.yaml", config.hydra.overrides.task)):
+            try:
+                (folder / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+            except OSError as e:  # a failed write names no file
+                raise OSError(e.errno, e.strerror, e.filename or str(folder / name)) from e
+
+    @staticmethod
+    def _remove_if_made(out_dir: Path, existed: bool) -> None:
+        """A refused run leaves no folder that it created itself."""
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
 
 
 class ComposeOnce:
