@@ -90,11 +90,37 @@ def task_config(config: DictConfig) -> DictConfig:
     return cfg
 
 
+def finished_elsewhere(cfg: DictConfig, out_dir: Path) -> str | None:
+    """Describes the finished result (status ok or diverged) of another configuration that
+    `out_dir` holds, or None."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from regbench.results import NOT_HASHED, RESULT_FILE, config_hash, flatten
+
+    try:
+        old = json.loads((out_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(old, dict) or old.get("status") not in ("ok", "diverged"):
+        return None
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    if old.get("config_hash") == config_hash(params):
+        return None
+    before = old.get("params") if isinstance(old.get("params"), dict) else {}
+    changed = [f"{k} was {before.get(k)!r}, now {params.get(k)!r}" for k in sorted(set(before) | set(params))
+               if k not in NOT_HASHED and before.get(k) != params.get(k)]
+    what = "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "") if changed else "another regbench version"
+    return f"{out_dir} holds the finished result ({old.get('status')}) of another configuration ({what})"
+
+
 class JobFolder(Callback):
     """Guards the run folder of every job, whatever the launcher.
 
-    A single run is checked before Hydra creates its folder (`on_run_start`): bad values and a
-    folder in use by another process are refused with one line, leaving no folder behind. Every job then takes its
+    A single run is checked before Hydra creates its folder (`on_run_start`): bad values, a
+    folder in use by another process, and a folder holding the finished result of another
+    configuration are refused with one line, leaving no folder behind. Every job then takes its
     folder's lock (`on_job_start`) before its record `.hydra/` (config.yaml, hydra.yaml,
     overrides.yaml) is written: conf/config.yaml sets `hydra.output_subdir: null` so that Hydra,
     which would write it before any callback or task could check the lock, leaves it to this
@@ -118,6 +144,10 @@ class JobFolder(Callback):
 
             if not torch.cuda.is_available():
                 refuse("device=cuda but CUDA is not available here; use device=cpu or device=auto")
+        if not cfg.get("overwrite", False):
+            other = finished_elsewhere(cfg, out_dir)
+            if other:
+                refuse(f"{other}: choose another hydra.run.dir, or add overwrite=true to replace it")
         existed = out_dir.exists()
         try:
             folderlock.acquire(out_dir)

@@ -57,7 +57,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 # Settings that change what is kept, not what is computed: a run may resume across them.
-NOT_HASHED = ("save_model", "keep_checkpoint", "trainer.checkpoint_seconds")
+NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_seconds")
 
 
 def config_hash(params: dict[str, Any]) -> str:

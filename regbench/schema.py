@@ -149,6 +149,8 @@ class Config:
     """Write the best weights to model.pt in the run folder."""
     keep_checkpoint: bool = False
     """Keep last.pt (the resume point, see trainer.checkpoint_seconds) when the run finishes."""
+    overwrite: bool = False
+    """Single runs: replace the finished result of another configuration in hydra.run.dir (refused otherwise)."""
 
 
 def register() -> None:

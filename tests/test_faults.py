@@ -88,3 +88,20 @@ def test_the_record_is_what_hydra_itself_writes(tmp_path):
     assert OmegaConf.to_yaml(ha) == OmegaConf.to_yaml(hb)
 
 
+def test_reusing_a_run_folder_with_another_configuration_is_refused_unless_asked(tmp_path):
+    first = regbench("run", *TINY, "hydra.run.dir=r", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = (tmp_path / "r" / "result.json").read_bytes()
+    other = regbench("run", *TINY, "reg=l1", "hydra.run.dir=r", cwd=tmp_path)
+    assert other.returncode == 2
+    assert one_line(other.stderr) == (f"regbench: error: {tmp_path / 'r'} holds the finished result (ok) of another "
+                                      "configuration (reg.alpha was 0.0, now 0.0001; reg.l1_ratio was 0.5, now 1.0): "
+                                      "choose another hydra.run.dir, or add overwrite=true to replace it")
+    assert (tmp_path / "r" / "result.json").read_bytes() == before
+    again = regbench("run", *TINY, "hydra.run.dir=r", cwd=tmp_path)  # the same configuration: already done
+    assert again.returncode == 0 and "already done" in again.stdout
+    asked = regbench("run", *TINY, "reg=l1", "overwrite=true", "hydra.run.dir=r", cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["reg"] == "l1"
+
+
