@@ -100,9 +100,9 @@ def hydra_main(cfg: DictConfig) -> Any:
     console = Console()
     try:
         result = run(cfg, out_dir, console)
-    except KeyboardInterrupt as e:  # Ctrl-C: the command's last line says how to resume
-        folder = f"hydra.run.dir={hc.run.dir}" if hc.mode == RunMode.RUN else f"hydra.sweep.dir={hc.sweep.dir}"
-        raise interrupt.resumable(e, folder) from None
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: the command's last line says how to resume
+        key, folder = ("hydra.run.dir", hc.run.dir) if hc.mode == RunMode.RUN else ("hydra.sweep.dir", hc.sweep.dir)
+        raise interrupt.resumable(e, f"{key}={interrupt.hydra_value(str(folder))}") from None
     except FolderBusy as e:  # nothing written: the other process owns the folder
         if hc.mode == RunMode.MULTIRUN:
             print(f"[job {hc.job.num}] skipped: {e}")

@@ -73,14 +73,15 @@ def _dispatch(args: list[str]) -> int:
 def _run(args: list[str]) -> int:
     from regbench.app import hydra_main
 
+    from regbench.interrupt import exit_code, report, terminate_as_interrupt
+
     sys.argv = [sys.argv[0], *args]  # Hydra reads its arguments from sys.argv
     try:
-        return _run_hydra(hydra_main)
+        with terminate_as_interrupt():  # SIGTERM (kill, SLURM, docker stop) ends it as Ctrl-C does
+            return _run_hydra(hydra_main)
     except KeyboardInterrupt as e:
-        from regbench.interrupt import report
-
         print(report(e, args), file=sys.stderr)
-        return 130
+        return exit_code(e)
 
 
 def _run_hydra(hydra_main: Any) -> int:

@@ -96,7 +96,7 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
 
     Raises:
         FolderBusy: another process trains in `out_dir`; nothing was written.
-        Interrupted: Ctrl-C, once the epoch it came in was checkpointed.
+        Interrupted: Ctrl-C or SIGTERM, once the epoch it came in was checkpointed.
     """
     with folderlock.hold(Path(out_dir)):
         return _run(cfg, Path(out_dir), console)
@@ -141,7 +141,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
             checkpoint.save(out_dir, result["config_hash"], model, optimizer, state, generators, elapsed)
             budget.written()
             if stop.requested:
-                raise Interrupted(f"after epoch {state.epoch}, checkpointed in {out_dir}")
+                raise Interrupted(f"after epoch {state.epoch}, checkpointed in {out_dir}", signum=stop.signum)
 
         state = restored.state if restored else None
         bar, bar_task = progress_bar(console, cfg.trainer.max_epochs, result["reg"])
@@ -152,7 +152,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
                 metrics_csv.write(row)
                 bar.update(bar_task, advance=1, losses=f"train {row['train_loss']:.4f}  val {row['val_loss']:.4f}")
 
-            with interrupt.deferred() as stop:  # Ctrl-C: the epoch ends and is checkpointed first
+            with interrupt.deferred() as stop:  # Ctrl-C, SIGTERM: the epoch ends and is checkpointed first
                 fitted = fit(model, optimizer, data, cfg, weights, on_epoch, state, generators, save)
 
         result.update(
@@ -178,7 +178,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
     if not cfg.keep_checkpoint:
         (out_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
     if stop.requested:  # Ctrl-C in the last epoch: the run finished; stop what comes after it
-        raise Interrupted(f"as the run finished (its result is in {out_dir})")
+        raise Interrupted(f"as the run finished (its result is in {out_dir})", signum=stop.signum)
     return result
 
 

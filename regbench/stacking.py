@@ -380,7 +380,7 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
     Raises:
         UserInputError: the jobs cannot run on this dataset, or one's folder is in use by another
             process (FolderBusy); the lone runs report it per job.
-        Interrupted: Ctrl-C, once the epoch it came in was checkpointed.
+        Interrupted: Ctrl-C or SIGTERM, once the epoch it came in was checkpointed.
     """
     with contextlib.ExitStack() as locks:
         for _, out_dir in jobs:
@@ -451,9 +451,9 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
                     budget.written()
                 if stop.requested:
                     raise Interrupted(f"after epoch {epoch} of a stack, its {len(stack.members)} unfinished jobs "
-                                      "checkpointed in their folders")
+                                      "checkpointed in their folders", signum=stop.signum)
         if stop.requested:  # Ctrl-C in the last epoch: the stack finished; stop what comes after it
-            raise Interrupted("as the stack finished (its jobs' results are in their folders)")
+            raise Interrupted("as the stack finished (its jobs' results are in their folders)", signum=stop.signum)
     finally:
         for member in members:
             if member.writer is not None:

@@ -48,6 +48,49 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
+def test_sigterm_finishes_the_epoch_checkpoints_it_and_the_printed_command_resumes(tmp_path):
+    """SIGTERM (kill, SLURM, docker stop) as the first Ctrl-C: the epoch ends and is
+    checkpointed, one line says how to resume (exit 143); that line, pasted into a shell,
+    resumes, even for a folder whose name Hydra reads only in quotes."""
+    folder = "run é ü 'q' [1]"
+    proc = start(["run", *LONG, "hydra.run.dir='run é ü \\'q\\' [1]'"], tmp_path)  # quoted for Hydra, as it must be
+    wait_for_epochs(tmp_path / folder, 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"regbench: terminated (SIGTERM) after epoch ") and "Traceback" not in err
+    epoch = int(last.split("after epoch ")[1].split(",")[0])
+    assert f"checkpointed in {tmp_path / folder}; to resume: regbench run " in last
+    assert len(torch.load(tmp_path / folder / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == epoch
+    command = last.split("; to resume: ")[1]
+    resumed = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    wait_for_epochs(tmp_path / folder, epoch + 2, resumed)
+    resumed.send_signal(signal.SIGTERM)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 143, err
+    assert f"resuming from the checkpoint of epoch {epoch} in {tmp_path / folder}" in out
+    assert "ignoring" not in out and err.strip().splitlines()[-1].endswith(command.split(" ", 2)[2])
+
+
+@pytest.mark.parametrize("path", ["outputs/runs/x", "my run", "outputs/résumé", "a'b", "x${y}", "a,b=c", "[x]",
+                                  "c:\\dir\\", "日本 語", "q\"r", "$HOME/x", "null", "1e3"])
+def test_the_resume_override_reads_back_as_the_same_folder(path):
+    """What Hydra's parser (then OmegaConf's resolution) makes of the override the resume line
+    holds, for any folder name: the same folder."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from regbench.interrupt import Interrupted, hydra_value, report
+
+    override = OverridesParser.create().parse_override(f"hydra.run.dir={hydra_value(path)}")
+    assert OmegaConf.create({"dir": override.value()}).dir == path
+    line = report(Interrupted("after epoch 1", resume=f"hydra.run.dir={hydra_value(path)}"), ["reg=l1"])
+    assert shlex.split(line.split("; to resume: ")[1])[-1] == f"hydra.run.dir={hydra_value(path)}"
+
+
 def test_a_busy_run_folder_keeps_the_record_of_the_run_that_trains_there(tmp_path):
     """A second process on a folder where a run is training is refused before it writes
     anything: the first run's `.hydra/` still describes the first run."""
