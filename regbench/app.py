@@ -109,8 +109,19 @@ def hydra_main(cfg: DictConfig) -> Any:
             return None
         print(f"regbench: error: {e}", file=sys.stderr)
         sys.exit(2)
+    unwritten = result.get("files_not_written") or {}
+    lost = "; ".join(f"{name} ({why})" for name, why in unwritten.items())
     if hc.mode == RunMode.MULTIRUN:
         console.print(one_line(result, f"job {hc.job.num}"), highlight=False, markup=False, soft_wrap=True)
+        if unwritten:
+            print(f"regbench: error: [job {hc.job.num}] not written in {out_dir}: {lost}", file=sys.stderr)
+    elif unwritten:  # what was computed is printed, then which files are missing
+        console.print(result_title(result), highlight=False, soft_wrap=True)
+        if result["status"] != "failed":
+            console.print(result_table(result))
+            console.print(result_summary(result), highlight=False, soft_wrap=True)
+        print(f"regbench: error: not written in {out_dir}: {lost}", file=sys.stderr)
+        sys.exit(1)
     elif result["status"] == "failed":
         print(f"regbench: error: {result['error']}", file=sys.stderr)
         sys.exit(2 if result.get("error_type") == "UserInputError" else 1)

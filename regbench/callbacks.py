@@ -258,6 +258,24 @@ class ComposeOnce:
         loader.__dict__.pop("load_sweep_config", None)
 
 
+def launcher_problem(launcher: DictConfig) -> tuple[str, int] | None:
+    """Why the sweep's launcher cannot start its jobs, with the exit code (2: a bad value, 1: this
+    machine cannot), or None. Answered before any job runs, in regbench's words."""
+    target = str(launcher.get("_target_", ""))
+    max_stack = launcher.get("max_stack")
+    if max_stack is not None and max_stack < 1:  # hydra/launcher=stacked
+        return f"hydra.launcher.max_stack must be at least 1 (got {max_stack})", 2
+    n_jobs = launcher.get("n_jobs")
+    if "JoblibLauncher" in target and n_jobs is not None and int(n_jobs) == 0:
+        return ("hydra.launcher.n_jobs must not be 0: a number of worker processes (1, 2, ...) "
+                "or all cores but |n|-1 (-1: all cores, -2: all but one)"), 2
+    if "SlurmLauncher" in target and shutil.which("srun") is None:
+        return ("hydra/launcher=slurm submits the jobs to a SLURM cluster, and this machine has no SLURM "
+                "(no `srun` on the PATH): run the sweep from a cluster's login node, or here with "
+                "hydra/launcher=joblib or submitit_local"), 1
+    return None
+
+
 class SweepSummary(Callback):
     """Refuses a sweep with a bad job before any job runs; reports the sweep when it ends."""
 
@@ -280,12 +298,13 @@ class SweepSummary(Callback):
         from omegaconf import open_dict
 
         self.started = time.time()
-        compose = ComposeOnce.install(GlobalHydra.instance().config_loader())
-        max_stack = config.hydra.launcher.get("max_stack")
-        if max_stack is not None and max_stack < 1:  # hydra/launcher=stacked
-            print(f"regbench: error: hydra.launcher.max_stack must be at least 1 (got {max_stack})", file=sys.stderr)
+        launcher = launcher_problem(config.hydra.launcher)
+        if launcher:
+            message, code = launcher
+            print(f"regbench: error: {message}", file=sys.stderr)
             print("regbench: nothing was run", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(code)
+        compose = ComposeOnce.install(GlobalHydra.instance().config_loader())
         jobs = _job_overrides(config)
         if jobs is None:  # other sweepers choose their values as they go; each job checks itself
             return
@@ -337,7 +356,13 @@ class SweepSummary(Callback):
         except ValueError as e:
             print(f"regbench: {e}", file=sys.stderr)
             sys.exit(1)
-        write(report, sweep_dir)
+        try:
+            write(report, sweep_dir)
+        except OSError as e:  # the jobs' results are safe in their folders
+            print(f"regbench: error: the sweep report was not written: {os_error(e)}; "
+                  f"`regbench report {sweep_dir}` writes it later", file=sys.stderr)
+            render(report, wide_console())
+            sys.exit(1)
         render(report, wide_console())
         status = report.runs["status"]
         counts = {s: int((status == s).sum()) for s in ("ok", "diverged", "failed")}

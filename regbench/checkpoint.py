@@ -11,6 +11,7 @@ same numbers, bit for bit on the CPU, as the same run never interrupted.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -133,11 +134,20 @@ def save(
 
 def write_atomic(path: Path, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file beside `path`, then a rename: a kill mid-write leaves
-    the previous file intact."""
+    the previous file intact.
+
+    Serialised in memory first: torch's writer, writing into a file, reports a full disk as
+    `unexpected pos ...`; a plain write raises the OSError that says what happened.
+
+    Raises:
+        OSError: the file could not be written (nothing of it is left behind).
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)

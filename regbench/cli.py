@@ -94,6 +94,11 @@ def _run_hydra(hydra_main: Any) -> int:
     try:
         hydra_main()
     except Exception as e:
+        if isinstance(e, OSError) and not _bad_input(e):  # the environment: a read-only or full file system
+            from regbench.callbacks import os_error
+
+            print(f"regbench: error: {os_error(e)} (HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
+            return 1
         if not _bad_input(e):
             raise
         from regbench.config_errors import describe

@@ -29,6 +29,8 @@ from regbench.interrupt import Interrupted
 from regbench.models import build_model
 from regbench.penalties import penalised_weights, sparsity
 from regbench.results import (
+    METRICS_FILE,
+    MODEL_FILE,
     RESULT_FILE,
     MetricsWriter,
     config_hash,
@@ -97,6 +99,11 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
     Raises:
         FolderBusy: another process trains in `out_dir`; nothing was written.
         Interrupted: Ctrl-C or SIGTERM, once the epoch it came in was checkpointed.
+
+    A file that cannot be written (a full disk) does not stop the run: a checkpoint is a
+    warning and training goes on; metrics.csv is rewritten from the history at the end; the
+    final files that could not be written are named in the result's `files_not_written`
+    (file -> reason), a key present only then.
     """
     with folderlock.hold(Path(out_dir)):
         return _run(cfg, Path(out_dir), console)
@@ -109,6 +116,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
     result = new_result(cfg)
     console = console or Console()
     stop = interrupt.Request()  # replaced by the live one while training runs
+    unwritten: dict[str, str] = {}  # final files that could not be written, and why
     try:
         problems = check(cfg)
         if problems:
@@ -133,15 +141,28 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
         result["n_params"] = sum(p.numel() for p in model.parameters())
 
         budget = checkpoint.Budget(cfg.trainer.checkpoint_seconds)
+        failed_write = [""]  # why the last checkpoint could not be written ("" when it was)
 
         def save(state: Any) -> None:
             if not (budget.due() or stop.requested):
                 return
             elapsed = prior_seconds + time.perf_counter() - start
-            checkpoint.save(out_dir, result["config_hash"], model, optimizer, state, generators, elapsed)
+            try:
+                checkpoint.save(out_dir, result["config_hash"], model, optimizer, state, generators, elapsed)
+                failed_write[0] = ""
+            except OSError as e:  # a full disk: the run goes on, without a newer resume point
+                why = e.strerror or str(e)
+                if why != failed_write[0]:
+                    console.print(f"regbench: warning: could not write {out_dir / checkpoint.CHECKPOINT_FILE} "
+                                  f"after epoch {state.epoch} ({why}); training goes on without a newer resume point",
+                                  highlight=False, markup=False, soft_wrap=True)
+                failed_write[0] = why
             budget.written()
             if stop.requested:
-                raise Interrupted(f"after epoch {state.epoch}, checkpointed in {out_dir}", signum=stop.signum)
+                kept = (f"checkpointed in {out_dir}" if not failed_write[0] else
+                        f"but its checkpoint could not be written ({failed_write[0]}): a rerun starts from "
+                        f"the last checkpoint written in {out_dir}, if any")
+                raise Interrupted(f"after epoch {state.epoch}, {kept}", signum=stop.signum)
 
         state = restored.state if restored else None
         bar, bar_task = progress_bar(console, cfg.trainer.max_epochs, result["reg"])
@@ -154,6 +175,14 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
 
             with interrupt.deferred() as stop:  # Ctrl-C, SIGTERM: the epoch ends and is checkpointed first
                 fitted = fit(model, optimizer, data, cfg, weights, on_epoch, state, generators, save)
+        if metrics_csv.error:  # a row could not be written (full disk): all of them again, now
+            try:
+                with MetricsWriter(out_dir, data.task, fitted.history) as again:
+                    pass
+                if again.error:
+                    raise again.error
+            except OSError as e:
+                unwritten[METRICS_FILE] = e.strerror or str(e)
 
         result.update(
             status="diverged" if fitted.diverged else "ok",
@@ -165,7 +194,10 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
         if fitted.best_epoch or not fitted.diverged:
             final_metrics(result, model, data, cfg)
         if cfg.save_model and result["status"] == "ok":
-            torch.save(model.state_dict(), out_dir / "model.pt")
+            try:
+                checkpoint.write_atomic(out_dir / MODEL_FILE, model.state_dict())
+            except OSError as e:
+                unwritten[MODEL_FILE] = e.strerror or str(e)
     except Exception as e:  # recorded, not raised: one failed job must not stop a sweep
         result["status"] = "failed"
         result["error"] = str(e) if isinstance(e, UserInputError) else f"{type(e).__name__}: {e}"
@@ -174,7 +206,18 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
             result["traceback"] = traceback.format_exc()
             log.error("run failed:\n%s", result["traceback"])
     result["seconds"] = prior_seconds + time.perf_counter() - start
-    write_json_atomic(out_dir / RESULT_FILE, result)
+    if unwritten:
+        result["files_not_written"] = dict(unwritten)
+    try:
+        write_json_atomic(out_dir / RESULT_FILE, result)
+    except OSError:
+        try:  # a full disk: the checkpoint, about to be deleted anyway, makes room for the result
+            if cfg.keep_checkpoint or not (out_dir / checkpoint.CHECKPOINT_FILE).is_file():
+                raise
+            (out_dir / checkpoint.CHECKPOINT_FILE).unlink()
+            write_json_atomic(out_dir / RESULT_FILE, result)
+        except OSError as e:  # the caller prints the result, and says it is not on disk
+            result["files_not_written"] = {**unwritten, RESULT_FILE: e.strerror or str(e)}
     if not cfg.keep_checkpoint:
         (out_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
     if stop.requested:  # Ctrl-C in the last epoch: the run finished; stop what comes after it

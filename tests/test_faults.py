@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,30 @@ def wait_for_epochs(folder: Path, n: int, proc: subprocess.Popen, timeout: float
             pass
         time.sleep(0.02)
     pytest.fail(f"the run did not reach epoch {n}: {proc.poll()}")
+
+
+@contextmanager
+def small_fs(path: Path, size: str, read_only: bool = False):
+    """A tmpfs of `size` mounted on `path` (read-only with `read_only`); the test is skipped,
+    saying why, where this machine refuses the mount (it needs root, CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'mount refused'})")
+    try:
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(fs: Path, leave: int) -> None:
+    """Fills the file system `fs` until about `leave` bytes are free."""
+    stat = os.statvfs(fs)
+    free = stat.f_bavail * stat.f_frsize
+    with open(fs / "filler", "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
 
 
 def one_line(stderr: str) -> str:
@@ -129,6 +154,89 @@ def test_the_record_is_what_hydra_itself_writes(tmp_path):
         h.runtime.output_dir = h.run.dir = ""
         h.job.override_dirname = ""
     assert OmegaConf.to_yaml(ha) == OmegaConf.to_yaml(hb)
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["seed=-1"], 2, "seed must be in [0, 4294967295] (got -1)"),
+        (["dataset=synthetic_regression", "dataset.noise=-1"], 2, "dataset.noise must be >= 0 (got -1.0)"),
+        (["dataset=synthetic", "dataset.n_informative=200"], 2,
+         "dataset.n_informative must be in [2, dataset.n_features=100] (got 200)"),
+        (["dataset=synthetic", "dataset.n_informative=1"], 2, "dataset.n_informative must be in [2, "),
+    ],
+    ids=["seed", "noise", "n_informative", "n_informative-low"],
+)
+def test_bad_values_that_a_library_would_refuse_get_one_line_and_no_folder(tmp_path, args, code, message):
+    out = regbench("run", *args, cwd=tmp_path)
+    assert out.returncode == code
+    assert one_line(out.stderr).startswith(f"regbench: error: {message}")
+    assert "n_samples" not in out.stderr or "dataset.n_samples" in out.stderr  # regbench's names, not scikit-learn's
+    assert not (tmp_path / "outputs").exists()  # a refused single run leaves no folder, as a refused sweep
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], 2, "hydra.launcher.n_jobs must not be 0"),
+        (["hydra/launcher=slurm"], 1, "hydra/launcher=slurm submits the jobs to a SLURM cluster, and this machine has no SLURM"),
+    ],
+    ids=["joblib-n_jobs-0", "slurm-off-a-cluster"],
+)
+def test_a_launcher_that_cannot_start_is_refused_before_any_job(tmp_path, args, code, message):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if "joblib" in args[0] else "hydra_plugins.hydra_submitit_launcher",
+                        reason="the launchers extra is not installed")
+    if "slurm" in args[0] and shutil.which("srun"):
+        pytest.skip("this machine has SLURM's srun: the sweep would be submitted")
+    out = regbench("run", "-m", *args, *TINY, "seed=0,1", cwd=tmp_path)
+    assert out.returncode == code
+    assert out.stderr.strip().splitlines() == [f"regbench: error: {out.stderr.split('regbench: error: ')[1].splitlines()[0]}",
+                                                "regbench: nothing was run"]
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_read_only_output_folder_gets_one_line(tmp_path):
+    with small_fs(tmp_path / "ro", "1m", read_only=True) as ro:
+        single = regbench("run", *TINY, f"hydra.run.dir={ro / 'run'}", cwd=tmp_path)
+        assert single.returncode == 1
+        assert one_line(single.stderr) == f"regbench: error: cannot write: {ro / 'run'} (Read-only file system)"
+        assert not (ro / "run").exists()
+        sweep = regbench("run", "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={ro / 'sweep'}", cwd=tmp_path)
+        assert sweep.returncode == 1 and "Read-only file system" in one_line(sweep.stderr)
+
+
+def test_a_full_disk_at_start_gets_one_line_and_leaves_no_folder(tmp_path):
+    with small_fs(tmp_path / "full", "1m") as fs:
+        fill(fs, 0)
+        out = regbench("run", *TINY, f"hydra.run.dir={fs / 'run'}", cwd=tmp_path)
+        assert out.returncode == 1
+        line = one_line(out.stderr)
+        assert line.startswith("regbench: error: cannot write: ") and "(No space left on device)" in line
+        assert not (fs / "run").exists()
+
+
+def test_a_full_disk_during_training_loses_nothing_computed(tmp_path):
+    """The checkpoint (~230 kB) does not fit: a warning naming the real cause, and training
+    goes on; the model (~80 kB) does not fit either: the run says which file is missing;
+    metrics.csv and result.json, small, are written."""
+    with small_fs(tmp_path / "full", "1m") as fs:
+        fill(fs, 48 * 1024)
+        out = regbench("run", "reg=l2", "trainer.max_epochs=4", "trainer.patience=null", "dataset.train_size=300",
+                       "model.hidden_sizes=[256]", "trainer.checkpoint_seconds=0", "save_model=true",
+                       f"hydra.run.dir={fs / 'run'}", cwd=tmp_path)
+        assert out.returncode == 1
+        assert "unexpected pos" not in out.stdout + out.stderr and "Traceback" not in out.stderr
+        warnings = [x for x in out.stdout.splitlines() if x.startswith("regbench: warning: could not write")]
+        assert len(warnings) == 1 and f"{fs / 'run' / CHECKPOINT_FILE} after epoch 1 (No space left on device)" in warnings[0]
+        assert "training goes on" in warnings[0]
+        assert one_line(out.stderr) == f"regbench: error: not written in {fs / 'run'}: model.pt (No space left on device)"
+        result = json.loads((fs / "run" / "result.json").read_text())
+        assert result["status"] == "ok" and result["epochs_run"] == 4
+        assert result["files_not_written"] == {"model.pt": "No space left on device"}
+        assert len((fs / "run" / "metrics.csv").read_text().splitlines()) == 5
+        assert not list((fs / "run").glob(".*.tmp")) and not (fs / "run" / "model.pt").exists()
+        assert "val" in out.stdout and "test" in out.stdout  # the metrics were printed
 
 
 def test_reusing_a_run_folder_with_another_configuration_is_refused_unless_asked(tmp_path):
