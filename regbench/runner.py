@@ -106,7 +106,10 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
     (file -> reason), a key present only then.
     """
     with folderlock.hold(Path(out_dir)):
-        return _run(cfg, Path(out_dir), console)
+        try:
+            return _run(cfg, Path(out_dir), console)
+        finally:  # left by a process killed mid-write: this folder's lock says none is writing now
+            checkpoint.remove_temporaries(Path(out_dir))
 
 
 def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:

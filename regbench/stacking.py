@@ -623,3 +623,4 @@ def _finish(member: Member, stack: Stack, k: int, data: Data, start: float) -> N
     if not cfg.keep_checkpoint:
         (member.out_dir / STACK_CHECKPOINT).unlink(missing_ok=True)
     (member.out_dir / STACK_PREVIOUS).unlink(missing_ok=True)
+    checkpoint.remove_temporaries(member.out_dir)  # left by a process killed mid-write; the stack holds the lock

@@ -256,3 +256,12 @@ def test_reusing_a_run_folder_with_another_configuration_is_refused_unless_asked
     assert json.loads((tmp_path / "r" / "result.json").read_text())["reg"] == "l1"
 
 
+def test_temporary_files_of_a_killed_write_are_removed_when_the_job_finishes(tiny_cfg, tmp_path):
+    left = [tmp_path / ".last.pt.k2j3h4.tmp", tmp_path / ".result.json.abc.tmp", tmp_path / ".stack.pt.x.tmp"]
+    for tmp in left:
+        tmp.write_bytes(b"half a checkpoint")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    assert run(tiny_cfg(), tmp_path)["status"] == "ok"
+    assert not any(t.exists() for t in left) and (tmp_path / "notes.tmp").exists()
+
+
