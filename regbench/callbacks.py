@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -280,24 +281,36 @@ class SweepSummary(Callback):
     """Refuses a sweep with a bad job before any job runs; reports the sweep when it ends."""
 
     started = 0.0
+    token = ""
 
     def _actions(self, runs: Any) -> str:
-        """How many jobs this invocation skipped (result already there), resumed and ran."""
-        skipped = resumed = ran = 0
+        """What this invocation did with each job: skipped (result already there), resumed, ran;
+        and the jobs whose result another process wrote meanwhile (two processes on one sweep
+        folder share its jobs). A job is this invocation's when its folder's lock file names
+        this sweep's token (folderlock writes it)."""
+        skipped = resumed = ran = elsewhere = 0
+        mine = f"sweep {self.token}"
         for folder, resumed_from in zip(runs["folder"], runs.get("resumed_from_epoch", [None] * len(runs))):
-            if (Path(folder) / "result.json").stat().st_mtime < self.started:
+            if folderlock.holder(Path(folder)).endswith(mine) and (Path(folder) / "result.json").stat().st_mtime >= self.started:
+                if resumed_from == resumed_from and resumed_from is not None:  # not NaN, not None
+                    resumed += 1
+                else:
+                    ran += 1
+            elif (Path(folder) / "result.json").stat().st_mtime < self.started:
                 skipped += 1
-            elif resumed_from == resumed_from and resumed_from is not None:  # not NaN, not None
-                resumed += 1
             else:
-                ran += 1
-        return f"{skipped} skipped as already done, {resumed} resumed, {ran} ran"
+                elsewhere += 1
+        return (f"{skipped} skipped as already done, {resumed} resumed, {ran} ran"
+                + (f", {elsewhere} run by another process meanwhile" if elsewhere else ""))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.global_hydra import GlobalHydra
         from omegaconf import open_dict
 
         self.started = time.time()
+        # Inherited by the jobs' processes (joblib, submitit, SLURM's exported environment):
+        # each job's lock file names it, so the summary counts only this sweep's jobs.
+        self.token = os.environ[folderlock.TOKEN_ENV] = secrets.token_hex(6)
         launcher = launcher_problem(config.hydra.launcher)
         if launcher:
             message, code = launcher

@@ -9,7 +9,9 @@ different files. Where `fcntl` does not exist (Windows) there is no lock.
 
 A process may take a folder's lock several times (the Hydra callbacks take it before Hydra
 writes the job's `.hydra/` record, the runner again around training): it is held until the
-last `release`.
+last `release`. The holder writes its pid, host and, in a sweep, the sweep's token
+(REGBENCH_SWEEP_TOKEN, set by the sweep's callback) into the file, where they stay after the
+lock is released: a sweep's summary tells from them which jobs this very sweep ran.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from regbench import UserInputError
 
 LOCK_FILE = ".regbench.lock"
+TOKEN_ENV = "REGBENCH_SWEEP_TOKEN"
 
 # resolved folder -> [file descriptor holding the flock, how many times this process took it]
 _held: dict[Path, list[int]] = {}
@@ -59,8 +62,9 @@ def acquire(folder: Path) -> None:
         raise FolderBusy(f"{folder} is in use by another regbench process ({holder}); "
                          "wait for it to finish or stop it, then run again") from None
     try:
+        token = os.environ.get(TOKEN_ENV)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}{f', sweep {token}' if token else ''}".encode(), 0)
     except OSError:  # a full disk: the lock holds all the same
         pass
     _held[key] = [fd, 1]
@@ -82,6 +86,14 @@ def release(folder: Path) -> None:
 def holds(folder: Path) -> bool:
     """Whether this process holds the folder's lock."""
     return Path(folder).absolute() in _held
+
+
+def holder(folder: Path) -> str:
+    """What the folder's lock file says about its last holder ("" when there is none)."""
+    try:
+        return (Path(folder) / LOCK_FILE).read_text(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 @contextmanager

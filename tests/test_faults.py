@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from regbench.checkpoint import CHECKPOINT_FILE
+from regbench.folderlock import LOCK_FILE
 from regbench.runner import run
 from tests.conftest import TINY, regbench
 
@@ -265,3 +266,29 @@ def test_temporary_files_of_a_killed_write_are_removed_when_the_job_finishes(tin
     assert not any(t.exists() for t in left) and (tmp_path / "notes.tmp").exists()
 
 
+def test_a_sweep_summary_counts_only_the_jobs_this_process_ran(tmp_path):
+    """Another process holds job 0 while this sweep starts, and finishes it while this one
+    trains job 1: the summary says so, instead of counting job 0 as its own."""
+    sweep = tmp_path / "sweep"
+    args = ["run", "-m", "seed=0,1", *TINY, "trainer.max_epochs=30", "trainer.patience=null", f"hydra.sweep.dir={sweep}"]
+    reference = tmp_path / "reference"
+    assert regbench(*args[:-1], f"hydra.sweep.dir={reference}", cwd=tmp_path).returncode == 0
+    other = subprocess.Popen([sys.executable, "-c", "import shutil, sys, time; from pathlib import Path\n"
+                              "from regbench.folderlock import hold\n"
+                              "sweep, reference = Path(sys.argv[1]), Path(sys.argv[2])\n"
+                              "with hold(sweep / '0'):\n"
+                              "    print('held', flush=True)\n"
+                              "    while not (sweep / '1' / '.hydra').exists(): time.sleep(0.01)\n"
+                              "    shutil.copy(reference / '0' / 'result.json', sweep / '0' / 'result.json')\n",
+                              str(sweep), str(reference)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        out = regbench(*args, cwd=tmp_path)
+        other.wait(timeout=60)
+    finally:
+        other.kill()
+    assert out.returncode == 0, out.stderr
+    assert "[job 0] skipped: " in out.stdout
+    assert "sweep done: 2 ok, 0 diverged, 0 failed (0 skipped as already done, 0 resumed, 1 ran, " \
+           "1 run by another process meanwhile)" in out.stdout
+    assert "sweep" not in (sweep / "0" / LOCK_FILE).read_text()  # the other process's lock, without this sweep's token
