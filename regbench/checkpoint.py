@@ -154,6 +154,9 @@ def write_atomic(path: Path, payload: dict[str, Any]) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as e:  # a failed write names no file: name the one that was meant
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, e.filename or str(path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -240,6 +240,28 @@ def test_a_full_disk_during_training_loses_nothing_computed(tmp_path):
         assert "val" in out.stdout and "test" in out.stdout  # the metrics were printed
 
 
+def test_a_full_disk_during_a_stacked_sweep_is_a_warning_and_every_result_is_written(tmp_path):
+    """A member's share of the stack's checkpoint (~300 kB) does not fit: one warning naming the
+    cause, the stack goes on (it does not fail over to lone runs), and every job's files are written."""
+    with small_fs(tmp_path / "full", "2m") as fs:
+        fill(fs, 160 * 1024)
+        out = regbench("run", "-m", "hydra/launcher=stacked", "reg=l2", "reg.alpha=1e-4,1e-3", "dataset.split_seed=0",
+                       "trainer.max_epochs=3", "trainer.patience=null", "dataset.train_size=300",
+                       "model.hidden_sizes=[256]", "trainer.checkpoint_seconds=0", f"hydra.sweep.dir={fs / 'sweep'}",
+                       cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        warnings = [x for x in out.stdout.splitlines() if x.startswith("regbench: warning: could not write")]
+        assert len(warnings) == 1, out.stdout
+        assert "a member's stack.pt after epoch 1 (No space left on device: " in warnings[0]
+        assert "the stack goes on" in warnings[0] and "one by one" not in out.stdout + out.stderr
+        assert "Traceback" not in out.stderr and "unexpected pos" not in out.stdout + out.stderr
+        for job in ("0", "1"):
+            result = json.loads((fs / "sweep" / job / "result.json").read_text())
+            assert result["status"] == "ok" and result["epochs_run"] == 3 and result["stack_size"] == 2
+            assert len((fs / "sweep" / job / "metrics.csv").read_text().splitlines()) == 4
+            assert not list((fs / "sweep" / job).glob(".*.tmp"))
+
+
 def test_reusing_a_run_folder_with_another_configuration_is_refused_unless_asked(tmp_path):
     first = regbench("run", *TINY, "hydra.run.dir=r", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
