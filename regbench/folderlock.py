@@ -83,11 +83,6 @@ def release(folder: Path) -> None:
             os.close(entry[0])  # releases the lock
 
 
-def holds(folder: Path) -> bool:
-    """Whether this process holds the folder's lock."""
-    return Path(folder).absolute() in _held
-
-
 def holder(folder: Path) -> str:
     """What the folder's lock file says about its last holder ("" when there is none)."""
     try:
