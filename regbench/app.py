@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from regbench import gcpause, interrupt
-from regbench.schema import check, config_dir, notices, preset_conflicts, register
+from regbench.schema import check, config_dir, preset_conflicts, register
 
 
 def _run_id() -> str:
@@ -79,13 +79,11 @@ def job(cfg: DictConfig) -> Any:
     """Runs one job; returns its validation loss (the monitored value, for sweepers)."""
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
-    if hc.mode == RunMode.RUN:  # a sweep's jobs were checked before the first ran (regbench.callbacks)
-        problems = preset_conflicts(hc.overrides.task) or check(cfg)
+    if hc.mode == RunMode.RUN:  # checked (and warned about) before Hydra made the folder: regbench.callbacks;
+        problems = preset_conflicts(hc.overrides.task) or check(cfg)  # again here, should the callbacks be off
         if problems:  # answered before torch is even imported
             print(f"regbench: error: {'; '.join(problems)}", file=sys.stderr)
             sys.exit(2)
-        for notice in notices(cfg):
-            print(f"regbench: warning: {notice}", file=sys.stderr)
 
     done = finished_result(cfg, out_dir)
     if done is not None:  # resuming a sweep: this job already holds its result
@@ -105,17 +103,28 @@ def job(cfg: DictConfig) -> Any:
     console = Console()
     try:
         result = run(cfg, out_dir, console)
-    except KeyboardInterrupt as e:  # Ctrl-C: the command's last line says how to resume
-        folder = f"hydra.run.dir={hc.run.dir}" if hc.mode == RunMode.RUN else f"hydra.sweep.dir={hc.sweep.dir}"
-        raise interrupt.resumable(e, folder) from None
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: the command's last line says how to resume
+        key, folder = ("hydra.run.dir", hc.run.dir) if hc.mode == RunMode.RUN else ("hydra.sweep.dir", hc.sweep.dir)
+        raise interrupt.resumable(e, f"{key}={interrupt.hydra_value(str(folder))}") from None
     except FolderBusy as e:  # nothing written: the other process owns the folder
         if hc.mode == RunMode.MULTIRUN:
             print(f"[job {hc.job.num}] skipped: {e}")
             return None
         print(f"regbench: error: {e}", file=sys.stderr)
         sys.exit(2)
+    unwritten = result.get("files_not_written") or {}
+    lost = "; ".join(f"{name} ({why})" for name, why in unwritten.items())
     if hc.mode == RunMode.MULTIRUN:
         console.print(one_line(result, f"job {hc.job.num}"), highlight=False, markup=False, soft_wrap=True)
+        if unwritten:
+            print(f"regbench: error: [job {hc.job.num}] not written in {out_dir}: {lost}", file=sys.stderr)
+    elif unwritten:  # what was computed is printed, then which files are missing
+        console.print(result_title(result), highlight=False, soft_wrap=True)
+        if result["status"] != "failed":
+            console.print(result_table(result))
+            console.print(result_summary(result), highlight=False, soft_wrap=True)
+        print(f"regbench: error: not written in {out_dir}: {lost}", file=sys.stderr)
+        sys.exit(1)
     elif result["status"] == "failed":
         print(f"regbench: error: {result['error']}", file=sys.stderr)
         sys.exit(2 if result.get("error_type") == "UserInputError" else 1)

@@ -1,20 +1,25 @@
-"""Hydra callbacks of a multirun: check every job before the first runs, summarise at the end.
+"""Hydra callbacks: check a single run, or every job of a multirun, before anything is written;
+guard each job's folder; summarise a sweep at the end.
 
-Enabled in conf/config.yaml (hydra.callbacks.sweep_summary), so they run whatever the launcher.
+Enabled in conf/config.yaml (hydra.callbacks.job_folder and hydra.callbacks.sweep_summary), so
+they run whatever the launcher.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from regbench import folderlock
 from regbench.config_errors import describe
 from regbench.schema import check, notices, preset_conflicts
 
@@ -80,6 +85,163 @@ def _as_job(sweep_config: DictConfig, num: int) -> None:
     HydraConfig.instance().set_config(sweep_config)
 
 
+def refuse(message: str, code: int = 2) -> NoReturn:
+    """Ends the command with one line: code 2 for bad input, 1 for a fault of the environment."""
+    print(f"regbench: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def os_error(e: OSError) -> str:
+    """An operating-system error in one line: what failed, on which file."""
+    where = f": {e.filename}" if e.filename else ""
+    return f"cannot write{where} ({e.strerror or type(e).__name__})"
+
+
+def task_config(config: DictConfig) -> DictConfig:
+    """The job's config as Hydra's run_job hands it to the task: without the `hydra` node."""
+    from omegaconf import open_dict, read_write
+
+    cfg = copy.deepcopy(config)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def finished_elsewhere(cfg: DictConfig, out_dir: Path) -> str | None:
+    """Describes the finished result (status ok or diverged) of another configuration that
+    `out_dir` holds, or None."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from regbench.results import NOT_HASHED, RESULT_FILE, config_hash, flatten
+
+    try:
+        old = json.loads((out_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(old, dict) or old.get("status") not in ("ok", "diverged"):
+        return None
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    if old.get("config_hash") == config_hash(params):
+        return None
+    before = old.get("params") if isinstance(old.get("params"), dict) else {}
+    changed = [f"{k} was {before.get(k)!r}, now {params.get(k)!r}" for k in sorted(set(before) | set(params))
+               if k not in NOT_HASHED and before.get(k) != params.get(k)]
+    what = "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "") if changed else "another regbench version"
+    return f"{out_dir} holds the finished result ({old.get('status')}) of another configuration ({what})"
+
+
+class JobFolder(Callback):
+    """Guards the run folder of every job, whatever the launcher.
+
+    A single run is checked before Hydra creates its folder (`on_run_start`): bad values, a
+    folder in use by another process, and a folder holding the finished result of another
+    configuration are refused with one line, leaving no folder behind. Every job then takes its
+    folder's lock (`on_job_start`) before its record `.hydra/` (config.yaml, hydra.yaml,
+    overrides.yaml) is written: conf/config.yaml sets `hydra.output_subdir: null` so that Hydra,
+    which would write it before any callback or task could check the lock, leaves it to this
+    callback. A job whose folder is busy writes nothing; its task reports it.
+    """
+
+    def __init__(self, record_subdir: str = ".hydra") -> None:
+        self.record_subdir = record_subdir
+        self.run_dir: Path | None = None
+        self.created = False
+        self.jobs: list[Path] = []
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        out_dir = Path(os.path.abspath(str(config.hydra.run.dir)))
+        cfg = task_config(config)
+        problems = preset_conflicts(config.hydra.overrides.task) or check(cfg)
+        if problems:
+            refuse("; ".join(problems))
+        for notice in notices(cfg):
+            print(f"regbench: warning: {notice}", file=sys.stderr)
+        if str(cfg.device).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                refuse("device=cuda but CUDA is not available here; use device=cpu or device=auto")
+        if not cfg.get("overwrite", False):
+            other = finished_elsewhere(cfg, out_dir)
+            if other:
+                refuse(f"{other}: choose another hydra.run.dir, or add overwrite=true to replace it")
+        existed = out_dir.exists()
+        try:
+            folderlock.acquire(out_dir)
+        except folderlock.FolderBusy as e:  # nothing written: the other process owns the folder
+            refuse(str(e))
+        except OSError as e:
+            self._remove_if_made(out_dir, existed)
+            refuse(os_error(e), 1)
+        self.run_dir, self.created = out_dir, not existed
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.run_dir is not None:
+            folderlock.release(self.run_dir)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        out_dir = Path(str(config.hydra.runtime.output_dir))
+        single = config.hydra.mode == RunMode.RUN
+        try:
+            folderlock.acquire(out_dir)
+        except folderlock.FolderBusy:  # writes nothing; the task says so
+            return
+        except OSError as e:
+            if single:
+                self._remove_if_made(out_dir, not self.created)
+                refuse(os_error(e), 1)
+            print(f"regbench: warning: {os_error(e)}", file=sys.stderr)
+            return
+        self.jobs.append(out_dir)
+        if config.hydra.output_subdir is not None:  # Hydra wrote the record itself
+            return
+        try:
+            self.write_record(config, out_dir / self.record_subdir)
+        except OSError as e:
+            if single:
+                folderlock.release(out_dir)
+                self.jobs.remove(out_dir)
+                if self.run_dir is not None:
+                    folderlock.release(self.run_dir)
+                    self.run_dir = None
+                self._remove_if_made(out_dir, not self.created)
+                refuse(os_error(e), 1)
+            print(f"regbench: warning: {os_error(e)}", file=sys.stderr)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        out_dir = Path(str(config.hydra.runtime.output_dir))
+        if out_dir in self.jobs:
+            self.jobs.remove(out_dir)
+            folderlock.release(out_dir)
+
+    def write_record(self, config: DictConfig, folder: Path) -> None:
+        """Writes config.yaml, hydra.yaml and overrides.yaml as Hydra's run_job would, with
+        `hydra.output_subdir` naming the folder they are in."""
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf, open_dict, read_write
+
+        hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
+        with read_write(hydra_cfg.hydra), open_dict(hydra_cfg.hydra):
+            hydra_cfg.hydra.output_subdir = self.record_subdir
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, node in (("config.yaml", task_config(config)), ("hydra.yaml", hydra_cfg),
+                           ("overrides.yaml", config.hydra.overrides.task)):
+            try:
+                (folder / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+            except OSError as e:  # a failed write names no file
+                raise OSError(e.errno, e.strerror, e.filename or str(folder / name)) from e
+
+    @staticmethod
+    def _remove_if_made(out_dir: Path, existed: bool) -> None:
+        """A refused run leaves no folder that it created itself."""
+        if not existed:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
 class ComposeOnce:
     """Hydra composes every job of a sweep several times: regbench's check before anything runs
     (below), the sweeper's own check, and the launcher to run it, each about 45 ms. Put on
@@ -115,22 +277,49 @@ class ComposeOnce:
         loader.__dict__.pop("load_sweep_config", None)
 
 
+def launcher_problem(launcher: DictConfig) -> tuple[str, int] | None:
+    """Why the sweep's launcher cannot start its jobs, with the exit code (2: a bad value, 1: this
+    machine cannot), or None. Answered before any job runs, in regbench's words."""
+    target = str(launcher.get("_target_", ""))
+    max_stack = launcher.get("max_stack")
+    if max_stack is not None and max_stack < 1:  # hydra/launcher=stacked
+        return f"hydra.launcher.max_stack must be at least 1 (got {max_stack})", 2
+    n_jobs = launcher.get("n_jobs")
+    if "JoblibLauncher" in target and n_jobs is not None and int(n_jobs) == 0:
+        return ("hydra.launcher.n_jobs must not be 0: a number of worker processes (1, 2, ...) "
+                "or all cores but |n|-1 (-1: all cores, -2: all but one)"), 2
+    if "SlurmLauncher" in target and shutil.which("srun") is None:
+        return ("hydra/launcher=slurm submits the jobs to a SLURM cluster, and this machine has no SLURM "
+                "(no `srun` on the PATH): run the sweep from a cluster's login node, or here with "
+                "hydra/launcher=joblib or submitit_local"), 1
+    return None
+
+
 class SweepSummary(Callback):
     """Refuses a sweep with a bad job before any job runs; reports the sweep when it ends."""
 
     started = 0.0
+    token = ""
 
     def _actions(self, runs: Any) -> str:
-        """How many jobs this invocation skipped (result already there), resumed and ran."""
-        skipped = resumed = ran = 0
+        """What this invocation did with each job: skipped (result already there), resumed, ran;
+        and the jobs whose result another process wrote meanwhile (two processes on one sweep
+        folder share its jobs). A job is this invocation's when its folder's lock file names
+        this sweep's token (folderlock writes it)."""
+        skipped = resumed = ran = elsewhere = 0
+        mine = f"sweep {self.token}"
         for folder, resumed_from in zip(runs["folder"], runs.get("resumed_from_epoch", [None] * len(runs))):
-            if (Path(folder) / "result.json").stat().st_mtime < self.started:
+            if folderlock.holder(Path(folder)).endswith(mine) and (Path(folder) / "result.json").stat().st_mtime >= self.started:
+                if resumed_from == resumed_from and resumed_from is not None:  # not NaN, not None
+                    resumed += 1
+                else:
+                    ran += 1
+            elif (Path(folder) / "result.json").stat().st_mtime < self.started:
                 skipped += 1
-            elif resumed_from == resumed_from and resumed_from is not None:  # not NaN, not None
-                resumed += 1
             else:
-                ran += 1
-        return f"{skipped} skipped as already done, {resumed} resumed, {ran} ran"
+                elsewhere += 1
+        return (f"{skipped} skipped as already done, {resumed} resumed, {ran} ran"
+                + (f", {elsewhere} run by another process meanwhile" if elsewhere else ""))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.global_hydra import GlobalHydra
@@ -138,12 +327,16 @@ class SweepSummary(Callback):
         from omegaconf import open_dict
 
         self.started = time.time()
-        compose = ComposeOnce.install(GlobalHydra.instance().config_loader())
-        max_stack = config.hydra.launcher.get("max_stack")
-        if max_stack is not None and max_stack < 1:  # hydra/launcher=stacked
-            print(f"regbench: error: hydra.launcher.max_stack must be at least 1 (got {max_stack})", file=sys.stderr)
+        # Inherited by the jobs' processes (joblib, submitit, SLURM's exported environment):
+        # each job's lock file names it, so the summary counts only this sweep's jobs.
+        self.token = os.environ[folderlock.TOKEN_ENV] = secrets.token_hex(6)
+        launcher = launcher_problem(config.hydra.launcher)
+        if launcher:
+            message, code = launcher
+            print(f"regbench: error: {message}", file=sys.stderr)
             print("regbench: nothing was run", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(code)
+        compose = ComposeOnce.install(GlobalHydra.instance().config_loader())
         jobs = _job_overrides(config)
         if jobs is None:  # other sweepers choose their values as they go; each job checks itself
             return
@@ -207,7 +400,13 @@ class SweepSummary(Callback):
         except ValueError as e:
             print(f"regbench: {e}", file=sys.stderr)
             sys.exit(1)
-        write(report, sweep_dir)
+        try:
+            write(report, sweep_dir)
+        except OSError as e:  # the jobs' results are safe in their folders
+            print(f"regbench: error: the sweep report was not written: {os_error(e)}; "
+                  f"`regbench report {sweep_dir}` writes it later", file=sys.stderr)
+            render(report, wide_console())
+            sys.exit(1)
         render(report, wide_console())
         for note in report.notes:
             print(f"regbench: warning: {note}", file=sys.stderr)

@@ -11,6 +11,7 @@ same numbers, bit for bit on the CPU, as the same run never interrupted.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -133,20 +134,40 @@ def save(
 
 def write_atomic(path: Path, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file beside `path`, then a rename: a kill mid-write leaves
-    the previous file intact."""
+    the previous file intact.
+
+    Serialised in memory first: torch's writer, writing into a file, reports a full disk as
+    `unexpected pos ...`; a plain write raises the OSError that says what happened.
+
+    Raises:
+        OSError: the file could not be written (nothing of it is left behind).
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as e:  # a failed write names no file: name the one that was meant
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, e.filename or str(path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Removes the temporary files of atomic writes (`.last.pt.<random>.tmp`, ...) that a
+    process killed mid-write left in `folder`. Call it only while holding the folder's lock."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.name.split(".")[1] in ("last", "stack", "result", "model"):
+            tmp.unlink(missing_ok=True)
 
 
 def load(

@@ -73,14 +73,15 @@ def _dispatch(args: list[str]) -> int:
 def _run(args: list[str]) -> int:
     from regbench.app import hydra_main
 
+    from regbench.interrupt import exit_code, report, terminate_as_interrupt
+
     sys.argv = [sys.argv[0], *args]  # Hydra reads its arguments from sys.argv
     try:
-        return _run_hydra(hydra_main)
+        with terminate_as_interrupt():  # SIGTERM (kill, SLURM, docker stop) ends it as Ctrl-C does
+            return _run_hydra(hydra_main)
     except KeyboardInterrupt as e:
-        from regbench.interrupt import report
-
         print(report(e, args), file=sys.stderr)
-        return 130
+        return exit_code(e)
 
 
 def _run_hydra(hydra_main: Any) -> int:
@@ -93,6 +94,11 @@ def _run_hydra(hydra_main: Any) -> int:
     try:
         hydra_main()
     except Exception as e:
+        if isinstance(e, OSError) and not _bad_input(e):  # the environment: a read-only or full file system
+            from regbench.callbacks import os_error
+
+            print(f"regbench: error: {os_error(e)} (HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
+            return 1
         if not _bad_input(e):
             raise
         from regbench.config_errors import describe

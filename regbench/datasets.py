@@ -209,6 +209,9 @@ def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     cls = getattr(tvd, cls_name)
     # Relative to where regbench was started, not to the run folder (hydra.job.chdir=true).
     root = Path(to_absolute_path(str(Path(ds.root).expanduser())))
+    damaged = _damaged_originals(cls, root)
+    if damaged and not ds.download:
+        raise UserInputError(f"{damaged}; copy the original file there again (or delete it and set dataset.download=true)")
     if not ds.download:
         _unpack_originals(cls, root)
     try:
@@ -223,6 +226,9 @@ def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
                 f"set dataset.download=true, or copy the dataset's original files there ({originals})"
             ) from e
         first_line = (str(e).strip().splitlines() or [""])[0]
+        if damaged:  # torchvision tried to download it again, and could not
+            raise UserInputError(f"{damaged}, and a fresh copy could not be downloaded ({type(e).__name__}: "
+                                 f"{first_line}); copy the original file there again") from e
         raise UserInputError(
             f"could not download {ds.name} into {root} ({type(e).__name__}: {first_line}); without network, "
             f"copy the dataset's original files into {root / files_dir} or point dataset.root at them"
@@ -235,6 +241,24 @@ def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         return x, y
 
     return (*arrays(train), *arrays(test))
+
+
+def _damaged_originals(cls: Any, root: Path) -> str:
+    """Names the original `.gz` files in `<root>/<Name>/raw` whose MD5 is not the published one
+    (and that are not unpacked already), with both digests; "" when there is none."""
+    if not hasattr(cls, "resources"):
+        return ""
+    from torchvision.datasets.utils import calculate_md5
+
+    raw = root / cls.__name__ / "raw"
+    damaged = []
+    for url, md5 in cls.resources:
+        packed = raw / Path(url).name
+        if packed.is_file() and not (raw / packed.stem).is_file():
+            actual = calculate_md5(str(packed))
+            if actual != md5:
+                damaged.append(f"{packed} is damaged: its MD5 is {actual}, the original's is {md5}")
+    return "; ".join(damaged)
 
 
 def _unpack_originals(cls: Any, root: Path) -> None:

@@ -1,9 +1,12 @@
-"""Ctrl-C during training: finish the epoch, write its checkpoint, then stop.
+"""Ctrl-C and SIGTERM during training: finish the epoch, write its checkpoint, then stop.
 
 A plain KeyboardInterrupt lands anywhere in a step and loses every epoch since the last
-checkpoint (up to `trainer.checkpoint_seconds`). Inside `deferred()`, the first Ctrl-C only
-asks training to stop: the loop checks `requested` at the end of each epoch, writes the
-checkpoint of that epoch and raises `Interrupted`. A second Ctrl-C stops at once.
+checkpoint (up to `trainer.checkpoint_seconds`). Inside `deferred()`, the first Ctrl-C
+(SIGINT) or SIGTERM (what `kill`, SLURM at the end of a job's time, and `docker stop` send)
+only asks training to stop: the loop checks `requested` at the end of each epoch, writes the
+checkpoint of that epoch and raises `Interrupted`. A second signal stops at once. Outside
+training, `terminate_as_interrupt()` makes SIGTERM end `regbench run` as Ctrl-C does (one
+line, no traceback) instead of killing it silently.
 """
 
 from __future__ import annotations
@@ -14,65 +17,136 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
 
 class Interrupted(KeyboardInterrupt):
-    """Training stopped on Ctrl-C; `where` says what was kept, `resume` is the override that
-    points a rerun at the same folder (the Hydra app fills it in)."""
+    """Training stopped on Ctrl-C or SIGTERM (`signum`); `where` says what was kept, `resume`
+    is the override that points a rerun at the same folder (the Hydra app fills it in)."""
 
-    def __init__(self, where: str, resume: str | None = None) -> None:
+    def __init__(self, where: str, resume: str | None = None, signum: int = signal.SIGINT) -> None:
         super().__init__(where)
-        self.where, self.resume = where, resume
+        self.where, self.resume, self.signum = where, resume, signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training (or a second one during it): stop at once, as Ctrl-C does."""
+
+    signum = signal.SIGTERM
 
 
 class Request:
-    """Whether Ctrl-C asked training to stop at the end of the current epoch."""
+    """Whether a signal asked training to stop at the end of the current epoch, and which."""
 
     requested = False
+    signum: int = signal.SIGINT
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises `Terminated` (a KeyboardInterrupt) for the duration of the block, in the
+    main thread of a process that left SIGTERM at its default (which kills without a word)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextmanager
 def deferred() -> Iterator[Request]:
-    """Defers Ctrl-C (SIGINT) to the end of the epoch while training runs.
+    """Defers Ctrl-C (SIGINT) and SIGTERM to the end of the epoch while training runs.
 
-    Only where Python's own handler is in place, in the main thread: a process that ignores
-    SIGINT (a background job) or handles it itself keeps its behaviour.
+    Only where the default behaviour is in place, in the main thread: Python's own SIGINT
+    handler, and SIGTERM's default (or `terminate_as_interrupt`'s). A process that ignores
+    a signal (a background job ignores SIGINT) or handles it itself keeps its behaviour.
     """
     request = Request()
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if threading.current_thread() is not threading.main_thread():
         yield request
         return
+    defaults = {signal.SIGINT: (signal.default_int_handler,), signal.SIGTERM: (signal.SIG_DFL, _raise_terminated)}
+    previous = {s: signal.getsignal(s) for s in defaults}
+    handled = [s for s, allowed in defaults.items() if previous[s] in allowed]
 
     def handler(signum: int, frame: Any) -> None:
-        if request.requested:  # the second Ctrl-C
-            raise KeyboardInterrupt
-        request.requested = True
-        print("\nregbench: Ctrl-C: stopping after this epoch, once its checkpoint is written "
-              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        if request.requested:  # the second signal
+            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
+        request.requested, request.signum = True, signum
+        again = "Ctrl-C" if signum == signal.SIGINT else "a second SIGTERM"
+        print(f"\nregbench: {SIGNAL_NAMES.get(signum, signum)}: stopping after this epoch, once its checkpoint is "
+              f"written ({again} to stop at once)", file=sys.stderr, flush=True)
 
-    signal.signal(signal.SIGINT, handler)
+    for s in handled:
+        signal.signal(s, handler)
     try:
         yield request
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s in handled:
+            signal.signal(s, previous[s])
 
 
 def resumable(error: KeyboardInterrupt, override: str) -> Interrupted:
     """`error` as an Interrupted whose rerun points at the folder `override` names
     (`hydra.run.dir=...` or `hydra.sweep.dir=...`), unless it already knows one."""
     if not isinstance(error, Interrupted):
-        error = Interrupted("")
+        error = Interrupted("", signum=getattr(error, "signum", signal.SIGINT))
     if error.resume is None:
         error.resume = override
     return error
 
 
+def exit_code(error: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM: what a shell reports for a process those signals ended."""
+    return 128 + int(getattr(error, "signum", signal.SIGINT))
+
+
+def hydra_value(value: str) -> str:
+    """`value` written so that Hydra's override parser reads it back unchanged: as it is when
+    Hydra reads it so, else in single quotes (escaping quotes, the backslashes before them and
+    `${`, which Hydra would read as an interpolation)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    parser = OverridesParser.create()
+
+    def reads_back(text: str) -> bool:
+        try:  # as the config will hold it: parsed, then resolved
+            return OmegaConf.create({"k": parser.parse_override(f"k={text}").value()}).k == value
+        except Exception:  # a syntax error or an interpolation: it needs quotes
+            return False
+
+    if value and reads_back(value):
+        return value
+    out, backslashes = "'", 0
+    for ch in value:
+        if ch == "\\":
+            backslashes += 1
+            continue
+        if ch == "'":
+            out += "\\" * (2 * backslashes) + "\\'"
+        else:
+            out += "\\" * backslashes + ("\\$" if ch == "$" else ch)
+        backslashes = 0
+    out += "\\" * (2 * backslashes) + "'"
+    return out
+
+
 def report(error: KeyboardInterrupt, args: list[str]) -> str:
     """The line printed for an interrupted `regbench run ARGS`: what was kept, and the command
-    that resumes it (the same arguments, pinned to the same folder)."""
+    that resumes it (the same arguments, pinned to the same folder), quoted for a POSIX shell."""
     import shlex
 
     where = error.where if isinstance(error, Interrupted) else ""
-    line = f"regbench: interrupted {where}".rstrip()
+    verb = "terminated (SIGTERM)" if getattr(error, "signum", signal.SIGINT) == signal.SIGTERM else "interrupted"
+    line = f"regbench: {verb} {where}".rstrip()
     resume = error.resume if isinstance(error, Interrupted) else None
     if resume:
         kept = [a for a in args if not a.startswith(resume.partition("=")[0] + "=")]

@@ -17,6 +17,7 @@ from typing import Any
 
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.csv"
+MODEL_FILE = "model.pt"
 
 
 def metric_name(task: str) -> str:
@@ -64,7 +65,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 # Settings that change what is kept, not what is computed: a run may resume across them.
-NOT_HASHED = ("save_model", "keep_checkpoint", "trainer.checkpoint_seconds")
+NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_seconds")
 
 
 def config_hash(params: dict[str, Any]) -> str:
@@ -132,23 +133,38 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 
 class MetricsWriter:
-    """Appends one row per epoch to metrics.csv, flushed so a killed run keeps its history."""
+    """Appends one row per epoch to metrics.csv, flushed so a killed run keeps its history.
+
+    A row that cannot be written (a full disk) does not stop training: `error` keeps the
+    OSError, later rows are not attempted, and the caller rewrites the file from its history.
+    """
 
     def __init__(self, folder: Path, task: str, history: list[dict[str, float]] = ()) -> None:
         """Starts metrics.csv afresh with the rows of `history` (a resumed run's epochs so far)."""
         m = metric_name(task)
         self.columns = ["epoch", "train_loss", f"train_{m}", "val_loss", f"val_{m}", "lr", "seconds"]
+        self.error: OSError | None = None
         self._file = open(Path(folder) / METRICS_FILE, "w", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
-        self._writer.writeheader()
-        self._writer.writerows(history)
+        self._guard(lambda: (self._writer.writeheader(), self._writer.writerows(history), self._file.flush()))
+
+    def _guard(self, write: Any) -> None:
+        if self.error is not None:
+            return
+        try:
+            write()
+        except OSError as e:
+            self.error = e
 
     def write(self, row: dict[str, float]) -> None:
-        self._writer.writerow(row)  # str(float) round-trips: every digit is kept
-        self._file.flush()
+        # str(float) round-trips: every digit is kept
+        self._guard(lambda: (self._writer.writerow(row), self._file.flush()))
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as e:  # the buffered rest could not be written
+            self.error = self.error or e
 
     def __enter__(self) -> "MetricsWriter":
         return self

@@ -29,6 +29,9 @@ from regbench.interrupt import Interrupted
 from regbench.models import build_model
 from regbench.penalties import penalised_weights, sparsity
 from regbench.results import (
+    METRICS_FILE,
+    MODEL_FILE,
+    RESULT_FILE,
     MetricsWriter,
     config_hash,
     early_best,
@@ -97,10 +100,18 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
 
     Raises:
         FolderBusy: another process trains in `out_dir`; nothing was written.
-        Interrupted: Ctrl-C, once the epoch it came in was checkpointed.
+        Interrupted: Ctrl-C or SIGTERM, once the epoch it came in was checkpointed.
+
+    A file that cannot be written (a full disk) does not stop the run: a checkpoint is a
+    warning and training goes on; metrics.csv is rewritten from the history at the end; the
+    final files that could not be written are named in the result's `files_not_written`
+    (file -> reason), a key present only then.
     """
     with folderlock.hold(Path(out_dir)):
-        return _run(cfg, Path(out_dir), console)
+        try:
+            return _run(cfg, Path(out_dir), console)
+        finally:  # left by a process killed mid-write: this folder's lock says none is writing now
+            checkpoint.remove_temporaries(Path(out_dir))
 
 
 def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
@@ -110,6 +121,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
     result = new_result(cfg)
     console = console or Console()
     stop = interrupt.Request()  # replaced by the live one while training runs
+    unwritten: dict[str, str] = {}  # final files that could not be written, and why
     try:
         problems = check(cfg)
         if problems:
@@ -134,15 +146,28 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
         result["n_params"] = sum(p.numel() for p in model.parameters())
 
         budget = checkpoint.Budget(cfg.trainer.checkpoint_seconds)
+        failed_write = [""]  # why the last checkpoint could not be written ("" when it was)
 
         def save(state: Any) -> None:
             if not (budget.due() or stop.requested):
                 return
             elapsed = prior_seconds + time.perf_counter() - start
-            checkpoint.save(out_dir, result["config_hash"], model, optimizer, state, generators, elapsed)
+            try:
+                checkpoint.save(out_dir, result["config_hash"], model, optimizer, state, generators, elapsed)
+                failed_write[0] = ""
+            except OSError as e:  # a full disk: the run goes on, without a newer resume point
+                why = e.strerror or str(e)
+                if why != failed_write[0]:
+                    console.print(f"regbench: warning: could not write {out_dir / checkpoint.CHECKPOINT_FILE} "
+                                  f"after epoch {state.epoch} ({why}); training goes on without a newer resume point",
+                                  highlight=False, markup=False, soft_wrap=True)
+                failed_write[0] = why
             budget.written()
             if stop.requested:
-                raise Interrupted(f"after epoch {state.epoch}, checkpointed in {out_dir}")
+                kept = (f"checkpointed in {out_dir}" if not failed_write[0] else
+                        f"but its checkpoint could not be written ({failed_write[0]}): a rerun starts from "
+                        f"the last checkpoint written in {out_dir}, if any")
+                raise Interrupted(f"after epoch {state.epoch}, {kept}", signum=stop.signum)
 
         state = restored.state if restored else None
         bar, bar_task = progress_bar(console, cfg.trainer.max_epochs, result["reg"])
@@ -153,8 +178,16 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
                 metrics_csv.write(row)
                 bar.update(bar_task, advance=1, losses=f"train {row['train_loss']:.4f}  val {row['val_loss']:.4f}")
 
-            with interrupt.deferred() as stop:  # Ctrl-C: the epoch ends and is checkpointed first
+            with interrupt.deferred() as stop:  # Ctrl-C, SIGTERM: the epoch ends and is checkpointed first
                 fitted = fit(model, optimizer, data, cfg, weights, on_epoch, state, generators, save)
+        if metrics_csv.error:  # a row could not be written (full disk): all of them again, now
+            try:
+                with MetricsWriter(out_dir, data.task, fitted.history) as again:
+                    pass
+                if again.error:
+                    raise again.error
+            except OSError as e:
+                unwritten[METRICS_FILE] = e.strerror or str(e)
 
         result.update(
             status="diverged" if fitted.diverged else "ok",
@@ -167,7 +200,10 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
         if fitted.best_epoch or not fitted.diverged:
             final_metrics(result, model, data, cfg)
         if cfg.save_model and result["status"] == "ok":
-            torch.save(model.state_dict(), out_dir / "model.pt")
+            try:
+                checkpoint.write_atomic(out_dir / MODEL_FILE, model.state_dict())
+            except OSError as e:
+                unwritten[MODEL_FILE] = e.strerror or str(e)
     except Exception as e:  # recorded, not raised: one failed job must not stop a sweep
         result["status"] = "failed"
         result["error"] = str(e) if isinstance(e, UserInputError) else f"{type(e).__name__}: {e}"
@@ -176,11 +212,22 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
             result["traceback"] = traceback.format_exc()
             log.error("run failed:\n%s", result["traceback"])
     result["seconds"] = prior_seconds + time.perf_counter() - start
-    write_result(out_dir, result)
+    if unwritten:
+        result["files_not_written"] = dict(unwritten)
+    try:
+        write_result(out_dir, result)
+    except OSError:
+        try:  # a full disk: the checkpoint, about to be deleted anyway, makes room for the result
+            if cfg.keep_checkpoint or not (out_dir / checkpoint.CHECKPOINT_FILE).is_file():
+                raise
+            (out_dir / checkpoint.CHECKPOINT_FILE).unlink()
+            write_result(out_dir, result)
+        except OSError as e:  # the caller prints the result, and says it is not on disk
+            result["files_not_written"] = {**unwritten, RESULT_FILE: e.strerror or str(e)}
     if not cfg.keep_checkpoint:
         (out_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
     if stop.requested:  # Ctrl-C in the last epoch: the run finished; stop what comes after it
-        raise Interrupted(f"as the run finished (its result is in {out_dir})")
+        raise Interrupted(f"as the run finished (its result is in {out_dir})", signum=stop.signum)
     return result
 
 

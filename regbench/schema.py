@@ -149,6 +149,8 @@ class Config:
     """Write the best weights to model.pt in the run folder."""
     keep_checkpoint: bool = False
     """Keep last.pt (the resume point, see trainer.checkpoint_seconds) when the run finishes."""
+    overwrite: bool = False
+    """Single runs: replace the finished result of another configuration in hydra.run.dir (refused otherwise)."""
 
 
 def register() -> None:
@@ -221,6 +223,7 @@ def check(cfg: Any) -> list[str]:
         _check_train_size(ds.train_size),
         _check_device(cfg.device),
     ]
+    problems += _check_seeds(cfg) + _check_synthetic(ds)
     if cfg.model.name == "mlp" and len(cfg.model.hidden_sizes) == 0:
         problems.append("model.hidden_sizes must name at least one layer for model=mlp (use model=linear)")
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
@@ -309,6 +312,34 @@ def _unknown_keys(node: Any, schema: type, prefix: str) -> list[str]:
         elif dataclasses.is_dataclass(f.default_factory):
             out += _unknown_keys(node[key], f.default_factory, f"{prefix}{key}.")
     return out
+
+
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are unsigned 32-bit integers
+
+
+def _check_seeds(cfg: Any) -> list[str]:
+    keys = [("seed", cfg.seed), ("dataset.split_seed", cfg.dataset.split_seed)]
+    if cfg.dataset.name in ("synthetic", "synthetic_regression"):
+        keys.append(("dataset.generator_seed", cfg.dataset.generator_seed))
+    return [f"{key} must be in [0, {SEED_MAX}] (got {value})" for key, value in keys if not 0 <= value <= SEED_MAX]
+
+
+def _check_synthetic(ds: Any) -> list[str]:
+    """The synthetic datasets' keys, in regbench's names (scikit-learn would refuse them later,
+    in its own)."""
+    if ds.name not in ("synthetic", "synthetic_regression"):
+        return []
+    # make_classification (2 classes, 2 clusters each) needs 2 * 2 <= 2 ** n_informative
+    least = 2 if ds.name == "synthetic" else 1
+    problems = [
+        None if ds.n_samples >= 10 else f"dataset.n_samples must be >= 10 (got {ds.n_samples})",
+        None if ds.n_features >= 1 else f"dataset.n_features must be >= 1 (got {ds.n_features})",
+        None
+        if least <= ds.n_informative <= max(ds.n_features, least)
+        else f"dataset.n_informative must be in [{least}, dataset.n_features={ds.n_features}] (got {ds.n_informative})",
+        None if ds.name != "synthetic_regression" or ds.noise >= 0 else f"dataset.noise must be >= 0 (got {ds.noise})",
+    ]
+    return [p for p in problems if p]
 
 
 def _check_train_size(size: float | None) -> str | None:

@@ -364,7 +364,7 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
     Raises:
         UserInputError: the jobs cannot run on this dataset, or one's folder is in use by another
             process (FolderBusy); the lone runs report it per job.
-        Interrupted: Ctrl-C, once the epoch it came in was checkpointed.
+        Interrupted: Ctrl-C or SIGTERM, once the epoch it came in was checkpointed.
     """
     with contextlib.ExitStack() as locks:
         for _, out_dir in jobs:
@@ -405,6 +405,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
         member.writer = MetricsWriter(member.out_dir, data.task, member.state.history)
         member.result["resumed_from_epoch"] = resumed or None
     budget = checkpoint.Budget(min(c.trainer.checkpoint_seconds for c, _ in jobs))
+    failed_write = ""  # why the last checkpoint could not be written ("" when it was)
     metric = metric_name(data.task)
     bar, bar_task = progress_bar(console, tr.max_epochs, f"stack of {len(jobs)}")
     try:
@@ -433,13 +434,23 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
                 if finished:
                     stack.keep(live)
                 if budget.due() or stop.requested:
-                    _save(stack, epoch, time.perf_counter() - start)
+                    try:
+                        _save(stack, epoch, time.perf_counter() - start)
+                        failed_write = ""
+                    except OSError as e:  # a full disk: the stack goes on, without a newer resume point
+                        if (e.strerror or str(e)) != failed_write:
+                            console.print(f"regbench: warning: could not write a member's {STACK_CHECKPOINT} after epoch "
+                                          f"{epoch} ({e.strerror or e}: {e.filename}); the stack goes on without a "
+                                          "newer resume point", highlight=False, markup=False, soft_wrap=True)
+                        failed_write = e.strerror or str(e)
                     budget.written()
                 if stop.requested:
-                    raise Interrupted(f"after epoch {epoch} of a stack, its {len(stack.members)} unfinished jobs "
-                                      "checkpointed in their folders")
+                    kept = ("checkpointed in their folders" if not failed_write else
+                            f"not checkpointed ({failed_write}): a rerun starts from their last checkpoints, if any")
+                    raise Interrupted(f"after epoch {epoch} of a stack, its {len(stack.members)} unfinished jobs {kept}",
+                                      signum=stop.signum)
         if stop.requested:  # Ctrl-C in the last epoch: the stack finished; stop what comes after it
-            raise Interrupted("as the stack finished (its jobs' results are in their folders)")
+            raise Interrupted("as the stack finished (its jobs' results are in their folders)", signum=stop.signum)
     finally:
         for member in members:
             if member.writer is not None:
@@ -610,3 +621,4 @@ def _finish(member: Member, stack: Stack, k: int, data: Data, start: float) -> N
     if not cfg.keep_checkpoint:
         (member.out_dir / STACK_CHECKPOINT).unlink(missing_ok=True)
     (member.out_dir / STACK_PREVIOUS).unlink(missing_ok=True)
+    checkpoint.remove_temporaries(member.out_dir)  # left by a process killed mid-write; the stack holds the lock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 
@@ -136,7 +137,7 @@ def test_missing_files_without_download_name_the_root(tmp_path):
     assert "train-images-idx3-ubyte.gz" in str(info.value)  # which files it wants
 
 
-def test_without_download_the_original_gz_files_are_unpacked_in_place(tmp_path):
+def test_without_download_the_original_gz_files_are_unpacked_in_place(tmp_path, monkeypatch):
     """torchvision's download=false reads only unpacked files; regbench unpacks the published
     originals (MD5 checked) itself, so download=false works offline with the .gz files alone."""
     root = torchvision_root(tmp_path / "a", "MNIST")
@@ -144,9 +145,23 @@ def test_without_download_the_original_gz_files_are_unpacked_in_place(tmp_path):
     assert len(d.y_test) == 10000 and (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     damaged = torchvision_root(tmp_path / "b", "MNIST")
     (damaged / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the original")
-    with pytest.raises(UserInputError, match="files not found"):
+    gz = damaged / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    md5 = hashlib.md5(b"not the original").hexdigest()
+    with pytest.raises(UserInputError) as info:  # named, with both digests, not "files not found"
         data_of("dataset=mnist", f"dataset.root={damaged}", "dataset.download=false")
+    assert str(info.value).startswith(f"{gz} is damaged: its MD5 is {md5}, the original's is ")
+    assert "not found" not in str(info.value) and "\n" not in str(info.value)
     assert not (damaged / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists()
+    import torchvision.datasets.mnist
+    from urllib.error import URLError
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", offline)
+    with pytest.raises(UserInputError) as info:  # download=true, offline: torchvision tried to fetch it again
+        data_of("dataset=mnist", f"dataset.root={damaged}", "dataset.download=true")
+    assert str(info.value).startswith(f"{gz} is damaged: its MD5 is {md5}") and "could not be downloaded" in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["digits", "breast_cancer", "wine", "diabetes", "synthetic", "synthetic_regression"])

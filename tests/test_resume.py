@@ -256,39 +256,56 @@ def test_ctrl_c_on_the_command_line_says_how_to_resume(tmp_path):
     assert len(torch.load(tmp_path / "my run" / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == epoch
 
 
+def hold_in_another_process(*folders: Path) -> subprocess.Popen:
+    """A process that holds the locks of `folders` until it is killed (once it has printed `held`)."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from contextlib import ExitStack; from regbench.folderlock import hold\n"
+                               "with ExitStack() as s:\n"
+                               "    [s.enter_context(hold(Path(f))) for f in sys.argv[1:]]\n"
+                               "    print('held', flush=True); time.sleep(120)",
+                               *map(str, folders)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_a_folder_in_use_is_refused_before_anything_is_written(tiny_cfg, tmp_path):
     from regbench import stacking
     from regbench.folderlock import LOCK_FILE, FolderBusy, hold
 
     held = tmp_path / "held"
-    with hold(held):
+    with hold(held):  # one process may take its own folder's lock again (callbacks, then the runner)
         assert f"pid {os.getpid()}" in (held / LOCK_FILE).read_text()
-        with pytest.raises(FolderBusy, match=f"{held} is in use by another regbench process \\(pid {os.getpid()}"):
-            run(tiny_cfg(), held)
+        assert run(tiny_cfg(), held)["status"] == "ok"
+    holder = hold_in_another_process(tmp_path / "busy")
+    try:
+        busy = tmp_path / "busy"
+        with pytest.raises(FolderBusy, match=f"{busy} is in use by another regbench process \\(pid {holder.pid}"):
+            run(tiny_cfg(), busy)
         with pytest.raises(FolderBusy):  # a stack with one member's folder in use does not start
-            stacking.train([(tiny_cfg("reg=l2"), tmp_path / "free"), (tiny_cfg("reg=l1"), held)])
-        assert [p.name for p in held.iterdir()] == [LOCK_FILE] and not (tmp_path / "free" / "metrics.csv").exists()
-    assert run(tiny_cfg(), held)["status"] == "ok"  # released with the block
+            stacking.train([(tiny_cfg("reg=l2"), tmp_path / "free"), (tiny_cfg("reg=l1"), busy)])
+        assert [p.name for p in busy.iterdir()] == [LOCK_FILE] and not (tmp_path / "free" / "metrics.csv").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(tiny_cfg(), busy)["status"] == "ok"  # released with the process
 
 
 def test_a_second_process_on_a_running_folder_gets_one_line_and_a_sweep_skips_that_job(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from regbench.folderlock import hold\n"
-                               "with hold(Path(sys.argv[1])), hold(Path(sys.argv[2])):\n"
-                               "    print('held', flush=True); time.sleep(120)",
-                               str(tmp_path / "run"), str(tmp_path / "sweep" / "0")],
-                              stdout=subprocess.PIPE, text=True)
+    """Refused before anything is written: not even the job's record `.hydra/`, which is the
+    record of the run that holds the folder."""
+    holder = hold_in_another_process(tmp_path / "run", tmp_path / "sweep" / "0")
     try:
-        assert holder.stdout.readline().strip() == "held"
         single = regbench("run", "trainer.max_epochs=2", "hydra.run.dir=run", cwd=tmp_path)
         assert single.returncode == 2 and single.stderr.strip().count("\n") == 0
         assert single.stderr.startswith(f"regbench: error: {tmp_path / 'run'} is in use by another regbench process (pid {holder.pid}")
+        assert [p.name for p in (tmp_path / "run").iterdir()] == [".regbench.lock"]
         sweep = regbench("run", "-m", "reg.alpha=1e-4,1e-3", "reg=l2", "trainer.max_epochs=2", "hydra.sweep.dir=sweep",
                          cwd=tmp_path)
         assert sweep.returncode == 1
         assert f"[job 0] skipped: {tmp_path / 'sweep' / '0'} is in use by another regbench process" in sweep.stdout
         assert "sweep done: 1 ok, 0 diverged, 0 failed, 1 without a result" in sweep.stdout
         assert not (tmp_path / "sweep" / "0" / "result.json").exists() and (tmp_path / "sweep" / "1" / "result.json").exists()
+        assert not (tmp_path / "sweep" / "0" / ".hydra").exists() and (tmp_path / "sweep" / "1" / ".hydra" / "config.yaml").exists()
     finally:
         holder.kill()
         holder.wait()
