@@ -85,7 +85,7 @@ def test_sigterm_finishes_the_epoch_checkpoints_it_and_the_printed_command_resum
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"regbench: terminated (SIGTERM) after epoch ") and "Traceback" not in err
+    assert last.startswith("regbench: terminated (SIGTERM) after epoch ") and "Traceback" not in err
     epoch = int(last.split("after epoch ")[1].split(",")[0])
     assert f"checkpointed in {tmp_path / folder}; to resume: regbench run " in last
     assert len(torch.load(tmp_path / folder / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == epoch
