@@ -309,6 +309,22 @@ def test_proximal_gradient_matches_sklearn_elastic_net(regression_problem, alpha
     assert np.abs(w - _sklearn_fit(X, y, 2 * alpha, l1_ratio).coef_).max() > 1e-2
 
 
+def _train_full_batch(cfg, X, y, task: str, epochs: int):
+    """A float64 model trained by the real loop, `train_epoch`, one full batch per epoch (the
+    batch size of `cfg` must be len(y)); returns it and its penalised weights."""
+    xt, yt = torch.tensor(X), torch.tensor(y)
+    n_outputs = 1 if task == "regression" else int(yt.max()) + 1
+    data = Data(task, xt, yt, xt[:10], yt[:10], xt[:10], yt[:10], n_outputs=n_outputs, is_image=False)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, n_outputs, task).double()
+    weights = penalised_weights(model)
+    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
+    order, aug = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    for _ in range(epochs):
+        train_epoch(model, opt, data, cfg, weights, order, aug)
+    return model, weights
+
+
 @pytest.mark.parametrize("momentum, lr", [(0.0, 0.3), (0.9, 0.03)])
 @pytest.mark.parametrize("alpha, l1_ratio", ALPHAS)
 def test_train_epoch_objective_matches_sklearn_elastic_net(regression_problem, alpha, l1_ratio, momentum, lr):
@@ -317,15 +333,7 @@ def test_train_epoch_objective_matches_sklearn_elastic_net(regression_problem, a
     X, y = regression_problem
     cfg = make_cfg("dataset=synthetic_regression", "model=linear", "optim=sgd", f"optim.momentum={momentum}",
                    f"optim.lr={lr}", f"reg.alpha={alpha}", f"reg.l1_ratio={l1_ratio}", f"trainer.batch_size={len(y)}")
-    xt, ytt = torch.tensor(X), torch.tensor(y)
-    data = Data("regression", xt, ytt, xt[:10], ytt[:10], xt[:10], ytt[:10], n_outputs=1, is_image=False)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.reg, data.input_shape, 1, "regression").double()
-    weights = penalised_weights(model)
-    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
-    order, aug = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
-    for _ in range(400):
-        train_epoch(model, opt, data, cfg, weights, order, aug)
+    model, _ = _train_full_batch(cfg, X, y, "regression", epochs=400)
     lin = model.net[-1]
     w = lin.weight.detach().numpy().ravel()
     _check_against_sklearn(w, lin.bias.item(), _sklearn_fit(X, y, alpha, l1_ratio), l1_ratio)
@@ -370,16 +378,8 @@ def test_proximal_training_meets_the_optimality_conditions_of_the_configured_obj
     X, y = classification_problem
     alpha = 0.05
     cfg = make_cfg("model=linear", *optim, f"reg.alpha={alpha}", "reg.l1_ratio=1", f"trainer.batch_size={len(y)}")
+    model, (w,) = _train_full_batch(cfg, X, y, "classification", epochs=1000 if cfg.optim.name == "sgd" else 2000)
     xt, yt = torch.tensor(X), torch.tensor(y)
-    data = Data("classification", xt, yt, xt[:10], yt[:10], xt[:10], yt[:10], n_outputs=3, is_image=False)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.reg, data.input_shape, 3, "classification").double()
-    weights = penalised_weights(model)
-    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
-    order, aug = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
-    for _ in range(1000 if cfg.optim.name == "sgd" else 2000):
-        train_epoch(model, opt, data, cfg, weights, order, aug)
-    (w,) = weights
     model.zero_grad()
     F.cross_entropy(model(xt), yt).backward()
     grad, zero = w.grad, w.detach() == 0
