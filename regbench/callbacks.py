@@ -69,7 +69,7 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def _as_job(sweep_config: DictConfig, num: int) -> None:
+def as_job(sweep_config: DictConfig, num: int) -> None:
     """Makes `sweep_config` (a job's config with its hydra node) the current HydraConfig, as
     Hydra's launchers and run_job set it for job number `num`: its number, id and output folder."""
     from hydra.core.hydra_config import HydraConfig
@@ -324,7 +324,6 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.global_hydra import GlobalHydra
         from hydra.core.hydra_config import HydraConfig
-        from omegaconf import open_dict
 
         self.started = time.time()
         # Inherited by the jobs' processes (joblib, submitit, SLURM's exported environment):
@@ -358,10 +357,8 @@ class SweepSummary(Callback):
                 except Exception as e:  # Hydra's own message for an unknown option or key
                     problems.setdefault(describe(e), []).append(job)
                     continue
-                _as_job(cfg, num)  # `${hydra:...}` values read the job's own Hydra config
-                cfg = copy.deepcopy(cfg)  # HydraConfig keeps the job's config, hydra node included
-                with open_dict(cfg):
-                    del cfg["hydra"]  # the task's config, as Hydra's run_job hands it over
+                as_job(cfg, num)  # `${hydra:...}` values read the job's own Hydra config
+                cfg = task_config(cfg)  # a copy: HydraConfig keeps the job's config, hydra node included
                 for message in preset_conflicts(overrides) or check(cfg):
                     problems.setdefault(message, []).append(job)
                 for message in [] if problems else notices(cfg):

@@ -45,6 +45,26 @@ def _version_base_unset():
     base.version_base = saved
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _consistent_plugins_afterwards():
+    """Leaves Hydra's plugin registry consistent for the tests that run after these in the
+    same process.
+
+    The suites restore Hydra's singletons after each test, and restoring re-scans the plugins,
+    which re-executes their modules: the config-source classes registered in the restored
+    SourcesRegistry are then no longer the ones their modules hold, and pickling a config
+    loader (as joblib does, and tests/test_cli.py checks) fails. A fresh registry and a fresh
+    scan register the classes the modules hold now.
+    """
+    yield
+    from hydra._internal.sources_registry import SourcesRegistry
+    from hydra.core.singleton import Singleton
+
+    Singleton._instances.pop(SourcesRegistry, None)
+    Singleton._instances.pop(Plugins, None)
+    Plugins.instance()
+
+
 def test_discovery() -> None:
     assert StackedLauncher.__name__ in [x.__name__ for x in Plugins.instance().discover(Launcher)]
 

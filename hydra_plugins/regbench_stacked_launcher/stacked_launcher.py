@@ -15,16 +15,13 @@ No `from __future__ import annotations`: Hydra executes plugin modules outside s
 where dataclasses cannot resolve string annotations.
 """
 
-import copy
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import (
     JobReturn,
     configure_log,
@@ -107,24 +104,19 @@ def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path] | None:
     """
     from omegaconf.errors import OmegaConfBaseException
 
+    from regbench.callbacks import as_job, task_config  # loaded already: regbench's app is running
     from regbench.stackable import is_regbench
 
-    task_cfg = copy.deepcopy(sweep_config)
-    with read_write(task_cfg), open_dict(task_cfg):
-        del task_cfg["hydra"]
+    task_cfg = task_config(sweep_config)
     if not is_regbench(task_cfg):
         return None
-    HydraConfig.instance().set_config(sweep_config)
-    out = os.path.join(str(sweep_config.hydra.sweep.dir), str(sweep_config.hydra.sweep.subdir))
-    with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
-        sweep_config.hydra.runtime.output_dir = os.path.abspath(out)
-    HydraConfig.instance().set_config(sweep_config)
+    as_job(sweep_config, sweep_config.hydra.job.num)
     try:
         with read_write(task_cfg):
             OmegaConf.resolve(task_cfg)
     except OmegaConfBaseException:
         return None
-    return task_cfg, Path(out).absolute()
+    return task_cfg, Path(str(sweep_config.hydra.runtime.output_dir))
 
 
 def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str, Any]]:
