@@ -8,7 +8,7 @@ What it measures, in one process and one run (peak memory and CLI start-up in su
 
 1. **Training speed**, three ways on the same workload, interleaved (each repeat runs all
    three, the order rotating), reporting the median over repeats of epochs per second:
-   - `runner`: regbench's real code path, `regbench.runner.run(cfg, tmpdir)` on a config
+   - `runner`: regbench's real code path, `regbench.engine.runner.run(cfg, tmpdir)` on a config
      composed with Hydra's compose API exactly as `regbench run` composes it (`reg=l2`,
      `trainer.patience=null`, fixed `trainer.max_epochs`). Epochs/s come from the per-epoch
      `seconds` column of its metrics.csv (training + evaluation, no data loading or
@@ -25,7 +25,7 @@ What it measures, in one process and one run (peak memory and CLI start-up in su
      bit for bit: the benchmark checks that, as proof that both do the same work.
    All three do the same work per epoch: the same model (`regbench.models.build_model`
    after the same seed, so the same initial weights), Adam with the config's lr (1e-3),
-   cross-entropy plus the same L2 penalty term (`regbench.penalties.elastic_net` on the
+   cross-entropy plus the same L2 penalty term (`regbench.regularizers.penalties.elastic_net` on the
    weights with dim >= 2), the same batch size, then one eval-mode pass over the whole
    training and validation splits (loss and accuracy, chunks of trainer.eval_batch_size).
    Torch uses the thread count `regbench run` would use (`trainer.num_threads=auto`: the
@@ -60,9 +60,9 @@ What it measures, in one process and one run (peak memory and CLI start-up in su
 
 5. Peak memory of run (b): the peak resident set size (VmHWM) of a fresh subprocess
    that runs `runner.run` on workload (b) for the same number of epochs, next to
-   subprocesses that only import (torch and regbench.runner; then also torchvision, which
+   subprocesses that only import (torch and regbench.engine.runner; then also torchvision, which
    loading MNIST imports), and one that imports and loads the data
-   (`regbench.datasets.load`), with the size of the uint8 images for context.
+   (`regbench.data.datasets.load`), with the size of the uint8 images for context.
 
 6. CLI start-up: `regbench --help` and `regbench run --cfg job` (the console script on PATH,
    and `python -m regbench` without any launcher shim), median wall time of several
@@ -118,7 +118,7 @@ def compose_cfg(overrides: list[str]) -> Any:
     """Composes conf/config.yaml with `overrides`, as `regbench run` does (see tests/conftest.py)."""
     from hydra import compose, initialize_config_dir
 
-    from regbench.app import config_dir
+    from regbench.cli.app import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
@@ -196,7 +196,7 @@ def run_runner(cfg: Any, workdir: Path) -> dict[str, Any]:
     """regbench's real code path: runner.run into a fresh folder; per-epoch seconds from metrics.csv."""
     from rich.console import Console
 
-    from regbench.runner import run
+    from regbench.engine.runner import run
 
     out = Path(tempfile.mkdtemp(dir=workdir, prefix="run_"))
     start = time.perf_counter()
@@ -241,7 +241,7 @@ def minimal_loop(cfg: Any, data: Any, device: Any, epochs: int) -> dict[str, Any
     import torch
     from torch.nn import functional as F
 
-    from regbench.penalties import elastic_net
+    from regbench.regularizers.penalties import elastic_net
 
     model, optimizer, weights = _build(cfg, data, device)
     alpha, l1_ratio = float(cfg.reg.alpha), float(cfg.reg.l1_ratio)
@@ -288,7 +288,7 @@ def reference_loop(cfg: Any, data: Any, device: Any, epochs: int) -> dict[str, A
     from torch.nn import functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from regbench.penalties import elastic_net
+    from regbench.regularizers.penalties import elastic_net
 
     model, optimizer, weights = _build(cfg, data, device)
     alpha, l1_ratio = float(cfg.reg.alpha), float(cfg.reg.l1_ratio)
@@ -360,7 +360,7 @@ def mlp_flops(sizes: list[int], n_train_steps_samples: int, n_eval_samples: int)
 def bench_workload(name: str, cfg: Any, runner_cfg_1: Any | None, epochs: int, repeats: int,
                    workdir: Path, device: Any, log: Callable[[str], None]) -> dict[str, Any]:
     """Runs runner, reference and minimal `repeats` times each, interleaved, order rotating."""
-    from regbench.datasets import load
+    from regbench.data.datasets import load
 
     t = time.perf_counter()
     data = load(cfg.dataset, device)  # the loops' data, loaded once (the runner loads its own)
@@ -439,8 +439,8 @@ def warm_up_stacking(cfgs: list[Any], workdir: Path) -> None:
     from omegaconf import open_dict
     from rich.console import Console
 
-    from regbench import stacking
-    from regbench.runner import run
+    from regbench.engine import stack as stacking
+    from regbench.engine.runner import run
 
     short = []
     for c in cfgs[:2]:
@@ -462,8 +462,8 @@ def bench_stacked(cfgs: list[Any], repeats: int, workdir: Path, device: Any, log
     sweep, data loading, early stopping and every job's files included."""
     from rich.console import Console
 
-    from regbench import stacking
-    from regbench.runner import run
+    from regbench.engine import stack as stacking
+    from regbench.engine.runner import run
 
     quiet = Console(file=io.StringIO())
 
@@ -523,8 +523,8 @@ def bench_stack_sizes(cfgs_by_size: dict[int, list[Any]], repeats: int, workdir:
     stopping), one by one and as one stack, for each k; interleaved, medians of wall times."""
     from rich.console import Console
 
-    from regbench import stacking
-    from regbench.runner import run
+    from regbench.engine import stack as stacking
+    from regbench.engine.runner import run
 
     quiet = Console(file=io.StringIO())
     rows: dict[int, dict[str, list[float]]] = {k: {"lone": [], "stacked": []} for k in cfgs_by_size}
@@ -597,7 +597,7 @@ def _child_main(mode: str, root: str, epochs: int, threads: int, train_size: str
     """Subprocess for peak memory: prints JSON with the peak RSS after imports and at the end."""
     import torch
 
-    import regbench.runner  # noqa: F401  (everything a run imports)
+    import regbench.engine.runner  # noqa: F401  (everything a run imports)
 
     torch.set_num_threads(threads)
     overrides = ["device=cpu", *WORKLOAD_B, *COMMON, f"trainer.max_epochs={epochs}", f"dataset.root={root}"]
@@ -609,7 +609,7 @@ def _child_main(mode: str, root: str, epochs: int, threads: int, train_size: str
     if mode == "torchvision":
         import torchvision.datasets  # noqa: F401  (what loading MNIST imports before reading a byte)
     elif mode == "load":
-        from regbench.datasets import load
+        from regbench.data.datasets import load
 
         load(cfg.dataset, torch.device("cpu"))
     elif mode == "run":
@@ -637,7 +637,7 @@ def cli_startup(n: int, log: Callable[[str], None]) -> dict[str, Any]:
     script = shutil.which("regbench")
     probe = ("import atexit, sys\n"
              "atexit.register(lambda: sys.stderr.write('BENCH_MODULES ' + ','.join(m for m in %r if m in sys.modules) + '\\n'))\n"
-             "from regbench.cli import main\n"
+             "from regbench.cli.main import main\n"
              "sys.argv = ['regbench', *sys.argv[1:]]\n"
              "sys.exit(main())\n") % (HEAVY,)
     commands = {}
@@ -805,9 +805,9 @@ def report(res: dict[str, Any]) -> str:
         out.append("")
         out.append(f"peak memory (peak RSS, VmHWM, of fresh subprocesses; workload (b), {res['memory_epochs']} epoch(s)):")
         out.append(fmt_table([
-            ["imports only (torch, regbench.runner)", f"{m['imports']['peak_kib'] / 1024:.0f} MiB", "-"],
+            ["imports only (torch, regbench.engine.runner)", f"{m['imports']['peak_kib'] / 1024:.0f} MiB", "-"],
             ["+ import torchvision.datasets", f"{m['torchvision']['peak_kib'] / 1024:.0f} MiB", "-"],
-            ["+ regbench.datasets.load(mnist)", f"{m['load']['peak_kib'] / 1024:.0f} MiB", f"{m['load']['seconds']:.2f} s"],
+            ["+ regbench.data.datasets.load(mnist)", f"{m['load']['peak_kib'] / 1024:.0f} MiB", f"{m['load']['seconds']:.2f} s"],
             ["+ runner.run (load, train, evaluate)", f"{m['run']['peak_kib'] / 1024:.0f} MiB", f"{m['run']['seconds']:.2f} s"],
         ], ["process", "peak RSS", "time"]))
         mib = lambda k: k / 1024
@@ -916,8 +916,8 @@ def main() -> int:
     loadavg_before = tuple(round(x, 2) for x in os.getloadavg())
     import torch
 
-    from regbench.app import threads_per_job
-    from regbench.device import resolve_device
+    from regbench.cli.app import threads_per_job
+    from regbench.engine.device import resolve_device
 
     threads = args.threads or threads_per_job("auto", {})
     torch.set_num_threads(threads)

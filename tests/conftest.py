@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from torch.overrides import TorchFunctionMode
 
 import regbench
-from regbench.app import config_dir
+from regbench.cli.app import config_dir
 
 # The package's own folder: a frame belongs to regbench when its file lies under it, wherever
 # the repository was cloned (a clone named `regbench` puts the tests under `/regbench/` too).

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from regbench.datasets import load
+from regbench.data.datasets import load
 from tests.conftest import REPO, make_cfg
 
 

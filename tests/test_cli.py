@@ -107,9 +107,9 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path):
 def test_saved_model_is_the_reported_one_and_loads_with_weights_only(tmp_path):
     from omegaconf import OmegaConf
 
-    from regbench.datasets import load
+    from regbench.data.datasets import load
     from regbench.models import build_model
-    from regbench.training import evaluate
+    from regbench.engine.loop import evaluate
 
     assert regbench("run", "save_model=true", "reg=dropout", *TINY, cwd=tmp_path).returncode == 0
     (path,) = (tmp_path / "outputs").rglob("model.pt")
@@ -281,7 +281,7 @@ def test_shell_completion_goes_through_the_run_subcommand(tmp_path):
 def test_heavy_imports_run_without_collection_and_freeze_once(monkeypatch):
     import gc
 
-    from regbench import gcpause
+    from regbench.engine import gcpause
 
     monkeypatch.setattr(gcpause, "_frozen", False)
     assert gc.isenabled()
@@ -313,8 +313,8 @@ def test_a_sweep_composes_each_job_once_and_hands_out_independent_copies(monkeyp
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf, open_dict
 
-    from regbench.app import config_dir
-    from regbench.callbacks import ComposeOnce
+    from regbench.cli.app import config_dir
+    from regbench.cli.callbacks import ComposeOnce
 
     calls = []
     real = ConfigLoaderImpl.load_configuration
@@ -343,7 +343,7 @@ def test_a_sweep_composes_each_job_once_and_hands_out_independent_copies(monkeyp
 
 
 def test_the_interrupt_line_pins_the_rerun_to_the_same_folder():
-    from regbench.interrupt import Interrupted, report, resumable
+    from regbench.engine.interrupt import Interrupted, report, resumable
 
     sweep = resumable(Interrupted("after epoch 3 of a stack, its 2 unfinished jobs checkpointed in their folders"),
                       "hydra.sweep.dir=outputs/sweeps/a b")

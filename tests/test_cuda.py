@@ -13,10 +13,10 @@ import pytest
 import torch
 from rich.console import Console
 
-from regbench import stacking
-from regbench.datasets import load
-from regbench.runner import build, init, run
-from regbench.training import evaluate, train_epoch
+from regbench.engine import stack as stacking
+from regbench.data.datasets import load
+from regbench.engine.runner import build, init, run
+from regbench.engine.loop import evaluate, train_epoch
 from tests.conftest import make_cfg
 
 pytestmark = pytest.mark.cuda

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from regbench import UserInputError, datasets, splitting
-from regbench.datasets import REGRESSION, image_stats, load
+from regbench import UserInputError
+
+from regbench.data import datasets, splitting
+from regbench.data.datasets import REGRESSION, image_stats, load
 from tests.conftest import make_cfg, torchvision_root
 
 CPU = torch.device("cpu")
@@ -166,7 +168,7 @@ def test_without_download_the_original_gz_files_are_unpacked_in_place(tmp_path, 
 
 @pytest.mark.parametrize("name", ["digits", "breast_cancer", "wine", "diabetes", "synthetic", "synthetic_regression"])
 def test_splits_are_index_for_index_those_of_scikit_learn(name):
-    """regbench.splitting replaces scikit-learn's train_test_split (whose import costs more than
+    """regbench.data.splitting replaces scikit-learn's train_test_split (whose import costs more than
     a digits run trains): same test fractions and train counts, same seeds, same arrays."""
     from sklearn.model_selection import train_test_split as reference
 
@@ -210,7 +212,7 @@ def test_digits_are_scikit_learns_without_importing_it(monkeypatch):
     monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)  # another package layout
     x2, y2 = datasets._digits()
     assert np.array_equal(x2, x) and np.array_equal(y2, y)
-    probe = subprocess.run([sys.executable, "-c", "import sys, regbench.runner, regbench.datasets as d; "
+    probe = subprocess.run([sys.executable, "-c", "import sys, regbench.engine.runner, regbench.data.datasets as d; "
                             "d._digits(); print(any(m.startswith('sklearn') for m in sys.modules))"],
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "False"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from regbench.checkpoint import CHECKPOINT_FILE
-from regbench.folderlock import LOCK_FILE
-from regbench.runner import run
+from regbench.engine.checkpoint import CHECKPOINT_FILE
+from regbench.engine.folderlock import LOCK_FILE
+from regbench.engine.runner import run
 from tests.conftest import TINY, regbench
 
 LONG = ["reg=l2", "trainer.max_epochs=100000", "trainer.patience=null", "dataset.train_size=300", "model.hidden_sizes=[32]"]
@@ -109,7 +109,7 @@ def test_the_resume_override_reads_back_as_the_same_folder(path):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from regbench.interrupt import Interrupted, hydra_value, report
+    from regbench.engine.interrupt import Interrupted, hydra_value, report
 
     override = OverridesParser.create().parse_override(f"hydra.run.dir={hydra_value(path)}")
     assert OmegaConf.create({"dir": override.value()}).dir == path
@@ -296,7 +296,7 @@ def test_a_sweep_summary_counts_only_the_jobs_this_process_ran(tmp_path):
     reference = tmp_path / "reference"
     assert regbench(*args[:-1], f"hydra.sweep.dir={reference}", cwd=tmp_path).returncode == 0
     other = subprocess.Popen([sys.executable, "-c", "import shutil, sys, time; from pathlib import Path\n"
-                              "from regbench.folderlock import hold\n"
+                              "from regbench.engine.folderlock import hold\n"
                               "sweep, reference = Path(sys.argv[1]), Path(sys.argv[2])\n"
                               "with hold(sweep / '0'):\n"
                               "    print('held', flush=True)\n"

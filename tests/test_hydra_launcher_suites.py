@@ -110,7 +110,7 @@ import hydra
 
 @hydra.main(version_base="1.1", config_path=None)
 def app(cfg):
-    print(f"job {cfg.a}: cwd={os.getcwd()} torch={'torch' in sys.modules} app={'regbench.app' in sys.modules}")
+    print(f"job {cfg.a}: cwd={os.getcwd()} torch={'torch' in sys.modules} app={'regbench.cli.app' in sys.modules}")
 
 
 if __name__ == "__main__":
@@ -132,7 +132,7 @@ def test_another_apps_jobs_run_as_the_basic_launcher_runs_them(tmp_path):
 def test_importing_regbench_leaves_hydras_version_base_alone():
     """`hydra.main` sets Hydra's version base for the whole process: an import that ran it
     would change how the app that loaded the launcher runs its jobs."""
-    code = ("import hydra.version as v, regbench.app, regbench.stacking, regbench.callbacks, "
+    code = ("import hydra.version as v, regbench.cli.app, regbench.engine.stack, regbench.cli.callbacks, "
             "hydra_plugins.regbench_stacked_launcher.stacked_launcher; print(v.getbase() is v._UNSPECIFIED_)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stdout + out.stderr

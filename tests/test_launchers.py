@@ -20,7 +20,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from regbench.app import config_dir
+from regbench.cli.app import config_dir
 from tests.conftest import regbench
 
 pytestmark = pytest.mark.slow

@@ -68,7 +68,7 @@ def test_installed_wheel_composes_from_its_own_configs(wheel, tmp_path):
     subprocess.run([python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, capture_output=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run(
-        [python, "-c", "import regbench.app as a; print(a.config_dir())"],
+        [python, "-c", "import regbench.cli.app as a; print(a.config_dir())"],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert where.startswith(str(env_dir)) and where.endswith("regbench/conf")

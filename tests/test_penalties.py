@@ -1,4 +1,4 @@
-"""Tests of regbench.penalties: each regularizer against a hand-computed value, torch or scikit-learn."""
+"""Tests of regbench.regularizers.penalties: each regularizer against a hand-computed value, torch or scikit-learn."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from sklearn.linear_model import ElasticNet
 from torch import nn
 from torch.nn import functional as F
 
-from regbench.datasets import Data
+from regbench.data.datasets import Data
 from regbench.models import build_model
-from regbench.penalties import (
+from regbench.regularizers.penalties import (
     decay_,
     elastic_net,
     l1_prox_,
@@ -20,7 +20,7 @@ from regbench.penalties import (
     soft_threshold_,
     sparsity,
 )
-from regbench.training import build_optimizer, train_epoch
+from regbench.engine.loop import build_optimizer, train_epoch
 from tests.conftest import make_cfg
 
 
@@ -198,7 +198,7 @@ def test_decay_multiplies_by_one_minus_factor():
 
 
 def _digits_data(n_train: int = 128) -> tuple[Data, object]:
-    from regbench.datasets import load
+    from regbench.data.datasets import load
 
     cfg = make_cfg("dataset=digits", f"dataset.train_size={n_train}")
     return load(cfg.dataset, torch.device("cpu")), cfg

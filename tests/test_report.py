@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from regbench.report import build, main, markdown, write
+from regbench.reporting.report import build, main, markdown, write
 from tests.conftest import TINY, regbench
 
 T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom
@@ -196,13 +196,13 @@ def test_sweep_reports_itself_and_the_command_gives_the_same_files(tmp_path):
 
 
 def test_ctrl_c_during_a_report_is_one_line(tmp_path, monkeypatch, capsys):
-    import regbench.report
-    from regbench.cli import main as cli_main
+    import regbench.reporting.report
+    from regbench.cli.main import main as cli_main
 
     def interrupted(argv):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(regbench.report, "main", interrupted)
+    monkeypatch.setattr(regbench.reporting.report, "main", interrupted)
     assert cli_main(["report", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "regbench: interrupted\n"
 
@@ -338,7 +338,7 @@ def _printed(report, width: int) -> str:
 
     from rich.console import Console
 
-    from regbench.report import render
+    from regbench.reporting.report import render
 
     out = StringIO()
     render(report, Console(file=out, width=width, force_terminal=True, color_system=None))
@@ -367,9 +367,9 @@ def test_nulls_read_as_the_config_spells_them(tmp_path):
         write_run(tmp_path / f"p{seed}", seed=seed, val=0.9, extra={"trainer.patience": 10, "dataset.train_size": None})
         write_run(tmp_path / f"q{seed}", seed=seed, val=0.8, extra={"trainer.patience": None, "dataset.train_size": None})
     report = build([tmp_path])
-    header, rows = __import__("regbench.report", fromlist=["display_table"]).display_table(report)
+    header, rows = __import__("regbench.reporting.report", fromlist=["display_table"]).display_table(report)
     assert header[0] == "trainer.patience" and sorted(r[0] for r in rows) == ["10", "off"]
-    line = __import__("regbench.report", fromlist=["constants_line"]).constants_line(report)
+    line = __import__("regbench.reporting.report", fromlist=["constants_line"]).constants_line(report)
     assert "dataset.train_size=null" in line and "None" not in line and "nan" not in line
     main([str(tmp_path), "--out", str(tmp_path / "o"), "--pivot", "trainer.patience"])
     assert list(pd.read_csv(tmp_path / "o" / "pivot.csv").columns) == ["reg", "trainer.patience=10", "trainer.patience=off"]
@@ -379,14 +379,14 @@ def test_the_constants_line_names_only_keys_that_apply(sweep):
     write_run(sweep / "extra", seed=9, val=0.9, extra={"dataset.n_samples": 1000, "dataset.noise": 10.0,
                                                        "dataset.root": "/data", "optim.momentum": 0.0, "optim.name": "adam",
                                                        "dataset.test_fraction": 0.2})
-    line = __import__("regbench.report", fromlist=["constants_line"]).constants_line(build([sweep / "extra"]))
+    line = __import__("regbench.reporting.report", fromlist=["constants_line"]).constants_line(build([sweep / "extra"]))
     assert "dataset.name=digits" in line and "dataset.test_fraction=0.2" in line
     for key in ("n_samples", "noise", "root", "momentum"):
         assert key not in line
 
 
 def test_one_number_format_per_column_and_integer_pairs(tmp_path):
-    from regbench.report import display_table
+    from regbench.reporting.report import display_table
 
     for seed in (0, 1):
         write_run(tmp_path / f"a{seed}", reg="none", seed=seed, val=0.9)

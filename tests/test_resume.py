@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import torch
 
-from regbench import checkpoint
-from regbench.checkpoint import CHECKPOINT_FILE
-from regbench.interrupt import Interrupted
+from regbench.engine import checkpoint
+from regbench.engine.checkpoint import CHECKPOINT_FILE
+from regbench.engine.interrupt import Interrupted
 from regbench.results import MetricsWriter
-from regbench.runner import run
+from regbench.engine.runner import run
 from tests.conftest import regbench
 
 # Long enough to be killed mid-way, short enough for the suite: ~40 small epochs, each
@@ -259,7 +259,7 @@ def test_ctrl_c_on_the_command_line_says_how_to_resume(tmp_path):
 def hold_in_another_process(*folders: Path) -> subprocess.Popen:
     """A process that holds the locks of `folders` until it is killed (once it has printed `held`)."""
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from contextlib import ExitStack; from regbench.folderlock import hold\n"
+                               "from contextlib import ExitStack; from regbench.engine.folderlock import hold\n"
                                "with ExitStack() as s:\n"
                                "    [s.enter_context(hold(Path(f))) for f in sys.argv[1:]]\n"
                                "    print('held', flush=True); time.sleep(120)",
@@ -269,8 +269,8 @@ def hold_in_another_process(*folders: Path) -> subprocess.Popen:
 
 
 def test_a_folder_in_use_is_refused_before_anything_is_written(tiny_cfg, tmp_path):
-    from regbench import stacking
-    from regbench.folderlock import LOCK_FILE, FolderBusy, hold
+    from regbench.engine import stack as stacking
+    from regbench.engine.folderlock import LOCK_FILE, FolderBusy, hold
 
     held = tmp_path / "held"
     with hold(held):  # one process may take its own folder's lock again (callbacks, then the runner)

@@ -1,4 +1,4 @@
-"""regbench.schema's checks on composed configs: finite numbers, ranges, presets that disagree,
+"""regbench.cli.schema's checks on composed configs: finite numbers, ranges, presets that disagree,
 settings without effect; and what the labels and flags of a result say."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from regbench import schema
+from regbench.cli import schema
 from regbench.results import early_best, reg_label
 from tests.conftest import make_cfg
 

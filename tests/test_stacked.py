@@ -1,4 +1,4 @@
-"""Stacked sweeps (regbench.stacking and hydra/launcher=stacked): every member of a stack
+"""Stacked sweeps (regbench.engine.stack and hydra/launcher=stacked): every member of a stack
 must end exactly where the same job run alone ends.
 
 With one torch thread (the suite's default) the arithmetic is the same, so the comparison is
@@ -20,9 +20,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from regbench import UserInputError, stackable, stacking
-from regbench.interrupt import Interrupted
-from regbench.runner import run
+from regbench import UserInputError
+
+from regbench.engine import stackable, stack as stacking
+from regbench.engine.interrupt import Interrupted
+from regbench.engine.runner import run
 from tests.conftest import HostSyncs, make_cfg, regbench
 
 SMALL = ["dataset.train_size=300", "model.hidden_sizes=[32,16]", "trainer.max_epochs=12"]
@@ -199,7 +201,7 @@ def _sweep_configs(tmp_path: Path, *alphas: float, extra: tuple[str, ...] = ()) 
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from regbench.app import config_dir
+    from regbench.cli.app import config_dir
 
     jobs = []
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

@@ -1,4 +1,4 @@
-"""Tests of regbench.training (early stopping, divergence, evaluation, augmentation, label
+"""Tests of regbench.engine.loop (early stopping, divergence, evaluation, augmentation, label
 smoothing) and of the runner's reproducibility."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from sklearn.metrics import mean_squared_error, r2_score
 from torch import nn
 from torch.nn import functional as F
 
-import regbench.training as training
-from regbench.datasets import Data, load
+import regbench.engine.loop as training
+from regbench.data.datasets import Data, load
 from regbench.models import Regressor, build_model
-from regbench.penalties import penalised_weights
-from regbench.runner import build, run
-from regbench.training import augment, build_optimizer, evaluate, fit, train_epoch
+from regbench.regularizers.penalties import penalised_weights
+from regbench.engine.runner import build, run
+from regbench.engine.loop import augment, build_optimizer, evaluate, fit, train_epoch
 from tests.conftest import HostSyncs, make_cfg, torchvision_root
 
 
@@ -435,7 +435,7 @@ def test_the_host_sync_probe_names_only_the_packages_own_functions(tmp_path):
     too: their frames must not count as the package's."""
     import importlib.util
 
-    from regbench.penalties import sparsity
+    from regbench.regularizers.penalties import sparsity
 
     folder = tmp_path / "regbench" / "tests"
     folder.mkdir(parents=True)

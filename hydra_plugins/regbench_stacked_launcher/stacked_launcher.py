@@ -1,9 +1,9 @@
 """`hydra/launcher=stacked`: runs the jobs of a sweep that share a structure as one stacked model.
 
 The jobs of each `launch` call (all of a basic sweep; each batch of an Optuna sweep) are
-grouped by `regbench.stackable.stack_key`, from their configs alone, each resolved with the
+grouped by `regbench.engine.stackable.stack_key`, from their configs alone, each resolved with the
 job's own Hydra config. Every group of two or more jobs trains as one stack
-(`regbench.stacking.train`), which writes each job's metrics.csv and result.json into the
+(`regbench.engine.stack.train`), which writes each job's metrics.csv and result.json into the
 job's own folder; then every job goes through Hydra's `run_job` as with the basic launcher
 (its .hydra/ folder, log file and return value), where a stacked job only reports the result
 it already has. Jobs that cannot be stacked (any other Hydra app's included), and the
@@ -76,7 +76,7 @@ class StackedLauncher(Launcher):
         try:
             stacked = _train_stacks(jobs, self.max_stack)
         except KeyboardInterrupt as e:  # Ctrl-C: the command's last line says how to resume
-            from regbench.interrupt import resumable
+            from regbench.engine.interrupt import resumable
 
             raise resumable(e, f"hydra.sweep.dir={self.config.hydra.sweep.dir}") from None
         runs = []
@@ -104,8 +104,8 @@ def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path] | None:
     """
     from omegaconf.errors import OmegaConfBaseException
 
-    from regbench.callbacks import as_job, task_config  # loaded already: regbench's app is running
-    from regbench.stackable import is_regbench
+    from regbench.cli.callbacks import as_job, task_config  # loaded already: regbench's app is running
+    from regbench.engine.stackable import is_regbench
 
     task_cfg = task_config(sweep_config)
     if not is_regbench(task_cfg):
@@ -122,12 +122,12 @@ def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path] | None:
 def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str, Any]]:
     """Trains every group of two or more stackable, unfinished jobs; returns job number -> result.
 
-    Stackability is decided from the configs alone (regbench.stackable, no torch): a sweep
+    Stackability is decided from the configs alone (regbench.engine.stackable, no torch): a sweep
     where nothing stacks, such as any other app's, imports nothing of regbench's training.
     """
-    if "regbench.schema" not in sys.modules:  # not regbench's app: none of its jobs can stack
+    if "regbench.cli.schema" not in sys.modules:  # not regbench's app: none of its jobs can stack
         return {}
-    from regbench.stackable import stack_key
+    from regbench.engine.stackable import stack_key
 
     groups: dict[str, list[tuple[int, DictConfig, Path]]] = {}
     for sweep_config in jobs:
@@ -137,16 +137,16 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
             groups.setdefault(key, []).append((sweep_config.hydra.job.num, *task))
     if all(len(g) < 2 for g in groups.values()):
         return {}
-    from regbench import gcpause
+    from regbench.engine import gcpause
 
     with gcpause.imports():
         import torch
         from rich.console import Console
 
         from regbench import UserInputError
-        from regbench.app import finished_result, threads_per_job
+        from regbench.cli.app import finished_result, threads_per_job
         from regbench.console import one_line
-        from regbench.stacking import train
+        from regbench.engine.stack import train
 
     # A finished job only reports its result (its task function says so); the others stack.
     groups = {k: [m for m in g if finished_result(m[1], m[2]) is None] for k, g in groups.items()}
@@ -183,7 +183,7 @@ def _reporting(task_function: TaskFunction, result: dict[str, Any] | None) -> Ta
         return task_function
 
     def report(cfg: DictConfig) -> Any:
-        from regbench.app import monitored
+        from regbench.cli.app import monitored
 
         return monitored(result)  # its line was printed when its stack member finished
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from regbench.datasets import Data
-from regbench.penalties import decay_, elastic_net, l1_prox_
+from regbench.data.datasets import Data
+from regbench.regularizers.penalties import decay_, elastic_net, l1_prox_
 
 
 @dataclass
@@ -24,7 +24,7 @@ class FitState:
     """Where training stands: the metrics history and the early-stopping bookkeeping.
 
     `fit` returns it when done; a checkpoint stores it (at the end of an epoch, see
-    regbench.checkpoint), so that a run continues exactly from there.
+    regbench.engine.checkpoint), so that a run continues exactly from there.
     """
 
     history: list[dict[str, float]] = field(default_factory=list)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from regbench import UserInputError
-from regbench.splitting import train_test_split
+from regbench.data.splitting import train_test_split
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Stacked training: the jobs of a sweep that share one structure, trained as one batched model.
 
-Jobs that differ only in `regbench.stackable.MEMBER_KEYS` (penalty strengths, dropout rate,
+Jobs that differ only in `regbench.engine.stackable.MEMBER_KEYS` (penalty strengths, dropout rate,
 learning rate, seed) and agree on everything else (dataset and its split, model architecture, batch
 size, epoch budget, optimizer, early-stopping rule) become the members of one stack:
 every weight matrix gets a leading member dimension, and one batched matrix product
@@ -36,16 +36,18 @@ from rich.console import Console
 from torch import nn
 from torch.nn import functional as F
 
-from regbench import UserInputError, checkpoint, folderlock, interrupt
+from regbench import UserInputError
+
+from regbench.engine import checkpoint, folderlock, interrupt
 from regbench.console import progress_bar
-from regbench.datasets import Data, load
-from regbench.device import resolve_device
-from regbench.interrupt import Interrupted
+from regbench.data.datasets import Data, load
+from regbench.engine.device import resolve_device
+from regbench.engine.interrupt import Interrupted
 from regbench.models import Regressor
-from regbench.penalties import penalised_weights, sgd_threshold, sparsity
+from regbench.regularizers.penalties import penalised_weights, sgd_threshold, sparsity
 from regbench.results import MetricsWriter, early_best, metric_name, write_result
-from regbench.runner import data_problem, final_metrics, init, new_result
-from regbench.training import FitState
+from regbench.engine.runner import data_problem, final_metrics, init, new_result
+from regbench.engine.loop import FitState
 
 # A live member's share of an interrupted stack, in its run folder (removed when it finishes).
 STACK_CHECKPOINT = "stack.pt"
@@ -229,7 +231,7 @@ class Stack:
     @torch.no_grad()
     def update(self) -> None:
         """Decay, optimizer step and proximal L1 step, as a lone run's `torch.optim` and
-        `regbench.penalties` calls do them, with each member's own lr and strengths."""
+        `regbench.regularizers.penalties` calls do them, with each member's own lr and strengths."""
         self.step += 1
         one_lr = len(set(self.lr)) == 1
         adam = self.optim.name != "sgd"
@@ -351,7 +353,7 @@ def _evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
 def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: dict[int, dict[str, Any]] | None = None,
           on_done: Callable[[int, dict[str, Any]], None] = lambda index, result: None) -> list[dict[str, Any]]:
     """Trains the jobs of one stack, each a (composed config, run folder) pair, all sharing one
-    `regbench.stackable.stack_key`.
+    `regbench.engine.stackable.stack_key`.
 
     Every member's metrics.csv and result.json are written to its folder as it finishes, and
     its result is put in `done` (index -> result) at once, so that a caller whose stack later

@@ -10,7 +10,9 @@ import os
 import sys
 from typing import Any
 
-from regbench import __version__, gcpause
+from regbench import __version__
+
+from regbench.engine import gcpause
 
 COMMANDS = {
     "run": "train one configuration, or a sweep with -m (a Hydra app: see `regbench run --help`)",
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(sys.argv[1:])
     finally:
-        gcpause.at_exit()  # the process ends next (regbench.gcpause)
+        gcpause.at_exit()  # the process ends next (regbench.engine.gcpause)
 
 
 def _dispatch(args: list[str]) -> int:
@@ -59,7 +61,7 @@ def _dispatch(args: list[str]) -> int:
         return _run(args[1:])
     if args[0] == "report":
         with gcpause.imports():
-            from regbench.report import main as report_main
+            from regbench.reporting.report import main as report_main
 
         try:
             return report_main(args[1:])
@@ -71,9 +73,9 @@ def _dispatch(args: list[str]) -> int:
 
 
 def _run(args: list[str]) -> int:
-    from regbench.app import hydra_main
+    from regbench.cli.app import hydra_main
 
-    from regbench.interrupt import exit_code, report, terminate_as_interrupt
+    from regbench.engine.interrupt import exit_code, report, terminate_as_interrupt
 
     sys.argv = [sys.argv[0], *args]  # Hydra reads its arguments from sys.argv
     try:
@@ -95,13 +97,13 @@ def _run_hydra(hydra_main: Any) -> int:
         hydra_main()
     except Exception as e:
         if isinstance(e, OSError) and not _bad_input(e):  # the environment: a read-only or full file system
-            from regbench.callbacks import os_error
+            from regbench.cli.callbacks import os_error
 
             print(f"regbench: error: {os_error(e)} (HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
             return 1
         if not _bad_input(e):
             raise
-        from regbench.config_errors import describe
+        from regbench.cli.config_errors import describe
 
         print(f"regbench: error: {describe(e)}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from regbench.training import FitState
+from regbench.engine.loop import FitState
 
 CHECKPOINT_FILE = "last.pt"
 FORMAT = "regbench-checkpoint-1"

@@ -4,7 +4,7 @@
                     [--baseline-config N] [--pivot KEY] [--metric NAME] [--plots]
 
 The same `build` / `write` / `render` steps run at the end of every multirun (see
-regbench.callbacks), so `regbench report SWEEP` later gives the same files.
+regbench.cli.callbacks), so `regbench report SWEEP` later gives the same files.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from regbench.aggregate import (
+from regbench.reporting.aggregate import (
     against_baseline,
     describe_config,
     metric_of,
@@ -31,7 +31,7 @@ from regbench.aggregate import (
     value_text,
     with_config_ids,
 )
-from regbench.collect import collect
+from regbench.reporting.collect import collect
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Report:
     """Everything a report shows: the runs, the per-configuration table and what was left out.
 
     `runs` holds one run per configuration and seed; `duplicates` the runs set aside for
-    repeating one of them (see regbench.aggregate.set_aside_duplicates). `notes` are what the
+    repeating one of them (see regbench.reporting.aggregate.set_aside_duplicates). `notes` are what the
     user should read about the comparison (an unmatched or ambiguous baseline).
     """
 
@@ -443,7 +443,7 @@ def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
 
 
 def _plots(report: Report, out: Path, metric: str) -> list[Path]:
-    from regbench.plots import curves, gap_vs_strength
+    from regbench.reporting.plots import curves, gap_vs_strength
 
     t = report.table
     # Parameters the label fixes (l1_ratio for l1/l2) would only repeat the panel's title.

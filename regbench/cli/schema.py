@@ -134,7 +134,7 @@ class TrainerConfig:
 
 @dataclass
 class Config:
-    """The whole run: what `regbench run` composes and `regbench.runner.run` consumes."""
+    """The whole run: what `regbench run` composes and `regbench.engine.runner.run` consumes."""
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -180,7 +180,7 @@ def check(cfg: Any) -> list[str]:
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as e:  # e.g. reg.alpha='${oops}'
-        from regbench.config_errors import describe
+        from regbench.cli.config_errors import describe
 
         return [describe(e)]
     extra = _unknown_keys(cfg, Config, "")
@@ -246,9 +246,9 @@ def config_dir() -> str:
     """conf/ inside the installed package (a wheel), else conf/ beside it (a source checkout)."""
     from pathlib import Path
 
-    here = Path(__file__).resolve().parent
-    packaged = here / "conf"
-    return str(packaged if packaged.is_dir() else here.parent / "conf")
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "conf"
+    return str(packaged if packaged.is_dir() else package.parent / "conf")
 
 
 def preset_conflicts(overrides: list[str]) -> list[str]:

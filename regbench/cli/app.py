@@ -20,8 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from regbench import gcpause, interrupt
-from regbench.schema import check, config_dir, preset_conflicts, register
+from regbench.engine import gcpause, interrupt
+from regbench.cli.schema import check, config_dir, preset_conflicts, register
 
 
 def _run_id() -> str:
@@ -79,7 +79,7 @@ def job(cfg: DictConfig) -> Any:
     """Runs one job; returns its validation loss (the monitored value, for sweepers)."""
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
-    if hc.mode == RunMode.RUN:  # checked (and warned about) before Hydra made the folder: regbench.callbacks;
+    if hc.mode == RunMode.RUN:  # checked (and warned about) before Hydra made the folder: regbench.cli.callbacks;
         problems = preset_conflicts(hc.overrides.task) or check(cfg)  # again here, should the callbacks be off
         if problems:  # answered before torch is even imported
             print(f"regbench: error: {'; '.join(problems)}", file=sys.stderr)
@@ -96,8 +96,8 @@ def job(cfg: DictConfig) -> Any:
         from rich.console import Console
 
         from regbench.console import one_line, result_summary, result_table, result_title
-        from regbench.folderlock import FolderBusy
-        from regbench.runner import run
+        from regbench.engine.folderlock import FolderBusy
+        from regbench.engine.runner import run
 
     torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, hc.launcher))
     console = Console()

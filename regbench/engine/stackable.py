@@ -1,6 +1,6 @@
 """Which jobs of a sweep can share one stack, decided from their configs alone.
 
-Kept apart from `regbench.stacking` (torch, the whole training stack) because the stacked
+Kept apart from `regbench.engine.stack` (torch, the whole training stack) because the stacked
 launcher asks this of every job of every sweep, of any Hydra app: jobs that cannot stack run
 as the basic launcher runs them, and a sweep where nothing stacks must not pay for, or be
 changed by, importing regbench's training code.
@@ -25,12 +25,12 @@ NOT_COMPUTED = (*NOT_HASHED, "trainer.num_threads")
 
 
 def is_regbench(cfg: Any) -> bool:
-    """Whether a job's config was composed from regbench's schema (regbench.schema.Config).
+    """Whether a job's config was composed from regbench's schema (regbench.cli.schema.Config).
 
     Looked up in sys.modules: an app that never imported regbench's schema cannot have
     composed a config from it, and the check then imports nothing.
     """
-    schema = sys.modules.get("regbench.schema")
+    schema = sys.modules.get("regbench.cli.schema")
     return schema is not None and OmegaConf.get_type(cfg) is schema.Config
 
 

@@ -21,13 +21,15 @@ import torch
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from regbench import UserInputError, checkpoint, folderlock, interrupt
+from regbench import UserInputError
+
+from regbench.engine import checkpoint, folderlock, interrupt
 from regbench.console import progress_bar
-from regbench.datasets import REGRESSION, load
-from regbench.device import resolve_device
-from regbench.interrupt import Interrupted
+from regbench.data.datasets import REGRESSION, load
+from regbench.engine.device import resolve_device
+from regbench.engine.interrupt import Interrupted
 from regbench.models import build_model
-from regbench.penalties import penalised_weights, sparsity
+from regbench.regularizers.penalties import penalised_weights, sparsity
 from regbench.results import (
     METRICS_FILE,
     MODEL_FILE,
@@ -41,8 +43,8 @@ from regbench.results import (
     versions,
     write_result,
 )
-from regbench.schema import check
-from regbench.training import build_optimizer, data_generators, evaluate, fit
+from regbench.cli.schema import check
+from regbench.engine.loop import build_optimizer, data_generators, evaluate, fit
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
     """Trains one configuration and writes metrics.csv and result.json into `out_dir`.
 
     Args:
-        cfg: a composed config (see regbench.schema.Config).
+        cfg: a composed config (see regbench.cli.schema.Config).
         out_dir: the run folder (Hydra's output directory of the job).
         console: where the progress bar goes; a default Console when None.
 

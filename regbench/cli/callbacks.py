@@ -19,9 +19,9 @@ from typing import Any, NoReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from regbench import folderlock
-from regbench.config_errors import describe
-from regbench.schema import check, notices, preset_conflicts
+from regbench.engine import folderlock
+from regbench.cli.config_errors import describe
+from regbench.cli.schema import check, notices, preset_conflicts
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -385,11 +385,11 @@ class SweepSummary(Callback):
         one line per diverged or failed job, and exits 1 when any job failed or did not finish."""
         from hydra.core.global_hydra import GlobalHydra
 
-        from regbench import gcpause
+        from regbench.engine import gcpause
 
         ComposeOnce.remove(GlobalHydra.instance().config_loader())
         with gcpause.imports():
-            from regbench.report import build, render, wide_console, write
+            from regbench.reporting.report import build, render, wide_console, write
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:

@@ -1,0 +1,1 @@
+"""Datasets as tensors on the device, and their paired splits."""

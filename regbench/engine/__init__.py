@@ -1,0 +1,1 @@
+"""The training engine: the loop, stacked training, checkpoints, interrupts and folder locks."""

@@ -1,0 +1,1 @@
+"""From run folders to tables, statistics and plots (`regbench report`)."""
