@@ -1,4 +1,5 @@
-"""Builds the model named by the `model` node, with dropout and batch norm from the `reg` node.
+"""Builds the model named by the `model` node, with the layers regularizers insert (dropout,
+batch norm: each regularizer's `layers` hook, regbench.regularizers).
 
 Layers are created in the same order whatever the regularizers (batch norm and dropout
 draw no random numbers at construction), so for one seed every regularizer starts from the
@@ -7,7 +8,7 @@ same weights.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -36,32 +37,53 @@ class Regressor(nn.Module):
         return self.net(x).squeeze(-1)
 
 
-def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int, task: str) -> nn.Module:
+def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int, task: str,
+                regularizers: Sequence[type] | None = None) -> nn.Module:
     """Returns the network for `model.name`: linear, mlp or cnn.
 
     Args:
         model: the `model` config node.
-        reg: the `reg` config node (dropout rate, batch-norm switch).
+        reg: the `reg` config node, read by the regularizers' `layers` hooks.
         input_shape: shape of one stored sample, (features,) or (C, H, W).
         n_outputs: number of classes, or 1 for regression.
         task: "classification" or "regression".
+        regularizers: the regularizer classes whose `layers` hooks insert layers; the
+            built-in ones when None.
 
     Raises:
         UserInputError: a cnn asked of tabular data, or an image too small for its blocks.
     """
+    if regularizers is None:
+        from regbench.regularizers import builtin
+
+        regularizers = builtin()
+    inserted = _Inserted(reg, [cls for cls in regularizers if hasattr(cls, "layers")])
     builders = {"linear": _linear, "mlp": _mlp, "cnn": _cnn}
-    net = builders[model.name](model, reg, input_shape, n_outputs)
+    net = builders[model.name](model, inserted, input_shape, n_outputs)
     return Regressor(net) if task == "regression" else net
 
 
-def _hidden_block(n_in: int, n_out: int, model: Any, reg: Any) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
-    if reg.batchnorm:
-        layers.append(nn.BatchNorm1d(n_out))
-    layers.append(ACTIVATIONS[model.activation]())
-    if reg.dropout > 0:
-        layers.append(nn.Dropout(reg.dropout))
-    return layers
+class _Inserted:
+    """The layers the regularizers insert at a place of the network, each tagged with the name
+    of the regularizer that owns it (the engine runs such a layer through its owner's
+    `forward` hook, unless it is a layer the engine holds tensors of, like batch norm)."""
+
+    def __init__(self, reg: Any, classes: list[type]) -> None:
+        self.reg, self.classes = reg, classes
+
+    def __call__(self, where: str, width: int, dims: int) -> list[nn.Module]:
+        out = []
+        for cls in self.classes:
+            for layer in cls.layers(self.reg, where, width, dims):
+                if not isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    layer.regbench_regularizer = cls.name
+                out.append(layer)
+        return out
+
+
+def _hidden_block(n_in: int, n_out: int, model: Any, inserted: _Inserted) -> list[nn.Module]:
+    return [nn.Linear(n_in, n_out), *inserted("norm", n_out, 1), ACTIVATIONS[model.activation](),
+            *inserted("hidden", n_out, 1)]
 
 
 def _flat_size(input_shape: tuple[int, ...]) -> int:
@@ -71,25 +93,24 @@ def _flat_size(input_shape: tuple[int, ...]) -> int:
     return size
 
 
-def _linear(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
-    layers: list[nn.Module] = [nn.Flatten()]
-    if reg.dropout > 0:
-        layers.append(nn.Dropout(reg.dropout))  # input dropout: the only place a linear model has
+def _linear(model: Any, inserted: _Inserted, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    # input layers (dropout): the only place a linear model has
+    layers: list[nn.Module] = [nn.Flatten(), *inserted("input", _flat_size(input_shape), 1)]
     layers.append(nn.Linear(_flat_size(input_shape), n_outputs))
     return nn.Sequential(*layers)
 
 
-def _mlp(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def _mlp(model: Any, inserted: _Inserted, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     layers: list[nn.Module] = [nn.Flatten()]
     n_in = _flat_size(input_shape)
     for width in model.hidden_sizes:
-        layers += _hidden_block(n_in, width, model, reg)
+        layers += _hidden_block(n_in, width, model, inserted)
         n_in = width
     layers.append(nn.Linear(n_in, n_outputs))
     return nn.Sequential(*layers)
 
 
-def _cnn(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+def _cnn(model: Any, inserted: _Inserted, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     if len(input_shape) != 3:
         raise UserInputError(
             "model=cnn needs image data (digits, mnist, fashion_mnist, cifar10); "
@@ -104,15 +125,13 @@ def _cnn(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int) -> 
     layers: list[nn.Module] = []
     for c_out in model.channels:
         layers.append(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1))
-        if reg.batchnorm:
-            layers.append(nn.BatchNorm2d(c_out))
-        layers += [ACTIVATIONS[model.activation](), nn.MaxPool2d(2)]
+        layers += [*inserted("norm", c_out, 2), ACTIVATIONS[model.activation](), nn.MaxPool2d(2)]
         c_in = c_out
     layers.append(nn.Flatten())
     n_in = c_in * (h >> n_blocks) * (w >> n_blocks)
     # Dropout sits in the fully connected head, where conv nets conventionally put it.
     for width in model.hidden_sizes:
-        layers += _hidden_block(n_in, width, model, reg)
+        layers += _hidden_block(n_in, width, model, inserted)
         n_in = width
     layers.append(nn.Linear(n_in, n_outputs))
     return nn.Sequential(*layers)

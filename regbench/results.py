@@ -25,33 +25,6 @@ def metric_name(task: str) -> str:
     return "acc" if task == "classification" else "r2"
 
 
-def batchnorm_acts(model: Any) -> bool:
-    """Whether the model has a hidden layer for batch normalisation to follow (model=linear has none)."""
-    return model.name != "linear" and bool(len(model.hidden_sizes) or (model.name == "cnn" and len(model.channels)))
-
-
-def reg_label(reg: Any, model: Any) -> str:
-    """Names the regularizers that act, from their values, e.g. `elasticnet+dropout` or `none`.
-
-    Derived from the numbers rather than from the presets chosen, so `reg=l2 reg.alpha=0`
-    is honestly labelled `none`, and from what acts on `model`: batch norm on model=linear
-    (no hidden layer) is not in the label. Early stopping is a trainer setting and is not in
-    the label.
-    """
-    parts = []
-    if reg.alpha > 0:
-        parts.append({1.0: "l1", 0.0: "l2"}.get(float(reg.l1_ratio), "elasticnet"))
-    flags = [
-        ("weight_decay", reg.weight_decay > 0),
-        ("dropout", reg.dropout > 0),
-        ("batchnorm", bool(reg.batchnorm) and batchnorm_acts(model)),
-        ("label_smoothing", reg.label_smoothing > 0),
-        ("augment", bool(reg.augment)),
-    ]
-    parts += [name for name, on in flags if on]
-    return "+".join(parts) or "none"
-
-
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     """Flattens a resolved config mapping into dotted keys: {"reg.alpha": 1e-4, ...}."""
     flat: dict[str, Any] = {}

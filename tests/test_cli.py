@@ -157,7 +157,7 @@ def test_cuda_without_cuda_is_refused(tmp_path):
         (["trainer.patiense=3"], "(did you mean trainer.patience?)"),
         (["reg.alpha=lots"], "reg.alpha=lots: Value 'lots' of type 'str' could not be converted to Float"),
         (["reg.alpha=[1,2"], "no viable alternative at input '[1,2'"),
-        (["+reg.extra=1"], "reg.extra is not a regbench option: nothing would read it"),
+        (["+reg.extras=1"], "reg.extras is not a regbench option: nothing would read it"),
         (["reg.alpha=${oops}"], "reg.alpha: Interpolation key 'oops' not found"),
         (["-m", "reg.alpah=0.1", "seed=0,1"], "(did you mean reg.alpha?)"),  # a typo outside the swept keys
         (["--cfg", "job", "reg.alpah=0.1"], "(did you mean reg.alpha?)"),

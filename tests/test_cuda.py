@@ -13,10 +13,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from regbench.engine import stack as stacking
 from regbench.data.datasets import load
-from regbench.engine.runner import build, init, run
-from regbench.engine.loop import evaluate, train_epoch
+from regbench.engine import stacked
+from regbench.engine.runner import new_stack, run
+from regbench.engine.stack import evaluate, train_epoch
+from regbench.regularizers import regularizers
 from tests.conftest import make_cfg
 
 pytestmark = pytest.mark.cuda
@@ -52,11 +53,11 @@ def test_an_epoch_on_cuda_makes_no_host_sync(tmp_path, overrides):
     device = torch.device("cuda")
     data = load(cfg.dataset, device)
     assert data.x_train.device.type == "cuda" and data.y_train.device.type == "cuda"
-    model, optimizer, weights, generators = build(cfg, data, device)
-    train_epoch(model, optimizer, data, cfg, weights, *generators)  # first epoch: optimizer state is created
+    stack = new_stack([(cfg, tmp_path, {})], data, device, regularizers(cfg.reg))
+    train_epoch(stack, data, cfg.trainer.batch_size)  # first epoch: optimizer state is created
     with no_host_sync():
-        total = train_epoch(model, optimizer, data, cfg, weights, *generators)
-        scores = [evaluate(model, data, s, cfg.trainer.eval_batch_size) for s in ("train", "val")]
+        total = train_epoch(stack, data, cfg.trainer.batch_size)
+        scores = [evaluate(stack, data, s, cfg.trainer.eval_batch_size) for s in ("train", "val")]
     assert torch.isfinite(total) and all(torch.isfinite(s).all() for s in scores)
 
 
@@ -77,13 +78,13 @@ def test_a_cuda_run_is_repeatable(tmp_path):
 
 
 def test_a_stack_on_cuda_agrees_with_its_lone_runs(tmp_path):
-    """Without dropout (a lone CUDA run uses the fused dropout kernel, whose masks a stack
-    cannot reproduce), within the tolerance stated for several CPU threads."""
-    variants = [["reg=none"], ["reg=l2", "reg.alpha=1e-2"], ["reg=l1", "optim.lr=3e-3"], ["reg=weight_decay"]]
+    """Within the tolerance stated for several CPU threads (a lone run is a stack of one)."""
+    variants = [["reg=none"], ["reg=l2", "reg.alpha=1e-2"], ["reg=l1", "optim.lr=3e-3"], ["reg=weight_decay"],
+                ["reg=dropout"]]
     cfgs = [make_cfg(*SMALL, "trainer.patience=null", "trainer.max_epochs=5", *v) for v in variants]
     alone = [run(c, tmp_path / f"alone{i}", QUIET) for i, c in enumerate(cfgs)]
-    stacked = stacking.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], QUIET)
-    for a, s in zip(alone, stacked):
+    stacked_results = stacked.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], QUIET)
+    for a, s in zip(alone, stacked_results):
         assert s["status"] == "ok" and s["device"].startswith("cuda")
         for key in ("train_loss", "val_loss", "test_loss"):
             assert s["metrics"][key] == pytest.approx(a["metrics"][key], rel=1e-3, abs=1e-4)
@@ -96,14 +97,9 @@ def test_a_stacked_epoch_on_cuda_makes_no_host_sync(tmp_path):
     cfgs = [make_cfg(*SMALL, *v) for v in (["reg=l1"], ["reg=dropout"], ["reg=l2", "optim.lr=3e-3"])]
     device = torch.device("cuda")
     data = load(cfgs[0].dataset, device)
-    members = []
-    for i, cfg in enumerate(cfgs):
-        model, _, (order, _) = init(cfg, data, device)
-        rng = torch.Generator(device=device).manual_seed(cfg.seed)
-        members.append(stacking.Member(i, cfg, tmp_path, {}, model, rng, order, None))
-    stack = stacking.Stack(members, members[1].model, cfgs[0].optim, *stacking._adam_defaults("adam"))
-    stacking._train_epoch(stack, data, cfgs[0].trainer.batch_size, 0.0)
+    stack = new_stack([(c, tmp_path / str(i), {}) for i, c in enumerate(cfgs)], data, device, regularizers(cfgs[0].reg))
+    train_epoch(stack, data, cfgs[0].trainer.batch_size)
     with no_host_sync():
-        sums = stacking._train_epoch(stack, data, cfgs[0].trainer.batch_size, 0.0)
-        scores = stacking._evaluate(stack, data, "val", cfgs[0].trainer.eval_batch_size)
+        sums = train_epoch(stack, data, cfgs[0].trainer.batch_size)
+        scores = evaluate(stack, data, "val", cfgs[0].trainer.eval_batch_size)
     assert sums.shape == (3,) and scores.shape == (3, 2) and torch.isfinite(scores).all()

@@ -88,7 +88,7 @@ def test_sigterm_finishes_the_epoch_checkpoints_it_and_the_printed_command_resum
     assert last.startswith("regbench: terminated (SIGTERM) after epoch ") and "Traceback" not in err
     epoch = int(last.split("after epoch ")[1].split(",")[0])
     assert f"checkpointed in {tmp_path / folder}; to resume: regbench run " in last
-    assert len(torch.load(tmp_path / folder / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == epoch
+    assert len(torch.load(tmp_path / folder / CHECKPOINT_FILE, weights_only=True)["member"]["fit"]["history"]) == epoch
     command = last.split("; to resume: ")[1]
     resumed = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,

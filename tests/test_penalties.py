@@ -12,16 +12,9 @@ from torch.nn import functional as F
 
 from regbench.data.datasets import Data
 from regbench.models import build_model
-from regbench.regularizers.penalties import (
-    decay_,
-    elastic_net,
-    l1_prox_,
-    penalised_weights,
-    soft_threshold_,
-    sparsity,
-)
-from regbench.engine.loop import build_optimizer, train_epoch
-from tests.conftest import make_cfg
+from regbench.regularizers import penalised_weights, sparsity
+from regbench.regularizers.elasticnet import elastic_net, soft_threshold_
+from tests.conftest import make_cfg, stack_of, train_epochs
 
 
 def _soft(w: torch.Tensor, t) -> torch.Tensor:
@@ -143,58 +136,84 @@ def test_soft_threshold_per_tensor_thresholds():
     torch.testing.assert_close(c, ws[1])
 
 
-# --------------------------------------------------------------------------- l1_prox_
+# --------------------------------------------------------------------------- the engine's step, against torch.optim
+
+
+def _linear_stack(*overrides: str, n_in: int = 5, n_out: int = 6):
+    """A linear model (n_in -> n_out) in a stack of one, and a torch copy of its weight."""
+    cfg = make_cfg("model=linear", *overrides)
+    torch.manual_seed(2)
+    model = build_model(cfg.model, cfg.reg, (n_in,), n_out, "classification")
+    return cfg, model, stack_of(cfg, model)
+
+
+def _step(stack, grads):
+    """One engine step with the given gradients (weight, bias)."""
+    for p, g in zip(stack.params, grads):
+        p.grad = g.unsqueeze(0).clone()
+    stack.update()
+    return [p[0].detach().clone() for p in stack.params]
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_l1_prox_sgd_threshold_is_lr_times_strength_over_one_minus_momentum(momentum):
-    torch.manual_seed(2)
-    w = nn.Parameter(torch.randn(6, 5))
-    opt = torch.optim.SGD([w], lr=0.1, momentum=momentum)
-    w.grad = torch.randn(6, 5)
-    opt.step()
-    after_step = w.detach().clone()
+def test_sgd_step_then_prox_threshold_is_lr_times_strength_over_one_minus_momentum(momentum):
+    """The engine's SGD step equals torch.optim.SGD's bit for bit; the L1 proximal step after it
+    thresholds at lr * strength / (1 - momentum)."""
     strength = 2.5 * (1 - momentum)  # threshold 0.1 * strength / (1 - momentum) = 0.25
-    l1_prox_(opt, [w], strength)
-    torch.testing.assert_close(w.detach(), _soft(after_step, 0.25), rtol=0, atol=1e-7)
-    assert int((w == 0).sum()) == int((after_step.abs() <= 0.25).sum()) > 0
-
-
-@pytest.mark.parametrize("opt_cls", [torch.optim.Adam, torch.optim.AdamW])
-def test_l1_prox_adam_per_coordinate_threshold(opt_cls):
-    torch.manual_seed(3)
-    w = nn.Parameter(torch.randn(8, 6))
-    lr, eps, beta2 = 0.05, 0.05, 0.999  # a large eps, so that its place in the formula matters
-    opt = opt_cls([w], lr=lr, betas=(0.9, beta2), eps=eps)
-    for _ in range(3):  # step = 3: the bias correction depends on it
-        w.grad = torch.randn(8, 6) * torch.logspace(-2, 1, 6)  # very different scales per column
+    cfg, model, stack = _linear_stack("optim=sgd", "optim.lr=0.1", f"optim.momentum={momentum}", "reg=l1",
+                                      f"reg.alpha={strength}")
+    w, b = (nn.Parameter(t.detach().clone()) for t in (model[-1].weight, model[-1].bias))
+    opt = torch.optim.SGD([w, b], lr=0.1, momentum=momentum)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):  # the second step uses the momentum buffer
+        grads = [torch.randn(6, 5, generator=g), torch.randn(6, generator=g)]
+        w.grad, b.grad = grads[0].clone(), grads[1].clone()
         opt.step()
-    after_step = w.detach().clone()
-    state = opt.state[w]
-    step = float(state["step"])
-    assert step == 3.0
-    v_hat = state["exp_avg_sq"] / (1.0 - beta2**step)
-    strength = 20.0
-    t = lr * strength / (v_hat.sqrt() + eps)
-    l1_prox_(opt, [w], strength)
-    torch.testing.assert_close(w.detach(), _soft(after_step, t), rtol=1e-6, atol=1e-6)
-    n_zero = int((w == 0).sum())
-    assert n_zero == int((after_step.abs() <= t).sum())
-    assert 0 < n_zero < w.numel()
-    # the threshold really is per coordinate, and differs from SGD's single lr * strength
-    assert t.max() / t.min() > 10
-    assert not torch.equal(w.detach(), _soft(after_step, lr * strength))
+        with torch.no_grad():
+            w.copy_(_soft(w, 0.25))
+        ours = _step(stack, grads)
+        assert torch.equal(ours[0], w.detach()) and torch.equal(ours[1], b.detach())
+    assert 0 < int((ours[0] == 0).sum()) < ours[0].numel()
+    assert (ours[1] != 0).all()  # biases are not thresholded
 
 
-# --------------------------------------------------------------------------- decay_ and weight decay
+@pytest.mark.parametrize("optim", ["adam", "adamw"])
+def test_adam_step_then_prox_threshold_is_per_coordinate(optim):
+    """The engine's Adam/AdamW step equals torch.optim's (the oracle) to float32 rounding, and
+    the proximal step thresholds every coordinate at lr * strength / (sqrt(v_hat) + eps)."""
+    lr, strength = 0.05, 2.0
+    cfg, model, stack = _linear_stack(f"optim={optim}", f"optim.lr={lr}", "reg=l1", f"reg.alpha={strength}",
+                                      "reg.weight_decay=0.1" if optim == "adamw" else "reg.weight_decay=0")
+    w, b = (nn.Parameter(t.detach().clone()) for t in (model[-1].weight, model[-1].bias))
+    cls = torch.optim.AdamW if optim == "adamw" else torch.optim.Adam
+    extra = {"weight_decay": 0.1} if optim == "adamw" else {}
+    opt = cls([{"params": [w], **extra}, {"params": [b], "weight_decay": 0.0}], lr=lr)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(3):  # step = 3: the bias correction depends on it
+        grads = [torch.randn(6, 5, generator=g) * torch.logspace(-2, 1, 5), torch.randn(6, generator=g)]
+        w.grad, b.grad = grads[0].clone(), grads[1].clone()
+        opt.step()
+        state = opt.state[w]
+        v_hat = state["exp_avg_sq"] / (1.0 - 0.999 ** float(state["step"]))
+        t = lr * strength / (v_hat.sqrt() + 1e-8)
+        with torch.no_grad():
+            w.copy_(_soft(w, t))
+        ours = _step(stack, grads)
+        torch.testing.assert_close(ours[0], w.detach(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ours[1], b.detach(), rtol=1e-6, atol=1e-7)
+    assert t.max() / t.min() > 10  # the threshold really is per coordinate
+    assert 0 < int((ours[0] == 0).sum()) < ours[0].numel()
 
 
-def test_decay_multiplies_by_one_minus_factor():
-    a, b = torch.randn(3, 4), torch.randn(2, 2, 3, 3)
-    ws = [a.clone(), b.clone()]
-    decay_(ws, 0.125)
-    torch.testing.assert_close(ws[0], a * 0.875, rtol=0, atol=0)
-    torch.testing.assert_close(ws[1], b * 0.875, rtol=0, atol=0)
+# --------------------------------------------------------------------------- weight decay
+
+
+def test_weight_decay_multiplies_the_weights_by_one_minus_lr_times_rate():
+    cfg, model, stack = _linear_stack("optim=sgd", "optim.lr=0.25", "optim.momentum=0", "reg.weight_decay=0.5")
+    w0, b0 = model[-1].weight.detach().clone(), model[-1].bias.detach().clone()
+    ours = _step(stack, [torch.zeros(6, 5), torch.zeros(6)])
+    torch.testing.assert_close(ours[0], w0 * 0.875, rtol=0, atol=0)
+    torch.testing.assert_close(ours[1], b0, rtol=0, atol=0)  # biases are never decayed
 
 
 def _digits_data(n_train: int = 128) -> tuple[Data, object]:
@@ -208,11 +227,7 @@ def _one_epoch(data: Data, *overrides: str) -> dict[str, torch.Tensor]:
     cfg = make_cfg("dataset=digits", "model=mlp", "model.hidden_sizes=[16]", "trainer.batch_size=32", *overrides)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
-    weights = penalised_weights(model)
-    optimizer = build_optimizer(cfg.optim, cfg.reg, model, weights)
-    order = torch.Generator().manual_seed(cfg.seed)
-    aug = torch.Generator().manual_seed(cfg.seed + 1)
-    train_epoch(model, optimizer, data, cfg, weights, order, aug)
+    train_epochs(stack_of(cfg, model, cfg.seed), data)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -242,9 +257,7 @@ def test_sgd_weight_decay_is_decoupled():
     b0 = model[1].bias.detach().clone()
     loss = F.cross_entropy(model(data.x_train), data.y_train)
     gw, gb = torch.autograd.grad(loss, [model[1].weight, model[1].bias])
-    weights = penalised_weights(model)
-    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
-    train_epoch(model, opt, data, cfg, weights, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    train_epochs(stack_of(cfg, model), data)
     torch.testing.assert_close(model[1].weight.detach(), w0 * (1 - 0.1 * 0.3) - 0.1 * gw, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(model[1].bias.detach(), b0 - 0.1 * gb, rtol=1e-5, atol=1e-6)  # biases not decayed
 
@@ -302,7 +315,7 @@ def test_proximal_gradient_matches_sklearn_elastic_net(regression_problem, alpha
         opt.zero_grad()
         loss.backward()
         opt.step()
-        l1_prox_(opt, [lin.weight], alpha * l1_ratio)
+        soft_threshold_([lin.weight], 0.3 * alpha * l1_ratio)
     w = lin.weight.detach().numpy().ravel()
     _check_against_sklearn(w, lin.bias.item(), _sklearn_fit(X, y, alpha, l1_ratio), l1_ratio)
     # sklearn with the same alpha (no halving) is a different solution: the factor 2 is real
@@ -310,19 +323,15 @@ def test_proximal_gradient_matches_sklearn_elastic_net(regression_problem, alpha
 
 
 def _train_full_batch(cfg, X, y, task: str, epochs: int):
-    """A float64 model trained by the real loop, `train_epoch`, one full batch per epoch (the
+    """A float64 model trained by the engine's `train_epoch`, one full batch per epoch (the
     batch size of `cfg` must be len(y)); returns it and its penalised weights."""
     xt, yt = torch.tensor(X), torch.tensor(y)
     n_outputs = 1 if task == "regression" else int(yt.max()) + 1
     data = Data(task, xt, yt, xt[:10], yt[:10], xt[:10], yt[:10], n_outputs=n_outputs, is_image=False)
     torch.manual_seed(0)
     model = build_model(cfg.model, cfg.reg, data.input_shape, n_outputs, task).double()
-    weights = penalised_weights(model)
-    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
-    order, aug = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
-    for _ in range(epochs):
-        train_epoch(model, opt, data, cfg, weights, order, aug)
-    return model, weights
+    train_epochs(stack_of(cfg, model), data, epochs)
+    return model, penalised_weights(model)
 
 
 @pytest.mark.parametrize("momentum, lr", [(0.0, 0.3), (0.9, 0.03)])

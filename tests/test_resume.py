@@ -81,16 +81,18 @@ def test_checkpoint_holds_the_whole_state_and_loads_with_weights_only(tiny_cfg, 
     cfg = tiny_cfg("keep_checkpoint=true", "reg=dropout", "trainer.checkpoint_seconds=0")
     result = run(cfg, tmp_path)
     payload = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
-    assert payload["format"] == "regbench-checkpoint-1" and payload["config_hash"] == result["config_hash"]
-    assert {"model", "optimizer", "fit", "rng", "seconds"} <= payload.keys()
-    assert {"torch", "cuda", "numpy", "python", "order", "augment"} <= payload["rng"].keys()
-    assert len(payload["fit"]["history"]) == result["epochs_run"] - 1  # written after every epoch but the last
+    assert payload["format"] == "regbench-checkpoint-2" and payload["config_hash"] == result["config_hash"]
+    assert {"member", "rng", "seconds"} <= payload.keys()
+    assert {"params", "buffers", "moments", "step", "fit", "order", "augment", "dropout"} <= payload["member"].keys()
+    assert {"torch", "cuda", "numpy", "python"} <= payload["rng"].keys()
+    assert len(payload["member"]["fit"]["history"]) == result["epochs_run"] - 1  # written after every epoch but the last
 
 
 def test_with_a_time_budget_a_short_run_writes_no_checkpoint(tiny_cfg, tmp_path, monkeypatch):
     writes = []
     save = checkpoint.save
-    monkeypatch.setattr(checkpoint, "save", lambda folder, *a: writes.append(a[3].epoch) or save(folder, *a))
+    monkeypatch.setattr(checkpoint, "save",
+                        lambda folder, *a: writes.append(a[1].members[0].state.epoch) or save(folder, *a))
     result = run(tiny_cfg("keep_checkpoint=true", "trainer.max_epochs=6", "trainer.patience=null",
                           "trainer.checkpoint_seconds=3600"), tmp_path / "budget")
     assert result["status"] == "ok" and result["epochs_run"] == 6
@@ -121,7 +123,7 @@ def test_an_interrupted_run_retrains_the_epochs_after_its_last_checkpoint(tiny_c
     with pytest.raises(KeyboardInterrupt):
         run(tiny_cfg(*args), folder)
     assert epochs_in(folder / "metrics.csv") == 8 and not (folder / "result.json").exists()
-    assert len(torch.load(folder / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == 6
+    assert len(torch.load(folder / CHECKPOINT_FILE, weights_only=True)["member"]["fit"]["history"]) == 6
     monkeypatch.setattr(MetricsWriter, "write", write)
     resumed = run(tiny_cfg(*args), folder)
     assert resumed["resumed_from_epoch"] == 6
@@ -210,7 +212,7 @@ def test_ctrl_c_finishes_the_epoch_checkpoints_it_and_a_rerun_ends_bit_for_bit(t
         run(tiny_cfg(*args), folder)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
     assert epochs_in(folder / "metrics.csv") == 5 and not (folder / "result.json").exists()
-    assert len(torch.load(folder / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == 5
+    assert len(torch.load(folder / CHECKPOINT_FILE, weights_only=True)["member"]["fit"]["history"]) == 5
     monkeypatch.setattr(MetricsWriter, "write", write)
     resumed = run(tiny_cfg(*args), folder)
     assert resumed["resumed_from_epoch"] == 5
@@ -253,7 +255,7 @@ def test_ctrl_c_on_the_command_line_says_how_to_resume(tmp_path):
     assert last.endswith("regbench run reg=l2 trainer.max_epochs=100000 trainer.patience=null dataset.train_size=300 "
                          "'model.hidden_sizes=[32]' 'hydra.run.dir=my run'")  # quoted for a shell
     assert "Traceback" not in err
-    assert len(torch.load(tmp_path / "my run" / CHECKPOINT_FILE, weights_only=True)["fit"]["history"]) == epoch
+    assert len(torch.load(tmp_path / "my run" / CHECKPOINT_FILE, weights_only=True)["member"]["fit"]["history"]) == epoch
 
 
 def hold_in_another_process(*folders: Path) -> subprocess.Popen:
@@ -269,7 +271,7 @@ def hold_in_another_process(*folders: Path) -> subprocess.Popen:
 
 
 def test_a_folder_in_use_is_refused_before_anything_is_written(tiny_cfg, tmp_path):
-    from regbench.engine import stack as stacking
+    from regbench.engine import stacked as stacking
     from regbench.engine.folderlock import LOCK_FILE, FolderBusy, hold
 
     held = tmp_path / "held"

@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 
 from regbench.cli import schema
-from regbench.results import early_best, reg_label
+from regbench.regularizers import label as reg_label
+from regbench.results import early_best
 from tests.conftest import make_cfg
 
 
@@ -18,7 +19,7 @@ def _float_keys(node: type, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(node):
         if dataclasses.is_dataclass(f.default_factory):
             out += _float_keys(f.default_factory, f"{prefix}{f.name}.")
-        elif f.type in ("float", "Optional[float]"):
+        elif f.type in ("float", "Optional[float]", float):  # a string under `from __future__ import annotations`
             out.append(f"{prefix}{f.name}")
     return out
 

@@ -16,13 +16,15 @@ from sklearn.metrics import mean_squared_error, r2_score
 from torch import nn
 from torch.nn import functional as F
 
-import regbench.engine.loop as training
+import regbench.engine.stack as engine
 from regbench.data.datasets import Data, load
+from regbench.engine.loop import evaluate, fit
+from regbench.engine.runner import new_stack, run
+from regbench.engine.stack import tensors
 from regbench.models import Regressor, build_model
-from regbench.regularizers.penalties import penalised_weights
-from regbench.engine.runner import build, run
-from regbench.engine.loop import augment, build_optimizer, evaluate, fit, train_epoch
-from tests.conftest import HostSyncs, make_cfg, torchvision_root
+from regbench.regularizers import regularizers
+from regbench.regularizers.augment import augment
+from tests.conftest import HostSyncs, make_cfg, stack_of, torchvision_root, train_epochs
 
 
 def _quiet() -> Console:
@@ -54,38 +56,39 @@ class Script:
         self.epoch = 0
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
 
-    def train_epoch(self, model, optimizer, data, cfg, weights, order, aug):
+    def train_epoch(self, stack, data, batch):
         self.epoch += 1
         with torch.no_grad():
-            for i, t in enumerate(list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]):
+            for i, t in enumerate(stack.params + stack.buffers):
                 t.fill_(self.epoch + 0.01 * i)
-        self.snapshots[self.epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            stack.step += 1
+        self.snapshots[self.epoch] = stack.member_state(0)
         step = 0.0 if self.step_losses is None else self.step_losses[self.epoch - 1]
-        return torch.tensor(step)
+        return torch.tensor([step])
 
-    def evaluate(self, model, data, split, batch):
+    def evaluate(self, stack, data, split, batch):
         loss = self.val_losses[self.epoch - 1] if split == "val" else 1.0
-        return torch.tensor([loss, 0.5], dtype=torch.float64)
+        return torch.tensor([[loss, 0.5]], dtype=torch.float64)
 
 
 def _scripted_fit(monkeypatch, val_losses, *overrides, step_losses=None):
     script = Script(val_losses, step_losses)
-    monkeypatch.setattr(training, "train_epoch", script.train_epoch)
-    monkeypatch.setattr(training, "evaluate", script.evaluate)
+    monkeypatch.setattr(engine, "train_epoch", script.train_epoch)
+    monkeypatch.setattr(engine, "evaluate", script.evaluate)
     cfg = make_cfg("model=mlp", "model.hidden_sizes=[4]", "reg.batchnorm=true", *overrides)
     data = _table_data()
     model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
-    weights = penalised_weights(model)
+    stack = stack_of(cfg, model)
     rows = []
-    result = fit(model, build_optimizer(cfg.optim, cfg.reg, model, weights), data, cfg, weights, rows.append)
-    return result, model, script, rows
+    fit(stack, data, on_row=lambda member, row: rows.append(row))
+    return stack.members[0].state, model, script, rows
 
 
-def _assert_state(model: nn.Module, expected: dict[str, torch.Tensor]) -> None:
-    state = model.state_dict()
-    assert state.keys() == expected.keys()
-    for k in state:
-        assert torch.equal(state[k], expected[k]), k
+def _assert_state(model: nn.Module, expected: list[torch.Tensor]) -> None:
+    params, _, buffers = tensors(model)
+    assert len(params + buffers) == len(expected)
+    for i, (t, e) in enumerate(zip(params + buffers, expected)):
+        assert torch.equal(t, e), i
 
 
 def test_early_stopping_stops_at_best_plus_patience_and_restores_best(monkeypatch):
@@ -97,7 +100,7 @@ def test_early_stopping_stops_at_best_plus_patience_and_restores_best(monkeypatc
     assert [r["val_loss"] for r in result.history] == val[:7]
     assert [r["epoch"] for r in rows] == list(range(1, 8))  # on_epoch saw every epoch
     _assert_state(model, script.snapshots[4])  # parameters and batch-norm buffers of the best epoch
-    assert not torch.equal(model.state_dict()["1.weight"], script.snapshots[7]["1.weight"])
+    assert not torch.equal(model[1].weight, script.snapshots[7][2])  # the batch norm's weight
 
 
 def test_early_stopping_patience_one(monkeypatch):
@@ -178,8 +181,9 @@ def test_fit_flags_real_divergence():
     data = _table_data(n=64)
     torch.manual_seed(0)
     model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
-    weights = penalised_weights(model)
-    result = fit(model, build_optimizer(cfg.optim, cfg.reg, model, weights), data, cfg, weights)
+    stack = stack_of(cfg, model)
+    fit(stack, data)
+    result = stack.members[0].state
     assert result.diverged
     last = result.history[-1]
     assert not all(math.isfinite(last[k]) for k in ("train_loss", "val_loss"))
@@ -336,11 +340,8 @@ def test_label_smoothing_affects_training_but_not_evaluate():
         model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
         with torch.no_grad():
             logits0 = model(data.x_train)
-        weights = penalised_weights(model)
-        opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
         # one full batch: the returned step loss is the smoothed loss at the initial weights
-        step_sums[ls] = train_epoch(model, opt, data, cfg, weights, torch.Generator().manual_seed(0),
-                                    torch.Generator().manual_seed(1)).item()
+        step_sums[ls] = train_epochs(stack_of(cfg, model), data).item()
         expected = F.cross_entropy(logits0, data.y_train, label_smoothing=ls).item()
         assert step_sums[ls] == pytest.approx(expected, rel=1e-5)
         states[ls] = model[-1].weight.detach().clone()
@@ -361,10 +362,7 @@ def test_trailing_batch_of_one_is_dropped_with_batchnorm():
                    "optim=sgd", "optim.momentum=0", "optim.lr=0.1")
     torch.manual_seed(0)
     model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
-    weights = penalised_weights(model)
-    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
-    order, aug = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
-    total = train_epoch(model, opt, data, cfg, weights, order, aug)
+    total = train_epochs(stack_of(cfg, model), data)
     assert math.isfinite(total.item())
     assert int(model[2].num_batches_tracked) == 1  # one batch of 64, the lone sample skipped
 
@@ -375,9 +373,7 @@ def test_train_epoch_applies_l1_proximal_step_exact_zeros():
                    "trainer.batch_size=16")
     torch.manual_seed(0)
     model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
-    weights = penalised_weights(model)
-    opt = build_optimizer(cfg.optim, cfg.reg, model, weights)
-    train_epoch(model, opt, data, cfg, weights, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    train_epochs(stack_of(cfg, model), data)
     assert (model[-1].weight == 0).sum() > 0
     assert (model[-1].bias != 0).all()  # biases are not thresholded
 
@@ -435,7 +431,7 @@ def test_the_host_sync_probe_names_only_the_packages_own_functions(tmp_path):
     too: their frames must not count as the package's."""
     import importlib.util
 
-    from regbench.regularizers.penalties import sparsity
+    from regbench.regularizers import sparsity
 
     folder = tmp_path / "regbench" / "tests"
     folder.mkdir(parents=True)
@@ -466,16 +462,10 @@ def test_training_reads_back_from_the_device_once_per_epoch(tmp_path, overrides)
                    "trainer.patience=null", *overrides)
     device = torch.device("cpu")
     data = load(cfg.dataset, device)
-    model, optimizer, weights, generators = build(cfg, data, device)
-    for group in optimizer.param_groups:
-        group["foreach"] = True  # the multi-tensor update torch picks by default on a GPU
-
-    def step_counter(t):  # torch keeps these on the host in a GPU run too (capturable=False)
-        return any(t is s.get("step") for s in optimizer.state.values())
-
-    with HostSyncs(allowed=step_counter) as probe:
-        state = fit(model, optimizer, data, cfg, weights, generators=generators)
-    assert len(state.history) == 4
+    stack = new_stack([(cfg, tmp_path, {})], data, device, regularizers(cfg.reg))
+    with HostSyncs() as probe:
+        fit(stack, data)
+    assert len(stack.members[0].state.history) == 4
     assert probe.calls == [("tolist", ("fit",))] * 4
 
 

@@ -127,14 +127,23 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
     """
     if "regbench.cli.schema" not in sys.modules:  # not regbench's app: none of its jobs can stack
         return {}
-    from regbench.engine.stackable import stack_key
+    from regbench.cli.schema import config_search_dirs
+    from regbench.engine.stackable import stack_key, why_alone
 
     groups: dict[str, list[tuple[int, DictConfig, Path]]] = {}
+    alone: dict[str, list[int]] = {}
+    search = config_search_dirs(jobs[0].hydra) if jobs else ()
     for sweep_config in jobs:
         task = _task_config(sweep_config)
-        key = stack_key(task[0]) if task is not None else None
+        key = stack_key(task[0], search) if task is not None else None
         if key is not None:
             groups.setdefault(key, []).append((sweep_config.hydra.job.num, *task))
+        elif task is not None:
+            reason = why_alone(task[0], search)
+            if reason:
+                alone.setdefault(reason, []).append(sweep_config.hydra.job.num)
+    for reason, nums in alone.items():  # a regularizer that cannot stack says why in its module
+        print(f"stacked: jobs {_ranges(nums)} run alone: {reason}", flush=True)
     if all(len(g) < 2 for g in groups.values()):
         return {}
     from regbench.engine import gcpause
@@ -146,7 +155,7 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
         from regbench import UserInputError
         from regbench.cli.app import finished_result, threads_per_job
         from regbench.console import one_line
-        from regbench.engine.stack import train
+        from regbench.engine.stacked import train
 
     # A finished job only reports its result (its task function says so); the others stack.
     groups = {k: [m for m in g if finished_result(m[1], m[2]) is None] for k, g in groups.items()}
@@ -166,7 +175,7 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
                           soft_wrap=True)
 
         try:
-            train([(c, out) for _, c, out in members], console, done, finished)
+            train([(c, out) for _, c, out in members], console, done, finished, search)
         except UserInputError as e:  # each job reports it again when it runs alone
             console.print(f"stacked: jobs {_ranges(nums)} did not start ({e}); they run one by one instead",
                           highlight=False, markup=False, soft_wrap=True)

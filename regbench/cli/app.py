@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.engine import gcpause, interrupt
-from regbench.cli.schema import check, config_dir, preset_conflicts, register
+from regbench.cli.schema import check, config_dir, config_search_dirs, preset_conflicts, register
 
 
 def _run_id() -> str:
@@ -30,8 +30,16 @@ def _run_id() -> str:
     return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}{secrets.token_hex(2)}"
 
 
+def _regularizers_help() -> str:
+    from regbench.regularizers import knob_table
+
+    return knob_table()
+
+
 if not OmegaConf.has_resolver("regbench_run_id"):
     OmegaConf.register_new_resolver("regbench_run_id", _run_id, use_cache=True)
+if not OmegaConf.has_resolver("regbench_regularizers"):  # the knobs' table of `regbench run --help`
+    OmegaConf.register_new_resolver("regbench_regularizers", _regularizers_help)
 register()
 
 
@@ -102,7 +110,7 @@ def job(cfg: DictConfig) -> Any:
     torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, hc.launcher))
     console = Console()
     try:
-        result = run(cfg, out_dir, console)
+        result = run(cfg, out_dir, console, config_search_dirs())
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: the command's last line says how to resume
         key, folder = ("hydra.run.dir", hc.run.dir) if hc.mode == RunMode.RUN else ("hydra.sweep.dir", hc.sweep.dir)
         raise interrupt.resumable(e, f"{key}={interrupt.hydra_value(str(folder))}") from None

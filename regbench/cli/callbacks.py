@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from regbench.engine import folderlock
 from regbench.cli.config_errors import describe
-from regbench.cli.schema import check, notices, preset_conflicts
+from regbench.cli.schema import check, config_search_dirs, notices, preset_conflicts
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -153,7 +153,7 @@ class JobFolder(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         out_dir = Path(os.path.abspath(str(config.hydra.run.dir)))
         cfg = task_config(config)
-        problems = preset_conflicts(config.hydra.overrides.task) or check(cfg)
+        problems = preset_conflicts(config.hydra.overrides.task) or check(cfg, config_search_dirs(config.hydra))
         if problems:
             refuse("; ".join(problems))
         for notice in notices(cfg):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import II, MISSING
 
@@ -78,26 +78,20 @@ class ModelConfig:
     """cnn only: output channels of each 3x3 conv block (each block halves the image)."""
 
 
-@dataclass
-class RegConfig:
-    """Every regularizer is one number; 0, false or off disables it."""
+def _reg_config() -> type:
+    """The `reg` node: every built-in regularizer's knobs, from its own module
+    (regbench.regularizers), plus `extra`, the user's regularizers by name."""
+    from regbench.regularizers import builtin_knobs
 
-    alpha: float = 0.0
-    """Strength of the weight penalty (scikit-learn's ElasticNet `alpha`)."""
-    l1_ratio: float = 0.5
-    """Share of L1 in the penalty: 1 is L1 (lasso), 0 is L2 (ridge)."""
-    l1_proximal: bool = True
-    """Apply the L1 part as a proximal soft-threshold after each step (exact zeros)."""
-    weight_decay: float = 0.0
-    """Decoupled (AdamW-style) weight decay: w <- w - lr * weight_decay * w each step."""
-    dropout: float = 0.0
-    """Dropout rate after each hidden layer (for model=linear: on the inputs)."""
-    batchnorm: bool = False
-    """Batch normalisation after each hidden layer."""
-    label_smoothing: float = 0.0
-    """Label smoothing of the training cross-entropy (classification only)."""
-    augment: bool = False
-    """Random crop (and flip where dataset.hflip) of image batches, on the device."""
+    fields = [(k.name, type(k.default), field(default=k.default)) for k in builtin_knobs()]
+    fields.append(("extra", Dict[str, Any], field(default_factory=dict)))
+    cls = dataclasses.make_dataclass("RegConfig", fields)
+    cls.__module__ = __name__
+    cls.__doc__ = "Every regularizer is one number; 0, false or off disables it."
+    return cls
+
+
+RegConfig = _reg_config()
 
 
 @dataclass
@@ -166,7 +160,24 @@ def _choice(value: Any, allowed: tuple[str, ...], key: str) -> str | None:
     return None
 
 
-def check(cfg: Any) -> list[str]:
+def config_search_dirs(hydra_node: Any = None) -> tuple[str, ...]:
+    """The folders a user added to Hydra's config search path (`--config-dir`, `hydra.searchpath`):
+    where a user regularizer's module may lie beside its YAML (regbench.regularizers.load_user).
+
+    Read from `hydra_node` (a composed config's `hydra` node), else from the current HydraConfig;
+    empty outside Hydra.
+    """
+    if hydra_node is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return ()
+        hydra_node = HydraConfig.get()
+    sources = hydra_node.runtime.get("config_sources") or []
+    return tuple(str(s.path) for s in sources if s.schema == "file" and s.provider not in ("main", "hydra"))
+
+
+def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
     """Returns one message per out-of-range value in a composed config (empty when valid).
 
     Types and misspelt keys are already enforced by the schema when Hydra composes; this
@@ -195,13 +206,6 @@ def check(cfg: Any) -> list[str]:
         _choice(cfg.model.name, MODELS, "model.name"),
         _choice(cfg.model.activation, ACTIVATIONS, "model.activation"),
         _choice(opt.name, OPTIMIZERS, "optim.name"),
-        None if reg.alpha >= 0 else f"reg.alpha must be >= 0 (got {reg.alpha})",
-        None if 0 <= reg.l1_ratio <= 1 else f"reg.l1_ratio must be in [0, 1] (got {reg.l1_ratio})",
-        None if 0 <= reg.dropout < 1 else f"reg.dropout must be in [0, 1) (got {reg.dropout})",
-        None if reg.weight_decay >= 0 else f"reg.weight_decay must be >= 0 (got {reg.weight_decay})",
-        None
-        if 0 <= reg.label_smoothing < 1
-        else f"reg.label_smoothing must be in [0, 1) (got {reg.label_smoothing})",
         None if opt.lr > 0 else f"optim.lr must be > 0 (got {opt.lr})",
         None if 0 <= opt.momentum < 1 else f"optim.momentum must be in [0, 1) (got {opt.momentum})",
         None if tr.max_epochs >= 1 else f"trainer.max_epochs must be >= 1 (got {tr.max_epochs})",
@@ -223,7 +227,10 @@ def check(cfg: Any) -> list[str]:
         _check_train_size(ds.train_size),
         _check_device(cfg.device),
     ]
-    problems += _check_seeds(cfg) + _check_synthetic(ds)
+    from regbench.regularizers import check as check_regularizers
+
+    search = config_search_dirs() if search is None else search
+    problems += _check_seeds(cfg) + _check_synthetic(ds) + check_regularizers(reg, search)
     if cfg.model.name == "mlp" and len(cfg.model.hidden_sizes) == 0:
         problems.append("model.hidden_sizes must name at least one layer for model=mlp (use model=linear)")
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):

@@ -3,9 +3,10 @@
 Written at the end of an epoch once `trainer.checkpoint_seconds` have passed since the
 last write (or since training started; 0: after every epoch), never after the final epoch,
 atomically (temporary file, then rename), and loaded with `torch.load(...,
-weights_only=True)`: model and optimizer state, every random-number generator (torch, CUDA,
-numpy, python, and the data-order and augmentation streams), the early-stopping state and
-the metrics history. A run resumed from it re-trains the epochs after it and ends with the
+weights_only=True)`: the run's share of its stack of one (weights, batch-norm statistics,
+optimizer moments and step, its data-order, augmentation and dropout streams, the
+early-stopping state and the metrics history) and torch's, numpy's and python's global
+random states. A run resumed from it re-trains the epochs after it and ends with the
 same numbers, bit for bit on the CPU, as the same run never interrupted.
 """
 
@@ -27,7 +28,8 @@ import torch
 from regbench.engine.loop import FitState
 
 CHECKPOINT_FILE = "last.pt"
-FORMAT = "regbench-checkpoint-1"
+FORMAT = "regbench-checkpoint-2"  # a stack member's share (regbench.engine.stack.Stack.payload)
+OLDER_FORMATS = ("regbench-checkpoint-1",)  # a torch model and optimizer state (regbench 0.1)
 
 
 @dataclass
@@ -56,7 +58,7 @@ class Budget:
         self.last = self.clock()
 
 
-def _rng_states(generators: tuple[torch.Generator, torch.Generator]) -> dict[str, Any]:
+def _rng_states() -> dict[str, Any]:
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
     return {
@@ -65,12 +67,10 @@ def _rng_states(generators: tuple[torch.Generator, torch.Generator]) -> dict[str
         "numpy": {"kind": np_kind, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
                   "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
         "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
-        "order": generators[0].get_state(),
-        "augment": generators[1].get_state(),
     }
 
 
-def _set_rng_states(rng: dict[str, Any], generators: tuple[torch.Generator, torch.Generator]) -> None:
+def _set_rng_states(rng: dict[str, Any]) -> None:
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
@@ -78,8 +78,6 @@ def _set_rng_states(rng: dict[str, Any], generators: tuple[torch.Generator, torc
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     p = rng["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    generators[0].set_state(rng["order"])
-    generators[1].set_state(rng["augment"])
 
 
 def fit_payload(state: FitState) -> dict[str, Any]:
@@ -94,12 +92,9 @@ def fit_payload(state: FitState) -> dict[str, Any]:
 
 
 def fit_state(fit: dict[str, Any], device: torch.device) -> FitState:
-    """The FitState that `fit_payload` stored, its best weights (a state dict, or a stack
-    member's list of tensors) moved to `device`."""
+    """The FitState that `fit_payload` stored, its best weights moved to `device`."""
     best = fit["best_state"]
-    if isinstance(best, dict):
-        best = {k: v.to(device) for k, v in best.items()}
-    elif best is not None:
+    if best is not None:
         best = [v.to(device) for v in best]
     return FitState(
         history=list(fit["history"]),
@@ -110,23 +105,14 @@ def fit_state(fit: dict[str, Any], device: torch.device) -> FitState:
     )
 
 
-def save(
-    folder: Path,
-    config_hash: str,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    state: FitState,
-    generators: tuple[torch.Generator, torch.Generator],
-    seconds: float,
-) -> None:
-    """Writes last.pt atomically: a kill mid-write leaves the previous checkpoint intact."""
+def save(folder: Path, config_hash: str, stack: Any, seconds: float) -> None:
+    """Writes last.pt of a lone run (a stack of one) atomically: a kill mid-write leaves the
+    previous checkpoint intact."""
     payload = {
         "format": FORMAT,
         "config_hash": config_hash,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "fit": fit_payload(state),
-        "rng": _rng_states(generators),
+        "member": stack.payload(0),
+        "rng": _rng_states(),
         "seconds": seconds,
     }
     write_atomic(Path(folder) / CHECKPOINT_FILE, payload)
@@ -170,19 +156,14 @@ def remove_temporaries(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def load(
-    folder: Path,
-    config_hash: str,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generators: tuple[torch.Generator, torch.Generator],
-) -> tuple[Restored | None, str]:
-    """Restores last.pt into the model, the optimizer and every random stream.
+def load(folder: Path, config_hash: str, stack: Any) -> tuple[Restored | None, str]:
+    """Restores last.pt into a lone run's stack of one (weights, optimizer moments, random
+    streams, early-stopping state).
 
     Returns (restored, "") on success, (None, "") when there is no checkpoint, and
-    (None, reason) when the file is corrupt, foreign or from another configuration. After
-    a failed load the model, optimizer and random streams may be partly overwritten: the
-    caller starts fresh by building them again.
+    (None, reason) when the file is corrupt, foreign, from another configuration or from an
+    older regbench. After a failed load the stack may be partly overwritten: the caller starts
+    fresh by building it again.
     """
     path = Path(folder) / CHECKPOINT_FILE
     if not path.is_file():
@@ -191,16 +172,15 @@ def load(
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holding objects weights_only refuses
         return None, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    if isinstance(payload, dict) and payload.get("format") in OLDER_FORMATS:
+        return None, "written by an older regbench, whose checkpoints this one cannot continue"
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         return None, "not a regbench checkpoint"
     if payload.get("config_hash") != config_hash:
         return None, "written by a different configuration"
-    device = next(model.parameters()).device
     try:
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        state = fit_state(payload["fit"], device)
-        _set_rng_states(payload["rng"], generators)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        stack.load([payload["member"]])
+        _set_rng_states(payload["rng"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
         return None, f"incomplete ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-    return Restored(state=state, seconds=float(payload.get("seconds", 0.0))), ""
+    return Restored(state=stack.members[0].state, seconds=float(payload.get("seconds", 0.0))), ""

@@ -1,8 +1,8 @@
 """`run(cfg, out_dir)`: one configuration from composed config to result.json.
 
-Data flows one way: config -> dataset tensors on the device -> model and optimizer (or
-the state of last.pt, when `out_dir` holds one) -> `training.fit` -> final evaluation ->
-metrics.csv and result.json in `out_dir`. The runner
+Data flows one way: config -> dataset tensors on the device -> model, regularizers and
+the engine's stack of one (or the state of last.pt, when `out_dir` holds one) ->
+`regbench.engine.loop.fit` -> final evaluation -> metrics.csv and result.json in `out_dir`. The runner
 never raises for a run that went wrong: a diverged run and a failed one are results too,
 recorded with their status, so a sweep goes on.
 """
@@ -28,8 +28,10 @@ from regbench.console import progress_bar
 from regbench.data.datasets import REGRESSION, load
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
+from regbench.engine.loop import data_generators, evaluate, fit
+from regbench.engine.stack import Member, Stack
 from regbench.models import build_model
-from regbench.regularizers.penalties import penalised_weights, sparsity
+from regbench.regularizers import label, penalised_weights, regularizers, sparsity
 from regbench.results import (
     METRICS_FILE,
     MODEL_FILE,
@@ -39,12 +41,10 @@ from regbench.results import (
     early_best,
     flatten,
     metric_name,
-    reg_label,
     versions,
     write_result,
 )
 from regbench.cli.schema import check
-from regbench.engine.loop import build_optimizer, data_generators, evaluate, fit
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +56,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def new_result(cfg: Any) -> dict[str, Any]:
+def new_result(cfg: Any, search: tuple[str, ...] = ()) -> dict[str, Any]:
     """A result with every required key, before anything has run."""
     task = "regression" if cfg.dataset.name in REGRESSION else "classification"
     m = metric_name(task)
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        reg = label(cfg.reg, cfg.model, search)
+    except UserInputError:  # a user regularizer that does not load: `check` says why
+        reg = "?"
     return {
         "status": "failed",
         "error": None,
         "task": task,
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
-        "reg": reg_label(cfg.reg, cfg.model),
+        "reg": reg,
         "seed": cfg.seed,
         "params": params,
         "config_hash": config_hash(params),
@@ -87,13 +91,15 @@ def new_result(cfg: Any) -> dict[str, Any]:
     }
 
 
-def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, Any]:
+def run(cfg: Any, out_dir: Path, console: Console | None = None, search: tuple[str, ...] = ()) -> dict[str, Any]:
     """Trains one configuration and writes metrics.csv and result.json into `out_dir`.
 
     Args:
         cfg: a composed config (see regbench.cli.schema.Config).
         out_dir: the run folder (Hydra's output directory of the job).
         console: where the progress bar goes; a default Console when None.
+        search: folders where a user regularizer's module may lie (`--config-dir`), besides the
+            Python path and the current folder (regbench.regularizers.load_user).
 
     Returns:
         The result, as written to result.json. Its status is `ok`, `diverged` (a non-finite
@@ -111,35 +117,38 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None) -> dict[str, An
     """
     with folderlock.hold(Path(out_dir)):
         try:
-            return _run(cfg, Path(out_dir), console)
+            return _run(cfg, Path(out_dir), console, search)
         finally:  # left by a process killed mid-write: this folder's lock says none is writing now
             checkpoint.remove_temporaries(Path(out_dir))
 
 
-def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
+def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ...]) -> dict[str, Any]:
     start = time.perf_counter()
     prior_seconds = 0.0  # wall time spent before a resume, carried by the checkpoint
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = new_result(cfg)
+    result = new_result(cfg, search)
     console = console or Console()
     stop = interrupt.Request()  # replaced by the live one while training runs
     unwritten: dict[str, str] = {}  # final files that could not be written, and why
     try:
-        problems = check(cfg)
+        problems = check(cfg, search)
         if problems:
             raise UserInputError("; ".join(problems))
         device = resolve_device(cfg.device)
         result["device"] = str(device)
         data = load(cfg.dataset, device)
-        problem = data_problem(cfg, data)
+        classes = regularizers(cfg.reg, search)
+        problem = data_problem(cfg, data, classes)
         if problem:
             raise UserInputError(problem)
-        model, optimizer, weights, generators = build(cfg, data, device)
-        restored, why = checkpoint.load(out_dir, result["config_hash"], model, optimizer, generators)
+        stack = new_stack([(cfg, out_dir, result)], data, device, classes)
+        restored, why = checkpoint.load(out_dir, result["config_hash"], stack)
         if why:
             console.print(f"regbench: warning: ignoring {out_dir / checkpoint.CHECKPOINT_FILE}: {why}; starting fresh",
                           highlight=False, markup=False, soft_wrap=True)
-            model, optimizer, weights, generators = build(cfg, data, device)
+            stack = new_stack([(cfg, out_dir, result)], data, device, classes)
+        member = stack.members[0]
+        model = member.model
         if restored:
             prior_seconds = restored.seconds
             result["resumed_from_epoch"] = restored.state.epoch
@@ -150,18 +159,18 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
         budget = checkpoint.Budget(cfg.trainer.checkpoint_seconds)
         failed_write = [""]  # why the last checkpoint could not be written ("" when it was)
 
-        def save(state: Any) -> None:
+        def save(epoch: int) -> None:
             if not (budget.due() or stop.requested):
                 return
             elapsed = prior_seconds + time.perf_counter() - start
             try:
-                checkpoint.save(out_dir, result["config_hash"], model, optimizer, state, generators, elapsed)
+                checkpoint.save(out_dir, result["config_hash"], stack, elapsed)
                 failed_write[0] = ""
             except OSError as e:  # a full disk: the run goes on, without a newer resume point
                 why = e.strerror or str(e)
                 if why != failed_write[0]:
                     console.print(f"regbench: warning: could not write {out_dir / checkpoint.CHECKPOINT_FILE} "
-                                  f"after epoch {state.epoch} ({why}); training goes on without a newer resume point",
+                                  f"after epoch {epoch} ({why}); training goes on without a newer resume point",
                                   highlight=False, markup=False, soft_wrap=True)
                 failed_write[0] = why
             budget.written()
@@ -169,19 +178,20 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
                 kept = (f"checkpointed in {out_dir}" if not failed_write[0] else
                         f"but its checkpoint could not be written ({failed_write[0]}): a rerun starts from "
                         f"the last checkpoint written in {out_dir}, if any")
-                raise Interrupted(f"after epoch {state.epoch}, {kept}", signum=stop.signum)
+                raise Interrupted(f"after epoch {epoch}, {kept}", signum=stop.signum)
 
         state = restored.state if restored else None
         bar, bar_task = progress_bar(console, cfg.trainer.max_epochs, result["reg"])
         with MetricsWriter(out_dir, data.task, state.history if state else ()) as metrics_csv, bar:
             bar.update(bar_task, completed=state.epoch if state else 0)
 
-            def on_epoch(row: dict[str, float]) -> None:
+            def on_row(member: Member, row: dict[str, float]) -> None:
                 metrics_csv.write(row)
                 bar.update(bar_task, advance=1, losses=f"train {row['train_loss']:.4f}  val {row['val_loss']:.4f}")
 
             with interrupt.deferred() as stop:  # Ctrl-C, SIGTERM: the epoch ends and is checkpointed first
-                fitted = fit(model, optimizer, data, cfg, weights, on_epoch, state, generators, save)
+                fit(stack, data, state.epoch if state else 0, on_row, on_epoch_end=save)
+        fitted = member.state
         if metrics_csv.error:  # a row could not be written (full disk): all of them again, now
             try:
                 with MetricsWriter(out_dir, data.task, fitted.history) as again:
@@ -197,7 +207,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
             epochs_run=len(fitted.history),
             stopped_early=fitted.stopped_early,
             early_best=early_best(fitted.best_epoch or None, cfg.trainer.patience, fitted.stopped_early),
-            sparsity=sparsity(weights),
+            sparsity=sparsity(penalised_weights(model)),
         )
         if fitted.best_epoch or not fitted.diverged:
             final_metrics(result, model, data, cfg)
@@ -233,27 +243,43 @@ def _run(cfg: Any, out_dir: Path, console: Console | None) -> dict[str, Any]:
     return result
 
 
-def data_problem(cfg: Any, data: Any) -> str | None:
-    """What makes `cfg` impossible on this dataset (known only once it is loaded), or None."""
-    if data.task == "regression" and cfg.reg.label_smoothing > 0:
-        return f"reg.label_smoothing applies to classification; {cfg.dataset.name} is a regression"
-    if cfg.reg.augment and len(data.input_shape) != 3:
-        return f"reg.augment needs image data; {cfg.dataset.name} is a table"
+def data_problem(cfg: Any, data: Any, classes: list[tuple[type, Any]]) -> str | None:
+    """What makes `cfg` impossible on this dataset (known only once it is loaded), or None:
+    the first regularizer's `problem` hook that names one."""
+    for cls, _ in classes:
+        problem = getattr(cls, "problem", None)
+        message = problem(cfg, data) if problem else None
+        if message:
+            return message
     return None
 
 
-def init(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, list, tuple]:
-    """Model, penalised weights and data streams, all from the seed: for one seed every
-    regularizer starts from the same weights and sees the same batches."""
+def new_member(index: int, cfg: Any, out_dir: Path, result: dict[str, Any], data: Any, device: torch.device,
+               classes: list[tuple[type, Any]]) -> Member:
+    """A job's network and random streams, all from its seed: for one seed every regularizer
+    starts from the same weights and sees the same batches."""
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task).to(device)
-    return model, penalised_weights(model), data_generators(cfg.seed, device)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task, [c for c, _ in classes])
+    model = model.to(device)
+    order, aug = data_generators(cfg.seed, device)
+    # Dropout draws from its own stream, which starts where model building left torch's global
+    # one: on the CPU the very masks torch's own dropout layers would draw.
+    dropout_rng = torch.Generator(device=device)
+    if device.type == "cpu":
+        dropout_rng.set_state(torch.get_rng_state())
+    else:
+        dropout_rng.manual_seed(cfg.seed)
+    return Member(index, cfg, Path(out_dir), result, model, dropout_rng, order, aug)
 
 
-def build(cfg: Any, data: Any, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, list, tuple]:
-    """`init`, plus the optimizer over the model's parameters."""
-    model, weights, generators = init(cfg, data, device)
-    return model, build_optimizer(cfg.optim, cfg.reg, model, weights), weights, generators
+def new_stack(jobs: list[tuple[Any, Path, dict[str, Any]]], data: Any, device: torch.device,
+              classes: list[tuple[type, Any]]) -> Stack:
+    """The engine's stack of the jobs, each a (config, run folder, result) triple sharing one
+    `regbench.engine.stackable.stack_key`: a lone run is a stack of one."""
+    members = [new_member(i, cfg, out_dir, result, data, device, classes) for i, (cfg, out_dir, result) in enumerate(jobs)]
+    # the network with the most layers: a member with dropout layers, where any member has them
+    template = max((m.model for m in members), key=lambda model: len(list(model.modules())))
+    return Stack(members, template, jobs[0][0].optim, classes)
 
 
 def final_metrics(result: dict[str, Any], model: torch.nn.Module, data: Any, cfg: Any) -> None:

@@ -16,9 +16,10 @@ from omegaconf import OmegaConf
 
 from regbench.results import NOT_HASHED, flatten
 
-MODELS = ("linear", "mlp")
-# What may differ between the members of one stack.
-MEMBER_KEYS = ("seed", "reg.alpha", "reg.l1_ratio", "reg.weight_decay", "reg.dropout", "optim.lr")
+MODELS = ("linear", "mlp", "cnn")
+# What may differ between the members of one stack, besides every regularizer knob declared
+# `member=True` in its module (regbench.regularizers).
+MEMBER_KEYS = ("seed", "optim.lr")
 # What changes how a job is run or kept, not what it computes (the thread count changes only
 # the last bits, and a stack runs on one count).
 NOT_COMPUTED = (*NOT_HASHED, "trainer.num_threads")
@@ -34,16 +35,47 @@ def is_regbench(cfg: Any) -> bool:
     return schema is not None and OmegaConf.get_type(cfg) is schema.Config
 
 
-def stack_key(cfg: Any) -> str | None:
+def member_keys(cfg: Any, search: tuple[str, ...] = ()) -> set[str]:
+    """The dotted keys that may differ between the members of one stack."""
+    from regbench.regularizers import builtin_knobs, load_user, user_entries
+
+    keys = set(MEMBER_KEYS) | {f"reg.{k.name}" for k in builtin_knobs() if k.member}
+    for name, entry in user_entries(cfg.reg).items():
+        cls = load_user(name, entry.get("_target_"), search)
+        keys |= {f"reg.extra.{name}.{k.name}" for k in cls.knobs if k.member}
+    return keys
+
+
+def why_alone(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
+    """Why a regbench job cannot share a stack (one line), or None when it can."""
+    from regbench import UserInputError
+    from regbench.regularizers import load_user, user_entries
+
+    if cfg.model.name not in MODELS:
+        return f"model={cfg.model.name} has no stacked form"
+    for name, entry in user_entries(cfg.reg).items():
+        try:
+            cls = load_user(name, entry.get("_target_") if hasattr(entry, "get") else None, search)
+        except UserInputError as e:
+            return str(e)
+        reason = getattr(cls, "stackable", True)
+        if reason is not True:
+            return f"reg.extra.{name} ({cls.__name__}) does not stack: {reason}"
+    return None
+
+
+def stack_key(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
     """A key equal for jobs that can share one stack, or None for a job that must run alone
-    (not a regbench job, model=cnn, or reg.augment).
+    (not a regbench job, or one `why_alone` names a reason for).
 
     Args:
         cfg: the job's config as its task function receives it (no `hydra` node); its
             `${hydra:...}` values must already be resolved for this very job.
+        search: folders where a user regularizer's module may lie (`--config-dir`).
     """
-    if not is_regbench(cfg) or cfg.model.name not in MODELS or cfg.reg.augment:
+    if not is_regbench(cfg) or why_alone(cfg, search) is not None:
         return None
+    members = member_keys(cfg, search)
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
-    shared = {k: v for k, v in flat.items() if k not in MEMBER_KEYS and k not in NOT_COMPUTED}
+    shared = {k: v for k, v in flat.items() if k not in members and k not in NOT_COMPUTED}
     return json.dumps(shared, sort_keys=True, default=str)

@@ -1,1 +1,228 @@
-"""The regularizers: one module each, with its knobs and where it acts on training."""
+"""The regularizers: one module each, holding its knobs and every point where it acts on training.
+
+A regularizer is a class with
+
+- `name`: its part of a run's `reg` label (`l1`, `dropout`, ...), and of report rows;
+- `knobs`: its `Knob`s, the keys of the `reg` config node it owns (built-in ones) or of its
+  `reg.extra.<name>` entry (a user's), each with a default, a range and a one-line doc, from
+  which the schema, the range checks, `regbench run --help` and the README's table are made;
+- `label(values, model) -> str | None` (a staticmethod): its label part from its knob values (a
+  mapping) and the `model` node, or None when they switch it off (0, false), so
+  `reg=l2 reg.alpha=0` is honestly labelled `none`;
+
+and, optionally, the hooks through which it meets training. The engine (regbench.engine.stack)
+trains a stack of K members (a lone run is a stack of one); it builds one instance per stack,
+`Regularizer(values, stack)`, where `values` holds each member's knob values (a dict per
+member), and calls whichever of these the class defines:
+
+- `layers(reg, where, width, dims) -> list[nn.Module]` (staticmethod; when the model is
+  built, given the whole `reg` node): layers to insert at `where` ("input", "norm": after a hidden linear or conv layer,
+  before its activation, "hidden": after the activation), for `width` features or channels of
+  `dims` spatial dimensions;
+- `problem(cfg, data) -> str | None` (staticmethod): why it cannot act on this dataset, one line;
+- `forward(stack, h, train) -> h`: the stacked form of the layers it inserted;
+- `batch(stack, x) -> x`: on each training batch (K, B, ...) before the forward pass;
+- `loss(stack, out, target) -> (K,) losses`: the training loss of each member (default:
+  cross-entropy or mean squared error); at most one regularizer per run may define it;
+- `penalty(stack) -> scalar tensor | None`: added to the loss (each member's gradient sees its
+  own part only);
+- `before_step(stack)` and `after_step(stack)`: around the optimizer's update of the stacked
+  parameters (`stack.params`, with `stack.penalised` marking the weight matrices and kernels);
+- `stackable`: True, or a one-line reason why members cannot share a stack (the stacked
+  launcher then runs such jobs alone, saying why).
+
+Evaluation never calls a hook: train, validation and test metrics are always those of clean
+inputs and true labels in eval mode. Early stopping is the engine's, not a regularizer's.
+
+A user's regularizer is the same kind of class, named by `reg.extra.<name>._target_` (a dotted
+path importable from the Python path, or a module file beside the config: see `load_user`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from regbench import UserInputError
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One number (or switch) of a regularizer, with its range and its one-line doc."""
+
+    name: str
+    default: Any
+    doc: str
+    range: str = ""  # as the user reads it: ">= 0", "[0, 1)", "true | false"
+    valid: Callable[[Any], bool] | None = None  # None: any value of the default's type
+    member: bool = True  # may differ between the members of one stack
+
+    def problem(self, value: Any, prefix: str = "reg.") -> str | None:
+        """One line when `value` is out of range, else None."""
+        if self.valid is None or self.valid(value):
+            return None
+        return f"{prefix}{self.name} must be {self.range} (got {value!r})"
+
+
+def builtin() -> tuple[type, ...]:
+    """The built-in regularizers, in the order of their label parts."""
+    from regbench.regularizers import augment, batchnorm, dropout, elasticnet, label_smoothing, weight_decay
+
+    return (elasticnet.ElasticNet, weight_decay.WeightDecay, dropout.Dropout, batchnorm.BatchNorm,
+            label_smoothing.LabelSmoothing, augment.Augment)
+
+
+def builtin_knobs() -> list[Knob]:
+    """Every built-in knob, in order: the fields of the schema's `reg` node."""
+    return [knob for cls in builtin() for knob in cls.knobs]
+
+
+def knob_table(markdown: bool = False) -> str:
+    """Every built-in regularizer's knobs with default, range and doc: the text of
+    `regbench run --help`, or (markdown=True) the README's table, so that neither can drift."""
+    rows = [(cls.name, f"reg.{k.name}", _value(k.default), k.range, k.doc) for cls in builtin() for k in cls.knobs]
+    if markdown:
+        lines = ["| regularizer | knob | default | range | what it does |", "|---|---|---|---|---|"]
+        return "\n".join(lines + [f"| {a} | `{b}` | {c} | {d} | {e} |" for a, b, c, d, e in rows])
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    out, last = [], None
+    for name, key, default, rng, doc in rows:
+        cells = [name if name != last else "", f"{key}={default}", rng]
+        out.append("  ".join(c.ljust(w) for c, w in zip(cells, [widths[0], widths[1] + widths[2] + 1, widths[3]])) + "  " + doc)
+        last = name
+    return "\n".join(out)
+
+
+def _value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def user_entries(reg: Any) -> dict[str, Any]:
+    """The `reg.extra` entries, name -> node (empty when none)."""
+    extra = getattr(reg, "extra", None)
+    return dict(extra.items()) if extra else {}
+
+
+def user_values(entry: Any) -> dict[str, Any]:
+    """A user regularizer's knob values: its entry without `_target_`."""
+    return {k: v for k, v in entry.items() if k != "_target_"}
+
+
+def load_user(name: str, target: Any, search: tuple[str, ...] = ()) -> type:
+    """The class a `reg.extra.<name>._target_` names.
+
+    `target` is `package.module.Class`: imported from the Python path, or else, when the
+    module's first part is a file `<part>.py` (or a package folder) in the current folder or
+    in one of `search` (the folders of `--config-dir`), loaded from there.
+
+    Raises:
+        UserInputError: one line, naming the entry and the error, when it does not load.
+    """
+    where = f"reg.extra.{name}._target_"
+    if not isinstance(target, str) or "." not in target:
+        raise UserInputError(f"{where} must be a dotted path module.Class (got {target!r})")
+    module_name, _, attr = target.rpartition(".")
+    try:
+        module = _import(module_name, search)
+    except UserInputError as e:
+        raise UserInputError(f"{where}={target}: {e}") from None
+    except Exception as e:  # the user's code failed to import: its error, in one line
+        raise UserInputError(f"{where}={target}: importing {module_name} failed: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")) from e
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise UserInputError(f"{where}={target}: {module_name} has no {attr}")
+    missing = [a for a in ("name", "knobs", "label") if not hasattr(cls, a)]
+    if missing:
+        raise UserInputError(f"{where}={target} is not a regbench regularizer: it lacks {', '.join(missing)} "
+                             "(see regbench.regularizers)")
+    return cls
+
+
+def _import(module_name: str, search: tuple[str, ...]) -> Any:
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    top = module_name.split(".")[0]
+    if importlib.util.find_spec(top) is not None:
+        return importlib.import_module(module_name)
+    for folder in (*search, "."):
+        for path in (Path(folder) / f"{top}.py", Path(folder) / top / "__init__.py"):
+            if path.is_file():
+                spec = importlib.util.spec_from_file_location(
+                    top, path, submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[top] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[top]
+                    raise
+                return importlib.import_module(module_name)
+    places = ", ".join([*search, "the current folder"])
+    raise UserInputError(f"no module {module_name} on the Python path, nor {top}.py in {places}")
+
+
+def regularizers(reg: Any, search: tuple[str, ...] = ()) -> list[tuple[type, Callable[[Any], dict[str, Any]]]]:
+    """The regularizer classes of a `reg` node, each with the function that reads its knob
+    values from a member's `reg` node: the built-in ones, then the user's `reg.extra` entries."""
+    out: list[tuple[type, Callable[[Any], dict[str, Any]]]] = [
+        (cls, lambda r, cls=cls: {k.name: r[k.name] for k in cls.knobs}) for cls in builtin()]
+    for name, entry in user_entries(reg).items():
+        cls = load_user(name, entry.get("_target_") if hasattr(entry, "get") else None, search)
+        out.append((cls, lambda r, name=name, cls=cls: {k.name: r.extra[name].get(k.name, k.default) for k in cls.knobs}))
+    return out
+
+
+def label(reg: Any, model: Any, search: tuple[str, ...] = ()) -> str:
+    """Names the regularizers that act, from their values, e.g. `elasticnet+dropout` or `none`.
+
+    Derived from the numbers rather than from the presets chosen, so `reg=l2 reg.alpha=0` is
+    honestly labelled `none`, and from what acts on `model` (batch norm on model=linear, which
+    has no hidden layer, is not in the label). Early stopping is the engine's, not in the label.
+    """
+    parts = [cls.label(values(reg), model) for cls, values in regularizers(reg, search)]
+    return "+".join(p for p in parts if p) or "none"
+
+
+def check(reg: Any, search: tuple[str, ...] = ()) -> list[str]:
+    """One message per knob out of its range (built-in and user regularizers), or per user
+    regularizer that does not load or names a knob it does not have."""
+    problems = [k.problem(reg[k.name]) for k in builtin_knobs()]
+    for name, entry in user_entries(reg).items():
+        if not hasattr(entry, "get"):
+            problems.append(f"reg.extra.{name} must be a mapping with a _target_ (got {entry!r})")
+            continue
+        try:
+            cls = load_user(name, entry.get("_target_"), search)
+        except UserInputError as e:
+            problems.append(str(e))
+            continue
+        known = {k.name: k for k in cls.knobs}
+        for key, value in user_values(entry).items():
+            if key not in known:
+                problems.append(f"reg.extra.{name}.{key} is not a knob of {entry.get('_target_')} "
+                                f"(its knobs: {', '.join(known) or 'none'})")
+            else:
+                problems.append(known[key].problem(value, f"reg.extra.{name}."))
+    return [p for p in problems if p]
+
+
+def penalised_weights(model: Any) -> list[Any]:
+    """Weight matrices and kernels: the parameters with two or more dimensions (biases and
+    normalisation parameters are never penalised or decayed)."""
+    return [p for p in model.parameters() if p.dim() >= 2]
+
+
+def sparsity(weights: list[Any]) -> float:
+    """Fraction of penalised weights that are exactly zero."""
+    import torch
+
+    with torch.no_grad():
+        total = sum(w.numel() for w in weights)
+        if total == 0:
+            return 0.0
+        return float(sum((w == 0).sum() for w in weights)) / total
