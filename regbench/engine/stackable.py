@@ -36,13 +36,14 @@ def is_regbench(cfg: Any) -> bool:
 
 def stack_key(cfg: Any) -> str | None:
     """A key equal for jobs that can share one stack, or None for a job that must run alone
-    (not a regbench job, model=cnn, or reg.augment).
+    (not a regbench job, model=cnn, reg.augment, or optim=fista: a full-batch solver, not a
+    training loop to share).
 
     Args:
         cfg: the job's config as its task function receives it (no `hydra` node); its
             `${hydra:...}` values must already be resolved for this very job.
     """
-    if not is_regbench(cfg) or cfg.model.name not in MODELS or cfg.reg.augment:
+    if not is_regbench(cfg) or cfg.model.name not in MODELS or cfg.reg.augment or cfg.optim.name == "fista":
         return None
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
     shared = {k: v for k, v in flat.items() if k not in MEMBER_KEYS and k not in NOT_COMPUTED}
