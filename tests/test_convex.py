@@ -216,6 +216,18 @@ def test_every_convex_run_reports_its_optimality_and_the_solver_beats_minibatch_
     assert mlp["status"] == dropout["status"] == "ok" and mlp["optimality"] is None and dropout["optimality"] is None
 
 
+def test_a_stacked_member_reports_the_optimality_of_its_lone_run(tmp_path):
+    from regbench.engine import stack as stacking
+
+    cfgs = [make_cfg("model=linear", "dataset.train_size=300", "trainer.max_epochs=5", *v)
+            for v in (["reg=l1", "reg.alpha=1e-3"], ["reg=l2", "reg.alpha=1e-2"], ["reg=l1", "reg.dropout=0.1"])]
+    quiet = Console(quiet=True)
+    alone = [run(c, tmp_path / f"alone{i}", quiet) for i, c in enumerate(cfgs)]
+    stacked = stacking.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], quiet)
+    assert [r["optimality"] for r in stacked] == [r["optimality"] for r in alone]
+    assert alone[0]["optimality"] > 0 and alone[1]["optimality"] > 0 and alone[2]["optimality"] is None
+
+
 def test_a_solve_cut_by_the_iteration_cap_says_so(tmp_path):
     out = io.StringIO()
     result = run(make_cfg("model=linear", "dataset=diabetes", "reg=l1", "optim=fista", "optim.max_iter=7",
