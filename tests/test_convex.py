@@ -242,7 +242,7 @@ def test_a_solve_cut_by_the_iteration_cap_says_so(tmp_path):
 @pytest.mark.slow
 def test_regbench_run_optim_fista_end_to_end(tmp_path):
     out = regbench("run", "model=linear", "reg=l1", "reg.alpha=1e-2", "optim=fista", "device=cpu",
-                   "hydra.run.dir=run", cwd=tmp_path)
+                   "trainer.num_threads=1", "hydra.run.dir=run", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "solved by optim=fista in" in out.stdout and "optimality " in out.stdout
     result = json.loads((tmp_path / "run" / "result.json").read_text())
