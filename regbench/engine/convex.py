@@ -9,7 +9,10 @@ regbench prepares it (standardised features; standardised targets for a regressi
 the data loss being the cross-entropy (classification) or the squared error (regression), and
 the bias never penalised (regbench.regularizers.penalties). F is convex, and with alpha > 0 its
 minimum is a single number a user can check against scikit-learn's solvers of the same
-objective (the README gives the conversion of the strengths).
+objective (the README gives the conversion of the strengths). The weights that reach it are
+unique too when the L2 part is on; with L1 alone they can tie (a softmax does not change when
+one vector is added to every class's weights, and L1 may not prefer one such shift), which
+changes neither the minimum nor the optimality conditions.
 
 `solve` finds that minimum with FISTA (accelerated proximal gradient, Beck and Teboulle 2009):
 a line search on the smooth part (data loss + L2 term) that lets the step grow again where the
@@ -161,7 +164,7 @@ def solve(
     data: Data,
     reg: Any,
     tol: float = 1e-9,
-    max_iter: int = 10_000,
+    max_iter: int = 50_000,
     step: float = 1.0,
     every: int = 100,
     on_block: Callable[[int, float, float, bool], None] | None = None,
@@ -175,14 +178,13 @@ def solve(
     the step is a sufficient decrease: the quadratic upper bound of the smooth part holds, or
     (a stronger test, robust to rounding near the optimum) the gradient's change along the step
     d is at most |d|^2 / (2 * step size). The momentum restarts whenever the objective would
-    increase, and that step is not taken. It starts from all-zero
-    weights and bias (the optimum is unique: the seed does not matter), all in float64 on the
-    whole training split.
+    increase, and that step is not taken. It starts from all-zero weights and bias (so the seed
+    does not matter), all in float64 on the whole training split.
 
     Args:
         model: a `model=linear` network (regbench.models); its initial weights are not used.
         data: the dataset; only its training split is read.
-        reg: the `reg` config node (alpha, l1_ratio); alpha > 0 for a unique optimum.
+        reg: the `reg` config node (alpha, l1_ratio); alpha > 0, else the minimum need not exist.
         tol: stop once `optimality_violation` of the iterate is at most this (absolute).
         max_iter: stop after this many iterations whatever the violation.
         step: the first step size of the line search.
