@@ -327,3 +327,13 @@ def test_solver_knobs_leave_the_hash_of_other_runs_as_it_was():
     assert config_hash(params("model=linear", "reg=l1", "optim.tol=1e-3")) == config_hash(adam)
     fista = params("model=linear", "reg=l1", "optim=fista")
     assert config_hash(fista) != config_hash(params("model=linear", "reg=l1", "optim=fista", "optim.tol=1e-3"))
+
+
+def test_the_reports_constants_line_names_solver_knobs_only_for_fista_runs():
+    import pandas as pd
+
+    from regbench.reporting.report import applies
+
+    for key in SOLVER_ONLY:
+        assert not applies(key, pd.DataFrame({"params.optim.name": ["adam", "sgd"]}))
+        assert applies(key, pd.DataFrame({"params.optim.name": ["adam", "fista"]}))
