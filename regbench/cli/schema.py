@@ -263,7 +263,7 @@ def convex_obstacles(cfg: Any) -> list[str]:
 
 
 def _check_solver(cfg: Any) -> str | None:
-    """optim=fista only on the convex problem, with a penalty (its optimum then exists and is unique)."""
+    """optim=fista only on the convex problem, and with a penalty (its minimum then exists)."""
     if cfg.optim.name != "fista":
         return None
     obstacles = convex_obstacles(cfg)
