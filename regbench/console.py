@@ -58,11 +58,17 @@ def result_summary(result: dict[str, Any]) -> str:
     """The lines around the table: what ran, and the facts a table cannot hold."""
     m = "acc" if result["task"] == "classification" else "r2"
     es = "stopped early" if result["stopped_early"] else "ran to max_epochs" if result["status"] == "ok" else result["status"]
+    params = result["params"]
+    if params.get("optim.name") == "fista":
+        done = f"solved by optim=fista in {result['epochs_run']} blocks of {params.get('optim.log_every')} iterations"
+    else:
+        done = f"best epoch {result['best_epoch']} of {result['epochs_run']} ({es})"
+    optimality = result.get("optimality")
     text = (
         f"gap: train {m} - val {m}, and val loss - train loss\n"
-        f"best epoch {result['best_epoch']} of {result['epochs_run']} ({es}); "
-        f"sparsity {result['sparsity']:.4f}; {result['n_params']} parameters; "
-        f"{result['seconds']:.1f}s on {result['device']}"
+        f"{done}; sparsity {result['sparsity']:.4f}; "
+        + ("" if optimality is None else f"optimality {optimality:.2e}; ")
+        + f"{result['n_params']} parameters; {result['seconds']:.1f}s on {result['device']}"
     )
     if result.get("early_best"):
         patience = result["params"].get("trainer.patience")

@@ -39,6 +39,9 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 # Settings that change what is kept, not what is computed: a run may resume across them.
 NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_seconds")
+# Settings only optim=fista reads: left out of the other runs' hash, which stays what it was
+# before they existed (a sweep started then still resumes; scripts/golden.py still compares).
+SOLVER_ONLY = ("optim.tol", "optim.max_iter", "optim.log_every")
 
 
 def config_hash(params: dict[str, Any]) -> str:
@@ -46,7 +49,8 @@ def config_hash(params: dict[str, Any]) -> str:
     the same thing (resuming a sweep compares it, not just the job number)."""
     import hashlib
 
-    kept = {k: v for k, v in params.items() if k not in NOT_HASHED}
+    solver = params.get("optim.name") == "fista"
+    kept = {k: v for k, v in params.items() if k not in NOT_HASHED and (solver or k not in SOLVER_ONLY)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

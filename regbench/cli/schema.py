@@ -26,7 +26,7 @@ DATASETS = (
     "cifar10",
 )
 MODELS = ("linear", "mlp", "cnn")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "fista")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "elu", "silu")
 
 
@@ -101,9 +101,15 @@ class OptimConfig:
     name: str = MISSING
     """One of OPTIMIZERS."""
     lr: float = 1e-3
-    """Learning rate (also the step size of the L1 proximal step)."""
+    """Learning rate (also the step size of the L1 proximal step); fista: the first step size of its line search."""
     momentum: float = 0.0
     """sgd only: heavy-ball momentum."""
+    tol: float = 1e-9
+    """fista only: stop once the optimality violation of the float64 iterate is at most this (absolute)."""
+    max_iter: int = 50_000
+    """fista only: stop after this many iterations, converged or not (a warning says so)."""
+    log_every: int = 100
+    """fista only: one metrics.csv row per this many iterations (its `epoch` numbers these blocks)."""
 
 
 @dataclass
@@ -208,6 +214,9 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
         _choice(opt.name, OPTIMIZERS, "optim.name"),
         None if opt.lr > 0 else f"optim.lr must be > 0 (got {opt.lr})",
         None if 0 <= opt.momentum < 1 else f"optim.momentum must be in [0, 1) (got {opt.momentum})",
+        None if opt.tol > 0 else f"optim.tol must be > 0 (got {opt.tol})",
+        None if opt.max_iter >= 1 else f"optim.max_iter must be >= 1 (got {opt.max_iter})",
+        None if opt.log_every >= 1 else f"optim.log_every must be >= 1 (got {opt.log_every})",
         None if tr.max_epochs >= 1 else f"trainer.max_epochs must be >= 1 (got {tr.max_epochs})",
         None if tr.batch_size >= 1 else f"trainer.batch_size must be >= 1 (got {tr.batch_size})",
         None if tr.eval_batch_size >= 1 else f"trainer.eval_batch_size must be >= 1 (got {tr.eval_batch_size})",
@@ -226,6 +235,7 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
         None if 0 <= ds.label_noise <= 1 else f"dataset.label_noise must be in [0, 1] (got {ds.label_noise})",
         _check_train_size(ds.train_size),
         _check_device(cfg.device),
+        _check_solver(cfg),
     ]
     from regbench.regularizers import check as check_regularizers
 
@@ -238,12 +248,49 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
     return [p for p in problems if p]
 
 
+def convex_obstacles(cfg: Any) -> list[str]:
+    """What keeps a config from regbench's convex problem, one `key=value (why)` each; empty when
+    it is one: model=linear trained on the mean data loss plus the reg.alpha / reg.l1_ratio
+    penalty and nothing else (any alpha, 0 included). optim=fista solves only such configs, and
+    result.json reports the `optimality` of the weights of such runs, whatever the optimizer."""
+    reg = cfg.reg
+    out = [] if cfg.model.name == "linear" else [f"model={cfg.model.name} (not convex)"]
+    if reg.dropout > 0:
+        out.append(f"reg.dropout={reg.dropout} (stochastic)")
+    if reg.augment:
+        out.append("reg.augment=true (stochastic)")
+    if reg.label_smoothing > 0:
+        out.append(f"reg.label_smoothing={reg.label_smoothing} (not regbench's loss)")
+    if reg.batchnorm:
+        out.append("reg.batchnorm=true (not part of the objective)")
+    if reg.weight_decay > 0:
+        out.append(f"reg.weight_decay={reg.weight_decay} (a step rule, not an objective: "
+                   "for an L2 penalty use reg.alpha with reg.l1_ratio=0)")
+    return out
+
+
+def _check_solver(cfg: Any) -> str | None:
+    """optim=fista only on the convex problem, and with a penalty (its minimum then exists)."""
+    if cfg.optim.name != "fista":
+        return None
+    obstacles = convex_obstacles(cfg)
+    if obstacles:
+        return ("optim=fista solves model=linear with the reg.alpha / reg.l1_ratio penalty and nothing else; "
+                f"here {', '.join(obstacles)}: drop them or choose another optimizer")
+    if cfg.reg.alpha <= 0:
+        return ("optim=fista needs a penalty, reg.alpha > 0 (reg=l1, l2 or elasticnet): without one the "
+                "optimum need not exist (separable classes) or be unique")
+    return None
+
+
 def notices(cfg: Any) -> list[str]:
     """What a valid config asks for that will have no effect, one line each (warnings, not errors)."""
     out = []
     if cfg.optim.momentum != 0 and cfg.optim.name != "sgd":
         out.append(f"optim.momentum={cfg.optim.momentum} has no effect with optim={cfg.optim.name} "
                    "(heavy-ball momentum is optim=sgd's; Adam's moments use its default betas)")
+    if cfg.optim.name == "fista" and not cfg.reg.l1_proximal:
+        out.append("reg.l1_proximal=false has no effect with optim=fista (its L1 part is always a proximal step)")
     if cfg.reg.batchnorm and cfg.model.name == "linear":
         out.append("reg.batchnorm has no effect on model=linear (it has no hidden layer); the run's label leaves it out")
     return out

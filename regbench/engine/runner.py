@@ -10,6 +10,7 @@ recorded with their status, so a sweep goes on.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import traceback
@@ -23,12 +24,12 @@ from rich.console import Console
 
 from regbench import UserInputError
 
-from regbench.engine import checkpoint, folderlock, interrupt
+from regbench.engine import checkpoint, convex, folderlock, interrupt
 from regbench.console import progress_bar
 from regbench.data.datasets import REGRESSION, load
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
-from regbench.engine.loop import data_generators, evaluate, fit
+from regbench.engine.loop import FitState, data_generators, evaluate, fit
 from regbench.engine.stack import Member, Stack
 from regbench.models import build_model
 from regbench.regularizers import label, penalised_weights, regularizers, sparsity
@@ -44,7 +45,7 @@ from regbench.results import (
     versions,
     write_result,
 )
-from regbench.cli.schema import check
+from regbench.cli.schema import check, convex_obstacles
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def new_result(cfg: Any, search: tuple[str, ...] = ()) -> dict[str, Any]:
         "stopped_early": False,
         "early_best": None,
         "sparsity": None,
+        "optimality": None,
         "n_params": None,
         "seconds": None,
         "device": None,
@@ -181,7 +183,9 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
                 raise Interrupted(f"after epoch {epoch}, {kept}", signum=stop.signum)
 
         state = restored.state if restored else None
-        bar, bar_task = progress_bar(console, cfg.trainer.max_epochs, result["reg"])
+        solver = cfg.optim.name == "fista"  # model=linear, convex: solved exactly (regbench.engine.convex)
+        blocks = -(-cfg.optim.max_iter // cfg.optim.log_every)
+        bar, bar_task = progress_bar(console, blocks if solver else cfg.trainer.max_epochs, result["reg"])
         with MetricsWriter(out_dir, data.task, state.history if state else ()) as metrics_csv, bar:
             bar.update(bar_task, completed=state.epoch if state else 0)
 
@@ -190,7 +194,10 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
                 bar.update(bar_task, advance=1, losses=f"train {row['train_loss']:.4f}  val {row['val_loss']:.4f}")
 
             with interrupt.deferred() as stop:  # Ctrl-C, SIGTERM: the epoch ends and is checkpointed first
-                fit(stack, data, state.epoch if state else 0, on_row, on_epoch_end=save)
+                if solver:
+                    member.state = solve_exactly(model, data, cfg, lambda row: on_row(member, row), stop, console)
+                else:
+                    fit(stack, data, state.epoch if state else 0, on_row, on_epoch_end=save)
         fitted = member.state
         if metrics_csv.error:  # a row could not be written (full disk): all of them again, now
             try:
@@ -296,3 +303,34 @@ def final_metrics(result: dict[str, Any], model: torch.nn.Module, data: Any, cfg
         f"test_{m}": test_m,
     }
     result["gap"] = {m: train_m - val_m, "loss": val_loss - train_loss}
+    if not convex_obstacles(cfg):  # model=linear with the penalty alone: how close to the optimum
+        result["optimality"] = convex.optimality_violation(model, data, cfg.reg, cfg.trainer.eval_batch_size)
+
+
+def solve_exactly(model: torch.nn.Module, data: Any, cfg: Any, on_epoch: Any, stop: interrupt.Request,
+                  console: Console) -> FitState:
+    """optim=fista in place of `fit`: `convex.solve`, its iterate evaluated like an epoch (the
+    same columns, `epoch` numbering blocks of optim.log_every iterations, `lr` the line search's
+    step size) after every block; the last iterate is the reported one. It keeps no checkpoint:
+    Ctrl-C or SIGTERM stops it after the current block, and a rerun solves from the start."""
+    state, m, o = FitState(), metric_name(data.task), cfg.optim
+
+    def on_block(iterations: int, step: float, seconds: float, last: bool) -> None:
+        scores = torch.cat([evaluate(model, data, s, cfg.trainer.eval_batch_size) for s in ("train", "val")])
+        train_loss, train_m, val_loss, val_m = scores.tolist()
+        row = {"epoch": state.epoch + 1, "train_loss": train_loss, f"train_{m}": train_m, "val_loss": val_loss,
+               f"val_{m}": val_m, "lr": step, "seconds": seconds}
+        state.history.append(row)
+        on_epoch(row)
+        if stop.requested and not last:
+            raise Interrupted(f"after {iterations} iterations of optim=fista, which keeps no checkpoint: "
+                              "a rerun solves from the start", signum=stop.signum)
+
+    solution = convex.solve(model, data, cfg.reg, tol=o.tol, max_iter=o.max_iter, step=o.lr, every=o.log_every,
+                            on_block=on_block)
+    state.best_epoch, state.diverged = state.epoch, not math.isfinite(solution.objective)
+    if not solution.converged and not state.diverged:
+        console.print(f"regbench: warning: optim=fista stopped at optim.max_iter={o.max_iter} iterations with an "
+                      f"optimality violation of {solution.violation:.3g} > optim.tol={o.tol:g}: raise optim.max_iter",
+                      highlight=False, markup=False, soft_wrap=True)
+    return state

@@ -53,6 +53,8 @@ def why_alone(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
 
     if cfg.model.name not in MODELS:
         return f"model={cfg.model.name} has no stacked form"
+    if cfg.optim.name == "fista":
+        return "optim=fista is a full-batch solver, not a training loop to share"
     for name, entry in user_entries(cfg.reg).items():
         try:
             cls = load_user(name, entry.get("_target_") if hasattr(entry, "get") else None, search)

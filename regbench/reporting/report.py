@@ -227,6 +227,9 @@ ONLY_FOR = {
     "dataset.test_fraction": ("dataset.name", ("digits", "breast_cancer", "wine", "diabetes", *SYNTHETIC)),
     "dataset.hflip": ("reg.augment", (True,)),
     "optim.momentum": ("optim.name", ("sgd",)),
+    "optim.tol": ("optim.name", ("fista",)),
+    "optim.max_iter": ("optim.name", ("fista",)),
+    "optim.log_every": ("optim.name", ("fista",)),
     "model.channels": ("model.name", ("cnn",)),
 }
 
