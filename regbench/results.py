@@ -70,10 +70,17 @@ NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_
 
 def config_hash(params: dict[str, Any]) -> str:
     """A digest of a run's flattened, resolved config: two runs with the same hash compute
-    the same thing (resuming a sweep compares it, not just the job number)."""
+    the same thing (resuming a sweep compares it, not just the job number).
+
+    Schedule knobs that the run's schedule does not read are left out, and so is
+    `optim.schedule=constant`: a constant-rate run has the hash it had before schedules
+    existed (see regbench.engine.schedules.inert_keys)."""
     import hashlib
 
-    kept = {k: v for k, v in params.items() if k not in NOT_HASHED}
+    from regbench.engine.schedules import inert_keys
+
+    inert = set(inert_keys(params))
+    kept = {k: v for k, v in params.items() if k not in NOT_HASHED and k not in inert}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
