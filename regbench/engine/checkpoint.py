@@ -4,8 +4,8 @@ Written at the end of an epoch once `trainer.checkpoint_seconds` have passed sin
 last write (or since training started; 0: after every epoch), never after the final epoch,
 atomically (temporary file, then rename), and loaded with `torch.load(...,
 weights_only=True)`: model and optimizer state, every random-number generator (torch, CUDA,
-numpy, python, and the data-order and augmentation streams), the early-stopping state and
-the metrics history. A run resumed from it re-trains the epochs after it and ends with the
+numpy, python, and the data-order and augmentation streams), the early-stopping state, the
+learning-rate schedule's state and the metrics history. A run resumed from it re-trains the epochs after it and ends with the
 same numbers, bit for bit on the CPU, as the same run never interrupted.
 """
 
@@ -90,6 +90,7 @@ def fit_payload(state: FitState) -> dict[str, Any]:
         "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
         "best_state": state.best_state,
         "waited": state.waited,
+        "schedule": state.schedule,
     }
 
 
@@ -107,6 +108,7 @@ def fit_state(fit: dict[str, Any], device: torch.device) -> FitState:
         best_loss=math.inf if fit["best_loss"] is None else fit["best_loss"],
         best_state=best,
         waited=fit["waited"],
+        schedule=fit.get("schedule"),  # absent from checkpoints written before schedules (constant-rate runs)
     )
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from regbench.data.datasets import Data
+from regbench.engine.schedules import Schedule
 from regbench.regularizers.penalties import decay_, elastic_net, l1_prox_
 
 
@@ -34,6 +35,7 @@ class FitState:
     waited: int = 0
     stopped_early: bool = False
     diverged: bool = False
+    schedule: dict[str, Any] | None = None  # the learning-rate schedule's state after the last epoch (Schedule.state)
 
     @property
     def epoch(self) -> int:
@@ -157,6 +159,18 @@ def evaluate(model: nn.Module, data: Data, split: str, batch: int) -> torch.Tens
     return torch.stack([loss_sum / n, 1.0 - loss_sum / total_ss])
 
 
+def schedule_of(cfg: Any, state: FitState, base_lr: float | None = None) -> Schedule:
+    """The run's learning-rate schedule, where `state` left it: restored from its saved state,
+    or, for a state saved without one (a checkpoint written before schedules existed, by a
+    constant-rate run), stepped through the epochs of its history."""
+    schedule = Schedule(cfg.optim, cfg.trainer.max_epochs, base_lr)
+    if state.schedule is not None:
+        schedule.load(state.schedule)
+    else:
+        schedule.replay([row["val_loss"] for row in state.history])
+    return schedule
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -179,12 +193,19 @@ def fit(
     optimizer's states already loaded). `on_checkpoint` is called after every epoch that
     training goes on from; it decides whether to write a checkpoint (the runner's does when
     trainer.checkpoint_seconds have passed since its last write).
+
+    The learning rate follows optim.schedule (regbench.engine.schedules): set in every param
+    group at the start of each epoch (decoupled decay and the L1 proximal step read it there
+    too), stepped at its end with the epoch's val_loss, and recorded in the row's `lr`.
     """
     tr, metric = cfg.trainer, "acc" if data.task == "classification" else "r2"
     order, aug = generators or data_generators(cfg.seed, data.x_train.device)
     state = state or FitState()
+    schedule = schedule_of(cfg, state)
     for epoch in range(state.epoch + 1, tr.max_epochs + 1):
         start = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.lr
         step_losses = train_epoch(model, optimizer, data, cfg, weights, order, aug)
         scores = [step_losses.double().reshape(1)] + [evaluate(model, data, s, tr.eval_batch_size) for s in ("train", "val")]
         step_sum, train_loss, train_m, val_loss, val_m = torch.cat(scores).tolist()  # the epoch's one host sync
@@ -194,7 +215,7 @@ def fit(
             f"train_{metric}": train_m,
             "val_loss": val_loss,
             f"val_{metric}": val_m,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": schedule.lr,
             "seconds": time.perf_counter() - start,
         }
         state.history.append(row)
@@ -211,6 +232,8 @@ def fit(
                 state.stopped_early = True
                 break
         if epoch < tr.max_epochs:
+            schedule.step(val_loss)
+            state.schedule = schedule.state()
             on_checkpoint(state)
     if state.best_state is not None and (tr.patience is not None or state.diverged):
         model.load_state_dict(state.best_state)

@@ -47,7 +47,8 @@ from regbench.models import Regressor
 from regbench.regularizers.penalties import penalised_weights, sgd_threshold, sparsity
 from regbench.results import MetricsWriter, early_best, metric_name, write_result
 from regbench.engine.runner import data_problem, final_metrics, init, new_result
-from regbench.engine.loop import FitState
+from regbench.engine.loop import FitState, schedule_of
+from regbench.engine.schedules import Schedule
 
 # A live member's share of an interrupted stack, in its run folder (removed when it finishes).
 STACK_CHECKPOINT = "stack.pt"
@@ -69,6 +70,13 @@ class Member:
     writer: MetricsWriter | None = None  # opened once the stack knows where it starts
     state: FitState = field(default_factory=FitState)
     best_steps: int = 0  # optimizer steps up to the best epoch (batch norm's num_batches_tracked)
+    # Its own learning-rate schedule (optim.schedule and its knobs may differ between members);
+    # a fresh one from its config unless given.
+    schedule: Schedule | None = None
+
+    def __post_init__(self) -> None:
+        if self.schedule is None:
+            self.schedule = Schedule(self.cfg.optim, self.cfg.trainer.max_epochs)
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
@@ -140,10 +148,13 @@ class Stack:
         self._settings()
 
     def _settings(self) -> None:
-        """Per-member settings as (K,) tensors, rebuilt whenever members leave."""
+        """Per-member settings as (K,) tensors, rebuilt whenever members leave or a member's
+        learning rate changes (`follow_schedules`): everything that reads the lr, the step, the
+        decay and the proximal threshold, reads the member's current rate, as a lone run's
+        optimizer, decay_ and l1_prox_ read its param group's."""
         cfgs = [m.cfg for m in self.members]
         device = self.params[0].device
-        self.lr = [c.optim.lr for c in cfgs]
+        self.lr = [m.schedule.lr for m in self.members]
         self.dropout = [c.reg.dropout for c in cfgs]
         prox = [c.reg.l1_proximal and c.reg.alpha * c.reg.l1_ratio > 0 for c in cfgs]
 
@@ -157,17 +168,23 @@ class Stack:
         self.l2_loss = vec([0.5 * c.reg.alpha * (1.0 - c.reg.l1_ratio) for c in cfgs])
         # penalties.decay_ and AdamW: w <- w * (1 - lr * weight_decay)
         decays = [c.reg.weight_decay for c in cfgs]
-        self.decay = vec([1 - c.optim.lr * c.reg.weight_decay for c in cfgs], False) if any(decays) else None
+        self.decay = vec([1 - lr * c.reg.weight_decay for c, lr in zip(cfgs, self.lr)], False) if any(decays) else None
         # penalties.l1_prox_: under SGD sgd_threshold(lr, strength, momentum); under Adam lr * strength,
         # divided per coordinate by sqrt(v_hat) + eps in `update`
         if self.optim.name == "sgd":
-            scales = [sgd_threshold(c.optim.lr, c.reg.alpha * c.reg.l1_ratio, c.optim.momentum) if p else 0.0
-                      for c, p in zip(cfgs, prox)]
+            scales = [sgd_threshold(lr, c.reg.alpha * c.reg.l1_ratio, c.optim.momentum) if p else 0.0
+                      for c, p, lr in zip(cfgs, prox, self.lr)]
         else:
-            scales = [c.optim.lr * (c.reg.alpha * c.reg.l1_ratio) if p else 0.0 for c, p in zip(cfgs, prox)]
+            scales = [lr * (c.reg.alpha * c.reg.l1_ratio) if p else 0.0 for c, p, lr in zip(cfgs, prox, self.lr)]
         self.prox_scale = vec(scales)
         self.neg_lr = vec([-lr for lr in self.lr], False)
         self.neg_lr64 = torch.tensor([-lr for lr in self.lr], dtype=torch.float64, device=device)
+
+    def follow_schedules(self) -> None:
+        """At the start of an epoch: the members' rates for it (settings rebuilt only when one
+        changed, so a constant-rate stack does no extra work)."""
+        if [m.schedule.lr for m in self.members] != self.lr:
+            self._settings()
 
     @staticmethod
     def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -415,6 +432,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
             bar.update(bar_task, completed=resumed)
             for epoch in range(resumed + 1, tr.max_epochs + 1):
                 t0 = time.perf_counter()
+                stack.follow_schedules()
                 step_sums = _train_epoch(stack, data, tr.batch_size, cfg.reg.label_smoothing)
                 scores = [step_sums.double()[:, None]] + [_evaluate(stack, data, s, tr.eval_batch_size) for s in ("train", "val")]
                 rows = torch.cat(scores, dim=1).tolist()  # the epoch's one host sync
@@ -422,9 +440,12 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
                 finished = []
                 for k, (member, (step_sum, train_loss, train_m, val_loss, val_m)) in enumerate(zip(stack.members, rows)):
                     row = {"epoch": epoch, "train_loss": train_loss, f"train_{metric}": train_m, "val_loss": val_loss,
-                           f"val_{metric}": val_m, "lr": member.cfg.optim.lr, "seconds": seconds}
+                           f"val_{metric}": val_m, "lr": member.schedule.lr, "seconds": seconds}
                     if _early_stopping(member, row, step_sum, stack, k, epoch == tr.max_epochs):
                         finished.append(k)
+                    else:  # as loop.fit: stepped at the end of every epoch that training goes on from
+                        member.schedule.step(val_loss)
+                        member.state.schedule = member.schedule.state()
                 for k in finished:
                     _finish(stack.members[k], stack, k, data, start)
                     done[stack.members[k].index] = stack.members[k].result
@@ -536,6 +557,7 @@ def _restore(stack: Stack, console: Console) -> tuple[int, float]:
             member.order.set_state(order)
             member.dropout_rng.set_state(dropout)
             member.state, member.best_steps = FitState(), 0
+            member.schedule = schedule_of(member.cfg, member.state)
         return 0, 0.0
     epoch = max(common)
     for problem in problems:  # files passed over for an older checkpoint that every member holds
@@ -555,12 +577,15 @@ def _load(stack: Stack, payloads: list[dict[str, Any]]) -> None:
     moments = [[torch.stack([p["moments"][j][i] for p in payloads]).to(device) for i in range(len(payloads[0]["moments"][j]))]
                for j in range(len(stack.params))]
     states = [checkpoint.fit_state(p["fit"], device) for p in payloads]
-    for member, payload, state in zip(stack.members, payloads, states):
+    schedules = [schedule_of(m.cfg, state) for m, state in zip(stack.members, states)]
+    for member, payload, state, schedule in zip(stack.members, payloads, states, schedules):
+        member.schedule = schedule
         member.order.set_state(payload["order"])
         member.dropout_rng.set_state(payload["dropout"])
         member.state, member.best_steps = state, int(payload["best_steps"])
     stack.params = [t.requires_grad_() for t in params]
     stack.buffers, stack.moments, stack.step = buffers, moments, int(payloads[0]["step"])
+    stack.follow_schedules()
 
 
 def _adam_defaults(name: str) -> tuple[tuple[float, float], float]:

@@ -18,7 +18,10 @@ from regbench.results import NOT_HASHED, flatten
 
 MODELS = ("linear", "mlp")
 # What may differ between the members of one stack.
-MEMBER_KEYS = ("seed", "reg.alpha", "reg.l1_ratio", "reg.weight_decay", "reg.dropout", "optim.lr")
+# The learning-rate schedule and its knobs too: each member follows its own (regbench.engine.schedules).
+MEMBER_KEYS = ("seed", "reg.alpha", "reg.l1_ratio", "reg.weight_decay", "reg.dropout", "optim.lr", "optim.schedule",
+               "optim.min_lr", "optim.warmup_epochs", "optim.step_size", "optim.gamma", "optim.restart_period",
+               "optim.restart_mult", "optim.plateau_patience", "optim.plateau_factor")
 # What changes how a job is run or kept, not what it computes (the thread count changes only
 # the last bits, and a stack runs on one count).
 NOT_COMPUTED = (*NOT_HASHED, "trainer.num_threads")
