@@ -238,7 +238,7 @@ def _lr_column(folder) -> list[float]:
     ["optim.schedule=warmup_cosine", "optim.warmup_epochs=3"],
     ["optim.schedule=step", "optim.step_size=4", "optim.gamma=0.5"],
     ["optim.schedule=cosine_restarts", "optim.restart_period=3", "optim.restart_mult=2"],
-    ["optim.schedule=plateau", "optim.plateau_patience=0", "optim.plateau_factor=0.5"],
+    ["optim.schedule=plateau", "optim.plateau_patience=0", "optim.plateau_factor=0.5", "optim.lr=0.03"],
 ], ids=lambda k: k[0].split("=")[1])
 def test_the_lr_column_holds_the_rate_each_epoch_used_alone_and_stacked(tmp_path, knobs):
     cfg = make_cfg(*SMALL, *RUN, "reg=l1", "dataset.split_seed=0", *knobs)
@@ -267,7 +267,7 @@ FAMILIES = {
     "adam: schedules, proximal L1, decay": (
         ["dataset.split_seed=0", "trainer.patience=4", "trainer.max_epochs=14"],
         [["reg=l1", "reg.alpha=1e-3", "optim.schedule=cosine"],
-         ["reg=l1", "reg.alpha=1e-3", "optim.schedule=plateau", "optim.plateau_patience=0", "optim.lr=3e-3"],
+         ["reg=l1", "reg.alpha=1e-3", "optim.schedule=plateau", "optim.plateau_patience=0", "optim.lr=0.03"],
          ["reg=weight_decay", "optim.schedule=warmup_cosine", "optim.warmup_epochs=3"],
          ["reg=elasticnet", "optim.schedule=step", "optim.step_size=3", "optim.gamma=0.3"],
          ["reg=dropout", "optim.schedule=cosine_restarts", "optim.restart_period=3", "optim.restart_mult=1"],
@@ -315,7 +315,7 @@ RESUMED = ["trainer.max_epochs=14", "trainer.patience=null", "reg=[dropout,l1]",
 
 
 @pytest.mark.parametrize("knobs", [
-    ["optim.schedule=plateau", "optim.plateau_patience=0", "optim.plateau_factor=0.5"],
+    ["optim.schedule=plateau", "optim.plateau_patience=0", "optim.plateau_factor=0.5", "optim.lr=0.03"],
     ["optim.schedule=cosine_restarts", "optim.restart_period=3", "optim.restart_mult=2", "optim.min_lr=1e-5"],
     ["optim.schedule=warmup_cosine", "optim.warmup_epochs=4"],
 ], ids=lambda k: k[0].split("=")[1])
@@ -352,7 +352,8 @@ def test_an_interrupted_run_resumes_its_schedule_bit_for_bit(tiny_cfg, tmp_path,
 
 
 def test_an_interrupted_stack_resumes_every_members_schedule_bit_for_bit(tmp_path, monkeypatch):
-    variants = [["reg=l1", "optim.schedule=plateau", "optim.plateau_patience=0", "optim.plateau_factor=0.5"],
+    variants = [["reg=l1", "optim.schedule=plateau", "optim.plateau_patience=0", "optim.plateau_factor=0.5",
+                 "optim.lr=0.03"],
                 ["reg=l2", "optim.schedule=cosine_restarts", "optim.restart_period=3"],
                 ["reg=weight_decay", "optim.schedule=cosine", "optim.lr=3e-3"],
                 ["reg=dropout", "optim.schedule=step", "optim.step_size=2", "optim.gamma=0.5"]]
