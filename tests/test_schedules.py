@@ -395,3 +395,26 @@ def test_a_checkpoint_without_a_schedule_state_replays_the_history(tiny_cfg, tmp
     assert schedule.steps == 4 and schedule.lr == 5e-4 and schedule.best == 2.0
     assert schedule_of(tiny_cfg(), state).lr == 1e-3
     assert math.isinf(Schedule(cfg.optim, 3).best)
+
+
+# ---------------------------------------------------------------- the report
+
+def test_the_report_reads_runs_from_before_schedules_as_constant_and_names_only_knobs_that_apply(tmp_path):
+    from regbench.reporting.report import build, constants_line
+    from tests.test_report import write_run
+
+    new_knobs = {"optim.name": "adam", "optim.schedule": "constant",
+                 **{f"optim.{k}": DEFAULTS[k] for k in schedules.ALL_KNOBS}}
+    for seed in (0, 1):  # the same two runs, recorded before schedules existed and after
+        write_run(tmp_path / "old" / str(seed), seed=seed, val=0.9, extra={"optim.name": "adam"}, finished_at="2026-01-01")
+        write_run(tmp_path / "new" / str(seed), seed=seed, val=0.9, extra=new_knobs, finished_at="2026-02-01")
+    report = build([tmp_path])
+    assert len(report.table) == 1 and len(report.duplicates) == 2  # one configuration; the old copies set aside
+    line = constants_line(report)
+    assert "optim.schedule=constant" in line and "step_size" not in line and "min_lr" not in line
+    for seed in (0, 1):
+        write_run(tmp_path / "cos" / str(seed), seed=seed, val=0.95, extra={**new_knobs, "optim.schedule": "cosine"})
+    report = build([tmp_path])
+    assert sorted(report.table["optim.schedule"]) == ["constant", "cosine"]
+    line = constants_line(report)
+    assert "optim.min_lr=0" in line and "step_size" not in line and "plateau" not in line

@@ -32,6 +32,7 @@ from regbench.reporting.aggregate import (
     with_config_ids,
 )
 from regbench.reporting.collect import collect
+from regbench.engine import schedules
 
 
 @dataclass
@@ -227,6 +228,9 @@ ONLY_FOR = {
     "dataset.test_fraction": ("dataset.name", ("digits", "breast_cancer", "wine", "diabetes", *SYNTHETIC)),
     "dataset.hflip": ("reg.augment", (True,)),
     "optim.momentum": ("optim.name", ("sgd",)),
+    # the schedule knobs, for the schedules that read them
+    **{f"optim.{knob}": ("optim.schedule", tuple(s for s, reads in schedules.KNOBS.items() if knob in reads))
+       for knob in schedules.ALL_KNOBS},
     "model.channels": ("model.name", ("cnn",)),
 }
 
