@@ -418,3 +418,23 @@ def test_the_report_reads_runs_from_before_schedules_as_constant_and_names_only_
     assert sorted(report.table["optim.schedule"]) == ["constant", "cosine"]
     line = constants_line(report)
     assert "optim.min_lr=0" in line and "step_size" not in line and "plateau" not in line
+
+
+@pytest.mark.parametrize("damage", [{"steps": "seven"}, {"lr": None}, {"kind": "linear"}, "drop lr"])
+def test_a_checkpoint_with_a_damaged_schedule_state_is_reported_and_the_run_starts_fresh(tiny_cfg, tmp_path, capsys,
+                                                                                        damage):
+    args = ("optim.schedule=cosine", "keep_checkpoint=true", "trainer.checkpoint_seconds=0")
+    run(tiny_cfg(*args), tmp_path / "kept")
+    payload = torch.load(tmp_path / "kept" / checkpoint.CHECKPOINT_FILE, weights_only=True)
+    if damage == "drop lr":
+        del payload["fit"]["schedule"]["lr"]
+    else:
+        payload["fit"]["schedule"].update(damage)
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    torch.save(payload, folder / checkpoint.CHECKPOINT_FILE)
+    capsys.readouterr()
+    result = run(tiny_cfg(*args), folder)
+    (warning,) = [line for line in capsys.readouterr().out.splitlines() if "ignoring" in line]
+    assert "incomplete" in warning and "starting fresh" in warning
+    assert result["status"] == "ok" and result["resumed_from_epoch"] is None

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from regbench.engine.loop import FitState
+from regbench.engine.schedules import check_state
 
 CHECKPOINT_FILE = "last.pt"
 FORMAT = "regbench-checkpoint-1"
@@ -97,6 +98,8 @@ def fit_payload(state: FitState) -> dict[str, Any]:
 def fit_state(fit: dict[str, Any], device: torch.device) -> FitState:
     """The FitState that `fit_payload` stored, its best weights (a state dict, or a stack
     member's list of tensors) moved to `device`."""
+    if fit.get("schedule") is not None:
+        check_state(fit["schedule"])  # damaged: KeyError/TypeError, reported by `load` as incomplete
     best = fit["best_state"]
     if isinstance(best, dict):
         best = {k: v.to(device) for k, v in best.items()}

@@ -176,8 +176,13 @@ class Schedule:
                 "best": self.best, "bad_epochs": self.bad_epochs}
 
     def load(self, state: dict[str, Any]) -> None:
-        """Puts back what `state` returned."""
-        if state.get("kind") != self.kind:
+        """Puts back what `state` returned.
+
+        Raises:
+            KeyError, TypeError, ValueError: not a state of this schedule (see `check_state`).
+        """
+        check_state(state)
+        if state["kind"] != self.kind:
             raise ValueError(f"the checkpoint's schedule is {state.get('kind')!r}, not {self.kind!r}")
         self.steps, self.lr = int(state["steps"]), float(state["lr"])
         self.t_cur, self.t_i = int(state["t_cur"]), int(state["t_i"])
@@ -188,6 +193,22 @@ class Schedule:
         (written before schedules existed, so by a constant-rate run) implies."""
         for loss in val_losses:
             self.step(loss)
+
+
+STATE_TYPES = {"kind": (str,), "steps": (int,), "lr": (float, int), "t_cur": (int,), "t_i": (int,),
+               "best": (float, int), "bad_epochs": (int,)}
+
+
+def check_state(state: Any) -> None:
+    """Raises KeyError, TypeError or ValueError unless `state` is what `Schedule.state` returns
+    (a damaged checkpoint is then reported as incomplete, and the run starts afresh)."""
+    if not isinstance(state, dict):
+        raise TypeError(f"a schedule state is a dict, not {type(state).__name__}")
+    for key, types in STATE_TYPES.items():
+        if not isinstance(state[key], types) or isinstance(state[key], bool):
+            raise TypeError(f"schedule state {key!r} is {type(state[key]).__name__}")
+    if state["kind"] not in SCHEDULES:
+        raise ValueError(f"unknown schedule {state['kind']!r}")
 
 
 def _cosine(t: int, lr: float, base: float, eta_min: float, t_max: int) -> float:
