@@ -6,7 +6,9 @@ size, epoch budget, optimizer, early-stopping rule) become the members of one st
 every weight matrix gets a leading member dimension, and one batched matrix product
 (`torch.baddbmm`) serves every member at each step. Each member keeps what it would have
 alone: the initial weights and data order of its seed (built by the very code
-`runner` uses), its own dropout stream, penalty, learning rate and early stopping. A member
+`runner` uses), its own dropout stream, penalty, learning rate and its schedule (each member
+steps its own regbench.engine.schedules.Schedule; the per-member rate vectors are rebuilt when
+a rate changes), and early stopping. A member
 that stops leaves the stack with its best weights while the others go on, and its
 metrics.csv and result.json are written at once, in the schema of a lone run. On a time
 budget, each live member also writes its share of the stack (stack.pt) into its folder, from
