@@ -438,3 +438,27 @@ def test_a_checkpoint_with_a_damaged_schedule_state_is_reported_and_the_run_star
     (warning,) = [line for line in capsys.readouterr().out.splitlines() if "ignoring" in line]
     assert "incomplete" in warning and "starting fresh" in warning
     assert result["status"] == "ok" and result["resumed_from_epoch"] is None
+
+
+@pytest.mark.slow
+def test_a_killed_plateau_run_resumes_to_bitwise_the_same_result(tmp_path):
+    """tests/test_resume.py's SIGKILL test, with a plateau schedule that cuts the rate."""
+    from tests.test_resume import RESUMABLE, kill_when, start
+
+    args = [*RESUMABLE, "optim.schedule=plateau", "optim.plateau_patience=1", "optim.plateau_factor=0.5",
+            "optim.lr=0.01", "trainer.num_threads=1"]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = start(["run", *args, f"hydra.run.dir={killed}"], tmp_path)
+    kill_when(proc, lambda: epochs_in(killed / "metrics.csv") >= 6 and (killed / checkpoint.CHECKPOINT_FILE).exists())
+    assert not (killed / "result.json").exists()
+    resumed = regbench("run", *args, f"hydra.run.dir={killed}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint of epoch" in resumed.stdout
+    assert regbench("run", *args, f"hydra.run.dir={clean}", cwd=tmp_path).returncode == 0
+    a, b = (json.loads((d / "result.json").read_text()) for d in (killed, clean))
+    assert a["resumed_from_epoch"] >= 5 and b["resumed_from_epoch"] is None
+    same_except_timing(a, b)
+    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
+    pd.testing.assert_frame_equal(drop_seconds(killed), drop_seconds(clean), check_exact=True)
+    rates = _lr_column(clean)  # cut after epochs 16, 18, 20: the resumed run's plateau state decides them
+    assert len(set(rates[a["resumed_from_epoch"]:])) > 1
