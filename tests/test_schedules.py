@@ -131,6 +131,10 @@ def test_the_rates_have_their_usual_shapes():
     restarts = our_rates(optim(schedule="cosine_restarts", restart_period=2, restart_mult=2, lr=1.0), 14, [0.0] * 14)
     assert [e for e in range(14) if restarts[e] == 1.0] == [0, 2, 6]  # cycles of 2, 4, 8 epochs
     assert our_rates(optim(schedule="step", step_size=3, gamma=0.5, lr=1.0), 7, [0.0] * 7) == [1, 1, 1, .5, .5, .5, .25]
+    schedule = Schedule(o, 20)
+    assert schedule.rates(20) == rates and schedule.steps == 0  # a look ahead leaves the schedule where it was
+    with pytest.raises(ValueError, match="val_loss"):
+        Schedule(optim(schedule="plateau"), 20).rates(3)
 
 
 @pytest.mark.parametrize("case", ["cosine", "warmup_cosine 13 epochs", "cosine_restarts 3, x3", "plateau", "step"])
