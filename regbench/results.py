@@ -46,11 +46,19 @@ SOLVER_ONLY = ("optim.tol", "optim.max_iter", "optim.log_every")
 
 def config_hash(params: dict[str, Any]) -> str:
     """A digest of a run's flattened, resolved config: two runs with the same hash compute
-    the same thing (resuming a sweep compares it, not just the job number)."""
+    the same thing (resuming a sweep compares it, not just the job number).
+
+    Schedule knobs that the run's schedule does not read are left out, and so is
+    `optim.schedule=constant`: a constant-rate run has the hash it had before schedules
+    existed (see regbench.engine.schedules.inert_keys)."""
     import hashlib
 
+    from regbench.engine.schedules import inert_keys
+
     solver = params.get("optim.name") == "fista"
-    kept = {k: v for k, v in params.items() if k not in NOT_HASHED and (solver or k not in SOLVER_ONLY)}
+    inert = set(inert_keys(params))
+    kept = {k: v for k, v in params.items()
+            if k not in NOT_HASHED and k not in inert and (solver or k not in SOLVER_ONLY)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

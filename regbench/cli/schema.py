@@ -110,6 +110,24 @@ class OptimConfig:
     """fista only: stop after this many iterations, converged or not (a warning says so)."""
     log_every: int = 100
     """fista only: one metrics.csv row per this many iterations (its `epoch` numbers these blocks)."""
+    schedule: str = "constant"
+    """Learning-rate schedule, stepped once per epoch: constant, cosine, warmup_cosine, step, cosine_restarts, plateau."""
+    min_lr: float = 0.0
+    """cosine, warmup_cosine, cosine_restarts: the rate annealed to (eta_min); plateau: the floor (min_lr)."""
+    warmup_epochs: int = 5
+    """warmup_cosine: epochs of linear warm-up (lr * e / (warmup_epochs + 1) in epoch e), then cosine from lr."""
+    step_size: int = 30
+    """step: multiply the rate by gamma every step_size epochs (StepLR's step_size)."""
+    gamma: float = 0.1
+    """step: the factor applied every step_size epochs (StepLR's gamma)."""
+    restart_period: int = 15
+    """cosine_restarts: epochs of the first cosine cycle (CosineAnnealingWarmRestarts' T_0)."""
+    restart_mult: int = 2
+    """cosine_restarts: each cycle is this many times longer than the one before (T_mult)."""
+    plateau_patience: int = 4
+    """plateau: epochs without a val_loss improvement tolerated; the next one cuts the rate (ReduceLROnPlateau's patience)."""
+    plateau_factor: float = 0.1
+    """plateau: the factor a cut multiplies the rate by (ReduceLROnPlateau's factor)."""
 
 
 @dataclass
@@ -217,6 +235,7 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
         None if opt.tol > 0 else f"optim.tol must be > 0 (got {opt.tol})",
         None if opt.max_iter >= 1 else f"optim.max_iter must be >= 1 (got {opt.max_iter})",
         None if opt.log_every >= 1 else f"optim.log_every must be >= 1 (got {opt.log_every})",
+        *_check_schedule(opt, tr),
         None if tr.max_epochs >= 1 else f"trainer.max_epochs must be >= 1 (got {tr.max_epochs})",
         None if tr.batch_size >= 1 else f"trainer.batch_size must be >= 1 (got {tr.batch_size})",
         None if tr.eval_batch_size >= 1 else f"trainer.eval_batch_size must be >= 1 (got {tr.eval_batch_size})",
@@ -291,8 +310,29 @@ def notices(cfg: Any) -> list[str]:
                    "(heavy-ball momentum is optim=sgd's; Adam's moments use its default betas)")
     if cfg.optim.name == "fista" and not cfg.reg.l1_proximal:
         out.append("reg.l1_proximal=false has no effect with optim=fista (its L1 part is always a proximal step)")
+    out += _schedule_notices(cfg)
     if cfg.reg.batchnorm and cfg.model.name == "linear":
         out.append("reg.batchnorm has no effect on model=linear (it has no hidden layer); the run's label leaves it out")
+    return out
+
+
+def _schedule_notices(cfg: Any) -> list[str]:
+    """Schedule knobs set away from their defaults for a schedule that does not read them, and a
+    plateau patience that early stopping would pre-empt."""
+    from regbench.engine.schedules import ALL_KNOBS, KNOBS
+
+    opt, out = cfg.optim, []
+    reads = KNOBS.get(opt.schedule, ALL_KNOBS)
+    defaults = OptimConfig()
+    for knob in ALL_KNOBS:
+        if knob not in reads and opt[knob] != getattr(defaults, knob):
+            out.append(f"optim.{knob}={opt[knob]} has no effect with optim.schedule={opt.schedule} "
+                       f"(it is read by: {', '.join(s for s, k in KNOBS.items() if knob in k)})")
+    patience = cfg.trainer.patience
+    if opt.schedule == "plateau" and patience is not None and opt.plateau_patience + 1 >= patience:
+        out.append(f"optim.plateau_patience={opt.plateau_patience} cuts the rate after {opt.plateau_patience + 1} epochs "
+                   f"without improvement, but early stopping (trainer.patience={patience}) ends the run after {patience}: "
+                   "the rate may never be cut")
     return out
 
 
@@ -394,6 +434,33 @@ def _check_synthetic(ds: Any) -> list[str]:
         None if ds.name != "synthetic_regression" or ds.noise >= 0 else f"dataset.noise must be >= 0 (got {ds.noise})",
     ]
     return [p for p in problems if p]
+
+
+def _check_schedule(opt: Any, tr: Any) -> list[str | None]:
+    """optim.schedule and its knobs. The knobs' own ranges hold whatever the schedule (a sweep
+    may share them across schedules); how they relate to optim.lr and trainer.max_epochs only
+    for the schedule that reads them."""
+    from regbench.engine.schedules import KNOBS, SCHEDULES
+
+    reads = KNOBS.get(opt.schedule, ())
+    return [
+        _choice(opt.schedule, SCHEDULES, "optim.schedule"),
+        None if opt.min_lr >= 0 else f"optim.min_lr must be >= 0 (got {opt.min_lr})",
+        None
+        if "min_lr" not in reads or opt.min_lr <= opt.lr
+        else f"optim.min_lr must be <= optim.lr={opt.lr} with optim.schedule={opt.schedule} (got {opt.min_lr})",
+        None if opt.warmup_epochs >= 1 else f"optim.warmup_epochs must be >= 1 (got {opt.warmup_epochs})",
+        None
+        if "warmup_epochs" not in reads or opt.warmup_epochs < tr.max_epochs
+        else f"optim.warmup_epochs must be < trainer.max_epochs={tr.max_epochs}, which is the cosine's horizon "
+             f"(got {opt.warmup_epochs})",
+        None if opt.step_size >= 1 else f"optim.step_size must be >= 1 (got {opt.step_size})",
+        None if 0 < opt.gamma <= 1 else f"optim.gamma must be in (0, 1] (got {opt.gamma})",
+        None if opt.restart_period >= 1 else f"optim.restart_period must be >= 1 (got {opt.restart_period})",
+        None if opt.restart_mult >= 1 else f"optim.restart_mult must be >= 1 (got {opt.restart_mult})",
+        None if opt.plateau_patience >= 0 else f"optim.plateau_patience must be >= 0 (got {opt.plateau_patience})",
+        None if 0 < opt.plateau_factor < 1 else f"optim.plateau_factor must be in (0, 1) (got {opt.plateau_factor})",
+    ]
 
 
 def _check_train_size(size: float | None) -> str | None:

@@ -5,7 +5,7 @@ last write (or since training started; 0: after every epoch), never after the fi
 atomically (temporary file, then rename), and loaded with `torch.load(...,
 weights_only=True)`: the run's share of its stack of one (weights, batch-norm statistics,
 optimizer moments and step, its data-order, augmentation and dropout streams, the
-early-stopping state and the metrics history) and torch's, numpy's and python's global
+early-stopping state, the learning-rate schedule's state and the metrics history) and torch's, numpy's and python's global
 random states. A run resumed from it re-trains the epochs after it and ends with the
 same numbers, bit for bit on the CPU, as the same run never interrupted.
 """
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from regbench.engine.loop import FitState
+from regbench.engine.schedules import check_state
 
 CHECKPOINT_FILE = "last.pt"
 FORMAT = "regbench-checkpoint-2"  # a stack member's share (regbench.engine.stack.Stack.payload)
@@ -88,11 +89,14 @@ def fit_payload(state: FitState) -> dict[str, Any]:
         "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
         "best_state": state.best_state,
         "waited": state.waited,
+        "schedule": state.schedule,
     }
 
 
 def fit_state(fit: dict[str, Any], device: torch.device) -> FitState:
     """The FitState that `fit_payload` stored, its best weights moved to `device`."""
+    if fit.get("schedule") is not None:
+        check_state(fit["schedule"])  # damaged: KeyError/TypeError, reported by `load` as incomplete
     best = fit["best_state"]
     if best is not None:
         best = [v.to(device) for v in best]
@@ -102,6 +106,7 @@ def fit_state(fit: dict[str, Any], device: torch.device) -> FitState:
         best_loss=math.inf if fit["best_loss"] is None else fit["best_loss"],
         best_state=best,
         waited=fit["waited"],
+        schedule=fit.get("schedule"),  # absent from checkpoints written before schedules (constant-rate runs)
     )
 
 

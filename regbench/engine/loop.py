@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from regbench.data.datasets import Data
+from regbench.engine.schedules import Schedule
 
 
 @dataclass
@@ -35,6 +36,7 @@ class FitState:
     waited: int = 0
     stopped_early: bool = False
     diverged: bool = False
+    schedule: dict[str, Any] | None = None  # the learning-rate schedule's state after the last epoch (Schedule.state)
 
     @property
     def epoch(self) -> int:
@@ -76,6 +78,18 @@ def evaluate(model: nn.Module, data: Data, split: str, batch: int) -> torch.Tens
     return torch.stack([loss_sum / n, 1.0 - loss_sum / total_ss])
 
 
+def schedule_of(cfg: Any, state: FitState, base_lr: float | None = None) -> Schedule:
+    """A member's learning-rate schedule, where `state` left it: restored from its saved state,
+    or, for a state saved without one (a checkpoint written before schedules existed, by a
+    constant-rate run), stepped through the epochs of its history."""
+    schedule = Schedule(cfg.optim, cfg.trainer.max_epochs, base_lr)
+    if state.schedule is not None:
+        schedule.load(state.schedule)
+    else:
+        schedule.replay([row["val_loss"] for row in state.history])
+    return schedule
+
+
 def fit(
     stack: Any,
     data: Data,
@@ -85,6 +99,10 @@ def fit(
     on_epoch_end: Callable[[int], None] = lambda epoch: None,
 ) -> None:
     """Trains every member of `stack` (regbench.engine.stack.Stack) until it is done.
+
+    Each member's learning rate follows its own optim.schedule (regbench.engine.schedules): set at
+    the start of each epoch (decoupled decay and the L1 proximal step read it too), stepped at its
+    end with the epoch's val_loss, and recorded in the row's `lr`.
 
     A member is done after max_epochs, when early stopping stops it (trainer.patience epochs
     without an improvement of val_loss by more than min_delta), or when a loss turns
@@ -104,6 +122,7 @@ def fit(
     metric = "acc" if data.task == "classification" else "r2"
     for epoch in range(first_epoch + 1, tr.max_epochs + 1):
         start = time.perf_counter()
+        stack.follow_schedules()
         step_sums = train_epoch(stack, data, tr.batch_size)
         scores = [step_sums.double()[:, None]] + [evaluate_stack(stack, data, s, tr.eval_batch_size) for s in ("train", "val")]
         rows = torch.cat(scores, dim=1).tolist()  # the epoch's one host sync
@@ -116,6 +135,9 @@ def fit(
             on_row(member, row)
             if _early_stopping(member, row, step_sum, stack, k, epoch == tr.max_epochs):
                 finished.append(k)
+            else:  # stepped at the end of every epoch that training goes on from
+                member.schedule.step(val_loss)
+                member.state.schedule = member.schedule.state()
         for k in finished:
             stack.conclude(k)
             on_done(stack.members[k])

@@ -29,7 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from regbench.data.datasets import Data
-from regbench.engine.loop import FitState
+from regbench.engine.loop import FitState, schedule_of
+from regbench.engine.schedules import Schedule
 from regbench.models import Regressor
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -50,6 +51,13 @@ class Member:
     writer: Any = None  # its metrics.csv writer, once the engine knows where it starts
     state: FitState = field(default_factory=FitState)
     best_steps: int = 0  # optimizer steps up to the best epoch (batch norm's num_batches_tracked)
+    # Its own learning-rate schedule (optim.schedule and its knobs may differ between members);
+    # a fresh one from its config unless given.
+    schedule: Schedule | None = None
+
+    def __post_init__(self) -> None:
+        if self.schedule is None:
+            self.schedule = Schedule(self.cfg.optim, self.cfg.trainer.max_epochs)
 
 
 def layers(model: nn.Module) -> list[nn.Module]:
@@ -145,10 +153,12 @@ class Stack:
 
     # ------------------------------------------------------------------ per-member settings
     def settings(self) -> None:
-        """Per-member learning rates and regularizers, rebuilt whenever members leave."""
+        """Per-member learning rates and regularizers, rebuilt whenever members leave or a
+        member's learning rate changes (`follow_schedules`): the step, the decay and the proximal
+        threshold read each member's current rate."""
         cfgs = [m.cfg for m in self.members]
         self.device = self.params[0].device
-        self.lr = [c.optim.lr for c in cfgs]
+        self.lr = [m.schedule.lr for m in self.members]
         self.neg_lr = self.vector([-lr for lr in self.lr], skip_if_zero=False)
         self.neg_lr64 = torch.tensor([-lr for lr in self.lr], dtype=torch.float64, device=self.device)
         built = [cls([values(c.reg) for c in cfgs], self) for cls, values in self.regularizer_classes]
@@ -162,6 +172,12 @@ class Stack:
         if len(losses) > 1:
             raise ValueError(f"two regularizers replace the training loss: {', '.join(r.name for r in losses)}")
         self.loss_hook = losses[0] if losses else None
+
+    def follow_schedules(self) -> None:
+        """At the start of an epoch: the members' rates for it (settings rebuilt only when one
+        changed, so a constant-rate stack does no extra work)."""
+        if [m.schedule.lr for m in self.members] != self.lr:
+            self.settings()
 
     def vector(self, values: list[float], skip_if_zero: bool = True) -> torch.Tensor | None:
         """A per-member setting as a (K,) float32 tensor on the device; None when every value is 0
@@ -335,13 +351,16 @@ class Stack:
         if len({int(p["step"]) for p in payloads}) != 1:
             raise ValueError("the members' checkpoints disagree on the step")
         states = [fit_state(p["fit"], device) for p in payloads]
-        for member, payload, state in zip(self.members, payloads, states):
+        schedules = [schedule_of(m.cfg, state) for m, state in zip(self.members, states)]
+        for member, payload, state, schedule in zip(self.members, payloads, states, schedules):
+            member.schedule = schedule
             member.order.set_state(payload["order"])
             member.aug.set_state(payload["augment"])
             member.dropout_rng.set_state(payload["dropout"])
             member.state, member.best_steps = state, int(payload["best_steps"])
         self.params = [t.requires_grad_() for t in params]
         self.buffers, self.moments, self.step = buffers, moments, int(payloads[0]["step"])
+        self.follow_schedules()
 
     @torch.no_grad()
     def conclude(self, k: int) -> bool:

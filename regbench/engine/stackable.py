@@ -18,8 +18,11 @@ from regbench.results import NOT_HASHED, flatten
 
 MODELS = ("linear", "mlp", "cnn")
 # What may differ between the members of one stack, besides every regularizer knob declared
-# `member=True` in its module (regbench.regularizers).
-MEMBER_KEYS = ("seed", "optim.lr")
+# `member=True` in its module (regbench.regularizers). The learning-rate schedule and its knobs
+# too: each member follows its own (regbench.engine.schedules).
+MEMBER_KEYS = ("seed", "optim.lr", "optim.schedule", "optim.min_lr", "optim.warmup_epochs", "optim.step_size",
+               "optim.gamma", "optim.restart_period", "optim.restart_mult", "optim.plateau_patience",
+               "optim.plateau_factor")
 # What changes how a job is run or kept, not what it computes (the thread count changes only
 # the last bits, and a stack runs on one count).
 NOT_COMPUTED = (*NOT_HASHED, "trainer.num_threads")

@@ -28,7 +28,7 @@ from regbench.data.datasets import Data, load
 from regbench.engine import checkpoint, folderlock, interrupt
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
-from regbench.engine.loop import FitState, fit
+from regbench.engine.loop import FitState, fit, schedule_of
 from regbench.engine.runner import data_problem, final_metrics, new_result, new_stack
 from regbench.engine.stack import Member, Stack
 from regbench.regularizers import penalised_weights, regularizers, sparsity
@@ -205,6 +205,7 @@ def _restore(stack: Stack, console: Console) -> tuple[int, float]:
             member.aug.set_state(aug)
             member.dropout_rng.set_state(dropout)
             member.state, member.best_steps = FitState(), 0
+            member.schedule = schedule_of(member.cfg, member.state)
         return 0, 0.0
     epoch = max(common)
     for problem in problems:  # files passed over for an older checkpoint that every member holds

@@ -109,4 +109,25 @@ def collect(paths: list[Path]) -> Collected:
             row["finished_at"] = _mtime(folder / RESULT_FILE)
         row["folder"] = str(folder)
         rows.append(row)
-    return Collected(runs=pd.DataFrame(rows), skipped=skipped)
+    return Collected(runs=_before_schedules(pd.DataFrame(rows)), skipped=skipped)
+
+
+def _before_schedules(runs: pd.DataFrame) -> pd.DataFrame:
+    """Gives regbench runs recorded before learning-rate schedules existed (no `optim.schedule`
+    in their params) the values they ran with (constant, the knobs' defaults), so that merged
+    with newer runs they are the same configuration, not another one."""
+    if runs.empty or "params.optim.schedule" not in runs or "params.optim.name" not in runs:
+        return runs
+    from regbench.cli.schema import OptimConfig
+    from regbench.engine.schedules import ALL_KNOBS
+
+    old = runs["params.optim.schedule"].isna() & runs["params.optim.name"].notna()
+    if not old.any():
+        return runs
+    runs = runs.copy()
+    defaults = OptimConfig()
+    for knob in ("schedule", *ALL_KNOBS):
+        column = f"params.optim.{knob}"
+        if column in runs:
+            runs.loc[old, column] = getattr(defaults, knob)
+    return runs

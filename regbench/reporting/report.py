@@ -32,6 +32,7 @@ from regbench.reporting.aggregate import (
     with_config_ids,
 )
 from regbench.reporting.collect import collect
+from regbench.engine import schedules
 
 
 @dataclass
@@ -230,6 +231,9 @@ ONLY_FOR = {
     "optim.tol": ("optim.name", ("fista",)),
     "optim.max_iter": ("optim.name", ("fista",)),
     "optim.log_every": ("optim.name", ("fista",)),
+    # the schedule knobs, for the schedules that read them
+    **{f"optim.{knob}": ("optim.schedule", tuple(s for s, reads in schedules.KNOBS.items() if knob in reads))
+       for knob in schedules.ALL_KNOBS},
     "model.channels": ("model.name", ("cnn",)),
 }
 
