@@ -4,8 +4,10 @@ Usage:
     python scripts/golden.py record OUT.json      # before a refactor
     python scripts/golden.py compare OUT.json     # after it: every number must be equal
 
-Each entry runs `regbench run` in a subprocess (as a user would) into a temporary folder
-and keeps its result.json numbers and its metrics.csv rows (minus the wall-clock seconds).
+Each entry runs `regbench run` in a subprocess (`python -m regbench`, so that PYTHONPATH can
+point at another checkout: `PYTHONPATH=/path/to/old/checkout python scripts/golden.py record
+old.json`) into a temporary folder and keeps its result.json numbers and its metrics.csv rows
+(minus the wall-clock seconds).
 """
 
 from __future__ import annotations
@@ -64,13 +66,13 @@ def collect() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for name, args in RUNS.items():
             folder = Path(tmp) / name
-            subprocess.run(["regbench", "run", *args, "device=cpu", f"hydra.run.dir={folder}"], check=True,
+            subprocess.run([sys.executable, "-m", "regbench", "run", *args, "device=cpu", f"hydra.run.dir={folder}"], check=True,
                            capture_output=True)
             out[name] = numbers(folder)
             print(name, out[name]["metrics"], flush=True)
         for name, args in SWEEPS.items():
             folder = Path(tmp) / name
-            subprocess.run(["regbench", "run", "-m", *args, "device=cpu", f"hydra.sweep.dir={folder}"], check=True,
+            subprocess.run([sys.executable, "-m", "regbench", "run", "-m", *args, "device=cpu", f"hydra.sweep.dir={folder}"], check=True,
                            capture_output=True)
             for job in sorted(p for p in folder.iterdir() if (p / "result.json").is_file()):
                 out[f"{name}/{job.name}"] = numbers(job)
