@@ -267,25 +267,17 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
     return [p for p in problems if p]
 
 
-def convex_obstacles(cfg: Any) -> list[str]:
+def convex_obstacles(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
     """What keeps a config from regbench's convex problem, one `key=value (why)` each; empty when
     it is one: model=linear trained on the mean data loss plus the reg.alpha / reg.l1_ratio
     penalty and nothing else (any alpha, 0 included). optim=fista solves only such configs, and
-    result.json reports the `optimality` of the weights of such runs, whatever the optimizer."""
-    reg = cfg.reg
+    result.json reports the `optimality` of the weights of such runs, whatever the optimizer.
+    Each regularizer says whether it belongs to that objective (regbench.regularizers)."""
+    from regbench.regularizers import convex_obstacles as acting
+
+    search = config_search_dirs() if search is None else search
     out = [] if cfg.model.name == "linear" else [f"model={cfg.model.name} (not convex)"]
-    if reg.dropout > 0:
-        out.append(f"reg.dropout={reg.dropout} (stochastic)")
-    if reg.augment:
-        out.append("reg.augment=true (stochastic)")
-    if reg.label_smoothing > 0:
-        out.append(f"reg.label_smoothing={reg.label_smoothing} (not regbench's loss)")
-    if reg.batchnorm:
-        out.append("reg.batchnorm=true (not part of the objective)")
-    if reg.weight_decay > 0:
-        out.append(f"reg.weight_decay={reg.weight_decay} (a step rule, not an objective: "
-                   "for an L2 penalty use reg.alpha with reg.l1_ratio=0)")
-    return out
+    return out + acting(cfg.reg, cfg.model, search)
 
 
 def _check_solver(cfg: Any) -> str | None:
@@ -310,10 +302,9 @@ def notices(cfg: Any) -> list[str]:
                    "(heavy-ball momentum is optim=sgd's; Adam's moments use its default betas)")
     if cfg.optim.name == "fista" and not cfg.reg.l1_proximal:
         out.append("reg.l1_proximal=false has no effect with optim=fista (its L1 part is always a proximal step)")
-    out += _schedule_notices(cfg)
-    if cfg.reg.batchnorm and cfg.model.name == "linear":
-        out.append("reg.batchnorm has no effect on model=linear (it has no hidden layer); the run's label leaves it out")
-    return out
+    from regbench.regularizers import notices as regularizer_notices
+
+    return out + _schedule_notices(cfg) + regularizer_notices(cfg.reg, cfg, config_search_dirs())
 
 
 def _schedule_notices(cfg: Any) -> list[str]:

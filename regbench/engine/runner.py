@@ -208,16 +208,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
             except OSError as e:
                 unwritten[METRICS_FILE] = e.strerror or str(e)
 
-        result.update(
-            status="diverged" if fitted.diverged else "ok",
-            best_epoch=fitted.best_epoch or None,
-            epochs_run=len(fitted.history),
-            stopped_early=fitted.stopped_early,
-            early_best=early_best(fitted.best_epoch or None, cfg.trainer.patience, fitted.stopped_early),
-            sparsity=sparsity(penalised_weights(model)),
-        )
-        if fitted.best_epoch or not fitted.diverged:
-            final_metrics(result, model, data, cfg)
+        record(result, fitted, model, data, cfg)
         if cfg.save_model and result["status"] == "ok":
             try:
                 checkpoint.write_atomic(out_dir / MODEL_FILE, model.state_dict())
@@ -270,12 +261,13 @@ def new_member(index: int, cfg: Any, out_dir: Path, result: dict[str, Any], data
     model = model.to(device)
     order, aug = data_generators(cfg.seed, device)
     # Dropout draws from its own stream, which starts where model building left torch's global
-    # one: on the CPU the very masks torch's own dropout layers would draw.
+    # one: on the CPU the very masks torch's own dropout layers would draw. On CUDA a stream of
+    # its own, apart from the data order's (seed) and augmentation's (seed + 1).
     dropout_rng = torch.Generator(device=device)
     if device.type == "cpu":
         dropout_rng.set_state(torch.get_rng_state())
     else:
-        dropout_rng.manual_seed(cfg.seed)
+        dropout_rng.manual_seed(cfg.seed + 2)
     return Member(index, cfg, Path(out_dir), result, model, dropout_rng, order, aug)
 
 
@@ -287,6 +279,21 @@ def new_stack(jobs: list[tuple[Any, Path, dict[str, Any]]], data: Any, device: t
     # the network with the most layers: a member with dropout layers, where any member has them
     template = max((m.model for m in members), key=lambda model: len(list(model.modules())))
     return Stack(members, template, jobs[0][0].optim, classes)
+
+
+def record(result: dict[str, Any], state: FitState, model: torch.nn.Module, data: Any, cfg: Any) -> None:
+    """A finished member's result: how its training ended (from its FitState), the sparsity of
+    its reported weights (in `model`), and their final metrics."""
+    result.update(
+        status="diverged" if state.diverged else "ok",
+        best_epoch=state.best_epoch or None,
+        epochs_run=len(state.history),
+        stopped_early=state.stopped_early,
+        early_best=early_best(state.best_epoch or None, cfg.trainer.patience, state.stopped_early),
+        sparsity=sparsity(penalised_weights(model)),
+    )
+    if state.best_epoch or not state.diverged:
+        final_metrics(result, model, data, cfg)
 
 
 def final_metrics(result: dict[str, Any], model: torch.nn.Module, data: Any, cfg: Any) -> None:

@@ -29,10 +29,10 @@ from regbench.engine import checkpoint, folderlock, interrupt
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.loop import FitState, fit, schedule_of
-from regbench.engine.runner import data_problem, final_metrics, new_result, new_stack
+from regbench.engine.runner import data_problem, new_result, new_stack, record
 from regbench.engine.stack import Member, Stack
-from regbench.regularizers import penalised_weights, regularizers, sparsity
-from regbench.results import MetricsWriter, early_best, write_result
+from regbench.regularizers import regularizers
+from regbench.results import MetricsWriter, write_result
 
 # A live member's share of an interrupted stack, in its run folder (removed when it finishes).
 STACK_CHECKPOINT = "stack.pt"
@@ -216,18 +216,9 @@ def _restore(stack: Stack, console: Console) -> tuple[int, float]:
 
 def _finish(member: Member, data: Data, start: float) -> None:
     """Evaluates a member whose reported weights are in its own network (Stack.conclude)
-    exactly as a lone run does (runner.final_metrics), and writes its files."""
-    state, cfg, result = member.state, member.cfg, member.result
-    result.update(
-        status="diverged" if state.diverged else "ok",
-        best_epoch=state.best_epoch or None,
-        epochs_run=len(state.history),
-        stopped_early=state.stopped_early,
-        early_best=early_best(state.best_epoch or None, cfg.trainer.patience, state.stopped_early),
-        sparsity=sparsity(penalised_weights(member.model)),
-    )
-    if state.best_epoch or not state.diverged:
-        final_metrics(result, member.model, data, cfg)
+    exactly as a lone run does (runner.record), and writes its files."""
+    cfg, result = member.cfg, member.result
+    record(result, member.state, member.model, data, cfg)
     if cfg.save_model and result["status"] == "ok":
         torch.save(member.model.state_dict(), member.out_dir / "model.pt")
     result["seconds"] = time.perf_counter() - start

@@ -29,7 +29,12 @@ member), and calls whichever of these the class defines:
 - `before_step(stack)` and `after_step(stack)`: around the optimizer's update of the stacked
   parameters (`stack.params`, with `stack.penalised` marking the weight matrices and kernels);
 - `stackable`: True, or a one-line reason why members cannot share a stack (the stacked
-  launcher then runs such jobs alone, saying why).
+  launcher then runs such jobs alone, saying why);
+- `convex`: True for a penalty that is part of regbench's convex objective (the elastic net),
+  else `not_convex`, a few words on why a run where it acts is not that problem (optim=fista
+  refuses it; result.json's `optimality` is then null);
+- `notice(cfg) -> str | None` (staticmethod): a warning when a valid config asks it for
+  something that will have no effect.
 
 Evaluation never calls a hook: train, validation and test metrics are always those of clean
 inputs and true labels in eval mode. Early stopping is the engine's, not a regularizer's.
@@ -209,6 +214,26 @@ def check(reg: Any, search: tuple[str, ...] = ()) -> list[str]:
             else:
                 problems.append(known[key].problem(value, f"reg.extra.{name}."))
     return [p for p in problems if p]
+
+
+def convex_obstacles(reg: Any, model: Any, search: tuple[str, ...] = ()) -> list[str]:
+    """The regularizers acting in `reg` that are not part of regbench's convex objective, one
+    `key=value (why)` each (see `convex` and `not_convex` in the protocol above)."""
+    out = []
+    for cls, values in regularizers(reg, search):
+        knobs = values(reg)
+        if getattr(cls, "convex", False) or cls.label(knobs, model) is None:
+            continue
+        prefix = "reg." if cls in builtin() else f"reg.extra.{cls.name}."
+        set_ = [f"{prefix}{k.name}={_value(knobs[k.name])}" for k in cls.knobs if knobs[k.name] != k.default]
+        out.append(f"{', '.join(set_) or cls.name} ({getattr(cls, 'not_convex', 'not part of the convex objective')})")
+    return out
+
+
+def notices(reg: Any, cfg: Any, search: tuple[str, ...] = ()) -> list[str]:
+    """The regularizers' warnings about knobs that will have no effect (their `notice` hooks)."""
+    out = [cls.notice(cfg) for cls, _ in regularizers(reg, search) if hasattr(cls, "notice")]
+    return [n for n in out if n]
 
 
 def penalised_weights(model: Any) -> list[Any]:

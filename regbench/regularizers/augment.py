@@ -45,6 +45,7 @@ class Augment:
     """Crops (and flips) each member's training batch with the member's own stream."""
 
     name = "augment"
+    not_convex = "stochastic"
     knobs = (Knob("augment", False, "Random crop (and flip where dataset.hflip) of image batches, on the device.",
                   "true | false", member=False),)
 

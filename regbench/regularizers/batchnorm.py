@@ -11,14 +11,12 @@ features as channels of one batch norm (exactly the per-member computation).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from regbench.regularizers import Knob
 
 # torch is imported where it is used: the schema reads this module's knobs, and `regbench run --help`
 # or a refused config must not wait for torch.
-if TYPE_CHECKING:
-    import torch
 
 
 def acts(model: Any) -> bool:
@@ -30,11 +28,18 @@ class BatchNorm:
     """Inserts BatchNorm1d (fully connected) or BatchNorm2d (conv) layers when the model is built."""
 
     name = "batchnorm"
+    not_convex = "not part of the objective"
     knobs = (Knob("batchnorm", False, "Batch normalisation after each hidden layer.", "true | false", member=False),)
 
     @staticmethod
     def label(reg: Any, model: Any) -> str | None:
         return "batchnorm" if reg["batchnorm"] and acts(model) else None
+
+    @staticmethod
+    def notice(cfg: Any) -> str | None:
+        if cfg.reg.batchnorm and not acts(cfg.model):
+            return "reg.batchnorm has no effect on model=linear (it has no hidden layer); the run's label leaves it out"
+        return None
 
     @staticmethod
     def layers(reg: Any, where: str, width: int, dims: int) -> list[Any]:

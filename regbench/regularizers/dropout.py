@@ -25,6 +25,7 @@ class Dropout:
     """Inverted dropout with each member's rate and random stream."""
 
     name = "dropout"
+    not_convex = "stochastic"
     knobs = (Knob("dropout", 0.0, "Dropout rate after each hidden layer (for model=linear: on the inputs).",
                   "in [0, 1)", lambda v: 0 <= v < 1),)
 

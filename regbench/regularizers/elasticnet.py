@@ -75,6 +75,7 @@ class ElasticNet:
     """The elastic net of every member, with its own strengths (see the module's docstring)."""
 
     name = "elasticnet"
+    convex = True  # the penalty of regbench's convex objective (model=linear: optim=fista solves it)
     knobs = (
         Knob("alpha", 0.0, "Strength of the weight penalty (scikit-learn's ElasticNet `alpha`).", ">= 0",
              lambda v: v >= 0),

@@ -23,6 +23,7 @@ class LabelSmoothing:
     """Each member's training cross-entropy with its own smoothing."""
 
     name = "label_smoothing"
+    not_convex = "not regbench's loss"
     knobs = (Knob("label_smoothing", 0.0, "Label smoothing of the training cross-entropy (classification only).",
                   "in [0, 1)", lambda v: 0 <= v < 1),)
 

@@ -8,20 +8,16 @@ conf/reg/weight_decay.yaml. Stacks: the rate may differ between members.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from regbench.regularizers import Knob
-
-# torch is imported where it is used: the schema reads this module's knobs, and `regbench run --help`
-# or a refused config must not wait for torch.
-if TYPE_CHECKING:
-    import torch
 
 
 class WeightDecay:
     """Multiplies every member's weights by its 1 - lr * weight_decay before the optimizer step."""
 
     name = "weight_decay"
+    not_convex = "a step rule, not an objective: for an L2 penalty use reg.alpha with reg.l1_ratio=0"
     knobs = (Knob("weight_decay", 0.0, "Decoupled (AdamW-style) weight decay: w <- w - lr * weight_decay * w each step.",
                   ">= 0", lambda v: v >= 0),)
 
