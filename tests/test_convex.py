@@ -266,13 +266,12 @@ def test_regbench_run_optim_fista_end_to_end(tmp_path):
         (["model=mlp"], "here model=mlp (not convex): drop them or choose another optimizer"),
         (["model=linear", "reg=[l1,dropout]"], "here reg.dropout=0.5 (stochastic)"),
         (["model=linear", "reg=[l1,label_smoothing]"], "here reg.label_smoothing=0.1 (not regbench's loss)"),
-        (["model=linear", "reg=[l1,batchnorm]"], "here reg.batchnorm=true (not part of the objective)"),
         (["model=linear", "reg=[l1,augment]"], "here reg.augment=true (stochastic)"),
         (["model=linear", "reg=[l2,weight_decay]"], "here reg.weight_decay=0.01 (a step rule, not an objective"),
         (["model=cnn", "reg=[l1,dropout]"], "here model=cnn (not convex), reg.dropout=0.5 (stochastic): drop them"),
         (["model=linear"], "optim=fista needs a penalty, reg.alpha > 0"),
     ],
-    ids=["mlp", "dropout", "label-smoothing", "batchnorm", "augment", "weight-decay", "two", "no-penalty"],
+    ids=["mlp", "dropout", "label-smoothing", "augment", "weight-decay", "two", "no-penalty"],
 )
 def test_fista_outside_the_convex_problem_is_refused_in_one_line(overrides, message):
     (problem,) = schema.check(make_cfg("optim=fista", *overrides))
@@ -280,6 +279,13 @@ def test_fista_outside_the_convex_problem_is_refused_in_one_line(overrides, mess
     if "needs a penalty" not in message:
         assert problem.startswith("optim=fista solves model=linear with the reg.alpha / reg.l1_ratio penalty")
     assert schema.check(make_cfg("optim=adam", *overrides)) == []  # other optimizers take them
+
+
+def test_batchnorm_on_a_linear_model_leaves_the_convex_problem_alone_and_says_it_does_nothing():
+    cfg = make_cfg("optim=fista", "model=linear", "reg=[l1,batchnorm]")
+    assert schema.check(cfg) == [] and schema.convex_obstacles(cfg) == []  # no hidden layer: no batch norm
+    assert "reg.batchnorm has no effect on model=linear (it has no hidden layer); the run's label leaves it out" \
+        in schema.notices(cfg)
 
 
 @pytest.mark.parametrize("override, message", [

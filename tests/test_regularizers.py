@@ -162,3 +162,12 @@ def test_the_user_regularizer_example_runs_end_to_end_as_its_readme_says(tmp_pat
     runs = [json.loads(p.read_text()) for p in (tmp_path / "out" / "maxnorm").glob("*/result.json")]
     assert sorted(r["params"]["reg.extra.maxnorm.max_norm"] for r in runs) == [0.5] * 3 + [1.0] * 3 + [2.0] * 3
     assert all(r["stack_size"] == 3 for r in runs)
+
+
+def test_a_user_regularizer_is_not_part_of_the_convex_objective_unless_it_says_so():
+    from regbench.cli.schema import convex_obstacles
+
+    cfg = _user_cfg("model=linear", "reg=l1", "+reg.extra.maxnorm.max_norm=1.0")
+    assert convex_obstacles(cfg, SEARCH) == ["reg.extra.maxnorm.max_norm=1.0 (not part of the convex objective)"]
+    off = _user_cfg("model=linear", "reg=l1", "+reg.extra.maxnorm.max_norm=0")
+    assert convex_obstacles(off, SEARCH) == []  # switched off, it is no obstacle
