@@ -171,3 +171,10 @@ def test_a_user_regularizer_is_not_part_of_the_convex_objective_unless_it_says_s
     assert convex_obstacles(cfg, SEARCH) == ["reg.extra.maxnorm.max_norm=1.0 (not part of the convex objective)"]
     off = _user_cfg("model=linear", "reg=l1", "+reg.extra.maxnorm.max_norm=0")
     assert convex_obstacles(off, SEARCH) == []  # switched off, it is no obstacle
+
+
+def test_run_help_lists_every_knob_of_every_regularizer(tmp_path):
+    out = regbench("run", "--help", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert knob_table() in out.stdout  # the same table the README carries in markdown
+    assert "optim.schedule" in out.stdout and "reg.extra.NAME" in out.stdout
