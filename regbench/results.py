@@ -25,10 +25,19 @@ def metric_name(task: str) -> str:
     return "acc" if task == "classification" else "r2"
 
 
+# Config nodes that say where a run's numbers are also sent, not what it computes: left out of
+# `params`, so of config_hash (a sweep resumes with or without a logger) and of the report's
+# configurations (a sweep logged to TensorBoard and one that was not compare as one).
+NOT_PARAMS = ("logger",)
+
+
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Flattens a resolved config mapping into dotted keys: {"reg.alpha": 1e-4, ...}."""
+    """Flattens a resolved config mapping into dotted keys: {"reg.alpha": 1e-4, ...}
+    (without the top-level NOT_PARAMS)."""
     flat: dict[str, Any] = {}
     for key, value in node.items():
+        if not prefix and key in NOT_PARAMS:
+            continue
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(flatten(value, f"{name}."))

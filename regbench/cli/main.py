@@ -17,6 +17,7 @@ from regbench.engine import gcpause
 COMMANDS = {
     "run": "train one configuration, or a sweep with -m (a Hydra app: see `regbench run --help`)",
     "report": "aggregate run folders into comparison tables and plots (see `regbench report --help`)",
+    "export": "run folders into TensorBoard or MLflow (see `regbench export --help`)",
 }
 
 USAGE = f"""usage: regbench [-h] [-V] COMMAND [ARGS ...]
@@ -34,6 +35,7 @@ examples:
   regbench run reg=elasticnet
   regbench run -m reg=l1,l2,elasticnet reg.alpha=1e-5,1e-4,1e-3 seed=0,1,2
   regbench report outputs/sweeps/<sweep> --pivot reg.alpha --metric gap.acc --plots
+  regbench export mlflow outputs/sweeps/<sweep>   # then: mlflow ui --backend-store-uri sqlite:///outputs/sweeps/mlflow.db
   eval "$(regbench run -sc install=bash)"     # tab completion of overrides
 """
 
@@ -59,6 +61,14 @@ def _dispatch(args: list[str]) -> int:
         return _complete(args)
     if args[0] == "run":
         return _run(args[1:])
+    if args[0] == "export":
+        from regbench.reporting.export import main as export_main
+
+        try:
+            return export_main(args[1:])
+        except KeyboardInterrupt:  # a rerun updates what was exported, never duplicates it
+            print("regbench: interrupted", file=sys.stderr)
+            return 130
     if args[0] == "report":
         with gcpause.imports():
             from regbench.reporting.report import main as report_main

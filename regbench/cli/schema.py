@@ -150,6 +150,19 @@ class TrainerConfig:
     """Write last.pt after an epoch once this many seconds have passed since the last write; 0: every epoch."""
 
 
+LOGGERS = ("none", "tensorboard")
+
+
+@dataclass
+class LoggerConfig:
+    """Where a run's numbers are also sent while it trains (conf/logger/); not part of `params`."""
+
+    name: str = MISSING
+    """One of LOGGERS: none (the default) or tensorboard."""
+    histogram_every: int = 10
+    """Weight histograms (and the weights' sparsity) every N epochs; 0: none."""
+
+
 @dataclass
 class Config:
     """The whole run: what `regbench run` composes and `regbench.engine.runner.run` consumes."""
@@ -159,6 +172,8 @@ class Config:
     reg: RegConfig = field(default_factory=RegConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    """A live logger (`logger=tensorboard`); `none` by default."""
     seed: int = 0
     """Seeds the initial weights, the data order, dropout and (by default) the split."""
     device: str = "auto"
@@ -260,6 +275,7 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
 
     search = config_search_dirs() if search is None else search
     problems += _check_seeds(cfg) + _check_synthetic(ds) + check_regularizers(reg, search)
+    problems += _check_logger(cfg.get("logger"))
     if cfg.model.name == "mlp" and len(cfg.model.hidden_sizes) == 0:
         problems.append("model.hidden_sizes must name at least one layer for model=mlp (use model=linear)")
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
@@ -452,6 +468,23 @@ def _check_schedule(opt: Any, tr: Any) -> list[str | None]:
         None if opt.plateau_patience >= 0 else f"optim.plateau_patience must be >= 0 (got {opt.plateau_patience})",
         None if 0 < opt.plateau_factor < 1 else f"optim.plateau_factor must be in (0, 1) (got {opt.plateau_factor})",
     ]
+
+
+def _check_logger(logger: Any) -> list[str]:
+    """The logger's keys, and its extra: a missing package is named before any work starts
+    (looked up, not imported: TensorBoard is loaded only by the job that logs)."""
+    if logger is None:
+        return []
+    import importlib.util
+
+    problem = _choice(logger.name, LOGGERS, "logger.name")
+    if problem:
+        return [problem]
+    if logger.histogram_every < 0:
+        return [f"logger.histogram_every must be >= 0 (got {logger.histogram_every})"]
+    if logger.name == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        return ['logger=tensorboard needs the tensorboard extra: pip install "regbench[tensorboard]"']
+    return []
 
 
 def _check_train_size(size: float | None) -> str | None:

@@ -33,6 +33,7 @@ from regbench.engine.loop import FitState, data_generators, evaluate, fit
 from regbench.engine.stack import Member, Stack
 from regbench.models import build_model
 from regbench.regularizers import label, penalised_weights, regularizers, sparsity
+from regbench.reporting import tensorboard
 from regbench.results import (
     METRICS_FILE,
     MODEL_FILE,
@@ -131,6 +132,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
     result = new_result(cfg, search)
     console = console or Console()
     stop = interrupt.Request()  # replaced by the live one while training runs
+    logger = tensorboard.NULL  # logger=tensorboard: the live one, once training starts
     unwritten: dict[str, str] = {}  # final files that could not be written, and why
     try:
         problems = check(cfg, search)
@@ -186,11 +188,15 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
         solver = cfg.optim.name == "fista"  # model=linear, convex: solved exactly (regbench.engine.convex)
         blocks = -(-cfg.optim.max_iter // cfg.optim.log_every)
         bar, bar_task = progress_bar(console, blocks if solver else cfg.trainer.max_epochs, result["reg"])
+        logger = tensorboard.live(cfg, out_dir, state.history if state else ())
+        # the weights, read only every logger.histogram_every epochs: fista solves in the model itself
+        weights = model.named_parameters if solver else (lambda: tensorboard.stack_weights(stack, member))
         with MetricsWriter(out_dir, data.task, state.history if state else ()) as metrics_csv, bar:
             bar.update(bar_task, completed=state.epoch if state else 0)
 
             def on_row(member: Member, row: dict[str, float]) -> None:
                 metrics_csv.write(row)
+                logger.epoch(row, weights)
                 bar.update(bar_task, advance=1, losses=f"train {row['train_loss']:.4f}  val {row['val_loss']:.4f}")
 
             with interrupt.deferred() as stop:  # Ctrl-C, SIGTERM: the epoch ends and is checkpointed first
@@ -234,6 +240,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
             write_result(out_dir, result)
         except OSError as e:  # the caller prints the result, and says it is not on disk
             result["files_not_written"] = {**unwritten, RESULT_FILE: e.strerror or str(e)}
+    logger.finish(result)
     if not cfg.keep_checkpoint:
         (out_dir / checkpoint.CHECKPOINT_FILE).unlink(missing_ok=True)
     if stop.requested:  # Ctrl-C in the last epoch: the run finished; stop what comes after it

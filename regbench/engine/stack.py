@@ -49,6 +49,7 @@ class Member:
     order: torch.Generator
     aug: torch.Generator
     writer: Any = None  # its metrics.csv writer, once the engine knows where it starts
+    logger: Any = None  # its live logger (regbench.reporting.tensorboard), opened with the writer in a stacked sweep
     state: FitState = field(default_factory=FitState)
     best_steps: int = 0  # optimizer steps up to the best epoch (batch norm's num_batches_tracked)
     # Its own learning-rate schedule (optim.schedule and its knobs may differ between members);

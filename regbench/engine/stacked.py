@@ -32,6 +32,7 @@ from regbench.engine.loop import FitState, fit, schedule_of
 from regbench.engine.runner import data_problem, new_result, new_stack, record
 from regbench.engine.stack import Member, Stack
 from regbench.regularizers import regularizers
+from regbench.reporting import tensorboard
 from regbench.results import MetricsWriter, write_result
 
 # A live member's share of an interrupted stack, in its run folder (removed when it finishes).
@@ -91,6 +92,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
     start -= prior_seconds  # a member's `seconds` counts the interrupted process's time too
     for member in members:
         member.writer = MetricsWriter(member.out_dir, data.task, member.state.history)
+        member.logger = tensorboard.live(member.cfg, member.out_dir, member.state.history)
         member.result["resumed_from_epoch"] = resumed or None
     budget = checkpoint.Budget(min(c.trainer.checkpoint_seconds for c, _ in jobs))
     failed_write = [""]  # why the last checkpoint could not be written ("" when it was)
@@ -99,6 +101,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
 
     def on_row(member: Member, row: dict[str, float]) -> None:
         member.writer.write(row)
+        member.logger.epoch(row, lambda: tensorboard.stack_weights(stack, member))  # read every N epochs only
         if row["epoch"] > shown[0]:
             shown[0] = row["epoch"]
             bar.update(bar_task, advance=1, losses=f"{len(stack.members)} of {len(jobs)} training")
@@ -224,6 +227,7 @@ def _finish(member: Member, data: Data, start: float) -> None:
     result["seconds"] = time.perf_counter() - start
     member.writer.close()
     write_result(member.out_dir, result)
+    member.logger.finish(result)
     if not cfg.keep_checkpoint:
         (member.out_dir / STACK_CHECKPOINT).unlink(missing_ok=True)
     (member.out_dir / STACK_PREVIOUS).unlink(missing_ok=True)

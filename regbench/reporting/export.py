@@ -1,0 +1,176 @@
+"""`regbench export tensorboard|mlflow PATH...`: finished run folders where users already look.
+
+    regbench export tensorboard PATH [PATH ...]
+    regbench export mlflow PATH [PATH ...] [--tracking-uri URI]
+
+PATH is a run folder, a sweep folder or any folder above them (searched as `regbench report`
+searches). A folder without a usable result.json (a run still going, or killed) is skipped
+with one warning line. Mistakes a user can make (a PATH that holds no run folder, a tracking
+URI that cannot be written, a missing extra) are one line each, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from regbench import UserInputError
+
+USAGE_EXAMPLES = """examples:
+  regbench export tensorboard outputs/sweeps/<sweep>     # then: tensorboard --logdir outputs/sweeps/<sweep>
+  regbench export mlflow outputs/sweeps/<sweep>          # into outputs/sweeps/mlflow.db
+  regbench export mlflow outputs --tracking-uri sqlite:///mlflow.db
+"""
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="regbench export",
+        description="Export finished run folders to TensorBoard event files or an MLflow tracking store.",
+        epilog=USAGE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    targets = parser.add_subparsers(dest="target", required=True, metavar="{tensorboard,mlflow}")
+    tb = targets.add_parser("tensorboard", help="write tb/ (TensorBoard event files) into every run folder",
+                            description="Write tb/ event files into every run folder under PATH that has none from "
+                                        "the live logger (logger=tensorboard); an earlier export's are replaced.")
+    tb.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run folders, sweep folders or folders above them")
+    ml = targets.add_parser("mlflow", help="import run folders into an MLflow tracking store",
+                            description="Import run folders into MLflow: one experiment per sweep, one run per job. "
+                                        "Exporting again updates, never duplicates (keyed by the run folder).")
+    ml.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run folders, sweep folders or folders above them")
+    ml.add_argument("--tracking-uri", metavar="URI",
+                    help="MLflow tracking URI (default: sqlite:///<the first PATH's parent>/mlflow.db)")
+    return parser.parse_args(argv)
+
+
+def missing_extra(modules: list[str], extra: str) -> str | None:
+    """One line naming the extra when any of `modules` is not installed (looked up, not imported)."""
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not absent:
+        return None
+    return f"{', '.join(absent)} not installed: pip install \"regbench[{extra}]\""
+
+
+def finished_runs(paths: list[Path]) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[Path, str]]]:
+    """(run folder, result) of every usable run under `paths`, and the folders skipped with why.
+
+    Raises:
+        UserInputError: a PATH does not exist, or holds no run folder at all.
+    """
+    from regbench.reporting.collect import _read, run_folders
+
+    found, skipped, seen = [], [], set()
+    for path in paths:
+        if not path.exists():
+            raise UserInputError(f"{path} does not exist")
+        folders = run_folders(path.resolve())
+        if not folders:
+            raise UserInputError(f"{path} holds no run folder (no result.json, metrics.csv or .hydra/ under it)")
+        for folder in folders:
+            if folder in seen:
+                continue
+            seen.add(folder)
+            result, why = _read(folder)
+            if result is None:
+                skipped.append((folder, why))
+            else:
+                found.append((folder, result))
+    return found, skipped
+
+
+def _tensorboard(paths: list[Path]) -> int:
+    problem = missing_extra(["tensorboard"], "tensorboard")
+    if problem:
+        raise UserInputError(problem)
+    runs, skipped = finished_runs(paths)
+    _warn(skipped)
+    if not runs:
+        raise UserInputError("no finished run to export (every run folder was skipped)")
+    from regbench.reporting import tensorboard as tb
+    from regbench.results import METRICS_FILE
+
+    written = live = 0
+    for folder, result in runs:
+        if tb.has_live_events(folder):  # the live logger's files hold more (histograms): kept
+            live += 1
+            continue
+        tb.export_run(folder, result, tb.read_rows(folder / METRICS_FILE), _config_yaml(folder))
+        written += 1
+    kept = f"; {live} already had the live logger's (kept)" if live else ""
+    print(f"wrote tb/ in {written} run folder(s){kept}")
+    print(f"open with: tensorboard --logdir {paths[0]}")
+    return 0
+
+
+def _config_yaml(folder: Path) -> str | None:
+    """The job's .hydra/config.yaml, resolved where it resolves, as written otherwise."""
+    path = folder / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_yaml(OmegaConf.load(path), resolve=True)
+    except Exception:  # an interpolation that needs the run's context: the file as Hydra wrote it
+        return path.read_text()
+
+
+def _mlflow(paths: list[Path], uri: str | None) -> int:
+    from regbench.reporting import mlflow_export as mx
+
+    uri = uri or mx.default_uri(paths)
+    problem = missing_extra(mx.required_modules(uri), "mlflow")
+    if problem:
+        raise UserInputError(problem)
+    runs, skipped = finished_runs(paths)
+    _warn(skipped)
+    if not runs:
+        raise UserInputError("no finished run to export (every run folder was skipped)")
+    configs = _config_ids(runs)
+    store = mx.Store(uri)
+    groups: dict[Path, list[tuple[Path, dict[str, Any], int]]] = {}
+    for (folder, result), config in zip(runs, configs):
+        groups.setdefault(folder.parent, []).append((folder, result, config))
+    total_new = total_updated = 0
+    for group, members in groups.items():
+        new, updated = mx.export_group(store, group, members)
+        total_new, total_updated = total_new + new, total_updated + updated
+        print(f"experiment {group.name}: {new} new run(s), {updated} updated ({group})")
+    print(f"{total_new + total_updated} run(s) in {uri}")
+    print(f"open with: mlflow ui --backend-store-uri {uri}")
+    return 0
+
+
+def _config_ids(runs: list[tuple[Path, dict[str, Any]]]) -> list[int]:
+    """The report's configuration id of every run, over the runs exported together."""
+    import pandas as pd
+
+    from regbench.reporting.aggregate import with_config_ids
+    from regbench.reporting.collect import flatten_result
+
+    table = pd.DataFrame([flatten_result(result) for _, result in runs])
+    return [int(c) for c in with_config_ids(table)["config"]]
+
+
+def _warn(skipped: list[tuple[Path, str]]) -> None:
+    for folder, why in skipped:
+        print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    """`regbench export ...`; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        if args.target == "tensorboard":
+            return _tensorboard(args.paths)
+        return _mlflow(args.paths, args.tracking_uri)
+    except UserInputError as e:
+        print(f"regbench: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a run folder or the store that cannot be written
+        print(f"regbench: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
