@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from regbench.engine import stack as stacking
+from regbench.engine import stacked as stacking
 from regbench.engine.runner import run
 from tests.conftest import HostSyncs, REPO, make_cfg, regbench
 
@@ -130,6 +130,18 @@ def test_live_logger_writes_every_scalar_as_metrics_csv_and_result_json_hold_it(
     hp = _hparams(tmp_path / "tb")
     assert hp["reg"] == "l1" and hp["reg.alpha"] == pytest.approx(1e-4) and hp["model.hidden_sizes"] == "[16]"
     assert "logger" not in result["params"] and not any(k.startswith("logger") for k in result["params"])
+
+
+def test_optim_fista_logs_its_blocks_and_the_models_own_weights(tmp_path):
+    """optim=fista solves in the model itself (regbench.engine.convex), one row per block of iterations."""
+    _tb()
+    cfg = make_cfg("model=linear", "dataset=diabetes", "reg=l1", "reg.alpha=1e-2", "optim=fista", "optim.max_iter=40",
+                   "optim.log_every=10", "logger=tensorboard", "logger.histogram_every=2")
+    result = run(cfg, tmp_path, _quiet())
+    assert result["status"] == "ok" and result["epochs_run"] >= 2
+    events = assert_events_equal_files(tmp_path)
+    assert "epoch/val_r2" in events and "epoch/gap.r2" in events
+    assert set(events["weights/sparsity"]) == {e for e in range(2, result["epochs_run"] + 1, 2)}
 
 
 def test_the_logger_is_not_a_parameter_a_sweep_resumes_and_reports_across_it():
