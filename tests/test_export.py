@@ -227,14 +227,18 @@ def test_stacked_members_each_log_their_own_event_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_joblib_sweep_with_the_live_logger_leaves_one_readable_event_folder_per_job(tmp_path):
+@pytest.mark.parametrize("plugin, launcher, sweep, n", [
+    ("hydra_joblib_launcher", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["reg=l1,l2", "seed=0,1"], 4),
+    ("hydra_submitit_launcher", ["hydra/launcher=submitit_local"], ["reg=l1,l2"], 2),
+], ids=["joblib", "submitit_local"])
+def test_a_parallel_sweep_with_the_live_logger_leaves_one_readable_event_folder_per_job(tmp_path, plugin, launcher, sweep, n):
     _tb()
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason='joblib launcher not installed: pip install -e ".[launchers]"')
-    out = regbench("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "logger=tensorboard",
-                   "logger.histogram_every=1", "reg=l1,l2", "seed=0,1", *CLI_SMALL, "hydra.sweep.dir=sweep", cwd=tmp_path)
+    pytest.importorskip(f"hydra_plugins.{plugin}", reason=f'{plugin} not installed: pip install -e ".[launchers]"')
+    out = regbench("run", "-m", *launcher, "logger=tensorboard", "logger.histogram_every=1", *sweep, *CLI_SMALL,
+                   "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     jobs = sorted((tmp_path / "sweep").glob("*/result.json"))
-    assert len(jobs) == 4
+    assert len(jobs) == n
     for job in jobs:
         assert len(list((job.parent / "tb").glob("events.out.tfevents.*"))) == 1
         events = assert_events_equal_files(job.parent)

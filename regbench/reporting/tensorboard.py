@@ -177,8 +177,8 @@ class LiveLogger(NullLogger):
     A run that starts afresh replaces the event files its folder held (as metrics.csv is
     rewritten); a resumed run continues them, rewritten without what the interrupted process
     logged after its checkpoint's epoch (so that every reader sees each epoch once), or, when
-    the interrupted run had no logger, logs the checkpoint's history first. A logging error (a full disk) is one warning,
-    and the run goes on without the logger.
+    the interrupted run had no logger, logs the checkpoint's history first. A logging error (a
+    full disk) is one warning, and the run goes on without the logger.
     """
 
     def __init__(self, cfg: Any, out_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -209,7 +209,7 @@ class LiveLogger(NullLogger):
             import sys
 
             print(f"regbench: warning: TensorBoard logging stopped in {self.writer.folder} ({type(e).__name__}: {e}); "
-                  "the run goes on (`regbench export tensorboard` writes it afterwards)", file=sys.stderr)
+                  "the run goes on", file=sys.stderr)
             self.writer = None
 
     def epoch(self, row: dict[str, Any], weights: Weights) -> None:
