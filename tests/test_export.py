@@ -458,6 +458,25 @@ def test_user_errors_are_one_line(tmp_path, capsys, args, message):
     assert err.startswith("regbench: error: " + message.format(**places)) and err.count("\n") == 1, err
 
 
+def test_a_failed_run_is_exported_as_failed_with_its_error(tmp_path):
+    MlflowClient = _mlflow()
+    from regbench.reporting import export
+
+    result = run(make_cfg(*SMALL, "dataset=mnist", "dataset.download=false", f"dataset.root={tmp_path / 'none'}"),
+                 tmp_path / "runs" / "x", _quiet())
+    assert result["status"] == "failed"
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    assert export.main(["mlflow", str(tmp_path / "runs"), "--tracking-uri", uri]) == 0
+    assert export.main(["tensorboard", str(tmp_path / "runs")]) == 0
+    client = MlflowClient(tracking_uri=uri)
+    (exp,) = [e for e in client.search_experiments() if e.name != "Default"]
+    (r,) = client.search_runs([exp.experiment_id])
+    assert r.info.status == "FAILED" and r.data.tags["status"] == "failed"
+    assert r.data.tags["error"] == result["error"] and "mnist files not found" in result["error"]
+    assert set(r.data.metrics) == {"final/epochs_run", "final/seconds"}  # no metrics.csv: it never trained
+    assert set(read_events(tmp_path / "runs" / "x" / "tb")) == {"final/epochs_run", "final/seconds"}
+
+
 def test_a_folder_still_running_is_skipped_with_a_warning(tmp_path, capsys):
     _mlflow()
     from regbench.reporting import export

@@ -8,7 +8,8 @@ with
   step = epoch; `final/<key>` at step = epochs_run (metrics, gap, sparsity, best_epoch,
   epochs_run, seconds) — the names TensorBoard gets (regbench.reporting.tensorboard);
 - tags: `status`, `reg`, `seed`, `dataset`, `model`, `config` (the report's configuration id over
-  the exported runs), `config_hash`, `regbench.version`, `regbench.folder`;
+  the exported runs), `config_hash`, `regbench.version`, `regbench.folder`, and `error` for a
+  failed run;
 - artifacts: result.json, metrics.csv, model.pt if present, the job's .hydra/*.yaml.
 A sweep's report files (report.csv, runs.csv, report.md, pivot.csv, plots, multirun.yaml) go on
 a parent run of the experiment, under which its jobs are nested.
@@ -197,6 +198,8 @@ def _tags(run_folder: Path, result: dict[str, Any], config: int, parent: str | N
         KIND_TAG: "run",
         FINGERPRINT_TAG: fingerprint,
     }
+    if result.get("error"):  # a failed run says why, as in result.json (one line)
+        tags["error"] = str(result["error"])[:5000]
     if parent is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent
     return tags
