@@ -405,6 +405,14 @@ def test_export_mlflow_reads_back_with_mlflows_client_and_a_second_export_adds_n
             history = client.get_metric_history(r.info.run_id, key)
             assert len(history) == len({m.step for m in history})  # no metric logged twice
 
+    # the whole outputs/ folder, the database and its artifacts (copies of result.json) beside the
+    # sweep: the same 4 jobs, no run made of an artifact copy
+    fourth = regbench("export", "mlflow", str(tmp_path / "outputs"), "--tracking-uri", uri, cwd=tmp_path)
+    assert fourth.returncode == 0 and "0 new run(s), 4 updated" in fourth.stdout, fourth.stdout + fourth.stderr
+    assert [e.name for e in client.search_experiments() if e.name != "Default"] == ["s"]
+    report = regbench("report", str(tmp_path / "outputs"), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.returncode == 0 and "4 runs (4 ok)" in report.stdout, report.stdout + report.stderr
+
     # a job redone since (another finished_at): its MLflow run is replaced, the count stays
     job = s / "0" / "result.json"
     result = json.loads(job.read_text())

@@ -19,6 +19,10 @@ from regbench.results import RESULT_FILE
 
 REQUIRED = ("status", "task", "dataset", "model", "reg", "seed", "params", "metrics", "gap")
 RUN_MARKERS = (RESULT_FILE, "metrics.csv", ".hydra")
+# Never searched: Hydra's own folder, and MLflow's artifact roots (`regbench export mlflow` puts
+# mlartifacts/ beside its database, mlruns/ is MLflow's file store), which hold copies of
+# result.json and metrics.csv, not runs.
+NOT_SEARCHED = (".hydra", "mlartifacts", "mlruns")
 
 
 @dataclass
@@ -37,7 +41,7 @@ def run_folders(path: Path) -> list[Path]:
         names = set(filenames) | set(dirnames)
         if any(marker in names for marker in RUN_MARKERS):
             found.add(Path(dirpath))
-        dirnames[:] = [d for d in dirnames if d != ".hydra"]  # never descend into Hydra's own folder
+        dirnames[:] = [d for d in dirnames if d not in NOT_SEARCHED]
     return sorted(found)
 
 
