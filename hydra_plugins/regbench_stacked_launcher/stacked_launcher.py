@@ -3,7 +3,7 @@
 The jobs of each `launch` call (all of a basic sweep; each batch of an Optuna sweep) are
 grouped by `regbench.engine.stackable.stack_key`, from their configs alone, each resolved with the
 job's own Hydra config. Every group of two or more jobs trains as one stack
-(`regbench.engine.stack.train`), which writes each job's metrics.csv and result.json into the
+(`regbench.engine.stacked.train`), which writes each job's metrics.csv and result.json into the
 job's own folder; then every job goes through Hydra's `run_job` as with the basic launcher
 (its .hydra/ folder, log file and return value), where a stacked job only reports the result
 it already has. Jobs that cannot be stacked (any other Hydra app's included), and the

@@ -7,7 +7,7 @@ regbench prepares it (standardised features; standardised targets for a regressi
     l1 = reg.alpha * reg.l1_ratio,   l2 = reg.alpha * (1 - reg.l1_ratio),
 
 the data loss being the cross-entropy (classification) or the squared error (regression), and
-the bias never penalised (regbench.regularizers.penalties). F is convex, and with alpha > 0 its
+the bias never penalised (regbench.regularizers.elasticnet). F is convex, and with alpha > 0 its
 minimum is a single number a user can check against scikit-learn's solvers of the same
 objective (the README gives the conversion of the strengths). The weights that reach it are
 unique too when the L2 part is on; with L1 alone they can tie (a softmax does not change when
