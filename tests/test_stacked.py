@@ -76,6 +76,15 @@ FAMILIES = {
     ),
     "linear model, input dropout": (["model=linear"], [["reg=l2"], ["reg=dropout", "reg.dropout=0.2"], ["reg=l1", "optim.lr=1e-2"]]),
     "no early stopping": (["trainer.patience=null"], [["reg=l2"], ["optim.lr=1e-1"]]),
+    "mixup, cutmix, cutout, input noise, each member its own": (
+        ["trainer.patience=2"],
+        [["reg=mixup"], ["reg=cutmix", "reg.label_smoothing=0.1"], ["reg=[mixup,cutmix]", "reg.mix_prob=0.5"],
+         ["reg=cutout", "reg.cutout_size=0.2"], ["reg=input_noise", "reg=l1"], ["reg=none"]],
+    ),
+    "table: column cutmix and cutout": (
+        ["dataset=breast_cancer", "trainer.patience=2"],
+        [["reg=cutmix"], ["reg=cutout"], ["reg=[mixup,input_noise]"]],
+    ),
     "augmentation, each member's label smoothing and L1 mode": (
         ["reg.augment=true", "trainer.patience=2"],
         [["reg=none"], ["reg=label_smoothing"], ["reg=label_smoothing", "reg.label_smoothing=0.2", "reg=l1"],

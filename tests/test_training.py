@@ -451,7 +451,11 @@ def test_the_host_sync_probe_names_only_the_packages_own_functions(tmp_path):
     ["reg=l1", "reg.l1_proximal=false", "optim=adamw", "reg.weight_decay=1e-2", "reg.label_smoothing=0.1"],
     ["dataset=synthetic_regression", "reg=l2"],
     ["dataset=mnist", "model=cnn", "reg=augment", "model.channels=[4]", "model.hidden_sizes=[8]"],
-], ids=["adam-prox", "sgd-prox", "decay-dropout-bn", "adamw-l1-in-loss", "regression", "mnist-cnn-augment"])
+    ["reg=[mixup,cutout,input_noise]", "reg.label_smoothing=0.1"],
+    ["dataset=mnist", "model=cnn", "reg=[cutmix,cutout]", "model.channels=[4]", "model.hidden_sizes=[8]"],
+    ["dataset=breast_cancer", "reg=[cutmix,cutout,input_noise]"],
+], ids=["adam-prox", "sgd-prox", "decay-dropout-bn", "adamw-l1-in-loss", "regression", "mnist-cnn-augment",
+        "mixup-cutout-noise", "mnist-cnn-cutmix-cutout", "table-cutmix-cutout-noise"])
 def test_training_reads_back_from_the_device_once_per_epoch(tmp_path, overrides):
     """The inner loop (steps, penalties, proximal and decay updates, evaluation of train and
     val) never waits for the device; fit reads the epoch's five numbers back in one call.

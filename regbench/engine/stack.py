@@ -56,9 +56,46 @@ class Member:
     # a fresh one from its config unless given.
     schedule: Schedule | None = None
 
+    # The random streams regularizers draw from, by name: a host-side numpy Generator (draws that
+    # pick boxes and mixing weights, with no device sync) or a torch Generator on the device.
+    # Created on first use from the seed and the name, so one regularizer's draws do not depend
+    # on which others are on; saved in checkpoints (see `Stack.payload`).
+    streams: dict[str, Any] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         if self.schedule is None:
             self.schedule = Schedule(self.cfg.optim, self.cfg.trainer.max_epochs)
+
+    def host_rng(self, name: str) -> Any:
+        """The member's host-side stream `name` (numpy.random.Generator)."""
+        if name not in self.streams:
+            import zlib
+
+            import numpy as np
+
+            self.streams[name] = np.random.default_rng([self.cfg.seed, zlib.crc32(name.encode())])
+        return self.streams[name]
+
+    def device_rng(self, name: str, device: torch.device) -> torch.Generator:
+        """The member's stream `name` on the device (torch.Generator)."""
+        if name not in self.streams:
+            import zlib
+
+            seed = (self.cfg.seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
+            self.streams[name] = torch.Generator(device=device).manual_seed(seed)
+        return self.streams[name]
+
+    def stream_states(self) -> dict[str, Any]:
+        """Every stream's state, as weights_only loading accepts it."""
+        return {name: rng.get_state() if isinstance(rng, torch.Generator) else rng.bit_generator.state
+                for name, rng in self.streams.items()}
+
+    def load_streams(self, states: dict[str, Any], device: torch.device) -> None:
+        for name, state in states.items():
+            if isinstance(state, torch.Tensor):
+                self.device_rng(name, device).set_state(state)
+            else:
+                self.host_rng(name).bit_generator.state = state
 
 
 def layers(model: nn.Module) -> list[nn.Module]:
@@ -145,6 +182,7 @@ class Stack:
                 n_params, n_buffers = n_params + 2, n_buffers + 2
             else:
                 self.ops.append(("module", module))  # activations and pooling: no tensors, any layout
+        self.n_outputs = [m for m in template.modules() if isinstance(m, nn.Linear)][-1].out_features
         per_member = [tensors(m.model) for m in members]
         self.penalised = per_member[0][1]
         self.params = [torch.stack([t[0][j].detach() for t in per_member]).requires_grad_() for j in range(n_params)]
@@ -330,6 +368,7 @@ class Stack:
             "order": member.order.get_state(),
             "augment": member.aug.get_state(),
             "dropout": member.dropout_rng.get_state(),
+            "streams": member.stream_states(),
         }
 
     @torch.no_grad()
@@ -358,6 +397,7 @@ class Stack:
             member.order.set_state(payload["order"])
             member.aug.set_state(payload["augment"])
             member.dropout_rng.set_state(payload["dropout"])
+            member.load_streams(payload.get("streams", {}), device)
             member.state, member.best_steps = state, int(payload["best_steps"])
         self.params = [t.requires_grad_() for t in params]
         self.buffers, self.moments, self.step = buffers, moments, int(payloads[0]["step"])
@@ -390,13 +430,14 @@ def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
     classification = data.task == "classification"
     for start in range(0, n_used, batch):
         idx = perms[:, start : min(start + batch, n_used)]
-        x = data.prepare(data.x_train[idx])
+        x, target = data.prepare(data.x_train[idx]), data.y_train[idx]
         for reg in stack.batch_hooks:
-            x = reg.batch(stack, x)
+            x, target = reg.batch(stack, x, target)
         out = stack.forward(x, train=True)
-        target = data.y_train[idx]
         if stack.loss_hook is not None:
             losses = stack.loss_hook.loss(stack, out, target)
+        elif target.dim() == 3:  # class probabilities (K, B, classes), from mixing: one call per member
+            losses = torch.stack([F.cross_entropy(o, t) for o, t in zip(out, target)])
         elif len(out) == 1:  # torch's own reduction, exactly a lone run's
             losses = (F.cross_entropy(out[0], target[0]) if classification else F.mse_loss(out[0], target[0])).unsqueeze(0)
         elif classification:

@@ -21,9 +21,14 @@ member), and calls whichever of these the class defines:
   `dims` spatial dimensions;
 - `problem(cfg, data) -> str | None` (staticmethod): why it cannot act on this dataset, one line;
 - `forward(stack, h, train) -> h`: the stacked form of the layers it inserted;
-- `batch(stack, x) -> x`: on each training batch (K, B, ...) before the forward pass;
+- `batch(stack, x, y) -> (x, y)`: on each training batch, inputs (K, B, ...) and targets (K, B),
+  before the forward pass; a classification target may come back as class probabilities
+  (K, B, classes), soft targets (mixup, cutmix), which the loss then uses; random draws come
+  from the member's own streams (`member.host_rng(name)`, `member.device_rng(name, device)`),
+  which checkpoints save;
 - `loss(stack, out, target) -> (K,) losses`: the training loss of each member (default:
-  cross-entropy or mean squared error); at most one regularizer per run may define it;
+  cross-entropy, with class indices or probabilities, or mean squared error); at most one
+  regularizer per run may define it;
 - `penalty(stack) -> scalar tensor | None`: added to the loss (each member's gradient sees its
   own part only);
 - `before_step(stack)` and `after_step(stack)`: around the optimizer's update of the stacked
@@ -75,10 +80,13 @@ class Knob:
 
 def builtin() -> tuple[type, ...]:
     """The built-in regularizers, in the order of their label parts."""
-    from regbench.regularizers import augment, batchnorm, dropout, elasticnet, label_smoothing, weight_decay
+    from regbench.regularizers import (augment, batchnorm, cutout, dropout, elasticnet, input_noise,
+                                       label_smoothing, mixing, weight_decay)
 
+    # the order of the label's parts, and of the batch hooks: augmentation (crop, flip), then
+    # erasing, then mixing of the examples, then noise on what the model sees
     return (elasticnet.ElasticNet, weight_decay.WeightDecay, dropout.Dropout, batchnorm.BatchNorm,
-            label_smoothing.LabelSmoothing, augment.Augment)
+            label_smoothing.LabelSmoothing, augment.Augment, cutout.Cutout, mixing.Mixing, input_noise.InputNoise)
 
 
 def builtin_knobs() -> list[Knob]:

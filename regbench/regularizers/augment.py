@@ -63,7 +63,7 @@ class Augment:
         self.active = any(v["augment"] for v in values)
         self.hflip = [m.cfg.dataset.hflip for m in stack.members]
 
-    def batch(self, stack: Any, x: torch.Tensor) -> torch.Tensor:
+    def batch(self, stack: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        return torch.stack([augment(xk, m.aug, flip) for xk, m, flip in zip(x, stack.members, self.hflip)])
+        return torch.stack([augment(xk, m.aug, flip) for xk, m, flip in zip(x, stack.members, self.hflip)]), y
