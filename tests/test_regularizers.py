@@ -178,3 +178,22 @@ def test_run_help_lists_every_knob_of_every_regularizer(tmp_path):
     assert out.returncode == 0, out.stderr
     assert knob_table() in out.stdout  # the same table the README carries in markdown
     assert "optim.schedule" in out.stdout and "reg.extra.NAME" in out.stdout
+
+
+def test_knobs_added_later_leave_the_hash_of_runs_that_do_not_use_them_as_it_was():
+    """A regularizer knob added after the first release, at its default (off), stays out of
+    config_hash, so sweeps recorded before it existed still resume; set, it counts."""
+    from omegaconf import OmegaConf
+
+    from regbench.results import config_hash, flatten
+
+    def hashed(*overrides):
+        return config_hash(flatten(OmegaConf.to_container(make_cfg(*overrides), resolve=True)))
+
+    later = [k for k in builtin()[-1].knobs if k.since]
+    assert later  # input_noise came in 0.2
+    params = flatten(OmegaConf.to_container(make_cfg("reg=l2"), resolve=True))
+    without = {k: v for k, v in params.items() if not k.startswith(("reg.mixup", "reg.cutmix", "reg.mix_prob",
+                                                                      "reg.cutout", "reg.input_noise"))}
+    assert hashed("reg=l2") == config_hash(without)
+    assert hashed("reg=l2", "reg.input_noise=0.1") != hashed("reg=l2")

@@ -70,6 +70,7 @@ class Knob:
     range: str = ""  # as the user reads it: ">= 0", "[0, 1)", "true | false"
     valid: Callable[[Any], bool] | None = None  # None: any value of the default's type
     member: bool = True  # may differ between the members of one stack
+    since: str | None = None  # the version that added it, after the first: at its default it stays out of config_hash
 
     def problem(self, value: Any, prefix: str = "reg.") -> str | None:
         """One line when `value` is out of range, else None."""

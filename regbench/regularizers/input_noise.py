@@ -24,7 +24,7 @@ class InputNoise:
     name = "input_noise"
     not_convex = "stochastic"
     knobs = (Knob("input_noise", 0.0, "Standard deviation of Gaussian noise added to training inputs "
-                  "(standardized units).", ">= 0", lambda v: v >= 0),)
+                  "(standardized units).", ">= 0", lambda v: v >= 0, since="0.2"),)
 
     @staticmethod
     def label(values: Any, model: Any) -> str | None:

@@ -70,11 +70,11 @@ class Mixing:
     not_convex = "it trains on mixtures of examples, not the data"
     knobs = (
         Knob("mixup", 0.0, "Mixup: the Beta(alpha, alpha) concentration of the mixing weight (classification).",
-             ">= 0", lambda v: v >= 0),
+             ">= 0", lambda v: v >= 0, since="0.2"),
         Knob("cutmix", 0.0, "CutMix: the Beta(alpha, alpha) concentration; a box (columns, for tables) from the "
-             "paired example.", ">= 0", lambda v: v >= 0),
+             "paired example.", ">= 0", lambda v: v >= 0, since="0.2"),
         Knob("mix_prob", 1.0, "Probability that a batch is mixed when mixup or cutmix is on.", "in [0, 1]",
-             lambda v: 0 <= v <= 1),
+             lambda v: 0 <= v <= 1, since="0.2"),
     )
 
     @staticmethod
