@@ -193,8 +193,9 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def footnotes(report: Report, header: list[str], rows: list[list[str]]) -> list[str]:
-    """What the table's marks mean, only for the marks it shows, and the duplicates set aside."""
+def footnotes(report: Report, header: list[str], rows: list[list[str]], left_out: set[str] = frozenset()) -> list[str]:
+    """What the table's marks mean, only for the marks it shows (`left_out`: columns a narrow
+    terminal's view left out), and the duplicates set aside."""
     lines = []
     if P_COLUMN in header:
         lines.append("p Holm: p-values Holm-adjusted for the comparisons with the baseline, within each dataset, "
@@ -204,7 +205,7 @@ def footnotes(report: Report, header: list[str], rows: list[list[str]]) -> list[
         if any("–" in row[column] for row in rows):
             lines.append("p –: the test is undefined for these pairs: the t-test when every paired difference is "
                          "the same (no variance), the Wilcoxon test when every one is zero")
-    if D_COLUMN in header:
+    if D_COLUMN in header and D_COLUMN not in left_out:
         column = header.index(D_COLUMN)
         lines.append("d_z: the effect size, the mean paired difference over the standard deviation of the paired "
                      "differences (Cohen's d_z)" + ("; – where every paired difference is the same (no variance)"
@@ -354,7 +355,8 @@ def render(report: Report, console: Console) -> None:
     else:  # still too wide: whole lines, which the terminal wraps, rather than numbers split in a cell
         Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=console.color_system,
                 no_color=console.no_color).print(table)
-    lines = [constants_line(report), *footnotes(report, header, rows), *problem_lines(report)]
+    left_out = {step.removeprefix("left out ") for step in changed if step.startswith("left out ")}
+    lines = [constants_line(report), *footnotes(report, header, rows, left_out), *problem_lines(report)]
     if changed:
         lines.append(f"for a {console.width}-column terminal: {'; '.join(changed)} "
                      "(report.csv has every column; --format md writes the whole table)")
