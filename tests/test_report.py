@@ -480,7 +480,8 @@ def _two_datasets(root: Path) -> dict:
             for alpha, val in values.items():
                 reg = "none" if alpha == 0 else "l2"
                 if alpha != 1e-5:  # 1e-5: the baseline's every number
-                    test, train = val - 0.03 + float(rng.normal(0, 0.01)), min(1.0, val + 0.1 + float(rng.normal(0, 0.02)))
+                    test = val - 0.03 + float(rng.normal(0, 0.01))
+                    train = min(1.0, val + 0.1 + float(rng.normal(0, 0.02)))
                 write_run(root / f"{d}-{alpha}-{seed}", reg=reg, alpha=alpha, dataset=d, seed=seed, val=val, test=test,
                           train=train, extra={"dataset.name": d})
                 written[(d, alpha, seed)] = (val, test, train)
@@ -557,7 +558,8 @@ def test_effect_size_of_the_sweep_and_where_it_is_undefined(sweep, tmp_path):
     report = build([tmp_path / "eq"])
     assert math.isnan(row_of(report, "l2")["delta.val_acc.d_z"])
     text = markdown(report)
-    assert "| – | – / 0.500 |" in text and "d_z: the effect size" in text and "; – where every paired difference" in text
+    assert "| – | – / 0.500 |" in text and "d_z: the effect size" in text
+    assert "; – where every paired difference is the same (no variance)" in text
     # one pair: empty
     write_run(tmp_path / "one" / "a", reg="none", seed=0, val=0.8)
     write_run(tmp_path / "one" / "b", reg="l1", alpha=1e-3, seed=0, val=0.9)
@@ -585,7 +587,8 @@ def test_the_printed_table_shows_the_adjusted_p_values_and_says_so(tmp_path):
         assert row[header.index("d_z")] == ("–" if math.isnan(d) else f"{d:.2f}")
     # the correction changes what is printed: some adjusted p differs from its raw value at three decimals
     tested = t["delta.val_acc.p_ttest"].notna()
-    assert (t.loc[tested, "delta.val_acc.p_ttest"].round(3) != t.loc[tested, "delta.val_acc.p_ttest_holm"].round(3)).any()
+    raw, adjusted = t.loc[tested, "delta.val_acc.p_ttest"], t.loc[tested, "delta.val_acc.p_ttest_holm"]
+    assert (raw.round(3) != adjusted.round(3)).any()
     text = markdown(report)
     assert "p Holm: p-values Holm-adjusted for the comparisons with the baseline, within each dataset" in text
     assert "report.csv also has the raw ones" in text
