@@ -357,7 +357,7 @@ def test_numbers_never_wrap_on_a_narrow_terminal(sweep):
         if width == 100:  # the issue's terminal; at 80 this table is whole lines wider than the terminal
             assert max(len(line) for line in table.splitlines()) <= width
         # every mean ± CI is whole on one line, as in the wide table
-        assert re.findall(r"\d\.\d{4} ± \d\.\d{4}", table) and not re.search(r"\d\.\d{0,3}[^\d ±]", table.replace("p t/W", ""))
+        assert re.findall(r"\d\.\d{4} ± \d\.\d{4}", table) and not re.search(r"\d\.\d{0,3}[^\d ±]", table.replace("pHolm t/W", ""))
         assert f"for a {width}-column terminal: left out pairs; left out epochs" in text
         assert "report.csv has every column" in text
 
@@ -419,3 +419,184 @@ def test_a_plot_that_cannot_be_drawn_says_why(sweep, tmp_path, capsys):
     assert main([str(sweep), "--out", str(tmp_path / "o"), "--plots"]) == 0
     err = capsys.readouterr().err
     assert "no gap_vs_strength.png: its x axis is reg.alpha, and no ok run has reg.alpha > 0" in err
+
+
+# --------------------------------------------------------------------------- corrected p-values, effect sizes
+
+NAN = math.nan
+
+
+@pytest.mark.parametrize("family", [
+    [0.01, 0.04, 0.03, 0.005],
+    [0.02, 0.02, 0.02],  # ties
+    [0.25, 0.25, 0.5, 0.75, 1.0],  # Wilcoxon's few values on 3 seeds: ties and a cap at 1
+    [0.3, 0.6, 0.9],  # every adjusted value capped at 1
+    [0.001],  # a family of one: unchanged
+    [NAN, 0.01, NAN, 0.04, 0.02],  # undefined tests are not in the family
+    [NAN, NAN],
+    [],
+    [0.049, 0.0001, 0.2, 0.0001, 0.03, 0.5, 0.011, 0.012],
+])
+def test_holm_matches_statsmodels(family):
+    from statsmodels.stats.multitest import multipletests
+
+    from regbench.reporting.aggregate import holm
+
+    p = pd.Series(family, dtype=float)
+    adjusted = pd.Series(holm(family))
+    assert adjusted.isna().equals(p.isna())  # undefined stays undefined
+    defined = p.notna()
+    if defined.any():
+        expected = multipletests(p[defined].to_numpy(), method="holm")[1]
+        assert adjusted[defined].to_numpy() == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_holm_matches_statsmodels_on_random_families():
+    import numpy as np
+    from statsmodels.stats.multitest import multipletests
+
+    from regbench.reporting.aggregate import holm
+
+    rng = np.random.default_rng(15)
+    for m in range(1, 30):
+        p = np.round(rng.uniform(0, 0.3, m), 2)  # rounded: ties in most families
+        assert holm(p) == pytest.approx(multipletests(p, method="holm")[1], rel=1e-12, abs=0)
+
+
+def _two_datasets(root: Path) -> dict:
+    """digits and wine, each with a baseline and four l2 strengths over four seeds: three with noisy
+    gains, one identical to the baseline (both tests undefined), and on wine one strength that shares a
+    single seed with the baseline (too few pairs). Returns the values written, per run."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    written = {}
+    for d, shift in (("digits", 0.0), ("wine", -0.2)):
+        for seed in range(4):
+            base = 0.8 + shift + 0.03 * seed
+            values = {0.0: base, 1e-5: base}
+            for alpha, gain in ((1e-4, 0.02), (1e-3, 0.005), (1e-2, -0.04)):
+                values[alpha] = base + gain + float(rng.normal(0, 0.01))
+            for alpha, val in values.items():
+                reg = "none" if alpha == 0 else "l2"
+                if alpha != 1e-5:  # 1e-5: the baseline's every number
+                    test = val - 0.03 + float(rng.normal(0, 0.01))
+                    train = min(1.0, val + 0.1 + float(rng.normal(0, 0.02)))
+                write_run(root / f"{d}-{alpha}-{seed}", reg=reg, alpha=alpha, dataset=d, seed=seed, val=val, test=test,
+                          train=train, extra={"dataset.name": d})
+                written[(d, alpha, seed)] = (val, test, train)
+        write_run(root / f"{d}-one-pair", reg="l2", alpha=0.1, dataset=d, seed=0, val=0.5, extra={"dataset.name": d})
+    return written
+
+
+def test_holm_adjusts_within_each_dataset_quantity_and_test(tmp_path):
+    from statsmodels.stats.multitest import multipletests
+
+    _two_datasets(tmp_path)
+    t = build([tmp_path]).table
+    families = 0
+    for q in ("val_acc", "test_acc", "gap.acc", "gap.loss"):
+        for test in ("p_ttest", "p_wilcoxon"):
+            raw, adjusted = t[f"delta.{q}.{test}"], t[f"delta.{q}.{test}_holm"]
+            assert adjusted.isna().equals(raw.isna())  # the baseline, one pair, no differences: empty in both
+            for d in ("digits", "wine"):
+                mine = (t["dataset.name"] == d) & raw.notna()
+                assert mine.sum() == 3  # l2 at 1e-4, 1e-3, 1e-2: not 1e-5 (no difference), not 0.1 (one pair)
+                expected = multipletests(raw[mine].to_numpy(), method="holm")[1]
+                assert adjusted[mine].to_numpy() == pytest.approx(expected, rel=1e-12, abs=0)
+                families += 1
+            # one family per dataset, not one over the whole report
+            pooled = multipletests(raw.dropna().to_numpy(), method="holm")[1]
+            if q == "val_acc" and test == "p_ttest":
+                assert adjusted.dropna().to_numpy() != pytest.approx(pooled)
+    assert families == 16
+    row = t[(t["dataset.name"] == "wine") & (t["reg.alpha"] == 1e-5)].iloc[0]
+    assert row["delta.n_pairs"] == 4 and row["delta.val_acc"] == 0 and math.isnan(row["delta.val_acc.p_ttest_holm"])
+    assert math.isnan(row["delta.val_acc.d_z"])
+
+
+def test_raw_p_values_stay_and_the_adjusted_ones_sit_beside_them(tmp_path):
+    _two_datasets(tmp_path)
+    files = write(build([tmp_path]), tmp_path / "out")
+    columns = list(pd.read_csv(files[1]).columns)
+    start = columns.index("delta.val_acc")
+    assert columns[start:start + 6] == ["delta.val_acc", "delta.val_acc.d_z", "delta.val_acc.p_ttest",
+                                        "delta.val_acc.p_wilcoxon", "delta.val_acc.p_ttest_holm",
+                                        "delta.val_acc.p_wilcoxon_holm"]
+
+
+def test_raw_p_values_match_scipy_in_every_family(tmp_path):
+    import numpy as np
+
+    written = _two_datasets(tmp_path)
+    t = build([tmp_path]).table
+    for d in ("digits", "wine"):
+        for alpha in (1e-4, 1e-3, 1e-2):
+            row = t[(t["dataset.name"] == d) & (t["reg.alpha"] == alpha)].iloc[0]
+            diff = np.array([written[(d, alpha, s)][0] - written[(d, 0.0, s)][0] for s in range(4)])
+            assert row["delta.val_acc.p_ttest"] == pytest.approx(stats.ttest_1samp(diff, 0).pvalue)
+            assert row["delta.val_acc.p_wilcoxon"] == pytest.approx(stats.wilcoxon(diff).pvalue)
+            # the effect size: the t statistic over sqrt(n) (scipy), the mean over the sample std (by hand)
+            assert row["delta.val_acc.d_z"] == pytest.approx(stats.ttest_1samp(diff, 0).statistic / 2)
+            assert row["delta.val_acc.d_z"] == pytest.approx(diff.mean() / diff.std(ddof=1))
+
+
+def test_effect_size_of_the_sweep_and_where_it_is_undefined(sweep, tmp_path):
+    import numpy as np
+
+    diff = np.array([0.92, 0.85, 0.71]) - np.array([0.9, 0.8, 0.7])
+    row = row_of(build([sweep]), "l2")
+    assert row["delta.val_acc.d_z"] == pytest.approx(diff.mean() / diff.std(ddof=1))
+    # one comparison: a family of one, adjusted = raw
+    assert row["delta.val_acc.p_ttest_holm"] == row["delta.val_acc.p_ttest"]
+    assert row["delta.val_acc.p_wilcoxon_holm"] == row["delta.val_acc.p_wilcoxon"]
+    assert math.isnan(row_of(build([sweep]), "none")["delta.val_acc.d_z"])
+    # equal differences up to rounding (the 4-ulp rule of the t-test): no variance, no effect size
+    for seed, base in enumerate([200, 201]):
+        write_run(tmp_path / "eq" / f"none{seed}", reg="none", seed=seed, val=base / 288)
+        write_run(tmp_path / "eq" / f"l2{seed}", reg="l2", alpha=1e-3, seed=seed, val=(base + 2) / 288)
+    report = build([tmp_path / "eq"])
+    assert math.isnan(row_of(report, "l2")["delta.val_acc.d_z"])
+    text = markdown(report)
+    assert "| – | – / 0.500 |" in text and "d_z: the effect size" in text
+    assert "; – where every paired difference is the same (no variance)" in text
+    # one pair: empty
+    write_run(tmp_path / "one" / "a", reg="none", seed=0, val=0.8)
+    write_run(tmp_path / "one" / "b", reg="l1", alpha=1e-3, seed=0, val=0.9)
+    assert math.isnan(row_of(build([tmp_path / "one"]), "l1")["delta.val_acc.d_z"])
+
+
+def test_the_printed_table_shows_the_adjusted_p_values_and_says_so(tmp_path):
+    from regbench.reporting.report import display_table
+
+    _two_datasets(tmp_path)
+    report = build([tmp_path])
+    header, rows = display_table(report)
+    assert "p Holm (t-test / Wilcoxon)" in header and "p (t-test / Wilcoxon)" not in header
+    assert header.index("d_z") == header.index("Δval_acc vs none") + 1
+    t = report.table
+    for (_, r), row in zip(t.iterrows(), rows):
+        cell = row[header.index("p Holm (t-test / Wilcoxon)")]
+        if r["reg"] == "none" or r["delta.n_pairs"] < 2:
+            assert cell == ""
+            continue
+        p_t, p_w = r["delta.val_acc.p_ttest_holm"], r["delta.val_acc.p_wilcoxon_holm"]
+        shown = [("–" if math.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}") for p in (p_t, p_w)]
+        assert cell == " / ".join(shown)
+        d = r["delta.val_acc.d_z"]
+        assert row[header.index("d_z")] == ("–" if math.isnan(d) else f"{d:.2f}")
+    # the correction changes what is printed: some adjusted p differs from its raw value at three decimals
+    tested = t["delta.val_acc.p_ttest"].notna()
+    raw, adjusted = t.loc[tested, "delta.val_acc.p_ttest"], t.loc[tested, "delta.val_acc.p_ttest_holm"]
+    assert (raw.round(3) != adjusted.round(3)).any()
+    text = markdown(report)
+    assert "p Holm: p-values Holm-adjusted for the comparisons with the baseline, within each dataset" in text
+    assert "report.csv also has the raw ones" in text
+
+
+def test_a_narrow_terminal_leaves_out_the_effect_size_and_its_footnote(tmp_path):
+    _two_datasets(tmp_path)
+    report = build([tmp_path])
+    assert "d_z: the effect size" in _printed(report, 250)
+    text = _printed(report, 100)
+    assert "left out d_z" in text and "d_z: the effect size" not in text and "pHolm t/W" in text

@@ -138,6 +138,15 @@ def _per_seed(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame.groupby(SEED)[column].mean()
 
 
+def _paired_differences(values: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, float]:
+    """`values - base` with rounding residues (4 ulps of the larger compared value) set to zero,
+    and that tolerance: 2/288 - 1/288 and 3/288 - 2/288 differ in the last bit, not in evidence."""
+    diff = values - base
+    scale = max(float(np.abs(values).max()), float(np.abs(base).max()), np.finfo(float).tiny)
+    tolerance = 4 * np.finfo(float).eps * scale
+    return np.where(np.abs(diff) <= tolerance, 0.0, diff), tolerance
+
+
 def paired_p(values: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     """Two-sided p-values of the paired t-test and the Wilcoxon signed-rank test of
     `values - base` (one entry per seed); NaN where the test is undefined.
@@ -148,12 +157,9 @@ def paired_p(values: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     residue by another and report p = 1e-15); the Wilcoxon test when every difference is zero
     (whatever the installed scipy returns for it). Below 2 pairs both are undefined.
     """
-    diff = values - base
-    if len(diff) < 2:
+    if len(values) < 2:
         return math.nan, math.nan
-    scale = max(float(np.abs(values).max()), float(np.abs(base).max()), np.finfo(float).tiny)
-    tolerance = 4 * np.finfo(float).eps * scale
-    diff = np.where(np.abs(diff) <= tolerance, 0.0, diff)  # rounding residues are no evidence of a sign
+    diff, tolerance = _paired_differences(values, base)
     if np.ptp(diff) <= tolerance:
         p_t = math.nan
     else:
@@ -164,6 +170,41 @@ def paired_p(values: np.ndarray, base: np.ndarray) -> tuple[float, float]:
         warnings.simplefilter("ignore")  # scipy warns that exact p-values are unavailable with zeros or ties
         p_w = float(stats.wilcoxon(diff).pvalue)
     return p_t, p_w
+
+
+def effect_size(values: np.ndarray, base: np.ndarray) -> float:
+    """Cohen's d_z of the paired differences `values - base`: their mean over their sample
+    standard deviation (n-1), the paired t statistic divided by sqrt(n). It says how large the
+    difference is in units of its seed-to-seed spread, where the p-value says only how sure.
+
+    NaN where the paired t-test is undefined (see `paired_p`): below 2 pairs, or when every
+    difference is the same up to rounding (no variance: the ratio would be infinite, or the
+    quotient of two rounding residues).
+    """
+    if len(values) < 2:
+        return math.nan
+    diff, tolerance = _paired_differences(values, base)
+    if np.ptp(diff) <= tolerance:
+        return math.nan
+    return float(diff.mean() / diff.std(ddof=1))
+
+
+def holm(p_values: Any) -> np.ndarray:
+    """Holm's step-down adjustment of one family of p-values (Holm 1979; Demšar 2006, sec. 3.2.2):
+    with the m defined p-values sorted increasingly, p_(i) is multiplied by m - i + 1 (m, m-1,
+    ..., 1), a running maximum keeps the order, and the result is capped at 1. Rejecting where
+    the adjusted p is below alpha controls the chance of any false rejection in the family at
+    alpha. NaN entries (undefined tests) are not part of the family and stay NaN.
+    """
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    defined = np.flatnonzero(~np.isnan(p))
+    m = len(defined)
+    if m:
+        order = defined[np.argsort(p[defined], kind="stable")]
+        steps = np.maximum.accumulate((m - np.arange(m)) * p[order])
+        adjusted[order] = np.minimum(steps, 1.0)
+    return adjusted
 
 
 def against_baseline(
@@ -177,9 +218,12 @@ def against_baseline(
     `baseline_config` when given, else a configuration labelled `baseline`; where several
     with that label qualify, the one sharing the most seeds (the lowest config id on ties), and
     a note says which. Columns: `delta.n_pairs`, and for the validation and test metric and
-    both gaps, `delta.<q>` (mean of config minus baseline), `delta.<q>.p_ttest` and
-    `delta.<q>.p_wilcoxon` (see `paired_p`). The baseline's own rows and configurations
-    without a baseline stay empty.
+    both gaps, `delta.<q>` (mean of config minus baseline), `delta.<q>.d_z` (the effect size,
+    see `effect_size`), `delta.<q>.p_ttest` and `delta.<q>.p_wilcoxon` (see `paired_p`), and
+    `delta.<q>.p_ttest_holm` and `delta.<q>.p_wilcoxon_holm`: those p-values Holm-adjusted
+    (see `holm`) within each family, one dataset, one quantity and one test, over the
+    configurations compared with a baseline whose test is defined. The baseline's own rows and
+    configurations without a baseline stay empty.
 
     Returns:
         The table, and notes on how baselines were chosen (for the user to read).
@@ -197,9 +241,10 @@ def against_baseline(
         is_base = lambda frame: frame["reg"].iloc[0] == baseline  # noqa: E731
     out = {"delta.n_pairs": [np.nan] * len(report)}
     for q in quantities:
-        for suffix in ("", ".p_ttest", ".p_wilcoxon"):
+        for suffix in ("", ".d_z", ".p_ttest", ".p_wilcoxon", ".p_ttest_holm", ".p_wilcoxon_holm"):
             out[f"delta.{q}{suffix}"] = [np.nan] * len(report)
     choices: dict[tuple[tuple[int, ...], int], None] = {}
+    family = [None] * len(report)  # the dataset of each compared row: Holm adjusts within one
     for row, cid in enumerate(report["config"]):
         frame = by_config.get(cid)
         if frame is None or is_base(frame):
@@ -212,10 +257,19 @@ def against_baseline(
             choices[(tuple(int(b["config"].iloc[0]) for b in same), int(base["config"].iloc[0]))] = None
         seeds = sorted(set(frame[SEED]) & set(base[SEED]))
         out["delta.n_pairs"][row] = len(seeds)
+        family[row] = str(frame["dataset"].iloc[0]) if "dataset" in frame else ""
         for q in quantities if seeds else ():
             values, base_values = (_per_seed(f, q).loc[seeds].to_numpy(dtype=float) for f in (frame, base))
             out[f"delta.{q}"][row] = float((values - base_values).mean())
+            out[f"delta.{q}.d_z"][row] = effect_size(values, base_values)
             out[f"delta.{q}.p_ttest"][row], out[f"delta.{q}.p_wilcoxon"][row] = paired_p(values, base_values)
+    for dataset in {f for f in family if f is not None}:
+        rows = [row for row, f in enumerate(family) if f == dataset]
+        for q in quantities:
+            for test in ("p_ttest", "p_wilcoxon"):
+                adjusted = holm([out[f"delta.{q}.{test}"][row] for row in rows])
+                for row, p in zip(rows, adjusted):
+                    out[f"delta.{q}.{test}_holm"][row] = float(p)
     notes = [
         f"--baseline {baseline} matches {len(candidates)} configurations that could pair "
         f"({'; '.join(describe_config(report, c) for c in candidates)}): compared with {describe_config(report, chosen)}, "

@@ -141,9 +141,14 @@ def param_columns(table: pd.DataFrame) -> list[str]:
     return columns[: columns.index("reg")]
 
 
+P_COLUMN = "p Holm (t-test / Wilcoxon)"  # Holm-adjusted; report.csv also has the raw p-values
+D_COLUMN = "d_z"  # the effect size of the paired difference
+
+
 def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
     """The printed (and Markdown) view of report.csv: header and formatted rows. Every column
-    shares one number format (see number_formatter, param_formatter)."""
+    shares one number format (see number_formatter, param_formatter). The p-values shown are
+    the Holm-adjusted ones (report.csv has both)."""
     t, m = report.table, metric_of(report.runs)
     params = param_columns(t)
     header = params + ["reg", "n"]
@@ -157,11 +162,12 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
         header.append("early best †")
     with_delta = f"delta.val_{m}" in t and t[f"delta.val_{m}"].notna().any()
     if with_delta:
-        header += [f"Δval_{m} vs {report.baseline}", "p (t-test / Wilcoxon)", "pairs"]
+        header += [f"Δval_{m} vs {report.baseline}", D_COLUMN, P_COLUMN, "pairs"]
     param_fmt = {p: param_formatter(list(t[p]), p) for p in params}
     stat_fmt = {q: number_formatter(list(t[f"{q}.mean"]) + list(t[f"{q}.ci95"])) for q in quantities}
     epochs_fmt = number_formatter(list(t.get("epochs_run.mean", [])), 1)
     delta_fmt = number_formatter(list(t[f"delta.val_{m}"])) if with_delta else None
+    d_fmt = number_formatter(list(t[f"delta.val_{m}.d_z"]), 2) if with_delta else None
     rows = []
     for _, r in t.iterrows():
         row = [param_fmt[p](r[p]) for p in params] + [str(r["reg"]), str(int(r["n_seeds"]))]
@@ -176,23 +182,34 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
         if with_delta:
             pairs = r["delta.n_pairs"]
             tested = not _missing(pairs) and pairs >= 2
+            p_t, p_w = r[f"delta.val_{m}.p_ttest_holm"], r[f"delta.val_{m}.p_wilcoxon_holm"]
             row += [
                 delta_fmt(r[f"delta.val_{m}"]),
-                f"{_fmt_p(r[f'delta.val_{m}.p_ttest'])} / {_fmt_p(r[f'delta.val_{m}.p_wilcoxon'])}" if tested else "",
+                (d_fmt(r[f"delta.val_{m}.d_z"]) or "–") if tested else "",
+                f"{_fmt_p(p_t)} / {_fmt_p(p_w)}" if tested else "",
                 "" if _missing(pairs) else str(int(pairs)),
             ]
         rows.append(row)
     return header, rows
 
 
-def footnotes(report: Report, header: list[str], rows: list[list[str]]) -> list[str]:
-    """What the table's marks mean, only for the marks it shows, and the duplicates set aside."""
+def footnotes(report: Report, header: list[str], rows: list[list[str]], left_out: set[str] = frozenset()) -> list[str]:
+    """What the table's marks mean, only for the marks it shows (`left_out`: columns a narrow
+    terminal's view left out), and the duplicates set aside."""
     lines = []
-    if "p (t-test / Wilcoxon)" in header:
-        column = header.index("p (t-test / Wilcoxon)")
+    if P_COLUMN in header:
+        lines.append("p Holm: p-values Holm-adjusted for the comparisons with the baseline, within each dataset, "
+                     "metric and test (the t-test's one family, the Wilcoxon test's another); report.csv also "
+                     "has the raw ones (delta.<q>.p_ttest, delta.<q>.p_wilcoxon)")
+        column = header.index(P_COLUMN)
         if any("–" in row[column] for row in rows):
             lines.append("p –: the test is undefined for these pairs: the t-test when every paired difference is "
                          "the same (no variance), the Wilcoxon test when every one is zero")
+    if D_COLUMN in header and D_COLUMN not in left_out:
+        column = header.index(D_COLUMN)
+        lines.append("d_z: the effect size, the mean paired difference over the standard deviation of the paired "
+                     "differences (Cohen's d_z)" + ("; – where every paired difference is the same (no variance)"
+                                                      if any(row[column] == "–" for row in rows) else ""))
     if "early best †" in header:
         patience = report.constants.get("trainer.patience")
         known = patience is not None and patience == patience  # not null, not NaN
@@ -268,7 +285,8 @@ def wide_console() -> Console:
 
 
 # Columns left out first when the table is wider than the terminal: report.csv has them all.
-DROP_FIRST = ("pairs", "epochs", "sparsity (95% CI)", "gap.loss (95% CI)", "test_acc (95% CI)", "test_r2 (95% CI)")
+DROP_FIRST = ("pairs", "epochs", "sparsity (95% CI)", D_COLUMN, "gap.loss (95% CI)", "test_acc (95% CI)",
+              "test_r2 (95% CI)")
 
 
 def _rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
@@ -292,7 +310,7 @@ def natural_width(console: Console, table: Table) -> int:
 
 def _abbreviate(name: str) -> str:
     """A shorter header: `val_acc (95% CI)` -> `val_acc ±CI`, `reg.alpha` -> `alpha`, ..."""
-    for long, short in ((" (95% CI)", " ±CI"), ("p (t-test / Wilcoxon)", "p t/W"), ("early best †", "†"), ("reg.", "")):
+    for long, short in ((" (95% CI)", " ±CI"), (P_COLUMN, "pHolm t/W"), ("early best †", "†"), ("reg.", "")):
         name = name.replace(long, short)
     return name.split(" vs ")[0]
 
@@ -301,7 +319,7 @@ def fit_to_width(console: Console, title: str, header: list[str], rows: list[lis
                  redundant: list[str] = ()) -> tuple[Table, list[str]]:
     """The table, fitted to the console's width without ever wrapping or cutting a number: it
     leaves out `pairs` and `epochs`, abbreviates the headers, leaves out the `redundant`
-    columns (parameters the label determines), then sparsity, gap.loss and the test metric,
+    columns (parameters the label determines), then sparsity, d_z, gap.loss and the test metric,
     one step at a time until it fits. Returns it and what was changed, for a line under it."""
     changed: list[str] = []
     steps = [*DROP_FIRST[:2], "abbreviate", *redundant, *DROP_FIRST[2:]]
@@ -337,7 +355,8 @@ def render(report: Report, console: Console) -> None:
     else:  # still too wide: whole lines, which the terminal wraps, rather than numbers split in a cell
         Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=console.color_system,
                 no_color=console.no_color).print(table)
-    lines = [constants_line(report), *footnotes(report, header, rows), *problem_lines(report)]
+    left_out = {step.removeprefix("left out ") for step in changed if step.startswith("left out ")}
+    lines = [constants_line(report), *footnotes(report, header, rows, left_out), *problem_lines(report)]
     if changed:
         lines.append(f"for a {console.width}-column terminal: {'; '.join(changed)} "
                      "(report.csv has every column; --format md writes the whole table)")
