@@ -76,14 +76,19 @@ FAMILIES = {
     ),
     "linear model, input dropout": (["model=linear"], [["reg=l2"], ["reg=dropout", "reg.dropout=0.2"], ["reg=l1", "optim.lr=1e-2"]]),
     "no early stopping": (["trainer.patience=null"], [["reg=l2"], ["optim.lr=1e-1"]]),
-    "mixup, cutmix, cutout, input noise, each member its own": (
+    "mixup and cutmix, each member its own alphas and draws": (
         ["trainer.patience=2"],
         [["reg=mixup"], ["reg=cutmix", "reg.label_smoothing=0.1"], ["reg=[mixup,cutmix]", "reg.mix_prob=0.5"],
-         ["reg=cutout", "reg.cutout_size=0.2"], ["reg=input_noise", "reg=l1"], ["reg=none"]],
+         ["reg=mixup", "reg.mixup=1.0", "reg.cutout=0.5", "reg.cutout_size=0.2"],
+         ["reg=mixup", "reg.input_noise=0.1", "reg.alpha=1e-4", "reg.l1_ratio=1"]],
     ),
-    "table: column cutmix and cutout": (
+    "cutout and input noise beside members without them": (
+        ["trainer.patience=2"],
+        [["reg=cutout"], ["reg=input_noise", "reg.input_noise=0.3"], ["reg=none"], ["reg=label_smoothing"]],
+    ),
+    "table: column cutmix, cutout, noise": (
         ["dataset=breast_cancer", "trainer.patience=2"],
-        [["reg=cutmix"], ["reg=cutout"], ["reg=[mixup,input_noise]"]],
+        [["reg=cutmix"], ["reg=[mixup,cutmix,cutout]"], ["reg=[mixup,input_noise]"]],
     ),
     "augmentation, each member's label smoothing and L1 mode": (
         ["reg.augment=true", "trainer.patience=2"],
@@ -189,6 +194,8 @@ def test_only_jobs_with_one_structure_share_a_stack():
               ["optim=sgd"], ["trainer.patience=3"], ["dataset=wine"], ["reg=augment"], ["model=cnn"]):
         assert key(*o) not in (base, None), o
     assert key("model=cnn", "reg=l1") == key("model=cnn", "reg=l2", "reg.dropout=0.3")  # conv nets stack too
+    # mixing on or off is shared by a stack (soft targets for all or none); its alphas are not
+    assert key("reg=mixup") != base and key("reg=mixup") == key("reg=cutmix", "reg.mix_prob=0.5")
 
 
 def test_a_stack_refuses_what_the_dataset_cannot_do_like_a_lone_run(tmp_path):

@@ -34,7 +34,8 @@ member), and calls whichever of these the class defines:
 - `before_step(stack)` and `after_step(stack)`: around the optimizer's update of the stacked
   parameters (`stack.params`, with `stack.penalised` marking the weight matrices and kernels);
 - `stackable`: True, or a one-line reason why members cannot share a stack (the stacked
-  launcher then runs such jobs alone, saying why);
+  launcher then runs such jobs alone, saying why); `stack_on_off`: True when whether it is on
+  must be the same for every member of a stack (its knobs may still differ);
 - `convex`: True for a penalty that is part of regbench's convex objective (the elastic net),
   else `not_convex`, a few words on why a run where it acts is not that problem (optim=fista
   refuses it; result.json's `optimality` is then null);

@@ -68,6 +68,10 @@ class Mixing:
 
     name = "mixing"
     not_convex = "it trains on mixtures of examples, not the data"
+    # Mixing turns every member's targets into class probabilities, whose cross-entropy rounds
+    # differently from the class indices' of a member that does not mix: members of one stack
+    # all mix or all do not (alphas and mix_prob may differ), so each ends where its lone run does.
+    stack_on_off = True
     knobs = (
         Knob("mixup", 0.0, "Mixup: the Beta(alpha, alpha) concentration of the mixing weight (classification).",
              ">= 0", lambda v: v >= 0, since="0.2"),
