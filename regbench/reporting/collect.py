@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -88,23 +88,28 @@ def _mtime(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
 
 
+def results(folder_lists: list[list[Path]]) -> Iterator[tuple[Path, dict[str, Any] | None, str]]:
+    """Each run folder of `folder_lists` once (folders found under two paths are one run), with
+    its result, or None and why it cannot be read."""
+    seen: set[Path] = set()
+    for folders in folder_lists:
+        for folder in folders:
+            if folder not in seen:
+                seen.add(folder)
+                yield folder, *_read(folder)
+
+
 def collect(paths: list[Path]) -> Collected:
     """Reads every run under `paths` (merged, each folder once) into a runs table.
 
     Raises:
         FileNotFoundError: a path does not exist.
     """
-    folders: list[Path] = []
     for path in paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path} does not exist")
-        folders += run_folders(Path(path).resolve())  # absolute: the same whichever way the path was given
-    rows, skipped, seen = [], [], set()
-    for folder in folders:
-        if folder in seen:
-            continue
-        seen.add(folder)
-        result, why = _read(folder)
+    rows, skipped = [], []
+    for folder, result, why in results([run_folders(Path(path).resolve()) for path in paths]):
         if result is None:
             skipped.append((folder, why))
             continue

@@ -61,35 +61,38 @@ def finished_runs(paths: list[Path]) -> tuple[list[tuple[Path, dict[str, Any]]],
     Raises:
         UserInputError: a PATH does not exist, or holds no run folder at all.
     """
-    from regbench.reporting.collect import _read, run_folders
+    from regbench.reporting.collect import results, run_folders
 
-    found, skipped, seen = [], [], set()
+    folder_lists = []
     for path in paths:
         if not path.exists():
             raise UserInputError(f"{path} does not exist")
-        folders = run_folders(path.resolve())
-        if not folders:
+        folder_lists.append(run_folders(path.resolve()))
+        if not folder_lists[-1]:
             raise UserInputError(f"{path} holds no run folder (no result.json, metrics.csv or .hydra/ under it)")
-        for folder in folders:
-            if folder in seen:
-                continue
-            seen.add(folder)
-            result, why = _read(folder)
-            if result is None:
-                skipped.append((folder, why))
-            else:
-                found.append((folder, result))
+    found, skipped = [], []
+    for folder, result, why in results(folder_lists):
+        if result is None:
+            skipped.append((folder, why))
+        else:
+            found.append((folder, result))
     return found, skipped
+
+
+def _runs_to_export(paths: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """The finished runs under `paths`, after a warning naming the folders skipped."""
+    runs, skipped = finished_runs(paths)
+    _warn(skipped)
+    if not runs:
+        raise UserInputError("no finished run to export (every run folder was skipped)")
+    return runs
 
 
 def _tensorboard(paths: list[Path]) -> int:
     problem = missing_extra(["tensorboard"], "tensorboard")
     if problem:
         raise UserInputError(problem)
-    runs, skipped = finished_runs(paths)
-    _warn(skipped)
-    if not runs:
-        raise UserInputError("no finished run to export (every run folder was skipped)")
+    runs = _runs_to_export(paths)
     from regbench.reporting import tensorboard as tb
     from regbench.results import METRICS_FILE
 
@@ -126,10 +129,7 @@ def _mlflow(paths: list[Path], uri: str | None) -> int:
     problem = missing_extra(mx.required_modules(uri), "mlflow")
     if problem:
         raise UserInputError(problem)
-    runs, skipped = finished_runs(paths)
-    _warn(skipped)
-    if not runs:
-        raise UserInputError("no finished run to export (every run folder was skipped)")
+    runs = _runs_to_export(paths)
     configs = _config_ids(runs)
     store = mx.Store(uri)
     groups: dict[Path, list[tuple[Path, dict[str, Any], int]]] = {}
