@@ -193,6 +193,7 @@ def test_adam_step_then_prox_threshold_is_per_coordinate(optim):
         grads = [torch.randn(6, 5, generator=g) * torch.logspace(-2, 1, 5), torch.randn(6, generator=g)]
         w.grad, b.grad = grads[0].clone(), grads[1].clone()
         opt.step()
+        after_step = w.detach().clone()
         state = opt.state[w]
         v_hat = state["exp_avg_sq"] / (1.0 - 0.999 ** float(state["step"]))
         t = lr * strength / (v_hat.sqrt() + 1e-8)
@@ -203,6 +204,8 @@ def test_adam_step_then_prox_threshold_is_per_coordinate(optim):
         torch.testing.assert_close(ours[1], b.detach(), rtol=1e-6, atol=1e-7)
     assert t.max() / t.min() > 10  # the threshold really is per coordinate
     assert 0 < int((ours[0] == 0).sum()) < ours[0].numel()
+    # and it is not SGD's single lr * strength: the comparison above can tell the two apart
+    assert not torch.equal(w.detach(), _soft(after_step, lr * strength))
 
 
 # --------------------------------------------------------------------------- weight decay

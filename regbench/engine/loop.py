@@ -80,8 +80,7 @@ def evaluate(model: nn.Module, data: Data, split: str, batch: int) -> torch.Tens
 
 def schedule_of(cfg: Any, state: FitState, base_lr: float | None = None) -> Schedule:
     """A member's learning-rate schedule, where `state` left it: restored from its saved state,
-    or, for a state saved without one (a checkpoint written before schedules existed, by a
-    constant-rate run), stepped through the epochs of its history."""
+    or stepped through the epochs of its history when it holds none (a fresh state: none)."""
     schedule = Schedule(cfg.optim, cfg.trainer.max_epochs, base_lr)
     if state.schedule is not None:
         schedule.load(state.schedule)
