@@ -19,10 +19,11 @@ tests/test_stacked.py checks.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -188,6 +189,13 @@ class Stack:
         self.params = [torch.stack([t[0][j].detach() for t in per_member]).requires_grad_() for j in range(n_params)]
         self.buffers = [torch.stack([t[2][j] for t in per_member]) for j in range(n_buffers)]
         self.moments: list[list[torch.Tensor]] = [[] for _ in self.params]  # Adam: m, v; SGD: momentum
+        # Regularizers' own per-member tensors (an average of the weights...), by regularizer name
+        # and key, each a list of tensors with the member dimension first: taken out with members
+        # that leave (`keep`) and saved in each member's checkpoint (`payload`); on the device,
+        # except under keys starting with "host" (read by the host without a device sync). The
+        # regularizer objects themselves are rebuilt by `settings` and hold no state.
+        self.reg_state: dict[str, dict[str, list[torch.Tensor]]] = {}
+        self.bn_momentum: float | None = None  # set by a hook: batch norm's running-average factor, else each layer's
         self.settings()
 
     # ------------------------------------------------------------------ per-member settings
@@ -197,7 +205,7 @@ class Stack:
         threshold read each member's current rate."""
         cfgs = [m.cfg for m in self.members]
         self.device = self.params[0].device
-        self.lr = [m.schedule.lr for m in self.members]
+        self.lr = self.scheduled_lrs()
         self.neg_lr = self.vector([-lr for lr in self.lr], skip_if_zero=False)
         self.neg_lr64 = torch.tensor([-lr for lr in self.lr], dtype=torch.float64, device=self.device)
         built = [cls([values(c.reg) for c in cfgs], self) for cls, values in self.regularizer_classes]
@@ -206,17 +214,43 @@ class Stack:
         self.batch_hooks = [r for r in live if hasattr(r, "batch")]
         self.penalty_hooks = [r for r in live if hasattr(r, "penalty")]
         self.before_step_hooks = [r for r in live if hasattr(r, "before_step")]
-        self.after_step_hooks = [r for r in live if hasattr(r, "after_step")]
+        # an average takes the weights as every other after_step (a proximal step, a projection) left them
+        self.after_step_hooks = sorted((r for r in live if hasattr(r, "after_step")), key=lambda r: hasattr(r, "weights"))
+        self.gradient_hooks = [r for r in live if hasattr(r, "gradient")]
+        self.after_epoch_hooks = [r for r in live if hasattr(r, "after_epoch")]
+        averaging = [r for r in live if hasattr(r, "weights")]
+        if len(averaging) > 1:
+            raise ValueError(f"two regularizers choose the evaluated weights: {', '.join(r.name for r in averaging)}")
+        self.weights_hook = averaging[0] if averaging else None
         losses = [r for r in live if hasattr(r, "loss")]
         if len(losses) > 1:
             raise ValueError(f"two regularizers replace the training loss: {', '.join(r.name for r in losses)}")
         self.loss_hook = losses[0] if losses else None
 
+    @property
+    def epoch(self) -> int:
+        """The epoch being trained (members of a stack are always at the same epoch)."""
+        return self.members[0].state.epoch + 1
+
+    def scheduled_lrs(self) -> list[float]:
+        """The members' rates for this epoch: their schedules', unless a regularizer's `lr` hook
+        takes over (SWA's own rate)."""
+        lrs = [m.schedule.lr for m in self.members]
+        for cls, values in self.regularizer_classes:
+            if hasattr(cls, "lr"):  # a staticmethod: the rates come before the regularizers are built
+                lrs = cls.lr(self, [values(m.cfg.reg) for m in self.members], lrs)
+        return lrs
+
     def follow_schedules(self) -> None:
         """At the start of an epoch: the members' rates for it (settings rebuilt only when one
         changed, so a constant-rate stack does no extra work)."""
-        if [m.schedule.lr for m in self.members] != self.lr:
+        if self.scheduled_lrs() != self.lr:
             self.settings()
+
+    def end_epoch(self, data: Data) -> None:
+        """After an epoch's training, before its evaluation: the regularizers' `after_epoch` hooks."""
+        for reg in self.after_epoch_hooks:
+            reg.after_epoch(self, data)
 
     def vector(self, values: list[float], skip_if_zero: bool = True) -> torch.Tensor | None:
         """A per-member setting as a (K,) float32 tensor on the device; None when every value is 0
@@ -258,6 +292,8 @@ class Stack:
                     h = _StackedLinear.apply(h, w, b)
             elif kind == "batchnorm":
                 _, p, s, momentum, eps = op
+                if self.bn_momentum is not None:
+                    momentum = self.bn_momentum
                 args = (self.buffers[s].view(-1), self.buffers[s + 1].view(-1), self.params[p].reshape(-1),
                         self.params[p + 1].reshape(-1), train, momentum, eps)
                 if grouped:  # channel k * C + c is member k's channel c
@@ -338,9 +374,39 @@ class Stack:
             p.grad = None
 
     # ------------------------------------------------------------------ members
+    def reported(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The parameters and batch-norm statistics that are evaluated, monitored and reported:
+        the trained ones, or those a regularizer's `weights` hook chooses (an average of them)."""
+        chosen = self.weights_hook.weights(self) if self.weights_hook is not None else None
+        return chosen if chosen is not None else (self.params, self.buffers)
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Within it, `forward` computes with the reported weights (`reported`)."""
+        params, buffers = self.params, self.buffers
+        self.params, self.buffers = self.reported()
+        try:
+            yield
+        finally:
+            self.params, self.buffers = params, buffers
+
     def member_state(self, k: int) -> list[torch.Tensor]:
-        """Copies of member k's parameters and batch-norm statistics."""
-        return [t[k].detach().clone() for t in self.params + self.buffers]
+        """Copies of member k's reported parameters and batch-norm statistics (`reported`)."""
+        params, buffers = self.reported()
+        return [t[k].detach().clone() for t in params + buffers]
+
+    def monitor_from(self, k: int) -> int:
+        """The first epoch whose val_loss early stopping watches for member k (1, unless the
+        averaging regularizer says when its average starts)."""
+        hook = getattr(self.weights_hook, "monitor_from", None)
+        return hook(self, k) if hook is not None else 1
+
+    def weights_label(self, k: int, epoch: int) -> str:
+        """Which weights member k's metrics of `epoch` belong to: `trained`, or the name of the
+        averaging a regularizer did (result.json's `weights`)."""
+        if self.weights_hook is None:
+            return "trained"
+        return self.weights_hook.weights_label(self, k, epoch)
 
     def keep(self, live: list[int]) -> None:
         """Takes every member not in `live` (indices into the current members) out of the stack."""
@@ -349,6 +415,8 @@ class Stack:
         self.params = [p.detach().index_select(0, idx).requires_grad_() for p in self.params]
         self.buffers = [b.index_select(0, idx) for b in self.buffers]
         self.moments = [[m.index_select(0, idx) for m in ms] for ms in self.moments]
+        self.reg_state = {name: {key: [t.index_select(0, torch.tensor(live, device=t.device)) for t in ts]
+                                 for key, ts in state.items()} for name, state in self.reg_state.items()}
         self.settings()
 
     def payload(self, k: int) -> dict[str, Any]:
@@ -369,6 +437,8 @@ class Stack:
             "augment": member.aug.get_state(),
             "dropout": member.dropout_rng.get_state(),
             "streams": member.stream_states(),
+            "reg_state": {name: {key: [t[k].clone() for t in ts] for key, ts in state.items()}
+                          for name, state in self.reg_state.items()},
         }
 
     @torch.no_grad()
@@ -401,6 +471,11 @@ class Stack:
             member.state, member.best_steps = state, int(payload["best_steps"])
         self.params = [t.requires_grad_() for t in params]
         self.buffers, self.moments, self.step = buffers, moments, int(payloads[0]["step"])
+        saved = payloads[0].get("reg_state", {})
+        self.reg_state = {name: {key: [torch.stack([p["reg_state"][name][key][i] for p in payloads])
+                                       .to("cpu" if key.startswith("host") else device) for i in range(len(ts))]
+                                 for key, ts in state.items()}
+                          for name, state in saved.items()}
         self.follow_schedules()
 
     @torch.no_grad()
@@ -410,6 +485,7 @@ class Stack:
         member = self.members[k]
         state, tr = member.state, member.cfg.trainer
         restore = state.best_state is not None and (tr.patience is not None or state.diverged)
+        member.result["weights"] = self.weights_label(k, state.best_epoch if restore else state.epoch)
         params, _, buffers = tensors(member.model)
         for dst, src in zip(params + buffers, state.best_state if restore else self.member_state(k)):
             dst.copy_(src)
@@ -417,6 +493,23 @@ class Stack:
             if isinstance(layer, _NORMS):
                 layer.num_batches_tracked.fill_(member.best_steps if restore else self.step)
         return restore
+
+
+def training_losses(stack: Stack, out: torch.Tensor, target: torch.Tensor, classification: bool,
+                    shape: tuple[int, ...]) -> torch.Tensor:
+    """Each member's training loss of one batch (K,): a regularizer's `loss` hook, or the
+    cross-entropy (class indices or probabilities) or mean squared error."""
+    if stack.loss_hook is not None:
+        return stack.loss_hook.loss(stack, out, target)
+    if target.dim() == 3:  # class probabilities (K, B, classes), from mixing: one call per member
+        return torch.stack([F.cross_entropy(o, t) for o, t in zip(out, target)])
+    if len(out) == 1:  # torch's own reduction, exactly a lone run's
+        return (F.cross_entropy(out[0], target[0]) if classification else F.mse_loss(out[0], target[0])).unsqueeze(0)
+    if classification:
+        # One call for all members; its gradients round exactly like the lone run's mean loss.
+        return F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="none").view(shape).mean(1)
+    # the mean squared error rounds differently batched: one call per member
+    return torch.stack([F.mse_loss(o, t) for o, t in zip(out, target)])
 
 
 def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
@@ -433,25 +526,22 @@ def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
         x, target = data.prepare(data.x_train[idx]), data.y_train[idx]
         for reg in stack.batch_hooks:
             x, target = reg.batch(stack, x, target)
-        out = stack.forward(x, train=True)
-        if stack.loss_hook is not None:
-            losses = stack.loss_hook.loss(stack, out, target)
-        elif target.dim() == 3:  # class probabilities (K, B, classes), from mixing: one call per member
-            losses = torch.stack([F.cross_entropy(o, t) for o, t in zip(out, target)])
-        elif len(out) == 1:  # torch's own reduction, exactly a lone run's
-            losses = (F.cross_entropy(out[0], target[0]) if classification else F.mse_loss(out[0], target[0])).unsqueeze(0)
-        elif classification:
-            # One call for all members; its gradients round exactly like the lone run's mean loss.
-            losses = F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="none").view(idx.shape).mean(1)
-        else:  # the mean squared error rounds differently batched: one call per member
-            losses = torch.stack([F.mse_loss(o, t) for o, t in zip(out, target)])
-        total = total + losses.detach()
-        loss = losses.sum()
-        penalty = stack.penalty()
-        if penalty is not None:
-            loss = loss + penalty
-        stack.zero_grad()
-        loss.backward()
+
+        def closure(x: torch.Tensor = x, target: torch.Tensor = target) -> torch.Tensor:
+            """The batch's forward and backward pass at the current parameters: fresh gradients,
+            and each member's training loss (K,), without the penalty."""
+            losses = training_losses(stack, stack.forward(x, train=True), target, classification, idx.shape)
+            loss = losses.sum()
+            penalty = stack.penalty()
+            if penalty is not None:
+                loss = loss + penalty
+            stack.zero_grad()
+            loss.backward()
+            return losses.detach()
+
+        total = total + closure()
+        for reg in stack.gradient_hooks:  # SAM: the gradient at a perturbed point, from the same batch
+            reg.gradient(stack, closure)
         stack.update()
     return total
 
@@ -460,6 +550,11 @@ def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
 def evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
     """Every member's eval-mode, penalty-free metrics of one split, (K, 2): [loss, acc] or
     [mse, r2], as regbench.engine.loop.evaluate computes them for one network."""
+    with stack.evaluating():
+        return _evaluate(stack, data, split, batch)
+
+
+def _evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     k = len(stack.members)
     loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)

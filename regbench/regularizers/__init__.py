@@ -33,6 +33,19 @@ member), and calls whichever of these the class defines:
   own part only);
 - `before_step(stack)` and `after_step(stack)`: around the optimizer's update of the stacked
   parameters (`stack.params`, with `stack.penalised` marking the weight matrices and kernels);
+  an averaging regularizer's after_step (one with `weights`) runs after every other's;
+- `gradient(stack, closure)`: after the batch's gradients are computed, before the update; may
+  replace them (`closure()` zeroes them and runs the batch's forward and backward pass again at
+  the current parameters, returning the losses): SAM's second pass;
+- `after_epoch(stack, data)`: after each epoch's training, before its evaluation (SWA's average);
+- `lr(stack, values, lrs) -> lrs` (staticmethod): the members' learning rates for the epoch being
+  trained (`stack.epoch`), given their schedules' (SWA's own rate);
+- `weights(stack) -> (params, buffers) | None`, with `weights_label(stack, k, epoch) -> str` and
+  optionally `monitor_from(stack, k) -> epoch`: the weights that are evaluated each epoch,
+  monitored by early stopping and reported in place of the trained ones (an average of them; at
+  most one regularizer per run), what result.json's `weights` calls them, and the first epoch
+  early stopping watches. Its own tensors live in `stack.reg_state[name]` (lists of stacked
+  tensors, member dimension first), which the engine keeps through members leaving and checkpoints;
 - `stackable`: True, or a one-line reason why members cannot share a stack (the stacked
   launcher then runs such jobs alone, saying why); `stack_on_off`: True when whether it is on
   must be the same for every member of a stack (its knobs may still differ);
@@ -82,13 +95,14 @@ class Knob:
 
 def builtin() -> tuple[type, ...]:
     """The built-in regularizers, in the order of their label parts."""
-    from regbench.regularizers import (augment, batchnorm, cutout, dropout, elasticnet, input_noise,
-                                       label_smoothing, mixing, weight_decay)
+    from regbench.regularizers import (augment, batchnorm, cutout, dropout, elasticnet, ema, input_noise,
+                                       label_smoothing, mixing, sam, swa, weight_decay)
 
     # the order of the label's parts, and of the batch hooks: augmentation (crop, flip), then
     # erasing, then mixing of the examples, then noise on what the model sees
     return (elasticnet.ElasticNet, weight_decay.WeightDecay, dropout.Dropout, batchnorm.BatchNorm,
-            label_smoothing.LabelSmoothing, augment.Augment, cutout.Cutout, mixing.Mixing, input_noise.InputNoise)
+            label_smoothing.LabelSmoothing, augment.Augment, cutout.Cutout, mixing.Mixing, input_noise.InputNoise,
+            sam.SAM, ema.EMA, swa.SWA)
 
 
 def builtin_knobs() -> list[Knob]:
