@@ -47,3 +47,22 @@ def test_the_stacked_sweep_spans_the_strengths_it_names():
     assert len(alphas) == 8 and alphas[0] == 1e-6 and alphas[-1] == 1e-2
     assert all(a < b for a, b in zip(alphas, alphas[1:]))
     assert len(bench.stack_alphas(32)) == 32
+
+
+def test_every_regularizer_has_its_row_in_the_cost_benchmark():
+    """Each built-in regularizer's preset is timed in (d): a new one without its row fails here."""
+    from regbench.regularizers import builtin
+
+    bench = _bench()
+    timed = " ".join(" ".join(over) for _, over, _ in bench.REG_ROWS)
+    untimed = [cls.name for cls in builtin()
+               if not any(f"reg={p}" in timed or f"[{p}," in timed or f",{p}]" in timed for p in _presets_of(cls))]
+    assert not untimed, f"no row in scripts/bench.py's REG_ROWS for {untimed}"
+
+
+def _presets_of(cls):
+    """The conf/reg presets that switch `cls` on (set one of its knobs)."""
+    import yaml
+
+    names = {k.name for k in cls.knobs}
+    return [p.stem for p in (REPO / "conf" / "reg").glob("*.yaml") if names & set((yaml.safe_load(p.read_text()) or {}))]
