@@ -255,7 +255,13 @@ def notices(reg: Any, cfg: Any, search: tuple[str, ...] = ()) -> list[str]:
 def config_problems(reg: Any, cfg: Any, search: tuple[str, ...] = ()) -> list[str]:
     """Why the regularizers acting in `cfg` cannot act with it, one line each (their
     `config_problem` hooks): e.g. stochastic depth asked of a model without residual blocks."""
-    out = [cls.config_problem(cfg) for cls, _ in regularizers(reg, search) if hasattr(cls, "config_problem")]
+    classes = list(builtin())
+    for name, entry in user_entries(reg).items():
+        try:
+            classes.append(load_user(name, entry.get("_target_") if hasattr(entry, "get") else None, search))
+        except UserInputError:  # `check` names it
+            pass
+    out = [cls.config_problem(cfg) for cls in classes if hasattr(cls, "config_problem")]
     return [p for p in out if p]
 
 
