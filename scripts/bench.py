@@ -58,6 +58,11 @@ What it measures, in one process and one run (peak memory and CLI start-up in su
    grows with the stack), and the same sweep from the shell with each launcher (fresh
    subprocesses: start-up, composition and the automatic sweep report included).
 
+4d. (d) What a regularizer costs: for each row of REG_ROWS (e.g. stochastic depth on the
+   digits resmlp), its runs and the same runs without it, through the runner, interleaved and
+   repeated, early stopping off; reported: the mean epoch `seconds` of each (median over
+   repeats) and their ratio. Only these rows: `--skip a b c c-sizes cli-sweep memory cli`.
+
 5. Peak memory of run (b): the peak resident set size (VmHWM) of a fresh subprocess
    that runs `runner.run` on workload (b) for the same number of epochs, next to
    subprocesses that only import (torch and regbench.engine.runner; then also torchvision, which
@@ -109,6 +114,12 @@ VARIANTS = ("runner", "reference", "minimal")
 # (digits, MLP 64-256-128-10, Adam, early stopping with patience 10, at most 200 epochs).
 WORKLOAD_C = ["dataset=digits", "model=mlp", "reg=l2"]
 STACK_TARGETS = {"cpu": (8, 1.5), "cuda": (32, 5.0)}  # device -> (jobs, speed-up over the jobs one by one)
+# (d) what a regularizer costs: (row, the plain run's overrides, what the row adds to them); each
+# row's epoch time relative to the plain run's (early stopping off, so both run every epoch).
+REG_ROWS = [
+    ("drop_path, resmlp on digits", ["dataset=digits", "model=resmlp"], ["reg=drop_path"]),
+    ("shakedrop, resmlp on digits", ["dataset=digits", "model=resmlp"], ["reg=shakedrop"]),
+]
 
 
 # --------------------------------------------------------------------------- config and data
@@ -553,6 +564,31 @@ def bench_stack_sizes(cfgs_by_size: dict[int, list[Any]], repeats: int, workdir:
     return out
 
 
+def bench_regularizers(rows: list[tuple[str, list[str], list[str]]], dev: list[str], epochs: int, repeats: int,
+                       workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """(d) Each row's run and its plain run through the runner, `repeats` times, interleaved (the
+    order alternating); the median of each run's mean epoch `seconds`, and their ratio."""
+    out: dict[str, Any] = {"epochs": epochs, "repeats": repeats, "rows": {}}
+    watch = CpuWatch()
+    for name, plain, extra in rows:
+        over = [*dev, "trainer.patience=null", f"trainer.max_epochs={epochs}", *plain]
+        cfgs = {"plain": compose_cfg(over), "with": compose_cfg([*over, *extra])}
+        run_runner(compose_cfg([*over, *extra, "trainer.max_epochs=1"]), workdir)  # warm-up, untimed
+        seconds: dict[str, list[float]] = {"plain": [], "with": []}
+        for r in range(repeats):
+            for v in (("plain", "with") if r % 2 == 0 else ("with", "plain")):
+                gc.collect()
+                epoch = run_runner(cfgs[v], workdir)["epoch_seconds"]
+                seconds[v].append(sum(epoch) / len(epoch))
+        ratio = statistics.median(seconds["with"]) / statistics.median(seconds["plain"])
+        out["rows"][name] = {"plain": " ".join(plain), "adds": " ".join(extra), "epoch_seconds": seconds,
+                             "plain_s": statistics.median(seconds["plain"]), "with_s": statistics.median(seconds["with"]),
+                             "relative": ratio}
+        log(f"  (d) {name}: {ratio:.2f}x the plain epoch")
+    out["machine_sharing"] = watch.foreign()
+    return out
+
+
 def cli_sweep(alphas: list[float], extra: list[str], repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
     """What a user feels: `regbench run -m reg=l2 reg.alpha=<alphas>` from the shell, with the
     basic launcher and with hydra/launcher=stacked, each in a fresh subprocess (start-up,
@@ -795,6 +831,15 @@ def report(res: dict[str, Any]) -> str:
         rows = [[str(k), f"{v['lone_seconds']:.2f} s", f"{v['stacked_seconds']:.2f} s", f"{v['speedup']:.2f}x"]
                 for k, v in cz["sizes"].items()]
         out.append(fmt_table(rows, ["jobs", "one by one", "stacked", "speed-up"]))
+    if "d" in res:
+        d = res["d"]
+        out.append("")
+        out.append(f"(d) what a regularizer costs: epoch time (training + evaluation, the runner's `seconds`) with it "
+                   f"relative to the same run without it; {d['epochs']} epochs x {d['repeats']} repeats, interleaved; medians")
+        out.append(f"other processes during this workload: {sharing(d['machine_sharing'])}")
+        rows = [[name, v["plain"], v["adds"], f"{1e3 * v['plain_s']:.1f} ms", f"{1e3 * v['with_s']:.1f} ms",
+                 f"{v['relative']:.2f}x"] for name, v in d["rows"].items()]
+        out.append(fmt_table(rows, ["row", "plain run", "adds", "plain epoch", "with it", "relative"]))
     if "cli_sweep" in res:
         cs = res["cli_sweep"]
         out.append("")
@@ -894,11 +939,14 @@ def main() -> int:
     parser.add_argument("--epochs-b", type=int, help="epochs per repeat of (b) (default 2; quick 1)")
     parser.add_argument("--repeats-c", type=int, help="repeats of the stacked sweep (c) (default 3; quick 1)")
     parser.add_argument("--stack-jobs", type=int, help="jobs in the stacked sweep (c) (default 8 on the CPU, 32 on CUDA)")
+    parser.add_argument("--repeats-d", type=int, help="repeats of each regularizer row (d) (default 5; quick 1)")
+    parser.add_argument("--epochs-d", type=int, help="epochs per run of (d) (default 10; quick 2)")
     parser.add_argument("--cli-sweep-repeats", type=int, help="runs of the sweep (c) from the shell, per launcher (default 2; quick 1)")
     parser.add_argument("--cli-repeats", type=int, help="runs of each CLI command (default 7; quick 3)")
     parser.add_argument("--threads", type=int, help="torch threads (default: the machine's cores, as regbench run's auto)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (CUDA syncs are in place but untested on a CPU-only machine)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "c-sizes", "cli-sweep", "memory", "cli"], help="parts to leave out")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "c-sizes", "d", "cli-sweep", "memory", "cli"],
+                        help="parts to leave out")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -986,6 +1034,10 @@ def main() -> int:
                                            f"trainer.max_epochs={epochs_sizes}"]) for a in stack_alphas(k)] for k in sizes}
             warm_up_stacking(cfgs_sizes[max(sizes)], workdir)
             res["c_sizes"] = bench_stack_sizes(cfgs_sizes, 1 if q else 2, workdir, device, log)
+        if "d" not in args.skip:
+            log(f"workload (d): what {len(REG_ROWS)} regularizer rows cost")
+            res["d"] = bench_regularizers(REG_ROWS, dev, args.epochs_d or (2 if q else 10), args.repeats_d or (1 if q else 5),
+                                          workdir, log)
         if "cli-sweep" not in args.skip:
             res["cli_sweep"] = cli_sweep(alphas, [f"device={args.device}", *quick_c], cli_sweep_repeats, log)
         if "memory" not in args.skip:
