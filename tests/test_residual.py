@@ -303,3 +303,12 @@ def test_a_resnet_with_stochastic_depth_runs_from_the_command_line(tmp_path):
     refused = regbench("run", "reg=drop_path", f"hydra.run.dir={tmp_path / 'mlp'}", cwd=tmp_path)
     assert refused.returncode != 0 and not (tmp_path / "mlp" / "result.json").exists()
     assert "reg.drop_path=0.1 drops residual branches; model=mlp has none" in refused.stderr
+
+
+def test_a_residual_model_knob_set_for_another_model_gets_a_notice():
+    from regbench.cli.schema import notices
+
+    assert "model.width=64 has no effect with model=mlp (it is read by: resmlp)" in notices(make_cfg("model.width=64"))
+    assert "model.depth=32 has no effect with model=resmlp (it is read by: resnet)" in notices(
+        make_cfg("model=resmlp", "model.depth=32"))
+    assert not [n for n in notices(make_cfg("model=resnet", "model.depth=32")) if n.startswith("model.")]

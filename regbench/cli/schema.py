@@ -345,6 +345,11 @@ def notices(cfg: Any) -> list[str]:
                    "(heavy-ball momentum is optim=sgd's; Adam's moments use its default betas)")
     if cfg.optim.name == "fista" and not cfg.reg.l1_proximal:
         out.append("reg.l1_proximal=false has no effect with optim=fista (its L1 part is always a proximal step)")
+    defaults = ModelConfig()
+    for knob, models in MODEL_KNOBS_SINCE.items():
+        if cfg.model.name not in models and cfg.model[knob] != getattr(defaults, knob):
+            out.append(f"model.{knob}={cfg.model[knob]} has no effect with model={cfg.model.name} "
+                       f"(it is read by: {', '.join(models)})")
     from regbench.regularizers import notices as regularizer_notices
 
     return out + _schedule_notices(cfg) + regularizer_notices(cfg.reg, cfg, config_search_dirs())
