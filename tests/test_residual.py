@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+from omegaconf import OmegaConf
 from torch import nn
 
 from regbench import UserInputError
@@ -189,9 +190,10 @@ def test_a_stack_of_one_computes_what_the_plain_network_computes(overrides, shap
     stack = stack_of(cfg, model)
     x = torch.randn(16, *shape)
     stack.forward(x.unsqueeze(0), train=True)  # moves the batch-norm statistics away from their start
-    for layer, (src) in zip([m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))],
-                            zip(stack.buffers[::2], stack.buffers[1::2])):
-        layer.running_mean.copy_(src[0][0]), layer.running_var.copy_(src[1][0])
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert len(norms) == len(stack.buffers) // 2 > 0
+    for layer, mean, var in zip(norms, stack.buffers[::2], stack.buffers[1::2]):
+        layer.running_mean.copy_(mean[0]), layer.running_var.copy_(var[0])
     with torch.no_grad():
         assert torch.equal(stack.forward(x.unsqueeze(0), train=False)[0], model.eval()(x))
 
@@ -215,9 +217,9 @@ def test_residual_knobs_out_of_range_are_refused():
 
 def test_the_new_model_knobs_leave_the_hash_of_other_models_as_it_was():
     def hashed(*overrides):
-        return config_hash(flatten(__import__("omegaconf").OmegaConf.to_container(make_cfg(*overrides), resolve=True)))
+        return config_hash(flatten(OmegaConf.to_container(make_cfg(*overrides), resolve=True)))
 
-    params = flatten(__import__("omegaconf").OmegaConf.to_container(make_cfg("reg=l2"), resolve=True))
+    params = flatten(OmegaConf.to_container(make_cfg("reg=l2"), resolve=True))
     new = ("model.groups", "model.blocks", "model.width", "model.depth", "model.width_mult")
     assert hashed("reg=l2") == config_hash({k: v for k, v in params.items() if k not in new})
     assert hashed("reg=l2", "model.width=64") == hashed("reg=l2")  # mlp does not read it
@@ -238,7 +240,8 @@ def test_the_residual_knobs_are_structure_and_the_rates_are_not():
 def test_resmlp_stacks_bit_for_bit_with_and_without_drop_path_and_shakedrop(tmp_path):
     common = [*RESMLP, "reg.batchnorm=true", "trainer.patience=2", "trainer.max_epochs=6"]
     variants = [["reg=none"], ["reg=drop_path"], ["reg=shakedrop", "optim.lr=3e-3"],
-                ["reg=[drop_path,dropout]", "reg.drop_path=0.3", "reg.shakedrop=0.2"], ["reg=l2", "seed=1", "dataset.split_seed=0"]]
+                ["reg=[drop_path,dropout]", "reg.drop_path=0.3", "reg.shakedrop=0.2"],
+                ["reg=l2", "seed=1", "dataset.split_seed=0"]]
     alone, stacked = _alone_and_stacked(tmp_path, common, variants)
     assert len({json.dumps(a["metrics"]) for a in alone}) == len(variants)  # the regularizers changed something
     for i, (a, s) in enumerate(zip(alone, stacked)):
