@@ -315,3 +315,24 @@ def test_a_residual_model_knob_set_for_another_model_gets_a_notice():
     assert "model.depth=32 has no effect with model=resmlp (it is read by: resnet)" in notices(
         make_cfg("model=resmlp", "model.depth=32"))
     assert not [n for n in notices(make_cfg("model=resnet", "model.depth=32")) if n.startswith("model.")]
+
+
+@pytest.mark.parametrize("overrides", [RESMLP, RESNET], ids=["resmlp", "resnet"])
+def test_training_with_drop_path_and_shakedrop_reads_back_from_the_device_once_per_epoch(tmp_path, overrides):
+    """Their draws and gates stay on the device: the epoch's numbers are the loop's only read-back
+    (the CPU stand-in for tests/test_cuda.py's GPU check; see tests/conftest.py's HostSyncs)."""
+    from regbench.data.datasets import load
+    from regbench.engine.loop import fit
+    from regbench.engine.runner import new_stack
+    from regbench.regularizers import regularizers
+    from tests.conftest import HostSyncs
+
+    cfg = make_cfg(*overrides, "reg=[drop_path,shakedrop,dropout,batchnorm]", "dataset.train_size=300",
+                   "trainer.max_epochs=3", "trainer.patience=null")
+    device = torch.device("cpu")
+    data = load(cfg.dataset, device)
+    stack = new_stack([(cfg, tmp_path, {})], data, device, regularizers(cfg.reg))
+    with HostSyncs() as probe:
+        fit(stack, data)
+    assert len(stack.members[0].state.history) == 3
+    assert probe.calls == [("tolist", ("fit",))] * 3
