@@ -145,6 +145,27 @@ def test_resnet20_has_the_papers_027m_parameters():
     assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 19 + 2
 
 
+def test_resnet_blocks_are_he_et_als_basic_blocks_with_option_b_shortcuts():
+    cfg = make_cfg("model=resnet", "reg=[batchnorm,dropout]")
+    model = build_model(cfg.model, cfg.reg, (3, 32, 32), 10, "classification")
+    blocks = [m for m in model if isinstance(m, Residual)]
+    assert len(blocks) == 9 and all(isinstance(model[i + 1], nn.ReLU) for i, m in enumerate(model) if m in blocks)
+    kinds = [type(m) for m in blocks[0].body]
+    assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Dropout, nn.Conv2d, nn.BatchNorm2d, branch.DropPath,
+                     branch.ShakeDrop]
+    projected = [i for i, b in enumerate(blocks) if len(b.shortcut)]
+    assert projected == [3, 6]  # the first block of stages 2 and 3; the others add the identity
+    for i in projected:
+        conv = blocks[i].shortcut[0]
+        assert conv.kernel_size == (1, 1) and conv.stride == (2, 2) and blocks[i].body[0].stride == (2, 2)
+        assert isinstance(blocks[i].shortcut[1], nn.BatchNorm2d)
+    assert [b.body[0].out_channels for b in blocks] == [16] * 3 + [32] * 3 + [64] * 3
+    assert isinstance(model[-3], nn.AdaptiveAvgPool2d) and model[-1].in_features == 64
+    wide = make_cfg("model=resnet", "model.width_mult=2", "model.depth=14")
+    blocks = [m for m in build_model(wide.model, wide.reg, (1, 8, 8), 10, "classification") if isinstance(m, Residual)]
+    assert [b.body[0].out_channels for b in blocks] == [32] * 2 + [64] * 2 + [128] * 2
+
+
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
 def test_resnet_fits_the_image_sizes(shape):
     cfg = make_cfg(*RESNET, "reg=[batchnorm,dropout,drop_path]")
