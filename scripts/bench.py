@@ -127,6 +127,8 @@ REG_ROWS = [
     ("swa", ["reg=swa", "reg.swa=0.01"], []),
     ("swa + batchnorm (update_bn)", ["reg=[swa,batchnorm]", "reg.swa=0.01"], ["reg=batchnorm"]),
     ("sam", ["reg=sam"], []), ("asam", ["reg=asam"], []),
+    ("drop_path (resmlp)", ["model=resmlp", "reg=drop_path"], ["model=resmlp"]),
+    ("shakedrop (resmlp)", ["model=resmlp", "reg=shakedrop"], ["model=resmlp"]),
 ]
 # targets of (d) on (b), where the arithmetic dominates: (row, the most its epoch may cost relative to the baseline)
 REG_TARGETS = [("ema", 1.10), ("mixup", 1.10), ("sam", 2.3)]
@@ -591,6 +593,7 @@ def bench_regularizers(workloads: dict[str, list[str]], rows: list[tuple[str, li
         keys = list(configs)
         for r in range(repeats):
             for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+                gc.collect()
                 seconds[key].append(statistics.median(run_runner(configs[key], workdir)["epoch_seconds"]))
         table = {}
         for label, _, b in rows:
@@ -844,6 +847,15 @@ def report(res: dict[str, Any]) -> str:
         rows = [[str(k), f"{v['lone_seconds']:.2f} s", f"{v['stacked_seconds']:.2f} s", f"{v['speedup']:.2f}x"]
                 for k, v in cz["sizes"].items()]
         out.append(fmt_table(rows, ["jobs", "one by one", "stacked", "speed-up"]))
+    if "d" in res:
+        d = res["d"]
+        out.append("")
+        out.append(f"(d) what a regularizer costs: epoch time (training + evaluation, the runner's `seconds`) with it "
+                   f"relative to the same run without it; {d['epochs']} epochs x {d['repeats']} repeats, interleaved; medians")
+        out.append(f"other processes during this workload: {sharing(d['machine_sharing'])}")
+        rows = [[name, v["plain"], v["adds"], f"{1e3 * v['plain_s']:.1f} ms", f"{1e3 * v['with_s']:.1f} ms",
+                 f"{v['relative']:.2f}x"] for name, v in d["rows"].items()]
+        out.append(fmt_table(rows, ["row", "plain run", "adds", "plain epoch", "with it", "relative"]))
     if "cli_sweep" in res:
         cs = res["cli_sweep"]
         out.append("")
@@ -955,6 +967,8 @@ def main() -> int:
     parser.add_argument("--epochs-a", type=int, help="epochs per repeat of (a) (default 20; quick 4)")
     parser.add_argument("--repeats-b", type=int, help="repeats of workload (b) (default 5; quick 1)")
     parser.add_argument("--epochs-b", type=int, help="epochs per repeat of (b) (default 2; quick 1)")
+    parser.add_argument("--epochs-d", type=int, help="epochs per run of (d) on the digits (default 8; quick 3)")
+    parser.add_argument("--repeats-d", type=int, help="repeats of (d) (default 3; quick 1)")
     parser.add_argument("--repeats-c", type=int, help="repeats of the stacked sweep (c) (default 3; quick 1)")
     parser.add_argument("--stack-jobs", type=int, help="jobs in the stacked sweep (c) (default 8 on the CPU, 32 on CUDA)")
     parser.add_argument("--cli-sweep-repeats", type=int, help="runs of the sweep (c) from the shell, per launcher (default 2; quick 1)")
@@ -1056,8 +1070,9 @@ def main() -> int:
                            "mnist": [*dev, *WORKLOAD_B, f"dataset.root={root}",
                                      *([f"dataset.train_size={train_size_b}"] if train_size_b != "none" else [])]}
             log("(d) what each regularizer costs")
-            res["d"] = bench_regularizers(workloads_d, REG_ROWS, {"digits": 3 if q else 8, "mnist": 1 if q else 2},
-                                          1 if q else 3, workdir, log)
+            res["d"] = bench_regularizers(workloads_d, REG_ROWS, {"digits": args.epochs_d or (3 if q else 8),
+                                                                  "mnist": 1 if q else 2},
+                                          args.repeats_d or (1 if q else 3), workdir, log)
         if "cli-sweep" not in args.skip:
             res["cli_sweep"] = cli_sweep(alphas, [f"device={args.device}", *quick_c], cli_sweep_repeats, log)
         if "memory" not in args.skip:

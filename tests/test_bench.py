@@ -66,3 +66,21 @@ def _presets_of(cls):
 
     names = {k.name for k in cls.knobs}
     return [p.stem for p in (REPO / "conf" / "reg").glob("*.yaml") if names & set((yaml.safe_load(p.read_text()) or {}))]
+
+
+def test_each_regularizer_row_differs_from_its_plain_run_in_that_regularizer_only():
+    """(d) compares a regularizer's epoch time with the same run without it: the two configs
+    must differ in `reg` keys alone, and the regularizer must act (its label is not none)."""
+    from omegaconf import OmegaConf
+
+    from regbench.regularizers import label
+    from regbench.results import flatten
+
+    bench = _bench()
+    assert bench.REG_ROWS
+    for name, over, plain in bench.REG_ROWS:
+        a, b = (flatten(OmegaConf.to_container(make_cfg(*o), resolve=True)) for o in (plain, over))
+        changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        assert changed and all(k.startswith("reg.") for k in changed), (name, changed)
+        with_it = make_cfg(*over)
+        assert label(with_it.reg, with_it.model) != "none", name

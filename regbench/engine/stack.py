@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,7 +33,7 @@ from torch.nn import functional as F
 from regbench.data.datasets import Data
 from regbench.engine.loop import FitState, schedule_of
 from regbench.engine.schedules import Schedule
-from regbench.models import Regressor
+from regbench.models import Regressor, Residual
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -116,6 +117,35 @@ def tensors(model: nn.Module) -> tuple[list[torch.Tensor], list[bool], list[torc
     return params, penalised, buffers
 
 
+def compile_ops(modules: nn.Sequential, n_params: int = 0, n_buffers: int = 0) -> tuple[list[tuple[Any, ...]], int, int]:
+    """The layers of `modules` as the engine's ops, in order, with the indices of their tensors
+    (in `tensors`' order) from `n_params` and `n_buffers` on; returns the ops and the next
+    indices. A residual block is one op holding its body's and its shortcut's ops."""
+    ops: list[tuple[Any, ...]] = []
+    for module in modules:
+        owner = getattr(module, "regbench_regularizer", None)
+        if owner is not None:
+            ops.append(("regularizer", owner, getattr(module, "regbench_depth", None)))
+        elif isinstance(module, Residual):
+            body, n_params, n_buffers = compile_ops(module.body, n_params, n_buffers)
+            shortcut, n_params, n_buffers = compile_ops(module.shortcut, n_params, n_buffers)
+            ops.append(("residual", body, shortcut))
+        elif isinstance(module, nn.Flatten):
+            ops.append(("flatten",))
+        elif isinstance(module, nn.Linear):
+            ops.append(("linear", n_params))
+            n_params += 2
+        elif isinstance(module, nn.Conv2d):
+            ops.append(("conv", n_params, module.stride, module.padding, module.dilation))
+            n_params += 2
+        elif isinstance(module, _NORMS):
+            ops.append(("batchnorm", n_params, n_buffers, module.momentum, module.eps))
+            n_params, n_buffers = n_params + 2, n_buffers + 2
+        else:
+            ops.append(("module", module))  # activations and pooling: no tensors, any layout
+    return ops, n_params, n_buffers
+
+
 class _StackedLinear(torch.autograd.Function):
     """F.linear once per member: y[k] = x[k] @ w[k].T + b[k], as one batched product.
 
@@ -164,25 +194,7 @@ class Stack:
         self.step = 0
         self.regularizer_classes = regularizers
         self.squeeze = isinstance(template, Regressor)
-        self.ops: list[tuple[Any, ...]] = []  # the template's layers, in order
-        n_params = n_buffers = 0
-        for module in template.net if self.squeeze else template:
-            owner = getattr(module, "regbench_regularizer", None)
-            if owner is not None:
-                self.ops.append(("regularizer", owner))
-            elif isinstance(module, nn.Flatten):
-                self.ops.append(("flatten",))
-            elif isinstance(module, nn.Linear):
-                self.ops.append(("linear", n_params))
-                n_params += 2
-            elif isinstance(module, nn.Conv2d):
-                self.ops.append(("conv", n_params, module.stride, module.padding, module.dilation))
-                n_params += 2
-            elif isinstance(module, _NORMS):
-                self.ops.append(("batchnorm", n_params, n_buffers, module.momentum, module.eps))
-                n_params, n_buffers = n_params + 2, n_buffers + 2
-            else:
-                self.ops.append(("module", module))  # activations and pooling: no tensors, any layout
+        self.ops, n_params, n_buffers = compile_ops(template.net if self.squeeze else template)
         self.n_outputs = [m for m in template.modules() if isinstance(m, nn.Linear)][-1].out_features
         per_member = [tensors(m.model) for m in members]
         self.penalised = per_member[0][1]
@@ -271,8 +283,13 @@ class Stack:
         Between convolutions the activations are kept as (B, K * C, H, W), member k's channels
         side by side, so that one grouped convolution, batch norm and pooling serve every member.
         """
-        h, grouped, k = x, False, x.shape[0]
-        for op in self.ops:
+        h, _ = self._run(self.ops, x, False, x.shape[0], train)
+        return h.squeeze(-1) if self.squeeze else h
+
+    def _run(self, ops: list[tuple[Any, ...]], h: torch.Tensor, grouped: bool, k: int, train: bool
+             ) -> tuple[torch.Tensor, bool]:
+        """Runs `ops` on h; returns h and whether it is in the grouped (B, K * C, H, W) layout."""
+        for op in ops:
             kind = op[0]
             if kind == "conv":
                 if not grouped:
@@ -304,15 +321,22 @@ class Stack:
             elif kind == "regularizer":
                 reg = self.by_name.get(op[1])
                 if reg is not None and reg.active:
+                    # a residual branch's layer also gets its block's depth l / L
+                    forward = reg.forward if op[2] is None else partial(reg.forward, depth=op[2])
                     if grouped:
                         b_, _, *spatial = h.shape
-                        h = reg.forward(self, h.view(b_, k, -1, *spatial).transpose(0, 1), train)
+                        h = forward(self, h.view(b_, k, -1, *spatial).transpose(0, 1), train)
                         h = h.transpose(0, 1).reshape(b_, -1, *spatial)
                     else:
-                        h = reg.forward(self, h, train)
+                        h = forward(self, h, train)
+            elif kind == "residual":  # body, then shortcut, summed in that order as Residual.forward
+                branch, grouped_branch = self._run(op[1], h, grouped, k, train)
+                shortcut, grouped = self._run(op[2], h, grouped, k, train)
+                assert grouped == grouped_branch, "a residual block's body and shortcut end in different layouts"
+                h = branch + shortcut
             else:
                 h = op[1](h)
-        return h.squeeze(-1) if self.squeeze else h
+        return h, grouped
 
     # ------------------------------------------------------------------ update
     def penalty(self) -> torch.Tensor | None:
