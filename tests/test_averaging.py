@@ -94,7 +94,7 @@ def test_swa_and_its_batch_norm_statistics_equal_torchs_swa_utils():
             assert torch.equal(params[0][0], stack.params[0][0]) == (epoch == 4)  # the first average is a copy
         else:  # before averaging starts the evaluated weights are the trained ones
             assert all(torch.equal(a, b) for a, b in zip(params + buffers, stack.params + stack.buffers))
-        stack.members[0].state.history.append({"epoch": epoch, "val_loss": 1.0})
+        stack.members[0].state.history.append({"epoch": epoch, "val_loss": 1.0, "lr": stack.lr[0]})
 
 
 @pytest.mark.parametrize("anneal", [0, 1, 3, 10])
@@ -217,3 +217,25 @@ def test_a_switched_off_knob_changes_nothing(tmp_path, off):
     base = run(make_cfg(*SMALL, "trainer.max_epochs=3"), tmp_path / "base", QUIET)
     other = run(make_cfg(*SMALL, "trainer.max_epochs=3", *off), tmp_path / "off", QUIET)
     assert other["reg"] == "none" and other["metrics"] == base["metrics"] and other["weights"] == "trained"
+
+
+@pytest.mark.parametrize("variants", [
+    [["reg=ema", "reg.ema=0.9"], ["reg=ema", "reg.ema=0.5", "reg.dropout=0.2"]],
+    [["reg=swa", "reg.swa=0.25"], ["reg=swa", "reg.swa=0.5", "reg.swa_lr=1e-2", "reg.dropout=0.2"]],
+    [["reg=sam"], ["reg=asam", "reg.dropout=0.2"]],
+])
+def test_a_stack_of_them_reads_back_from_the_device_once_per_epoch(tmp_path, variants):
+    """Averaging (and SWA's batch-norm pass, its rate from host memory) and SAM's second pass add
+    no host sync: each epoch's numbers of every member come back in one call (see
+    tests/test_stacked.py's test of the same for the other regularizers)."""
+    from regbench.engine import stacked as stacking
+    from tests.conftest import HostSyncs
+
+    cfgs = [make_cfg(*SMALL, "reg.batchnorm=true", "trainer.max_epochs=6", *v) for v in variants]
+    with HostSyncs() as probe:
+        results = stacking.train([(c, tmp_path / str(i)) for i, c in enumerate(cfgs)], QUIET)
+    assert all(r["status"] == "ok" for r in results)
+    loop = ("train", "_train", "fit")
+    assert [call for call in probe.calls if call[1] == loop] == [("tolist", loop)] * 6
+    others = [call for call in probe.calls if call[1] != loop]
+    assert all(where[:5] == (*loop, "finished", "_finish") for _, where in others), others

@@ -69,23 +69,15 @@ class SWA:
 
     @staticmethod
     def lr(stack: Any, values: list[dict[str, Any]], lrs: list[float]) -> list[float]:
-        """The members' rates for the epoch being trained (stack.epoch)."""
-        if not any(v["swa"] > 0 for v in values):
-            return lrs
-        import torch
-
-        state = stack.reg_state.setdefault("swa", {})
-        if "host_lr0" not in state:  # the rate each member's averaging starts with (host memory: no sync)
-            state["host_lr0"] = [torch.zeros(len(values), dtype=torch.float64)]
-        lr0 = state["host_lr0"][0]
+        """The members' rates for the epoch being trained (stack.epoch): after epoch S + 1, SWALR's
+        from the rate epoch S + 1 trained with (its metrics.csv row's: host memory, kept by a
+        checkpoint with the history)."""
         out = list(lrs)
         for k, (v, member) in enumerate(zip(values, stack.members)):
             start = start_epoch(v["swa"], member.cfg.trainer.max_epochs)
-            if stack.epoch == start + 1:
-                lr0[k] = lrs[k]
-            elif stack.epoch > start + 1:
-                target = v["swa_lr"] if v["swa_lr"] > 0 else float(lr0[k])
-                out[k] = swalr(float(lr0[k]), target, v["swa_anneal_epochs"], stack.epoch - start - 1)
+            if v["swa"] > 0 and stack.epoch > start + 1:
+                lr0 = member.state.history[start]["lr"]
+                out[k] = swalr(lr0, v["swa_lr"] if v["swa_lr"] > 0 else lr0, v["swa_anneal_epochs"], stack.epoch - start - 1)
         return out
 
     def after_epoch(self, stack: Any, data: Any) -> None:
