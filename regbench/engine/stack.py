@@ -203,9 +203,8 @@ class Stack:
         self.moments: list[list[torch.Tensor]] = [[] for _ in self.params]  # Adam: m, v; SGD: momentum
         # Regularizers' own per-member tensors (an average of the weights...), by regularizer name
         # and key, each a list of tensors with the member dimension first: taken out with members
-        # that leave (`keep`) and saved in each member's checkpoint (`payload`); on the device,
-        # except under keys starting with "host" (read by the host without a device sync). The
-        # regularizer objects themselves are rebuilt by `settings` and hold no state.
+        # that leave (`keep`) and saved in each member's checkpoint (`payload`). The regularizer
+        # objects themselves are rebuilt by `settings` and hold no state.
         self.reg_state: dict[str, dict[str, list[torch.Tensor]]] = {}
         self.bn_momentum: float | None = None  # set by a hook: batch norm's running-average factor, else each layer's
         self.settings()
@@ -439,7 +438,7 @@ class Stack:
         self.params = [p.detach().index_select(0, idx).requires_grad_() for p in self.params]
         self.buffers = [b.index_select(0, idx) for b in self.buffers]
         self.moments = [[m.index_select(0, idx) for m in ms] for ms in self.moments]
-        self.reg_state = {name: {key: [t.index_select(0, torch.tensor(live, device=t.device)) for t in ts]
+        self.reg_state = {name: {key: [t.index_select(0, idx) for t in ts]
                                  for key, ts in state.items()} for name, state in self.reg_state.items()}
         self.settings()
 
@@ -497,7 +496,7 @@ class Stack:
         self.buffers, self.moments, self.step = buffers, moments, int(payloads[0]["step"])
         saved = payloads[0].get("reg_state", {})
         self.reg_state = {name: {key: [torch.stack([p["reg_state"][name][key][i] for p in payloads])
-                                       .to("cpu" if key.startswith("host") else device) for i in range(len(ts))]
+                                       .to(device) for i in range(len(ts))]
                                  for key, ts in state.items()}
                           for name, state in saved.items()}
         self.follow_schedules()
