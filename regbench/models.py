@@ -38,8 +38,8 @@ class Regressor(nn.Module):
 
 
 def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int, task: str,
-                regularizers: Sequence[type] | None = None) -> nn.Module:
-    """Returns the network for `model.name`: linear, mlp, cnn, resmlp or resnet.
+                regularizers: Sequence[type] | None = None, search: tuple[str, ...] = ()) -> nn.Module:
+    """Returns the network for `model.name`: linear, mlp, cnn, resmlp, resnet, or custom (yours).
 
     Args:
         model: the `model` config node.
@@ -49,10 +49,18 @@ def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: i
         task: "classification" or "regression".
         regularizers: the regularizer classes whose `layers` hooks insert layers; the
             built-in ones when None.
+        search: folders where model=custom's module may lie (`--config-dir`), besides the
+            Python path and the current folder.
 
     Raises:
         UserInputError: a cnn or resnet asked of tabular data, or an image too small for a cnn's blocks.
     """
+    if model.name == "custom":
+        net = _custom(model, reg, input_shape, n_outputs, search)
+        out = Regressor(net) if task == "regression" else net
+        out.regbench_custom = True  # the engine runs it as written (regbench.engine.stack)
+        out.regbench_outputs = n_outputs
+        return out
     if regularizers is None:
         from regbench.regularizers import builtin
 
@@ -61,6 +69,63 @@ def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: i
     builders = {"linear": _linear, "mlp": _mlp, "cnn": _cnn, "resmlp": _resmlp, "resnet": _resnet}
     net = builders[model.name](model, inserted, input_shape, n_outputs)
     return Regressor(net) if task == "regression" else net
+
+
+def custom_factory(model: Any, search: tuple[str, ...] = ()) -> Any:
+    """model=custom's factory, from `model._target_` (regbench.usercode.load_object)."""
+    from regbench.usercode import load_object
+
+    factory = load_object("model._target_", model._target_, search)
+    if not callable(factory):
+        raise UserInputError(f"model._target_={model._target_} is not callable: name a function or class that "
+                             "returns a torch.nn.Module")
+    return factory
+
+
+def _takes_reg(factory: Any) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return "reg" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def custom_reg_problem(factory: Any, cfg: Any) -> str | None:
+    """Why a regularizer that acts by inserting layers (dropout, batch norm...) cannot reach
+    your model, or None: with model=custom it acts only through the factory's `reg` argument."""
+    from regbench.regularizers import builtin
+
+    if _takes_reg(factory):
+        return None
+    acting = [f"reg.{k.name}={cfg.reg[k.name]}" for cls in builtin() if hasattr(cls, "layers")
+              for k in cls.knobs if cls.label({kk.name: cfg.reg[kk.name] for kk in cls.knobs}, cfg.model) and
+              cfg.reg[k.name] != k.default]
+    if not acting:
+        return None
+    return (f"{', '.join(acting)} cannot act on model=custom: {cfg.model._target_} takes no `reg` argument "
+            "(a factory with one receives the reg node, e.g. reg['dropout'], and builds the layers itself)")
+
+
+def _custom(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int, search: tuple[str, ...]) -> nn.Module:
+    from omegaconf import OmegaConf
+
+    factory = custom_factory(model, search)
+    kwargs = OmegaConf.to_container(model.kwargs, resolve=True) if not isinstance(model.kwargs, dict) else dict(model.kwargs)
+    if _takes_reg(factory):
+        kwargs["reg"] = OmegaConf.to_container(reg, resolve=True) if not isinstance(reg, dict) else dict(reg)
+    try:
+        net = factory(tuple(input_shape), n_outputs, **kwargs)
+    except Exception as e:  # the user's code: its error, in one line
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UserInputError(f"model._target_={model._target_} failed for input shape {tuple(input_shape)} and "
+                             f"{n_outputs} outputs: {type(e).__name__}: {first}".rstrip(": ")) from e
+    if not isinstance(net, nn.Module):
+        raise UserInputError(f"model._target_={model._target_} returned a {type(net).__name__}, not a torch.nn.Module")
+    if not any(p.requires_grad for p in net.parameters()):
+        raise UserInputError(f"model._target_={model._target_} returned a module without trainable parameters")
+    return net
 
 
 class Residual(nn.Module):

@@ -68,7 +68,7 @@ def test_a_user_regularizer_loads_from_the_folder_beside_its_config_and_is_label
     (["+reg.extra.mine._target_=nowhere.Mine"],
      "reg.extra.mine._target_=nowhere.Mine: no module nowhere on the Python path, nor nowhere.py in"),
     (["+reg.extra.mine._target_=maxnorm.Missing"], "reg.extra.mine._target_=maxnorm.Missing: maxnorm has no Missing"),
-    (["+reg.extra.mine._target_=Mine"], "reg.extra.mine._target_ must be a dotted path module.Class (got 'Mine')"),
+    (["+reg.extra.mine._target_=Mine"], "reg.extra.mine._target_ must be a dotted path module.name (got 'Mine')"),
     (["+reg.extra.maxnorm._target_=maxnorm.MaxNorm", "+reg.extra.maxnorm.max_norm=-1"],
      "reg.extra.maxnorm.max_norm must be >= 0 (got -1)"),
     (["+reg.extra.maxnorm._target_=maxnorm.MaxNorm", "+reg.extra.maxnorm.radius=1"],

@@ -25,11 +25,11 @@ DATASETS = (
     "fashion_mnist",
     "cifar10",
 )
-MODELS = ("linear", "mlp", "cnn", "resmlp", "resnet")
+MODELS = ("linear", "mlp", "cnn", "resmlp", "resnet", "custom")
 # Model knobs added after the first release, with the models that read them: for any other
 # model they stay out of config_hash (regbench.results), so runs from before keep their hash.
 MODEL_KNOBS_SINCE = {"groups": ("resmlp",), "blocks": ("resmlp",), "width": ("resmlp",),
-                     "depth": ("resnet",), "width_mult": ("resnet",)}
+                     "depth": ("resnet",), "width_mult": ("resnet",), "_target_": ("custom",), "kwargs": ("custom",)}
 OPTIMIZERS = ("sgd", "adam", "adamw", "fista")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "elu", "silu")
 
@@ -90,6 +90,11 @@ class ModelConfig:
     """resnet only: layers, 6n+2 (20, 32, 44, 56, 110: n basic blocks per stage)."""
     width_mult: int = 1
     """resnet only: multiplies the stage widths 16, 32, 64."""
+    _target_: Optional[str] = None
+    """custom only: your factory, module.name: called as f(input_shape, n_outputs, **model.kwargs), plus
+    reg=<the reg node as a dict> when it takes a `reg` argument; returns a torch.nn.Module."""
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    """custom only: keyword arguments of your factory."""
 
 
 def _reg_config() -> type:
@@ -295,10 +300,27 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
         problems.append("model.hidden_sizes and model.channels must be positive")
     problems += _check_residual(cfg.model)
+    if cfg.model.name == "custom":
+        problems += _check_custom(cfg, search)
     from regbench.regularizers import config_problems
 
     problems += config_problems(reg, cfg, search)
     return [p for p in problems if p]
+
+
+def _check_custom(cfg: Any, search: tuple[str, ...]) -> list[str]:
+    """model=custom: its factory loads, and the regularizers that insert layers reach it."""
+    from regbench import UserInputError
+    from regbench.models import custom_factory, custom_reg_problem
+
+    if cfg.model._target_ is None:
+        return ["model=custom needs model._target_, your factory (module.name), e.g. model._target_=mynet.make_net"]
+    try:
+        factory = custom_factory(cfg.model, search)
+    except UserInputError as e:
+        return [str(e)]
+    problem = custom_reg_problem(factory, cfg)
+    return [problem] if problem else []
 
 
 def _check_residual(model: Any) -> list[str]:

@@ -146,12 +146,12 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
         problem = data_problem(cfg, data, classes)
         if problem:
             raise UserInputError(problem)
-        stack = new_stack([(cfg, out_dir, result)], data, device, classes)
+        stack = new_stack([(cfg, out_dir, result)], data, device, classes, search)
         restored, why = checkpoint.load(out_dir, result["config_hash"], stack)
         if why:
             console.print(f"regbench: warning: ignoring {out_dir / checkpoint.CHECKPOINT_FILE}: {why}; starting fresh",
                           highlight=False, markup=False, soft_wrap=True)
-            stack = new_stack([(cfg, out_dir, result)], data, device, classes)
+            stack = new_stack([(cfg, out_dir, result)], data, device, classes, search)
         member = stack.members[0]
         model = member.model
         if restored:
@@ -261,11 +261,11 @@ def data_problem(cfg: Any, data: Any, classes: list[tuple[type, Any]]) -> str | 
 
 
 def new_member(index: int, cfg: Any, out_dir: Path, result: dict[str, Any], data: Any, device: torch.device,
-               classes: list[tuple[type, Any]]) -> Member:
+               classes: list[tuple[type, Any]], search: tuple[str, ...] = ()) -> Member:
     """A job's network and random streams, all from its seed: for one seed every regularizer
     starts from the same weights and sees the same batches."""
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task, [c for c, _ in classes])
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task, [c for c, _ in classes], search)
     model = model.to(device)
     order, aug = data_generators(cfg.seed, device)
     # Dropout draws from its own stream, which starts where model building left torch's global
@@ -280,10 +280,11 @@ def new_member(index: int, cfg: Any, out_dir: Path, result: dict[str, Any], data
 
 
 def new_stack(jobs: list[tuple[Any, Path, dict[str, Any]]], data: Any, device: torch.device,
-              classes: list[tuple[type, Any]]) -> Stack:
+              classes: list[tuple[type, Any]], search: tuple[str, ...] = ()) -> Stack:
     """The engine's stack of the jobs, each a (config, run folder, result) triple sharing one
     `regbench.engine.stackable.stack_key`: a lone run is a stack of one."""
-    members = [new_member(i, cfg, out_dir, result, data, device, classes) for i, (cfg, out_dir, result) in enumerate(jobs)]
+    members = [new_member(i, cfg, out_dir, result, data, device, classes, search)
+               for i, (cfg, out_dir, result) in enumerate(jobs)]
     # the network with the most layers: a member with dropout layers, where any member has them
     template = max((m.model for m in members), key=lambda model: len(list(model.modules())))
     return Stack(members, template, jobs[0][0].optim, classes)

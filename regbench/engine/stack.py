@@ -107,7 +107,12 @@ def layers(model: nn.Module) -> list[nn.Module]:
 
 def tensors(model: nn.Module) -> tuple[list[torch.Tensor], list[bool], list[torch.Tensor]]:
     """Parameters (weight, bias per layer), which of them are penalised (weight matrices and
-    kernels), and the batch-norm running statistics, in a fixed order shared by every member."""
+    kernels), and the batch-norm running statistics, in a fixed order shared by every member.
+    For model=custom: every parameter, in `parameters()`' order, and every batch norm's statistics."""
+    if getattr(model, "regbench_custom", False):
+        params = list(model.parameters())
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        return params, [p.dim() >= 2 for p in params], [t for m in norms for t in (m.running_mean, m.running_var)]
     params, penalised, buffers = [], [], []
     for layer in layers(model):
         params += [layer.weight, layer.bias]
@@ -144,6 +149,22 @@ def compile_ops(modules: nn.Sequential, n_params: int = 0, n_buffers: int = 0) -
         else:
             ops.append(("module", module))  # activations and pooling: no tensors, any layout
     return ops, n_params, n_buffers
+
+
+@contextlib.contextmanager
+def _default_stream(generator: torch.Generator) -> Iterator[None]:
+    """Within it, torch's default generator of the generator's device continues `generator`'s
+    stream, and `generator` continues from where the block left it."""
+    cuda = generator.device.type == "cuda"
+    get = (lambda: torch.cuda.get_rng_state(generator.device)) if cuda else torch.get_rng_state
+    put = (lambda state: torch.cuda.set_rng_state(state, generator.device)) if cuda else torch.set_rng_state
+    saved = get()
+    put(generator.get_state())
+    try:
+        yield
+    finally:
+        generator.set_state(get())
+        put(saved)
 
 
 class _StackedLinear(torch.autograd.Function):
@@ -194,8 +215,21 @@ class Stack:
         self.step = 0
         self.regularizer_classes = regularizers
         self.squeeze = isinstance(template, Regressor)
-        self.ops, n_params, n_buffers = compile_ops(template.net if self.squeeze else template)
-        self.n_outputs = [m for m in template.modules() if isinstance(m, nn.Linear)][-1].out_features
+        # model=custom: the user's module, run as written through torch.func.functional_call (one member)
+        self.custom = template if getattr(template, "regbench_custom", False) else None
+        if self.custom is not None:
+            if len(members) != 1:
+                raise ValueError("model=custom runs one job at a time")
+            self.ops, n_params, n_buffers = [], *map(len, tensors(template)[::2])
+            norms = [(name, m) for name, m in template.named_modules()
+                     if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+            self.custom_names = ([name for name, _ in template.named_parameters()]
+                                 + [f"{name}.{b}" for name, _ in norms for b in ("running_mean", "running_var")])
+            self.custom_norms = [m for _, m in norms]
+            self.n_outputs = template.regbench_outputs
+        else:
+            self.ops, n_params, n_buffers = compile_ops(template.net if self.squeeze else template)
+            self.n_outputs = [m for m in template.modules() if isinstance(m, nn.Linear)][-1].out_features
         per_member = [tensors(m.model) for m in members]
         self.penalised = per_member[0][1]
         self.params = [torch.stack([t[0][j].detach() for t in per_member]).requires_grad_() for j in range(n_params)]
@@ -282,8 +316,32 @@ class Stack:
         Between convolutions the activations are kept as (B, K * C, H, W), member k's channels
         side by side, so that one grouped convolution, batch norm and pooling serve every member.
         """
+        if self.custom is not None:
+            return self._run_custom(x, train)
         h, _ = self._run(self.ops, x, False, x.shape[0], train)
         return h.squeeze(-1) if self.squeeze else h
+
+    def _run_custom(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """model=custom: the user's module on the member's tensors (torch.func.functional_call),
+        in training or eval mode, its random layers drawing from the member's dropout stream
+        (swapped in for torch's default generator), so that a resumed run draws what an
+        uninterrupted one draws."""
+        from torch.func import functional_call
+
+        module, member = self.custom, self.members[0]
+        module.train(train)
+        tensors_ = dict(zip(self.custom_names, [t[0] for t in self.params + self.buffers]))
+        momenta = [m.momentum for m in self.custom_norms]
+        if self.bn_momentum is not None:
+            for m in self.custom_norms:
+                m.momentum = self.bn_momentum
+        try:
+            with _default_stream(member.dropout_rng) if train else contextlib.nullcontext():
+                out = functional_call(module, tensors_, (x[0],))
+        finally:
+            for m, momentum in zip(self.custom_norms, momenta):
+                m.momentum = momentum
+        return out.unsqueeze(0)
 
     def _run(self, ops: list[tuple[Any, ...]], h: torch.Tensor, grouped: bool, k: int, train: bool
              ) -> tuple[torch.Tensor, bool]:

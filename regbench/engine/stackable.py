@@ -54,6 +54,8 @@ def why_alone(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
     from regbench import UserInputError
     from regbench.regularizers import load_user, user_entries
 
+    if cfg.model.name == "custom":
+        return "model=custom runs as its own module, one job at a time"
     if cfg.model.name not in MODELS:
         return f"model={cfg.model.name} has no stacked form"
     if cfg.optim.name == "fista":

@@ -83,7 +83,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
     for job_cfg, out_dir in jobs:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         triples.append((job_cfg, Path(out_dir), new_result(job_cfg, search)))
-    stack = new_stack(triples, data, device, classes)
+    stack = new_stack(triples, data, device, classes, search)
     members = list(stack.members)
     for member in members:
         member.result.update(device=str(device), n_params=sum(p.numel() for p in member.model.parameters()),

@@ -69,11 +69,7 @@ path importable from the Python path, or a module file beside the config: see `l
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from regbench import UserInputError
@@ -156,48 +152,15 @@ def load_user(name: str, target: Any, search: tuple[str, ...] = ()) -> type:
     Raises:
         UserInputError: one line, naming the entry and the error, when it does not load.
     """
+    from regbench.usercode import load_object
+
     where = f"reg.extra.{name}._target_"
-    if not isinstance(target, str) or "." not in target:
-        raise UserInputError(f"{where} must be a dotted path module.Class (got {target!r})")
-    module_name, _, attr = target.rpartition(".")
-    try:
-        module = _import(module_name, search)
-    except UserInputError as e:
-        raise UserInputError(f"{where}={target}: {e}") from None
-    except Exception as e:  # the user's code failed to import: its error, in one line
-        raise UserInputError(f"{where}={target}: importing {module_name} failed: {type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")) from e
-    cls = getattr(module, attr, None)
-    if cls is None:
-        raise UserInputError(f"{where}={target}: {module_name} has no {attr}")
+    cls = load_object(where, target, search)
     missing = [a for a in ("name", "knobs", "label") if not hasattr(cls, a)]
     if missing:
         raise UserInputError(f"{where}={target} is not a regbench regularizer: it lacks {', '.join(missing)} "
                              "(see regbench.regularizers)")
     return cls
-
-
-def _import(module_name: str, search: tuple[str, ...]) -> Any:
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    top = module_name.split(".")[0]
-    if importlib.util.find_spec(top) is not None:
-        return importlib.import_module(module_name)
-    for folder in (*search, "."):
-        for path in (Path(folder) / f"{top}.py", Path(folder) / top / "__init__.py"):
-            if path.is_file():
-                spec = importlib.util.spec_from_file_location(
-                    top, path, submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[top] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[top]
-                    raise
-                return importlib.import_module(module_name)
-    places = ", ".join([*search, "the current folder"])
-    raise UserInputError(f"no module {module_name} on the Python path, nor {top}.py in {places}")
 
 
 def regularizers(reg: Any, search: tuple[str, ...] = ()) -> list[tuple[type, Callable[[Any], dict[str, Any]]]]:
