@@ -47,7 +47,8 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 # Settings that change what is kept, not what is computed: a run may resume across them.
-NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_seconds")
+# search.seeds: how a trial is scored, not what any of its runs computes (each seed's run has its own seed)
+NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_seconds", "search.seeds")
 # Settings only optim=fista reads: left out of the other runs' hash, which stays what it was
 # before they existed (a sweep started then still resumes; scripts/golden.py still compares).
 SOLVER_ONLY = ("optim.tol", "optim.max_iter", "optim.log_every")

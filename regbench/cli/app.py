@@ -6,6 +6,7 @@ output folders in conf/config.yaml use.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from regbench.engine import gcpause, interrupt
 from regbench.cli.schema import check, config_dir, config_search_dirs, preset_conflicts, register
@@ -109,6 +110,12 @@ def job(cfg: DictConfig) -> Any:
 
     torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, hc.launcher))
     console = Console()
+    if cfg.search.seeds > 1:
+        try:
+            return trial(cfg, out_dir, console, f"job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else "run")
+        except KeyboardInterrupt as e:
+            key, folder = ("hydra.run.dir", hc.run.dir) if hc.mode == RunMode.RUN else ("hydra.sweep.dir", hc.sweep.dir)
+            raise interrupt.resumable(e, f"{key}={interrupt.hydra_value(str(folder))}") from None
     try:
         result = run(cfg, out_dir, console, config_search_dirs())
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: the command's last line says how to resume
@@ -142,6 +149,59 @@ def job(cfg: DictConfig) -> Any:
         console.print(result_summary(result), highlight=False, soft_wrap=True)
         console.print(f"run folder: {out_dir}", highlight=False, soft_wrap=True)
     return monitored(result)
+
+
+def trial(cfg: DictConfig, out_dir: Path, console: Any, label: str) -> float | None:
+    """A search trial with search.seeds = n: the runs of seeds seed .. seed + n - 1 (the same for
+    every trial, so trials are compared on paired seeds), each in `out_dir`/seed_<s>/ like any run,
+    as one stack when they share a structure (a fixed dataset.split_seed), else one by one;
+    returns the mean of their monitored values, None when any failed (the sweeper's FAIL).
+    `out_dir`/trial.json records the seeds, their values and the mean."""
+    from regbench.console import one_line
+    from regbench.engine.runner import run
+    from regbench.engine.stackable import stack_key
+    from regbench.reporting.collect import TRIAL_FILE
+
+    seeds = [cfg.seed + i for i in range(cfg.search.seeds)]
+    jobs = []
+    for s in seeds:
+        seed_cfg = copy.deepcopy(cfg)
+        with open_dict(seed_cfg):
+            seed_cfg.seed = s
+            seed_cfg.search.seeds = 1
+        jobs.append((seed_cfg, out_dir / f"seed_{s}"))
+    record = {"seeds": seeds, "values": None, "mean": None}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / TRIAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    results: dict[int, dict[str, Any]] = {i: done for i, (c, d) in enumerate(jobs) if (done := finished_result(c, d))}
+    todo = [i for i in range(len(jobs)) if i not in results]
+    search = config_search_dirs()
+    keys = {stack_key(jobs[i][0], search) for i in todo}
+    if len(todo) > 1 and len(keys) == 1 and None not in keys:
+        from regbench.engine.stacked import train
+
+        console.print(f"[{label}] search.seeds: seeds {', '.join(str(seeds[i]) for i in todo)} train as one model",
+                      highlight=False, markup=False, soft_wrap=True)
+        done: dict[int, dict[str, Any]] = {}
+        train([jobs[i] for i in todo], console, done, lambda index, result: None, search)
+        results.update({todo[index]: result for index, result in done.items()})
+    elif len(todo) > 1:
+        console.print(f"[{label}] search.seeds: seeds {', '.join(str(seeds[i]) for i in todo)} train one by one "
+                      "(their splits differ: dataset.split_seed follows seed; fix it, e.g. dataset.split_seed=0, "
+                      "to train them as one model)", highlight=False, markup=False, soft_wrap=True)
+    for i in todo:
+        if i not in results:
+            results[i] = run(jobs[i][0], jobs[i][1], console, search)
+    for i, s in enumerate(seeds):
+        console.print(one_line(results[i], f"{label} seed {s}"), highlight=False, markup=False, soft_wrap=True)
+    values = [monitored(results[i]) for i in range(len(seeds))]
+    mean = None if any(v is None for v in values) else sum(values) / len(values)
+    record.update(values=values, mean=mean)
+    (out_dir / TRIAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    console.print(f"[{label}] mean val_loss over seeds {seeds[0]}-{seeds[-1]}: "
+                  + (f"{mean:.6g}" if mean is not None else "none (a seed failed: the trial counts as failed)"),
+                  highlight=False, markup=False, soft_wrap=True)
+    return mean
 
 
 def monitored(result: dict[str, Any]) -> float | None:

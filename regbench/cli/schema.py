@@ -183,6 +183,15 @@ class LoggerConfig:
 
 
 @dataclass
+class SearchConfig:
+    """How a sweeper's trial is scored (the Optuna presets, conf/search/)."""
+
+    seeds: int = 1
+    """Seeds per trial: the trial runs seed, seed+1, ... (the same for every trial: paired) and returns their
+    mean val_loss; each seed's run in its own folder seed_<n>/ of the trial's."""
+
+
+@dataclass
 class Config:
     """The whole run: what `regbench run` composes and `regbench.engine.runner.run` consumes."""
 
@@ -203,6 +212,7 @@ class Config:
     """Keep last.pt (the resume point, see trainer.checkpoint_seconds) when the run finishes."""
     overwrite: bool = False
     """Single runs: replace the finished result of another configuration in hydra.run.dir (refused otherwise)."""
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 def register() -> None:
@@ -300,6 +310,8 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
         problems.append("model.hidden_sizes and model.channels must be positive")
     problems += _check_residual(cfg.model)
+    if cfg.search.seeds < 1:
+        problems.append(f"search.seeds must be >= 1 (got {cfg.search.seeds})")
     if cfg.model.name == "custom":
         problems += _check_custom(cfg, search)
     from regbench.regularizers import config_problems

@@ -54,6 +54,8 @@ def why_alone(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
     from regbench import UserInputError
     from regbench.regularizers import load_user, user_entries
 
+    if cfg.get("search") is not None and cfg.search.seeds > 1:
+        return f"search.seeds={cfg.search.seeds}: each trial trains its seeds itself (as one stack where they share a split)"
     if cfg.model.name == "custom":
         return "model=custom runs as its own module, one job at a time"
     if cfg.model.name not in MODELS:

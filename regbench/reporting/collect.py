@@ -23,6 +23,7 @@ RUN_MARKERS = (RESULT_FILE, "metrics.csv", ".hydra")
 # mlartifacts/ beside its database, mlruns/ is MLflow's file store), which hold copies of
 # result.json and metrics.csv, not runs.
 NOT_SEARCHED = (".hydra", "mlartifacts", "mlruns")
+TRIAL_FILE = "trial.json"  # written by a trial of a search with search.seeds > 1 (regbench.cli.app)
 
 
 @dataclass
@@ -39,7 +40,8 @@ def run_folders(path: Path) -> list[Path]:
     found = set()
     for dirpath, dirnames, filenames in os.walk(path):
         names = set(filenames) | set(dirnames)
-        if any(marker in names for marker in RUN_MARKERS):
+        # a search trial's folder (search.seeds) is not a run: its runs are its seed_<n>/ folders
+        if TRIAL_FILE not in names and any(marker in names for marker in RUN_MARKERS):
             found.add(Path(dirpath))
         dirnames[:] = [d for d in dirnames if d not in NOT_SEARCHED]
     return sorted(found)
