@@ -22,7 +22,7 @@ from regbench.models import Residual, build_model
 from regbench.regularizers import branch
 from regbench.results import MetricsWriter, config_hash, flatten
 from tests.conftest import make_cfg, regbench, stack_of
-from tests.test_stacked import SAME, _alone_and_stacked, _rows
+from tests.test_stacked import SAME, _alone_and_stacked, _rows, within_tolerance
 
 RESMLP = ["model=resmlp", "model.width=16", "model.groups=1", "model.blocks=2"]
 RESNET = ["model=resnet", "model.depth=8"]
@@ -274,15 +274,7 @@ def test_resmlp_stacks_bit_for_bit_with_and_without_drop_path_and_shakedrop(tmp_
 def test_resnet_stacks_and_agrees_with_its_lone_runs_within_the_conv_tolerance(tmp_path):
     common = [*RESNET, "reg.batchnorm=true", "trainer.max_epochs=3", "trainer.patience=null"]
     variants = [["reg=none"], ["reg=drop_path", "reg.drop_path=0.2"], ["reg=shakedrop"], ["reg=dropout", "reg.dropout=0.2"]]
-    alone, stacked = _alone_and_stacked(tmp_path, common, variants)
-    for i, (a, s) in enumerate(zip(alone, stacked)):
-        assert a["status"] == s["status"] == "ok", (a.get("error"), s.get("error"))
-        assert s["stack_size"] == 4 and s["n_params"] == a["n_params"] and s["config_hash"] == a["config_hash"]
-        for key, value in a["metrics"].items():
-            if key.endswith("_acc"):  # one sample of 300 is 0.0033
-                assert abs(s["metrics"][key] - value) <= 0.01, (variants[i], key)
-            else:
-                assert s["metrics"][key] == pytest.approx(value, rel=1e-3, abs=2e-3), (variants[i], key)
+    within_tolerance(*_alone_and_stacked(tmp_path, common, variants), variants)
 
 
 def test_a_drop_path_run_interrupted_mid_way_resumes_bit_for_bit(tiny_cfg, tmp_path, monkeypatch):
