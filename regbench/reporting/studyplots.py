@@ -60,7 +60,7 @@ def cd_diagram(study: Study, stem: Path) -> list[Path]:
     if not f.conclusive:
         caption = f"{f.n_datasets} datasets: no test (ranks descriptive only)"
     elif not f.p < study.alpha:
-        caption = f"Friedman p = {f.p:.3g} ≥ {study.alpha:g}: no difference shown, no bars"
+        caption = f"Friedman p = {f.p:.3g} ≥ {study.alpha:g}: no difference shown (one bar joins all)"
     else:
         test = "Nemenyi" if study.posthoc == "nemenyi" else "Wilcoxon–Holm"
         caption = f"Friedman p = {f.p:.3g}; bars: not told apart by {test} at alpha = {study.alpha:g}"
