@@ -301,3 +301,15 @@ def test_end_to_end_study_of_a_stacked_sweep(tmp_path):
     assert "Friedman (Iman–Davenport)" in study.stdout
     for name in ("cd.png", "cd.svg", "profiles.png", "report.html", "wtl.csv"):
         assert (tmp_path / "sweep" / name).is_file()
+
+
+def test_a_dataset_parameter_that_varies_makes_separate_datasets(tmp_path):
+    for train_size in (100, 300):
+        write_study(tmp_path / str(train_size), {"digits": {"none": 0.8, "l2": 0.9}})
+        for folder in (tmp_path / str(train_size)).iterdir():
+            result = json.loads((folder / "result.json").read_text())
+            result["params"]["dataset.train_size"] = train_size
+            (folder / "result.json").write_text(json.dumps(result))
+    write_study(tmp_path / "wine", {"wine": {"none": 0.8, "l2": 0.9}})
+    study = build([tmp_path])
+    assert study.datasets == ["digits (train_size=100)", "digits (train_size=300)", "wine"]

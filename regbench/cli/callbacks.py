@@ -381,7 +381,7 @@ class SweepSummary(Callback):
             print(f"regbench: warning: {message} (in {len(where)} of {len(jobs)} jobs, e.g. {where[0]})", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Writes runs.csv and report.csv into the sweep folder, prints the comparison table,
+        """Writes runs.csv, report.csv and report.html into the sweep folder, prints the comparison table,
         one line per diverged or failed job, and exits 1 when any job failed or did not finish."""
         from hydra.core.global_hydra import GlobalHydra
 
@@ -414,7 +414,7 @@ class SweepSummary(Callback):
         print(
             f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed"
             + (f", {unfinished} without a result" if unfinished else "")
-            + f" ({self._actions(report.runs)}); runs.csv and report.csv in {sweep_dir}"
+            + f" ({self._actions(report.runs)}); runs.csv, report.csv and report.html in {sweep_dir}"
         )
         if counts["failed"] or unfinished:
             sys.exit(1)

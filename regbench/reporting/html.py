@@ -108,7 +108,7 @@ def study_sections(study: Study, out: Path) -> list[str]:
         "<h2>Ranks</h2><p>Per dataset, each regularizer at its best configuration on validation, scored by its mean "
         "test metric over seeds (rank in brackets, 1 the best, ties averaged).</p>",
         table(["reg", "avg rank", *(f"{d} ({study.metrics[d].name})" for d in study.datasets)], ranks),
-        "<h2>Tests</h2>", lines(summary_lines(study)),
+        "<h2>Tests</h2>", lines(summary_lines(study, bayes=False)),
         "<h2>Critical-difference diagram</h2>", image(out / "cd.svg", "critical-difference diagram"),
         "<h2>Configuration chosen on validation</h2>", table(["dataset", *study.regs], chosen, len(study.regs) + 1),
         "<h2>Win/tie/loss</h2><p>Row against column: datasets won/tied/lost.</p>",

@@ -107,15 +107,17 @@ def parse_metrics(text: str) -> list[Metric]:
 
 
 def problem_names(runs: pd.DataFrame) -> pd.Series:
-    """A dataset of the study: the dataset's name, with any dataset parameter that varies across
-    the runs (train_size, label_noise, ...; not the split seed) in brackets."""
-    keys = [k for k in varying(runs, config_keys(runs)) if k.startswith("params.dataset.")
-            and k not in ("params.dataset.name", SPLIT_SEED)]
+    """A dataset of the study: the dataset's name, with the dataset parameters that vary among
+    its own runs (train_size, label_noise, ...; not the split seed) in brackets."""
+    keys = [k for k in config_keys(runs) if k.startswith("params.dataset.") and k not in ("params.dataset.name", SPLIT_SEED)]
     names = runs["dataset"].astype(str)
-    for key in keys:
-        short = key.removeprefix("params.dataset.")
-        names = names + runs[key].map(lambda v, k=key, s=short: f" {s}={value_text(v, k)}")
-    return names.str.replace(r"^(\S+) (.*)$", r"\1 (\2)", regex=True)
+    for dataset, frame in runs.groupby("dataset", sort=False):
+        own = varying(frame, keys)
+        if own:
+            names.loc[frame.index] = dataset + " (" + frame[own].apply(
+                lambda row: ", ".join(f"{k.removeprefix('params.dataset.')}={value_text(v, k)}" for k, v in row.items()),
+                axis=1) + ")"
+    return names
 
 
 def _metric_for(task: str, metrics: list[Metric], runs: pd.DataFrame) -> Metric | None:
@@ -280,9 +282,10 @@ def profile_taus(study: Study) -> np.ndarray:
     return np.unique(np.concatenate([np.linspace(1.0, top * 1.05 + 1e-9, 200), finite]))
 
 
-def write(study: Study, out: Path, command: str = "") -> list[Path]:
+def write(study: Study, out: Path, command: str = "", report: Any = None) -> list[Path]:
     """Writes study.csv, study_tests.json, wtl.csv, profiles.csv, cd.png, cd.svg, profiles.png
-    and report.html into `out`."""
+    and report.html into `out`; the page has the study and, below it, `report`'s comparison
+    table (a regbench.reporting.report.Report of the same runs) when given."""
     from regbench.reporting import html, studyplots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -295,7 +298,8 @@ def write(study: Study, out: Path, command: str = "") -> list[Path]:
         .to_csv(files[3], index=False)
     files += studyplots.cd_diagram(study, out / "cd")
     files.append(studyplots.profiles(study, taus, out / "profiles.png"))
-    files.append(html.write_page(out / "report.html", "regbench study", html.study_sections(study, out), command))
+    sections = html.study_sections(study, out) + (html.report_sections(report) if report is not None else [])
+    files.append(html.write_page(out / "report.html", "regbench study", sections, command))
     return files
 
 
@@ -320,8 +324,8 @@ def render(study: Study, console: Any) -> None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-def summary_lines(study: Study) -> list[str]:
-    """The printed (and HTML) reading of the tests, one line each."""
+def summary_lines(study: Study, bayes: bool = True) -> list[str]:
+    """The printed (and HTML) reading of the tests, one line each (the Bayesian test's only with `bayes`)."""
     f = study.friedman
     lines = []
     if not f.conclusive:
@@ -339,7 +343,7 @@ def summary_lines(study: Study) -> list[str]:
         lines.append(f"post-hoc ({name}): " + ("; ".join(told) + " differ" if told else "no pair differs"))
     elif f.conclusive:
         lines.append("post-hoc tests not applied: the Friedman test did not reject")
-    for b in study.bayes:
+    for b in study.bayes if bayes else ():
         lines.append(f"Bayesian signed-rank (rope {study.rope:g}): P({b['left']} better) = {b['p_left_better']:.3f}, "
                      f"P(equivalent) = {b['p_equivalent']:.3f}, P({b['right']} better) = {b['p_right_better']:.3f}")
     for d in study.datasets:
@@ -397,9 +401,10 @@ def main(argv: list[str]) -> int:
         return 2
     for folder, why in study.skipped:
         print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
-    from regbench.reporting.report import wide_console
+    from regbench.reporting.report import build as build_report, wide_console
 
-    files = write(study, out, "regbench study " + " ".join(map(_quote, argv)))
+    report = build_report(args.paths)  # the per-configuration table, under the study on the page
+    files = write(study, out, "regbench study " + " ".join(map(_quote, argv)), report)
     render(study, wide_console())
     print("wrote " + ", ".join(str(f) for f in files))
     return 0

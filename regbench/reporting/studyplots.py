@@ -81,8 +81,10 @@ def profiles(study: Study, taus: np.ndarray, path: Path) -> Path:
     rho = profile(study.ratios, taus)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     colors = plt.get_cmap("tab10")
-    for j in np.argsort(study.mean_rank, kind="stable"):
-        ax.step(taus, rho[:, j], where="post", color=colors(j % 10), label=study.regs[j], linewidth=1.6)
+    styles = ("-", "--", ":", "-.")  # regularizers with the same profile still show, one over the other
+    for n, j in enumerate(np.argsort(study.mean_rank, kind="stable")):
+        ax.step(taus, rho[:, j], where="post", color=colors(j % 10), label=study.regs[j],
+                linestyle=styles[n % len(styles)], linewidth=2.4 - 0.3 * (n % len(styles)))
     ax.set_xlabel("tau: cost within this factor of the best on the dataset (cost: error rate, 1 − r2 or loss)")
     ax.set_ylabel("fraction of datasets")
     ax.set_ylim(-0.03, 1.03)
