@@ -2,7 +2,7 @@
 # Reproduces the worked study in the README ("Studies across datasets"): four regularizers, each
 # with a few strengths, on six bundled datasets (four classification, two regression) over three
 # seeds, trained stacked, then `regbench study` over all of it. The CD diagram is copied to docs/.
-# Usage: bash scripts/study_example.sh [OUT_DIR]   (408 runs of at most 60 epochs: minutes on 2 CPU cores)
+# Usage: bash scripts/study_example.sh [OUT_DIR]   (180 runs of at most 60 epochs: about 7 minutes on 2 CPU cores)
 set -euo pipefail
 out=${1:-outputs/study_example}
 datasets=digits,wine,breast_cancer,synthetic,diabetes,synthetic_regression

@@ -279,7 +279,7 @@ def wtl_table(study: Study) -> pd.DataFrame:
 def profile_taus(study: Study) -> np.ndarray:
     finite = study.ratios[np.isfinite(study.ratios)]
     top = max(float(finite.max()) if finite.size else 1.0, 1.0)
-    return np.unique(np.concatenate([np.linspace(1.0, top * 1.05 + 1e-9, 200), finite]))
+    return np.unique(np.concatenate([np.geomspace(1.0, top * 1.05 + 1e-9, 200), finite]))
 
 
 def write(study: Study, out: Path, command: str = "", report: Any = None) -> list[Path]:

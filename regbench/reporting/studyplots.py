@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -85,6 +86,8 @@ def profiles(study: Study, taus: np.ndarray, path: Path) -> Path:
     for n, j in enumerate(np.argsort(study.mean_rank, kind="stable")):
         ax.step(taus, rho[:, j], where="post", color=colors(j % 10), label=study.regs[j],
                 linestyle=styles[n % len(styles)], linewidth=2.4 - 0.3 * (n % len(styles)))
+    ax.set_xscale("log")  # ratios are factors: log scale, as Dolan & Moré draw them
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel("tau: cost within this factor of the best on the dataset (cost: error rate, 1 − r2 or loss)")
     ax.set_ylabel("fraction of datasets")
     ax.set_ylim(-0.03, 1.03)
