@@ -313,3 +313,43 @@ def test_a_dataset_parameter_that_varies_makes_separate_datasets(tmp_path):
     write_study(tmp_path / "wine", {"wine": {"none": 0.8, "l2": 0.9}})
     study = build([tmp_path])
     assert study.datasets == ["digits (train_size=100)", "digits (train_size=300)", "wine"]
+
+
+def test_help_names_every_option(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--out", "--metric", "--posthoc", "--alpha", "--rope", "--seed"):
+        assert option in text
+
+
+def test_cliques_are_the_maximal_runs_no_pair_of_which_differs():
+    different = np.zeros((4, 4), bool)
+    for i, j in ((0, 2), (0, 3)):
+        different[i, j] = different[j, i] = True
+    assert ranking.cliques(np.array([1.0, 2.0, 3.0, 4.0]), different) == [[0, 1], [1, 2, 3]]
+    assert ranking.cliques(np.array([4.0, 3.0, 2.0, 1.0]), np.zeros((4, 4), bool)) == [[3, 2, 1, 0]]
+    assert ranking.cliques(np.array([1.0, 2.0]), ~np.eye(2, dtype=bool)) == []
+
+
+def test_posthoc_groups_follow_the_nemenyi_cd_or_wilcoxon_holm(tmp_path):
+    from regbench.reporting.study import tests_record
+
+    test = {f"d{i}": {"none": 0.80, "l1": 0.84 - 0.02 * (i % 2), "l2": 0.90, "dropout": 0.82 + 0.02 * (i % 2)}
+            for i in range(12)}
+    root = write_study(tmp_path, test)
+    nemenyi = build([root])
+    # ranks: l2 1, none 4, l1 and dropout 2 and 3 in turn (2.5 on average); CD(k=4, N=12) = 2.569·sqrt(20/72)
+    assert nemenyi.cd == pytest.approx(2.569 * np.sqrt(20 / 72), abs=1e-3)  # 1.354
+    np.testing.assert_array_equal(nemenyi.mean_rank, [2.5, 2.5, 1.0, 4.0])  # dropout, l1, l2, none
+    # 1.5 ranks between l2 and the middle pair, and between it and none: more than the CD
+    assert tests_record(nemenyi)["groups_not_told_apart"] == [["dropout", "l1"]]
+    with_cd = build([root], alpha=0.001)  # CD(k=4, N=12, alpha=0.001) is wider than 1.5: groups overlap
+    assert with_cd.cd > 1.5 and with_cd.friedman.p < 0.001
+    assert tests_record(with_cd)["groups_not_told_apart"] == [["l2", "dropout", "l1"], ["dropout", "l1", "none"]]
+    wilcoxon = build([root], posthoc="wilcoxon")
+    # every pair differs on all 12 datasets but l1/dropout (6 wins each): Holm keeps those 5 apart
+    l1, dropout = wilcoxon.regs.index("l1"), wilcoxon.regs.index("dropout")
+    assert wilcoxon.p_wilcoxon[l1, dropout] == pytest.approx(1.0)
+    assert tests_record(wilcoxon)["groups_not_told_apart"] == [["dropout", "l1"]]

@@ -122,12 +122,13 @@ def problem_names(runs: pd.DataFrame) -> pd.Series:
 
 def _metric_for(task: str, metrics: list[Metric], runs: pd.DataFrame) -> Metric | None:
     for m in metrics:
-        if (m.task is None or m.task == task) and f"test_{m.column}" in runs and f"val_{m.column}" in runs:
+        columns = (f"val_{m.column}", f"test_{m.column}")
+        if (m.task is None or m.task == task) and all(c in runs and runs[c].notna().any() for c in columns):
             return m
     return None
 
 
-def choose(runs: pd.DataFrame, metrics: list[Metric]) -> tuple[pd.DataFrame, dict[str, Metric], list[str]]:
+def choose(runs: pd.DataFrame, metrics: list[Metric]) -> tuple[pd.DataFrame, dict[str, Metric]]:
     """One row per dataset and regularizer label: its configuration with the best mean validation
     metric over ok seeds (the lowest config id on ties), and that configuration's test mean.
 
@@ -136,7 +137,7 @@ def choose(runs: pd.DataFrame, metrics: list[Metric]) -> tuple[pd.DataFrame, dic
     """
     ok = runs[runs["status"] == "ok"].assign(problem=lambda f: problem_names(f))
     keys = [k for k in varying(ok, config_keys(ok)) if not k.startswith("params.dataset.")]
-    rows, chosen_metric, notes = [], {}, []
+    rows, chosen_metric = [], {}
     for problem, frame in ok.groupby("problem", sort=True):
         task = str(frame["task"].iloc[0])
         metric = _metric_for(task, metrics, frame)
@@ -155,9 +156,8 @@ def choose(runs: pd.DataFrame, metrics: list[Metric]) -> tuple[pd.DataFrame, dic
                          "chosen": ", ".join(f"{k.removeprefix('params.reg.').removeprefix('params.')}="
                                              f"{value_text(first[k], k)}" for k in own) or "(one configuration)",
                          "config": int(best), "candidates": len(means), "n_seeds": int(means.loc[best, "n_seeds"]),
-                         f"val": float(means.loc[best, "val"]), "score": float(means.loc[best, "test"])})
-    cells = pd.DataFrame(rows)
-    return cells, chosen_metric, notes
+                         "val": float(means.loc[best, "val"]), "score": float(means.loc[best, "test"])})
+    return pd.DataFrame(rows), chosen_metric
 
 
 def task_metric_names(frame: pd.DataFrame) -> str:
@@ -194,14 +194,13 @@ def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str =
     if collected.runs.empty or not (collected.runs["status"] == "ok").any():
         raise UserInputError(f"no finished run with status ok under {', '.join(map(str, paths))}")
     runs, _ = set_aside_duplicates(with_config_ids(collected.runs))
-    cells, chosen_metric, notes = choose(runs, metrics)
-    cells, left_out = complete_blocks(cells)
-    notes += left_out
+    cells, chosen_metric = choose(runs, metrics)
+    cells, notes = complete_blocks(cells)
     datasets, regs = sorted(cells["dataset"].unique()), sorted(cells["reg"].unique())
     if len(regs) < 2 or len(datasets) < 2:
         raise UserInputError(f"a study needs at least 2 datasets and 2 regularizers with ok runs on every one of "
                              f"them; found {len(datasets)} dataset(s) ({', '.join(datasets)}) and {len(regs)} "
-                             f"regularizer(s) ({', '.join(regs)})" + (f"; {'; '.join(left_out)}" if left_out else ""))
+                             f"regularizer(s) ({', '.join(regs)})" + (f"; {'; '.join(notes)}" if notes else ""))
     grid = cells.pivot(index="dataset", columns="reg", values="score").loc[datasets, regs]
     sign = np.array([1.0 if chosen_metric[d].higher_better else -1.0 for d in datasets])[:, None]
     scores = sign * grid.to_numpy(float)
