@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,7 @@ def cd_diagram(study: Study, stem: Path) -> list[Path]:
     else:
         test = "Nemenyi" if study.posthoc == "nemenyi" else "Wilcoxon–Holm"
         caption = f"Friedman p = {f.p:.3g}; bars: not told apart by {test} at alpha = {study.alpha:g}"
-    ax.set_title(f"Average rank over {len(study.datasets)} datasets (1 = best). {caption}", fontsize=9)
+    ax.set_title(textwrap.fill(f"Average rank over {len(study.datasets)} datasets (1 = best). {caption}", 95), fontsize=9)
     fig.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     fig.savefig(paths[0], dpi=150)
