@@ -398,7 +398,12 @@ class SweepSummary(Callback):
             print(f"regbench: {e}", file=sys.stderr)
             sys.exit(1)
         try:
-            write(report, sweep_dir)
+            import shlex
+
+            given = [*config.hydra.overrides.hydra, *config.hydra.overrides.task]  # hydra.mode is Hydra's own, not typed
+            task = " ".join(shlex.quote(str(o)) for o in given if not str(o).startswith("hydra.mode="))
+            write(report, sweep_dir, command=f"regbench run -m {task}\n"
+                  f"# the page again, or over more folders: regbench report {shlex.quote(str(sweep_dir))}")
         except OSError as e:  # the jobs' results are safe in their folders
             print(f"regbench: error: the sweep report was not written: {os_error(e)}; "
                   f"`regbench report {sweep_dir}` writes it later", file=sys.stderr)
