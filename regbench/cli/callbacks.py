@@ -400,8 +400,11 @@ class SweepSummary(Callback):
         try:
             import shlex
 
-            given = [*config.hydra.overrides.hydra, *config.hydra.overrides.task]  # hydra.mode is Hydra's own, not typed
-            task = " ".join(shlex.quote(str(o)) for o in given if not str(o).startswith("hydra.mode="))
+            from omegaconf import OmegaConf
+
+            given = [*OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False),  # as typed: ${...} unresolved
+                     *OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+            task = " ".join(shlex.quote(o) for o in given if not o.startswith("hydra.mode="))  # Hydra's own
             write(report, sweep_dir, command=f"regbench run -m {task}\n"
                   f"# the page again, or over more folders: regbench report {shlex.quote(str(sweep_dir))}")
         except OSError as e:  # the jobs' results are safe in their folders
