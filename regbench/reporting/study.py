@@ -2,7 +2,7 @@
 critical-difference diagram, win/tie/loss counts, performance profiles and report.html out.
 
     regbench study PATH [PATH ...] [--out DIR] [--metric NAME[,NAME]] [--posthoc nemenyi|wilcoxon]
-                   [--alpha A] [--rope R]
+                   [--alpha A] [--rope R] [--seed S]
 
 Each regularizer (the `reg` label) enters once per dataset, at its best configuration (strength,
 or any other swept parameter) by the mean *validation* metric over seeds; it is scored by the
@@ -187,6 +187,8 @@ def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str =
             scores, or a metric that does not apply.
     """
     metrics = metrics or [METRICS[n] for n in DEFAULT_METRICS]
+    if posthoc not in POSTHOCS:
+        raise UserInputError(f"--posthoc {posthoc}: choose from {', '.join(POSTHOCS)}")
     for path in paths:
         if not Path(path).exists():
             raise UserInputError(f"{path} does not exist")
