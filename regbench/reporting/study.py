@@ -308,7 +308,6 @@ def render(study: Study, console: Any) -> None:
     """Prints the rank table, the chosen configurations, the tests and the notes."""
     from rich.table import Table
 
-    f = study.friedman
     table = Table(title=f"{len(study.regs)} regularizers on {len(study.datasets)} datasets, best average rank first "
                         "(rank per dataset by the mean test metric; 1 best)", title_justify="left")
     table.add_column("reg")
