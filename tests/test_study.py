@@ -271,10 +271,11 @@ def test_report_page_embeds_its_plots_and_renders(tmp_path):
         write_run(root / f"n{seed}", reg="none", seed=seed, val=0.8 + 0.01 * seed)
         for alpha in (1e-4, 1e-2):
             write_run(root / f"l2_{alpha}_{seed}", reg="l2", alpha=alpha, seed=seed, val=0.82 + 0.01 * seed)
-    assert report_main([str(root), "--plots"]) == 0
+    assert report_main([str(root), "--plots", "--pivot", "reg.alpha"]) == 0
     page = (root / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 1  # gap_vs_strength.png (no metrics.csv: no curves.png)
-    assert f"regbench report {root} --plots" in page and "p Holm" in page
+    assert f"regbench report {root} --plots --pivot reg.alpha" in page and "p Holm" in page
+    assert "<th>reg.alpha=0.0001</th>" in page and "0.8300 ± 0.0100" in page  # the pivot view
     seen = check_in_chromium(root / "report.html", tmp_path, 1280)
     assert seen["errors"] == [] and seen["images"] and all(w > 0 for _, w in seen["images"])
 

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import pandas as pd
+
 from regbench import __version__
 
 if TYPE_CHECKING:
@@ -79,8 +81,9 @@ def write_page(path: Path, title: str, sections: Sequence[str], command: str = "
     return path
 
 
-def report_sections(report: Report, images: Sequence[Path] = ()) -> list[str]:
-    """The comparison table as the console prints it (every column), its notes, and the plots."""
+def report_sections(report: Report, images: Sequence[Path] = (), pivot: pd.DataFrame | None = None) -> list[str]:
+    """The comparison table as the console prints it (every column), its notes, the pivot view
+    (pivot.csv) when given, and the plots."""
     from regbench.reporting.report import constants_line, display_table, footnotes, param_columns, problem_lines
 
     header, rows = display_table(report)
@@ -88,6 +91,10 @@ def report_sections(report: Report, images: Sequence[Path] = ()) -> list[str]:
     sections = [f"<h2>{len(report.table)} configurations, {len(report.runs)} runs ({ok} ok), best validation first</h2>",
                 table(header, rows, len(param_columns(report.table)) + 1),
                 lines([constants_line(report), *footnotes(report, header, rows), *report.notes, *problem_lines(report)])]
+    if pivot is not None:
+        sections += ["<h2>Pivot: mean ± std across seeds</h2>",
+                     table([str(c) for c in pivot.columns], [["" if pd.isna(v) else str(v) for v in row]
+                                                            for row in pivot.itertuples(index=False)])]
     for path in images:
         sections.append(f"<h2>{html.escape(path.stem.replace('_', ' '))}</h2>{image(path, path.stem)}")
     return sections

@@ -387,10 +387,11 @@ def all_runs(report: Report) -> pd.DataFrame:
     return pd.concat([report.runs.assign(duplicate_of=None), report.duplicates], ignore_index=True)
 
 
-def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images: list[Path] = ()) -> list[Path]:
+def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images: list[Path] = (),
+          pivot_table: pd.DataFrame | None = None) -> list[Path]:
     """Writes runs.csv, report.csv and report.html (and report.md with fmt="md") into `out`;
-    the page embeds `images` and names `command` (by default `regbench report OUT`, which
-    writes it again)."""
+    the page shows `pivot_table` too, embeds `images` and names `command` (by default
+    `regbench report OUT`, which writes it again)."""
     from regbench.reporting import html
 
     out.mkdir(parents=True, exist_ok=True)
@@ -400,7 +401,7 @@ def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images
     if fmt == "md":
         files.append(out / "report.md")
         files[-1].write_text(markdown(report))
-    files.append(html.write_page(out / "report.html", "regbench report", html.report_sections(report, images),
+    files.append(html.write_page(out / "report.html", "regbench report", html.report_sections(report, images, pivot_table),
                                  command or f"regbench report {shlex.quote(str(out))}"))
     return files
 
@@ -456,7 +457,7 @@ def main(argv: list[str]) -> int:
     console = wide_console()
     out.mkdir(parents=True, exist_ok=True)
     images = _plots(report, out, m) if args.plots else []
-    files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images)
+    files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images, pivot_table)
     render(report, console)
     if pivot_table is not None:
         files.append(out / "pivot.csv")
