@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the worked study in the README ("Studies across datasets"): four regularizers, each
 # with a few strengths, on six bundled datasets (four classification, two regression) over three
-# seeds, trained stacked, then `regbench study` over all of it. The CD diagram is copied to docs/.
+# seeds, trained stacked, then `regbench study` over all of it. The CD diagram and the
+# performance profiles are copied to docs/.
 # Usage: bash scripts/study_example.sh [OUT_DIR]   (180 runs of at most 60 epochs: about 7 minutes on 2 CPU cores)
 set -euo pipefail
 out=${1:-outputs/study_example}
@@ -15,3 +16,5 @@ regbench run -m reg=dropout reg.dropout=0.1,0.3,0.5 "${common[@]}" hydra.sweep.d
 regbench study "$out" --out "$out/study" --rope 0.01
 mkdir -p docs
 cp "$out/study/cd.png" docs/study_cd.png
+cp "$out/study/profiles.png" docs/study_profiles.png
+cp "$out/study/profiles.png" docs/study_profiles.png
