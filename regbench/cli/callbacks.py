@@ -381,7 +381,7 @@ class SweepSummary(Callback):
             print(f"regbench: warning: {message} (in {len(where)} of {len(jobs)} jobs, e.g. {where[0]})", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Writes runs.csv and report.csv into the sweep folder, prints the comparison table,
+        """Writes runs.csv, report.csv and report.html into the sweep folder, prints the comparison table,
         one line per diverged or failed job, and exits 1 when any job failed or did not finish."""
         from hydra.core.global_hydra import GlobalHydra
 
@@ -398,7 +398,15 @@ class SweepSummary(Callback):
             print(f"regbench: {e}", file=sys.stderr)
             sys.exit(1)
         try:
-            write(report, sweep_dir)
+            import shlex
+
+            from omegaconf import OmegaConf
+
+            given = [*OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False),  # as typed: ${...} unresolved
+                     *OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+            task = " ".join(shlex.quote(o) for o in given if not o.startswith("hydra.mode="))  # Hydra's own
+            write(report, sweep_dir, command=f"regbench run -m {task}\n"
+                  f"# the page again, or over more folders: regbench report {shlex.quote(str(sweep_dir))}")
         except OSError as e:  # the jobs' results are safe in their folders
             print(f"regbench: error: the sweep report was not written: {os_error(e)}; "
                   f"`regbench report {sweep_dir}` writes it later", file=sys.stderr)
@@ -414,7 +422,7 @@ class SweepSummary(Callback):
         print(
             f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed"
             + (f", {unfinished} without a result" if unfinished else "")
-            + f" ({self._actions(report.runs)}); runs.csv and report.csv in {sweep_dir}"
+            + f" ({self._actions(report.runs)}); runs.csv, report.csv and report.html in {sweep_dir}"
         )
         if counts["failed"] or unfinished:
             sys.exit(1)

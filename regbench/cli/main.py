@@ -17,6 +17,7 @@ from regbench.engine import gcpause
 COMMANDS = {
     "run": "train one configuration, or a sweep with -m (a Hydra app: see `regbench run --help`)",
     "report": "aggregate run folders into comparison tables and plots (see `regbench report --help`)",
+    "study": "rank regularizers across datasets: Friedman, Nemenyi/Wilcoxon, CD diagram (see `regbench study --help`)",
     "export": "run folders into TensorBoard or MLflow (see `regbench export --help`)",
 }
 
@@ -35,6 +36,7 @@ examples:
   regbench run reg=elasticnet
   regbench run -m reg=l1,l2,elasticnet reg.alpha=1e-5,1e-4,1e-3 seed=0,1,2
   regbench report outputs/sweeps/<sweep> --pivot reg.alpha --metric gap.acc --plots
+  regbench study outputs/sweeps/<sweep> --rope 0.01   # a sweep over several datasets
   regbench export mlflow outputs/sweeps/<sweep>   # then: mlflow ui --backend-store-uri sqlite:///outputs/sweeps/mlflow.db
   eval "$(regbench run -sc install=bash)"     # tab completion of overrides
 """
@@ -67,6 +69,15 @@ def _dispatch(args: list[str]) -> int:
         try:
             return export_main(args[1:])
         except KeyboardInterrupt:  # a rerun updates what was exported, never duplicates it
+            print("regbench: interrupted", file=sys.stderr)
+            return 130
+    if args[0] == "study":
+        with gcpause.imports():
+            from regbench.reporting.study import main as study_main
+
+        try:
+            return study_main(args[1:])
+        except KeyboardInterrupt:  # it reads and writes nothing a rerun cannot redo
             print("regbench: interrupted", file=sys.stderr)
             return 130
     if args[0] == "report":

@@ -1,4 +1,4 @@
-"""`regbench report`: run folders in; runs.csv, report.csv (and pivot.csv, report.md, plots) out.
+"""`regbench report`: run folders in; runs.csv, report.csv, report.html (and pivot.csv, report.md, plots) out.
 
     regbench report PATH [PATH ...] [--out DIR] [--format csv|md] [--baseline LABEL]
                     [--baseline-config N] [--pivot KEY] [--metric NAME] [--plots]
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -386,8 +387,13 @@ def all_runs(report: Report) -> pd.DataFrame:
     return pd.concat([report.runs.assign(duplicate_of=None), report.duplicates], ignore_index=True)
 
 
-def write(report: Report, out: Path, fmt: str = "csv") -> list[Path]:
-    """Writes runs.csv and report.csv (and report.md with fmt="md") into `out`."""
+def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images: list[Path] = (),
+          pivot_table: pd.DataFrame | None = None) -> list[Path]:
+    """Writes runs.csv, report.csv and report.html (and report.md with fmt="md") into `out`;
+    the page shows `pivot_table` too, embeds `images` and names `command` (by default
+    `regbench report OUT`, which writes it again)."""
+    from regbench.reporting import html
+
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "runs.csv", out / "report.csv"]
     all_runs(report).to_csv(files[0], index=False)
@@ -395,6 +401,8 @@ def write(report: Report, out: Path, fmt: str = "csv") -> list[Path]:
     if fmt == "md":
         files.append(out / "report.md")
         files[-1].write_text(markdown(report))
+    files.append(html.write_page(out / "report.html", "regbench report", html.report_sections(report, images, pivot_table),
+                                 command or f"regbench report {shlex.quote(str(out))}"))
     return files
 
 
@@ -447,14 +455,15 @@ def main(argv: list[str]) -> int:
             print(f"regbench: error: {e.args[0]}", file=sys.stderr)
             return 2
     console = wide_console()
-    files = write(report, out, args.format)
+    out.mkdir(parents=True, exist_ok=True)
+    images = _plots(report, out, m) if args.plots else []
+    files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images, pivot_table)
     render(report, console)
     if pivot_table is not None:
         files.append(out / "pivot.csv")
         pivot_table.to_csv(files[-1], index=False)
         _print_pivot(pivot_table, args.metric or f"val_{m}", console)
-    if args.plots:
-        files += _plots(report, out, m)
+    files += images
     console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
     return 0
 

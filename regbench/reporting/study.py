@@ -1,0 +1,416 @@
+"""`regbench study`: run folders spanning several datasets in; ranks, corrected tests, a
+critical-difference diagram, win/tie/loss counts, performance profiles and report.html out.
+
+    regbench study PATH [PATH ...] [--out DIR] [--metric NAME[,NAME]] [--posthoc nemenyi|wilcoxon]
+                   [--alpha A] [--rope R] [--seed S]
+
+Each regularizer (the `reg` label) enters once per dataset, at its best configuration (strength,
+or any other swept parameter) by the mean *validation* metric over seeds; it is scored by the
+mean *test* metric of that configuration. The statistics are in regbench.reporting.ranking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from regbench import UserInputError
+from regbench.reporting import ranking
+from regbench.reporting.aggregate import SEED, SPLIT_SEED, config_keys, set_aside_duplicates, value_text, varying, with_config_ids
+from regbench.reporting.collect import collect
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a dataset is scored: `column` (val_<column>, test_<column>), for which task (None:
+    any), whether higher is better, and its cost for the performance profiles (>= 0, lower better)."""
+
+    name: str
+    column: str
+    task: str | None
+    higher_better: bool
+
+    def cost(self, value: np.ndarray) -> np.ndarray:
+        # acc and r2 are at most 1: 1 - value is the error rate, or the unexplained variance.
+        return 1 - value if self.higher_better else value
+
+
+METRICS = {
+    "acc": Metric("acc", "acc", "classification", True),
+    "r2": Metric("r2", "r2", "regression", True),
+    "mse": Metric("mse", "loss", "regression", False),  # a regression run's loss is its mean squared error
+    "loss": Metric("loss", "loss", None, False),
+}
+DEFAULT_METRICS = ("acc", "r2")
+POSTHOCS = ("nemenyi", "wilcoxon")
+
+
+@dataclass
+class Study:
+    """A study: the table of chosen configurations and every statistic over it.
+
+    `cells` has one row per dataset and regularizer: the configuration chosen on validation
+    (`chosen`, `config`), its seeds, its mean validation and test metric, `score` (the test mean)
+    and `rank` (1 best). `scores` is datasets × regularizers with higher better.
+    """
+
+    cells: pd.DataFrame
+    datasets: list[str]
+    regs: list[str]
+    metrics: dict[str, Metric]
+    scores: np.ndarray
+    mean_rank: np.ndarray
+    friedman: ranking.Friedman
+    cd: float
+    alpha: float
+    posthoc: str
+    p_nemenyi: np.ndarray
+    p_wilcoxon: np.ndarray
+    p_wilcoxon_holm: np.ndarray
+    wtl: np.ndarray
+    ratios: np.ndarray
+    rope: float | None = None
+    bayes: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def different(self) -> np.ndarray:
+        """k × k: the pairs the chosen post-hoc test tells apart (none when Friedman does not reject)."""
+        k = len(self.regs)
+        if not self.friedman.conclusive or not self.friedman.p < self.alpha:
+            return np.zeros((k, k), bool)
+        if self.posthoc == "nemenyi":
+            return np.abs(self.mean_rank[:, None] - self.mean_rank[None, :]) >= self.cd
+        return np.nan_to_num(self.p_wilcoxon_holm, nan=1.0) < self.alpha
+
+
+def parse_metrics(text: str) -> list[Metric]:
+    """`acc,r2` -> the Metric of each name.
+
+    Raises:
+        UserInputError: an unknown name.
+    """
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise UserInputError(f"--metric {text}: unknown metric {', '.join(unknown) or '(none)'} "
+                             f"(choose from {', '.join(METRICS)}, comma-separated)")
+    return [METRICS[n] for n in names]
+
+
+def problem_names(runs: pd.DataFrame) -> pd.Series:
+    """A dataset of the study: the dataset's name, with the dataset parameters that vary among
+    its own runs (train_size, label_noise, ...; not the split seed) in brackets."""
+    keys = [k for k in config_keys(runs) if k.startswith("params.dataset.") and k not in ("params.dataset.name", SPLIT_SEED)]
+    names = runs["dataset"].astype(str)
+    for dataset, frame in runs.groupby("dataset", sort=False):
+        own = varying(frame, keys)
+        if own:
+            names.loc[frame.index] = dataset + " (" + frame[own].apply(
+                lambda row: ", ".join(f"{k.removeprefix('params.dataset.')}={value_text(v, k)}" for k, v in row.items()),
+                axis=1) + ")"
+    return names
+
+
+def _metric_for(task: str, metrics: list[Metric], runs: pd.DataFrame) -> Metric | None:
+    for m in metrics:
+        columns = (f"val_{m.column}", f"test_{m.column}")
+        if (m.task is None or m.task == task) and all(c in runs and runs[c].notna().any() for c in columns):
+            return m
+    return None
+
+
+def choose(runs: pd.DataFrame, metrics: list[Metric]) -> tuple[pd.DataFrame, dict[str, Metric]]:
+    """One row per dataset and regularizer label: its configuration with the best mean validation
+    metric over ok seeds (the lowest config id on ties), and that configuration's test mean.
+
+    Raises:
+        UserInputError: a dataset has no metric of `metrics` for its task.
+    """
+    ok = runs[runs["status"] == "ok"].assign(problem=lambda f: problem_names(f))
+    keys = [k for k in varying(ok, config_keys(ok)) if not k.startswith("params.dataset.")]
+    rows, chosen_metric = [], {}
+    for problem, frame in ok.groupby("problem", sort=True):
+        task = str(frame["task"].iloc[0])
+        metric = _metric_for(task, metrics, frame)
+        if metric is None:
+            raise UserInputError(f"--metric {','.join(m.name for m in metrics)}: none applies to dataset "
+                                 f"{problem} ({task}; its runs record {task_metric_names(frame)})")
+        chosen_metric[problem] = metric
+        sign = 1 if metric.higher_better else -1
+        for reg, by_reg in frame.groupby("reg", sort=True):
+            means = by_reg.groupby("config").agg(val=(f"val_{metric.column}", "mean"), test=(f"test_{metric.column}", "mean"),
+                                                 n_seeds=(SEED, "nunique"))
+            best = (sign * means["val"]).idxmax()  # idxmax: the first (lowest config id) on ties
+            first = by_reg[by_reg["config"] == best].iloc[0]
+            own = [k for k in keys if by_reg[k].map(str).nunique() > 1]  # what was chosen among
+            rows.append({"dataset": problem, "task": task, "metric": metric.name, "reg": str(reg),
+                         "chosen": ", ".join(f"{k.removeprefix('params.reg.').removeprefix('params.')}="
+                                             f"{value_text(first[k], k)}" for k in own) or "(one configuration)",
+                         "config": int(best), "candidates": len(means), "n_seeds": int(means.loc[best, "n_seeds"]),
+                         "val": float(means.loc[best, "val"]), "score": float(means.loc[best, "test"])})
+    return pd.DataFrame(rows), chosen_metric
+
+
+def task_metric_names(frame: pd.DataFrame) -> str:
+    return ", ".join(c.removeprefix("test_") for c in frame.columns if c.startswith("test_") and frame[c].notna().any())
+
+
+def complete_blocks(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keeps the datasets on which every regularizer has a score (the tests need complete
+    blocks, Demšar 2006), with a note naming each dataset left out and what it lacks."""
+    regs = sorted(cells["reg"].unique())
+    notes, keep = [], []
+    for dataset, frame in cells.groupby("dataset", sort=True):
+        missing = sorted(set(regs) - set(frame["reg"]))
+        if missing:
+            notes.append(f"dataset {dataset} left out: no ok run of {', '.join(missing)}")
+        else:
+            keep.append(dataset)
+    return cells[cells["dataset"].isin(keep)], notes
+
+
+def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str = "nemenyi", alpha: float = 0.05,
+          rope: float | None = None, seed: int = 0) -> Study:
+    """Reads the runs under `paths` and computes the study.
+
+    Raises:
+        UserInputError: no finished run, fewer than 2 datasets or 2 regularizers with complete
+            scores, or a metric that does not apply.
+    """
+    metrics = metrics or [METRICS[n] for n in DEFAULT_METRICS]
+    if posthoc not in POSTHOCS:
+        raise UserInputError(f"--posthoc {posthoc}: choose from {', '.join(POSTHOCS)}")
+    for path in paths:
+        if not Path(path).exists():
+            raise UserInputError(f"{path} does not exist")
+    collected = collect(paths)
+    if collected.runs.empty or not (collected.runs["status"] == "ok").any():
+        raise UserInputError(f"no finished run with status ok under {', '.join(map(str, paths))}")
+    runs, _ = set_aside_duplicates(with_config_ids(collected.runs))
+    cells, chosen_metric = choose(runs, metrics)
+    cells, notes = complete_blocks(cells)
+    datasets, regs = sorted(cells["dataset"].unique()), sorted(cells["reg"].unique())
+    if len(regs) < 2 or len(datasets) < 2:
+        raise UserInputError(f"a study needs at least 2 datasets and 2 regularizers with ok runs on every one of "
+                             f"them; found {len(datasets)} dataset(s) ({', '.join(datasets)}) and {len(regs)} "
+                             f"regularizer(s) ({', '.join(regs)})" + (f"; {'; '.join(notes)}" if notes else ""))
+    grid = cells.pivot(index="dataset", columns="reg", values="score").loc[datasets, regs]
+    sign = np.array([1.0 if chosen_metric[d].higher_better else -1.0 for d in datasets])[:, None]
+    scores = sign * grid.to_numpy(float)
+    rank = ranking.ranks(scores)
+    rank_of = {(d, r): rank[i, j] for i, d in enumerate(datasets) for j, r in enumerate(regs)}
+    cells = cells.assign(rank=[rank_of[(d, r)] for d, r in zip(cells["dataset"], cells["reg"])])
+    costs = np.vstack([chosen_metric[d].cost(grid.loc[d].to_numpy(float)) for d in datasets])
+    raw, adjusted = ranking.wilcoxon_holm(scores)
+    study = Study(
+        cells=cells.sort_values(["dataset", "rank", "reg"]).reset_index(drop=True), datasets=datasets, regs=regs,
+        metrics={d: chosen_metric[d] for d in datasets}, scores=scores, mean_rank=rank.mean(axis=0),
+        friedman=ranking.friedman(scores), cd=ranking.nemenyi_cd(len(regs), len(datasets), alpha), alpha=alpha,
+        posthoc=posthoc, p_nemenyi=ranking.nemenyi_p(scores), p_wilcoxon=raw, p_wilcoxon_holm=adjusted,
+        wtl=ranking.win_tie_loss(scores), ratios=ranking.performance_ratios(np.maximum(costs, 0.0)), rope=rope,
+        notes=notes, skipped=collected.skipped,
+    )
+    if rope is not None:
+        study.bayes = bayes_pairs(study, rope, seed)
+    return study
+
+
+def bayes_pairs(study: Study, rope: float, seed: int) -> list[dict[str, Any]]:
+    """The Bayesian signed-rank test for every pair, left the better by average rank."""
+    order = list(np.argsort(study.mean_rank, kind="stable"))
+    out = []
+    for a, i in enumerate(order):
+        for j in order[a + 1:]:
+            left, equal, right = ranking.bayes_signed_rank(study.scores[:, i], study.scores[:, j], rope, seed=seed)
+            out.append({"left": study.regs[i], "right": study.regs[j], "p_left_better": left,
+                        "p_equivalent": equal, "p_right_better": right})
+    return out
+
+
+def tests_record(study: Study, command: str = "") -> dict[str, Any]:
+    """study_tests.json: every statistic, named, with the inputs that set it."""
+    f = study.friedman
+    regs = study.regs
+
+    def pairs(matrix: np.ndarray) -> list[dict[str, Any]]:
+        return [{"left": regs[i], "right": regs[j], "p": _num(matrix[i, j])}
+                for i in range(len(regs)) for j in range(i + 1, len(regs))]
+
+    return {
+        "command": command,
+        "datasets": study.datasets,
+        "metric": {d: study.metrics[d].name for d in study.datasets},
+        "regularizers": regs,
+        "average_rank": dict(zip(regs, map(float, study.mean_rank))),
+        "alpha": study.alpha,
+        "friedman": {"n_datasets": f.n_datasets, "k": f.k, "chi2": _num(f.chi2), "p_chi2": _num(f.p_chi2),
+                     "iman_davenport_f": _num(f.f), "p": _num(f.p), "conclusive": f.conclusive, "note": f.note},
+        "nemenyi": {"critical_difference": study.cd, "pairs": pairs(study.p_nemenyi)},
+        "wilcoxon": {"pairs": [dict(p, p_holm=_num(study.p_wilcoxon_holm[regs.index(p["left"]), regs.index(p["right"])]))
+                               for p in pairs(study.p_wilcoxon)]},
+        "posthoc": study.posthoc,
+        "groups_not_told_apart": [[regs[i] for i in g] for g in ranking.cliques(study.mean_rank, study.different())],
+        "bayes_signed_rank": {"rope": study.rope, "pairs": study.bayes} if study.rope is not None else None,
+        "notes": study.notes,
+    }
+
+
+def _num(value: float) -> float | None | str:
+    """JSON has no NaN or infinity: NaN is null, infinity the string "inf"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return "inf" if value == math.inf else float(value)
+
+
+def wtl_table(study: Study) -> pd.DataFrame:
+    """wtl.csv: row regularizer against column regularizer, `wins/ties/losses` over datasets."""
+    cells = [[f"{w}/{t}/{l}" if i != j else "" for j, (w, t, l) in enumerate(row)] for i, row in enumerate(study.wtl)]
+    return pd.DataFrame(cells, index=pd.Index(study.regs, name="reg"), columns=study.regs)
+
+
+def profile_taus(study: Study) -> np.ndarray:
+    finite = study.ratios[np.isfinite(study.ratios)]
+    top = max(float(finite.max()) if finite.size else 1.0, 1.0)
+    return np.unique(np.concatenate([np.geomspace(1.0, top * 1.05 + 1e-9, 200), finite]))
+
+
+def write(study: Study, out: Path, command: str = "", report: Any = None) -> list[Path]:
+    """Writes study.csv, study_tests.json, wtl.csv, profiles.csv, cd.png, cd.svg, profiles.png
+    and report.html into `out`; the page has the study and, below it, `report`'s comparison
+    table (a regbench.reporting.report.Report of the same runs) when given."""
+    from regbench.reporting import html, studyplots
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / n for n in ("study.csv", "study_tests.json", "wtl.csv", "profiles.csv")]
+    study.cells.to_csv(files[0], index=False)
+    files[1].write_text(json.dumps(tests_record(study, command), indent=2) + "\n")
+    wtl_table(study).to_csv(files[2])
+    taus = profile_taus(study)
+    pd.DataFrame(ranking.profile(study.ratios, taus), columns=study.regs).assign(tau=taus)[["tau", *study.regs]] \
+        .to_csv(files[3], index=False)
+    files += studyplots.cd_diagram(study, out / "cd")
+    files.append(studyplots.profiles(study, taus, out / "profiles.png"))
+    sections = html.study_sections(study, out) + (html.report_sections(report) if report is not None else [])
+    files.append(html.write_page(out / "report.html", "regbench study", sections, command))
+    return files
+
+
+def render(study: Study, console: Any) -> None:
+    """Prints the rank table, the chosen configurations, the tests and the notes."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(study.regs)} regularizers on {len(study.datasets)} datasets, best average rank first "
+                        "(rank per dataset by the mean test metric; 1 best)", title_justify="left")
+    table.add_column("reg")
+    table.add_column("avg rank", justify="right")
+    for d in study.datasets:
+        table.add_column(f"{d} ({study.metrics[d].name})", justify="right")
+    cell = study.cells.set_index(["dataset", "reg"])
+    for j in np.argsort(study.mean_rank, kind="stable"):
+        r = study.regs[j]
+        table.add_row(r, f"{study.mean_rank[j]:.2f}", *(f"{cell.loc[(d, r), 'score']:.4f} ({cell.loc[(d, r), 'rank']:g})"
+                                                        for d in study.datasets))
+    console.print(table)
+    for line in summary_lines(study):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def summary_lines(study: Study, bayes: bool = True) -> list[str]:
+    """The printed (and HTML) reading of the tests, one line each (the Bayesian test's only with `bayes`)."""
+    f = study.friedman
+    lines = []
+    if not f.conclusive:
+        lines.append(f.note)
+    else:
+        lines.append(f"Friedman (Iman–Davenport): F = {f.f:.3f}, p = {_p(f.p)} (chi2 = {f.chi2:.3f}, p = {_p(f.p_chi2)}); "
+                     + ("the regularizers differ" if f.p < study.alpha else "no difference shown")
+                     + f" at alpha = {study.alpha:g}" + (f". {f.note}" if f.note else ""))
+    lines.append(f"Nemenyi critical difference (alpha = {study.alpha:g}): {study.cd:.3f} average ranks")
+    different = study.different()
+    if f.conclusive and f.p < study.alpha:
+        name = "Nemenyi" if study.posthoc == "nemenyi" else "Wilcoxon signed-rank, Holm-adjusted"
+        told = [f"{study.regs[i]} vs {study.regs[j]}" for i in range(len(study.regs))
+                for j in range(i + 1, len(study.regs)) if different[i, j]]
+        lines.append(f"post-hoc ({name}): " + ("; ".join(told) + " differ" if told else "no pair differs"))
+    elif f.conclusive:
+        lines.append("post-hoc tests not applied: the Friedman test did not reject")
+    for b in study.bayes if bayes else ():
+        lines.append(f"Bayesian signed-rank (rope {study.rope:g}): P({b['left']} better) = {b['p_left_better']:.3f}, "
+                     f"P(equivalent) = {b['p_equivalent']:.3f}, P({b['right']} better) = {b['p_right_better']:.3f}")
+    for d in study.datasets:
+        chosen = study.cells[(study.cells["dataset"] == d) & (study.cells["candidates"] > 1)]
+        if len(chosen):
+            lines.append(f"chosen on validation for {d}: " + "; ".join(f"{r['reg']}: {r['chosen']}" for _, r in chosen.iterrows()))
+    lines += [f"note: {n}" for n in study.notes]
+    return lines
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="regbench study",
+        description="Compare regularizers across datasets: per-dataset ranks (each regularizer at its best "
+        "configuration on validation, scored on test), the Friedman test with the Iman–Davenport correction, "
+        "the Nemenyi critical difference or pairwise Wilcoxon tests with Holm's correction, a critical-difference "
+        "diagram, win/tie/loss counts, performance profiles, an optional Bayesian signed-rank test, and report.html.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="sweep folders, run folders or trees of them, merged (several datasets)")
+    parser.add_argument("--out", type=Path, help="where to write the files (default: the first PATH)")
+    parser.add_argument("--metric", default=",".join(DEFAULT_METRICS), metavar="NAME[,NAME]",
+                        help="the metric each dataset is ranked by: the first of these that applies to its task "
+                        "(acc: classification; r2, mse: regression; loss: any; default acc,r2); the strength is "
+                        "chosen on its validation value, the rank taken on its test value")
+    parser.add_argument("--posthoc", choices=POSTHOCS, default="nemenyi",
+                        help="the post-hoc test after Friedman, and the bars of the CD diagram (default nemenyi)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="the significance level (default 0.05)")
+    parser.add_argument("--rope", type=float, metavar="R",
+                        help="also run the Bayesian signed-rank test with this region of practical equivalence, "
+                        "in the metric's units (e.g. 0.01 accuracy)")
+    parser.add_argument("--seed", type=int, default=0, help="the Bayesian test's Monte-Carlo seed (default 0)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """`regbench study …`; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        metrics = parse_metrics(args.metric)
+        if not 0 < args.alpha < 1:
+            raise UserInputError(f"--alpha {args.alpha}: must lie strictly between 0 and 1")
+        if args.rope is not None and not args.rope >= 0:
+            raise UserInputError(f"--rope {args.rope}: must be 0 or more")
+        out = args.out or args.paths[0]
+        if out.exists() and not out.is_dir():
+            raise UserInputError(f"--out {out} is a file, not a folder")
+        study = build(args.paths, metrics, args.posthoc, args.alpha, args.rope, args.seed)
+    except UserInputError as e:
+        print(f"regbench: error: {e}", file=sys.stderr)
+        return 2
+    for folder, why in study.skipped:
+        print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
+    from regbench.reporting.report import build as build_report, wide_console
+
+    report = build_report(args.paths)  # the per-configuration table, under the study on the page
+    files = write(study, out, "regbench study " + " ".join(map(_quote, argv)), report)
+    render(study, wide_console())
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
