@@ -31,6 +31,21 @@ def progress_bar(console: Console, max_epochs: int, label: str) -> tuple[Progres
     return bar, task
 
 
+def count_bar(console: Console, total: int, label: str, unit: str) -> tuple[Progress, Any]:
+    """A bar counting `total` items (files decoded, ...), silent when the console is not a terminal."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    return bar, bar.add_task(label, total=total)
+
+
 def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
 
