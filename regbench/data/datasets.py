@@ -95,20 +95,12 @@ def load(ds: Any, device: torch.device) -> Data:
     """
     src = read(ds)
     task = src.task
-    # Row indices into src.x (and src.x_test): the same samples, in the same order, as
-    # splitting the arrays themselves, without a copy of the features per step.
-    if src.x_test is None:
-        trainval, test = _split(np.arange(len(src.y)), src.y, ds.test_fraction, ds.split_seed, ds.name, task)[:2]
-        x_pool, y_test = src.x, src.y[test]
-    else:
-        trainval, test = np.arange(len(src.y)), np.arange(len(src.y_test))
-        x_pool, y_test = src.x_test, src.y_test
-    y_trainval = src.y[trainval]
-    train, val = _split(np.arange(len(trainval)), y_trainval, ds.val_fraction, ds.split_seed + 1, ds.name, task)[:2]
-    train = train[_subsample(y_trainval[train], ds.train_size, ds.split_seed + 2, task)]
-    train, val = trainval[train], trainval[val]
-    if task == "classification":
-        n_classes = len(src.classes) if src.classes is not None else int(max(y_trainval.max(), y_test.max())) + 1
+    train, val, test = split_rows(src, ds)
+    x_pool = src.x if src.x_test is None else src.x_test
+    y_test = (src.y if src.x_test is None else src.y_test)[test]
+    if task == "classification":  # every label of the dataset, whichever split it fell in
+        labels = src.y.max() if src.y_test is None else max(src.y.max(), src.y_test.max())
+        n_classes = len(src.classes) if src.classes is not None else int(labels) + 1
     else:
         n_classes = 0
     y_train = _label_noise(src.y[train], ds.label_noise, ds.split_seed + 3, n_classes)
@@ -171,6 +163,21 @@ def configured_task(ds: Any) -> str:
     if ds.name in OWN_DATA:
         return "regression" if ds.get("task") == "regression" else "classification"
     return "regression" if ds.name in REGRESSION else "classification"
+
+
+def split_rows(src: Source, ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training, validation and test rows of `src`: indices into `src.x` (the test rows into
+    `src.x_test` where the dataset has an official test split), the same samples in the same
+    order as splitting the arrays themselves would give, without copying the features per step."""
+    task = src.task
+    if src.x_test is None:
+        trainval, test = _split(np.arange(len(src.y)), src.y, ds.test_fraction, ds.split_seed, ds.name, task)[:2]
+    else:
+        trainval, test = np.arange(len(src.y)), np.arange(len(src.y_test))
+    y_trainval = src.y[trainval]
+    train, val = _split(np.arange(len(trainval)), y_trainval, ds.val_fraction, ds.split_seed + 1, ds.name, task)[:2]
+    train = train[_subsample(y_trainval[train], ds.train_size, ds.split_seed + 2, task)]
+    return trainval[train], trainval[val], test
 
 
 def read(ds: Any) -> Source:

@@ -98,7 +98,7 @@ def _columns(frame: pd.DataFrame, shown: int = 20) -> str:
 
 
 def _by_split_column(frame: pd.DataFrame, split: str, path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    values = frame[split].astype(str).str.strip().str.lower()
+    values = pd.Series(["(missing)" if pd.isna(v) else str(v).strip().lower() for v in frame[split].tolist()])
     unknown = sorted(set(values) - {*TEST_VALUES, *TRAIN_VALUES})
     if unknown:
         raise UserInputError(f"{path}: the split column {split} holds {', '.join(unknown[:5])}; its values must "
