@@ -85,6 +85,10 @@ def result_summary(result: dict[str, Any]) -> str:
         + ("" if optimality is None else f"optimality {optimality:.2e}; ")
         + f"{result['n_params']} parameters; {result['seconds']:.1f}s on {result['device']}"
     )
+    classes = result.get("classes")
+    if classes:  # a user's labels: the class indices the model predicts, named back
+        shown = ", ".join(f"{i}={name}" for i, name in enumerate(classes[:20]))
+        text += f"\nclasses: {shown}" + (f", … ({len(classes)} in all, in result.json)" if len(classes) > 20 else "")
     if result.get("early_best"):
         patience = result["params"].get("trainer.patience")
         text += (f"\nwarning: the reported epoch {result['best_epoch']} lies within the first {patience} epochs "

@@ -254,6 +254,7 @@ def test_a_run_and_a_stacked_2x2_sweep_on_a_table(tmp_path, csv):
     (result,) = [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "runs").rglob("result.json")]
     assert result["status"] == "ok" and result["task"] == "classification" and result["dataset"] == "table"
     assert result["classes"] == ["maybe", "no", "yes"] and result["epochs_run"] == 2
+    assert "classes: 0=maybe, 1=no, 2=yes" in out.stdout
     sweep = regbench("run", "-m", "hydra/launcher=stacked", *common, "reg=l2", "reg.alpha=1e-4,1e-2", "optim.lr=1e-3,1e-2",
                      "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stdout[-2000:] + sweep.stderr[-2000:]
