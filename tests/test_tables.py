@@ -202,6 +202,7 @@ def _write(tmp_path, frame: pd.DataFrame, name: str = "bad.csv"):
         ("text regression", ["dataset.task=regression"], "dataset.task=regression needs a numeric target"),
         ("bad split", ["dataset.split_column=city"], "its values must be train or test"),
         ("not a table", [], "not a readable csv file"),
+        ("lonely class", [], "The least populated classes in y have only 1 member"),
     ],
 )
 def test_a_bad_file_is_one_line_naming_it(tmp_path, case, overrides, message):
@@ -210,6 +211,8 @@ def test_a_bad_file_is_one_line_naming_it(tmp_path, case, overrides, message):
         frame["label"] = "yes"
     if case == "no rows":
         frame["label"] = np.nan
+    if case == "lonely class":  # no stratified split can hold it
+        frame.loc[0, "label"] = "never again"
     path = _write(tmp_path, frame)
     if case == "not a table":
         path.write_bytes(b'a,b\n"unclosed,1\n')
@@ -243,6 +246,16 @@ def test_too_large_for_memory_names_the_size_it_needs(csv, monkeypatch):
     monkeypatch.setattr(files, "available_memory", lambda device=None: 1000)
     with pytest.raises(UserInputError, match=rf"{csv} needs \d+\.\d KiB in memory but only 1000 B of host memory"):
         load(table_cfg(csv).dataset, CPU)
+
+
+def test_an_id_column_left_in_is_refused_before_its_one_hot_columns_are_made(tmp_path, csv, monkeypatch):
+    frame = pd.read_csv(csv)
+    frame["name"] = [f"customer {i}" for i in range(len(frame))]  # text, all distinct: 240 one-hot columns
+    frame.to_csv(csv, index=False)
+    monkeypatch.setattr(files, "available_memory", lambda device=None: 200_000)
+    with pytest.raises(UserInputError, match=r"its columns encode into \d+ features: dataset.drop the text columns"):
+        load(table_cfg(csv).dataset, CPU)
+    load(table_cfg(csv, "dataset.drop=[id,name]").dataset, CPU)  # fits once dropped
 
 
 @pytest.mark.slow

@@ -120,6 +120,11 @@ def load(ds: Any, device: torch.device) -> Data:
     mean = std = None
     if src.featurize is not None:  # a table's columns: an encoder fitted on the training rows only
         encode = src.featurize(x_train)
+        # before encoding: a text column of ids becomes one column per id
+        n_rows = len(x_train) + len(x_val) + len(x_test)
+        files.check_fits(n_rows * encode.n_features * 12, files.resolve(ds.path), None,
+                         f"its columns encode into {encode.n_features} features: dataset.drop the text columns "
+                         "with many distinct values (ids, names), or use dataset.train_size")
         x_train, x_val, x_test = encode(x_train), encode(x_val), encode(x_test)
     elif is_image:
         # Per-channel statistics of the training split; the uint8 pixels stay compact on the device.
@@ -170,12 +175,13 @@ def split_rows(src: Source, ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray
     `src.x_test` where the dataset has an official test split), the same samples in the same
     order as splitting the arrays themselves would give, without copying the features per step."""
     task = src.task
+    name = str(files.resolve(ds.path)) if ds.name in OWN_DATA else ds.name  # what a refusal names
     if src.x_test is None:
-        trainval, test = _split(np.arange(len(src.y)), src.y, ds.test_fraction, ds.split_seed, ds.name, task)[:2]
+        trainval, test = _split(np.arange(len(src.y)), src.y, ds.test_fraction, ds.split_seed, name, task)[:2]
     else:
         trainval, test = np.arange(len(src.y)), np.arange(len(src.y_test))
     y_trainval = src.y[trainval]
-    train, val = _split(np.arange(len(trainval)), y_trainval, ds.val_fraction, ds.split_seed + 1, ds.name, task)[:2]
+    train, val = _split(np.arange(len(trainval)), y_trainval, ds.val_fraction, ds.split_seed + 1, name, task)[:2]
     train = train[_subsample(y_trainval[train], ds.train_size, ds.split_seed + 2, task)]
     return trainval[train], trainval[val], test
 
