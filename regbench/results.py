@@ -51,6 +51,10 @@ NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_
 # Settings only optim=fista reads: left out of the other runs' hash, which stays what it was
 # before they existed (a sweep started then still resumes; scripts/golden.py still compares).
 SOLVER_ONLY = ("optim.tol", "optim.max_iter", "optim.log_every")
+# The keys of a user's data (dataset=table, arrays, image_folder), added after the first release,
+# at their defaults: left out of the hash, so that the bundled datasets' runs keep theirs.
+OWN_DATA_DEFAULTS = {"dataset.path": None, "dataset.target": None, "dataset.task": "auto", "dataset.drop": [],
+                     "dataset.test_path": None, "dataset.split_column": None, "dataset.image_size": None}
 
 
 def config_hash(params: dict[str, Any]) -> str:
@@ -60,8 +64,9 @@ def config_hash(params: dict[str, Any]) -> str:
     Schedule knobs that the run's schedule does not read are left out, and so is
     `optim.schedule=constant`: a constant-rate run has the hash it had before schedules
     existed (see regbench.engine.schedules.inert_keys). Likewise a regularizer knob added after
-    the first release (its Knob's `since`) left at its default, which switches it off: runs
-    from before it existed keep their hash, so their sweeps still resume."""
+    the first release (its Knob's `since`) left at its default, which switches it off, and the
+    keys of a user's data at theirs (OWN_DATA_DEFAULTS): runs from before they existed keep
+    their hash, so their sweeps still resume."""
     import hashlib
 
     from regbench.engine.schedules import inert_keys
@@ -70,6 +75,7 @@ def config_hash(params: dict[str, Any]) -> str:
     solver = params.get("optim.name") == "fista"
     inert = set(inert_keys(params))
     inert |= {f"reg.{k.name}" for k in builtin_knobs() if k.since and params.get(f"reg.{k.name}") == k.default}
+    inert |= {k for k, default in OWN_DATA_DEFAULTS.items() if params.get(k, default) == default}
     kept = {k: v for k, v in params.items()
             if k not in NOT_HASHED and k not in inert and (solver or k not in SOLVER_ONLY)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -307,3 +307,28 @@ def test_the_cli_answers_a_bad_table_in_one_line(tmp_path, overrides, message):
     assert out.returncode == 2 and out.stderr.startswith("regbench: error: ") and message in out.stderr
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
     assert not list(tmp_path.rglob("metrics.csv"))
+
+
+def test_the_bundled_datasets_keep_their_config_hash_and_merge_with_older_runs(tmp_path, csv):
+    """The dataset keys a user's data added, at their defaults, change no bundled run's hash
+    (finished results and checkpoints of older versions stay valid), and the report takes
+    older runs for the same configuration; a table's path is in its hash."""
+    from regbench.engine.runner import new_result
+    from regbench.reporting.report import build, constants_line
+    from regbench.results import OWN_DATA_DEFAULTS, config_hash
+    from tests.test_report import write_run
+
+    for overrides in ([], ["dataset=mnist", "reg=l2"], ["dataset=diabetes", "optim=sgd"]):
+        result = new_result(make_cfg(*overrides))
+        before = {k: v for k, v in result["params"].items() if k not in OWN_DATA_DEFAULTS}
+        assert result["config_hash"] == config_hash(before)
+    a = new_result(table_cfg(csv))["config_hash"]
+    assert a != new_result(table_cfg(tmp_path / "other.csv"))["config_hash"]
+    assert a != new_result(table_cfg(csv, "dataset.task=regression"))["config_hash"]
+    new_keys = {k: v for k, v in new_result(make_cfg())["params"].items() if k in OWN_DATA_DEFAULTS}
+    for seed in (0, 1):  # the same two runs, recorded before the keys existed and after
+        write_run(tmp_path / "old" / str(seed), seed=seed, finished_at="2026-01-01")
+        write_run(tmp_path / "new" / str(seed), seed=seed, extra=new_keys, finished_at="2026-02-01")
+    report = build([tmp_path / "old", tmp_path / "new"])
+    assert len(report.table) == 1 and len(report.duplicates) == 2
+    assert "dataset.task" not in constants_line(report) and "dataset.path" not in constants_line(report)
