@@ -184,6 +184,7 @@ def test_the_task_follows_the_target_unless_dataset_task_says(tmp_path, target, 
         assert d.classes is None and abs(float(d.y_train.mean())) < 1e-5
     else:
         assert d.y_train.dtype == torch.int64 and len(d.classes) == n_outputs
+        assert d.classes[:2] == {"whole": ["1", "2"], "many": ["0", "1"], "flag": ["False", "True"]}[target]
 
 
 def _write(tmp_path, frame: pd.DataFrame, name: str = "bad.csv"):

@@ -44,8 +44,6 @@ def encode(values: np.ndarray, task: str, where: str) -> tuple[np.ndarray, str, 
         UserInputError: a regression target that is not numeric, or a single class.
     """
     values = np.asarray(values)
-    if values.dtype.kind == "b":
-        values = values.astype(np.int64)
     if task == "auto":
         task = infer_task(values)
     if task == "regression":
