@@ -86,7 +86,7 @@ def result_summary(result: dict[str, Any]) -> str:
         + f"{result['n_params']} parameters; {result['seconds']:.1f}s on {result['device']}"
     )
     classes = result.get("classes")
-    if classes:  # a user's labels: the class indices the model predicts, named back
+    if classes and classes != [str(i) for i in range(len(classes))]:  # a user's labels, named back
         shown = ", ".join(f"{i}={name}" for i, name in enumerate(classes[:20]))
         text += f"\nclasses: {shown}" + (f", … ({len(classes)} in all, in result.json)" if len(classes) > 20 else "")
     if result.get("early_best"):

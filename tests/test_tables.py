@@ -333,3 +333,25 @@ def test_the_bundled_datasets_keep_their_config_hash_and_merge_with_older_runs(t
     report = build([tmp_path / "old", tmp_path / "new"])
     assert len(report.table) == 1 and len(report.duplicates) == 2
     assert "dataset.task" not in constants_line(report) and "dataset.path" not in constants_line(report)
+
+
+def test_the_report_names_the_classes_of_each_file_unless_they_are_the_indices(tmp_path):
+    from regbench.console import result_summary
+    from regbench.reporting.report import build, class_lines
+    from tests.test_report import write_run
+
+    for seed in (0, 1):
+        write_run(tmp_path / "a" / str(seed), seed=seed, dataset="table", extra={"dataset.path": "/d/churn.csv"},
+                  classes=["no", "yes"])
+        write_run(tmp_path / "b" / str(seed), seed=seed, dataset="arrays", extra={"dataset.path": "/d/x.npz"},
+                  classes=["0", "1", "2"])
+        write_run(tmp_path / "c" / str(seed), seed=seed)  # digits: no classes recorded
+    assert class_lines(build([tmp_path])) == ["classes of table /d/churn.csv: 0=no, 1=yes"]
+    many = [f"c{i}" for i in range(25)]
+    write_run(tmp_path / "d" / "0", dataset="table", extra={"dataset.path": "/d/many.csv"}, classes=many)
+    assert "classes of table /d/many.csv: 0=c0, 1=c1" in "\n".join(class_lines(build([tmp_path])))
+    assert "19=c19, … (25 in all; result.json has them all)" in "\n".join(class_lines(build([tmp_path])))
+    result = {"task": "classification", "stopped_early": False, "status": "ok", "params": {}, "best_epoch": 2,
+              "epochs_run": 2, "sparsity": 0.0, "n_params": 3, "seconds": 1.0, "device": "cpu"}
+    assert "classes: 0=no, 1=yes" in result_summary({**result, "classes": ["no", "yes"]})
+    assert "classes" not in result_summary({**result, "classes": ["0", "1"]})

@@ -288,6 +288,8 @@ def class_lines(report: Report) -> list[str]:
     path = runs["params.dataset.path"] if "params.dataset.path" in runs else pd.Series([None] * len(runs), index=runs.index)
     for (dataset, where, names), _ in runs.assign(_path=path).groupby(["dataset", "_path", "classes"], dropna=True):
         listed = json.loads(names)
+        if listed == [str(i) for i in range(len(listed))]:  # the labels are the indices: nothing to name
+            continue
         shown = ", ".join(f"{i}={n}" for i, n in enumerate(listed[:CLASSES_LISTED]))
         more = f", … ({len(listed)} in all; result.json has them all)" if len(listed) > CLASSES_LISTED else ""
         out.append(f"classes of {dataset} {where}: {shown}{more}")
