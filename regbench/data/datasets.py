@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from regbench import UserInputError
-from regbench.data import files
+from regbench.data import files, streaming
 from regbench.data.files import OWN_DATA
 from regbench.data.splitting import train_test_split
 
@@ -86,8 +86,12 @@ class Source:
     None: numeric arrays, standardised here (or uint8 images, per batch)."""
 
 
-def load(ds: Any, device: torch.device) -> Data:
+def load(ds: Any, device: torch.device, stream: bool | None = None) -> Data:
     """Builds the splits of `ds` (the `dataset` config node) on `device`.
+
+    A user's dataset (table, arrays, image_folder) that would take more than its share of the
+    device's free memory keeps its inputs in pinned host memory, streamed to the device batch
+    by batch (regbench.data.streaming); `stream` forces (True) or forbids (False) that.
 
     Raises:
         UserInputError: files missing with download=false, a download that failed, or a
@@ -135,24 +139,39 @@ def load(ds: Any, device: torch.device) -> Data:
         mu = x_train.mean(axis=0)
         sd = _safe_std(x_train.std(axis=0))
         x_train, x_val, x_test = ((x - mu) / sd for x in (x_train, x_val, x_test))
+    host = False  # True: the inputs stay in host memory, streamed to the device per batch
     if ds.name in OWN_DATA:  # the bundled datasets are known to fit
         per_value = 1 if is_image else 4
         n_bytes = sum(x.size * per_value + 8 * len(x) for x in (x_train, x_val, x_test))
-        files.check_fits(n_bytes, files.resolve(ds.path), device,
-                         "use dataset.train_size, drop columns, or a smaller dataset.image_size")
+        hint = "use dataset.train_size, drop columns, or a smaller dataset.image_size"
+        where = files.resolve(ds.path)
+        host = stream if stream is not None else (
+            streaming.placement(n_bytes, device, files.available_memory(device)) == "host")
+        if host:
+            files.check_fits(n_bytes, where, None, hint)
+            log.info("%s: %.1f GiB of inputs stay in pinned host memory, streamed to %s per batch",
+                     where, n_bytes / 2**30, device)
+        else:
+            files.check_fits(n_bytes, where, device, hint)
 
     def tensor(a: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a))
         return t.to(device=device, dtype=dtype if dtype is not None else t.dtype)
 
+    def inputs(a: np.ndarray, dtype: torch.dtype | None) -> Any:
+        if not host:
+            return tensor(a, dtype)
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return streaming.HostSplit(t.to(dtype) if dtype is not None else t, device)
+
     xf = None if is_image else torch.float32
     return Data(
         task=task,
-        x_train=tensor(x_train, xf),
+        x_train=inputs(x_train, xf),
         y_train=tensor(y_train, y_dtype),
-        x_val=tensor(x_val, xf),
+        x_val=inputs(x_val, xf),
         y_val=tensor(y_val, y_dtype),
-        x_test=tensor(x_test, xf),
+        x_test=inputs(x_test, xf),
         y_test=tensor(y_test, y_dtype),
         n_outputs=n_outputs,
         is_image=is_image,
