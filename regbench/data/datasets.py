@@ -3,9 +3,12 @@
 Order of operations, the same for every dataset: (1) the test split (official where the
 dataset has one, else a held-out stratified fraction), (2) a stratified validation fraction
 of what remains, (3) the `train_size` subsample of the training part, (4) label noise on the
-training labels only, (5) standardisation with statistics of the final training split. Every
-random choice is drawn from `split_seed`, so for one seed every regularizer sees the same
-split, subsample and noise.
+training labels only, (5) standardisation with statistics of the final training split (for a
+user's table, its encoder: regbench.data.tables). Every random choice is drawn from
+`split_seed`, so for one seed every regularizer sees the same split, subsample and noise.
+
+The bundled datasets are read here; a user's (dataset=table, arrays, image_folder) by
+regbench.data.tables, arrays and image_folder, into the same `Source`.
 """
 
 from __future__ import annotations
