@@ -204,6 +204,7 @@ def _write(tmp_path, frame: pd.DataFrame, name: str = "bad.csv"):
         ("bad split", ["dataset.split_column=city"], "its values must be train or test"),
         ("not a table", [], "not a readable csv file"),
         ("lonely class", [], "The least populated classes in y have only 1 member"),
+        ("all dropped", ["dataset.drop=[id,age,city,income,const,plan]"], "no feature column is left"),
     ],
 )
 def test_a_bad_file_is_one_line_naming_it(tmp_path, case, overrides, message):
@@ -231,6 +232,11 @@ def test_a_bad_file_is_one_line_naming_it(tmp_path, case, overrides, message):
         (["dataset.path=data.csv"], "dataset=table needs dataset.target=COLUMN"),
         (["dataset.target=y"], "dataset=table needs dataset.path=..."),
         (["dataset.path=data.csv", "dataset.target=y", "dataset.image_size=8"], "dataset.image_size applies to dataset=image_folder only"),
+        (["dataset.path=data.csv", "dataset.target=y", "dataset.test_path=gone.csv"], "gone.csv does not exist"),
+        (["dataset.path=data.csv", "dataset.target=y", "dataset.test_path=data.csv", "dataset.split_column=y"],
+         "give dataset.test_path or dataset.split_column for the official test rows, not both"),
+        (["dataset.path=data.csv", "dataset.target=y", "dataset.task=guess"], "dataset.task must be one of auto"),
+        (["dataset.path=.", "dataset.target=y"], "is a folder; give the CSV, TSV, Parquet or Feather file itself"),
     ],
 )
 def test_the_config_check_names_the_file_before_anything_runs(tmp_path, monkeypatch, overrides, message):
