@@ -39,7 +39,7 @@ class Regressor(nn.Module):
 
 def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int, task: str,
                 regularizers: Sequence[type] | None = None) -> nn.Module:
-    """Returns the network for `model.name`: linear, mlp or cnn.
+    """Returns the network for `model.name`: linear, mlp, cnn, resmlp or resnet.
 
     Args:
         model: the `model` config node.
@@ -51,16 +51,33 @@ def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: i
             built-in ones when None.
 
     Raises:
-        UserInputError: a cnn asked of tabular data, or an image too small for its blocks.
+        UserInputError: a cnn or resnet asked of tabular data, or an image too small for a cnn's blocks.
     """
     if regularizers is None:
         from regbench.regularizers import builtin
 
         regularizers = builtin()
     inserted = _Inserted(reg, [cls for cls in regularizers if hasattr(cls, "layers")])
-    builders = {"linear": _linear, "mlp": _mlp, "cnn": _cnn}
+    builders = {"linear": _linear, "mlp": _mlp, "cnn": _cnn, "resmlp": _resmlp, "resnet": _resnet}
     net = builders[model.name](model, inserted, input_shape, n_outputs)
     return Regressor(net) if task == "regression" else net
+
+
+class Residual(nn.Module):
+    """A residual block: body(h) + shortcut(h), the shortcut the identity when it is empty.
+
+    Both are Sequentials, which the engine (regbench.engine.stack) compiles like the whole
+    network, and sums in this order, so that a stack of one computes exactly this.
+    """
+
+    def __init__(self, body: list[nn.Module], shortcut: list[nn.Module] | None = None) -> None:
+        super().__init__()
+        # registered body first: the engine's tensor order is that of `modules()`
+        self.body = nn.Sequential(*body)
+        self.shortcut = nn.Sequential(*(shortcut or []))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
 
 
 class _Inserted:
@@ -78,6 +95,15 @@ class _Inserted:
                 if not isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
                     layer.regbench_regularizer = cls.name
                 out.append(layer)
+        return out
+
+
+    def branch(self, width: int, dims: int, block: int, blocks: int) -> list[nn.Module]:
+        """The layers at the end of residual branch `block` (1-based) of `blocks`, each given its
+        depth l / L (the rate of stochastic depth and ShakeDrop grows linearly with it)."""
+        out = self("branch", width, dims)
+        for layer in out:
+            layer.regbench_depth = block / blocks
         return out
 
 
@@ -134,4 +160,63 @@ def _cnn(model: Any, inserted: _Inserted, input_shape: tuple[int, ...], n_output
         layers += _hidden_block(n_in, width, model, inserted)
         n_in = width
     layers.append(nn.Linear(n_in, n_outputs))
+    return nn.Sequential(*layers)
+
+
+def _resmlp(model: Any, inserted: _Inserted, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """The residual MLP of Regularization Cocktails (Kadra et al. 2021; Auto-PyTorch's shaped
+    ResNet at a constant width): an input linear layer to `model.width`, `model.groups` x
+    `model.blocks` pre-activation residual blocks, each
+
+        h + ([BN] -> act -> linear -> [BN] -> act -> [dropout] -> linear -> [drop_path, shakedrop])(h),
+
+    then [BN] -> act -> the head. Batch norm with reg.batchnorm, dropout with reg.dropout; the
+    groups only count blocks here (every group has the same width)."""
+    width, act = model.width, ACTIVATIONS[model.activation]
+    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(_flat_size(input_shape), width)]
+    n_blocks = model.groups * model.blocks
+    for block in range(1, n_blocks + 1):
+        body = [*inserted("norm", width, 1), act(), nn.Linear(width, width), *inserted("norm", width, 1), act(),
+                *inserted("hidden", width, 1), nn.Linear(width, width), *inserted.branch(width, 1, block, n_blocks)]
+        layers.append(Residual(body))
+    layers += [*inserted("norm", width, 1), act(), nn.Linear(width, n_outputs)]
+    return nn.Sequential(*layers)
+
+
+def _resnet(model: Any, inserted: _Inserted, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """The CIFAR ResNet of He et al. 2016 (section 4.2): a 3x3 conv to 16 channels, three stages
+    of n = (depth - 2) / 6 basic blocks at 16, 32, 64 channels (times `model.width_mult`), the
+    first block of stages 2 and 3 with stride 2, global average pooling, a linear head. A basic
+    block is
+
+        act(shortcut(h) + (conv3x3 -> [BN] -> act -> [dropout] -> conv3x3 -> [BN] -> [drop_path, shakedrop])(h)),
+
+    its shortcut the identity, or where the shape changes a 1x1 conv with stride 2 and [BN]
+    (option B, as torchvision's and timm's ResNets). Batch norm comes with reg.batchnorm, as in
+    every regbench model, so that it can be compared here too: the literature's ResNet-20 is
+    `model=resnet reg=batchnorm`. Dropout sits between a block's two convolutions, as in Wide
+    ResNets (Zagoruyko & Komodakis 2016). Convolutions keep their biases (without batch norm
+    nothing else shifts them). Fits 8x8 digits (stages at 8, 4, 2) as well as 28x28 and 32x32.
+    """
+    if len(input_shape) != 3:
+        raise UserInputError(
+            "model=resnet needs image data (digits, mnist, fashion_mnist, cifar10); "
+            f"this dataset has {input_shape[0]} tabular features"
+        )
+    act = ACTIVATIONS[model.activation]
+    per_stage, n_blocks = (model.depth - 2) // 6, 3 * ((model.depth - 2) // 6)
+    c_in = 16 * model.width_mult
+    layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c_in, 3, padding=1), *inserted("norm", c_in, 2), act()]
+    block = 0
+    for stage, c_out in enumerate(w * model.width_mult for w in (16, 32, 64)):
+        for i in range(per_stage):
+            stride, block = (2 if stage > 0 and i == 0 else 1), block + 1
+            body = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), *inserted("norm", c_out, 2), act(),
+                    *inserted("hidden", c_out, 2), nn.Conv2d(c_out, c_out, 3, padding=1), *inserted("norm", c_out, 2),
+                    *inserted.branch(c_out, 2, block, n_blocks)]
+            shortcut = [] if stride == 1 and c_in == c_out else [nn.Conv2d(c_in, c_out, 1, stride=stride),
+                                                                 *inserted("norm", c_out, 2)]
+            layers += [Residual(body, shortcut), act()]
+            c_in = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_outputs)]
     return nn.Sequential(*layers)

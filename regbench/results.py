@@ -64,17 +64,20 @@ def config_hash(params: dict[str, Any]) -> str:
     Schedule knobs that the run's schedule does not read are left out, and so is
     `optim.schedule=constant`: a constant-rate run has the hash it had before schedules
     existed (see regbench.engine.schedules.inert_keys). Likewise a regularizer knob added after
-    the first release (its Knob's `since`) left at its default, which switches it off, and the
-    keys of a user's data at theirs (OWN_DATA_DEFAULTS): runs from before they existed keep
-    their hash, so their sweeps still resume."""
+    the first release (its Knob's `since`) left at its default, which switches it off, a model
+    knob added later for a model that does not read it (regbench.cli.schema's MODEL_KNOBS_SINCE),
+    and the keys of a user's data at their defaults (OWN_DATA_DEFAULTS): runs from before they
+    existed keep their hash, so their sweeps still resume."""
     import hashlib
 
+    from regbench.cli.schema import MODEL_KNOBS_SINCE
     from regbench.engine.schedules import inert_keys
     from regbench.regularizers import builtin_knobs
 
     solver = params.get("optim.name") == "fista"
     inert = set(inert_keys(params))
     inert |= {f"reg.{k.name}" for k in builtin_knobs() if k.since and params.get(f"reg.{k.name}") == k.default}
+    inert |= {f"model.{k}" for k, models in MODEL_KNOBS_SINCE.items() if params.get("model.name") not in models}
     inert |= {k for k, default in OWN_DATA_DEFAULTS.items() if params.get(k, default) == default}
     kept = {k: v for k, v in params.items()
             if k not in NOT_HASHED and k not in inert and (solver or k not in SOLVER_ONLY)}

@@ -58,6 +58,13 @@ What it measures, in one process and one run (peak memory and CLI start-up in su
    grows with the stack), and the same sweep from the shell with each launcher (fresh
    subprocesses: start-up, composition and the automatic sweep report included).
 
+(d) What each regularizer costs: for every row of REG_ROWS (each preset; SWA averaging from
+   the first epoch), the runner's median epoch time with it over the same run without it (its
+   baseline: reg=none, or batch norm alone for SWA's update_bn pass), on (a)'s and (b)'s MLPs,
+   fixed epochs, no early stopping, rows and baselines interleaved and repeated. Targets on
+   MNIST, where the arithmetic dominates: EMA and mixup at most 1.10x, SAM at most 2.3x (two
+   forward-backward passes a step: near 2x by nature).
+
 5. Peak memory of run (b): the peak resident set size (VmHWM) of a fresh subprocess
    that runs `runner.run` on workload (b) for the same number of epochs, next to
    subprocesses that only import (torch and regbench.engine.runner; then also torchvision, which
@@ -109,6 +116,22 @@ VARIANTS = ("runner", "reference", "minimal")
 # (digits, MLP 64-256-128-10, Adam, early stopping with patience 10, at most 200 epochs).
 WORKLOAD_C = ["dataset=digits", "model=mlp", "reg=l2"]
 STACK_TARGETS = {"cpu": (8, 1.5), "cuda": (32, 5.0)}  # device -> (jobs, speed-up over the jobs one by one)
+# (d) what each regularizer costs: (row, its overrides, the baseline's overrides), on the MLPs of (a) and (b).
+# SWA starts averaging at once (reg.swa=0.01: S = 0) so that every timed epoch pays for it.
+REG_ROWS = [
+    ("l1 (proximal)", ["reg=l1"], []), ("l2", ["reg=l2"], []), ("weight_decay", ["reg=weight_decay"], []),
+    ("dropout", ["reg=dropout"], []), ("augment", ["reg=augment"], []),
+    ("batchnorm", ["reg=batchnorm"], []), ("label_smoothing", ["reg=label_smoothing"], []),
+    ("mixup", ["reg=mixup"], []), ("cutmix", ["reg=cutmix"], []), ("cutout", ["reg=cutout"], []),
+    ("input_noise", ["reg=input_noise"], []), ("ema", ["reg=ema"], []),
+    ("swa", ["reg=swa", "reg.swa=0.01"], []),
+    ("swa + batchnorm (update_bn)", ["reg=[swa,batchnorm]", "reg.swa=0.01"], ["reg=batchnorm"]),
+    ("sam", ["reg=sam"], []), ("asam", ["reg=asam"], []),
+    ("drop_path (resmlp)", ["model=resmlp", "reg=drop_path"], ["model=resmlp"]),
+    ("shakedrop (resmlp)", ["model=resmlp", "reg=shakedrop"], ["model=resmlp"]),
+]
+# targets of (d) on (b), where the arithmetic dominates: (row, the most its epoch may cost relative to the baseline)
+REG_TARGETS = [("ema", 1.10), ("mixup", 1.10), ("sam", 2.3)]
 
 
 # --------------------------------------------------------------------------- config and data
@@ -553,6 +576,35 @@ def bench_stack_sizes(cfgs_by_size: dict[int, list[Any]], repeats: int, workdir:
     return out
 
 
+def bench_regularizers(workloads: dict[str, list[str]], rows: list[tuple[str, list[str], list[str]]], epochs: dict[str, int],
+                       repeats: int, workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """(d) Each regularizer's epoch time relative to its baseline's, per workload: runner.run with
+    fixed epochs and no early stopping, the rows and their baselines interleaved (the order
+    rotating each repeat); the median per-epoch seconds of each run, then the median over repeats."""
+    out: dict[str, Any] = {}
+    for name, base in workloads.items():
+        variants = {tuple(b) for _, _, b in rows} | {None}
+        configs: dict[Any, Any] = {}
+        for label, over, b in rows:
+            configs[label] = compose_cfg([*base, *over, "trainer.patience=null", f"trainer.max_epochs={epochs[name]}"])
+        for b in variants - {None}:
+            configs[("baseline", b)] = compose_cfg([*base, *b, "trainer.patience=null", f"trainer.max_epochs={epochs[name]}"])
+        seconds: dict[Any, list[float]] = {key: [] for key in configs}
+        keys = list(configs)
+        for r in range(repeats):
+            for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+                gc.collect()
+                seconds[key].append(statistics.median(run_runner(configs[key], workdir)["epoch_seconds"]))
+        table = {}
+        for label, _, b in rows:
+            mine, theirs = statistics.median(seconds[label]), statistics.median(seconds[("baseline", tuple(b))])
+            table[label] = {"epoch_seconds": mine, "baseline_epoch_seconds": theirs, "ratio": mine / theirs,
+                            "baseline": " ".join(b) or "reg=none"}
+        out[name] = table
+        log(f"(d) {name}: " + ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in table.items()))
+    return out
+
+
 def cli_sweep(alphas: list[float], extra: list[str], repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
     """What a user feels: `regbench run -m reg=l2 reg.alpha=<alphas>` from the shell, with the
     basic launcher and with hydra/launcher=stacked, each in a fresh subprocess (start-up,
@@ -795,6 +847,15 @@ def report(res: dict[str, Any]) -> str:
         rows = [[str(k), f"{v['lone_seconds']:.2f} s", f"{v['stacked_seconds']:.2f} s", f"{v['speedup']:.2f}x"]
                 for k, v in cz["sizes"].items()]
         out.append(fmt_table(rows, ["jobs", "one by one", "stacked", "speed-up"]))
+    if "d" in res:
+        d = res["d"]
+        out.append("")
+        out.append(f"(d) what a regularizer costs: epoch time (training + evaluation, the runner's `seconds`) with it "
+                   f"relative to the same run without it; {d['epochs']} epochs x {d['repeats']} repeats, interleaved; medians")
+        out.append(f"other processes during this workload: {sharing(d['machine_sharing'])}")
+        rows = [[name, v["plain"], v["adds"], f"{1e3 * v['plain_s']:.1f} ms", f"{1e3 * v['with_s']:.1f} ms",
+                 f"{v['relative']:.2f}x"] for name, v in d["rows"].items()]
+        out.append(fmt_table(rows, ["row", "plain run", "adds", "plain epoch", "with it", "relative"]))
     if "cli_sweep" in res:
         cs = res["cli_sweep"]
         out.append("")
@@ -837,6 +898,15 @@ def report(res: dict[str, Any]) -> str:
                    f"inside the run (result.json's `seconds`) and {r['median_s'] - r['result_seconds_median']:.2f} s "
                    f"start-up and exit; the run's fixed cost (its `seconds` minus its epochs' `seconds`: data, model, "
                    f"files) {r['fixed_seconds_median']:.3f} s (target < 0.3 s)")
+    if "d" in res:
+        out.append("")
+        out.append("(d) what each regularizer costs: its epoch time over its baseline's (runner, fixed epochs, medians)")
+        names = list(res["d"])
+        rows = []
+        for label in res["d"][names[0]]:
+            rows.append([label, res["d"][names[0]][label]["baseline"],
+                         *[f"{res['d'][n][label]['ratio']:.2f}x ({res['d'][n][label]['epoch_seconds'] * 1000:.0f} ms)" for n in names]])
+        out.append(fmt_table(rows, ["regularizer", "baseline", *names]))
     out.append("")
     out.append("targets:")
     for line in res["targets"]:
@@ -875,6 +945,11 @@ def targets(res: dict[str, Any]) -> list[str]:
         fixed = res["cli_run"]["fixed_seconds_median"]
         lines.append(f"[{'met' if fixed < 0.3 else 'MISSED'}] the fixed cost inside a default run (result.json's seconds "
                      f"minus its epochs'): {fixed:.3f} s (needs < 0.3 s)")
+    if "d" in res and "mnist" in res["d"]:
+        for label, most in REG_TARGETS:
+            ratio = res["d"]["mnist"][label]["ratio"]
+            lines.append(f"[{'met' if ratio <= most else 'MISSED'}] (d) {label} costs at most {most}x a plain epoch on "
+                         f"MNIST: {ratio:.2f}x")
     if "b" in res:
         lines.append(f"[{'met' if res['b']['x_dtype'] == 'torch.uint8' else 'MISSED'}] MNIST images stored as uint8 "
                      f"({res['b']['x_dtype']}) and standardised per batch (Data.prepare)")
@@ -892,13 +967,15 @@ def main() -> int:
     parser.add_argument("--epochs-a", type=int, help="epochs per repeat of (a) (default 20; quick 4)")
     parser.add_argument("--repeats-b", type=int, help="repeats of workload (b) (default 5; quick 1)")
     parser.add_argument("--epochs-b", type=int, help="epochs per repeat of (b) (default 2; quick 1)")
+    parser.add_argument("--epochs-d", type=int, help="epochs per run of (d) on the digits (default 8; quick 3)")
+    parser.add_argument("--repeats-d", type=int, help="repeats of (d) (default 3; quick 1)")
     parser.add_argument("--repeats-c", type=int, help="repeats of the stacked sweep (c) (default 3; quick 1)")
     parser.add_argument("--stack-jobs", type=int, help="jobs in the stacked sweep (c) (default 8 on the CPU, 32 on CUDA)")
     parser.add_argument("--cli-sweep-repeats", type=int, help="runs of the sweep (c) from the shell, per launcher (default 2; quick 1)")
     parser.add_argument("--cli-repeats", type=int, help="runs of each CLI command (default 7; quick 3)")
     parser.add_argument("--threads", type=int, help="torch threads (default: the machine's cores, as regbench run's auto)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (CUDA syncs are in place but untested on a CPU-only machine)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "c-sizes", "cli-sweep", "memory", "cli"], help="parts to leave out")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "c-sizes", "cli-sweep", "memory", "cli", "d"], help="parts to leave out")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -986,6 +1063,16 @@ def main() -> int:
                                            f"trainer.max_epochs={epochs_sizes}"]) for a in stack_alphas(k)] for k in sizes}
             warm_up_stacking(cfgs_sizes[max(sizes)], workdir)
             res["c_sizes"] = bench_stack_sizes(cfgs_sizes, 1 if q else 2, workdir, device, log)
+        if "d" not in args.skip:
+            if root is None:
+                root, where = mnist_root(workdir)
+            workloads_d = {"digits": [*dev, *WORKLOAD_A],
+                           "mnist": [*dev, *WORKLOAD_B, f"dataset.root={root}",
+                                     *([f"dataset.train_size={train_size_b}"] if train_size_b != "none" else [])]}
+            log("(d) what each regularizer costs")
+            res["d"] = bench_regularizers(workloads_d, REG_ROWS, {"digits": args.epochs_d or (3 if q else 8),
+                                                                  "mnist": 1 if q else 2},
+                                          args.repeats_d or (1 if q else 3), workdir, log)
         if "cli-sweep" not in args.skip:
             res["cli_sweep"] = cli_sweep(alphas, [f"device={args.device}", *quick_c], cli_sweep_repeats, log)
         if "memory" not in args.skip:

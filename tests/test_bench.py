@@ -47,3 +47,40 @@ def test_the_stacked_sweep_spans_the_strengths_it_names():
     assert len(alphas) == 8 and alphas[0] == 1e-6 and alphas[-1] == 1e-2
     assert all(a < b for a, b in zip(alphas, alphas[1:]))
     assert len(bench.stack_alphas(32)) == 32
+
+
+def test_every_regularizer_has_its_row_in_the_cost_benchmark():
+    """Each built-in regularizer's preset is timed in (d): a new one without its row fails here."""
+    from regbench.regularizers import builtin
+
+    bench = _bench()
+    timed = " ".join(" ".join(over) for _, over, _ in bench.REG_ROWS)
+    untimed = [cls.name for cls in builtin()
+               if not any(f"reg={p}" in timed or f"[{p}," in timed or f",{p}]" in timed for p in _presets_of(cls))]
+    assert not untimed, f"no row in scripts/bench.py's REG_ROWS for {untimed}"
+
+
+def _presets_of(cls):
+    """The conf/reg presets that switch `cls` on (set one of its knobs)."""
+    import yaml
+
+    names = {k.name for k in cls.knobs}
+    return [p.stem for p in (REPO / "conf" / "reg").glob("*.yaml") if names & set((yaml.safe_load(p.read_text()) or {}))]
+
+
+def test_each_regularizer_row_differs_from_its_plain_run_in_that_regularizer_only():
+    """(d) compares a regularizer's epoch time with the same run without it: the two configs
+    must differ in `reg` keys alone, and the regularizer must act (its label is not none)."""
+    from omegaconf import OmegaConf
+
+    from regbench.regularizers import label
+    from regbench.results import flatten
+
+    bench = _bench()
+    assert bench.REG_ROWS
+    for name, over, plain in bench.REG_ROWS:
+        a, b = (flatten(OmegaConf.to_container(make_cfg(*o), resolve=True)) for o in (plain, over))
+        changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        assert changed and all(k.startswith("reg.") for k in changed), (name, changed)
+        with_it = make_cfg(*over)
+        assert label(with_it.reg, with_it.model) != "none", name

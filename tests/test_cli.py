@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from regbench import __version__
-from tests.conftest import TINY, regbench
+from tests.conftest import REPO, TINY, regbench
 
 pytestmark = pytest.mark.slow
 
@@ -152,7 +152,8 @@ def test_cuda_without_cuda_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["reg=lasso"], "Could not find 'reg/lasso'; Available options in 'reg': augment, batchnorm, cutmix, cutout, dropout, elasticnet"),
+        (["reg=lasso"], "Could not find 'reg/lasso'; Available options in 'reg': "
+                        + ", ".join(sorted(p.stem for p in (REPO / "conf" / "reg").glob("*.yaml")))),
         (["reg.alpah=0.1"], "Could not override 'reg.alpah': Key 'alpah' not in 'RegConfig' (did you mean reg.alpha?)"),
         (["trainer.patiense=3"], "(did you mean trainer.patience?)"),
         (["reg.alpha=lots"], "reg.alpha=lots: Value 'lots' of type 'str' could not be converted to Float"),

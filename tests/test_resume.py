@@ -102,13 +102,15 @@ def test_with_a_time_budget_a_short_run_writes_no_checkpoint(tiny_cfg, tmp_path,
     assert writes == [1, 2, 3, 4, 5]  # after every epoch but the last
 
 
-@pytest.mark.parametrize("regs", ["[dropout,l1]", "[mixup,cutout,input_noise]", "[cutmix,label_smoothing]"])
+@pytest.mark.parametrize("regs", ["[dropout,l1]", "[mixup,cutout,input_noise]", "[cutmix,label_smoothing]",
+                                  "[ema,batchnorm,dropout]", "[swa,batchnorm,dropout] reg.swa=0.25 reg.swa_lr=1e-2",
+                                  "[sam,batchnorm,dropout]"])
 def test_an_interrupted_run_retrains_the_epochs_after_its_last_checkpoint(tiny_cfg, tmp_path, monkeypatch, regs):
     """Each epoch takes one second on a fake clock and the budget is 2.5 s, so last.pt is
     written after epochs 3 and 6; interrupted after epoch 8, the run resumes from epoch 6,
     trains 7 and 8 again, and metrics.csv holds each epoch once, as a run never interrupted
     (the regularizers' own random streams, mixing and erasing, included)."""
-    args = ("trainer.max_epochs=12", "trainer.patience=null", f"reg={regs}", "trainer.checkpoint_seconds=2.5")
+    args = ("trainer.max_epochs=12", "trainer.patience=null", *f"reg={regs}".split(), "trainer.checkpoint_seconds=2.5")
     clean = run(tiny_cfg(*args), tmp_path / "clean")
     folder, now = tmp_path / "interrupted", [0.0]
     budget = checkpoint.Budget

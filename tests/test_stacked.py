@@ -90,6 +90,15 @@ FAMILIES = {
         ["dataset=breast_cancer", "trainer.patience=2"],
         [["reg=cutmix"], ["reg=[mixup,cutmix,cutout]"], ["reg=[mixup,input_noise]"]],
     ),
+    "ema: each member its own decay, with batch norm and L1's proximal step": (
+        ["reg=ema", "reg.batchnorm=true", "trainer.patience=2"],
+        [["reg.ema=0.9"], ["reg.ema=0.99", "reg.alpha=1e-3", "reg.l1_ratio=1"], ["reg.ema=0.5", "reg.dropout=0.2"]],
+    ),
+    "swa: each member its own start, rate and annealing, batch norm recomputed": (
+        ["reg=swa", "reg.batchnorm=true", "trainer.patience=2"],
+        [["reg.swa=0.5"], ["reg.swa=0.25", "reg.swa_lr=3e-3", "reg.swa_anneal_epochs=2"],
+         ["reg.swa=0.75", "reg.dropout=0.2", "optim.schedule=cosine"]],
+    ),
     "augmentation, each member's label smoothing and L1 mode": (
         ["reg.augment=true", "trainer.patience=2"],
         [["reg=none"], ["reg=label_smoothing"], ["reg=label_smoothing", "reg.label_smoothing=0.2", "reg=l1"],
@@ -116,6 +125,24 @@ def test_conv_nets_stack_and_agree_with_their_lone_runs_within_tolerance(tmp_pat
             else:
                 assert s["metrics"][key] == pytest.approx(value, rel=1e-3, abs=2e-3), (variants[i], key)
         assert s["sparsity"] == pytest.approx(a["sparsity"], abs=0.01)
+
+
+def test_sam_stacks_within_tolerance(tmp_path):
+    """SAM normalises each step's gradient and steps to the ascent point, which carries the last-bit
+    differences of a batched product's gradient (which Adam's and SGD's own steps round away, as
+    the families above show) into the weights: a SAM member agrees with its lone run within the
+    conv nets' tolerance, not bit for bit. Each member its own rho, ASAM beside SAM, batch norm
+    and dropout."""
+    variants = [["reg.sam=0.2", "reg.dropout=0.2"], ["reg.sam=0.05", "optim.lr=3e-3"], ["reg=asam", "reg.dropout=0.1"]]
+    alone, stacked = _alone_and_stacked(tmp_path, ["reg=sam", "reg.batchnorm=true", "trainer.patience=null",
+                                                      "trainer.max_epochs=4"], variants)
+    for a, s in zip(alone, stacked):
+        assert a["status"] == s["status"] == "ok"
+        for key, value in a["metrics"].items():
+            if key.endswith("_acc"):
+                assert abs(s["metrics"][key] - value) <= 0.01, key
+            else:
+                assert s["metrics"][key] == pytest.approx(value, rel=1e-3, abs=2e-3), key
 
 
 @pytest.mark.parametrize("family", FAMILIES)

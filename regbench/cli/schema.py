@@ -29,7 +29,11 @@ DATASETS = (
     "image_folder",
 )
 TASKS = ("auto", "classification", "regression")
-MODELS = ("linear", "mlp", "cnn")
+MODELS = ("linear", "mlp", "cnn", "resmlp", "resnet")
+# Model knobs added after the first release, with the models that read them: for any other
+# model they stay out of config_hash (regbench.results), so runs from before keep their hash.
+MODEL_KNOBS_SINCE = {"groups": ("resmlp",), "blocks": ("resmlp",), "width": ("resmlp",),
+                     "depth": ("resnet",), "width_mult": ("resnet",)}
 OPTIMIZERS = ("sgd", "adam", "adamw", "fista")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "leaky_relu", "elu", "silu")
 
@@ -94,6 +98,16 @@ class ModelConfig:
     """One of ACTIVATIONS."""
     channels: List[int] = field(default_factory=lambda: [32, 64])
     """cnn only: output channels of each 3x3 conv block (each block halves the image)."""
+    groups: int = 2
+    """resmlp only: groups of residual blocks (Cocktails' num_groups)."""
+    blocks: int = 2
+    """resmlp only: residual blocks per group (Cocktails' blocks_per_group), each two linear layers."""
+    width: int = 256
+    """resmlp only: units of every layer."""
+    depth: int = 20
+    """resnet only: layers, 6n+2 (20, 32, 44, 56, 110: n basic blocks per stage)."""
+    width_mult: int = 1
+    """resnet only: multiplies the stage widths 16, 32, 64."""
 
 
 def _reg_config() -> type:
@@ -298,7 +312,20 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
         problems.append("model.hidden_sizes must name at least one layer for model=mlp (use model=linear)")
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
         problems.append("model.hidden_sizes and model.channels must be positive")
+    problems += _check_residual(cfg.model)
+    from regbench.regularizers import config_problems
+
+    problems += config_problems(reg, cfg, search)
     return [p for p in problems if p]
+
+
+def _check_residual(model: Any) -> list[str]:
+    """The residual models' knobs, whatever the model (a sweep may share them across models)."""
+    out = [f"model.{key} must be >= 1 (got {model[key]})" for key in ("groups", "blocks", "width", "width_mult")
+           if model[key] < 1]
+    if model.depth < 8 or (model.depth - 2) % 6 != 0:
+        out.append(f"model.depth must be 6n+2 with n >= 1: 8, 14, 20, 32, 44, 56, 110... (got {model.depth})")
+    return out
 
 
 def convex_obstacles(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
@@ -336,6 +363,11 @@ def notices(cfg: Any) -> list[str]:
                    "(heavy-ball momentum is optim=sgd's; Adam's moments use its default betas)")
     if cfg.optim.name == "fista" and not cfg.reg.l1_proximal:
         out.append("reg.l1_proximal=false has no effect with optim=fista (its L1 part is always a proximal step)")
+    defaults = ModelConfig()
+    for knob, models in MODEL_KNOBS_SINCE.items():
+        if cfg.model.name not in models and cfg.model[knob] != getattr(defaults, knob):
+            out.append(f"model.{knob}={cfg.model[knob]} has no effect with model={cfg.model.name} "
+                       f"(it is read by: {', '.join(models)})")
     from regbench.regularizers import notices as regularizer_notices
 
     return out + _schedule_notices(cfg) + regularizer_notices(cfg.reg, cfg, config_search_dirs())

@@ -123,6 +123,7 @@ def fit(
         start = time.perf_counter()
         stack.follow_schedules()
         step_sums = train_epoch(stack, data, tr.batch_size)
+        stack.end_epoch(data)  # e.g. SWA's average of this epoch's weights, before they are evaluated
         scores = [step_sums.double()[:, None]] + [evaluate_stack(stack, data, s, tr.eval_batch_size) for s in ("train", "val")]
         rows = torch.cat(scores, dim=1).tolist()  # the epoch's one host sync
         seconds = time.perf_counter() - start
@@ -154,6 +155,8 @@ def _early_stopping(member: Any, row: dict[str, float], step_sum: float, stack: 
     if not all(math.isfinite(v) for v in (step_sum, row["train_loss"], row["val_loss"])):
         state.diverged = True
         return True
+    if row["epoch"] < stack.monitor_from(k):  # SWA: early stopping waits for the average
+        return last
     if row["val_loss"] < state.best_loss - tr.min_delta:
         state.best_loss, state.best_epoch, state.waited = row["val_loss"], row["epoch"], 0
         state.best_state, member.best_steps = stack.member_state(k), stack.step

@@ -87,6 +87,7 @@ def new_result(cfg: Any, search: tuple[str, ...] = (), task: str | None = None) 
         "epochs_run": 0,
         "stopped_early": False,
         "early_best": None,
+        "weights": None,
         "sparsity": None,
         "optimality": None,
         "n_params": None,
@@ -315,6 +316,7 @@ def record(result: dict[str, Any], state: FitState, model: torch.nn.Module, data
         stopped_early=state.stopped_early,
         early_best=early_best(state.best_epoch or None, cfg.trainer.patience, state.stopped_early),
         sparsity=sparsity(penalised_weights(model)),
+        weights=result.get("weights") or "trained",  # an averaging regularizer's name, set by Stack.conclude
     )
     if state.best_epoch or not state.diverged:
         final_metrics(result, model, data, cfg)

@@ -19,10 +19,12 @@ tests/test_stacked.py checks.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -31,7 +33,7 @@ from torch.nn import functional as F
 from regbench.data.datasets import Data
 from regbench.engine.loop import FitState, schedule_of
 from regbench.engine.schedules import Schedule
-from regbench.models import Regressor
+from regbench.models import Regressor, Residual
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -115,6 +117,35 @@ def tensors(model: nn.Module) -> tuple[list[torch.Tensor], list[bool], list[torc
     return params, penalised, buffers
 
 
+def compile_ops(modules: nn.Sequential, n_params: int = 0, n_buffers: int = 0) -> tuple[list[tuple[Any, ...]], int, int]:
+    """The layers of `modules` as the engine's ops, in order, with the indices of their tensors
+    (in `tensors`' order) from `n_params` and `n_buffers` on; returns the ops and the next
+    indices. A residual block is one op holding its body's and its shortcut's ops."""
+    ops: list[tuple[Any, ...]] = []
+    for module in modules:
+        owner = getattr(module, "regbench_regularizer", None)
+        if owner is not None:
+            ops.append(("regularizer", owner, getattr(module, "regbench_depth", None)))
+        elif isinstance(module, Residual):
+            body, n_params, n_buffers = compile_ops(module.body, n_params, n_buffers)
+            shortcut, n_params, n_buffers = compile_ops(module.shortcut, n_params, n_buffers)
+            ops.append(("residual", body, shortcut))
+        elif isinstance(module, nn.Flatten):
+            ops.append(("flatten",))
+        elif isinstance(module, nn.Linear):
+            ops.append(("linear", n_params))
+            n_params += 2
+        elif isinstance(module, nn.Conv2d):
+            ops.append(("conv", n_params, module.stride, module.padding, module.dilation))
+            n_params += 2
+        elif isinstance(module, _NORMS):
+            ops.append(("batchnorm", n_params, n_buffers, module.momentum, module.eps))
+            n_params, n_buffers = n_params + 2, n_buffers + 2
+        else:
+            ops.append(("module", module))  # activations and pooling: no tensors, any layout
+    return ops, n_params, n_buffers
+
+
 class _StackedLinear(torch.autograd.Function):
     """F.linear once per member: y[k] = x[k] @ w[k].T + b[k], as one batched product.
 
@@ -163,31 +194,20 @@ class Stack:
         self.step = 0
         self.regularizer_classes = regularizers
         self.squeeze = isinstance(template, Regressor)
-        self.ops: list[tuple[Any, ...]] = []  # the template's layers, in order
-        n_params = n_buffers = 0
-        for module in template.net if self.squeeze else template:
-            owner = getattr(module, "regbench_regularizer", None)
-            if owner is not None:
-                self.ops.append(("regularizer", owner))
-            elif isinstance(module, nn.Flatten):
-                self.ops.append(("flatten",))
-            elif isinstance(module, nn.Linear):
-                self.ops.append(("linear", n_params))
-                n_params += 2
-            elif isinstance(module, nn.Conv2d):
-                self.ops.append(("conv", n_params, module.stride, module.padding, module.dilation))
-                n_params += 2
-            elif isinstance(module, _NORMS):
-                self.ops.append(("batchnorm", n_params, n_buffers, module.momentum, module.eps))
-                n_params, n_buffers = n_params + 2, n_buffers + 2
-            else:
-                self.ops.append(("module", module))  # activations and pooling: no tensors, any layout
+        self.ops, n_params, n_buffers = compile_ops(template.net if self.squeeze else template)
         self.n_outputs = [m for m in template.modules() if isinstance(m, nn.Linear)][-1].out_features
         per_member = [tensors(m.model) for m in members]
         self.penalised = per_member[0][1]
         self.params = [torch.stack([t[0][j].detach() for t in per_member]).requires_grad_() for j in range(n_params)]
         self.buffers = [torch.stack([t[2][j] for t in per_member]) for j in range(n_buffers)]
         self.moments: list[list[torch.Tensor]] = [[] for _ in self.params]  # Adam: m, v; SGD: momentum
+        # Regularizers' own per-member tensors (an average of the weights...), by regularizer name
+        # and key, each a list of tensors with the member dimension first: taken out with members
+        # that leave (`keep`) and saved in each member's checkpoint (`payload`); on the device,
+        # except under keys starting with "host" (read by the host without a device sync). The
+        # regularizer objects themselves are rebuilt by `settings` and hold no state.
+        self.reg_state: dict[str, dict[str, list[torch.Tensor]]] = {}
+        self.bn_momentum: float | None = None  # set by a hook: batch norm's running-average factor, else each layer's
         self.settings()
 
     # ------------------------------------------------------------------ per-member settings
@@ -197,7 +217,7 @@ class Stack:
         threshold read each member's current rate."""
         cfgs = [m.cfg for m in self.members]
         self.device = self.params[0].device
-        self.lr = [m.schedule.lr for m in self.members]
+        self.lr = self.scheduled_lrs()
         self.neg_lr = self.vector([-lr for lr in self.lr], skip_if_zero=False)
         self.neg_lr64 = torch.tensor([-lr for lr in self.lr], dtype=torch.float64, device=self.device)
         built = [cls([values(c.reg) for c in cfgs], self) for cls, values in self.regularizer_classes]
@@ -206,17 +226,43 @@ class Stack:
         self.batch_hooks = [r for r in live if hasattr(r, "batch")]
         self.penalty_hooks = [r for r in live if hasattr(r, "penalty")]
         self.before_step_hooks = [r for r in live if hasattr(r, "before_step")]
-        self.after_step_hooks = [r for r in live if hasattr(r, "after_step")]
+        # an average takes the weights as every other after_step (a proximal step, a projection) left them
+        self.after_step_hooks = sorted((r for r in live if hasattr(r, "after_step")), key=lambda r: hasattr(r, "weights"))
+        self.gradient_hooks = [r for r in live if hasattr(r, "gradient")]
+        self.after_epoch_hooks = [r for r in live if hasattr(r, "after_epoch")]
+        averaging = [r for r in live if hasattr(r, "weights")]
+        if len(averaging) > 1:
+            raise ValueError(f"two regularizers choose the evaluated weights: {', '.join(r.name for r in averaging)}")
+        self.weights_hook = averaging[0] if averaging else None
         losses = [r for r in live if hasattr(r, "loss")]
         if len(losses) > 1:
             raise ValueError(f"two regularizers replace the training loss: {', '.join(r.name for r in losses)}")
         self.loss_hook = losses[0] if losses else None
 
+    @property
+    def epoch(self) -> int:
+        """The epoch being trained (members of a stack are always at the same epoch)."""
+        return self.members[0].state.epoch + 1
+
+    def scheduled_lrs(self) -> list[float]:
+        """The members' rates for this epoch: their schedules', unless a regularizer's `lr` hook
+        takes over (SWA's own rate)."""
+        lrs = [m.schedule.lr for m in self.members]
+        for cls, values in self.regularizer_classes:
+            if hasattr(cls, "lr"):  # a staticmethod: the rates come before the regularizers are built
+                lrs = cls.lr(self, [values(m.cfg.reg) for m in self.members], lrs)
+        return lrs
+
     def follow_schedules(self) -> None:
         """At the start of an epoch: the members' rates for it (settings rebuilt only when one
         changed, so a constant-rate stack does no extra work)."""
-        if [m.schedule.lr for m in self.members] != self.lr:
+        if self.scheduled_lrs() != self.lr:
             self.settings()
+
+    def end_epoch(self, data: Data) -> None:
+        """After an epoch's training, before its evaluation: the regularizers' `after_epoch` hooks."""
+        for reg in self.after_epoch_hooks:
+            reg.after_epoch(self, data)
 
     def vector(self, values: list[float], skip_if_zero: bool = True) -> torch.Tensor | None:
         """A per-member setting as a (K,) float32 tensor on the device; None when every value is 0
@@ -237,8 +283,13 @@ class Stack:
         Between convolutions the activations are kept as (B, K * C, H, W), member k's channels
         side by side, so that one grouped convolution, batch norm and pooling serve every member.
         """
-        h, grouped, k = x, False, x.shape[0]
-        for op in self.ops:
+        h, _ = self._run(self.ops, x, False, x.shape[0], train)
+        return h.squeeze(-1) if self.squeeze else h
+
+    def _run(self, ops: list[tuple[Any, ...]], h: torch.Tensor, grouped: bool, k: int, train: bool
+             ) -> tuple[torch.Tensor, bool]:
+        """Runs `ops` on h; returns h and whether it is in the grouped (B, K * C, H, W) layout."""
+        for op in ops:
             kind = op[0]
             if kind == "conv":
                 if not grouped:
@@ -258,6 +309,8 @@ class Stack:
                     h = _StackedLinear.apply(h, w, b)
             elif kind == "batchnorm":
                 _, p, s, momentum, eps = op
+                if self.bn_momentum is not None:
+                    momentum = self.bn_momentum
                 args = (self.buffers[s].view(-1), self.buffers[s + 1].view(-1), self.params[p].reshape(-1),
                         self.params[p + 1].reshape(-1), train, momentum, eps)
                 if grouped:  # channel k * C + c is member k's channel c
@@ -268,15 +321,22 @@ class Stack:
             elif kind == "regularizer":
                 reg = self.by_name.get(op[1])
                 if reg is not None and reg.active:
+                    # a residual branch's layer also gets its block's depth l / L
+                    forward = reg.forward if op[2] is None else partial(reg.forward, depth=op[2])
                     if grouped:
                         b_, _, *spatial = h.shape
-                        h = reg.forward(self, h.view(b_, k, -1, *spatial).transpose(0, 1), train)
+                        h = forward(self, h.view(b_, k, -1, *spatial).transpose(0, 1), train)
                         h = h.transpose(0, 1).reshape(b_, -1, *spatial)
                     else:
-                        h = reg.forward(self, h, train)
+                        h = forward(self, h, train)
+            elif kind == "residual":  # body, then shortcut, summed in that order as Residual.forward
+                branch, grouped_branch = self._run(op[1], h, grouped, k, train)
+                shortcut, grouped = self._run(op[2], h, grouped, k, train)
+                assert grouped == grouped_branch, "a residual block's body and shortcut end in different layouts"
+                h = branch + shortcut
             else:
                 h = op[1](h)
-        return h.squeeze(-1) if self.squeeze else h
+        return h, grouped
 
     # ------------------------------------------------------------------ update
     def penalty(self) -> torch.Tensor | None:
@@ -338,9 +398,39 @@ class Stack:
             p.grad = None
 
     # ------------------------------------------------------------------ members
+    def reported(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The parameters and batch-norm statistics that are evaluated, monitored and reported:
+        the trained ones, or those a regularizer's `weights` hook chooses (an average of them)."""
+        chosen = self.weights_hook.weights(self) if self.weights_hook is not None else None
+        return chosen if chosen is not None else (self.params, self.buffers)
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Within it, `forward` computes with the reported weights (`reported`)."""
+        params, buffers = self.params, self.buffers
+        self.params, self.buffers = self.reported()
+        try:
+            yield
+        finally:
+            self.params, self.buffers = params, buffers
+
     def member_state(self, k: int) -> list[torch.Tensor]:
-        """Copies of member k's parameters and batch-norm statistics."""
-        return [t[k].detach().clone() for t in self.params + self.buffers]
+        """Copies of member k's reported parameters and batch-norm statistics (`reported`)."""
+        params, buffers = self.reported()
+        return [t[k].detach().clone() for t in params + buffers]
+
+    def monitor_from(self, k: int) -> int:
+        """The first epoch whose val_loss early stopping watches for member k (1, unless the
+        averaging regularizer says when its average starts)."""
+        hook = getattr(self.weights_hook, "monitor_from", None)
+        return hook(self, k) if hook is not None else 1
+
+    def weights_label(self, k: int, epoch: int) -> str:
+        """Which weights member k's metrics of `epoch` belong to: `trained`, or the name of the
+        averaging a regularizer did (result.json's `weights`)."""
+        if self.weights_hook is None:
+            return "trained"
+        return self.weights_hook.weights_label(self, k, epoch)
 
     def keep(self, live: list[int]) -> None:
         """Takes every member not in `live` (indices into the current members) out of the stack."""
@@ -349,6 +439,8 @@ class Stack:
         self.params = [p.detach().index_select(0, idx).requires_grad_() for p in self.params]
         self.buffers = [b.index_select(0, idx) for b in self.buffers]
         self.moments = [[m.index_select(0, idx) for m in ms] for ms in self.moments]
+        self.reg_state = {name: {key: [t.index_select(0, torch.tensor(live, device=t.device)) for t in ts]
+                                 for key, ts in state.items()} for name, state in self.reg_state.items()}
         self.settings()
 
     def payload(self, k: int) -> dict[str, Any]:
@@ -369,6 +461,8 @@ class Stack:
             "augment": member.aug.get_state(),
             "dropout": member.dropout_rng.get_state(),
             "streams": member.stream_states(),
+            "reg_state": {name: {key: [t[k].clone() for t in ts] for key, ts in state.items()}
+                          for name, state in self.reg_state.items()},
         }
 
     @torch.no_grad()
@@ -401,6 +495,11 @@ class Stack:
             member.state, member.best_steps = state, int(payload["best_steps"])
         self.params = [t.requires_grad_() for t in params]
         self.buffers, self.moments, self.step = buffers, moments, int(payloads[0]["step"])
+        saved = payloads[0].get("reg_state", {})
+        self.reg_state = {name: {key: [torch.stack([p["reg_state"][name][key][i] for p in payloads])
+                                       .to("cpu" if key.startswith("host") else device) for i in range(len(ts))]
+                                 for key, ts in state.items()}
+                          for name, state in saved.items()}
         self.follow_schedules()
 
     @torch.no_grad()
@@ -410,6 +509,7 @@ class Stack:
         member = self.members[k]
         state, tr = member.state, member.cfg.trainer
         restore = state.best_state is not None and (tr.patience is not None or state.diverged)
+        member.result["weights"] = self.weights_label(k, state.best_epoch if restore else state.epoch)
         params, _, buffers = tensors(member.model)
         for dst, src in zip(params + buffers, state.best_state if restore else self.member_state(k)):
             dst.copy_(src)
@@ -417,6 +517,23 @@ class Stack:
             if isinstance(layer, _NORMS):
                 layer.num_batches_tracked.fill_(member.best_steps if restore else self.step)
         return restore
+
+
+def training_losses(stack: Stack, out: torch.Tensor, target: torch.Tensor, classification: bool,
+                    shape: tuple[int, ...]) -> torch.Tensor:
+    """Each member's training loss of one batch (K,): a regularizer's `loss` hook, or the
+    cross-entropy (class indices or probabilities) or mean squared error."""
+    if stack.loss_hook is not None:
+        return stack.loss_hook.loss(stack, out, target)
+    if target.dim() == 3:  # class probabilities (K, B, classes), from mixing: one call per member
+        return torch.stack([F.cross_entropy(o, t) for o, t in zip(out, target)])
+    if len(out) == 1:  # torch's own reduction, exactly a lone run's
+        return (F.cross_entropy(out[0], target[0]) if classification else F.mse_loss(out[0], target[0])).unsqueeze(0)
+    if classification:
+        # One call for all members; its gradients round exactly like the lone run's mean loss.
+        return F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="none").view(shape).mean(1)
+    # the mean squared error rounds differently batched: one call per member
+    return torch.stack([F.mse_loss(o, t) for o, t in zip(out, target)])
 
 
 def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
@@ -433,25 +550,22 @@ def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
         x, target = data.prepare(data.x_train[idx]), data.y_train[idx]
         for reg in stack.batch_hooks:
             x, target = reg.batch(stack, x, target)
-        out = stack.forward(x, train=True)
-        if stack.loss_hook is not None:
-            losses = stack.loss_hook.loss(stack, out, target)
-        elif target.dim() == 3:  # class probabilities (K, B, classes), from mixing: one call per member
-            losses = torch.stack([F.cross_entropy(o, t) for o, t in zip(out, target)])
-        elif len(out) == 1:  # torch's own reduction, exactly a lone run's
-            losses = (F.cross_entropy(out[0], target[0]) if classification else F.mse_loss(out[0], target[0])).unsqueeze(0)
-        elif classification:
-            # One call for all members; its gradients round exactly like the lone run's mean loss.
-            losses = F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="none").view(idx.shape).mean(1)
-        else:  # the mean squared error rounds differently batched: one call per member
-            losses = torch.stack([F.mse_loss(o, t) for o, t in zip(out, target)])
-        total = total + losses.detach()
-        loss = losses.sum()
-        penalty = stack.penalty()
-        if penalty is not None:
-            loss = loss + penalty
-        stack.zero_grad()
-        loss.backward()
+
+        def closure(x: torch.Tensor = x, target: torch.Tensor = target) -> torch.Tensor:
+            """The batch's forward and backward pass at the current parameters: fresh gradients,
+            and each member's training loss (K,), without the penalty."""
+            losses = training_losses(stack, stack.forward(x, train=True), target, classification, idx.shape)
+            loss = losses.sum()
+            penalty = stack.penalty()
+            if penalty is not None:
+                loss = loss + penalty
+            stack.zero_grad()
+            loss.backward()
+            return losses.detach()
+
+        total = total + closure()
+        for reg in stack.gradient_hooks:  # SAM: the gradient at a perturbed point, from the same batch
+            reg.gradient(stack, closure)
         stack.update()
     return total
 
@@ -460,6 +574,11 @@ def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
 def evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
     """Every member's eval-mode, penalty-free metrics of one split, (K, 2): [loss, acc] or
     [mse, r2], as regbench.engine.loop.evaluate computes them for one network."""
+    with stack.evaluating():
+        return _evaluate(stack, data, split, batch)
+
+
+def _evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     k = len(stack.members)
     loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)

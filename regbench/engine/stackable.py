@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from regbench.results import NOT_HASHED, flatten
 
-MODELS = ("linear", "mlp", "cnn")
+MODELS = ("linear", "mlp", "cnn", "resmlp", "resnet")
 # What may differ between the members of one stack, besides every regularizer knob declared
 # `member=True` in its module (regbench.regularizers). The learning-rate schedule and its knobs
 # too: each member follows its own (regbench.engine.schedules).

@@ -17,10 +17,15 @@ member), and calls whichever of these the class defines:
 
 - `layers(reg, where, width, dims) -> list[nn.Module]` (staticmethod; when the model is
   built, given the whole `reg` node): layers to insert at `where` ("input", "norm": after a hidden linear or conv layer,
-  before its activation, "hidden": after the activation), for `width` features or channels of
-  `dims` spatial dimensions;
+  before its activation, "hidden": after the activation, "branch": at the end of a residual
+  block's branch, before the skip connection's sum), for `width` features or channels of
+  `dims` spatial dimensions; the model builder gives a "branch" layer the `regbench_depth`
+  l / L of its block (the l-th of the model's L, counted from the input);
+- `config_problem(cfg) -> str | None` (staticmethod): why it cannot act with this config (a
+  model it has nothing to act on), one line, known before any data is loaded;
 - `problem(cfg, data) -> str | None` (staticmethod): why it cannot act on this dataset, one line;
-- `forward(stack, h, train) -> h`: the stacked form of the layers it inserted;
+- `forward(stack, h, train) -> h`: the stacked form of the layers it inserted; for "branch"
+  layers `forward(stack, h, train, depth)`, with the block's l / L;
 - `batch(stack, x, y) -> (x, y)`: on each training batch, inputs (K, B, ...) and targets (K, B),
   before the forward pass; a classification target may come back as class probabilities
   (K, B, classes), soft targets (mixup, cutmix), which the loss then uses; random draws come
@@ -33,6 +38,19 @@ member), and calls whichever of these the class defines:
   own part only);
 - `before_step(stack)` and `after_step(stack)`: around the optimizer's update of the stacked
   parameters (`stack.params`, with `stack.penalised` marking the weight matrices and kernels);
+  an averaging regularizer's after_step (one with `weights`) runs after every other's;
+- `gradient(stack, closure)`: after the batch's gradients are computed, before the update; may
+  replace them (`closure()` zeroes them and runs the batch's forward and backward pass again at
+  the current parameters, returning the losses): SAM's second pass;
+- `after_epoch(stack, data)`: after each epoch's training, before its evaluation (SWA's average);
+- `lr(stack, values, lrs) -> lrs` (staticmethod): the members' learning rates for the epoch being
+  trained (`stack.epoch`), given their schedules' (SWA's own rate);
+- `weights(stack) -> (params, buffers) | None`, with `weights_label(stack, k, epoch) -> str` and
+  optionally `monitor_from(stack, k) -> epoch`: the weights that are evaluated each epoch,
+  monitored by early stopping and reported in place of the trained ones (an average of them; at
+  most one regularizer per run), what result.json's `weights` calls them, and the first epoch
+  early stopping watches. Its own tensors live in `stack.reg_state[name]` (lists of stacked
+  tensors, member dimension first), which the engine keeps through members leaving and checkpoints;
 - `stackable`: True, or a one-line reason why members cannot share a stack (the stacked
   launcher then runs such jobs alone, saying why); `stack_on_off`: True when whether it is on
   must be the same for every member of a stack (its knobs may still differ);
@@ -82,13 +100,14 @@ class Knob:
 
 def builtin() -> tuple[type, ...]:
     """The built-in regularizers, in the order of their label parts."""
-    from regbench.regularizers import (augment, batchnorm, cutout, dropout, elasticnet, input_noise,
-                                       label_smoothing, mixing, weight_decay)
+    from regbench.regularizers import (augment, batchnorm, cutout, drop_path, dropout, elasticnet, ema, input_noise,
+                                       label_smoothing, mixing, sam, shakedrop, swa, weight_decay)
 
     # the order of the label's parts, and of the batch hooks: augmentation (crop, flip), then
     # erasing, then mixing of the examples, then noise on what the model sees
     return (elasticnet.ElasticNet, weight_decay.WeightDecay, dropout.Dropout, batchnorm.BatchNorm,
-            label_smoothing.LabelSmoothing, augment.Augment, cutout.Cutout, mixing.Mixing, input_noise.InputNoise)
+            drop_path.DropPath, shakedrop.ShakeDrop, label_smoothing.LabelSmoothing, augment.Augment, cutout.Cutout,
+            mixing.Mixing, input_noise.InputNoise, sam.SAM, ema.EMA, swa.SWA)
 
 
 def builtin_knobs() -> list[Knob]:
@@ -244,6 +263,19 @@ def notices(reg: Any, cfg: Any, search: tuple[str, ...] = ()) -> list[str]:
     """The regularizers' warnings about knobs that will have no effect (their `notice` hooks)."""
     out = [cls.notice(cfg) for cls, _ in regularizers(reg, search) if hasattr(cls, "notice")]
     return [n for n in out if n]
+
+
+def config_problems(reg: Any, cfg: Any, search: tuple[str, ...] = ()) -> list[str]:
+    """Why the regularizers acting in `cfg` cannot act with it, one line each (their
+    `config_problem` hooks): e.g. stochastic depth asked of a model without residual blocks."""
+    classes = list(builtin())
+    for name, entry in user_entries(reg).items():
+        try:
+            classes.append(load_user(name, entry.get("_target_") if hasattr(entry, "get") else None, search))
+        except UserInputError:  # `check` names it
+            pass
+    out = [cls.config_problem(cfg) for cls in classes if hasattr(cls, "config_problem")]
+    return [p for p in out if p]
 
 
 def penalised_weights(model: Any) -> list[Any]:

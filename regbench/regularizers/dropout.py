@@ -1,6 +1,7 @@
 """Dropout (Srivastava et al. 2014): zeroes each hidden unit with probability `reg.dropout` in training.
 
-Placed after each hidden layer's activation (in a cnn, in its fully connected head); a linear
+Placed after each hidden layer's activation (in a cnn, in its fully connected head; in resmlp
+and resnet inside each residual block, before its last linear layer or convolution); a linear
 model has no hidden layer and gets input dropout instead. Preset: conf/reg/dropout.yaml.
 
 Stacks: the rate may differ between members. Each member draws its masks from its own

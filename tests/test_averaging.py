@@ -1,0 +1,219 @@
+"""EMA, SWA and SAM (regbench/regularizers/ema.py, swa.py, sam.py): the averages against
+torch.optim.swa_utils (AveragedModel, get_ema_multi_avg_fn, update_bn, SWALR) step for step on
+the engine's own trajectory; SAM's two-pass step against its hand-derived form on a quadratic;
+how the averages meet early stopping and what a run reports."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pandas as pd
+import pytest
+import torch
+from rich.console import Console
+from torch.optim import swa_utils
+
+from regbench.cli.schema import check
+from regbench.data.datasets import load
+from regbench.engine.loop import evaluate
+from regbench.engine.runner import run
+from regbench.engine.stack import tensors, train_epoch
+from regbench.models import build_model
+from regbench.regularizers import swa as swa_module
+from tests.conftest import make_cfg, stack_of
+
+QUIET = Console(quiet=True)
+SMALL = ("dataset.train_size=300", "model.hidden_sizes=[32,16]", "trainer.patience=null")
+
+
+def _setup(*overrides):
+    cfg = make_cfg(*SMALL, *overrides)
+    data = load(cfg.dataset, torch.device("cpu"))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    return cfg, data, model, stack_of(cfg, model)
+
+
+def _copy_member(stack, module):
+    """Member 0's live parameters and batch-norm statistics into `module` (its own layout)."""
+    params, _, buffers = tensors(module)
+    with torch.no_grad():
+        for dst, src in zip(params + buffers, stack.params + stack.buffers):
+            dst.copy_(src[0])
+
+
+def _averaged_tensors(averaged):
+    params, _, buffers = tensors(averaged.module)
+    return params + buffers
+
+
+@pytest.mark.parametrize("decay", [0.9, 0.999])
+def test_ema_equals_torchs_averaged_model_step_for_step(decay):
+    cfg, data, model, stack = _setup("reg=[ema,batchnorm]", f"reg.ema={decay}")
+    mirror = copy.deepcopy(model)
+    oracle = swa_utils.AveragedModel(mirror, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
+    update, steps = stack.update, [0]
+
+    def update_and_mirror():
+        update()
+        _copy_member(stack, mirror)
+        oracle.update_parameters(mirror)
+        steps[0] += 1
+
+    stack.update = update_and_mirror
+    for _ in range(3):
+        train_epoch(stack, data, cfg.trainer.batch_size)
+        params, buffers = stack.reported()
+        for ours, theirs in zip(params + buffers, _averaged_tensors(oracle)):
+            assert torch.equal(ours[0], theirs)
+    assert steps[0] == 3 * math.ceil(300 / 64)
+    live = stack.params[0][0]
+    assert not torch.equal(stack.reported()[0][0][0], live)  # the average is not the trained weights
+
+
+def test_swa_and_its_batch_norm_statistics_equal_torchs_swa_utils():
+    """After the first S = floor(0.5 * 6) = 3 epochs the end-of-epoch weights enter an equal average
+    (AveragedModel's default), whose batch-norm statistics update_bn recomputes on the training split."""
+    cfg, data, model, stack = _setup("reg=[swa,batchnorm]", "reg.swa=0.5", "trainer.max_epochs=6")
+    mirror = copy.deepcopy(model)
+    oracle = swa_utils.AveragedModel(mirror)
+    batch = cfg.trainer.batch_size
+    loader = [data.prepare(data.x_train[i : i + batch]) for i in range(0, data.x_train.shape[0], batch)]
+    for epoch in range(1, 7):
+        stack.follow_schedules()
+        train_epoch(stack, data, batch)
+        _copy_member(stack, mirror)
+        stack.end_epoch(data)
+        params, buffers = stack.reported()
+        if epoch > 3:
+            oracle.update_parameters(mirror)
+            swa_utils.update_bn(loader, oracle)
+            for ours, theirs in zip(params + buffers, _averaged_tensors(oracle)):
+                torch.testing.assert_close(ours[0], theirs, rtol=1e-6, atol=1e-7)
+            assert torch.equal(params[0][0], stack.params[0][0]) == (epoch == 4)  # the first average is a copy
+        else:  # before averaging starts the evaluated weights are the trained ones
+            assert all(torch.equal(a, b) for a, b in zip(params + buffers, stack.params + stack.buffers))
+        stack.members[0].state.history.append({"epoch": epoch, "val_loss": 1.0})
+
+
+@pytest.mark.parametrize("anneal", [0, 1, 3, 10])
+def test_swas_learning_rate_is_swalrs(anneal):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = swa_utils.SWALR(opt, swa_lr=0.01, anneal_epochs=anneal)
+    for steps in range(1, 15):
+        opt.step()
+        scheduler.step()
+        assert swa_module.swalr(0.1, 0.01, anneal, steps) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+
+
+def test_a_swa_runs_rates_averages_and_early_stopping(tmp_path):
+    """max_epochs 10, swa 0.5: epochs 1-6 at the schedule's rate (S = 5, the first average at the end
+    of epoch 6), then SWALR towards swa_lr; early stopping (patience 1) waits for the average."""
+    args = ("reg=swa", "reg.swa=0.5", "reg.swa_lr=1e-2", "reg.swa_anneal_epochs=3", "trainer.max_epochs=10",
+            "trainer.patience=1", "save_model=true")
+    result = run(make_cfg(*SMALL, *args), tmp_path, QUIET)
+    assert result["status"] == "ok" and result["reg"] == "swa" and result["weights"] == "swa"
+    assert result["best_epoch"] >= 6 and result["epochs_run"] >= 7
+    rows = pd.read_csv(tmp_path / "metrics.csv")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    scheduler, expected = swa_utils.SWALR(opt, swa_lr=1e-2, anneal_epochs=3), [1e-3] * 6
+    for _ in range(rows.shape[0] - 6):
+        opt.step()
+        scheduler.step()
+        expected.append(opt.param_groups[0]["lr"])
+    assert rows["lr"].tolist() == pytest.approx(expected, rel=1e-12)
+    cfg = make_cfg(*SMALL, *args)
+    data = load(cfg.dataset, torch.device("cpu"))
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task)
+    model.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    assert evaluate(model, data, "val", 8192).tolist() == [result["metrics"]["val_loss"], result["metrics"]["val_acc"]]
+    best = rows[rows["epoch"] == result["best_epoch"]].iloc[0]
+    assert (best["val_loss"], best["val_acc"]) == (result["metrics"]["val_loss"], result["metrics"]["val_acc"])
+
+
+def test_an_ema_run_reports_the_average_and_its_rows_are_the_averages(tmp_path):
+    args = ("reg=ema", "reg.ema=0.9", "trainer.max_epochs=5", "save_model=true")
+    result = run(make_cfg(*SMALL, *args), tmp_path / "ema", QUIET)
+    plain = run(make_cfg(*SMALL, "trainer.max_epochs=5"), tmp_path / "plain", QUIET)
+    assert result["weights"] == "ema" and plain["weights"] == "trained" and result["reg"] == "ema"
+    assert result["params"]["reg.ema"] == 0.9
+    ema_rows, plain_rows = pd.read_csv(tmp_path / "ema" / "metrics.csv"), pd.read_csv(tmp_path / "plain" / "metrics.csv")
+    # the same training (EMA does not touch it), evaluated on other weights
+    assert ema_rows["lr"].tolist() == plain_rows["lr"].tolist()
+    assert (ema_rows["val_loss"] != plain_rows["val_loss"]).all()
+    last = ema_rows.iloc[-1]
+    assert (last["val_loss"], last["train_loss"]) == (result["metrics"]["val_loss"], result["metrics"]["train_loss"])
+
+
+def _quadratic_stack(*overrides):
+    cfg, data, model, stack = _setup("model=linear", *overrides)
+    g = torch.Generator().manual_seed(3)
+    a = [torch.rand(p.shape, generator=g, dtype=torch.float64) + 0.5 for p in stack.params]
+    with torch.no_grad():
+        for p in stack.params:
+            p.copy_(torch.randn(p.shape, generator=g))
+
+    def closure():  # f(w) = sum_j 0.5 * a_j * w_j^2: its gradient a * w, known in closed form
+        loss = sum((0.5 * aj.float() * p * p).sum() for aj, p in zip(a, stack.params))
+        stack.zero_grad()
+        loss.backward()
+        return loss.detach().unsqueeze(0)
+
+    return stack, a, closure
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_sams_step_is_the_gradient_at_the_ascent_point_on_a_quadratic(adaptive):
+    rho = 0.3
+    stack, a, closure = _quadratic_stack("reg=sam", f"reg.sam={rho}", f"reg.sam_adaptive={str(adaptive).lower()}",
+                                         "optim=sgd", "optim.lr=0.1", "optim.momentum=0")
+    w = [p.detach().double().clone() for p in stack.params]
+    # by hand: g = a w; T = |w| + 0.01 on the weight matrix (ASAM), 1 on the bias; e = rho T^2 g / ||T g||
+    t = [(wj.abs() + 0.01 if adaptive and j % 2 == 0 else torch.ones_like(wj)) for j, wj in enumerate(w)]
+    g = [aj * wj for aj, wj in zip(a, w)]
+    norm = math.sqrt(sum(float(((tj * gj) ** 2).sum()) for tj, gj in zip(t, g)))
+    e = [rho * tj * tj * gj / norm for tj, gj in zip(t, g)]
+    expected = [wj - 0.1 * aj * (wj + ej) for wj, aj, ej in zip(w, a, e)]
+    closure()
+    (sam,) = stack.gradient_hooks
+    sam.gradient(stack, closure)
+    assert all(torch.equal(p.detach(), wj.float()) for p, wj in zip(stack.params, w))  # restored exactly
+    for p, aj, wj, ej in zip(stack.params, a, w, e):
+        torch.testing.assert_close(p.grad.double(), aj * (wj + ej), rtol=1e-5, atol=1e-6)
+    stack.update()
+    for p, ex in zip(stack.params, expected):
+        torch.testing.assert_close(p.detach().double(), ex, rtol=1e-5, atol=1e-6)
+
+
+def test_sam_takes_two_passes_per_step_and_leaves_batch_norms_statistics_to_the_first(tmp_path, monkeypatch):
+    from regbench.engine import stack as engine
+
+    forwards, real = [], engine.Stack.forward
+
+    def counting(self, x, train):
+        forwards.append((train, self.bn_momentum))
+        return real(self, x, train)
+
+    monkeypatch.setattr(engine.Stack, "forward", counting)
+    result = run(make_cfg(*SMALL, "reg=[sam,batchnorm]", "trainer.max_epochs=1"), tmp_path, QUIET)
+    steps = math.ceil(300 / 64)
+    assert result["status"] == "ok" and result["reg"] == "batchnorm+sam" and result["weights"] == "trained"
+    assert [f for f in forwards if f[0]] == [(True, None), (True, 0.0)] * steps
+
+
+def test_one_averaging_per_run_and_knob_ranges_in_one_line(tmp_path):
+    result = run(make_cfg(*SMALL, "reg=[ema,swa]", "trainer.max_epochs=2"), tmp_path, QUIET)
+    assert result["status"] == "failed" and result["error_type"] == "UserInputError"
+    assert result["error"] == "reg.ema and reg.swa both average the weights that are evaluated: choose one"
+    for key, value, message in [("reg.ema", 1.0, "reg.ema must be in [0, 1)"), ("reg.swa", -0.1, "reg.swa must be in [0, 1)"),
+                                ("reg.sam", -1, "reg.sam must be >= 0"), ("reg.swa_lr", -1, "reg.swa_lr must be >= 0")]:
+        problems = check(make_cfg(f"{key}={value}"))
+        assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
+@pytest.mark.parametrize("off", [["reg.ema=0"], ["reg.swa=0", "reg.swa_lr=0.1"], ["reg.sam=0", "reg.sam_adaptive=true"]])
+def test_a_switched_off_knob_changes_nothing(tmp_path, off):
+    base = run(make_cfg(*SMALL, "trainer.max_epochs=3"), tmp_path / "base", QUIET)
+    other = run(make_cfg(*SMALL, "trainer.max_epochs=3", *off), tmp_path / "off", QUIET)
+    assert other["reg"] == "none" and other["metrics"] == base["metrics"] and other["weights"] == "trained"
