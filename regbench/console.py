@@ -31,6 +31,21 @@ def progress_bar(console: Console, max_epochs: int, label: str) -> tuple[Progres
     return bar, task
 
 
+def count_bar(console: Console, total: int, label: str, unit: str) -> tuple[Progress, Any]:
+    """A bar counting `total` items (files decoded, ...), silent when the console is not a terminal."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    return bar, bar.add_task(label, total=total)
+
+
 def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -70,6 +85,10 @@ def result_summary(result: dict[str, Any]) -> str:
         + ("" if optimality is None else f"optimality {optimality:.2e}; ")
         + f"{result['n_params']} parameters; {result['seconds']:.1f}s on {result['device']}"
     )
+    classes = result.get("classes")
+    if classes and classes != [str(i) for i in range(len(classes))]:  # a user's labels, named back
+        shown = ", ".join(f"{i}={name}" for i, name in enumerate(classes[:20]))
+        text += f"\nclasses: {shown}" + (f", … ({len(classes)} in all, in result.json)" if len(classes) > 20 else "")
     if result.get("early_best"):
         patience = result["params"].get("trainer.patience")
         text += (f"\nwarning: the reported epoch {result['best_epoch']} lies within the first {patience} epochs "

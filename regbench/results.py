@@ -52,6 +52,10 @@ NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_
 # Settings only optim=fista reads: left out of the other runs' hash, which stays what it was
 # before they existed (a sweep started then still resumes; scripts/golden.py still compares).
 SOLVER_ONLY = ("optim.tol", "optim.max_iter", "optim.log_every")
+# The keys of a user's data (dataset=table, arrays, image_folder), added after the first release,
+# at their defaults: left out of the hash, so that the bundled datasets' runs keep theirs.
+OWN_DATA_DEFAULTS = {"dataset.path": None, "dataset.target": None, "dataset.task": "auto", "dataset.drop": [],
+                     "dataset.test_path": None, "dataset.split_column": None, "dataset.image_size": None}
 
 
 def config_hash(params: dict[str, Any]) -> str:
@@ -61,9 +65,10 @@ def config_hash(params: dict[str, Any]) -> str:
     Schedule knobs that the run's schedule does not read are left out, and so is
     `optim.schedule=constant`: a constant-rate run has the hash it had before schedules
     existed (see regbench.engine.schedules.inert_keys). Likewise a regularizer knob added after
-    the first release (its Knob's `since`) left at its default, which switches it off, and a
-    model knob added later for a model that does not read it (regbench.cli.schema's
-    MODEL_KNOBS_SINCE): runs from before they existed keep their hash, so their sweeps still resume."""
+    the first release (its Knob's `since`) left at its default, which switches it off, a model
+    knob added later for a model that does not read it (regbench.cli.schema's MODEL_KNOBS_SINCE),
+    and the keys of a user's data at their defaults (OWN_DATA_DEFAULTS): runs from before they
+    existed keep their hash, so their sweeps still resume."""
     import hashlib
 
     from regbench.cli.schema import MODEL_KNOBS_SINCE
@@ -74,6 +79,7 @@ def config_hash(params: dict[str, Any]) -> str:
     inert = set(inert_keys(params))
     inert |= {f"reg.{k.name}" for k in builtin_knobs() if k.since and params.get(f"reg.{k.name}") == k.default}
     inert |= {f"model.{k}" for k, models in MODEL_KNOBS_SINCE.items() if params.get("model.name") not in models}
+    inert |= {k for k, default in OWN_DATA_DEFAULTS.items() if params.get(k, default) == default}
     kept = {k: v for k, v in params.items()
             if k not in NOT_HASHED and k not in inert and (solver or k not in SOLVER_ONLY)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

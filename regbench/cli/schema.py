@@ -24,7 +24,11 @@ DATASETS = (
     "mnist",
     "fashion_mnist",
     "cifar10",
+    "table",
+    "arrays",
+    "image_folder",
 )
+TASKS = ("auto", "classification", "regression")
 MODELS = ("linear", "mlp", "cnn", "resmlp", "resnet", "custom")
 # Model knobs added after the first release, with the models that read them: for any other
 # model they stay out of config_hash (regbench.results), so runs from before keep their hash.
@@ -66,6 +70,20 @@ class DatasetConfig:
     """synthetic / synthetic_regression only: seed of the ground truth, fixed across runs."""
     hflip: bool = False
     """With reg.augment: also flip images horizontally (off for digits, where a flip changes the class)."""
+    path: Optional[str] = None
+    """table, arrays, image_folder: your file (CSV, TSV, Parquet, Feather; .npz) or image folder."""
+    target: Optional[str] = None
+    """table only: the column to predict."""
+    task: str = "auto"
+    """table, arrays: auto (a numeric target with many distinct values is a regression), classification or regression."""
+    drop: List[str] = field(default_factory=list)
+    """table only: columns ignored (ids, leaks), e.g. dataset.drop=[id,name]."""
+    test_path: Optional[str] = None
+    """table only: a file of the same columns holding the official test rows (else a held-out test_fraction)."""
+    split_column: Optional[str] = None
+    """table only: a column whose value, train or test, marks the official test rows (then ignored as a feature)."""
+    image_size: Optional[int] = None
+    """image_folder only: resize every image to image_size x image_size (required when their sizes differ)."""
 
 
 @dataclass
@@ -303,7 +321,7 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
     from regbench.regularizers import check as check_regularizers
 
     search = config_search_dirs() if search is None else search
-    problems += _check_seeds(cfg) + _check_synthetic(ds) + check_regularizers(reg, search)
+    problems += _check_seeds(cfg) + _check_synthetic(ds) + _check_own_data(ds) + check_regularizers(reg, search)
     problems += _check_logger(cfg.get("logger"))
     if cfg.model.name == "mlp" and len(cfg.model.hidden_sizes) == 0:
         problems.append("model.hidden_sizes must name at least one layer for model=mlp (use model=linear)")
@@ -507,6 +525,35 @@ def _check_synthetic(ds: Any) -> list[str]:
         None if ds.name != "synthetic_regression" or ds.noise >= 0 else f"dataset.noise must be >= 0 (got {ds.noise})",
     ]
     return [p for p in problems if p]
+
+
+def _check_own_data(ds: Any) -> list[str]:
+    """The keys of dataset=table, arrays and image_folder, and their files' presence (read later,
+    by regbench.data, whose errors name the file too)."""
+    from regbench.data.files import OWN_DATA, path_problems
+
+    if ds.name not in OWN_DATA:
+        return []
+    problems = [
+        _choice(ds.task, TASKS, "dataset.task"),
+        None if ds.image_size is None or ds.image_size >= 1 else f"dataset.image_size must be >= 1 (got {ds.image_size})",
+    ]
+    if ds.name == "table":
+        problems += [
+            None if ds.target else "dataset=table needs dataset.target=COLUMN (the column to predict)",
+            None if not (ds.target and ds.target in ds.drop) else f"dataset.drop lists the target {ds.target}",
+            None if not (ds.test_path and ds.split_column) else
+            "give dataset.test_path or dataset.split_column for the official test rows, not both",
+        ]
+    else:  # keys only a table reads: refused rather than silently ignored
+        problems += [f"dataset.{key} applies to dataset=table only" for key in ("target", "test_path", "split_column")
+                     if ds.get(key)] + (["dataset.drop applies to dataset=table only"] if ds.drop else [])
+    if ds.name == "image_folder" and ds.task == "regression":
+        problems.append("dataset=image_folder is a classification (one subfolder per class); drop dataset.task")
+    if ds.name != "image_folder" and ds.image_size is not None:
+        problems.append("dataset.image_size applies to dataset=image_folder only")
+    problems = [p for p in problems if p]
+    return problems or path_problems(ds)
 
 
 def _check_schedule(opt: Any, tr: Any) -> list[str | None]:

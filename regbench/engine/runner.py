@@ -26,7 +26,7 @@ from regbench import UserInputError
 
 from regbench.engine import checkpoint, convex, folderlock, interrupt
 from regbench.console import progress_bar
-from regbench.data.datasets import REGRESSION, load
+from regbench.data.datasets import configured_task, load
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.loop import FitState, data_generators, evaluate, fit
@@ -58,9 +58,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def new_result(cfg: Any, search: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A result with every required key, before anything has run."""
-    task = "regression" if cfg.dataset.name in REGRESSION else "classification"
+def new_result(cfg: Any, search: tuple[str, ...] = (), task: str | None = None) -> dict[str, Any]:
+    """A result with every required key, before anything has run.
+
+    `task`: the loaded data's (a user's table decides it); by default the one the config says
+    (regbench.data.datasets.configured_task), which `adopt_data` corrects once the data is loaded.
+    """
+    task = task or configured_task(cfg.dataset)
     m = metric_name(task)
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     try:
@@ -142,6 +146,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
         device = resolve_device(cfg.device)
         result["device"] = str(device)
         data = load(cfg.dataset, device)
+        adopt_data(result, data)
         classes = regularizers(cfg.reg, search)
         problem = data_problem(cfg, data, classes)
         if problem:
@@ -247,6 +252,18 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
     if stop.requested:  # Ctrl-C in the last epoch: the run finished; stop what comes after it
         raise Interrupted(f"as the run finished (its result is in {out_dir})", signum=stop.signum)
     return result
+
+
+def adopt_data(result: dict[str, Any], data: Any) -> None:
+    """What only the loaded data tells a result: its task (a user's table or arrays decide it),
+    with the metric keys that follow from it, and its class names where the data has them."""
+    if data.task != result["task"]:
+        m = metric_name(data.task)
+        result["task"] = data.task
+        result["metrics"] = {f"{s}_{k}": None for s in ("train", "val", "test") for k in ("loss", m)}
+        result["gap"] = {m: None, "loss": None}
+    if data.classes is not None:
+        result["classes"] = list(data.classes)
 
 
 def data_problem(cfg: Any, data: Any, classes: list[tuple[type, Any]]) -> str | None:

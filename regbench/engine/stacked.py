@@ -29,7 +29,7 @@ from regbench.engine import checkpoint, folderlock, interrupt
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.loop import FitState, fit, schedule_of
-from regbench.engine.runner import data_problem, new_result, new_stack, record
+from regbench.engine.runner import adopt_data, data_problem, new_result, new_stack, record
 from regbench.engine.stack import Member, Stack
 from regbench.regularizers import regularizers
 from regbench.reporting import tensorboard
@@ -82,7 +82,8 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
     triples = []
     for job_cfg, out_dir in jobs:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        triples.append((job_cfg, Path(out_dir), new_result(job_cfg, search)))
+        triples.append((job_cfg, Path(out_dir), new_result(job_cfg, search, data.task)))
+        adopt_data(triples[-1][2], data)
     stack = new_stack(triples, data, device, classes, search)
     members = list(stack.members)
     for member in members:

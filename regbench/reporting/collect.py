@@ -120,7 +120,7 @@ def collect(paths: list[Path]) -> Collected:
             row["finished_at"] = _mtime(folder / RESULT_FILE)
         row["folder"] = str(folder)
         rows.append(row)
-    return Collected(runs=_before_schedules(pd.DataFrame(rows)), skipped=skipped)
+    return Collected(runs=_before_own_data(_before_schedules(pd.DataFrame(rows))), skipped=skipped)
 
 
 def _before_schedules(runs: pd.DataFrame) -> pd.DataFrame:
@@ -141,4 +141,20 @@ def _before_schedules(runs: pd.DataFrame) -> pd.DataFrame:
         column = f"params.optim.{knob}"
         if column in runs:
             runs.loc[old, column] = getattr(defaults, knob)
+    return runs
+
+
+def _before_own_data(runs: pd.DataFrame) -> pd.DataFrame:
+    """Gives regbench runs recorded before a user's own data could be read (no `dataset.task`
+    in their params) the defaults they ran with (`auto`, no dropped column; the other keys are
+    null, as theirs are missing), so that merged with newer runs they are one configuration."""
+    if runs.empty or "params.dataset.task" not in runs or "params.dataset.name" not in runs:
+        return runs
+    old = runs["params.dataset.task"].isna() & runs["params.dataset.name"].notna()
+    if not old.any():
+        return runs
+    runs = runs.copy()
+    runs.loc[old, "params.dataset.task"] = "auto"
+    if "params.dataset.drop" in runs:
+        runs.loc[old, "params.dataset.drop"] = _scalar([])
     return runs

@@ -10,6 +10,7 @@ regbench.cli.callbacks), so `regbench report SWEEP` later gives the same files.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import sys
@@ -235,6 +236,7 @@ DUPLICATES_LISTED = 5  # more are in runs.csv
 # Keys that apply only to some datasets or optimizers: the constants line leaves them out elsewhere.
 SYNTHETIC = ("synthetic", "synthetic_regression")
 TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
+OWN_DATA = ("table", "arrays", "image_folder")  # regbench.data.files.OWN_DATA
 ONLY_FOR = {
     "dataset.n_samples": ("dataset.name", SYNTHETIC),
     "dataset.n_features": ("dataset.name", SYNTHETIC),
@@ -243,7 +245,14 @@ ONLY_FOR = {
     "dataset.noise": ("dataset.name", ("synthetic_regression",)),
     "dataset.root": ("dataset.name", TORCHVISION),
     "dataset.download": ("dataset.name", TORCHVISION),
-    "dataset.test_fraction": ("dataset.name", ("digits", "breast_cancer", "wine", "diabetes", *SYNTHETIC)),
+    "dataset.test_fraction": ("dataset.name", ("digits", "breast_cancer", "wine", "diabetes", *SYNTHETIC, *OWN_DATA)),
+    "dataset.path": ("dataset.name", OWN_DATA),
+    "dataset.task": ("dataset.name", ("table", "arrays")),
+    "dataset.target": ("dataset.name", ("table",)),
+    "dataset.drop": ("dataset.name", ("table",)),
+    "dataset.test_path": ("dataset.name", ("table",)),
+    "dataset.split_column": ("dataset.name", ("table",)),
+    "dataset.image_size": ("dataset.name", ("image_folder",)),
     "dataset.hflip": ("reg.augment", (True,)),
     "optim.momentum": ("optim.name", ("sgd",)),
     "optim.tol": ("optim.name", ("fista",)),
@@ -268,6 +277,27 @@ def applies(key: str, runs: pd.DataFrame) -> bool:
 def constants_line(report: Report) -> str:
     shown = {k: v for k, v in report.constants.items() if applies(k, report.runs)}
     return "constant in every run: " + ", ".join(f"{k}={_fmt_param(v, k)}" for k, v in shown.items())
+
+
+def class_lines(report: Report) -> list[str]:
+    """The class names of a user's data (result.json's `classes`), one line per dataset file:
+    the report's accuracies are over these classes, indexed 0..K-1 in this order."""
+    runs = report.runs
+    if "classes" not in runs:
+        return []
+    out = []
+    path = runs["params.dataset.path"] if "params.dataset.path" in runs else pd.Series([None] * len(runs), index=runs.index)
+    for (dataset, where, names), _ in runs.assign(_path=path).groupby(["dataset", "_path", "classes"], dropna=True):
+        listed = json.loads(names)
+        if listed == [str(i) for i in range(len(listed))]:  # the labels are the indices: nothing to name
+            continue
+        shown = ", ".join(f"{i}={n}" for i, n in enumerate(listed[:CLASSES_LISTED]))
+        more = f", … ({len(listed)} in all; result.json has them all)" if len(listed) > CLASSES_LISTED else ""
+        out.append(f"classes of {dataset} {where}: {shown}{more}")
+    return out
+
+
+CLASSES_LISTED = 20
 
 
 def problem_lines(report: Report) -> list[str]:
@@ -357,7 +387,8 @@ def render(report: Report, console: Console) -> None:
         Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=console.color_system,
                 no_color=console.no_color).print(table)
     left_out = {step.removeprefix("left out ") for step in changed if step.startswith("left out ")}
-    lines = [constants_line(report), *footnotes(report, header, rows, left_out), *problem_lines(report)]
+    lines = [constants_line(report), *class_lines(report), *footnotes(report, header, rows, left_out),
+             *problem_lines(report)]
     if changed:
         lines.append(f"for a {console.width}-column terminal: {'; '.join(changed)} "
                      "(report.csv has every column; --format md writes the whole table)")
@@ -369,7 +400,8 @@ def render(report: Report, console: Console) -> None:
 
 def markdown(report: Report) -> str:
     header, rows = display_table(report)
-    lines = [constants_line(report), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [constants_line(report), *class_lines(report), "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     notes = footnotes(report, header, rows) + [f"Note: {n}" for n in report.notes]
     if notes:
