@@ -157,3 +157,29 @@ def test_a_custom_model_from_the_command_line_in_a_stacked_sweep(netdir):
     assert "run alone: model=custom runs as its own module, one job at a time" in out.stdout + out.stderr
     results = [json.loads((netdir / "sweep" / str(i) / "result.json").read_text()) for i in range(2)]
     assert [r["status"] for r in results] == ["ok", "ok"] and [r["reg"] for r in results] == ["none", "l2"]
+
+
+@pytest.mark.slow
+def test_the_worked_example_runs_end_to_end_from_a_subprocess(tmp_path):
+    """examples/custom_model/run.sh, as a user runs it: their CSV and their model file, five
+    regularizers x three seeds, then the report."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import REPO
+
+    example = tmp_path / "custom_model"
+    shutil.copytree(REPO / "examples" / "custom_model", example, ignore=shutil.ignore_patterns("outputs"))
+    out = subprocess.run(["bash", str(example / "run.sh"), str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "run alone: model=custom runs as its own module, one job at a time" in out.stdout
+    results = [json.loads(p.read_text()) for p in sorted((tmp_path / "out" / "sweep").glob("*/result.json"))]
+    assert len(results) == 15 and {r["status"] for r in results} == {"ok"}
+    assert sorted({r["reg"] for r in results}) == ["dropout", "l2", "mixup", "none", "sam"]
+    assert {r["model"] for r in results} == {"custom"} and all(r["classes"] == ["no", "yes"] for r in results)
+    assert {r["params"]["model.kwargs.width"] for r in results} == {64}
+    report = (tmp_path / "out" / "report" / "report.md").read_text()
+    rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert "classes of table churn.csv: 0=no, 1=yes" in report
+    assert sorted(row[5] for row in rows) == ["dropout", "l2", "mixup", "none", "sam"] and {row[6] for row in rows} == {"3"}
