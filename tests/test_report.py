@@ -600,3 +600,25 @@ def test_a_narrow_terminal_leaves_out_the_effect_size_and_its_footnote(tmp_path)
     assert "d_z: the effect size" in _printed(report, 250)
     text = _printed(report, 100)
     assert "left out d_z" in text and "d_z: the effect size" not in text and "pHolm t/W" in text
+
+
+def test_runs_from_before_the_newer_knobs_merge_with_runs_that_have_them_at_their_defaults(tmp_path):
+    """Every key added since the first release at its default (the regularizers' `since` knobs,
+    the residual and custom models' knobs, search.seeds): a run recorded before they existed is
+    the same configuration as one recorded after, so old and new runs of a sweep report together."""
+    from regbench.cli.schema import MODEL_KNOBS_SINCE
+    from regbench.engine.runner import new_result
+    from regbench.regularizers import builtin_knobs
+    from regbench.reporting.report import build
+    from tests.conftest import make_cfg
+
+    params = new_result(make_cfg())["params"]
+    newer = [f"reg.{k.name}" for k in builtin_knobs() if k.since] + [f"model.{k}" for k in MODEL_KNOBS_SINCE]
+    newer += ["search.seeds"]
+    extra = {k: params[k] for k in newer if k in params}
+    assert {"reg.mixup", "reg.ema", "reg.sam", "model.groups", "model._target_", "search.seeds"} <= set(extra)
+    for seed in (0, 1):
+        write_run(tmp_path / "old" / str(seed), seed=seed, finished_at="2026-01-01")
+        write_run(tmp_path / "new" / str(seed), seed=seed, extra=extra, finished_at="2026-02-01")
+    report = build([tmp_path / "old", tmp_path / "new"])
+    assert len(report.table) == 1 and len(report.duplicates) == 2

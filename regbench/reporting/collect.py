@@ -120,7 +120,7 @@ def collect(paths: list[Path]) -> Collected:
             row["finished_at"] = _mtime(folder / RESULT_FILE)
         row["folder"] = str(folder)
         rows.append(row)
-    return Collected(runs=_before_own_data(_before_schedules(pd.DataFrame(rows))), skipped=skipped)
+    return Collected(runs=_before_new_knobs(_before_own_data(_before_schedules(pd.DataFrame(rows)))), skipped=skipped)
 
 
 def _before_schedules(runs: pd.DataFrame) -> pd.DataFrame:
@@ -141,6 +141,30 @@ def _before_schedules(runs: pd.DataFrame) -> pd.DataFrame:
         column = f"params.optim.{knob}"
         if column in runs:
             runs.loc[old, column] = getattr(defaults, knob)
+    return runs
+
+
+def _before_new_knobs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Gives regbench runs recorded before a knob existed the value they ran with, its default
+    (a regularizer knob's `since`, the residual and custom models' knobs, search.seeds), so that
+    merged with newer runs they are one configuration."""
+    if runs.empty or "params.dataset.name" not in runs:
+        return runs
+    from regbench.cli.schema import MODEL_KNOBS_SINCE, ModelConfig, SearchConfig
+    from regbench.regularizers import builtin_knobs
+
+    defaults = {f"reg.{k.name}": k.default for k in builtin_knobs() if k.since}
+    defaults |= {f"model.{k}": getattr(ModelConfig(), k) for k in MODEL_KNOBS_SINCE if k != "kwargs"}
+    defaults["search.seeds"] = SearchConfig().seeds
+    regbench_runs = runs["params.dataset.name"].notna()
+    for key, default in defaults.items():
+        column = f"params.{key}"
+        if column not in runs or default is None:
+            continue
+        old = runs[column].isna() & regbench_runs
+        if old.any():
+            runs = runs.copy()
+            runs.loc[old, column] = default  # in the column's dtype (1 -> 1.0 beside newer runs' floats)
     return runs
 
 
