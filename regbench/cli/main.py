@@ -71,21 +71,15 @@ def _dispatch(args: list[str]) -> int:
         except KeyboardInterrupt:  # a rerun updates what was exported, never duplicates it
             print("regbench: interrupted", file=sys.stderr)
             return 130
-    if args[0] == "study":
+    if args[0] in ("report", "study"):
         with gcpause.imports():
-            from regbench.reporting.study import main as study_main
+            if args[0] == "report":
+                from regbench.reporting.report import main as command
+            else:
+                from regbench.reporting.study import main as command
 
         try:
-            return study_main(args[1:])
-        except KeyboardInterrupt:  # it reads and writes nothing a rerun cannot redo
-            print("regbench: interrupted", file=sys.stderr)
-            return 130
-    if args[0] == "report":
-        with gcpause.imports():
-            from regbench.reporting.report import main as report_main
-
-        try:
-            return report_main(args[1:])
+            return command(args[1:])
         except KeyboardInterrupt:  # it reads and writes nothing a rerun cannot redo
             print("regbench: interrupted", file=sys.stderr)
             return 130
