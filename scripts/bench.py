@@ -581,7 +581,8 @@ def bench_regularizers(workloads: dict[str, list[str]], rows: list[tuple[str, li
     """(d) Each regularizer's epoch time relative to its baseline's, per workload: runner.run with
     fixed epochs and no early stopping, the rows and their baselines interleaved (the order
     rotating each repeat); the median per-epoch seconds of each run, then the median over repeats."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"epochs": epochs, "repeats": repeats, "workloads": {}}
+    watch = CpuWatch()
     for name, base in workloads.items():
         variants = {tuple(b) for _, _, b in rows} | {None}
         configs: dict[Any, Any] = {}
@@ -600,8 +601,9 @@ def bench_regularizers(workloads: dict[str, list[str]], rows: list[tuple[str, li
             mine, theirs = statistics.median(seconds[label]), statistics.median(seconds[("baseline", tuple(b))])
             table[label] = {"epoch_seconds": mine, "baseline_epoch_seconds": theirs, "ratio": mine / theirs,
                             "baseline": " ".join(b) or "reg=none"}
-        out[name] = table
+        out["workloads"][name] = table
         log(f"(d) {name}: " + ", ".join(f"{k} {v['ratio']:.2f}x" for k, v in table.items()))
+    out["machine_sharing"] = watch.foreign()
     return out
 
 
@@ -758,6 +760,19 @@ def sharing(m: dict[str, float]) -> str:
             f"steal {m['steal_s']:.1f} s{flag}")
 
 
+def regularizer_table(d: dict[str, Any]) -> list[str]:
+    """(d)'s lines of the report: every row's ratio (and epoch time) per workload."""
+    tables = d["workloads"]
+    names = list(tables)
+    rows = [[label, tables[names[0]][label]["baseline"],
+             *[f"{tables[n][label]['ratio']:.2f}x ({tables[n][label]['epoch_seconds'] * 1000:.0f} ms)" for n in names]]
+            for label in tables[names[0]]]
+    return ["", "(d) what each regularizer costs: the runner's median epoch time (training + evaluation) with it over "
+            f"its baseline's; epochs {d['epochs']}, {d['repeats']} interleaved repeats, medians",
+            f"other processes during (d): {sharing(d['machine_sharing'])}",
+            fmt_table(rows, ["regularizer", "baseline", *names])]
+
+
 def conditions(w: dict[str, Any]) -> list[str]:
     """Two lines on how the machine behaved during one workload: other processes, speed drift."""
     pr = w["speed_probe_gflops"]
@@ -847,15 +862,6 @@ def report(res: dict[str, Any]) -> str:
         rows = [[str(k), f"{v['lone_seconds']:.2f} s", f"{v['stacked_seconds']:.2f} s", f"{v['speedup']:.2f}x"]
                 for k, v in cz["sizes"].items()]
         out.append(fmt_table(rows, ["jobs", "one by one", "stacked", "speed-up"]))
-    if "d" in res:
-        d = res["d"]
-        out.append("")
-        out.append(f"(d) what a regularizer costs: epoch time (training + evaluation, the runner's `seconds`) with it "
-                   f"relative to the same run without it; {d['epochs']} epochs x {d['repeats']} repeats, interleaved; medians")
-        out.append(f"other processes during this workload: {sharing(d['machine_sharing'])}")
-        rows = [[name, v["plain"], v["adds"], f"{1e3 * v['plain_s']:.1f} ms", f"{1e3 * v['with_s']:.1f} ms",
-                 f"{v['relative']:.2f}x"] for name, v in d["rows"].items()]
-        out.append(fmt_table(rows, ["row", "plain run", "adds", "plain epoch", "with it", "relative"]))
     if "cli_sweep" in res:
         cs = res["cli_sweep"]
         out.append("")
@@ -899,14 +905,7 @@ def report(res: dict[str, Any]) -> str:
                    f"start-up and exit; the run's fixed cost (its `seconds` minus its epochs' `seconds`: data, model, "
                    f"files) {r['fixed_seconds_median']:.3f} s (target < 0.3 s)")
     if "d" in res:
-        out.append("")
-        out.append("(d) what each regularizer costs: its epoch time over its baseline's (runner, fixed epochs, medians)")
-        names = list(res["d"])
-        rows = []
-        for label in res["d"][names[0]]:
-            rows.append([label, res["d"][names[0]][label]["baseline"],
-                         *[f"{res['d'][n][label]['ratio']:.2f}x ({res['d'][n][label]['epoch_seconds'] * 1000:.0f} ms)" for n in names]])
-        out.append(fmt_table(rows, ["regularizer", "baseline", *names]))
+        out += regularizer_table(res["d"])
     out.append("")
     out.append("targets:")
     for line in res["targets"]:
@@ -945,9 +944,9 @@ def targets(res: dict[str, Any]) -> list[str]:
         fixed = res["cli_run"]["fixed_seconds_median"]
         lines.append(f"[{'met' if fixed < 0.3 else 'MISSED'}] the fixed cost inside a default run (result.json's seconds "
                      f"minus its epochs'): {fixed:.3f} s (needs < 0.3 s)")
-    if "d" in res and "mnist" in res["d"]:
+    if "d" in res and "mnist" in res["d"]["workloads"]:
         for label, most in REG_TARGETS:
-            ratio = res["d"]["mnist"][label]["ratio"]
+            ratio = res["d"]["workloads"]["mnist"][label]["ratio"]
             lines.append(f"[{'met' if ratio <= most else 'MISSED'}] (d) {label} costs at most {most}x a plain epoch on "
                          f"MNIST: {ratio:.2f}x")
     if "b" in res:
@@ -1088,9 +1087,9 @@ def main() -> int:
     res["machine_sharing"] = watch.foreign()
     res["total_seconds"] = time.perf_counter() - t_total
     res["targets"] = targets(res)
-    print(report(res))
-    if args.json:
+    if args.json:  # first: a report that fails to print loses no measurement
         Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    print(report(res))
     return 0
 
 

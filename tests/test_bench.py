@@ -84,3 +84,15 @@ def test_each_regularizer_row_differs_from_its_plain_run_in_that_regularizer_onl
         assert changed and all(k.startswith("reg.") for k in changed), (name, changed)
         with_it = make_cfg(*over)
         assert label(with_it.reg, with_it.model) != "none", name
+
+
+def test_the_cost_table_reports_every_row_and_the_targets_read_it():
+    bench = _bench()
+    row = {"epoch_seconds": 0.2, "baseline_epoch_seconds": 0.1, "ratio": 2.0, "baseline": "reg=none"}
+    d = {"epochs": {"digits": 8, "mnist": 2}, "repeats": 3,
+         "machine_sharing": {"other_cpu_s": 1.0, "wall_s": 100.0, "other_cpu_share": 0.005, "steal_s": 0.0},
+         "workloads": {w: {label: dict(row) for label, _, _ in bench.REG_ROWS} for w in ("digits", "mnist")}}
+    lines = "\n".join(bench.regularizer_table(d))
+    assert all(label in lines for label, _, _ in bench.REG_ROWS) and "2.00x (200 ms)" in lines
+    targets = bench.targets({"d": d, "environment": {"device": "cpu"}})
+    assert [t.startswith("[MISSED]") for t in targets] == [True, True, False]  # 2.0x: over 1.10, under 2.3
