@@ -622,3 +622,21 @@ def test_runs_from_before_the_newer_knobs_merge_with_runs_that_have_them_at_thei
         write_run(tmp_path / "new" / str(seed), seed=seed, extra=extra, finished_at="2026-02-01")
     report = build([tmp_path / "old", tmp_path / "new"])
     assert len(report.table) == 1 and len(report.duplicates) == 2
+
+
+def test_the_constant_line_leaves_out_knobs_the_runs_model_or_regularizers_do_not_read(tmp_path):
+    from regbench.reporting.report import build, constants_line
+
+    knobs = {"model.groups": 2, "model.depth": 20, "model.activation": "relu", "reg.swa": 0.0, "reg.swa_lr": 0.0,
+             "reg.cutout": 0.5, "reg.cutout_size": 0.33}
+    for seed in (0, 1):
+        write_run(tmp_path / "custom" / str(seed), seed=seed,
+                  extra={**knobs, "model.name": "custom", "model._target_": "net.make"})
+        write_run(tmp_path / "mlp" / str(seed), seed=seed, dataset="wine", extra=knobs)
+    custom = constants_line(build([tmp_path / "custom"]))
+    assert "model._target_=net.make" in custom and "reg.cutout_size=0.33" in custom
+    assert all(k not in custom for k in ("model.hidden_sizes", "model.activation", "model.groups", "model.depth",
+                                         "reg.swa_lr"))
+    mlp = constants_line(build([tmp_path / "mlp"]))
+    assert "model.hidden_sizes=[8]" in mlp and "model.activation=relu" in mlp
+    assert all(k not in mlp for k in ("model.groups", "model.depth", "model._target_", "reg.swa_lr"))

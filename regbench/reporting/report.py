@@ -34,6 +34,7 @@ from regbench.reporting.aggregate import (
     with_config_ids,
 )
 from regbench.reporting.collect import collect
+from regbench.cli.schema import MODEL_KNOBS_SINCE
 from regbench.engine import schedules
 
 
@@ -262,6 +263,14 @@ ONLY_FOR = {
     **{f"optim.{knob}": ("optim.schedule", tuple(s for s, reads in schedules.KNOBS.items() if knob in reads))
        for knob in schedules.ALL_KNOBS},
     "model.channels": ("model.name", ("cnn",)),
+    "model.hidden_sizes": ("model.name", ("mlp", "cnn")),
+    "model.activation": ("model.name", ("mlp", "cnn", "resmlp", "resnet")),
+    # the residual and custom models' knobs, for the models that read them
+    **{f"model.{knob}": ("model.name", models) for knob, models in MODEL_KNOBS_SINCE.items()},
+    "reg.swa_lr": ("reg.swa", None),  # None: any value but the knob's off (0)
+    "reg.swa_anneal_epochs": ("reg.swa", None),
+    "reg.cutout_size": ("reg.cutout", None),
+    "reg.sam_adaptive": ("reg.sam", None),
 }
 
 
@@ -271,7 +280,11 @@ def applies(key: str, runs: pd.DataFrame) -> bool:
         return True
     owner, values = ONLY_FOR[key]
     column = runs.get(f"params.{owner}")
-    return column is None or bool(column.isin(values).any())
+    if column is None:
+        return True
+    if values is None:  # the owning knob switches it on: anything but 0 / false / missing
+        return bool((column.notna() & (column != 0) & (column != False)).any())  # noqa: E712
+    return bool(column.isin(values).any())
 
 
 def constants_line(report: Report) -> str:
