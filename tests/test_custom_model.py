@@ -104,7 +104,6 @@ def test_the_model_agnostic_regularizers_act_on_a_custom_model(netdir, regs):
 
 
 def test_a_custom_model_with_dropout_resumes_bit_for_bit(netdir, monkeypatch):
-    from regbench.engine import checkpoint
     from regbench.results import MetricsWriter
 
     args = ("reg=[dropout,sam]", "trainer.max_epochs=6", "trainer.checkpoint_seconds=0")

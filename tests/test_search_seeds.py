@@ -81,3 +81,29 @@ def test_an_optuna_study_minimises_the_trials_mean_over_seeds(tmp_path):
     printed = ast.literal_eval(re.search(r"Best parameters: (\{.*\})", out.stdout).group(1))
     assert printed == OmegaConf.to_container(best.best_params)
     assert len(_rows(tmp_path / "study" / "runs.csv")) == 6
+
+
+@pytest.mark.parametrize("split", ["dataset.split_seed=0", "dataset.split_seed=${seed}"])
+def test_a_seed_whose_folder_another_process_holds_fails_the_trial_and_the_others_run(tmp_path, monkeypatch, split):
+    """One seed's folder busy (another process trains there): that seed is skipped in one line,
+    the other seeds run (stacked or one by one), and the trial returns None, the sweeper's FAIL."""
+    import io
+
+    from rich.console import Console
+
+    from regbench.cli.app import trial
+    from tests.test_resume import hold_in_another_process
+
+    monkeypatch.setattr("regbench.cli.app.config_search_dirs", lambda: ())
+    cfg = make_cfg("search.seeds=3", split, *SMALL)
+    holder = hold_in_another_process(tmp_path / "trial" / "seed_1")
+    try:
+        out = io.StringIO()
+        assert trial(cfg, tmp_path / "trial", Console(file=out, width=300), "job 0") is None
+    finally:
+        holder.kill()
+    printed = out.getvalue()
+    assert "[job 0 seed 1] skipped:" in printed and "the trial counts as failed" in printed
+    record = json.loads((tmp_path / "trial" / "trial.json").read_text())
+    assert record["values"][1] is None and None not in (record["values"][0], record["values"][2])
+    assert all((tmp_path / "trial" / f"seed_{s}" / "result.json").is_file() for s in (0, 2))

@@ -107,6 +107,14 @@ FAMILIES = {
 }
 
 
+def bit_for_bit(tmp_path: Path, alone: list[dict], stacked: list[dict], variants: list[list[str]]) -> None:
+    """Each member ends exactly where its lone run ends: every SAME key of result.json and every
+    metrics.csv row but its wall-clock seconds."""
+    for i, (a, s) in enumerate(zip(alone, stacked)):
+        assert {k: s[k] for k in SAME} == {k: a[k] for k in SAME}, variants[i]
+        assert _rows(tmp_path / f"stacked{i}") == _rows(tmp_path / f"alone{i}"), variants[i]
+
+
 def within_tolerance(alone: list[dict], stacked: list[dict], variants: list[list[str]]) -> None:
     """Each member against its lone run within the README's tolerance for stacks that are not bit
     for bit (conv nets, SAM): losses rel 1e-3 / abs 2e-3, accuracies 0.01 (one sample of 300 is 0.0033)."""
@@ -147,10 +155,9 @@ def test_sam_stacks_within_tolerance(tmp_path):
 def test_every_member_of_a_stack_ends_bit_for_bit_where_its_lone_run_ends(tmp_path, family):
     common, variants = FAMILIES[family]
     alone, stacked = _alone_and_stacked(tmp_path, common, variants)
+    assert all(a["status"] == "ok" for a in alone), [a.get("error") for a in alone]
+    bit_for_bit(tmp_path, alone, stacked, variants)
     for i, (a, s) in enumerate(zip(alone, stacked)):
-        assert a["status"] == "ok", a.get("error")
-        assert {k: s[k] for k in SAME} == {k: a[k] for k in SAME}, (family, variants[i])
-        assert _rows(tmp_path / f"stacked{i}") == _rows(tmp_path / f"alone{i}"), (family, variants[i])
         written = json.loads((tmp_path / f"stacked{i}" / "result.json").read_text())
         assert written["stack_size"] == len(variants) and written["metrics"] == a["metrics"]
 
@@ -160,9 +167,7 @@ def test_members_stop_at_their_own_epochs_and_a_diverged_one_leaves_the_others_a
     alone, stacked = _alone_and_stacked(tmp_path, ["optim=sgd", "trainer.patience=2", "trainer.max_epochs=40"], variants)
     assert [s["status"] for s in stacked] == ["diverged", "ok", "ok", "ok"]
     assert len({s["epochs_run"] for s in stacked}) >= 3  # members really left the stack at different epochs
-    for i, (a, s) in enumerate(zip(alone, stacked)):
-        assert {k: s[k] for k in SAME} == {k: a[k] for k in SAME}, variants[i]
-        assert _rows(tmp_path / f"stacked{i}") == _rows(tmp_path / f"alone{i}")
+    bit_for_bit(tmp_path, alone, stacked, variants)
 
 
 def test_a_stack_reads_back_from_the_device_once_per_epoch(tmp_path):

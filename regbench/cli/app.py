@@ -158,6 +158,7 @@ def trial(cfg: DictConfig, out_dir: Path, console: Any, label: str) -> float | N
     returns the mean of their monitored values, None when any failed (the sweeper's FAIL).
     `out_dir`/trial.json records the seeds, their values and the mean."""
     from regbench.console import one_line
+    from regbench.engine.folderlock import FolderBusy
     from regbench.engine.runner import run
     from regbench.engine.stackable import stack_key
     from regbench.reporting.collect import TRIAL_FILE
@@ -183,7 +184,11 @@ def trial(cfg: DictConfig, out_dir: Path, console: Any, label: str) -> float | N
         console.print(f"[{label}] search.seeds: seeds {', '.join(str(seeds[i]) for i in todo)} train as one model",
                       highlight=False, markup=False, soft_wrap=True)
         done: dict[int, dict[str, Any]] = {}
-        train([jobs[i] for i in todo], console, done, lambda index, result: None, search)
+        try:
+            train([jobs[i] for i in todo], console, done, lambda index, result: None, search)
+        except Exception as e:  # as the stacked launcher does: the unfinished seeds run one by one
+            console.print(f"[{label}] search.seeds: the stack failed ({type(e).__name__}: {e}); its unfinished seeds "
+                          "run one by one", highlight=False, markup=False, soft_wrap=True)
         results.update({todo[index]: result for index, result in done.items()})
     elif len(todo) > 1:
         console.print(f"[{label}] search.seeds: seeds {', '.join(str(seeds[i]) for i in todo)} train one by one "
@@ -191,15 +196,19 @@ def trial(cfg: DictConfig, out_dir: Path, console: Any, label: str) -> float | N
                       "to train them as one model)", highlight=False, markup=False, soft_wrap=True)
     for i in todo:
         if i not in results:
-            results[i] = run(jobs[i][0], jobs[i][1], console, search)
+            try:
+                results[i] = run(jobs[i][0], jobs[i][1], console, search)
+            except FolderBusy as e:  # nothing written: the other process owns that seed's folder
+                console.print(f"[{label} seed {seeds[i]}] skipped: {e}", highlight=False, markup=False, soft_wrap=True)
     for i, s in enumerate(seeds):
-        console.print(one_line(results[i], f"{label} seed {s}"), highlight=False, markup=False, soft_wrap=True)
-    values = [monitored(results[i]) for i in range(len(seeds))]
+        if i in results:
+            console.print(one_line(results[i], f"{label} seed {s}"), highlight=False, markup=False, soft_wrap=True)
+    values = [monitored(results[i]) if i in results else None for i in range(len(seeds))]
     mean = None if any(v is None for v in values) else sum(values) / len(values)
     record.update(values=values, mean=mean)
     (out_dir / TRIAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
     console.print(f"[{label}] mean val_loss over seeds {seeds[0]}-{seeds[-1]}: "
-                  + (f"{mean:.6g}" if mean is not None else "none (a seed failed: the trial counts as failed)"),
+                  + (f"{mean:.6g}" if mean is not None else "none (a seed failed or did not run: the trial counts as failed)"),
                   highlight=False, markup=False, soft_wrap=True)
     return mean
 

@@ -111,7 +111,7 @@ def tensors(model: nn.Module) -> tuple[list[torch.Tensor], list[bool], list[torc
     For model=custom: every parameter, in `parameters()`' order, and every batch norm's statistics."""
     if getattr(model, "regbench_custom", False):
         params = list(model.parameters())
-        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        norms = [m for _, m in custom_norms(model)]
         return params, [p.dim() >= 2 for p in params], [t for m in norms for t in (m.running_mean, m.running_var)]
     params, penalised, buffers = [], [], []
     for layer in layers(model):
@@ -120,6 +120,12 @@ def tensors(model: nn.Module) -> tuple[list[torch.Tensor], list[bool], list[torc
         if isinstance(layer, _NORMS):
             buffers += [layer.running_mean, layer.running_var]
     return params, penalised, buffers
+
+
+def custom_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """model=custom's batch norms that keep running statistics, with their names, in order."""
+    return [(name, m) for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
 def compile_ops(modules: nn.Sequential, n_params: int = 0, n_buffers: int = 0) -> tuple[list[tuple[Any, ...]], int, int]:
@@ -221,8 +227,7 @@ class Stack:
             if len(members) != 1:
                 raise ValueError("model=custom runs one job at a time")
             self.ops, n_params, n_buffers = [], *map(len, tensors(template)[::2])
-            norms = [(name, m) for name, m in template.named_modules()
-                     if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+            norms = custom_norms(template)
             self.custom_names = ([name for name, _ in template.named_parameters()]
                                  + [f"{name}.{b}" for name, _ in norms for b in ("running_mean", "running_var")])
             self.custom_norms = [m for _, m in norms]

@@ -42,7 +42,7 @@ class EMA:
         return "ema" if values["ema"] > 0 else None
 
     @staticmethod
-    def problem(cfg: Any, data: Any) -> str | None:
+    def config_problem(cfg: Any) -> str | None:
         if cfg.reg.ema > 0 and cfg.reg.swa > 0:
             return "reg.ema and reg.swa both average the weights that are evaluated: choose one"
         return None

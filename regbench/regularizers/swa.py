@@ -104,8 +104,6 @@ class SWA:
 
     def update_bn(self, stack: Any, data: Any, started: list[int]) -> None:
         """torch.optim.swa_utils.update_bn on the averages of the members in `started`."""
-        import torch
-
         n_params = len(stack.params)
         averaged = stack.reg_state[self.name]["weights"]
         buffers = averaged[n_params:]
