@@ -85,6 +85,9 @@ def result_summary(result: dict[str, Any]) -> str:
         + ("" if optimality is None else f"optimality {optimality:.2e}; ")
         + f"{result['n_params']} parameters; {result['seconds']:.1f}s on {result['device']}"
     )
+    weights = result.get("weights")
+    if weights not in (None, "trained"):  # an average is the model: say which weights the table's numbers are of
+        text += f"\nthe metrics are those of the {weights.upper()} average of the weights (result.json's weights: {weights})"
     classes = result.get("classes")
     if classes and classes != [str(i) for i in range(len(classes))]:  # a user's labels, named back
         shown = ", ".join(f"{i}={name}" for i, name in enumerate(classes[:20]))

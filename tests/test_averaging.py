@@ -137,6 +137,10 @@ def test_an_ema_run_reports_the_average_and_its_rows_are_the_averages(tmp_path):
     result = run(make_cfg(*SMALL, *args), tmp_path / "ema", QUIET)
     plain = run(make_cfg(*SMALL, "trainer.max_epochs=5"), tmp_path / "plain", QUIET)
     assert result["weights"] == "ema" and plain["weights"] == "trained" and result["reg"] == "ema"
+    from regbench.console import result_summary
+
+    assert "the metrics are those of the EMA average of the weights (result.json's weights: ema)" in result_summary(result)
+    assert "average" not in result_summary(plain)
     assert result["params"]["reg.ema"] == 0.9
     ema_rows, plain_rows = pd.read_csv(tmp_path / "ema" / "metrics.csv"), pd.read_csv(tmp_path / "plain" / "metrics.csv")
     # the same training (EMA does not touch it), evaluated on other weights
