@@ -74,6 +74,18 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(autouse=True)
+def _no_hydra_config_left_over():
+    """A test that runs jobs in-process (the stacked launcher's `_train_stacks`, Hydra's launcher
+    suites) leaves Hydra's HydraConfig set to its last job's, as a launcher does between jobs.
+    The next test in that process would then resolve a relative dataset.path against that job's
+    start folder (hydra.utils.to_absolute_path) instead of its own current folder."""
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
+
+
 @pytest.fixture
 def ctrl_c_raises():
     """Python's own SIGINT handler, whatever the test runner installed (xdist workers may ignore SIGINT)."""
