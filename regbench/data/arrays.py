@@ -61,7 +61,7 @@ def summary_line(s: dict[str, Any]) -> str:
     classes."""
     samples = f"{s['samples']}" + (f" + {s['test_samples']} test" if s["test_samples"] is not None else "")
     shape = s["sample_shape"]
-    of = f"{shape[0]} features" if len(shape) == 1 else f"{tuple(shape)} {s['dtype']} images"
+    of = f"{shape[0]} features" if len(shape) == 1 else f"{tuple(shape)}"
     outcome = f"{s['classes']} classes" if s["task"] == "classification" else "regression"
     return f"arrays {Path(s['path']).name}: {samples} samples of {of}, {outcome}"
 
