@@ -432,6 +432,11 @@ def test_index_col_sets_aside_row_labels_the_header_does_not_name(tmp_path, csv)
     with pytest.raises(UserInputError, match=r"dataset.index_col=2 but its header has 7 names and its rows have 8 "
                                              r"fields \(1 leading field without a name\); set dataset.index_col=1"):
         load(table_cfg(labelled, "dataset.index_col=2").dataset, CPU)
+    trailing = tmp_path / "trailing.csv"  # a separator at the end of each row: no index, but the same shift
+    trailing.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]},\n" for i in range(40)))
+    with pytest.raises(UserInputError, match=r"its header has 3 names but its rows have 4 fields, the last one "
+                                             r"empty: .*; remove the separator that ends each row$"):
+        load(make_cfg("dataset=table", f"dataset.path={trailing}", "dataset.target=label").dataset, CPU)
     with pytest.raises(UserInputError, match=r"dataset.index_col=1 but its header names every field"):
         load(table_cfg(csv, "dataset.index_col=1").dataset, CPU)
     frame.to_parquet(tmp_path / "people.parquet")

@@ -156,11 +156,16 @@ def _check_header(path: Path, sep: str, frame: pd.DataFrame, index_col: int) -> 
     """
     if len(frame) == 0:
         return
-    fields = pd.read_csv(path, sep=sep, header=None, skiprows=1, nrows=1).shape[1]
-    names = frame.shape[1]
+    first = pd.read_csv(path, sep=sep, header=None, skiprows=1, nrows=1, dtype=str, keep_default_na=False)
+    fields, names = first.shape[1], frame.shape[1]
     unnamed = max(fields - names, 0)  # a short first row is filled with gaps, not shifted
     if unnamed == index_col:
         return
+    if not index_col and (first.iloc[0, names:] == "").all():  # `1,2,` under `a,b`: a separator ends each row
+        raise UserInputError(f"{path}: its header has {names} names but its rows have {fields} fields, the last "
+                             f"{'one' if unnamed == 1 else unnamed} empty: pandas would take the first "
+                             f"{_n(unnamed, 'field')} for an index and give the names to the last {names}; remove "
+                             "the separator that ends each row")
     if index_col:
         raise UserInputError(f"{path}: dataset.index_col={index_col} but its header has {names} names and its rows "
                              f"have {fields} fields ({_n(unnamed, 'leading field')} without a name); set "
