@@ -55,7 +55,8 @@ SOLVER_ONLY = ("optim.tol", "optim.max_iter", "optim.log_every")
 # The keys of a user's data (dataset=table, arrays, image_folder), added after the first release,
 # at their defaults: left out of the hash, so that the bundled datasets' runs keep theirs.
 OWN_DATA_DEFAULTS = {"dataset.path": None, "dataset.target": None, "dataset.task": "auto", "dataset.drop": [],
-                     "dataset.test_path": None, "dataset.split_column": None, "dataset.image_size": None}
+                     "dataset.test_path": None, "dataset.split_column": None, "dataset.image_size": None,
+                     "dataset.index_col": None}
 
 
 def config_hash(params: dict[str, Any]) -> str:

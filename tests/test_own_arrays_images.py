@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from io import StringIO
 
 import numpy as np
 import pytest
@@ -231,3 +232,35 @@ def test_the_cli_answers_a_bad_image_folder_in_one_line(tmp_path):
     missing = regbench("run", "dataset=image_folder", "dataset.path=nowhere", cwd=tmp_path)
     assert missing.returncode == 2 and "does not exist; give the path of your image folder" in missing.stderr
     assert missing.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("kind", ["arrays", "images", "image_folder", "image_folder_resized"])
+def test_a_run_records_and_prints_the_data_summary(tmp_path, kind):
+    from rich.console import Console
+
+    from regbench.engine.runner import run
+
+    if kind == "arrays":
+        x, y = blobs()
+        overrides = ["dataset=arrays", f"dataset.path={npz(tmp_path, x=x, y=y)}"]
+        line = "arrays data.npz: 200 samples of 5 features, 3 classes"
+    elif kind == "images":
+        images = np.random.default_rng(0).integers(0, 256, size=(50, 6, 7), dtype=np.uint8)
+        path = npz(tmp_path, "digits.npz", x=images, y=np.arange(50) % 4, x_test=images[:10], y_test=np.arange(10) % 4)
+        overrides = ["dataset=arrays", f"dataset.path={path}"]
+        line = "arrays digits.npz: 50 + 10 test samples of (1, 6, 7), 4 classes"
+    else:
+        root = image_tree(tmp_path / "photos", test=True)
+        resized = kind == "image_folder_resized"
+        overrides = ["dataset=image_folder", f"dataset.path={root}", *(["dataset.image_size=5"] if resized else [])]
+        line = ("image_folder photos: 24 train + 8 test images of (3, 5, 5) (resized to 5x5), 2 classes" if resized
+                else "image_folder photos: 24 train + 8 test images of (3, 8, 10), 2 classes")
+    out = StringIO()
+    result = run(make_cfg(*overrides, "trainer.max_epochs=1", "model.hidden_sizes=[8]"), tmp_path / "run",
+                 Console(file=out, width=80))
+    assert result["status"] == "ok" and result["data_summary"]["line"] == line
+    assert line + "\n" in out.getvalue()
+    recorded = json.loads((tmp_path / "run" / "result.json").read_text())["data_summary"]
+    assert recorded["line"] == line and recorded["kind"] == overrides[0].split("=")[1]
+    if kind.startswith("image_folder"):
+        assert recorded["per_class"] == {"ants": 12, "bees": 12} and recorded["test_images"] == 8

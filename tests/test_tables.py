@@ -3,7 +3,11 @@ ColumnTransformer, no statistic from validation or test rows, and one-line error
 
 from __future__ import annotations
 
+import csv as csvlib
+import importlib.resources
 import json
+import shutil
+from io import StringIO
 
 import numpy as np
 import pandas as pd
@@ -255,9 +259,9 @@ def test_too_large_for_memory_names_the_size_it_needs(csv, monkeypatch):
         load(table_cfg(csv).dataset, CPU)
 
 
-def test_an_id_column_left_in_is_refused_before_its_one_hot_columns_are_made(tmp_path, csv, monkeypatch):
+def test_many_one_hot_columns_are_refused_before_they_are_made(tmp_path, csv, monkeypatch):
     frame = pd.read_csv(csv)
-    frame["name"] = [f"customer {i}" for i in range(len(frame))]  # text, all distinct: 240 one-hot columns
+    frame["name"] = [f"customer {i // 2}" for i in range(len(frame))]  # 120 values, each twice: no identifier
     frame.to_csv(csv, index=False)
     monkeypatch.setattr(files, "available_memory", lambda device=None: 200_000)
     with pytest.raises(UserInputError, match=r"its columns encode into \d+ features: dataset.drop the text columns"):
@@ -361,3 +365,177 @@ def test_the_report_names_the_classes_of_each_file_unless_they_are_the_indices(t
               "epochs_run": 2, "sparsity": 0.0, "n_params": 3, "seconds": 1.0, "device": "cpu"}
     assert "classes: 0=no, 1=yes" in result_summary({**result, "classes": ["no", "yes"]})
     assert "classes" not in result_summary({**result, "classes": ["0", "1"]})
+
+
+def sklearn_file(name: str, tmp_path):
+    """A copy of one of scikit-learn's own data files, with its own first line."""
+    source = importlib.resources.files("sklearn.datasets") / "data" / name
+    shutil.copy(source, tmp_path / name)
+    return tmp_path / name
+
+
+def fields(path) -> tuple[int, int]:
+    """The header's names and the first row's fields, counted by Python's csv module."""
+    with open(path, newline="") as f:
+        header, first = next(csvlib.reader(f)), next(csvlib.reader(f))
+    return len(header), len(first)
+
+
+# scikit-learn's files start with a line of counts and class names, not one name per field
+SKLEARN_FILES = [("breast_cancer.csv", "load_breast_cancer", "benign"), ("wine_data.csv", "load_wine", "class_2")]
+
+
+@pytest.mark.parametrize("name, loader, target", SKLEARN_FILES)
+def test_a_header_with_fewer_names_than_fields_is_refused(tmp_path, name, loader, target):
+    from sklearn import datasets as skd
+
+    path = sklearn_file(name, tmp_path)
+    names, n_fields = fields(path)
+    assert n_fields == getattr(skd, loader)().data.shape[1] + 1  # features and target, by scikit-learn's loader
+    assert pd.read_csv(path).shape[1] == names  # what pandas silently does: the leading fields become an index
+    with pytest.raises(UserInputError) as info:
+        load(make_cfg("dataset=table", f"dataset.path={path}", f"dataset.target={target}").dataset, CPU)
+    text = str(info.value)
+    assert text.startswith(f"{path}: its header has {names} names but its rows have {n_fields} fields") and "\n" not in text
+    assert "add a header row with one name per field" in text and f"dataset.index_col={n_fields - names}" in text
+
+
+@pytest.mark.parametrize("name, loader, target", SKLEARN_FILES)
+def test_the_same_file_with_a_header_gives_every_feature_and_says_so(tmp_path, name, loader, target):
+    from sklearn import datasets as skd
+
+    bunch = getattr(skd, loader)()
+    n, d = bunch.data.shape
+    path = sklearn_file(name, tmp_path)
+    rows = path.read_text().splitlines()[1:]
+    path.write_text("\n".join([",".join([*(f"f{i}" for i in range(d)), "y"]), *rows]) + "\n")
+    data = load(make_cfg("dataset=table", f"dataset.path={path}", "dataset.target=y").dataset, CPU)
+    k = len(np.unique(bunch.target))
+    assert data.x_train.shape[1] == d and data.n_outputs == k
+    assert data.summary["line"] == f"table {name}: {n} rows, {d + 1} columns -> {d} features, {k} classes"
+    assert (data.summary["rows"], data.summary["features"], data.summary["classes"]) == (n, d, k)
+
+
+def test_index_col_sets_aside_row_labels_the_header_does_not_name(tmp_path, csv):
+    from regbench.cli.schema import check
+
+    frame = people()
+    labelled = tmp_path / "labelled.csv"  # R's write.table: row names first, no name for them in the header
+    frame.set_index(pd.Index([f"row{i}" for i in range(len(frame))])).to_csv(labelled, index=True, header=False)
+    labelled.write_text(",".join(frame.columns) + "\n" + labelled.read_text())
+    with pytest.raises(UserInputError, match=r"its header has 7 names but its rows have 8 fields.*index_col=1"):
+        load(table_cfg(labelled).dataset, CPU)
+    plain = load(table_cfg(csv).dataset, CPU)
+    data = load(table_cfg(labelled, "dataset.index_col=1").dataset, CPU)
+    assert all(torch.equal(getattr(data, k), getattr(plain, k)) for k in ("x_train", "y_train", "x_test", "y_test"))
+    assert data.summary["line"].endswith("; set aside: id (dataset.drop); 1 leading index field set aside (dataset.index_col)")
+    with pytest.raises(UserInputError, match=r"dataset.index_col=2 but its header has 7 names and its rows have 8 "
+                                             r"fields \(1 leading field without a name\); set dataset.index_col=1"):
+        load(table_cfg(labelled, "dataset.index_col=2").dataset, CPU)
+    trailing = tmp_path / "trailing.csv"  # a separator at the end of each row: no index, but the same shift
+    trailing.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]},\n" for i in range(40)))
+    with pytest.raises(UserInputError, match=r"its header has 3 names but its rows have 4 fields, the last one "
+                                             r"empty: .*; remove the separator that ends each row$"):
+        load(make_cfg("dataset=table", f"dataset.path={trailing}", "dataset.target=label").dataset, CPU)
+    with pytest.raises(UserInputError, match=r"dataset.index_col=1 but its header names every field"):
+        load(table_cfg(csv, "dataset.index_col=1").dataset, CPU)
+    frame.to_parquet(tmp_path / "people.parquet")
+    with pytest.raises(UserInputError, match="dataset.index_col applies to CSV and TSV files only"):
+        load(table_cfg(tmp_path / "people.parquet", "dataset.index_col=1").dataset, CPU)
+    assert "dataset.index_col must be >= 1" in " ".join(check(table_cfg(csv, "dataset.index_col=0"), ()))
+    arrays = make_cfg("dataset=arrays", f"dataset.path={tmp_path / 'x.npz'}", "dataset.index_col=1")
+    assert "dataset.index_col applies to dataset=table only" in check(arrays, ())
+
+
+def test_an_id_column_is_refused_naming_it_and_the_drop_that_fixes_it(tmp_path, csv):
+    frame = people()
+    frame["name"] = [f"customer {i}" for i in range(len(frame))]  # text, all distinct
+    frame.to_csv(csv, index=False)
+    with pytest.raises(UserInputError) as info:
+        load(table_cfg(csv).dataset, CPU)
+    n_train = len(datasets.split_rows(datasets.read(table_cfg(csv, "dataset.drop=[id,name]").dataset),
+                                      table_cfg(csv).dataset)[0])
+    assert str(info.value) == (f"{csv}: column name ({n_train} distinct values) of {n_train} training rows looks like "
+                               "an identifier or free text: one-hot encoded, each value would be a feature that "
+                               "almost no validation or test row shares; set it aside with dataset.drop=[id,name]")
+    load(table_cfg(csv, "dataset.drop=[id,name]").dataset, CPU)
+    load(table_cfg(csv, "dataset.drop=[name]").dataset, CPU)  # a numeric id is never taken for one
+
+
+def test_a_small_category_column_is_no_identifier_and_free_text_is_warned_about(tmp_path):
+    rng = np.random.default_rng(1)
+    small = pd.DataFrame({"shade": [f"s{i % 5}" for i in range(30)], "x": rng.normal(size=30),
+                          "label": ["a", "b"] * 15})
+    small.to_csv(tmp_path / "small.csv", index=False)
+    d = load(make_cfg("dataset=table", f"dataset.path={tmp_path / 'small.csv'}", "dataset.target=label").dataset, CPU)
+    assert d.summary["one_hot"] == {"shade": 5} and d.summary["warnings"] == []
+    assert d.summary["line"] == "table small.csv: 30 rows, 3 columns -> 6 features (shade -> 5), 2 classes"
+    frame = people()
+    frame["note"] = [f"a long comment written about customer number {i % 150}" for i in range(len(frame))]
+    frame.to_csv(tmp_path / "notes.csv", index=False)
+    d = load(table_cfg(tmp_path / "notes.csv").dataset, CPU)
+    (warning,) = d.summary["warnings"]
+    k = d.summary["one_hot"]["note"]
+    assert warning.startswith(f"{tmp_path / 'notes.csv'}: column note looks like free text ({k} distinct values of ")
+    assert warning.endswith(f"one-hot encoded into {k} features; set it aside with dataset.drop=[id,note] "
+                            "unless it is a category")
+
+
+def test_the_summary_counts_rows_columns_and_features_as_scikit_learn_encodes_them(tmp_path):
+    frame = people()
+    frame.loc[[5, 17, 40], "label"] = None  # no target: dropped, and said so
+    test = people(60, seed=1)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    ds = table_cfg(tmp_path / "train.csv", f"dataset.test_path={tmp_path / 'test.csv'}").dataset
+    src = datasets.read(ds)
+    train = datasets.split_rows(src, ds)[0]
+    ct = oracle(src.x.iloc[train])
+    width = ct.transform(_objects(src.x.iloc[train[:1]])).shape[1]
+    one_hot = {c: len(k) for c, k in zip(CATEGORICAL, ct.named_transformers_["cat"][-1].categories_)}
+    flags = len(ct.named_transformers_["num"][0].indicator_.features_)
+    s = load(ds, CPU).summary
+    assert (s["features"], s["one_hot"], s["missing_indicators"]) == (width, one_hot, flags)
+    assert (s["rows"], s["test_rows"], s["rows_without_target"], s["columns"]) == (240, 60, 3, 7)
+    assert s["line"] == (f"table train.csv + test.csv: 240 rows + 60 test rows, 7 columns -> {width} features "
+                         f"(city -> {one_hot['city']}, plan -> {one_hot['plan']}, {flags} missing-value indicator"
+                         f"{'s' * (flags > 1)}), 3 classes; 3 rows without a label dropped; set aside: id (dataset.drop)")
+    assert load(make_cfg().dataset, CPU).summary is None  # a bundled dataset has none
+
+
+def test_a_run_and_a_stack_record_the_summary_and_print_it_once(tmp_path, csv):
+    from rich.console import Console
+
+    from regbench.engine import stacked
+    from regbench.engine.runner import run
+
+    common = ["trainer.max_epochs=1", "model.hidden_sizes=[8]"]
+    out = StringIO()
+    result = run(table_cfg(csv, *common), tmp_path / "lone", Console(file=out, width=80))
+    line = load(table_cfg(csv).dataset, CPU).summary["line"]
+    assert result["status"] == "ok" and result["data_summary"]["line"] == line
+    assert json.loads((tmp_path / "lone" / "result.json").read_text())["data_summary"] == result["data_summary"]
+    assert out.getvalue().count(line + "\n") == 1
+    out = StringIO()
+    jobs = [(table_cfg(csv, *common, f"reg=l2", f"reg.alpha={a}"), tmp_path / f"m{a}") for a in (1e-4, 1e-2)]
+    results = stacked.train(jobs, Console(file=out, width=80))
+    assert out.getvalue().count(line) == 1  # one load, one line, for the whole stack
+    assert [r["data_summary"]["line"] for r in results] == [line, line]
+    assert all(json.loads((d / "result.json").read_text())["data_summary"]["line"] == line for _, d in jobs)
+    bundled = run(make_cfg(*common), tmp_path / "digits", Console(file=StringIO(), width=80))
+    assert "data_summary" not in bundled
+
+
+@pytest.mark.slow
+def test_the_cli_prints_the_summary_and_refuses_a_short_header_in_one_line(tmp_path):
+    path = sklearn_file("breast_cancer.csv", tmp_path)
+    out = regbench("run", "dataset=table", f"dataset.path={path}", "dataset.target=benign", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith(f"regbench: error: {path}: its header has 4 names but its "
+                                                         "rows have 31 fields")
+    assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
+    rows = path.read_text().splitlines()[1:]
+    path.write_text("\n".join([",".join([*(f"f{i}" for i in range(30)), "y"]), *rows]) + "\n")
+    out = regbench("run", "dataset=table", f"dataset.path={path}", "dataset.target=y", "trainer.max_epochs=1",
+                   "model.hidden_sizes=[8]", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "table breast_cancer.csv: 569 rows, 31 columns -> 30 features, 2 classes\n" in out.stdout

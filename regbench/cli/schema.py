@@ -82,6 +82,9 @@ class DatasetConfig:
     """table only: a file of the same columns holding the official test rows (else a held-out test_fraction)."""
     split_column: Optional[str] = None
     """table only: a column whose value, train or test, marks the official test rows (then ignored as a feature)."""
+    index_col: Optional[int] = None
+    """table only (CSV, TSV): how many leading fields of each row are row labels the header does not name (as R's
+    write.table writes them); set aside, not features. Unset, such rows are refused."""
     image_size: Optional[int] = None
     """image_folder only: resize every image to image_size x image_size (required when their sizes differ)."""
 
@@ -544,9 +547,11 @@ def _check_own_data(ds: Any) -> list[str]:
             None if not (ds.target and ds.target in ds.drop) else f"dataset.drop lists the target {ds.target}",
             None if not (ds.test_path and ds.split_column) else
             "give dataset.test_path or dataset.split_column for the official test rows, not both",
+            None if ds.index_col is None or ds.index_col >= 1 else
+            f"dataset.index_col must be >= 1, the number of leading unnamed fields (got {ds.index_col})",
         ]
     else:  # keys only a table reads: refused rather than silently ignored
-        problems += [f"dataset.{key} applies to dataset=table only" for key in ("target", "test_path", "split_column")
+        problems += [f"dataset.{key} applies to dataset=table only" for key in ("target", "test_path", "split_column", "index_col")
                      if ds.get(key)] + (["dataset.drop applies to dataset=table only"] if ds.drop else [])
     if ds.name == "image_folder" and ds.task == "regression":
         problems.append("dataset=image_folder is a classification (one subfolder per class); drop dataset.task")

@@ -46,10 +46,24 @@ def read(ds: Any) -> dict[str, Any]:
             raise UserInputError(f"{path}: {name} must be one value per sample of "
                                  f"{'x' if name == 'y' else 'x_test'} ({len(xs)}), not of shape {ys.shape}")
     y, task, classes = labels.encode(np.concatenate(y_parts), ds.task, f"{path} array y")
-    out = {"x": x, "y": y[: len(x)], "task": task, "classes": classes}
+    summary = {"kind": "arrays", "path": str(path), "samples": len(x),
+               "test_samples": len(x_test) if x_test is not None else None, "sample_shape": list(x.shape[1:]),
+               "dtype": str(arrays["x"].dtype)}
+    out = {"x": x, "y": y[: len(x)], "task": task, "classes": classes, "summary": summary}
     if x_test is not None:
         out.update(x_test=x_test, y_test=y[len(x):])
     return out
+
+
+def summary_line(s: dict[str, Any]) -> str:
+    """`arrays data.npz: 1000 + 200 test samples of (1, 28, 28), 10 classes`: the samples of
+    each split the file holds, their shape (features, or images' channels, height, width), the
+    classes."""
+    samples = f"{s['samples']}" + (f" + {s['test_samples']} test" if s["test_samples"] is not None else "")
+    shape = s["sample_shape"]
+    of = f"{shape[0]} features" if len(shape) == 1 else f"{tuple(shape)}"
+    outcome = f"{s['classes']} classes" if s["task"] == "classification" else "regression"
+    return f"arrays {Path(s['path']).name}: {samples} samples of {of}, {outcome}"
 
 
 def _features(x: np.ndarray, path: Path, name: str) -> np.ndarray:

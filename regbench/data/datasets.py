@@ -60,6 +60,9 @@ class Data:
     std: torch.Tensor | None = None
     classes: list[str] | None = None
     """The name of each class index (a user's labels), None where the indices are the names."""
+    summary: dict[str, Any] | None = None
+    """A user's data (table, arrays, image_folder): what was read and what it became, with its
+    one-line description under `line` (see `summarise`); None for the bundled datasets."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -87,6 +90,8 @@ class Source:
     featurize: Callable[[Any], Callable[[Any], np.ndarray]] | None = None
     """Fitted on the training rows, returns the function that turns rows into float features;
     None: numeric arrays, standardised here (or uint8 images, per batch)."""
+    summary: dict[str, Any] | None = None
+    """A user's data: the facts its reader knows (its `kind`, file, rows...), completed by `load`."""
 
 
 def load(ds: Any, device: torch.device, stream: bool | None = None) -> Data:
@@ -125,8 +130,11 @@ def load(ds: Any, device: torch.device, stream: bool | None = None) -> Data:
     x_train, x_val, x_test = _rows(src.x, train), _rows(src.x, val), _rows(x_pool, test)
     is_image = src.featurize is None and x_train.dtype == np.uint8
     mean = std = None
+    summary = None if src.summary is None else {**src.summary, "task": task, "classes": n_classes or None}
     if src.featurize is not None:  # a table's columns: an encoder fitted on the training rows only
         encode = src.featurize(x_train)
+        if summary is not None:
+            summary.update(encode.describe())
         # before encoding: a text column of ids becomes one column per id
         n_rows = len(x_train) + len(x_val) + len(x_test)
         files.check_fits(n_rows * encode.n_features * 12, files.resolve(ds.path), None,
@@ -181,7 +189,17 @@ def load(ds: Any, device: torch.device, stream: bool | None = None) -> Data:
         mean=mean,
         std=std,
         classes=src.classes,
+        summary=summarise(summary) if summary is not None else None,
     )
+
+
+def summarise(summary: dict[str, Any]) -> dict[str, Any]:
+    """A user's data summary with its one line first, `line`, written by its reader's module."""
+    from regbench.data import arrays, image_folder, tables
+
+    line = {"table": tables.summary_line, "arrays": arrays.summary_line,
+            "image_folder": image_folder.summary_line}[summary["kind"]](summary)
+    return {"line": line, **summary}
 
 
 def configured_task(ds: Any) -> str:

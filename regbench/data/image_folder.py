@@ -53,10 +53,24 @@ def read(ds: Any) -> dict[str, Any]:
         more, y_test = _listing(test_dir, classes)
         paths, y = paths + more, np.concatenate([y, y_test])
     x = _cached_or_decoded(root, paths, ds.image_size)
-    out = {"x": x[:n_train], "y": y[:n_train], "task": "classification", "classes": classes}
+    summary = {"kind": "image_folder", "path": str(root), "images": n_train,
+               "test_images": len(paths) - n_train if test_dir is not None else None,
+               "image_shape": list(x.shape[1:]), "image_size": ds.image_size,
+               "per_class": {c: int(k) for c, k in zip(classes, np.bincount(y[:n_train], minlength=len(classes)))}}
+    out = {"x": x[:n_train], "y": y[:n_train], "task": "classification", "classes": classes, "summary": summary}
     if test_dir is not None:
         out.update(x_test=x[n_train:], y_test=y[n_train:])
     return out
+
+
+def summary_line(s: dict[str, Any]) -> str:
+    """`image_folder photos: 24 train + 8 test images of (3, 32, 32), resized, 2 classes`: the
+    images of each split (train/ and test/, or the one folder), their shape (channels, height,
+    width; whether resized to dataset.image_size), the classes."""
+    images = (f"{s['images']} train + {s['test_images']} test images" if s["test_images"] is not None
+              else f"{s['images']} images")
+    resized = f" (resized to {s['image_size']}x{s['image_size']})" if s["image_size"] is not None else ""
+    return f"image_folder {Path(s['path']).name}: {images} of {tuple(s['image_shape'])}{resized}, {s['classes']} classes"
 
 
 def _listing(folder: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:

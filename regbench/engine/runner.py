@@ -147,6 +147,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
         result["device"] = str(device)
         data = load(cfg.dataset, device)
         adopt_data(result, data)
+        print_summary(console, data)
         classes = regularizers(cfg.reg, search)
         problem = data_problem(cfg, data, classes)
         if problem:
@@ -264,6 +265,18 @@ def adopt_data(result: dict[str, Any], data: Any) -> None:
         result["gap"] = {m: None, "loss": None}
     if data.classes is not None:
         result["classes"] = list(data.classes)
+    if data.summary is not None:  # a user's data: what was read and what it became
+        result["data_summary"] = data.summary
+
+
+def print_summary(console: Console, data: Any) -> None:
+    """The one line that says what a user's data gave (rows, columns, features, classes), and
+    its warnings; nothing for a bundled dataset."""
+    if data.summary is None:
+        return
+    console.print(data.summary["line"], highlight=False, markup=False, soft_wrap=True)
+    for warning in data.summary.get("warnings", ()):
+        console.print(f"regbench: warning: {warning}", highlight=False, markup=False, soft_wrap=True)
 
 
 def data_problem(cfg: Any, data: Any, classes: list[tuple[type, Any]]) -> str | None:

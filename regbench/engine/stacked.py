@@ -29,7 +29,7 @@ from regbench.engine import checkpoint, folderlock, interrupt
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.loop import FitState, fit, schedule_of
-from regbench.engine.runner import adopt_data, data_problem, new_result, new_stack, record
+from regbench.engine.runner import adopt_data, data_problem, new_result, new_stack, print_summary, record
 from regbench.engine.stack import Member, Stack
 from regbench.regularizers import regularizers
 from regbench.reporting import tensorboard
@@ -75,6 +75,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
     tr = cfg.trainer
     device = resolve_device(cfg.device)
     data = load(cfg.dataset, device)
+    print_summary(console, data)  # once per stack: its members share the data
     classes = regularizers(cfg.reg, search)
     problem = data_problem(cfg, data, classes)
     if problem:
