@@ -51,9 +51,10 @@ def _objective(data: Data, reg, weight: torch.Tensor, bias: torch.Tensor) -> flo
 
 
 def _sklearn_logistic(data: Data, alpha: float, l1_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's multinomial logistic regression (saga) of regbench's objective: C = 1 / (alpha * n)
-    (sklearn's C * sum of cross-entropies + penalty, divided by C * n, is regbench's). Computed once
-    per problem in this module (10-30 s each)."""
+    """scikit-learn's multinomial logistic regression (saga) of regbench's objective, with the strengths
+    of convex.sklearn_params (for more than two classes C = 1 / (alpha * n): sklearn's C * sum of
+    cross-entropies + penalty, divided by C * n, is regbench's). Computed once per problem in this
+    module (10-30 s each)."""
     key = (data.x_train.shape, float(data.x_train.sum()), alpha, l1_ratio)
     if key not in _SAGA:
         _SAGA[key] = _saga(data, alpha, l1_ratio)
@@ -65,11 +66,17 @@ _SAGA: dict = {}
 
 def _saga(data: Data, alpha: float, l1_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = _design(data)
-    major, minor = (int(v) for v in sklearn.__version__.split(".")[:2])
-    pen = {"l1_ratio": l1_ratio} if (major, minor) >= (1, 8) else {"penalty": "elasticnet", "l1_ratio": l1_ratio}
     # tol 1e-7 on saga's coefficient change: already 1e-9 relative of the optimum here; tighter costs minutes
-    sk = LogisticRegression(C=1 / (alpha * len(y)), solver="saga", tol=1e-7, max_iter=100_000, **pen).fit(x, y)
+    sk = _fit(x, y, convex.sklearn_params(alpha, l1_ratio, len(y), data.n_outputs), "saga", 1e-7)
     return torch.from_numpy(sk.coef_), torch.from_numpy(sk.intercept_)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, params: dict, solver: str, tol: float) -> LogisticRegression:
+    """LogisticRegression(**params) fitted; before scikit-learn 1.8 an L1 part needs penalty="elasticnet"."""
+    major, minor = (int(v) for v in sklearn.__version__.split(".")[:2])
+    if (major, minor) < (1, 8):
+        params = {"C": params["C"]} if params["l1_ratio"] == 0 else {**params, "penalty": "elasticnet"}
+    return LogisticRegression(**params, solver=solver, tol=tol, max_iter=1_000_000).fit(x, y)
 
 
 def _sklearn_elastic_net(data: Data, alpha: float, l1_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,6 +115,110 @@ def test_the_solver_reaches_the_optimum_scikit_learn_finds(overrides, oracle):
     layer = convex.linear_layer(model)
     torch.testing.assert_close(layer.weight.detach(), solution.weight.float(), rtol=0, atol=0)
     torch.testing.assert_close(layer.bias.detach(), solution.bias.float(), rtol=0, atol=0)
+
+
+def _sklearn_objective(x: np.ndarray, y: np.ndarray, sk: LogisticRegression, C: float, l1_ratio: float) -> float:
+    """scikit-learn's own objective at its fit, as its user guide writes it: C * summed log-loss
+    + l1_ratio * ||w||_1 + 0.5 * (1 - l1_ratio) * ||w||_2^2, with one row w (binary: sigmoid of
+    x @ w + c) or one per class (softmax); the intercept not penalised."""
+    x, y, coef = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(sk.coef_)
+    z = x @ coef.T + torch.from_numpy(sk.intercept_)
+    if coef.shape[0] == 1:  # log(1 + exp(-z)) for y = 1, log(1 + exp(z)) for y = 0
+        loss = torch.nn.functional.softplus(torch.where(y == 1, -z[:, 0], z[:, 0])).sum()
+    else:
+        loss = (torch.logsumexp(z, 1) - z[torch.arange(len(y)), y]).sum()
+    return float(C * loss + l1_ratio * coef.abs().sum() + 0.5 * (1 - l1_ratio) * coef.pow(2).sum())
+
+
+@pytest.mark.parametrize(
+    "dataset, alpha, l1_ratio",
+    [
+        ("breast_cancer", 1e-3, 0.0),  # binary ridge-logistic
+        ("breast_cancer", 1e-3, 0.5),  # binary elastic net: the case of issue 21, 1.1% off before
+        ("breast_cancer", 1e-2, 0.5),
+        ("wine", 1e-2, 0.0),  # three classes: the multinomial model is regbench's row for row
+        ("wine", 1e-2, 0.5),
+    ],
+    ids=["binary-l2-1e-3", "binary-elasticnet-1e-3", "binary-elasticnet-1e-2", "multiclass-l2-1e-2",
+         "multiclass-elasticnet-1e-2"],
+)
+def test_sklearn_params_gives_scikit_learns_optimum_with_an_l2_part(dataset, alpha, l1_ratio):
+    """With an L2 part the conversion differs between two classes and more (convex.sklearn_params);
+    the optimum is unique, so the weights themselves must agree, not only the objective."""
+    cfg, data, model = _problem(f"dataset={dataset}", "reg=elasticnet", f"reg.alpha={alpha}", f"reg.l1_ratio={l1_ratio}")
+    solution = convex.solve(model, data, cfg.reg, tol=1e-10)  # 1e-10: the weights within ~3e-7 of the optimum
+    assert solution.converged
+    x, y = _design(data)
+    params = convex.sklearn_params(alpha, l1_ratio, len(y), data.n_outputs)
+    # an exact Newton solver for pure L2; saga, to 1e-11 on its coefficient change, with an L1 part
+    sk = _fit(x, y, params, "newton-cholesky" if l1_ratio == 0 else "saga", 1e-14 if l1_ratio == 0 else 1e-11)
+    coef, intercept = torch.from_numpy(sk.coef_), torch.from_numpy(sk.intercept_)
+    weight, bias = solution.weight, solution.bias
+    if data.n_outputs == 2:  # sklearn's one row is the difference of regbench's two
+        assert coef.shape == (1, x.shape[1])
+        # from zero, FISTA keeps the rows exact opposites: the split of w that the penalty prefers
+        torch.testing.assert_close(weight[0], -weight[1], rtol=0, atol=1e-12)
+        assert torch.equal(weight[0] == 0, weight[1] == 0)
+        weight, bias = weight[1:] - weight[:1], bias[1:] - bias[:1]
+        embedded = (torch.cat([-coef / 2, coef / 2]), torch.cat([-intercept / 2, intercept / 2]))
+    else:  # the biases are defined up to one shift (a softmax ignores it): compare them centred
+        bias, intercept = bias - bias.mean(), intercept - intercept.mean()
+        embedded = (coef, torch.from_numpy(sk.intercept_))
+    ours = _objective(data, cfg.reg, solution.weight, solution.bias)
+    assert solution.objective == pytest.approx(ours, rel=1e-12)
+    assert _objective(data, cfg.reg, *embedded) == pytest.approx(ours, rel=1e-6)  # sklearn's weights in regbench's
+    # sklearn's minimum, in its own terms, divided by C * n is regbench's: the conversion itself
+    assert _sklearn_objective(x, y, sk, **params) / (params["C"] * len(y)) == pytest.approx(ours, rel=1e-6)
+    torch.testing.assert_close(weight, coef, rtol=0, atol=1e-6)
+    torch.testing.assert_close(bias, intercept, rtol=0, atol=1e-6)
+    assert torch.equal(weight == 0, coef == 0)
+    if l1_ratio > 0:
+        assert 0 < int((coef == 0).sum()) < coef.numel()  # the L1 part zeroes some weights, not all
+
+
+def test_the_multiclass_conversion_misses_the_binary_optimum():
+    """What issue 21 found: C = 1 / (alpha * n) with the same l1_ratio, right for more than two classes,
+    is scikit-learn's optimum of another objective for two (L2 counted twice): the test above would
+    fail with it."""
+    alpha, l1_ratio = 1e-3, 0.5
+    cfg, data, model = _problem("dataset=breast_cancer", "reg=elasticnet", f"reg.alpha={alpha}", f"reg.l1_ratio={l1_ratio}")
+    solution = convex.solve(model, data, cfg.reg, tol=1e-9)
+    x, y = _design(data)
+    sk = _fit(x, y, {"C": 1 / (alpha * len(y)), "l1_ratio": l1_ratio}, "saga", 1e-9)
+    coef, intercept = torch.from_numpy(sk.coef_), torch.from_numpy(sk.intercept_)
+    theirs = _objective(data, cfg.reg, torch.cat([-coef / 2, coef / 2]), torch.cat([-intercept / 2, intercept / 2]))
+    assert theirs > solution.objective * (1 + 1e-3)
+    assert float((solution.weight[1] - solution.weight[0] - coef[0]).abs().max()) > 0.1
+
+
+def _formulas(doc: str) -> dict[str, tuple[str, str]]:
+    """The closed forms a docstring states, `kind: C = ...,  l1_ratio' = ...` per line."""
+    found = {}
+    for line in doc.splitlines():
+        kind, sep, rest = line.strip().partition(": C = ")
+        if sep and kind in ("binary", "multiclass"):
+            c, _, ratio = rest.partition(",  l1_ratio' = ")
+            found[kind] = (c.strip(), ratio.strip())
+    return found
+
+
+def test_sklearn_params_is_the_formula_its_docstring_states():
+    """The docstring's closed forms (which the README quotes) are what the function computes."""
+    formulas = _formulas(convex.sklearn_params.__doc__)
+    assert set(formulas) == {"binary", "multiclass"}
+    for alpha in (1e-4, 3e-2, 2.0):
+        for l1_ratio in (0.0, 0.3, 0.5, 1.0):
+            for n_samples in (1, 364, 10_000):
+                values = {"alpha": alpha, "l1_ratio": l1_ratio, "n_samples": n_samples}
+                for kind, n_classes in (("binary", 2), ("multiclass", 3), ("multiclass", 10)):
+                    c, ratio = (eval(f, {}, values) for f in formulas[kind])
+                    got = convex.sklearn_params(alpha, l1_ratio, n_samples, n_classes)
+                    assert got == pytest.approx({"C": c, "l1_ratio": ratio}, rel=1e-14)
+    # L1 alone: the two conversions agree (the L1 part is not halved)
+    assert convex.sklearn_params(1e-2, 1.0, 100, 2) == pytest.approx(convex.sklearn_params(1e-2, 1.0, 100, 5))
+    for bad in ((0.0, 0.5, 100, 2), (1e-3, 1.5, 100, 2), (1e-3, 0.5, 0, 2), (1e-3, 0.5, 100, 1)):
+        with pytest.raises(ValueError, match="sklearn_params needs alpha > 0"):
+            convex.sklearn_params(*bad)
 
 
 def test_the_solver_starts_from_zero_so_the_seed_does_not_matter():

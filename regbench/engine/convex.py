@@ -9,7 +9,7 @@ regbench prepares it (standardised features; standardised targets for a regressi
 the data loss being the cross-entropy (classification) or the squared error (regression), and
 the bias never penalised (regbench.regularizers.elasticnet). F is convex, and with alpha > 0 its
 minimum is a single number a user can check against scikit-learn's solvers of the same
-objective (the README gives the conversion of the strengths). The weights that reach it are
+objective (`sklearn_params` converts the strengths, exactly). The weights that reach it are
 unique too when the L2 part is on; with L1 alone they can tie (a softmax does not change when
 one vector is added to every class's weights, and L1 may not prefer one such shift), which
 changes neither the minimum nor the optimality conditions.
@@ -79,6 +79,49 @@ def linear_layer(model: nn.Module) -> nn.Linear:
 def strengths(reg: Any) -> tuple[float, float]:
     """(l1, l2) of the objective from the `reg` config node: alpha * l1_ratio, alpha * (1 - l1_ratio)."""
     return float(reg.alpha) * float(reg.l1_ratio), float(reg.alpha) * (1.0 - float(reg.l1_ratio))
+
+
+def sklearn_params(alpha: float, l1_ratio: float, n_samples: int, n_classes: int) -> dict[str, float]:
+    """scikit-learn's `LogisticRegression(C=..., l1_ratio=...)` whose optimum is regbench's.
+
+    regbench's classifier has one weight row per class, all penalised, and minimises
+    mean cross-entropy + alpha * l1_ratio * ||W||_1 + 0.5 * alpha * (1 - l1_ratio) * ||W||_2^2
+    (bias not penalised); scikit-learn minimises C * summed log-loss + l1_ratio' * ||w||_1
+    + 0.5 * (1 - l1_ratio') * ||w||_2^2 (intercept not penalised by its lbfgs, newton and saga
+    solvers), which divided by C * n_samples has the same form. With more than two classes its
+    multinomial model is regbench's, row for row:
+
+        multiclass: C = 1 / (alpha * n_samples),  l1_ratio' = l1_ratio
+
+    With two classes scikit-learn fits one row w, regbench two whose logits differ by
+    w = W[1] - W[0]; the loss sees only w, and the penalty of the best split of w into two rows
+    is alpha * l1_ratio * ||w||_1 + 0.5 * (alpha * (1 - l1_ratio) / 2) * ||w||_2^2 (the L2 part
+    is smallest at W[0] = -w/2, W[1] = w/2, where L1 is smallest too): the L2 part is halved, so
+
+        binary: C = 2 / (alpha * n_samples * (1 + l1_ratio)),  l1_ratio' = 2 * l1_ratio / (1 + l1_ratio)
+
+    and scikit-learn's `coef_[0]` is regbench's W[1] - W[0], its `intercept_[0]` b[1] - b[0].
+    (With L1 only both conversions are C = 1 / (alpha * n_samples), l1_ratio' = 1.)
+
+    Args:
+        alpha, l1_ratio: regbench's `reg.alpha` (> 0) and `reg.l1_ratio`.
+        n_samples: training samples (the size of the training split).
+        n_classes: classes (regbench's outputs); 2 is the binary case.
+
+    Returns:
+        {"C": ..., "l1_ratio": ...}, keyword arguments of `LogisticRegression` (before
+        scikit-learn 1.8 add penalty="elasticnet"; solver saga for an L1 part).
+
+    Raises:
+        ValueError: alpha <= 0 (no penalty: C would be infinite), l1_ratio outside [0, 1],
+            n_samples < 1 or n_classes < 2.
+    """
+    if not (alpha > 0 and 0 <= l1_ratio <= 1 and n_samples >= 1 and n_classes >= 2):
+        raise ValueError(f"sklearn_params needs alpha > 0, l1_ratio in [0, 1], n_samples >= 1 and n_classes >= 2 "
+                         f"(got {alpha}, {l1_ratio}, {n_samples}, {n_classes})")
+    # the L2 strength scikit-learn's rows see: halved for two classes (the best split of w), whole otherwise
+    l1, l2 = alpha * l1_ratio, alpha * (1.0 - l1_ratio) * (0.5 if n_classes == 2 else 1.0)
+    return {"C": 1.0 / ((l1 + l2) * n_samples), "l1_ratio": l1 / (l1 + l2)}
 
 
 def training_batches(data: Data, chunk: int = 8192) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
