@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,6 +220,13 @@ def test_sklearn_params_is_the_formula_its_docstring_states():
     for bad in ((0.0, 0.5, 100, 2), (1e-3, 1.5, 100, 2), (1e-3, 0.5, 0, 2), (1e-3, 0.5, 100, 1)):
         with pytest.raises(ValueError, match="sklearn_params needs alpha > 0"):
             convex.sklearn_params(*bad)
+
+
+def test_the_readme_states_the_conversion_sklearn_params_computes():
+    """The README's two conversion lines are the function's docstring's, so neither drifts alone."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert _formulas(readme) == _formulas(convex.sklearn_params.__doc__)
+    assert set(_formulas(readme)) == {"binary", "multiclass"}
 
 
 def test_the_solver_starts_from_zero_so_the_seed_does_not_matter():
