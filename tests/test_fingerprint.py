@@ -305,7 +305,7 @@ def test_a_report_keeps_two_versions_of_a_file_apart_and_says_so(tmp_path):
     assert by_version.loc[f"data@{v1[:8]}", "val_acc.mean"] == pytest.approx(old_runs["val_acc"].mean())
     (note,) = [n for n in report.notes if "versions of its file" in n]
     assert f"runs of dataset table ({csv}) used 2 versions" in note
-    assert f"data@{v1[:8]} (2 runs), data@{v2[:8]} (2 runs)" in note
+    assert f"data@{v1[:8]} (2 runs), data@{v2[:8]} (2 runs)" in note and note.endswith(f"the file(s) now: data@{v2[:8]}")
     assert problem_names(report.runs).nunique() == 2  # `regbench study` sees two datasets, not one
     out = regbench("report", str(tmp_path / "runs"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr

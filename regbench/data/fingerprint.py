@@ -55,11 +55,25 @@ def of_params(params: dict[str, Any]) -> dict[str, Any] | None:
         if params.get(key):
             path = files.resolve(str(params[key]))
             entries[key] = {"path": str(path), "sha256": digest(path)}
+    return {"sha256": _combined(entries), "files": entries}
+
+
+def now(record: dict[str, Any]) -> str | None:
+    """The digest the files of a recorded fingerprint (a result.json's `data_fingerprint`) have
+    now, as `of_params` would compute it; None when one of them is gone or unreadable."""
+    try:
+        entries = {key: {"sha256": digest(Path(entry["path"]))} for key, entry in record["files"].items()}
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if any(e["sha256"].startswith("unreadable") for e in entries.values()):
+        return None
+    return _combined(entries)
+
+
+def _combined(entries: dict[str, dict[str, str]]) -> str:
     if len(entries) == 1:
-        combined = next(iter(entries.values()))["sha256"]
-    else:
-        combined = hashlib.sha256("".join(f"{k}={e['sha256']}\n" for k, e in entries.items()).encode()).hexdigest()
-    return {"sha256": combined, "files": entries}
+        return next(iter(entries.values()))["sha256"]
+    return hashlib.sha256("".join(f"{k}={e['sha256']}\n" for k, e in entries.items()).encode()).hexdigest()
 
 
 def digest(path: Path, rehash: bool | None = None) -> str:

@@ -204,7 +204,7 @@ def data_versions(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if runs.empty or "data_fingerprint" not in runs or "params.dataset.name" not in runs:
         return runs, []
     from regbench.data.files import OWN_DATA
-    from regbench.data.fingerprint import short
+    from regbench.data.fingerprint import now, short
 
     sha = runs["data_fingerprint"].map(_data_sha)
     own = runs[runs["params.dataset.name"].isin(OWN_DATA)]
@@ -222,9 +222,12 @@ def data_versions(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             counts = [f"{short(s)} ({int((sha.loc[frame.index] == s).sum())} runs)" for s in known]
             if unknown:
                 counts.append(f"{short(None)} ({unknown} runs recorded before data fingerprints)")
+            current = _now(runs.loc[frame.index, "data_fingerprint"], now)
+            where = (f"; the file(s) now: {short(current)}" if current in known else
+                     "; the file(s) now match none of them" if current else "")
             notes.append(f"runs of {name} used {len(known)} versions of its file(s), told apart by the column "
                          f"{DATA_VERSION.removeprefix('params.')}: {', '.join(counts)}; each version is a "
-                         "configuration of its own, not more seeds of one")
+                         f"configuration of its own, not more seeds of one{where}")
         elif known:
             version.loc[frame.index] = short(known[0])
             if unknown:
@@ -245,6 +248,15 @@ def _data_sha(value: Any) -> str | None:
     except ValueError:
         return None
     return str(record["sha256"]) if isinstance(record, dict) and record.get("sha256") else None
+
+
+def _now(cells: pd.Series, now: Any) -> str | None:
+    """The digest the files recorded in the last fingerprinted run of `cells` have today (None
+    when they are gone, e.g. a report read on another machine)."""
+    for cell in reversed(list(cells)):
+        if _data_sha(cell):
+            return now(json.loads(cell))
+    return None
 
 
 def _given(value: Any) -> bool:
