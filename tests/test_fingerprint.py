@@ -85,6 +85,10 @@ def test_a_tables_identity_is_its_files_content(tmp_path):
     assert data["files"] == {"dataset.path": {"path": str(csv), "sha256": data["sha256"]}}
     both = identity(params_of(table_cfg(csv, f"dataset.test_path={test}")))[1]
     assert both["files"]["dataset.test_path"]["sha256"] == hashlib.sha256(test.read_bytes()).hexdigest()
+    npz = tmp_path / "data.npz"
+    np.savez(npz, x=np.zeros((4, 2)), y=np.arange(4) % 2)
+    arrays = identity(params_of(make_cfg("dataset=arrays", f"dataset.path={npz}")))[1]
+    assert arrays["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
     shuffle_labels(csv)
     assert identity(params_of(table_cfg(csv)))[0] != digest
     assert identity(params_of(table_cfg(csv, f"dataset.test_path={test}")))[1]["sha256"] != both["sha256"]
