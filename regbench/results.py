@@ -59,9 +59,13 @@ OWN_DATA_DEFAULTS = {"dataset.path": None, "dataset.target": None, "dataset.task
                      "dataset.index_col": None}
 
 
-def config_hash(params: dict[str, Any]) -> str:
+def config_hash(params: dict[str, Any], data: str | None = None) -> str:
     """A digest of a run's flattened, resolved config: two runs with the same hash compute
     the same thing (resuming a sweep compares it, not just the job number).
+
+    `data`: the digest of a user's data (regbench.data.fingerprint), hashed with the config, so
+    that a run on an edited file has another hash; None for the bundled datasets, whose hash is
+    the config's alone. Call `identity`, which computes it, for a run's hash.
 
     Schedule knobs that the run's schedule does not read are left out, and so is
     `optim.schedule=constant`: a constant-rate run has the hash it had before schedules
@@ -83,7 +87,43 @@ def config_hash(params: dict[str, Any]) -> str:
     inert |= {k for k, default in OWN_DATA_DEFAULTS.items() if params.get(k, default) == default}
     kept = {k: v for k, v in params.items()
             if k not in NOT_HASHED and k not in inert and (solver or k not in SOLVER_ONLY)}
+    if data is not None:  # not a config key: no config can collide with it
+        kept["data fingerprint"] = data
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def identity(params: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """A run's identity: its config_hash, with the fingerprint of a user's data hashed in, and
+    that fingerprint (None for a bundled dataset). The one place a run's hash is computed: the
+    result it writes, the skip of a finished run, the refusal of another configuration's folder
+    and the checkpoints all use it, so that they cannot disagree."""
+    from regbench.data.fingerprint import of_params
+
+    data = of_params(params)
+    return config_hash(params, data["sha256"] if data else None), data
+
+
+def other_data(old: dict[str, Any], params: dict[str, Any], data: dict[str, Any] | None) -> str | None:
+    """What changed when `old` (a result.json) is a run of this very configuration on another
+    version of its data (`data`, this run's fingerprint), e.g. `another version of data.csv
+    (sha256 1a2b3c4d -> 3c4d5e6f)`; None when it is not (the same data, another configuration,
+    or a bundled dataset). A result written before regbench fingerprinted data counts as run on
+    an unknown version."""
+    from regbench.data.fingerprint import SHORT
+
+    if data is None or not isinstance(old, dict):
+        return None
+    before = old.get("data_fingerprint") if isinstance(old.get("data_fingerprint"), dict) else {}
+    if before.get("sha256") == data["sha256"] or old.get("config_hash") != config_hash(params, before.get("sha256")):
+        return None
+    names = {key: Path(entry["path"]).name for key, entry in data["files"].items()}
+    if not before:
+        return f"a version of {' and '.join(names.values())} regbench did not record (it was run before data fingerprints)"
+    old_files = before.get("files") if isinstance(before.get("files"), dict) else {}
+    changed = [f"{names[key]} (sha256 {str((old_files.get(key) or {}).get('sha256', '?'))[:SHORT]} -> "
+               f"{entry['sha256'][:SHORT]})" for key, entry in data["files"].items()
+               if (old_files.get(key) or {}).get("sha256") != entry["sha256"]]
+    return f"another version of {' and '.join(changed or names.values())}"
 
 
 def versions() -> dict[str, str]:

@@ -153,7 +153,7 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
         from rich.console import Console
 
         from regbench import UserInputError
-        from regbench.cli.app import finished_result, threads_per_job
+        from regbench.cli.app import finished_result, rerun_notice, threads_per_job
         from regbench.console import one_line
         from regbench.engine.stacked import train
 
@@ -168,6 +168,10 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
         nums = [num for num, _, _ in members]
         console.print(f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)",
                       highlight=False, markup=False, soft_wrap=True)
+        for num, member_cfg, out in members:  # a job that runs alone says it in its task function
+            notice = rerun_notice(member_cfg, out, f"job {num}")
+            if notice:
+                console.print(notice, highlight=False, markup=False, soft_wrap=True)
         done: dict[int, dict[str, Any]] = {}
 
         def finished(index: int, result: dict[str, Any], nums: list[int] = nums) -> None:

@@ -61,17 +61,41 @@ def threads_per_job(requested: Any, launcher: Any) -> int:
 
 
 def finished_result(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
-    """The folder's result.json if it holds status ok for this very config, else None."""
-    from regbench.results import RESULT_FILE, config_hash, flatten
+    """The folder's result.json if it holds status ok for this very config (on this very
+    version of a user's data: regbench.results.identity), else None."""
+    from regbench.results import RESULT_FILE, flatten, identity
 
     try:
         result = json.loads((out_dir / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return None
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    if not isinstance(result, dict) or result.get("status") != "ok" or result.get("config_hash") != config_hash(params):
+    if not isinstance(result, dict) or result.get("status") != "ok":
+        return None
+    if result.get("config_hash") != identity(flatten(OmegaConf.to_container(cfg, resolve=True)))[0]:
         return None
     return result
+
+
+def rerun_notice(cfg: DictConfig, out_dir: Path, label: str) -> str | None:
+    """The line saying that `out_dir` holds a finished result (ok or diverged) of this very
+    configuration on another version of a user's data, which this run replaces; None otherwise.
+
+    The run goes on in the same folder: rerunning a configuration into its folder asks for its
+    result on the data as it is now, and its result.json is overwritten (regbench.results.other_data).
+    """
+    from regbench.results import RESULT_FILE, flatten, identity, other_data
+
+    try:
+        old = json.loads((out_dir / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(old, dict) or old.get("status") not in ("ok", "diverged"):
+        return None
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    what = other_data(old, params, identity(params)[1])
+    if what is None:
+        return None
+    return f"[{label}] {out_dir} holds a result on {what}: running again (this run's result.json replaces it)"
 
 
 def hydra_main() -> None:
@@ -95,10 +119,13 @@ def job(cfg: DictConfig) -> Any:
             sys.exit(2)
 
     done = finished_result(cfg, out_dir)
+    label = f"job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else "run"
     if done is not None:  # resuming a sweep: this job already holds its result
-        label = f"job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else "run"
         print(f"[{label}] already done in {out_dir} (status ok, same config): skipped")
         return monitored(done)
+    notice = rerun_notice(cfg, out_dir, label)
+    if notice:
+        print(notice, flush=True)
 
     with gcpause.imports():
         import torch
@@ -176,6 +203,10 @@ def trial(cfg: DictConfig, out_dir: Path, console: Any, label: str) -> float | N
     (out_dir / TRIAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
     results: dict[int, dict[str, Any]] = {i: done for i, (c, d) in enumerate(jobs) if (done := finished_result(c, d))}
     todo = [i for i in range(len(jobs)) if i not in results]
+    for i in todo:
+        notice = rerun_notice(jobs[i][0], jobs[i][1], f"{label} seed {seeds[i]}")
+        if notice:
+            console.print(notice, highlight=False, markup=False, soft_wrap=True)
     search = config_search_dirs()
     keys = {stack_key(jobs[i][0], search) for i in todo}
     if len(todo) > 1 and len(keys) == 1 and None not in keys:

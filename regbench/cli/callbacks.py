@@ -109,12 +109,14 @@ def task_config(config: DictConfig) -> DictConfig:
 
 def finished_elsewhere(cfg: DictConfig, out_dir: Path) -> str | None:
     """Describes the finished result (status ok or diverged) of another configuration that
-    `out_dir` holds, or None."""
+    `out_dir` holds, or None. The same configuration on another version of a user's data is
+    not another configuration: the run replaces its result, saying so (regbench.cli.app.rerun_notice);
+    when the configuration changed too, the description names the data that changed as well."""
     import json
 
     from omegaconf import OmegaConf
 
-    from regbench.results import NOT_HASHED, RESULT_FILE, config_hash, flatten
+    from regbench.results import NOT_HASHED, RESULT_FILE, flatten, identity, other_data
 
     try:
         old = json.loads((out_dir / RESULT_FILE).read_text())
@@ -123,13 +125,28 @@ def finished_elsewhere(cfg: DictConfig, out_dir: Path) -> str | None:
     if not isinstance(old, dict) or old.get("status") not in ("ok", "diverged"):
         return None
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    if old.get("config_hash") == config_hash(params):
+    digest, data = identity(params)
+    if old.get("config_hash") == digest or other_data(old, params, data):
         return None
     before = old.get("params") if isinstance(old.get("params"), dict) else {}
     changed = [f"{k} was {before.get(k)!r}, now {params.get(k)!r}" for k in sorted(set(before) | set(params))
                if k not in NOT_HASHED and before.get(k) != params.get(k)]
+    changed = _data_changes(old, data) + changed
     what = "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "") if changed else "another regbench version"
     return f"{out_dir} holds the finished result ({old.get('status')}) of another configuration ({what})"
+
+
+def _data_changes(old: dict[str, Any], data: dict[str, Any] | None) -> list[str]:
+    """`data.csv changed (sha256 1a2b3c4d -> 3c4d5e6f)` for each file of a user's data whose
+    content differs from the one `old` (a result.json) recorded."""
+    before = old.get("data_fingerprint") if isinstance(old.get("data_fingerprint"), dict) else {}
+    old_files = before.get("files") if isinstance(before.get("files"), dict) else {}
+    out = []
+    for key, entry in (data or {}).get("files", {}).items():
+        was = old_files.get(key) if isinstance(old_files.get(key), dict) else None
+        if was is not None and was.get("path") == entry["path"] and was.get("sha256") != entry["sha256"]:
+            out.append(f"{Path(entry['path']).name} changed (sha256 {str(was.get('sha256'))[:8]} -> {entry['sha256'][:8]})")
+    return out
 
 
 class JobFolder(Callback):

@@ -110,12 +110,14 @@ def fit_state(fit: dict[str, Any], device: torch.device) -> FitState:
     )
 
 
-def save(folder: Path, config_hash: str, stack: Any, seconds: float) -> None:
+def save(folder: Path, config_hash: str, stack: Any, seconds: float, data: dict[str, Any] | None = None) -> None:
     """Writes last.pt of a lone run (a stack of one) atomically: a kill mid-write leaves the
-    previous checkpoint intact."""
+    previous checkpoint intact. `data`: the fingerprint of a user's data (the run's
+    `data_fingerprint`), kept so that a checkpoint refused for it says which file changed."""
     payload = {
         "format": FORMAT,
         "config_hash": config_hash,
+        **({"data_fingerprint": data} if data is not None else {}),
         "member": stack.payload(0),
         "rng": _rng_states(),
         "seconds": seconds,
@@ -153,6 +155,20 @@ def write_atomic(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
+def other_data(payload: dict[str, Any], data: dict[str, Any] | None) -> str | None:
+    """Why a checkpoint of another hash was made on other data than the run's fingerprint
+    `data`, or None (a bundled dataset, or the same data: another configuration)."""
+    if data is None:
+        return None
+    before = payload.get("data_fingerprint")
+    names = " and ".join(Path(e["path"]).name for e in data["files"].values())
+    if not isinstance(before, dict):
+        return f"made before regbench recorded which version of {names} a checkpoint was made on"
+    if before.get("sha256") == data["sha256"]:
+        return None
+    return f"made on another version of {names} (sha256 {str(before.get('sha256'))[:8]} -> {data['sha256'][:8]})"
+
+
 def remove_temporaries(folder: Path) -> None:
     """Removes the temporary files of atomic writes (`.last.pt.<random>.tmp`, ...) that a
     process killed mid-write left in `folder`. Call it only while holding the folder's lock."""
@@ -161,13 +177,13 @@ def remove_temporaries(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def load(folder: Path, config_hash: str, stack: Any) -> tuple[Restored | None, str]:
+def load(folder: Path, config_hash: str, stack: Any, data: dict[str, Any] | None = None) -> tuple[Restored | None, str]:
     """Restores last.pt into a lone run's stack of one (weights, optimizer moments, random
     streams, early-stopping state).
 
     Returns (restored, "") on success, (None, "") when there is no checkpoint, and
-    (None, reason) when the file is corrupt, foreign, from another configuration or from an
-    older regbench. After a failed load the stack may be partly overwritten: the caller starts
+    (None, reason) when the file is corrupt, foreign, from another configuration, made on
+    another version of a user's data (`data`, the run's fingerprint) or from an older regbench. After a failed load the stack may be partly overwritten: the caller starts
     fresh by building it again.
     """
     path = Path(folder) / CHECKPOINT_FILE
@@ -182,7 +198,7 @@ def load(folder: Path, config_hash: str, stack: Any) -> tuple[Restored | None, s
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         return None, "not a regbench checkpoint"
     if payload.get("config_hash") != config_hash:
-        return None, "written by a different configuration"
+        return None, other_data(payload, data) or "written by a different configuration"
     try:
         stack.load([payload["member"]])
         _set_rng_states(payload["rng"])

@@ -39,9 +39,9 @@ from regbench.results import (
     MODEL_FILE,
     RESULT_FILE,
     MetricsWriter,
-    config_hash,
     early_best,
     flatten,
+    identity,
     metric_name,
     versions,
     write_result,
@@ -67,11 +67,12 @@ def new_result(cfg: Any, search: tuple[str, ...] = (), task: str | None = None) 
     task = task or configured_task(cfg.dataset)
     m = metric_name(task)
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    digest, data = identity(params)
     try:
         reg = label(cfg.reg, cfg.model, search)
     except UserInputError:  # a user regularizer that does not load: `check` says why
         reg = "?"
-    return {
+    result = {
         "status": "failed",
         "error": None,
         "task": task,
@@ -80,7 +81,7 @@ def new_result(cfg: Any, search: tuple[str, ...] = (), task: str | None = None) 
         "reg": reg,
         "seed": cfg.seed,
         "params": params,
-        "config_hash": config_hash(params),
+        "config_hash": digest,
         "metrics": {f"{s}_{k}": None for s in ("train", "val", "test") for k in ("loss", m)},
         "gap": {m: None, "loss": None},
         "best_epoch": None,
@@ -97,6 +98,9 @@ def new_result(cfg: Any, search: tuple[str, ...] = (), task: str | None = None) 
         "resumed_from_epoch": None,
         "versions": versions(),
     }
+    if data is not None:  # a user's data: which version of its file(s) this run read
+        result["data_fingerprint"] = data
+    return result
 
 
 def run(cfg: Any, out_dir: Path, console: Console | None = None, search: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -153,7 +157,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
         if problem:
             raise UserInputError(problem)
         stack = new_stack([(cfg, out_dir, result)], data, device, classes, search)
-        restored, why = checkpoint.load(out_dir, result["config_hash"], stack)
+        restored, why = checkpoint.load(out_dir, result["config_hash"], stack, result.get("data_fingerprint"))
         if why:
             console.print(f"regbench: warning: ignoring {out_dir / checkpoint.CHECKPOINT_FILE}: {why}; starting fresh",
                           highlight=False, markup=False, soft_wrap=True)
@@ -175,7 +179,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
                 return
             elapsed = prior_seconds + time.perf_counter() - start
             try:
-                checkpoint.save(out_dir, result["config_hash"], stack, elapsed)
+                checkpoint.save(out_dir, result["config_hash"], stack, elapsed, result.get("data_fingerprint"))
                 failed_write[0] = ""
             except OSError as e:  # a full disk: the run goes on, without a newer resume point
                 why = e.strerror or str(e)

@@ -156,6 +156,7 @@ def _save(stack: Stack, epoch: int, seconds: float) -> None:
         checkpoint.write_atomic(path, {
             "format": STACK_FORMAT,
             "config_hash": member.result["config_hash"],
+            **({"data_fingerprint": member.result["data_fingerprint"]} if "data_fingerprint" in member.result else {}),
             "epoch": epoch,
             "member": stack.payload(k),
             "seconds": seconds,
@@ -177,7 +178,8 @@ def _checkpoints(member: Member) -> tuple[dict[int, dict[str, Any]], list[str]]:
         if not isinstance(payload, dict) or payload.get("format") != STACK_FORMAT:
             problems.append(f"{path} is not a regbench stack checkpoint")
         elif payload.get("config_hash") != member.result["config_hash"]:
-            problems.append(f"{path} was written by a different configuration")
+            why = checkpoint.other_data(payload, member.result.get("data_fingerprint"))
+            problems.append(f"{path} was {why or 'written by a different configuration'}")
         else:
             found[payload["epoch"]] = payload
     return found, problems

@@ -32,6 +32,7 @@ class Collected:
 
     runs: pd.DataFrame
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should know about the runs (data versions)
 
 
 def run_folders(path: Path) -> list[Path]:
@@ -120,7 +121,8 @@ def collect(paths: list[Path]) -> Collected:
             row["finished_at"] = _mtime(folder / RESULT_FILE)
         row["folder"] = str(folder)
         rows.append(row)
-    return Collected(runs=_before_new_knobs(_before_own_data(_before_schedules(pd.DataFrame(rows)))), skipped=skipped)
+    runs, notes = data_versions(_before_new_knobs(_before_own_data(_before_schedules(pd.DataFrame(rows)))))
+    return Collected(runs=runs, skipped=skipped, notes=notes)
 
 
 def _before_schedules(runs: pd.DataFrame) -> pd.DataFrame:
@@ -182,3 +184,80 @@ def _before_own_data(runs: pd.DataFrame) -> pd.DataFrame:
     if "params.dataset.drop" in runs:
         runs.loc[old, "params.dataset.drop"] = _scalar([])
     return runs
+
+
+DATA_VERSION = "params.dataset.data_version"  # not a config key: set by `data_versions`
+_DATA_FILES = ("params.dataset.name", "params.dataset.path", "params.dataset.test_path")
+
+
+def data_versions(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keeps runs on two versions of a user's file apart, and says so.
+
+    Runs of one user's dataset (the same dataset.name, path and test_path) whose result.json
+    records different data fingerprints (regbench.data.fingerprint) ran on different contents:
+    they get a `dataset.data_version` parameter (`data@1a2b3c4d`), which makes them separate
+    configurations (never seeds of one), and a note names the versions and how many runs each
+    has. Runs recorded before regbench fingerprinted data are of an unknown version: beside
+    runs of one known version they are grouped with it, as before (a note says that this cannot
+    be checked); beside several, they are a version of their own, `data@unknown`.
+    """
+    if runs.empty or "data_fingerprint" not in runs or "params.dataset.name" not in runs:
+        return runs, []
+    from regbench.data.files import OWN_DATA
+    from regbench.data.fingerprint import now, short
+
+    sha = runs["data_fingerprint"].map(_data_sha)
+    own = runs[runs["params.dataset.name"].isin(OWN_DATA)]
+    keys = [k for k in _DATA_FILES if k in runs]
+    which = own[keys[0]].map(str)
+    for key in keys[1:]:
+        which = which + "\x1f" + own[key].map(str)
+    version, notes = pd.Series(None, index=runs.index, dtype=object), []
+    for _, frame in own.groupby(which, sort=False):
+        known = list(dict.fromkeys(s for s in sha.loc[frame.index] if isinstance(s, str)))
+        unknown = int((~sha.loc[frame.index].map(lambda s: isinstance(s, str))).sum())
+        name = f"dataset {frame['params.dataset.name'].iloc[0]} ({', '.join(str(v) for k, v in frame[keys[1:]].iloc[0].items() if _given(v))})"
+        if len(known) > 1:
+            version.loc[frame.index] = sha.loc[frame.index].map(short)
+            counts = [f"{short(s)} ({int((sha.loc[frame.index] == s).sum())} runs)" for s in known]
+            if unknown:
+                counts.append(f"{short(None)} ({unknown} runs recorded before data fingerprints)")
+            current = _now(runs.loc[frame.index, "data_fingerprint"], now)
+            where = (f"; the file(s) now: {short(current)}" if current in known else
+                     "; the file(s) now match none of them" if current else "")
+            notes.append(f"runs of {name} used {len(known)} versions of its file(s), told apart by the column "
+                         f"{DATA_VERSION.removeprefix('params.')}: {', '.join(counts)}; each version is a "
+                         f"configuration of its own, not more seeds of one{where}")
+        elif known:
+            version.loc[frame.index] = short(known[0])
+            if unknown:
+                notes.append(f"runs of {name}: {unknown} of {len(frame)} were recorded before data fingerprints and "
+                             f"are grouped with the runs on {short(known[0])} as one version, which cannot be "
+                             "checked; rerun them to be sure")
+    if not any("versions of its file" in n for n in notes):  # one version per file: no column to add
+        return runs, notes
+    return runs.assign(**{DATA_VERSION: version}), notes
+
+
+def _data_sha(value: Any) -> str | None:
+    """The digest of a runs-table `data_fingerprint` cell (JSON text), None when it has none."""
+    if not isinstance(value, str):
+        return None
+    try:
+        record = json.loads(value)
+    except ValueError:
+        return None
+    return str(record["sha256"]) if isinstance(record, dict) and record.get("sha256") else None
+
+
+def _now(cells: pd.Series, now: Any) -> str | None:
+    """The digest the files recorded in the last fingerprinted run of `cells` have today (None
+    when they are gone, e.g. a report read on another machine)."""
+    for cell in reversed(list(cells)):
+        if _data_sha(cell):
+            return now(json.loads(cell))
+    return None
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value == value and str(value) not in ("", "None", "nan")

@@ -90,7 +90,7 @@ def build(paths: list[Path], baseline: str | None = None, baseline_config: int |
         notes.append(f"--baseline {baseline} matches no run (the labels here: {labels}): no paired differences")
     table, chosen = against_baseline(runs, table, label, baseline_config)
     return Report(runs=runs, table=table, constants=constants, baseline=label, skipped=collected.skipped,
-                  duplicates=duplicates, notes=notes + chosen)
+                  duplicates=duplicates, notes=collected.notes + notes + chosen)
 
 
 def _missing(value: Any) -> bool:

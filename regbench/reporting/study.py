@@ -198,6 +198,7 @@ def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str =
     runs, _ = set_aside_duplicates(with_config_ids(collected.runs))
     cells, chosen_metric = choose(runs, metrics)
     cells, notes = complete_blocks(cells)
+    notes = collected.notes + notes
     datasets, regs = sorted(cells["dataset"].unique()), sorted(cells["reg"].unique())
     if len(regs) < 2 or len(datasets) < 2:
         raise UserInputError(f"a study needs at least 2 datasets and 2 regularizers with ok runs on every one of "
