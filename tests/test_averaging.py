@@ -324,6 +324,11 @@ def test_asam_scales_the_same_tensors_as_before_on_the_builtin_models(model):
     (sam,) = stack.gradient_hooks
     assert sam.scaled == [j % 2 == 0 for j in range(len(stack.params))]
     assert [n.rsplit(".", 1)[-1] for n in stack.param_names] == ["weight", "bias"] * (len(stack.params) // 2)
+    # each name is the very tensor's, in the engine's order
+    named, buffers = dict(net.named_parameters()), dict(net.named_buffers())
+    params, _, statistics = tensors(net)
+    assert all(named[n] is t for n, t in zip(stack.param_names, params, strict=True))
+    assert all(buffers[n] is t for n, t in zip(stack.buffer_names, statistics, strict=True))
 
 
 def test_sam_takes_two_passes_per_step_and_leaves_batch_norms_statistics_to_the_first(tmp_path, monkeypatch):

@@ -333,7 +333,8 @@ def test_augment_pads_with_the_normalised_zero_the_training_mean_where_torchvisi
     for i in range(n):
         black = {o: normalise(torchvision_crop(raw[i], *o)) for o in offsets}
         # the offset regbench drew: the one whose crop agrees with torchvision's inside the image
-        (offset,) = [o for o in offsets if torch.equal(out[i][_inside(o, pad, c, h, w)], black[o][_inside(o, pad, c, h, w)])]
+        (offset,) = [o for o in offsets
+                     if torch.equal(out[i][_inside(o, pad, c, h, w)], black[o][_inside(o, pad, c, h, w)])]
         inside = _inside(offset, pad, c, h, w)
         assert (out[i][~inside] == 0).all()  # regbench: 0, the channel's training mean
         assert torch.equal(black[offset][~inside], (-mean / std).expand(c, h, w)[~inside])  # torchvision: black

@@ -129,10 +129,11 @@ def tensor_names(model: nn.Module) -> tuple[list[str], list[str]]:
     if getattr(model, "regbench_custom", False):
         return ([name for name, _ in model.named_parameters()],
                 [f"{name}.{b}" for name, _ in custom_norms(model) for b in ("running_mean", "running_var")])
-    names = {id(m): name for name, m in model.named_modules()}
+    names = {id(m): f"{name}." if name else "" for name, m in model.named_modules()}  # "": the model is the layer
     owned = [(names[id(layer)], layer) for layer in layers(model)]
-    return ([f"{name}.{p}" for name, _ in owned for p in ("weight", "bias")],
-            [f"{name}.{b}" for name, layer in owned if isinstance(layer, _NORMS) for b in ("running_mean", "running_var")])
+    return ([f"{name}{p}" for name, _ in owned for p in ("weight", "bias")],
+            [f"{name}{b}" for name, layer in owned if isinstance(layer, _NORMS)
+             for b in ("running_mean", "running_var")])
 
 
 def custom_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -276,7 +277,7 @@ class Stack:
         for cls, values in self.regularizer_classes:
             reg = cls([values(c.reg) for c in cfgs], self)
             # `active` is optional (regbench.regularizers): by default on where a member's label says it acts
-            if reg.active if hasattr(reg, "active") else any(cls.label(values(c.reg), c.model) for c in cfgs):
+            if reg.active if hasattr(reg, "active") else any(cls.label(values(c.reg), c.model) is not None for c in cfgs):
                 live.append(reg)
         self.by_name = {reg.name: reg for reg in live}  # the live owners of inserted layers
         self.batch_hooks = [r for r in live if hasattr(r, "batch")]

@@ -9,7 +9,8 @@ reference code (SamsungLabs/ASAM) computes it. The reference scales the paramete
 holds `weight` (weight matrices, kernels, batch norm's scales); so does `is_weight`, by the
 stack's parameter names, never by position (a model=custom layer without a bias would shift every
 (weight, bias) pair after it). The step itself is the base optimizer's (optim=sgd, adam, adamw),
-with its rate, momentum and the other regularizers. `reg.sam` is rho (preset conf/reg/sam.yaml: 0.05, the paper's; conf/reg/asam.yaml: 0.5 with reg.sam_adaptive).
+with its rate, momentum and the other regularizers. `reg.sam` is rho (preset conf/reg/sam.yaml:
+0.05, the paper's; conf/reg/asam.yaml: 0.5 with reg.sam_adaptive).
 
 Every step costs two forward and backward passes on the same batch; the second draws its own
 dropout masks and does not update batch norm's running statistics (momentum 0 in that pass, as
