@@ -197,3 +197,150 @@ def test_knobs_added_later_leave_the_hash_of_runs_that_do_not_use_them_as_it_was
                                                                       "reg.cutout", "reg.input_noise"))}
     assert hashed("reg=l2") == config_hash(without)
     assert hashed("reg=l2", "reg.input_noise=0.1") != hashed("reg=l2")
+
+
+# A regularizer written from regbench.regularizers' docstring alone, with only what it calls
+# required (name, knobs, label, __init__) and one hook, penalty: an L2 penalty on the weight
+# matrices, written as the docstring describes the stack (each member's own term).
+MINIMAL = textwrap.dedent('''
+    import torch
+
+    from regbench.regularizers import Knob
+
+
+    class Ridge:
+        name = "ridge"
+        knobs = (Knob("strength", 0.0, "0.5 * strength * ||w||^2 on the weight matrices.", ">= 0", lambda v: v >= 0),)
+
+        @staticmethod
+        def label(values, model):
+            return "ridge" if values["strength"] > 0 else None
+
+        def __init__(self, values, stack):
+            self.strength = [v["strength"] for v in values]
+
+        def penalty(self, stack):
+            s = torch.tensor(self.strength, device=stack.params[0].device)
+            return sum((0.5 * s * w.square().flatten(1).sum(1)).sum()
+                       for w, penalised in zip(stack.params, stack.penalised) if penalised)
+''')
+
+
+def test_a_regularizer_written_from_the_docstring_alone_runs_end_to_end_and_its_penalty_acts(tmp_path):
+    """The protocol's required attributes and a penalty are enough (no `active`, which only the
+    example sets): from a subprocess, its run is ok, labelled, and its penalty is exactly the
+    built-in L2 of the same strength (regbench's L2, itself checked against scikit-learn in
+    tests/test_convex.py), which no penalty does not give."""
+    (tmp_path / "ridge.py").write_text(MINIMAL)
+    common = ("dataset.train_size=200", "model.hidden_sizes=[16]", "trainer.max_epochs=3")
+    out = regbench("run", "-m", *common, "+reg.extra.ridge._target_=ridge.Ridge", "+reg.extra.ridge.strength=0,0.05",
+                   "hydra.sweep.dir=mine", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    l2 = regbench("run", *common, "reg=l2", "reg.alpha=0.05", "hydra.run.dir=l2", cwd=tmp_path)
+    assert l2.returncode == 0, l2.stdout[-2000:] + l2.stderr[-2000:]
+    results = {json.loads(p.read_text())["params"]["reg.extra.ridge.strength"]: json.loads(p.read_text())
+               for p in (tmp_path / "mine").glob("*/result.json")}
+    builtin_l2 = json.loads((tmp_path / "l2" / "result.json").read_text())
+    on, off = results[0.05], results[0]
+    assert on["status"] == off["status"] == "ok" and (on["reg"], off["reg"]) == ("ridge", "none")
+    for key, value in builtin_l2["metrics"].items():
+        assert on["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+    assert on["metrics"]["train_loss"] > off["metrics"]["train_loss"] + 1e-3  # the penalty acted
+
+
+# name, knobs, label, __init__: each missing or of the wrong kind, and hooks of the wrong arity
+_KNOB = 'K = (Knob("s", 0.0, "A strength.", ">= 0"),)\n'
+_LABEL = "    @staticmethod\n    def label(values, model):\n        return None\n"
+_INIT = "    def __init__(self, values, stack):\n        pass\n"
+CONTRACT = [
+    ('    name = "m"\n    knobs = K\n' + _INIT, "lacks label (a staticmethod label(values, model) -> str | None)"),
+    ('    knobs = K\n' + _LABEL + _INIT, "lacks name (a str, its part of the reg label)"),
+    ('    name = "m"\n' + _LABEL + _INIT, "lacks knobs (a sequence of regbench.regularizers.Knob)"),
+    ('    name = "m"\n    knobs = K\n' + _LABEL, "lacks __init__(self, values, stack)"),
+    ('    name = "m"\n    knobs = K\n    def label(self, values, model):\n        return None\n' + _INIT,
+     "has label(self, values, model), not a staticmethod label(values, model)"),
+    ('    name = "m"\n    knobs = K\n    label = "m"\n' + _INIT, "has label 'm', not a staticmethod label(values, model)"),
+    ('    name = "m"\n    knobs = "s"\n' + _LABEL + _INIT, "has knobs 's', not a sequence of regbench.regularizers.Knob"),
+    ('    name = "m"\n    knobs = ({"name": "s"},)\n' + _LABEL + _INIT,
+     "has knobs holding {'name': 's'}, not a sequence of regbench.regularizers.Knob"),
+    ('    name = "m"\n    knobs = K\n' + _LABEL + "    def __init__(self, values):\n        pass\n",
+     "has __init__(self, values), not __init__(self, values, stack)"),
+    ('    name = "m"\n    knobs = K\n' + _LABEL + _INIT + "    def penalty(self):\n        return None\n",
+     "has penalty(self), not penalty(self, stack)"),
+    ('    name = "m"\n    knobs = K\n' + _LABEL + _INIT + "    def batch(self, stack, x):\n        return x\n",
+     "has batch(self, stack, x), not batch(self, stack, x, y)"),
+    ('    name = "m"\n    knobs = K\n' + _LABEL + _INIT + "    def problem(self, cfg, data):\n        return None\n",
+     "has problem(self, cfg, data), not a staticmethod problem(cfg, data)"),
+    ('    name = "m"\n    knobs = K\n' + _LABEL + _INIT + "    def weights(self, stack):\n        return None\n",
+     "defines weights but lacks weights_label(self, stack, k, epoch) -> str"),
+    ('    name = "m"\n    knobs = K\n    stackable = False\n' + _LABEL + _INIT,
+     "has stackable False, not True or a one-line reason (a str)"),
+    ('    name = "dropout"\n    knobs = K\n' + _LABEL + _INIT, "has name 'dropout', a built-in regularizer's: choose another"),
+]
+
+
+def _user_module(tmp_path, body: str) -> str:
+    """Writes `class Mine` with `body` into a module of its own (one a test: an imported module
+    stays in sys.modules) and returns the module's name."""
+    import re
+
+    module = re.sub(r"\W", "_", tmp_path.name)
+    (tmp_path / f"{module}.py").write_text("from regbench.regularizers import Knob\n" + _KNOB + "class Mine:\n" + body)
+    return module
+
+
+@pytest.mark.parametrize("body, message", CONTRACT, ids=[m.split(" (")[0].split(",")[0][:40] for _, m in CONTRACT])
+def test_a_user_class_that_breaks_the_protocol_is_refused_in_one_line_naming_what(tmp_path, body, message):
+    module = _user_module(tmp_path, body)
+    problems = check(make_cfg(f"+reg.extra.m._target_={module}.Mine"), (str(tmp_path),))
+    assert problems == [f"reg.extra.m: {module}.Mine {message}; see regbench.regularizers"]
+
+
+@pytest.mark.parametrize("body, message", [CONTRACT[0], CONTRACT[4], CONTRACT[9]])
+def test_the_refusal_comes_from_the_command_line_before_any_data_is_read(tmp_path, body, message):
+    """exit 2, the one line, no traceback, no run folder (the engine never built the class)."""
+    (tmp_path / "mine.py").write_text("from regbench.regularizers import Knob\n" + _KNOB + "class Mine:\n" + body)
+    out = regbench("run", "+reg.extra.m._target_=mine.Mine", "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stdout + out.stderr == f"regbench: error: reg.extra.m: mine.Mine {message}; see regbench.regularizers\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_two_entries_of_one_class_are_refused(tmp_path):
+    (tmp_path / "ridge.py").write_text(MINIMAL)
+    problems = check(make_cfg("+reg.extra.a._target_=ridge.Ridge", "+reg.extra.b._target_=ridge.Ridge"), (str(tmp_path),))
+    assert problems == ["reg.extra.a and reg.extra.b are both named 'ridge': one entry per regularizer class"]
+
+
+def test_every_builtin_and_the_example_meet_the_protocol_the_user_classes_are_checked_against():
+    import importlib.util
+
+    from regbench.regularizers import contract_problems
+
+    spec = importlib.util.spec_from_file_location("maxnorm_example", EXAMPLE / "maxnorm.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    for cls in (*builtin(), example.MaxNorm):
+        assert contract_problems(cls) == [], cls
+
+
+def test_every_attribute_the_engine_reads_from_a_regularizer_is_in_the_protocol():
+    """The names the engine, the model builder, the launcher and this package read off a
+    regularizer class or instance (hasattr/getattr, and the `reg.<attr>` / `cls.<attr>` reads)
+    are each documented in regbench.regularizers' docstring, so that none is known only from
+    an example."""
+    import re
+
+    import regbench.regularizers as protocol
+
+    files = [*(REPO / "regbench" / "engine").glob("*.py"), REPO / "regbench" / "models.py",
+             REPO / "regbench" / "regularizers" / "__init__.py",
+             *(REPO / "hydra_plugins").rglob("*.py")]
+    subjects = r"(?:r|reg|cls|self\.weights_hook|self\.loss_hook)"
+    patterns = [rf"\b(?:hasattr|getattr)\({subjects}, \"(\w+)\"", rf"\b{subjects}\.(\w+)\b"]
+    read = {name for f in files for p in patterns for name in re.findall(p, f.read_text())}
+    # Python's own, and the `reg` config node's keys (a `reg` is also that node)
+    read -= {"__name__", "__init__", "get", "items", "extra"} | {k.name for k in protocol.builtin_knobs()}
+    assert {"active", "label", "penalty", "stackable", "weights_label"} <= read  # the scan sees them
+    undocumented = sorted(name for name in read if f"`{name}" not in protocol.__doc__)
+    assert undocumented == []

@@ -300,6 +300,59 @@ def test_augment_is_a_crop_of_the_padded_image_with_one_offset_per_image():
     assert max(counts.values()) < n / 4
 
 
+def test_augment_pads_with_the_normalised_zero_the_training_mean_where_torchvision_pads_black():
+    """reg.augment crops the normalised batch, padded with 0: a padded pixel is each channel's
+    training mean. torchvision's RandomCrop(padding=p) on the raw image (before Normalize, as its
+    recipes place it) pads with fill=0, black. On the same image and offset the two agree on
+    every pixel inside the image and differ exactly on the padded ones (0 against -mean/std);
+    regbench's is torchvision's RandomCrop with fill=mean before Normalize, or RandomCrop after
+    Normalize, pixel for pixel."""
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as TF
+
+    n, c, h, w = 24, 3, 16, 16
+    pad = max(1, h // 8)
+    raw = torch.randint(1, 256, (n, c, h, w), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)  # no black
+    mean, std = torch.tensor([0.4, 0.5, 0.6]).view(-1, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(-1, 1, 1)
+
+    def normalise(images):  # Data.prepare's arithmetic
+        return images.float().div(255.0).sub(mean).div(std)
+
+    out = augment(normalise(raw), torch.Generator().manual_seed(3), hflip=False)
+
+    def torchvision_crop(image, top, left, fill=0):  # RandomCrop(h, padding=pad, fill=fill) at (top, left)
+        return TF.crop(TF.pad(image, [pad], fill=fill), top, left, h, w)
+
+    # RandomCrop is that pad-then-crop, black by default: its own draw is one of the offsets
+    offsets = [(t, l) for t in range(2 * pad + 1) for l in range(2 * pad + 1)]
+    torch.manual_seed(1)
+    drawn = v2.RandomCrop(h, padding=pad)(raw[0])
+    assert any(torch.equal(drawn, torchvision_crop(raw[0], *o)) for o in offsets)
+
+    padded = 0
+    for i in range(n):
+        black = {o: normalise(torchvision_crop(raw[i], *o)) for o in offsets}
+        # the offset regbench drew: the one whose crop agrees with torchvision's inside the image
+        (offset,) = [o for o in offsets
+                     if torch.equal(out[i][_inside(o, pad, c, h, w)], black[o][_inside(o, pad, c, h, w)])]
+        inside = _inside(offset, pad, c, h, w)
+        assert (out[i][~inside] == 0).all()  # regbench: 0, the channel's training mean
+        assert torch.equal(black[offset][~inside], (-mean / std).expand(c, h, w)[~inside])  # torchvision: black
+        # regbench's crop is RandomCrop filling with the mean before Normalize, and RandomCrop after Normalize
+        with_mean = torchvision_crop(raw[i].float() / 255.0, *offset, fill=mean.flatten().tolist())
+        assert torch.equal(out[i], with_mean.sub(mean).div(std))
+        assert torch.equal(out[i], torchvision_crop(normalise(raw[i]), *offset))
+        padded += int((~inside).any())
+    assert padded > n // 2  # most offsets pad (only the centred one does not)
+
+
+def _inside(offset, pad, c, h, w):
+    """The pixels of a (top, left) crop of the padded image that lie inside the image."""
+    from torchvision.transforms.v2 import functional as TF
+
+    return TF.crop(TF.pad(torch.ones(1, h, w), [pad]), *offset, h, w).bool().expand(c, h, w)
+
+
 def test_augment_is_deterministic_for_a_seeded_generator():
     x = torch.randn(32, 3, 16, 16)
     before = x.clone()

@@ -122,6 +122,20 @@ def tensors(model: nn.Module) -> tuple[list[torch.Tensor], list[bool], list[torc
     return params, penalised, buffers
 
 
+def tensor_names(model: nn.Module) -> tuple[list[str], list[str]]:
+    """The names of `tensors`' parameters and batch-norm statistics, in its order (`0.weight`,
+    `3.bias`, `3.running_var`; for model=custom, `named_parameters()`' own): what a regularizer
+    picks tensors by (a custom layer may have no bias: a position says nothing)."""
+    if getattr(model, "regbench_custom", False):
+        return ([name for name, _ in model.named_parameters()],
+                [f"{name}.{b}" for name, _ in custom_norms(model) for b in ("running_mean", "running_var")])
+    names = {id(m): f"{name}." if name else "" for name, m in model.named_modules()}  # "": the model is the layer
+    owned = [(names[id(layer)], layer) for layer in layers(model)]
+    return ([f"{name}{p}" for name, _ in owned for p in ("weight", "bias")],
+            [f"{name}{b}" for name, layer in owned if isinstance(layer, _NORMS)
+             for b in ("running_mean", "running_var")])
+
+
 def custom_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """model=custom's batch norms that keep running statistics, with their names, in order."""
     return [(name, m) for name, m in model.named_modules()
@@ -237,6 +251,7 @@ class Stack:
             self.n_outputs = [m for m in template.modules() if isinstance(m, nn.Linear)][-1].out_features
         per_member = [tensors(m.model) for m in members]
         self.penalised = per_member[0][1]
+        self.param_names, self.buffer_names = tensor_names(members[0].model)
         self.params = [torch.stack([t[0][j].detach() for t in per_member]).requires_grad_() for j in range(n_params)]
         self.buffers = [torch.stack([t[2][j] for t in per_member]) for j in range(n_buffers)]
         self.moments: list[list[torch.Tensor]] = [[] for _ in self.params]  # Adam: m, v; SGD: momentum
@@ -258,9 +273,13 @@ class Stack:
         self.lr = self.scheduled_lrs()
         self.neg_lr = self.vector([-lr for lr in self.lr], skip_if_zero=False)
         self.neg_lr64 = torch.tensor([-lr for lr in self.lr], dtype=torch.float64, device=self.device)
-        built = [cls([values(c.reg) for c in cfgs], self) for cls, values in self.regularizer_classes]
-        self.by_name = {reg.name: reg for reg in built}
-        live = [reg for reg in built if reg.active]
+        live = []
+        for cls, values in self.regularizer_classes:
+            reg = cls([values(c.reg) for c in cfgs], self)
+            # `active` is optional (regbench.regularizers): by default on where a member's label says it acts
+            if reg.active if hasattr(reg, "active") else any(cls.label(values(c.reg), c.model) is not None for c in cfgs):
+                live.append(reg)
+        self.by_name = {reg.name: reg for reg in live}  # the live owners of inserted layers
         self.batch_hooks = [r for r in live if hasattr(r, "batch")]
         self.penalty_hooks = [r for r in live if hasattr(r, "penalty")]
         self.before_step_hooks = [r for r in live if hasattr(r, "before_step")]
@@ -382,7 +401,7 @@ class Stack:
                     h = F.batch_norm(h.transpose(0, 1).reshape(n, k * width), *args).view(n, k, width).transpose(0, 1)
             elif kind == "regularizer":
                 reg = self.by_name.get(op[1])
-                if reg is not None and reg.active:
+                if reg is not None:
                     # a residual branch's layer also gets its block's depth l / L
                     forward = reg.forward if op[2] is None else partial(reg.forward, depth=op[2])
                     if grouped:

@@ -1,19 +1,23 @@
 """The regularizers: one module each, holding its knobs and every point where it acts on training.
 
-A regularizer is a class with
+A regularizer is a class with (required)
 
-- `name`: its part of a run's `reg` label (`l1`, `dropout`, ...), and of report rows;
-- `knobs`: its `Knob`s, the keys of the `reg` config node it owns (built-in ones) or of its
+- `name`: its part of a run's `reg` label (`l1`, `dropout`, ...), and of report rows; a user's
+  must not be a built-in's;
+- `knobs`: a sequence of `Knob`s, the keys of the `reg` config node it owns (built-in ones) or of its
   `reg.extra.<name>` entry (a user's), each with a default, a range and a one-line doc, from
   which the schema, the range checks, `regbench run --help` and the README's table are made;
 - `label(values, model) -> str | None` (a staticmethod): its label part from its knob values (a
   mapping) and the `model` node, or None when they switch it off (0, false), so
   `reg=l2 reg.alpha=0` is honestly labelled `none`;
+- `__init__(self, values, stack)`: the engine trains a stack of K members (a lone run is a stack
+  of one) and builds one instance per stack, `Regularizer(values, stack)`, where `values` holds
+  each member's knob values (a list of K dicts); the instance may set `active` (a bool): whether
+  its hooks run in this stack, by default whether its label is not None for some member (all of
+  the members' knobs off: none of its hooks runs);
 
-and, optionally, the hooks through which it meets training. The engine (regbench.engine.stack)
-trains a stack of K members (a lone run is a stack of one); it builds one instance per stack,
-`Regularizer(values, stack)`, where `values` holds each member's knob values (a dict per
-member), and calls whichever of these the class defines:
+and, optionally, the hooks through which it meets training (regbench.engine.stack), called
+whichever of these the class defines:
 
 - `layers(reg, where, width, dims) -> list[nn.Module]` (staticmethod; when the model is
   built, given the whole `reg` node): layers to insert at `where` ("input", "norm": after a hidden linear or conv layer,
@@ -37,7 +41,10 @@ member), and calls whichever of these the class defines:
 - `penalty(stack) -> scalar tensor | None`: added to the loss (each member's gradient sees its
   own part only);
 - `before_step(stack)` and `after_step(stack)`: around the optimizer's update of the stacked
-  parameters (`stack.params`, with `stack.penalised` marking the weight matrices and kernels);
+  parameters (`stack.params`, with `stack.penalised` marking the weight matrices and kernels
+  and `stack.param_names` naming each, `0.weight`, `fc.bias`, as `stack.buffer_names` names the
+  batch-norm statistics `stack.buffers`: a model=custom layer may have no bias, so a regularizer
+  picks tensors by these, never by position);
   an averaging regularizer's after_step (one with `weights`) runs after every other's;
 - `gradient(stack, closure)`: after the batch's gradients are computed, before the update; may
   replace them (`closure()` zeroes them and runs the batch's forward and backward pass again at
@@ -64,11 +71,14 @@ Evaluation never calls a hook: train, validation and test metrics are always tho
 inputs and true labels in eval mode. Early stopping is the engine's, not a regularizer's.
 
 A user's regularizer is the same kind of class, named by `reg.extra.<name>._target_` (a dotted
-path importable from the Python path, or a module file beside the config: see `load_user`).
+path importable from the Python path, or a module file beside the config: see `load_user`). It is
+checked against this protocol when it is loaded, before any data is read: the required attributes,
+and the kind and the arguments of every attribute above that it defines.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -156,11 +166,127 @@ def load_user(name: str, target: Any, search: tuple[str, ...] = ()) -> type:
 
     where = f"reg.extra.{name}._target_"
     cls = load_object(where, target, search)
-    missing = [a for a in ("name", "knobs", "label") if not hasattr(cls, a)]
-    if missing:
-        raise UserInputError(f"{where}={target} is not a regbench regularizer: it lacks {', '.join(missing)} "
-                             "(see regbench.regularizers)")
+    problems = contract_problems(cls)
+    if problems:
+        raise UserInputError(f"reg.extra.{name}: {target} {'; '.join(problems)}; see regbench.regularizers")
     return cls
+
+
+# The protocol of the module docstring as data, so that a user's class is checked against all of
+# it: what each attribute must be, as a user reads it, and for a hook the arguments the engine
+# passes (a staticmethod is called on the class, the others on the instance, after `self`).
+_REQUIRED = {
+    "name": "a str, its part of the reg label",
+    "knobs": "a sequence of regbench.regularizers.Knob",
+    "label": "a staticmethod label(values, model) -> str | None",
+}
+_STATIC_HOOKS = {
+    "label": ("values", "model"),
+    "layers": ("reg", "where", "width", "dims"),
+    "config_problem": ("cfg",),
+    "problem": ("cfg", "data"),
+    "notice": ("cfg",),
+    "lr": ("stack", "values", "lrs"),
+}
+_HOOKS = {
+    "forward": ("stack", "h", "train"),  # a "branch" layer's also gets depth=, by keyword
+    "batch": ("stack", "x", "y"),
+    "loss": ("stack", "out", "target"),
+    "penalty": ("stack",),
+    "before_step": ("stack",),
+    "after_step": ("stack",),
+    "gradient": ("stack", "closure"),
+    "after_epoch": ("stack", "data"),
+    "weights": ("stack",),
+    "weights_label": ("stack", "k", "epoch"),
+    "monitor_from": ("stack", "k"),
+}
+# the optional plain attributes, with the defaults the engine reads them with
+_FLAGS = {
+    "stackable": (lambda v: v is True or (isinstance(v, str) and v != ""), "True or a one-line reason (a str)"),
+    "stack_on_off": (lambda v: isinstance(v, bool), "a bool"),
+    "convex": (lambda v: isinstance(v, bool), "a bool"),
+    "not_convex": (lambda v: isinstance(v, str), "a str"),
+}
+
+
+def contract_problems(cls: Any) -> list[str]:
+    """What keeps `cls` from being a regularizer of the module docstring's protocol, each as a
+    phrase that follows the class's name (`lacks label (...)`), or [] when nothing does."""
+    if not inspect.isclass(cls):
+        return [f"is a {type(cls).__name__}, not a class"]
+    problems = [f"lacks {attr} ({what})" for attr, what in _REQUIRED.items() if not hasattr(cls, attr)]
+    if cls.__init__ is object.__init__:
+        problems.append("lacks __init__(self, values, stack)")
+    else:
+        problems += _arity(cls, "__init__", ("values", "stack"), static=False)
+    name = getattr(cls, "name", None)
+    if hasattr(cls, "name") and (not isinstance(name, str) or not name.strip() or "+" in name):
+        problems.append(f"has name {name!r}, not {_REQUIRED['name']} (without '+')")
+    elif name in {c.name for c in builtin()} and cls not in builtin():
+        problems.append(f"has name {name!r}, a built-in regularizer's: choose another")
+    if hasattr(cls, "knobs"):
+        problems += _knob_problems(getattr(cls, "knobs"))
+    for attr, args in _STATIC_HOOKS.items():
+        if hasattr(cls, attr):
+            problems += _arity(cls, attr, args, static=True)
+    for attr, args in _HOOKS.items():
+        if hasattr(cls, attr):
+            problems += _arity(cls, attr, args, static=False, depth=attr == "forward")
+    if hasattr(cls, "weights") and not hasattr(cls, "weights_label"):
+        problems.append("defines weights but lacks weights_label(self, stack, k, epoch) -> str")
+    problems += [f"has {attr} {getattr(cls, attr)!r}, not {what}"
+                 for attr, (ok, what) in _FLAGS.items() if hasattr(cls, attr) and not ok(getattr(cls, attr))]
+    return problems
+
+
+def _knob_problems(knobs: Any) -> list[str]:
+    if isinstance(knobs, (str, bytes)) or not hasattr(knobs, "__iter__"):
+        return [f"has knobs {knobs!r}, not {_REQUIRED['knobs']}"]
+    wrong = [k for k in knobs if not isinstance(k, Knob)]
+    if wrong:
+        return [f"has knobs holding {wrong[0]!r}, not {_REQUIRED['knobs']}"]
+    names = [k.name for k in knobs]
+    bad = [n for n in names if not isinstance(n, str) or not n.isidentifier()] + \
+          [n for n in set(names) if names.count(n) > 1]
+    if bad:
+        return [f"has knob name {bad[0]!r}: knob names must be distinct identifiers"]
+    return [f"has knob {k.name} with valid={k.valid!r}, not a function of the value" for k in knobs
+            if k.valid is not None and not callable(k.valid)]
+
+
+def _arity(cls: type, attr: str, args: tuple[str, ...], static: bool, depth: bool = False) -> list[str]:
+    """[] when the engine's call of `attr` with `args` binds to its signature, else the phrase
+    saying how it must be declared."""
+    raw = inspect.getattr_static(cls, attr)
+    value = getattr(cls, attr)
+    wanted = f"{attr}({', '.join(args if static else ('self', *args))})"
+    if static:
+        wanted = f"a staticmethod {wanted}"
+    if not callable(value):
+        return [f"has {attr} {value!r}, not {wanted}"]
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):  # a builtin without a signature: the call will tell
+        return []
+    if attr == "__init__" or (not static and not isinstance(raw, (staticmethod, classmethod))):
+        parameters = list(signature.parameters.values())[1:]  # `self` (the instance the engine calls it on)
+        signature = signature.replace(parameters=parameters)
+    calls = [((None,) * len(args), {})] + ([((None,) * len(args), {"depth": 1.0})] if depth else [])
+    for positional, keywords in calls:
+        try:
+            signature.bind(*positional, **keywords)
+            return []
+        except TypeError:
+            continue
+    return [f"has {attr}{_params(inspect.signature(value))}, not {wanted}"
+            f"{' (a branch layer also gets depth=)' if depth else ''}"]
+
+
+def _params(signature: Any) -> str:
+    """`(self, values, *args)`: the parameters' names, without annotations or defaults."""
+    prefix = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
+    return f"({', '.join(prefix.get(p.kind, '') + p.name for p in signature.parameters.values())})"
 
 
 def regularizers(reg: Any, search: tuple[str, ...] = ()) -> list[tuple[type, Callable[[Any], dict[str, Any]]]]:
@@ -189,6 +315,7 @@ def check(reg: Any, search: tuple[str, ...] = ()) -> list[str]:
     """One message per knob out of its range (built-in and user regularizers), or per user
     regularizer that does not load or names a knob it does not have."""
     problems = [k.problem(reg[k.name]) for k in builtin_knobs()]
+    entries: dict[str, str] = {}  # the regularizers' names -> the entry that loaded it
     for name, entry in user_entries(reg).items():
         if not hasattr(entry, "get"):
             problems.append(f"reg.extra.{name} must be a mapping with a _target_ (got {entry!r})")
@@ -198,6 +325,10 @@ def check(reg: Any, search: tuple[str, ...] = ()) -> list[str]:
         except UserInputError as e:
             problems.append(str(e))
             continue
+        if cls.name in entries:  # the engine keeps each regularizer's layers and state by its name
+            problems.append(f"reg.extra.{entries[cls.name]} and reg.extra.{name} are both named {cls.name!r}: "
+                            "one entry per regularizer class")
+        entries[cls.name] = name
         known = {k.name: k for k in cls.knobs}
         for key, value in user_values(entry).items():
             if key not in known:

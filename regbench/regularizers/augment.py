@@ -1,6 +1,12 @@
 """Data augmentation: random crop (zero padding of H//8 pixels, at least 1) and, where
 `dataset.hflip`, horizontal flip, of every image batch on its device.
 
+The crop acts on the normalised batch, so its padding of 0 is each channel's training mean (for
+digits, stored standardised per pixel, each pixel's), not black: torchvision's
+`RandomCrop(padding=p)` placed before `Normalize`, as its recipes place it, pads the raw image
+with fill=0. This one is `RandomCrop(padding=p, fill=mean)` before `Normalize`, or `RandomCrop`
+after it (tests/test_training.py pins both, pixel for pixel).
+
 Images only (a one-line refusal on tables). One random offset (and flip) per image, from the
 run's augmentation stream, apart from the data order's and dropout's, so that every
 regularizer sees the same batches for one seed. Preset: conf/reg/augment.yaml.
@@ -46,7 +52,8 @@ class Augment:
 
     name = "augment"
     not_convex = "stochastic"
-    knobs = (Knob("augment", False, "Random crop (and flip where dataset.hflip) of image batches, on the device.",
+    knobs = (Knob("augment", False, "Random crop (and flip where dataset.hflip) of image batches, on the device; "
+                  "the padding is the training mean (0 after normalisation), not black as torchvision's RandomCrop.",
                   "true | false", member=False),)
 
     @staticmethod

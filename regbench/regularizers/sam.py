@@ -5,9 +5,12 @@
 
 with g the batch's gradient at w, ||.|| over all of a member's parameters, T = 1 for SAM and, for
 ASAM, T = |w| + eta on weight tensors (eta = 0.01; biases unscaled), as the ASAM authors'
-reference code (SamsungLabs/ASAM) computes it. The step itself is the base optimizer's
-(optim=sgd, adam, adamw), with its rate, momentum and the other regularizers. `reg.sam` is rho
-(preset conf/reg/sam.yaml: 0.05, the paper's; conf/reg/asam.yaml: 0.5 with reg.sam_adaptive).
+reference code (SamsungLabs/ASAM) computes it. The reference scales the parameters whose name
+holds `weight` (weight matrices, kernels, batch norm's scales); so does `is_weight`, by the
+stack's parameter names, never by position (a model=custom layer without a bias would shift every
+(weight, bias) pair after it). The step itself is the base optimizer's (optim=sgd, adam, adamw),
+with its rate, momentum and the other regularizers. `reg.sam` is rho (preset conf/reg/sam.yaml:
+0.05, the paper's; conf/reg/asam.yaml: 0.5 with reg.sam_adaptive).
 
 Every step costs two forward and backward passes on the same batch; the second draws its own
 dropout masks and does not update batch norm's running statistics (momentum 0 in that pass, as
@@ -25,6 +28,13 @@ from typing import Any, Callable
 from regbench.regularizers import Knob
 
 ETA = 0.01  # ASAM's eta: keeps T of a zero weight above zero (the paper's and its code's default)
+
+
+def is_weight(name: str) -> bool:
+    """Whether ASAM scales the parameter `name` (`fc.weight`, `0.bias`): the reference's
+    `'weight' in name`, read on the parameter's own name, so that a module called `weights`
+    does not make its bias one."""
+    return "weight" in name.rsplit(".", 1)[-1]
 
 
 class SAM:
@@ -60,6 +70,7 @@ class SAM:
             self.rho_vector = stack.vector(self.rho, skip_if_zero=False)
             # 1 where a member scales by |w| + eta (ASAM), 0 where it does not (SAM)
             self.adaptive_vector = stack.vector([float(a) for a in self.adaptive]) if any(self.adaptive) else None
+            self.scaled = [is_weight(name) for name in stack.param_names]
 
     def gradient(self, stack: Any, closure: Callable[[], Any]) -> None:
         """Replaces the gradients at w (computed) by those at w + e (the batch again)."""
@@ -86,9 +97,9 @@ class SAM:
                 p.copy_(w)
 
     def scale(self, stack: Any, j: int, p: Any) -> Any:
-        """ASAM's T for parameter j: |w| + eta on weights (the even positions: each layer holds
-        (weight, bias)), per member where it is adaptive; None where it is 1 for every member."""
-        if self.adaptive_vector is None or j % 2 == 1:
+        """ASAM's T for parameter j: |w| + eta on weights (`is_weight`), per member where it is
+        adaptive; None where it is 1 for every member."""
+        if self.adaptive_vector is None or not self.scaled[j]:
             return None
         import torch
 

@@ -108,8 +108,8 @@ class SWA:
         averaged = stack.reg_state[self.name]["weights"]
         buffers = averaged[n_params:]
         kept = {k: [b[k].clone() for b in buffers] for k in range(len(stack.members)) if k not in started}
-        for j, b in enumerate(buffers):  # running_mean, running_var pairs: reset_running_stats
-            b.fill_(0.0 if j % 2 == 0 else 1.0)
+        for name, b in zip(stack.buffer_names, buffers):  # reset_running_stats
+            b.fill_(0.0 if name.endswith("running_mean") else 1.0)
         # the passes draw dropout masks (training mode, as update_bn's): the training streams go on as if they had not
         streams = [(m.dropout_rng.get_state(), m.stream_states()) for m in stack.members]
         n, batch = data.x_train.shape[0], stack.members[0].cfg.trainer.batch_size
