@@ -25,6 +25,63 @@ from regbench.cli.schema import check, config_search_dirs, notices, preset_confl
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
+# Job folder -> the outermost folder this process made for it (itself, or a parent such as
+# outputs/): a job refused before it wrote anything leaves none of them (`discard`). A folder
+# that was there before, holding anything, is never in it. Per process: a job and its folder's
+# callbacks run in one process, whatever the launcher.
+_made: dict[Path, Path] = {}
+# The numbers of this process's sweep jobs refused as they started (regbench.cli.app.refused):
+# the sweep's summary counts them, where the jobs run in its process (basic, stacked launchers).
+REFUSED: list[int] = []
+
+
+def discard(out_dir: Path) -> None:
+    """Leaves nothing of a job refused before it wrote anything: its folder (and the empty parents
+    made with it), when this process made it for the job and it holds only what the job's start
+    put there (the lock, the `.hydra/` record, Hydra's job log). A folder that held anything
+    before keeps all of it; nothing is written into it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = Path(os.path.abspath(out_dir))
+    top = _made.pop(out_dir, None)
+    if top is None:
+        return
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    ours = {folderlock.LOCK_FILE, ".hydra", f"{hc.job.name}.log" if hc is not None else ""}
+    try:
+        if not {p.name for p in out_dir.iterdir()} <= ours:
+            return
+    except OSError:
+        return
+    shutil.rmtree(out_dir, ignore_errors=True)
+    folder = out_dir.parent
+    while folder == top or top in folder.parents:  # the parents made for it, unless something else came into them
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        folder = folder.parent
+
+
+def _outermost_new(folder: Path) -> Path | None:
+    """The outermost of `folder` and its parents that does not exist yet, or None."""
+    if folder.exists():
+        return None
+    while not folder.parent.exists():
+        folder = folder.parent
+    return folder
+
+
+def _holds_nothing(folder: Path, log: str) -> bool:
+    """Whether `folder` holds at most a lock file and an empty job log (what Hydra's run_job and
+    a stacked launcher's refused stack leave in a job folder before the job starts)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return False
+    return all(p.name == folderlock.LOCK_FILE or (p.name == log and p.is_file() and p.stat().st_size == 0)
+               for p in entries)
+
 
 def foreign_job(sweep_dir: Path, jobs: list[list[str]]) -> str | None:
     """Describes the first job folder of `sweep_dir` that another job list wrote, or None.
@@ -168,6 +225,7 @@ class JobFolder(Callback):
             if other:
                 refuse(f"{other}: choose another hydra.run.dir, or add overwrite=true to replace it")
         existed = out_dir.exists()
+        top = _outermost_new(out_dir)
         try:
             folderlock.acquire(out_dir)
         except folderlock.FolderBusy as e:  # nothing written: the other process owns the folder
@@ -176,6 +234,8 @@ class JobFolder(Callback):
             self._remove_if_made(out_dir, existed)
             refuse(os_error(e), 1)
         self.run_dir, self.created = out_dir, not existed
+        if top is not None:
+            _made[out_dir] = top
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.run_dir is not None:
@@ -186,6 +246,8 @@ class JobFolder(Callback):
 
         out_dir = Path(str(config.hydra.runtime.output_dir))
         single = config.hydra.mode == RunMode.RUN
+        if not single and _holds_nothing(out_dir, f"{config.hydra.job.name}.log"):  # Hydra's run_job just made it
+            _made[Path(os.path.abspath(out_dir))] = Path(os.path.abspath(out_dir))
         try:
             folderlock.acquire(out_dir)
         except folderlock.FolderBusy:  # writes nothing; the task says so
