@@ -357,6 +357,54 @@ def launcher_problem(launcher: DictConfig) -> tuple[str, int] | None:
     return None
 
 
+def data_refusals(jobs: list[tuple[str, DictConfig]], search: tuple[str, ...]) -> dict[str, list[str]]:
+    """Bad input that only the data tells, for the (job, resolved config) pairs of a sweep: data
+    that does not load (a train_size above the split, missing files, a table regbench refuses),
+    a regularizer or model that does not fit it (regbench.engine.runner.refusal), as message ->
+    jobs. Each dataset is loaded once, on the CPU (the split seed aside: no refusal depends on
+    it), and each model and regularizer mix is tried once on it, so that a sweep is refused
+    before any job runs, as a bad value is. What slips through is refused by its job."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from regbench.engine import gcpause
+
+    with gcpause.imports():
+        import torch
+
+        from regbench import UserInputError
+        from regbench.data.datasets import load
+        from regbench.engine.runner import refusal
+
+    def key(node: Any, drop: str = "") -> str:
+        values = OmegaConf.to_container(node, resolve=True)
+        values.pop(drop, None)
+        return json.dumps(values, sort_keys=True, default=str)
+
+    datasets: dict[str, list[tuple[str, DictConfig]]] = {}
+    for job, cfg in jobs:
+        datasets.setdefault(key(cfg.dataset, "split_seed"), []).append((job, cfg))
+    problems: dict[str, list[str]] = {}
+    for members in datasets.values():
+        try:
+            data = load(members[0][1].dataset, torch.device("cpu"))
+        except UserInputError as e:
+            for job, _ in members:
+                problems.setdefault(str(e), []).append(job)
+            continue
+        except Exception:  # not bad input: the job records it as a failed run
+            continue
+        answers: dict[str, str | None] = {}
+        for job, cfg in members:
+            mix = key(OmegaConf.create({"model": cfg.model, "reg": cfg.reg}))
+            if mix not in answers:
+                answers[mix] = refusal(cfg, data, search)
+            if answers[mix]:
+                problems.setdefault(answers[mix], []).append(job)
+    return problems
+
+
 class SweepSummary(Callback):
     """Refuses a sweep with a bad job before any job runs; reports the sweep when it ends."""
 
@@ -386,6 +434,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.global_hydra import GlobalHydra
         from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf, read_write
 
         self.started = time.time()
         # Inherited by the jobs' processes (joblib, submitit, SLURM's exported environment):
@@ -410,6 +459,7 @@ class SweepSummary(Callback):
         problems: dict[str, list[str]] = {}
         warnings: dict[str, list[str]] = {}
         cuda_jobs = []
+        resolved: list[tuple[str, DictConfig]] = []  # for the data's checks, once every config passed its own
         hydra_config = HydraConfig.instance().cfg
         try:
             for num, overrides in enumerate(jobs):
@@ -427,6 +477,13 @@ class SweepSummary(Callback):
                     warnings.setdefault(message, []).append(job)
                 if cfg.device.startswith("cuda"):
                     cuda_jobs.append(job)
+                if not problems:
+                    try:  # `${hydra:...}` values read this job's Hydra config: resolved now
+                        with read_write(cfg):
+                            OmegaConf.resolve(cfg)
+                        resolved.append((job, cfg))
+                    except Exception:  # the job reports it itself
+                        pass
         finally:
             HydraConfig.instance().cfg = hydra_config
         if cuda_jobs and not problems:
@@ -434,6 +491,8 @@ class SweepSummary(Callback):
 
             if not torch.cuda.is_available():
                 problems["device=cuda but CUDA is not available here; use device=cpu or device=auto"] = cuda_jobs
+        if not problems:
+            problems = data_refusals(resolved, config_search_dirs(config.hydra))
         if problems:
             for message, where in problems.items():
                 print(f"regbench: error: {message} (in {len(where)} of {len(jobs)} jobs, e.g. {where[0]})", file=sys.stderr)
@@ -454,11 +513,12 @@ class SweepSummary(Callback):
             from regbench.reporting.report import build, render, wide_console, write
 
         sweep_dir = Path(config.hydra.sweep.dir)
+        refused = len(REFUSED)  # their lines were printed as they were refused
         try:
             report = build([sweep_dir])
         except ValueError as e:
-            print(f"regbench: {e}", file=sys.stderr)
-            sys.exit(1)
+            print(f"regbench: {e}" + (f" ({refused} refused)" if refused else ""), file=sys.stderr)
+            sys.exit(2 if refused else 1)
         try:
             import shlex
 
@@ -480,11 +540,14 @@ class SweepSummary(Callback):
         status = report.runs["status"]
         counts = {s: int((status == s).sum()) for s in ("ok", "diverged", "failed")}
         jobs = _job_overrides(config)  # None for other sweepers, whose job count is theirs
-        unfinished = max(0, len(jobs) - len(report.runs)) if jobs is not None else 0
+        unfinished = max(0, len(jobs) - len(report.runs) - refused) if jobs is not None else 0
         print(
             f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed"
+            + (f", {refused} refused (bad input, no folder: see the `refused` lines)" if refused else "")
             + (f", {unfinished} without a result" if unfinished else "")
             + f" ({self._actions(report.runs)}); runs.csv, report.csv and report.html in {sweep_dir}"
         )
+        if refused:  # bad input, as for a single run
+            sys.exit(2)
         if counts["failed"] or unfinished:
             sys.exit(1)
