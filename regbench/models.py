@@ -128,6 +128,60 @@ def _custom(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int, 
     return net
 
 
+def probe_custom(model: nn.Module, x: torch.Tensor, target: str) -> None:
+    """Runs model=custom's network once on `x` (two training examples, as the model receives
+    them) before training, so that a network that fails on regbench's inputs, or maps them to
+    another shape than (B, n_outputs), is refused in one line instead of failing mid-training.
+
+    Nothing a run computes changes: the pass runs in eval mode, without gradients, on forked
+    random streams (a layer that draws numbers in eval mode draws from a copy), and every
+    buffer (batch norm's running statistics...) and every module's training flag are put back.
+
+    Args:
+        model: build_model's network for model=custom (a Regressor around it for a regression).
+        x: a batch of inputs, (B, *input_shape).
+        target: `model._target_`, the factory named in the message.
+
+    Raises:
+        UserInputError: the forward pass raises (its first line), or its output is not a
+            tensor of shape (B, n_outputs).
+    """
+    net = model.net if isinstance(model, Regressor) else model
+    n_outputs, batch = model.regbench_outputs, x.shape[0]
+    modes = [(m, m.training) for m in net.modules()]
+    buffers = [(b, b.detach().clone()) for b in net.buffers()]
+    needs = f"(B, {n_outputs})"
+    inputs = _shape(x.shape, batch)
+    cuda = [x.device] if x.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            net.eval()
+            out = net(x)
+    except Exception as e:  # the user's code: its error, in one line
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UserInputError(f"model=custom: {target} fails on inputs {inputs}: {type(e).__name__}: {first}".rstrip(": ")
+                             + f"; regbench needs it to map them to {needs}") from e
+    finally:
+        for m, training in modes:
+            m.training = training
+        with torch.no_grad():
+            for b, value in buffers:
+                b.copy_(value)
+    if not isinstance(out, torch.Tensor):
+        raise UserInputError(f"model=custom: {target} maps {inputs} to a {type(out).__name__}, not a tensor; "
+                             f"regbench needs {needs}")
+    if tuple(out.shape) != (batch, n_outputs):
+        raise UserInputError(f"model=custom: {target} maps {inputs} to {_shape(out.shape, batch)}; regbench needs {needs}")
+
+
+def _shape(shape: Sequence[int], batch: int) -> str:
+    """(B, 1, 8, 8) for a batch shape whose first dimension is `batch`, else the shape as it is."""
+    dims = [str(d) for d in shape]
+    if dims and dims[0] == str(batch):
+        dims[0] = "B"
+    return f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
+
+
 class Residual(nn.Module):
     """A residual block: body(h) + shortcut(h), the shortcut the identity when it is empty.
 

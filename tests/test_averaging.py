@@ -14,6 +14,7 @@ import torch
 from rich.console import Console
 from torch.optim import swa_utils
 
+from regbench import UserInputError
 from regbench.cli.schema import check
 from regbench.data.datasets import load
 from regbench.engine.loop import evaluate
@@ -350,8 +351,9 @@ def test_sam_takes_two_passes_per_step_and_leaves_batch_norms_statistics_to_the_
 def test_one_averaging_per_run_and_knob_ranges_in_one_line(tmp_path):
     both = "reg.ema and reg.swa both average the weights that are evaluated: choose one"
     assert check(make_cfg("reg=[ema,swa]")) == [both]  # before any work: the config check
-    result = run(make_cfg(*SMALL, "reg=[ema,swa]", "trainer.max_epochs=2"), tmp_path, QUIET)
-    assert result["status"] == "failed" and result["error_type"] == "UserInputError" and result["error"] == both
+    with pytest.raises(UserInputError) as refused:  # the runner checks it again, and writes nothing
+        run(make_cfg(*SMALL, "reg=[ema,swa]", "trainer.max_epochs=2"), tmp_path / "run", QUIET)
+    assert str(refused.value) == both and not (tmp_path / "run").exists()
     for key, value, message in [("reg.ema", 1.0, "reg.ema must be in [0, 1)"), ("reg.swa", -0.1, "reg.swa must be in [0, 1)"),
                                 ("reg.sam", -1, "reg.sam must be >= 0"), ("reg.swa_lr", -1, "reg.swa_lr must be >= 0")]:
         problems = check(make_cfg(f"{key}={value}"))

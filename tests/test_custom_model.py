@@ -13,6 +13,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from regbench import UserInputError
 from regbench.cli.schema import check
 from regbench.engine import stackable
 from regbench.engine.runner import run
@@ -139,8 +140,9 @@ def test_what_cannot_reach_a_custom_model_is_refused_in_one_line(netdir):
     for target, message in [("mynet.broken", "model._target_=mynet.broken failed for input shape (1, 8, 8) and 10 "
                              "outputs: RuntimeError: no such layer"),
                             ("mynet.not_a_module", "model._target_=mynet.not_a_module returned a int, not a torch.nn.Module")]:
-        result = run(cfg(f"model._target_={target}"), netdir / target, QUIET)
-        assert result["status"] == "failed" and result["error"] == message
+        with pytest.raises(UserInputError) as refused:  # bad input: raised before anything is written
+            run(cfg(f"model._target_={target}"), netdir / target, QUIET)
+        assert str(refused.value) == message and not (netdir / target).exists()
 
 
 def test_the_stacked_launcher_runs_custom_jobs_alone_and_says_why(netdir):

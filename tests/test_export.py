@@ -466,12 +466,15 @@ def test_user_errors_are_one_line(tmp_path, capsys, args, message):
     assert err.startswith("regbench: error: " + message.format(**places)) and err.count("\n") == 1, err
 
 
-def test_a_failed_run_is_exported_as_failed_with_its_error(tmp_path):
+def test_a_failed_run_is_exported_as_failed_with_its_error(tmp_path, monkeypatch):
     MlflowClient = _mlflow()
     from regbench.reporting import export
 
-    result = run(make_cfg(*SMALL, "dataset=mnist", "dataset.download=false", f"dataset.root={tmp_path / 'none'}"),
-                 tmp_path / "runs" / "x", _quiet())
+    def crash(*args, **kwargs):  # a fault of the machine once the run started, not bad input: a failed result
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr("regbench.engine.runner.checkpoint.load", crash)
+    result = run(make_cfg(*SMALL), tmp_path / "runs" / "x", _quiet())
     assert result["status"] == "failed"
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     assert export.main(["mlflow", str(tmp_path / "runs"), "--tracking-uri", uri]) == 0
@@ -480,7 +483,7 @@ def test_a_failed_run_is_exported_as_failed_with_its_error(tmp_path):
     (exp,) = [e for e in client.search_experiments() if e.name != "Default"]
     (r,) = client.search_runs([exp.experiment_id])
     assert r.info.status == "FAILED" and r.data.tags["status"] == "failed"
-    assert r.data.tags["error"] == result["error"] and "mnist files not found" in result["error"]
+    assert r.data.tags["error"] == result["error"] and "illegal memory access" in result["error"]
     assert set(r.data.metrics) == {"final/epochs_run", "final/seconds"}  # no metrics.csv: it never trained
     assert set(read_events(tmp_path / "runs" / "x" / "tb")) == {"final/epochs_run", "final/seconds"}
 

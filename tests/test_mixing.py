@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from regbench import UserInputError
 from regbench.cli.schema import check
 from regbench.engine.runner import run
 from regbench.regularizers import cutout as cutout_module
@@ -95,9 +96,10 @@ def test_knobs_out_of_range_are_refused_in_one_line():
 
 
 def test_mixing_a_regression_is_refused_in_one_line(tmp_path):
-    result = run(make_cfg("dataset=diabetes", "reg=mixup", "trainer.max_epochs=2"), tmp_path, QUIET)
-    assert result["status"] == "failed" and result["error_type"] == "UserInputError"
-    assert result["error"] == "reg.mixup and reg.cutmix mix class labels; diabetes is a regression"
+    with pytest.raises(UserInputError) as refused:  # bad input: raised before anything is written
+        run(make_cfg("dataset=diabetes", "reg=mixup", "trainer.max_epochs=2"), tmp_path / "run", QUIET)
+    assert str(refused.value) == "reg.mixup and reg.cutmix mix class labels; diabetes is a regression"
+    assert not (tmp_path / "run").exists()
 
 
 SMALL = ("dataset.train_size=300", "model.hidden_sizes=[32]", "trainer.max_epochs=4", "trainer.patience=null")

@@ -131,6 +131,7 @@ def job(cfg: DictConfig) -> Any:
         import torch
         from rich.console import Console
 
+        from regbench import UserInputError
         from regbench.console import one_line, result_summary, result_table, result_title
         from regbench.engine.folderlock import FolderBusy
         from regbench.engine.runner import run
@@ -143,6 +144,8 @@ def job(cfg: DictConfig) -> Any:
         except KeyboardInterrupt as e:
             key, folder = ("hydra.run.dir", hc.run.dir) if hc.mode == RunMode.RUN else ("hydra.sweep.dir", hc.sweep.dir)
             raise interrupt.resumable(e, f"{key}={interrupt.hydra_value(str(folder))}") from None
+        except UserInputError as e:  # found before any seed trained: nothing written
+            return refused(e, out_dir, hc)
     try:
         result = run(cfg, out_dir, console, config_search_dirs())
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: the command's last line says how to resume
@@ -154,6 +157,8 @@ def job(cfg: DictConfig) -> Any:
             return None
         print(f"regbench: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except UserInputError as e:  # bad input found once the data was loaded or the model built: not a run
+        return refused(e, out_dir, hc)
     unwritten = result.get("files_not_written") or {}
     lost = "; ".join(f"{name} ({why})" for name, why in unwritten.items())
     if hc.mode == RunMode.MULTIRUN:
@@ -178,16 +183,29 @@ def job(cfg: DictConfig) -> Any:
     return monitored(result)
 
 
+def refused(error: Exception, out_dir: Path, hc: Any) -> None:
+    """A job refused before it wrote anything (runner.run raised its bad input): its folder goes,
+    when this command made it (regbench.cli.callbacks.discard), and one line says why. A single
+    run ends with exit 2; a sweep's job returns None (a failed trial to a sweeper), and the
+    sweep's summary counts it and exits 2."""
+    from regbench.cli.callbacks import REFUSED, discard
+
+    discard(out_dir)
+    if hc.mode == RunMode.MULTIRUN:
+        REFUSED.append(hc.job.num)
+        print(f"regbench: error: [job {hc.job.num}] refused: {error}", file=sys.stderr)
+        return None
+    print(f"regbench: error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
 def trial(cfg: DictConfig, out_dir: Path, console: Any, label: str) -> float | None:
     """A search trial with search.seeds = n: the runs of seeds seed .. seed + n - 1 (the same for
     every trial, so trials are compared on paired seeds), each in `out_dir`/seed_<s>/ like any run,
     as one stack when they share a structure (a fixed dataset.split_seed), else one by one;
     returns the mean of their monitored values, None when any failed (the sweeper's FAIL).
     `out_dir`/trial.json records the seeds, their values and the mean."""
-    from regbench.console import one_line
-    from regbench.engine.folderlock import FolderBusy
-    from regbench.engine.runner import run
-    from regbench.engine.stackable import stack_key
+    from regbench import UserInputError
     from regbench.reporting.collect import TRIAL_FILE
 
     seeds = [cfg.seed + i for i in range(cfg.search.seeds)]
@@ -200,7 +218,25 @@ def trial(cfg: DictConfig, out_dir: Path, console: Any, label: str) -> float | N
         jobs.append((seed_cfg, out_dir / f"seed_{s}"))
     record = {"seeds": seeds, "values": None, "mean": None}
     out_dir.mkdir(parents=True, exist_ok=True)
+    wrote = not (out_dir / TRIAL_FILE).exists()
     (out_dir / TRIAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    try:
+        return _trial(jobs, seeds, record, out_dir, console, label)
+    except UserInputError:  # bad input, raised before any seed trained (runner.run): no trial either
+        if wrote:
+            (out_dir / TRIAL_FILE).unlink(missing_ok=True)
+        raise
+
+
+def _trial(jobs: list[tuple[DictConfig, Path]], seeds: list[int], record: dict[str, Any], out_dir: Path,
+           console: Any, label: str) -> float | None:
+    from regbench import UserInputError
+    from regbench.console import one_line
+    from regbench.engine.folderlock import FolderBusy
+    from regbench.engine.runner import run
+    from regbench.engine.stackable import stack_key
+    from regbench.reporting.collect import TRIAL_FILE
+
     results: dict[int, dict[str, Any]] = {i: done for i, (c, d) in enumerate(jobs) if (done := finished_result(c, d))}
     todo = [i for i in range(len(jobs)) if i not in results]
     for i in todo:
@@ -217,6 +253,11 @@ def trial(cfg: DictConfig, out_dir: Path, console: Any, label: str) -> float | N
         done: dict[int, dict[str, Any]] = {}
         try:
             train([jobs[i] for i in todo], console, done, lambda index, result: None, search)
+        except UserInputError as e:  # bad input (the data, the model), before training: no seed can run
+            if not isinstance(e, FolderBusy):
+                raise
+            console.print(f"[{label}] search.seeds: {e}; the seeds run one by one", highlight=False, markup=False,
+                          soft_wrap=True)
         except Exception as e:  # as the stacked launcher does: the unfinished seeds run one by one
             console.print(f"[{label}] search.seeds: the stack failed ({type(e).__name__}: {e}); its unfinished seeds "
                           "run one by one", highlight=False, markup=False, soft_wrap=True)

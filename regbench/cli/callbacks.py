@@ -25,6 +25,63 @@ from regbench.cli.schema import check, config_search_dirs, notices, preset_confl
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
+# Job folder -> the outermost folder this process made for it (itself, or a parent such as
+# outputs/): a job refused before it wrote anything leaves none of them (`discard`). A folder
+# that was there before, holding anything, is never in it. Per process: a job and its folder's
+# callbacks run in one process, whatever the launcher.
+_made: dict[Path, Path] = {}
+# The numbers of this process's sweep jobs refused as they started (regbench.cli.app.refused):
+# the sweep's summary counts them, where the jobs run in its process (basic, stacked launchers).
+REFUSED: list[int] = []
+
+
+def discard(out_dir: Path) -> None:
+    """Leaves nothing of a job refused before it wrote anything: its folder (and the empty parents
+    made with it), when this process made it for the job and it holds only what the job's start
+    put there (the lock, the `.hydra/` record, Hydra's job log). A folder that held anything
+    before keeps all of it; nothing is written into it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = Path(os.path.abspath(out_dir))
+    top = _made.pop(out_dir, None)
+    if top is None:
+        return
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    ours = {folderlock.LOCK_FILE, ".hydra", f"{hc.job.name}.log" if hc is not None else ""}
+    try:
+        if not {p.name for p in out_dir.iterdir()} <= ours:
+            return
+    except OSError:
+        return
+    shutil.rmtree(out_dir, ignore_errors=True)
+    folder = out_dir.parent
+    while folder == top or top in folder.parents:  # the parents made for it, unless something else came into them
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        folder = folder.parent
+
+
+def _outermost_new(folder: Path) -> Path | None:
+    """The outermost of `folder` and its parents that does not exist yet, or None."""
+    if folder.exists():
+        return None
+    while not folder.parent.exists():
+        folder = folder.parent
+    return folder
+
+
+def _holds_nothing(folder: Path, log: str) -> bool:
+    """Whether `folder` holds at most a lock file and an empty job log (what Hydra's run_job and
+    a stacked launcher's refused stack leave in a job folder before the job starts)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return False
+    return all(p.name == folderlock.LOCK_FILE or (p.name == log and p.is_file() and p.stat().st_size == 0)
+               for p in entries)
+
 
 def foreign_job(sweep_dir: Path, jobs: list[list[str]]) -> str | None:
     """Describes the first job folder of `sweep_dir` that another job list wrote, or None.
@@ -185,6 +242,7 @@ class JobFolder(Callback):
             if other:
                 refuse(f"{other}: choose another hydra.run.dir, or add overwrite=true to replace it")
         existed = out_dir.exists()
+        top = _outermost_new(out_dir)
         try:
             folderlock.acquire(out_dir)
         except folderlock.FolderBusy as e:  # nothing written: the other process owns the folder
@@ -193,6 +251,8 @@ class JobFolder(Callback):
             self._remove_if_made(out_dir, existed)
             refuse(os_error(e), 1)
         self.run_dir, self.created = out_dir, not existed
+        if top is not None:
+            _made[out_dir] = top
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.run_dir is not None:
@@ -203,6 +263,8 @@ class JobFolder(Callback):
 
         out_dir = Path(str(config.hydra.runtime.output_dir))
         single = config.hydra.mode == RunMode.RUN
+        if not single and _holds_nothing(out_dir, f"{config.hydra.job.name}.log"):  # Hydra's run_job just made it
+            _made[Path(os.path.abspath(out_dir))] = Path(os.path.abspath(out_dir))
         try:
             folderlock.acquire(out_dir)
         except folderlock.FolderBusy:  # writes nothing; the task says so
@@ -312,6 +374,54 @@ def launcher_problem(launcher: DictConfig) -> tuple[str, int] | None:
     return None
 
 
+def data_refusals(jobs: list[tuple[str, DictConfig]], search: tuple[str, ...]) -> dict[str, list[str]]:
+    """Bad input that only the data tells, for the (job, resolved config) pairs of a sweep: data
+    that does not load (a train_size above the split, missing files, a table regbench refuses),
+    a regularizer or model that does not fit it (regbench.engine.runner.refusal), as message ->
+    jobs. Each dataset is loaded once, on the CPU (the split seed aside: no refusal depends on
+    it), and each model and regularizer mix is tried once on it, so that a sweep is refused
+    before any job runs, as a bad value is. What slips through is refused by its job."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from regbench.engine import gcpause
+
+    with gcpause.imports():
+        import torch
+
+        from regbench import UserInputError
+        from regbench.data.datasets import load
+        from regbench.engine.runner import refusal
+
+    def key(node: Any, drop: str = "") -> str:
+        values = OmegaConf.to_container(node, resolve=True)
+        values.pop(drop, None)
+        return json.dumps(values, sort_keys=True, default=str)
+
+    datasets: dict[str, list[tuple[str, DictConfig]]] = {}
+    for job, cfg in jobs:
+        datasets.setdefault(key(cfg.dataset, "split_seed"), []).append((job, cfg))
+    problems: dict[str, list[str]] = {}
+    for members in datasets.values():
+        try:
+            data = load(members[0][1].dataset, torch.device("cpu"))
+        except UserInputError as e:
+            for job, _ in members:
+                problems.setdefault(str(e), []).append(job)
+            continue
+        except Exception:  # not bad input: the job records it as a failed run
+            continue
+        answers: dict[str, str | None] = {}
+        for job, cfg in members:
+            mix = key(OmegaConf.create({"model": cfg.model, "reg": cfg.reg}))
+            if mix not in answers:
+                answers[mix] = refusal(cfg, data, search)
+            if answers[mix]:
+                problems.setdefault(answers[mix], []).append(job)
+    return problems
+
+
 class SweepSummary(Callback):
     """Refuses a sweep with a bad job before any job runs; reports the sweep when it ends."""
 
@@ -341,6 +451,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.global_hydra import GlobalHydra
         from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf, read_write
 
         self.started = time.time()
         # Inherited by the jobs' processes (joblib, submitit, SLURM's exported environment):
@@ -365,6 +476,7 @@ class SweepSummary(Callback):
         problems: dict[str, list[str]] = {}
         warnings: dict[str, list[str]] = {}
         cuda_jobs = []
+        resolved: list[tuple[str, DictConfig]] = []  # for the data's checks, once every config passed its own
         hydra_config = HydraConfig.instance().cfg
         try:
             for num, overrides in enumerate(jobs):
@@ -382,6 +494,13 @@ class SweepSummary(Callback):
                     warnings.setdefault(message, []).append(job)
                 if cfg.device.startswith("cuda"):
                     cuda_jobs.append(job)
+                if not problems:
+                    try:  # `${hydra:...}` values read this job's Hydra config: resolved now
+                        with read_write(cfg):
+                            OmegaConf.resolve(cfg)
+                        resolved.append((job, cfg))
+                    except Exception:  # the job reports it itself
+                        pass
         finally:
             HydraConfig.instance().cfg = hydra_config
         if cuda_jobs and not problems:
@@ -389,6 +508,8 @@ class SweepSummary(Callback):
 
             if not torch.cuda.is_available():
                 problems["device=cuda but CUDA is not available here; use device=cpu or device=auto"] = cuda_jobs
+        if not problems:
+            problems = data_refusals(resolved, config_search_dirs(config.hydra))
         if problems:
             for message, where in problems.items():
                 print(f"regbench: error: {message} (in {len(where)} of {len(jobs)} jobs, e.g. {where[0]})", file=sys.stderr)
@@ -409,11 +530,12 @@ class SweepSummary(Callback):
             from regbench.reporting.report import build, render, wide_console, write
 
         sweep_dir = Path(config.hydra.sweep.dir)
+        refused = len(REFUSED)  # their lines were printed as they were refused
         try:
             report = build([sweep_dir])
         except ValueError as e:
-            print(f"regbench: {e}", file=sys.stderr)
-            sys.exit(1)
+            print(f"regbench: {e}" + (f" ({refused} refused)" if refused else ""), file=sys.stderr)
+            sys.exit(2 if refused else 1)
         try:
             import shlex
 
@@ -435,11 +557,14 @@ class SweepSummary(Callback):
         status = report.runs["status"]
         counts = {s: int((status == s).sum()) for s in ("ok", "diverged", "failed")}
         jobs = _job_overrides(config)  # None for other sweepers, whose job count is theirs
-        unfinished = max(0, len(jobs) - len(report.runs)) if jobs is not None else 0
+        unfinished = max(0, len(jobs) - len(report.runs) - refused) if jobs is not None else 0
         print(
             f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed"
+            + (f", {refused} refused (bad input, no folder: see the `refused` lines)" if refused else "")
             + (f", {unfinished} without a result" if unfinished else "")
             + f" ({self._actions(report.runs)}); runs.csv, report.csv and report.html in {sweep_dir}"
         )
+        if refused:  # bad input, as for a single run
+            sys.exit(2)
         if counts["failed"] or unfinished:
             sys.exit(1)

@@ -17,6 +17,7 @@ lock is released: a sweep's summary tells from them which jobs this very sweep r
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,6 +90,16 @@ def holder(folder: Path) -> str:
         return (Path(folder) / LOCK_FILE).read_text(errors="replace").strip()
     except OSError:
         return ""
+
+
+def remove_unused(folder: Path) -> None:
+    """Removes `folder` when it holds nothing but its lock file: made for a job that was refused
+    before it wrote anything (the caller made it; a folder that held anything is left alone)."""
+    try:
+        if {p.name for p in Path(folder).iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(folder, ignore_errors=True)
+    except OSError:  # gone already, or unreadable: nothing of this job's to remove
+        pass
 
 
 @contextmanager

@@ -4,7 +4,10 @@ Data flows one way: config -> dataset tensors on the device -> model, regularize
 the engine's stack of one (or the state of last.pt, when `out_dir` holds one) ->
 `regbench.engine.loop.fit` -> final evaluation -> metrics.csv and result.json in `out_dir`. The runner
 never raises for a run that went wrong: a diverged run and a failed one are results too,
-recorded with their status, so a sweep goes on.
+recorded with their status, so a sweep goes on. Bad input known only once the data is loaded or
+the model is built (a train_size above the split, model=cnn on a table, a custom model that
+does not map its inputs to the outputs regbench needs) is not a run: it is raised before
+anything is written, and the caller refuses it in one line.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.loop import FitState, data_generators, evaluate, fit
 from regbench.engine.stack import Member, Stack
-from regbench.models import build_model
+from regbench.models import build_model, probe_custom
 from regbench.regularizers import label, penalised_weights, regularizers, sparsity
 from regbench.reporting import tensorboard
 from regbench.results import (
@@ -115,10 +118,12 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None, search: tuple[s
 
     Returns:
         The result, as written to result.json. Its status is `ok`, `diverged` (a non-finite
-        loss stopped training) or `failed` (with the error; `error_type` is `UserInputError`
-        for bad input found before training).
+        loss stopped training) or `failed` (with the error).
 
     Raises:
+        UserInputError: bad input, found before training (the config's checks, the data, the
+            regularizers' `problem` hooks, the model's construction and model=custom's first
+            forward pass): nothing was written, and `out_dir` is removed when this call made it.
         FolderBusy: another process trains in `out_dir`; nothing was written.
         Interrupted: Ctrl-C or SIGTERM, once the epoch it came in was checkpointed.
 
@@ -127,11 +132,17 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None, search: tuple[s
     final files that could not be written are named in the result's `files_not_written`
     (file -> reason), a key present only then.
     """
-    with folderlock.hold(Path(out_dir)):
-        try:
-            return _run(cfg, Path(out_dir), console, search)
-        finally:  # left by a process killed mid-write: this folder's lock says none is writing now
-            checkpoint.remove_temporaries(Path(out_dir))
+    made = not Path(out_dir).exists()  # a search trial's seed folder: made here, removed on a refusal
+    try:
+        with folderlock.hold(Path(out_dir)):
+            try:
+                return _run(cfg, Path(out_dir), console, search)
+            finally:  # left by a process killed mid-write: this folder's lock says none is writing now
+                checkpoint.remove_temporaries(Path(out_dir))
+    except UserInputError:
+        if made:
+            folderlock.remove_unused(Path(out_dir))
+        raise
 
 
 def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ...]) -> dict[str, Any]:
@@ -143,6 +154,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
     stop = interrupt.Request()  # replaced by the live one while training runs
     logger = tensorboard.NULL  # logger=tensorboard: the live one, once training starts
     unwritten: dict[str, str] = {}  # final files that could not be written, and why
+    prepared = False  # until then, a UserInputError is bad input: raised, with nothing written
     try:
         problems = check(cfg, search)
         if problems:
@@ -157,6 +169,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
         if problem:
             raise UserInputError(problem)
         stack = new_stack([(cfg, out_dir, result)], data, device, classes, search)
+        prepared = True
         restored, why = checkpoint.load(out_dir, result["config_hash"], stack, result.get("data_fingerprint"))
         if why:
             console.print(f"regbench: warning: ignoring {out_dir / checkpoint.CHECKPOINT_FILE}: {why}; starting fresh",
@@ -232,6 +245,8 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
             except OSError as e:
                 unwritten[MODEL_FILE] = e.strerror or str(e)
     except Exception as e:  # recorded, not raised: one failed job must not stop a sweep
+        if isinstance(e, UserInputError) and not prepared:
+            raise
         result["status"] = "failed"
         result["error"] = str(e) if isinstance(e, UserInputError) else f"{type(e).__name__}: {e}"
         result["error_type"] = type(e).__name__
@@ -294,13 +309,43 @@ def data_problem(cfg: Any, data: Any, classes: list[tuple[type, Any]]) -> str | 
     return None
 
 
+def checked_model(cfg: Any, data: Any, device: torch.device, classes: list[tuple[type, Any]],
+                  search: tuple[str, ...] = ()) -> torch.nn.Module:
+    """The job's network on `device`; model=custom's tried once on two training examples first
+    (regbench.models.probe_custom: built-in models are known to fit their data).
+
+    Raises:
+        UserInputError: the model cannot be built for this data, or model=custom's network fails on it.
+    """
+    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task, [c for c, _ in classes], search)
+    model = model.to(device)
+    if getattr(model, "regbench_custom", False):
+        probe_custom(model, data.prepare(data.x_train[:2].clone()), cfg.model._target_)
+    return model
+
+
+def refusal(cfg: Any, data: Any, search: tuple[str, ...] = ()) -> str | None:
+    """Why `cfg` cannot run on `data` (loaded on any device), found as a run finds it before
+    training: a regularizer's `problem` hook, the model's construction, model=custom's first
+    forward pass; or None. A sweep asks it of every job before any job runs."""
+    try:
+        classes = regularizers(cfg.reg, search)
+        problem = data_problem(cfg, data, classes)
+        if problem:
+            return problem
+        with torch.random.fork_rng(devices=[]):  # the model's initialisation draws from a copy of the global stream
+            checked_model(cfg, data, data.x_train.device, classes, search)
+    except UserInputError as e:
+        return str(e)
+    return None
+
+
 def new_member(index: int, cfg: Any, out_dir: Path, result: dict[str, Any], data: Any, device: torch.device,
                classes: list[tuple[type, Any]], search: tuple[str, ...] = ()) -> Member:
     """A job's network and random streams, all from its seed: for one seed every regularizer
     starts from the same weights and sees the same batches."""
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task, [c for c, _ in classes], search)
-    model = model.to(device)
+    model = checked_model(cfg, data, device, classes, search)
     order, aug = data_generators(cfg.seed, device)
     # Dropout draws from its own stream, which starts where model building left torch's global
     # one: on the CPU the very masks torch's own dropout layers would draw. On CUDA a stream of

@@ -58,13 +58,20 @@ def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: di
 
     Raises:
         UserInputError: the jobs cannot run on this dataset, or one's folder is in use by another
-            process (FolderBusy); the lone runs report it per job.
+            process (FolderBusy); nothing was written, and the folders this call made are
+            removed; the lone runs report it per job.
         Interrupted: Ctrl-C or SIGTERM, once the epoch it came in was checkpointed.
     """
-    with contextlib.ExitStack() as locks:
-        for _, out_dir in jobs:
-            locks.enter_context(folderlock.hold(Path(out_dir)))
-        return _train(jobs, console, {} if done is None else done, on_done, search)
+    made = [Path(out_dir) for _, out_dir in jobs if not Path(out_dir).exists()]
+    try:
+        with contextlib.ExitStack() as locks:
+            for _, out_dir in jobs:
+                locks.enter_context(folderlock.hold(Path(out_dir)))
+            return _train(jobs, console, {} if done is None else done, on_done, search)
+    except UserInputError:  # raised before training (runner.run's `prepared`): no member wrote anything
+        for out_dir in made:
+            folderlock.remove_unused(out_dir)
+        raise
 
 
 def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int, dict[str, Any]],
