@@ -74,6 +74,18 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("regbench_cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache_of_the_tests(_session_cache, monkeypatch):
+    """regbench's cache (data fingerprints, decoded image folders) in a folder of the test
+    session, not the user's ~/.cache/regbench; a test that needs its own sets REGBENCH_CACHE again."""
+    monkeypatch.setenv("REGBENCH_CACHE", str(_session_cache))
+
+
 @pytest.fixture(autouse=True)
 def _no_hydra_config_left_over():
     """A test that runs jobs in-process (the stacked launcher's `_train_stacks`, Hydra's launcher
