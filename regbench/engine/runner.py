@@ -256,7 +256,8 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
 
 def adopt_data(result: dict[str, Any], data: Any) -> None:
     """What only the loaded data tells a result: its task (a user's table or arrays decide it),
-    with the metric keys that follow from it, and its class names where the data has them."""
+    with the metric keys that follow from it, its class names where the data has them, and the
+    size of each split (the report's corrected t-test reads them: regbench.reporting.aggregate)."""
     if data.task != result["task"]:
         m = metric_name(data.task)
         result["task"] = data.task
@@ -264,6 +265,7 @@ def adopt_data(result: dict[str, Any], data: Any) -> None:
         result["gap"] = {m: None, "loss": None}
     if data.classes is not None:
         result["classes"] = list(data.classes)
+    result["split_sizes"] = {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)}
 
 
 def data_problem(cfg: Any, data: Any, classes: list[tuple[type, Any]]) -> str | None:

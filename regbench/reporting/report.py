@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from regbench.reporting.aggregate import (
+    CORRECTED_T,
+    PLAIN_T,
     against_baseline,
     describe_config,
     metric_of,
@@ -204,15 +206,24 @@ def footnotes(report: Report, header: list[str], rows: list[list[str]], left_out
         lines.append("p Holm: p-values Holm-adjusted for the comparisons with the baseline, within each dataset, "
                      "metric and test (the t-test's one family, the Wilcoxon test's another); report.csv also "
                      "has the raw ones (delta.<q>.p_ttest, delta.<q>.p_wilcoxon)")
+        lines += test_lines(report.table)
         column = header.index(P_COLUMN)
         if any("–" in row[column] for row in rows):
+            t = report.table
+            unsized = "delta.test" in t and ((t["delta.test"] == CORRECTED_T) & t["delta.n_train"].isna()).any()
             lines.append("p –: the test is undefined for these pairs: the t-test when every paired difference is "
-                         "the same (no variance), the Wilcoxon test when every one is zero")
+                         "the same (no variance), the Wilcoxon test when every one is zero"
+                         + ("; the corrected t-test also where the runs record no split sizes (see the note)"
+                            if unsized else ""))
     if D_COLUMN in header and D_COLUMN not in left_out:
         column = header.index(D_COLUMN)
+        corrected = "delta.test" in report.table and (report.table["delta.test"] == CORRECTED_T).any()
         lines.append("d_z: the effect size, the mean paired difference over the standard deviation of the paired "
-                     "differences (Cohen's d_z)" + ("; – where every paired difference is the same (no variance)"
-                                                      if any(row[column] == "–" for row in rows) else ""))
+                     "differences (Cohen's d_z)"
+                     + ("; with the corrected t-test, that deviation widened by the same correction (d_z = t / √pairs)"
+                        if corrected else "")
+                     + ("; – where every paired difference is the same (no variance)"
+                        if any(row[column] == "–" for row in rows) else ""))
     if "early best †" in header:
         patience = report.constants.get("trainer.patience")
         known = patience is not None and patience == patience  # not null, not NaN
@@ -232,6 +243,24 @@ def footnotes(report: Report, header: list[str], rows: list[list[str]], left_out
 
 
 DUPLICATES_LISTED = 5  # more are in runs.csv
+
+
+def test_lines(table: pd.DataFrame) -> list[str]:
+    """Which t-test the rows used (report.csv's delta.test), and what each one's conclusion is about."""
+    used = set(table["delta.test"].dropna()) if "delta.test" in table else set()
+    lines = []
+    if CORRECTED_T in used:
+        ratios = sorted((table["delta.n_val"] / table["delta.n_train"]).dropna().unique())
+        shown = ", ".join(f"{r:.3g}" for r in ratios[:3]) + (", …" if len(ratios) > 3 else "") or "unknown"
+        lines.append("t-test where the seeds re-split the data (dataset.split_seed follows the seed): Nadeau & Bengio's "
+                     "corrected resampled t-test, as two seeds' training sets overlap: the variance of the paired "
+                     "differences times 1/pairs + n_test/n_train, n_test the size of the split the metric is measured "
+                     f"on (for val: n_val/n_train = {shown}); report.csv names the test per row (delta.test) and the "
+                     "split sizes; the Wilcoxon test has no such correction and is too confident there")
+    if PLAIN_T in used:
+        lines.append("t-test where every seed has the same split (one dataset.split_seed): the paired t-test; only the "
+                     "training randomness varies, so the conclusion holds for this one split, not for the dataset")
+    return lines
 
 
 # Keys that apply only to some datasets or optimizers: the constants line leaves them out elsewhere.
