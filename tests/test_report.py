@@ -787,3 +787,101 @@ def test_split_sizes_recorded_by_a_run_and_derived_from_its_config(tmp_path):
     assert result["split_sizes"] == {**DIGITS_SIZES, "train": 300}  # TINY subsamples 300 of digits' 1149
     report = build([tmp_path / "run"])
     assert report.runs["split_sizes.val"].iloc[0] == 288
+
+
+# --------------------------------------------------------------------------- a results folder that cannot be written
+
+
+@pytest.fixture
+def read_only():
+    """Makes a folder read-only for real, and undoes it: `chmod` for a normal user; as root
+    (who ignores permission bits, so chmod would prove nothing) a read-only bind mount of the
+    folder onto itself, skipped where mounting is not allowed (a container without
+    CAP_SYS_ADMIN). The in-process tests below simulate the same error everywhere."""
+    import os
+    import subprocess
+
+    done = []
+
+    def make(folder: Path) -> Path:
+        if os.geteuid() != 0:
+            for path in [folder, *folder.rglob("*")]:
+                path.chmod(path.stat().st_mode & ~0o222)
+            done.append(lambda: [p.chmod(p.stat().st_mode | 0o200) for p in [folder, *folder.rglob("*")]])
+            return folder
+        mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot make a read-only folder as root here: {mounted.stderr.decode().strip()}")
+        done.append(lambda: subprocess.run(["umount", str(folder)], check=True))
+        if _writable(folder):  # older mount(8)s ignore ro on a bind: remount
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+        if _writable(folder):
+            pytest.skip("the read-only bind mount is writable here")
+        return folder
+
+    yield make
+    for undo in reversed(done):
+        undo()
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / ".probe").write_text("")
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True
+
+
+@pytest.mark.slow
+def test_a_read_only_results_folder_prints_the_table_and_says_what_was_not_written(sweep, tmp_path, read_only):
+    folder = read_only(sweep)
+    out = regbench("report", str(folder), "--plots", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "best validation first" in out.stdout and "Nadeau & Bengio" in out.stdout  # the table and its notes
+    assert out.stderr == (f"regbench: error: cannot write {folder}/gap_vs_strength.png "
+                          "(Read-only file system): the table above is complete, its files are not; --out DIR writes "
+                          "them into another folder\n")
+    again = regbench("report", str(folder), "--out", str(tmp_path / "elsewhere"), "--format", "md", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert {p.name for p in (tmp_path / "elsewhere").iterdir()} == {"runs.csv", "report.csv", "report.md", "report.html"}
+
+
+def test_a_file_that_cannot_be_written_costs_the_files_not_the_table(sweep, tmp_path, monkeypatch, capsys):
+    # what a read-only or full file system does to the writer, simulated: root ignores chmod
+    import errno
+    import os
+
+    import regbench.reporting.report as report_module
+
+    def refused(report, out, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(out / "runs.csv"))
+
+    monkeypatch.setattr(report_module, "write", refused)
+    assert main([str(sweep), "--pivot", "reg.alpha"]) == 1
+    printed = capsys.readouterr()
+    assert "best validation first" in printed.out and "mean ± std across seeds" in printed.out  # table and pivot
+    assert printed.err == (f"regbench: error: cannot write {sweep / 'runs.csv'} (Read-only file system): the table "
+                           "above is complete, its files are not; --out DIR writes them into another folder\n")
+    assert "wrote " not in printed.out
+
+
+def test_an_out_folder_inside_a_file_is_refused_before_any_work(sweep, tmp_path, capsys):
+    from regbench.reporting import study
+
+    inside = sweep / "0" / "result.json" / "out"
+    assert main([str(sweep), "--out", str(inside)]) == 2
+    assert capsys.readouterr() == ("", f"regbench: error: --out {inside}: {sweep / '0' / 'result.json'} is a file, "
+                                       "not a folder\n")
+    assert study.main([str(sweep), "--out", str(inside)]) == 2
+    assert capsys.readouterr().err == f"regbench: error: --out {inside}: {sweep / '0' / 'result.json'} is a file, " \
+                                      "not a folder\n"
+
+
+def test_report_help_documents_out(capsys):
+    from regbench.reporting.report import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--out DIR" in text and "read-only results folder" in text

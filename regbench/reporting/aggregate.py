@@ -364,7 +364,8 @@ def against_baseline(
             correction = mean_size[measured_on(q)] / mean_size["train"] if known else None
             out[f"delta.{q}"][row] = float((values - base_values).mean())
             out[f"delta.{q}.d_z"][row] = effect_size(values, base_values, correction)
-            out[f"delta.{q}.p_ttest"][row], out[f"delta.{q}.p_wilcoxon"][row] = paired_p(values, base_values, correction)
+            p_t, p_w = paired_p(values, base_values, correction)
+            out[f"delta.{q}.p_ttest"][row], out[f"delta.{q}.p_wilcoxon"][row] = p_t, p_w
             if corrected and not known:  # no honest t-test without the sizes; the Wilcoxon test needs none
                 out[f"delta.{q}.d_z"][row] = out[f"delta.{q}.p_ttest"][row] = math.nan
     for dataset in {f for f in family if f is not None}:

@@ -488,7 +488,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="a sweep folder, a run folder, or outputs/ (searched recursively); several are merged")
-    parser.add_argument("--out", type=Path, help="where to write the files (default: the first PATH)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="the folder to write runs.csv, report.csv, report.html, report.md, pivot.csv and the plots "
+                        "into (default: the first PATH; use it for a read-only results folder)")
     parser.add_argument("--format", choices=("csv", "md"), default="csv", help="md also writes report.md")
     against = parser.add_mutually_exclusive_group()
     against.add_argument("--baseline", metavar="LABEL", help="the reg label to compare against (default: none)")
@@ -508,8 +510,9 @@ def main(argv: list[str]) -> int:
         print(f"regbench: error: {missing[0]} does not exist", file=sys.stderr)
         return 2
     out = args.out or args.paths[0]
-    if out.exists() and not out.is_dir():
-        print(f"regbench: error: --out {out} is a file, not a folder", file=sys.stderr)
+    problem = out_problem(out)
+    if problem:
+        print(f"regbench: error: {problem}", file=sys.stderr)
         return 2
     try:
         report = build(args.paths, args.baseline, args.baseline_config)
@@ -529,17 +532,44 @@ def main(argv: list[str]) -> int:
             print(f"regbench: error: {e.args[0]}", file=sys.stderr)
             return 2
     console = wide_console()
-    out.mkdir(parents=True, exist_ok=True)
-    images = _plots(report, out, m) if args.plots else []
-    files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images, pivot_table)
+    try:  # a read-only folder (an archive, a shared drive) costs the files, never the table
+        out.mkdir(parents=True, exist_ok=True)
+        images = _plots(report, out, m) if args.plots else []
+        files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images,
+                      pivot_table)
+        if pivot_table is not None:
+            files.append(out / "pivot.csv")
+            pivot_table.to_csv(files[-1], index=False)
+        failed = None
+    except OSError as e:
+        failed = e
     render(report, console)
     if pivot_table is not None:
-        files.append(out / "pivot.csv")
-        pivot_table.to_csv(files[-1], index=False)
         _print_pivot(pivot_table, args.metric or f"val_{m}", console)
+    if failed is not None:
+        # 1, not 0: the files asked for are missing, and a script that reads them next must know
+        print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
+        return 1
     files += images
     console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
     return 0
+
+
+def out_problem(out: Path) -> str | None:
+    """Why `out` can never be the folder to write into (it, or a folder above it, is a file), or None."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if path.is_dir():
+                return None
+            return f"--out {out} is a file, not a folder" if path == out else f"--out {out}: {path} is a file, not a folder"
+    return None
+
+
+def not_written(error: OSError, out: Path) -> str:
+    """The one line for files that could not be written (a read-only or full file system)."""
+    what = error.filename or out
+    return (f"cannot write {what} ({error.strerror or type(error).__name__}): the table above is complete, its files "
+            "are not; --out DIR writes them into another folder")
 
 
 def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
