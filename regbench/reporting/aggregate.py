@@ -230,10 +230,10 @@ def measured_on(quantity: str) -> str:
 def resplits(frame: pd.DataFrame) -> bool:
     """Whether the runs of `frame` (one configuration) differ in `dataset.split_seed`: each seed
     its own split (the default, `dataset.split_seed=${seed}`), not one split for all."""
-    return SPLIT_SEED in frame and as_text(frame[SPLIT_SEED]).nunique() > 1
+    return SPLIT_SEED in frame and frame[SPLIT_SEED].nunique(dropna=False) > 1
 
 
-def split_sizes(run: pd.Series) -> dict[str, float] | None:
+def split_sizes(run: pd.Series | dict[str, Any]) -> dict[str, float] | None:
     """The train, val and test sizes of a run (a runs-table row): as it recorded them
     (result.json `split_sizes`), else as its data config gives them (the fractions, the
     train_size, the bundled dataset's rows; fractions of the whole where the row count is
@@ -269,6 +269,15 @@ def split_sizes(run: pd.Series) -> dict[str, float] | None:
     else:
         n_train = round(size * pool) if counted else size * pool
     return {"train": float(n_train), "val": float(n_val), "test": float(n_test)}
+
+
+def config_sizes(frame: pd.DataFrame) -> dict[str, float] | None:
+    """The split sizes of the runs of one configuration: the mean of what they recorded, else
+    what its data config gives (see split_sizes; the same for every run of a configuration)."""
+    columns = [f"split_sizes.{s}" for s in SPLITS]
+    if all(c in frame for c in columns) and frame[columns].notna().all().all():
+        return {s: float(frame[c].mean()) for s, c in zip(SPLITS, columns)}
+    return split_sizes({c: frame[c].iat[0] for c in frame.columns if c.startswith("params.dataset.")})
 
 
 def holm(p_values: Any) -> np.ndarray:
@@ -350,13 +359,12 @@ def against_baseline(
         family[row] = str(frame["dataset"].iloc[0]) if "dataset" in frame else ""
         paired = frame[frame[SEED].isin(seeds)]
         corrected = resplits(paired)
-        sizes = [split_sizes(r) for _, r in paired.iterrows()] if corrected else []
-        known = bool(sizes) and all(s is not None for s in sizes)
+        mean_size = (config_sizes(paired) if corrected else None) or {}
+        known = bool(mean_size)
         if len(seeds) >= 2:
             out["delta.test"][row] = CORRECTED_T if corrected else PLAIN_T
             if corrected and not known:
                 unknown_sizes.append(int(cid))
-        mean_size = {split: float(np.mean([s[split] for s in sizes])) for split in SPLITS} if known else {}
         for split, n in mean_size.items():
             out[f"delta.n_{split}"][row] = n
         for q in quantities if seeds else ():
