@@ -740,6 +740,14 @@ def test_the_split_fractions_give_the_correction_for_runs_that_record_no_sizes(t
     assert row["delta.test_acc.p_ttest"] == pytest.approx(2 * stats.t.sf(abs(plain) / math.sqrt(2), 2), rel=1e-12)
     assert row["delta.n_test"] / row["delta.n_train"] == pytest.approx(0.2 / 0.6)
     assert row["delta.n_val"] / row["delta.n_train"] == pytest.approx(0.2 / 0.6)
+    # data that may hold its own test rows (x_test in an .npz, a test/ folder, a test file): no guess
+    from regbench.reporting.aggregate import split_sizes
+
+    params = {"params.dataset.val_fraction": 0.2, "params.dataset.test_fraction": 0.2}
+    for name, more in (("arrays", {}), ("image_folder", {}), ("table", {"params.dataset.test_path": "t.csv"}),
+                       ("table", {"params.dataset.split_column": "part"})):
+        assert split_sizes({**params, "params.dataset.name": name, **more}) is None
+    assert split_sizes({**params, "params.dataset.name": "table"}) is not None
 
 
 def test_runs_that_re_split_data_of_unknown_size_get_no_t_test_and_a_note(tmp_path, capsys):

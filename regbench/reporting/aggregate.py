@@ -250,8 +250,9 @@ def split_sizes(run: pd.Series | dict[str, Any]) -> dict[str, float] | None:
     if name in OFFICIAL_SPLIT:
         trainval, n_test = OFFICIAL_SPLIT[name]
         counted = True
-    elif _known(run.get("params.dataset.test_path")) or _known(run.get("params.dataset.split_column")):
-        return None  # a user's own test rows, of a size no parameter says
+    elif name in ("arrays", "image_folder") or _known(run.get("params.dataset.test_path")) \
+            or _known(run.get("params.dataset.split_column")):
+        return None  # a user's data may hold its own test rows (x_test, test/), of a size no parameter says
     else:
         rows = BUNDLED_ROWS.get(name) or (_known(run.get("params.dataset.n_samples"))
                                           if str(name).startswith("synthetic") else None)
