@@ -15,15 +15,22 @@ from regbench.reporting.report import build, main, markdown, write
 from tests.conftest import TINY, regbench
 
 T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom
+# digits' splits with the default fractions (test 0.2, val 0.2): what its runs record in result.json
+# (test_split_sizes_recorded_by_a_run_and_derived_from_its_config checks this against a real run)
+DIGITS_SIZES = {"train": 1149, "val": 288, "test": 360}
 
 
 def write_run(folder: Path, *, reg="none", alpha=0.0, seed=0, val=0.9, train=1.0, test=0.85, status="ok",
-              dataset="digits", error=None, task="classification", extra=None, **fields) -> Path:
-    """A result.json as the runner writes it (the fields the report reads); `fields` override top-level ones."""
+              dataset="digits", error=None, task="classification", extra=None, split_seed=None, sizes=DIGITS_SIZES,
+              **fields) -> Path:
+    """A result.json as the runner writes it (the fields the report reads); `fields` override top-level ones.
+    `split_seed` None follows the seed (the default config: each seed re-splits); `sizes` None: no
+    split_sizes recorded (a run of an older regbench)."""
     folder.mkdir(parents=True)
     m = "acc" if task == "classification" else "r2"
     params = {"dataset.name": dataset, "model.name": "mlp", "reg.alpha": alpha, "seed": seed,
-              "dataset.split_seed": seed, "optim.lr": 0.001, "model.hidden_sizes": [8]}
+              "dataset.split_seed": seed if split_seed is None else split_seed, "optim.lr": 0.001,
+              "model.hidden_sizes": [8]}
     params.update(extra or {})
     result = {
         "status": status, "error": error, "task": task, "dataset": dataset, "model": "mlp", "reg": reg,
@@ -33,22 +40,27 @@ def write_run(folder: Path, *, reg="none", alpha=0.0, seed=0, val=0.9, train=1.0
         "gap": {m: train - val, "loss": val - train},
         "best_epoch": 5, "epochs_run": 15, "stopped_early": True, "sparsity": 0.0, "n_params": 10,
         "seconds": 1.0, "device": "cpu", "versions": {"regbench": "0.1.0", "torch": "x", "python": "3"},
-        **fields,
+        **({"split_sizes": sizes} if sizes else {}), **fields,
     }
     (folder / "result.json").write_text(json.dumps(result))
     return folder
 
 
+def make_sweep(root: Path, split_seed: int | None = None) -> Path:
+    """A baseline and an l2 configuration over three seeds, plus a diverged and a failed l2 run;
+    each seed its own split, or with `split_seed` one split for all."""
+    for i, (seed, base, l2) in enumerate([(0, 0.9, 0.92), (1, 0.8, 0.85), (2, 0.7, 0.71)]):
+        write_run(root / f"{2 * i}", reg="none", alpha=0.0, seed=seed, val=base, split_seed=split_seed)
+        write_run(root / f"{2 * i + 1}", reg="l2", alpha=1e-3, seed=seed, val=l2, split_seed=split_seed)
+    write_run(root / "6", reg="l2", alpha=1e-3, seed=3, val=0.05, status="diverged", split_seed=split_seed)
+    write_run(root / "7", reg="l2", alpha=1e-3, seed=4, val=0.0, status="failed", error="RuntimeError: boom",
+              split_seed=split_seed)
+    return root
+
+
 @pytest.fixture
 def sweep(tmp_path) -> Path:
-    """A baseline and an l2 configuration over three seeds, plus a diverged and a failed l2 run."""
-    root = tmp_path / "sweep"
-    for i, (seed, base, l2) in enumerate([(0, 0.9, 0.92), (1, 0.8, 0.85), (2, 0.7, 0.71)]):
-        write_run(root / f"{2 * i}", reg="none", alpha=0.0, seed=seed, val=base)
-        write_run(root / f"{2 * i + 1}", reg="l2", alpha=1e-3, seed=seed, val=l2)
-    write_run(root / "6", reg="l2", alpha=1e-3, seed=3, val=0.05, status="diverged")
-    write_run(root / "7", reg="l2", alpha=1e-3, seed=4, val=0.0, status="failed", error="RuntimeError: boom")
-    return root
+    return make_sweep(tmp_path / "sweep")
 
 
 def row_of(report, reg):
@@ -76,14 +88,15 @@ def test_diverged_and_failed_runs_are_counted_never_averaged(sweep):
     assert f"failed: {(sweep / '7').resolve()}: RuntimeError: boom" in text
 
 
-def test_paired_differences_and_p_values_match_scipy(sweep):
-    report = build([sweep])
+def test_paired_differences_and_p_values_match_scipy(tmp_path):
+    report = build([make_sweep(tmp_path, split_seed=0)])  # one split: the plain paired t-test
     l2, base = [0.92, 0.85, 0.71], [0.9, 0.8, 0.7]
     row = row_of(report, "l2")
     assert row["delta.n_pairs"] == 3
     assert row["delta.val_acc"] == pytest.approx((0.02 + 0.05 + 0.01) / 3)
     assert row["delta.val_acc.p_ttest"] == pytest.approx(stats.ttest_rel(l2, base).pvalue)
     assert row["delta.val_acc.p_wilcoxon"] == pytest.approx(stats.wilcoxon([a - b for a, b in zip(l2, base)]).pvalue)
+    assert row["delta.test"] == "paired t" and math.isnan(row["delta.n_train"])
     assert math.isnan(row_of(report, "none")["delta.val_acc"])
 
 
@@ -248,9 +261,9 @@ def test_the_newest_finished_run_is_kept_and_a_failed_rerun_does_not_replace_a_r
 
 def test_duplicates_never_enter_a_paired_test(tmp_path):
     for seed, (base, l1) in enumerate([(0.80, 0.83), (0.90, 0.91), (0.70, 0.74)]):
-        write_run(tmp_path / f"none{seed}", reg="none", seed=seed, val=base)
+        write_run(tmp_path / f"none{seed}", reg="none", seed=seed, val=base, split_seed=0)
         for copy in range(3):
-            write_run(tmp_path / f"l1-{seed}-{copy}", reg="l1", alpha=1e-3, seed=seed, val=l1)
+            write_run(tmp_path / f"l1-{seed}-{copy}", reg="l1", alpha=1e-3, seed=seed, val=l1, split_seed=0)
     row = row_of(build([tmp_path]), "l1")
     assert row["delta.n_pairs"] == 3
     diffs = [0.83 - 0.80, 0.91 - 0.90, 0.74 - 0.70]
@@ -463,10 +476,11 @@ def test_holm_matches_statsmodels_on_random_families():
         assert holm(p) == pytest.approx(multipletests(p, method="holm")[1], rel=1e-12, abs=0)
 
 
-def _two_datasets(root: Path) -> dict:
+def _two_datasets(root: Path, split_seed: int | None = None) -> dict:
     """digits and wine, each with a baseline and four l2 strengths over four seeds: three with noisy
     gains, one identical to the baseline (both tests undefined), and on wine one strength that shares a
-    single seed with the baseline (too few pairs). Returns the values written, per run."""
+    single seed with the baseline (too few pairs); each seed its own split unless `split_seed` fixes
+    one. Returns the values written, per run."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -483,9 +497,10 @@ def _two_datasets(root: Path) -> dict:
                     test = val - 0.03 + float(rng.normal(0, 0.01))
                     train = min(1.0, val + 0.1 + float(rng.normal(0, 0.02)))
                 write_run(root / f"{d}-{alpha}-{seed}", reg=reg, alpha=alpha, dataset=d, seed=seed, val=val, test=test,
-                          train=train, extra={"dataset.name": d})
+                          train=train, extra={"dataset.name": d}, split_seed=split_seed)
                 written[(d, alpha, seed)] = (val, test, train)
-        write_run(root / f"{d}-one-pair", reg="l2", alpha=0.1, dataset=d, seed=0, val=0.5, extra={"dataset.name": d})
+        write_run(root / f"{d}-one-pair", reg="l2", alpha=0.1, dataset=d, seed=0, val=0.5, extra={"dataset.name": d},
+                  split_seed=split_seed)
     return written
 
 
@@ -528,7 +543,7 @@ def test_raw_p_values_stay_and_the_adjusted_ones_sit_beside_them(tmp_path):
 def test_raw_p_values_match_scipy_in_every_family(tmp_path):
     import numpy as np
 
-    written = _two_datasets(tmp_path)
+    written = _two_datasets(tmp_path, split_seed=0)  # one split: the plain paired t-test
     t = build([tmp_path]).table
     for d in ("digits", "wine"):
         for alpha in (1e-4, 1e-3, 1e-2):
@@ -541,9 +556,10 @@ def test_raw_p_values_match_scipy_in_every_family(tmp_path):
             assert row["delta.val_acc.d_z"] == pytest.approx(diff.mean() / diff.std(ddof=1))
 
 
-def test_effect_size_of_the_sweep_and_where_it_is_undefined(sweep, tmp_path):
+def test_effect_size_of_the_sweep_and_where_it_is_undefined(tmp_path):
     import numpy as np
 
+    sweep = make_sweep(tmp_path / "sweep", split_seed=0)  # one split: the plain d_z
     diff = np.array([0.92, 0.85, 0.71]) - np.array([0.9, 0.8, 0.7])
     row = row_of(build([sweep]), "l2")
     assert row["delta.val_acc.d_z"] == pytest.approx(diff.mean() / diff.std(ddof=1))
@@ -640,3 +656,240 @@ def test_the_constant_line_leaves_out_knobs_the_runs_model_or_regularizers_do_no
     mlp = constants_line(build([tmp_path / "mlp"]))
     assert "model.hidden_sizes=[8]" in mlp and "model.activation=relu" in mlp
     assert all(k not in mlp for k in ("model.groups", "model.depth", "model._target_", "reg.swa_lr"))
+
+
+# --------------------------------------------------------------------------- seeds that re-split the data
+
+
+def sklearn_corrected_ttest(differences, n_train: int, n_test: int) -> tuple[float, float]:
+    """scikit-learn's documented example "Statistical comparison of models using grid search"
+    (examples/model_selection/plot_grid_search_stats.py): its `corrected_std` and
+    `compute_corrected_ttest`, as written there (older versions of the example had 1/n with
+    n = n_train + n_test where 1/kr is meant; the current one, kr the number of differences).
+    Right-tailed, as there: the report's two-sided p is twice it."""
+    import numpy as np
+
+    kr = len(differences)
+    corrected_var = np.var(differences, ddof=1) * (1 / kr + n_test / n_train)
+    t_stat = np.mean(differences) / np.sqrt(corrected_var)
+    return float(t_stat), float(stats.t.sf(np.abs(t_stat), kr - 1))
+
+
+def test_corrected_t_test_matches_scikit_learns_example_where_seeds_re_split(tmp_path):
+    import numpy as np
+    from statsmodels.stats.multitest import multipletests
+
+    written = _two_datasets(tmp_path)  # each seed its own split; digits' recorded split sizes
+    t = build([tmp_path]).table
+    n = DIGITS_SIZES
+    for d in ("digits", "wine"):
+        for alpha in (1e-4, 1e-3, 1e-2):
+            row = t[(t["dataset.name"] == d) & (t["reg.alpha"] == alpha)].iloc[0]
+            assert row["delta.test"] == "corrected resampled t (Nadeau-Bengio)"
+            assert (row["delta.n_train"], row["delta.n_val"], row["delta.n_test"]) == (1149, 288, 360)
+            val, test, train = (np.array([written[(d, alpha, s)][i] - written[(d, 0.0, s)][i] for s in range(4)])
+                                for i in range(3))
+            # each quantity against the size of the split it is measured on: a gap is train minus val
+            for q, diff, n_test in (("val_acc", val, n["val"]), ("test_acc", test, n["test"]),
+                                    ("gap.acc", train - val, n["val"]), ("gap.loss", val - train, n["val"])):
+                t_stat, p_right = sklearn_corrected_ttest(diff, n["train"], n_test)
+                assert row[f"delta.{q}.p_ttest"] == pytest.approx(2 * p_right, rel=1e-12, abs=0)
+                assert row[f"delta.{q}.d_z"] == pytest.approx(t_stat / 2, rel=1e-12)  # the same variance: t / sqrt(4)
+                # wider than the plain test, never narrower
+                assert row[f"delta.{q}.p_ttest"] > stats.ttest_1samp(diff, 0).pvalue
+            assert row["delta.val_acc.p_wilcoxon"] == pytest.approx(stats.wilcoxon(val).pvalue)  # unchanged
+    # Holm applies to the corrected p-values as to any others
+    for q in ("val_acc", "test_acc"):
+        for d in ("digits", "wine"):
+            mine = (t["dataset.name"] == d) & t[f"delta.{q}.p_ttest"].notna()
+            expected = multipletests(t.loc[mine, f"delta.{q}.p_ttest"].to_numpy(), method="holm")[1]
+            assert t.loc[mine, f"delta.{q}.p_ttest_holm"].to_numpy() == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_a_fixed_split_keeps_the_plain_test_and_says_what_it_is_about(tmp_path):
+    fixed, resplit = build([make_sweep(tmp_path / "fixed", split_seed=0)]), build([make_sweep(tmp_path / "resplit")])
+    assert row_of(fixed, "l2")["delta.test"] == "paired t" and row_of(resplit, "l2")["delta.test"].startswith("corr")
+    assert row_of(resplit, "l2")["delta.val_acc.p_ttest"] > row_of(fixed, "l2")["delta.val_acc.p_ttest"]
+    text = markdown(fixed)
+    assert "the conclusion holds for this one split, not for the dataset" in text and "Nadeau" not in text
+    text = markdown(resplit)
+    assert "Nadeau & Bengio's corrected resampled t-test" in text and "n_val/n_train = 0.251" in text
+    assert "this one split" not in text and "d_z = t / √pairs" in text
+    files = write(resplit, tmp_path / "out")
+    columns = list(pd.read_csv(files[1]).columns)
+    assert columns[columns.index("delta.n_pairs"):][:5] == ["delta.n_pairs", "delta.test", "delta.n_train",
+                                                            "delta.n_val", "delta.n_test"]
+
+
+def test_the_split_fractions_give_the_correction_for_runs_that_record_no_sizes(tmp_path):
+    # the issue's numbers: test 0.2 of the rows, train 0.6 (val 0.25 of the rest): at 3 seeds the
+    # standard error 1.4 (sqrt 2) times the plain one; a user's table, of a size no parameter says
+    import numpy as np
+
+    base, gain = [0.80, 0.90, 0.70], [0.83, 0.91, 0.74]
+    fractions = {"dataset.name": "table", "dataset.test_fraction": 0.2, "dataset.val_fraction": 0.25,
+                 "dataset.train_size": None}
+    for seed in range(3):
+        write_run(tmp_path / f"none{seed}", reg="none", seed=seed, val=base[seed], test=base[seed], sizes=None,
+                  dataset="table", extra=fractions)
+        write_run(tmp_path / f"l1{seed}", reg="l1", alpha=1e-3, seed=seed, val=gain[seed], test=gain[seed] + 0.01,
+                  sizes=None, dataset="table", extra=fractions)
+    row = row_of(build([tmp_path]), "l1")
+    diff = np.array(gain) + 0.01 - np.array(base)  # of the test metric
+    plain = stats.ttest_1samp(diff, 0).statistic
+    assert row["delta.test_acc.p_ttest"] == pytest.approx(2 * stats.t.sf(abs(plain) / math.sqrt(2), 2), rel=1e-12)
+    assert row["delta.n_test"] / row["delta.n_train"] == pytest.approx(0.2 / 0.6)
+    assert row["delta.n_val"] / row["delta.n_train"] == pytest.approx(0.2 / 0.6)
+    # data that may hold its own test rows (x_test in an .npz, a test/ folder, a test file): no guess
+    from regbench.reporting.aggregate import split_sizes
+
+    params = {"params.dataset.val_fraction": 0.2, "params.dataset.test_fraction": 0.2}
+    for name, more in (("arrays", {}), ("image_folder", {}), ("table", {"params.dataset.test_path": "t.csv"}),
+                       ("table", {"params.dataset.split_column": "part"})):
+        assert split_sizes({**params, "params.dataset.name": name, **more}) is None
+    assert split_sizes({**params, "params.dataset.name": "table"}) is not None
+
+
+def test_runs_that_re_split_data_of_unknown_size_get_no_t_test_and_a_note(tmp_path, capsys):
+    for seed, (base, l1) in enumerate([(0.80, 0.83), (0.90, 0.91), (0.70, 0.74)]):
+        write_run(tmp_path / f"none{seed}", reg="none", seed=seed, val=base, sizes=None)  # no fractions either
+        write_run(tmp_path / f"l1{seed}", reg="l1", alpha=1e-3, seed=seed, val=l1, sizes=None)
+    report = build([tmp_path])
+    row = row_of(report, "l1")
+    assert math.isnan(row["delta.val_acc.p_ttest"]) and math.isnan(row["delta.val_acc.d_z"])
+    assert row["delta.val_acc.p_wilcoxon"] == pytest.approx(0.25)  # the Wilcoxon test needs no sizes
+    assert len(report.notes) == 1 and "record no split sizes" in report.notes[0]
+    assert "the corrected t-test also where the runs record no split sizes" in markdown(report)
+
+
+@pytest.mark.parametrize("overrides", [
+    (), ("dataset.train_size=300",), ("dataset.train_size=0.5", "dataset.val_fraction=0.3"),
+    ("dataset=wine", "dataset.test_fraction=0.25"),
+    ("dataset=synthetic", "dataset.n_samples=500", "dataset.train_size=100"),
+    ("dataset=diabetes",), ("dataset=breast_cancer", "dataset.train_size=1.0"),
+])
+def test_split_sizes_from_the_config_are_those_the_data_loader_makes(overrides):
+    """The fallback for runs without recorded sizes, against regbench's own loader (the sizes new runs record)."""
+    import torch
+
+    from regbench.data.datasets import load
+    from regbench.engine.runner import adopt_data, new_result
+    from regbench.reporting.aggregate import split_sizes
+    from regbench.reporting.collect import flatten_result
+    from tests.conftest import make_cfg
+
+    cfg = make_cfg(*overrides)
+    result = new_result(cfg)
+    adopt_data(result, load(cfg.dataset, torch.device("cpu")))
+    recorded = result["split_sizes"]
+    row = pd.Series(flatten_result(result))
+    assert split_sizes(row) == {k: float(v) for k, v in recorded.items()}
+    assert split_sizes(row.drop([f"split_sizes.{s}" for s in ("train", "val", "test")])) == split_sizes(row)
+
+
+@pytest.mark.slow
+def test_split_sizes_recorded_by_a_run_and_derived_from_its_config(tmp_path):
+    out = regbench("run", *TINY, "hydra.run.dir=run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["split_sizes"] == {**DIGITS_SIZES, "train": 300}  # TINY subsamples 300 of digits' 1149
+    report = build([tmp_path / "run"])
+    assert report.runs["split_sizes.val"].iloc[0] == 288
+
+
+# --------------------------------------------------------------------------- a results folder that cannot be written
+
+
+@pytest.fixture
+def read_only():
+    """Makes a folder read-only for real, and undoes it: `chmod` for a normal user; as root
+    (who ignores permission bits, so chmod would prove nothing) a read-only bind mount of the
+    folder onto itself, skipped where mounting is not allowed (a container without
+    CAP_SYS_ADMIN). The in-process tests below simulate the same error everywhere."""
+    import os
+    import subprocess
+
+    done = []
+
+    def make(folder: Path) -> Path:
+        if os.geteuid() != 0:
+            for path in [folder, *folder.rglob("*")]:
+                path.chmod(path.stat().st_mode & ~0o222)
+            done.append(lambda: [p.chmod(p.stat().st_mode | 0o200) for p in [folder, *folder.rglob("*")]])
+            return folder
+        mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot make a read-only folder as root here: {mounted.stderr.decode().strip()}")
+        done.append(lambda: subprocess.run(["umount", str(folder)], check=True))
+        if _writable(folder):  # older mount(8)s ignore ro on a bind: remount
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+        if _writable(folder):
+            pytest.skip("the read-only bind mount is writable here")
+        return folder
+
+    yield make
+    for undo in reversed(done):
+        undo()
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / ".probe").write_text("")
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True
+
+
+@pytest.mark.slow
+def test_a_read_only_results_folder_prints_the_table_and_says_what_was_not_written(sweep, tmp_path, read_only):
+    folder = read_only(sweep)
+    out = regbench("report", str(folder), "--plots", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "best validation first" in out.stdout and "Nadeau & Bengio" in out.stdout  # the table and its notes
+    assert out.stderr == (f"regbench: error: cannot write {folder}/gap_vs_strength.png "
+                          "(Read-only file system): the table above is complete, its files are not; --out DIR writes "
+                          "them into another folder\n")
+    again = regbench("report", str(folder), "--out", str(tmp_path / "elsewhere"), "--format", "md", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert {p.name for p in (tmp_path / "elsewhere").iterdir()} == {"runs.csv", "report.csv", "report.md", "report.html"}
+
+
+def test_a_file_that_cannot_be_written_costs_the_files_not_the_table(sweep, tmp_path, monkeypatch, capsys):
+    # what a read-only or full file system does to the writer, simulated: root ignores chmod
+    import errno
+    import os
+
+    import regbench.reporting.report as report_module
+
+    def refused(report, out, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(out / "runs.csv"))
+
+    monkeypatch.setattr(report_module, "write", refused)
+    assert main([str(sweep), "--pivot", "reg.alpha"]) == 1
+    printed = capsys.readouterr()
+    assert "best validation first" in printed.out and "mean ± std across seeds" in printed.out  # table and pivot
+    assert printed.err == (f"regbench: error: cannot write {sweep / 'runs.csv'} (Read-only file system): the table "
+                           "above is complete, its files are not; --out DIR writes them into another folder\n")
+    assert "wrote " not in printed.out
+
+
+def test_an_out_folder_inside_a_file_is_refused_before_any_work(sweep, tmp_path, capsys):
+    from regbench.reporting import study
+
+    inside = sweep / "0" / "result.json" / "out"
+    assert main([str(sweep), "--out", str(inside)]) == 2
+    assert capsys.readouterr() == ("", f"regbench: error: --out {inside}: {sweep / '0' / 'result.json'} is a file, "
+                                       "not a folder\n")
+    assert study.main([str(sweep), "--out", str(inside)]) == 2
+    assert capsys.readouterr().err == f"regbench: error: --out {inside}: {sweep / '0' / 'result.json'} is a file, " \
+                                      "not a folder\n"
+
+
+def test_report_help_documents_out(capsys):
+    from regbench.reporting.report import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--out DIR" in text and "read-only results folder" in text

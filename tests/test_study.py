@@ -20,7 +20,7 @@ from regbench import UserInputError
 from regbench.reporting import ranking
 from regbench.reporting.study import METRICS, build, main
 from tests.conftest import regbench
-from tests.test_report import write_run
+from tests.test_report import read_only, write_run  # noqa: F401 (read_only: a fixture)
 
 REGS = ("none", "l1", "l2", "dropout")
 # What sets each label apart in a real run's params (a configuration is its params, not its label).
@@ -183,8 +183,66 @@ def test_a_dataset_missing_a_regularizer_is_left_out_with_a_note(tmp_path):
     test = {f"d{i}": {"none": 0.8, "l2": 0.9} for i in range(3)}
     test["d3"] = {"none": 0.8}
     study = build([write_study(tmp_path, test)])
-    assert study.datasets == ["d0", "d1", "d2"]
-    assert "dataset d3 left out: no ok run of l2" in study.notes
+    assert study.datasets == ["d0", "d1", "d2"] and study.regs == ["l2", "none"]
+    assert study.notes == ["dataset d3 left out: it has ok runs of none alone, and a study ranks two or more "
+                           "regularizers"]
+
+
+FIVE = {f"d{i}": {"none": 0.80 + 0.01 * i, "l2": 0.83 + 0.005 * i, "dropout": 0.81, "l1": 0.82} for i in range(5)}
+
+
+def test_a_regularizer_missing_from_one_dataset_is_left_out_not_every_dataset(tmp_path):
+    # five sweeps sharing none, l2 and dropout; l1 has no run on d4 (the issue: `found 0 datasets`)
+    test = {d: dict(regs) for d, regs in FIVE.items()}
+    del test["d4"]["l1"]
+    root = write_study(tmp_path / "s", test)
+    study = build([root])
+    assert study.datasets == [f"d{i}" for i in range(5)] and study.regs == ["dropout", "l2", "none"]
+    assert study.notes == ["left out l1: not on every dataset (no ok run of l1 on d4); --reg chooses the regularizers"]
+    assert set(study.cells["reg"]) == {"dropout", "l2", "none"} and len(study.cells) == 15
+    # the statistics are those of the complete block alone: the same as a study without l1 at all
+    without = {d: {r: v for r, v in regs.items() if r != "l1"} for d, regs in test.items()}
+    alone = build([write_study(tmp_path / "alone", without)])
+    np.testing.assert_array_equal(study.scores, alone.scores)
+    assert study.friedman.p == alone.friedman.p
+    # several missing: each named with where it is missing, in one line
+    test["d2"].pop("dropout")
+    test["d3"].pop("dropout")
+    study = build([write_study(tmp_path / "two", test)])
+    assert study.regs == ["l2", "none"]
+    assert study.notes == ["left out dropout, l1: not on every dataset (no ok run of dropout on d2, d3; l1 on d4); "
+                           "--reg chooses the regularizers"]
+
+
+def test_reg_chooses_the_regularizers_and_leaves_out_the_datasets_without_them(tmp_path, capsys):
+    test = {d: dict(regs) for d, regs in FIVE.items()}
+    del test["d4"]["l1"]
+    root = write_study(tmp_path / "s", test)
+    study = build([root], regs="none,l2")
+    assert study.regs == ["l2", "none"] and len(study.datasets) == 5 and study.notes == []
+    study = build([root], regs="none, l1,l2")
+    assert study.regs == ["l1", "l2", "none"] and study.datasets == ["d0", "d1", "d2", "d3"]
+    assert study.notes == ["dataset d4 left out: no ok run of l1 (--reg)"]
+    assert main([str(root), "--reg", "none,l1", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "note: dataset d4 left out: no ok run of l1 (--reg)" in printed
+    assert "2 regularizers on 4 datasets" in printed
+    for bad, why in (("none,l3", "--reg none,l3: no ok run of l3 (the labels here: dropout, l1, l2, none)"),
+                     ("l2", "--reg l2: a study ranks two or more regularizers")):
+        assert main([str(root), "--reg", bad, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"regbench: error: {why}") and err.count("\n") == 1
+
+
+def test_regularizers_on_no_common_pair_of_datasets_say_so_in_one_line(tmp_path, capsys):
+    test = {"d0": {"none": 0.8, "l2": 0.9}, "d1": {"none": 0.7, "l2": 0.8}, "d2": {"none": 0.8, "l1": 0.85}}
+    root = write_study(tmp_path / "s", test)
+    assert main([str(root), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "found 3 dataset(s) (d0, d1, d2) and 1 regularizer(s) (none)" in err
+    assert "left out l1, l2: not on every dataset (no ok run of l1 on d0, d1; l2 on d2); --reg chooses" in err
+    study = build([root], regs="none,l2")  # the way out the line names
+    assert study.datasets == ["d0", "d1"] and study.notes == ["dataset d2 left out: no ok run of l2 (--reg)"]
 
 
 def test_study_writes_every_output(tmp_path, capsys):
@@ -331,7 +389,7 @@ def test_help_names_every_option(capsys):
         main(["--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--out", "--metric", "--posthoc", "--alpha", "--rope", "--seed"):
+    for option in ("--out DIR", "--metric", "--reg", "--posthoc", "--alpha", "--rope", "--seed"):
         assert option in text
 
 
@@ -364,3 +422,35 @@ def test_posthoc_groups_follow_the_nemenyi_cd_or_wilcoxon_holm(tmp_path):
     l1, dropout = wilcoxon.regs.index("l1"), wilcoxon.regs.index("dropout")
     assert wilcoxon.p_wilcoxon[l1, dropout] == pytest.approx(1.0)
     assert tests_record(wilcoxon)["groups_not_told_apart"] == [["dropout", "l1"]]
+
+
+def test_a_study_of_a_read_only_folder_prints_it_and_says_what_was_not_written(tmp_path, monkeypatch, capsys):
+    # simulated (root ignores chmod); test_a_read_only_study_folder_for_real makes the error happen
+    import errno
+    import os
+
+    import regbench.reporting.study as study_module
+
+    root = write_study(tmp_path / "s", {f"d{i}": {"none": 0.8 + 0.01 * i, "l2": 0.85} for i in range(3)})
+
+    def refused(study, out, *args, **kwargs):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(out / "study.csv"))
+
+    monkeypatch.setattr(study_module, "write", refused)
+    assert main([str(root)]) == 1
+    printed = capsys.readouterr()
+    assert "2 regularizers on 3 datasets" in printed.out and "wrote " not in printed.out
+    assert printed.err == (f"regbench: error: cannot write {root / 'study.csv'} (Permission denied): the table above "
+                           "is complete, its files are not; --out DIR writes them into another folder\n")
+
+
+@pytest.mark.slow
+def test_a_read_only_study_folder_for_real(tmp_path, read_only):
+    root = read_only(write_study(tmp_path / "s", {f"d{i}": {"none": 0.8 + 0.01 * i, "l2": 0.85} for i in range(3)}))
+    out = regbench("study", str(root), cwd=tmp_path)
+    assert out.returncode == 1 and "2 regularizers on 3 datasets" in out.stdout
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"regbench: error: cannot write {root}/")
+    assert "--out DIR writes them into another folder" in out.stderr
+    again = regbench("study", str(root), "--out", str(tmp_path / "elsewhere"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "elsewhere" / "study.csv").is_file() and (tmp_path / "elsewhere" / "report.html").is_file()

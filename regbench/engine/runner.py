@@ -276,7 +276,8 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
 
 def adopt_data(result: dict[str, Any], data: Any) -> None:
     """What only the loaded data tells a result: its task (a user's table or arrays decide it),
-    with the metric keys that follow from it, and its class names where the data has them."""
+    with the metric keys that follow from it, its class names where the data has them, and the
+    size of each split (the report's corrected t-test reads them: regbench.reporting.aggregate)."""
     if data.task != result["task"]:
         m = metric_name(data.task)
         result["task"] = data.task
@@ -286,6 +287,7 @@ def adopt_data(result: dict[str, Any], data: Any) -> None:
         result["classes"] = list(data.classes)
     if data.summary is not None:  # a user's data: what was read and what it became
         result["data_summary"] = data.summary
+    result["split_sizes"] = {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)}
 
 
 def print_summary(console: Console, data: Any) -> None:

@@ -5,6 +5,10 @@ A configuration is every `params.*` value except the seed (and `dataset.split_se
 follows the seed). A seed is one observation: of the runs with the same configuration and
 seed only one is kept (see `set_aside_duplicates`). Runs with status `diverged` or `failed`
 are counted, never averaged.
+
+The paired t-test against a baseline is the plain one where the seeds share one split, and the
+corrected resampled t-test of Nadeau & Bengio (2003) where each seed re-splits the data (see
+`paired_p`, `split_sizes`).
 """
 
 from __future__ import annotations
@@ -147,9 +151,15 @@ def _paired_differences(values: np.ndarray, base: np.ndarray) -> tuple[np.ndarra
     return np.where(np.abs(diff) <= tolerance, 0.0, diff), tolerance
 
 
-def paired_p(values: np.ndarray, base: np.ndarray) -> tuple[float, float]:
+def paired_p(values: np.ndarray, base: np.ndarray, correction: float | None = None) -> tuple[float, float]:
     """Two-sided p-values of the paired t-test and the Wilcoxon signed-rank test of
     `values - base` (one entry per seed); NaN where the test is undefined.
+
+    With `correction` (n_test / n_train, see `split_sizes`) the t-test is the corrected
+    resampled t-test (Nadeau & Bengio 2003): the variance of the mean difference is the sample
+    variance times 1/J + n_test/n_train instead of 1/J (J pairs), with J - 1 degrees of freedom.
+    Seeds that re-split the data train on overlapping rows, so their differences are correlated
+    and the plain test's 1/J makes it too confident. The Wilcoxon test has no such correction.
 
     Differences that are equal up to the rounding of the subtraction (4 ulps of the larger
     value; 2/288 - 1/288 and 3/288 - 2/288 differ in the last bit) count as equal. The t-test
@@ -162,8 +172,11 @@ def paired_p(values: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     diff, tolerance = _paired_differences(values, base)
     if np.ptp(diff) <= tolerance:
         p_t = math.nan
-    else:
+    elif correction is None:
         p_t = float(stats.ttest_1samp(diff, 0.0).pvalue)  # equals ttest_rel(config, baseline)
+    else:
+        t = diff.mean() / math.sqrt(diff.var(ddof=1) * (1 / len(diff) + correction))
+        p_t = float(2 * stats.t.sf(abs(t), len(diff) - 1))
     if not diff.any():
         return p_t, math.nan
     with warnings.catch_warnings():
@@ -172,10 +185,14 @@ def paired_p(values: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     return p_t, p_w
 
 
-def effect_size(values: np.ndarray, base: np.ndarray) -> float:
+def effect_size(values: np.ndarray, base: np.ndarray, correction: float | None = None) -> float:
     """Cohen's d_z of the paired differences `values - base`: their mean over their sample
     standard deviation (n-1), the paired t statistic divided by sqrt(n). It says how large the
     difference is in units of its seed-to-seed spread, where the p-value says only how sure.
+
+    With `correction` (see `paired_p`) it uses the corrected test's variance: the corrected t
+    over sqrt(n), i.e. the standard deviation widened by sqrt(1 + n * correction), so that it
+    never claims more than the p-value beside it.
 
     NaN where the paired t-test is undefined (see `paired_p`): below 2 pairs, or when every
     difference is the same up to rounding (no variance: the ratio would be infinite, or the
@@ -186,7 +203,82 @@ def effect_size(values: np.ndarray, base: np.ndarray) -> float:
     diff, tolerance = _paired_differences(values, base)
     if np.ptp(diff) <= tolerance:
         return math.nan
-    return float(diff.mean() / diff.std(ddof=1))
+    widen = 1.0 if correction is None else math.sqrt(1 + len(diff) * correction)
+    return float(diff.mean() / (diff.std(ddof=1) * widen))
+
+
+def _known(value: Any) -> Any:
+    """`value`, or None where it is missing (None, NaN)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+PLAIN_T = "paired t"
+CORRECTED_T = "corrected resampled t (Nadeau-Bengio)"
+SPLITS = ("train", "val", "test")
+# Rows of the bundled datasets (a torchvision dataset's official train and test parts), for
+# the split sizes of runs recorded before result.json had them.
+BUNDLED_ROWS = {"digits": 1797, "breast_cancer": 569, "wine": 178, "diabetes": 442}
+OFFICIAL_SPLIT = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
+
+
+def measured_on(quantity: str) -> str:
+    """The split a compared quantity is measured on: test for the test metric, else validation
+    (a gap is train minus validation)."""
+    return "test" if quantity.startswith("test_") else "val"
+
+
+def resplits(frame: pd.DataFrame) -> bool:
+    """Whether the runs of `frame` (one configuration) differ in `dataset.split_seed`: each seed
+    its own split (the default, `dataset.split_seed=${seed}`), not one split for all."""
+    return SPLIT_SEED in frame and frame[SPLIT_SEED].nunique(dropna=False) > 1
+
+
+def split_sizes(run: pd.Series | dict[str, Any]) -> dict[str, float] | None:
+    """The train, val and test sizes of a run (a runs-table row): as it recorded them
+    (result.json `split_sizes`), else as its data config gives them (the fractions, the
+    train_size, the bundled dataset's rows; fractions of the whole where the row count is
+    unknown, which gives the same ratios). None where neither tells (an official test split of
+    unknown size, or a train_size count on data of unknown size).
+    """
+    recorded = [_known(run.get(f"split_sizes.{s}")) for s in SPLITS]
+    if all(v is not None for v in recorded):
+        return dict(zip(SPLITS, map(float, recorded)))
+    name, v, t, size = (_known(run.get(f"params.dataset.{k}")) for k in ("name", "val_fraction", "test_fraction",
+                                                                           "train_size"))
+    if v is None or t is None:
+        return None
+    if name in OFFICIAL_SPLIT:
+        trainval, n_test = OFFICIAL_SPLIT[name]
+        counted = True
+    elif name in ("arrays", "image_folder") or _known(run.get("params.dataset.test_path")) \
+            or _known(run.get("params.dataset.split_column")):
+        return None  # a user's data may hold its own test rows (x_test, test/), of a size no parameter says
+    else:
+        rows = BUNDLED_ROWS.get(name) or (_known(run.get("params.dataset.n_samples"))
+                                          if str(name).startswith("synthetic") else None)
+        counted = rows is not None
+        n_test = math.ceil(t * rows) if counted else t  # the splitter's rounding (regbench.data.splitting)
+        trainval = (rows if counted else 1) - n_test
+    n_val = math.ceil(v * trainval) if counted else v * trainval
+    pool = trainval - n_val
+    if size is None or size == 1:
+        n_train = pool
+    elif size > 1:
+        if not counted:
+            return None
+        n_train = size
+    else:
+        n_train = round(size * pool) if counted else size * pool
+    return {"train": float(n_train), "val": float(n_val), "test": float(n_test)}
+
+
+def config_sizes(frame: pd.DataFrame) -> dict[str, float] | None:
+    """The split sizes of the runs of one configuration: the mean of what they recorded, else
+    what its data config gives (see split_sizes; the same for every run of a configuration)."""
+    columns = [f"split_sizes.{s}" for s in SPLITS]
+    if all(c in frame for c in columns) and frame[columns].notna().all().all():
+        return {s: float(frame[c].mean()) for s, c in zip(SPLITS, columns)}
+    return split_sizes({c: frame[c].iat[0] for c in frame.columns if c.startswith("params.dataset.")})
 
 
 def holm(p_values: Any) -> np.ndarray:
@@ -214,10 +306,16 @@ def against_baseline(
 
     Each configuration is paired with the baseline that shares its non-regularization
     parameters (dataset, model, optimizer, trainer...), over the seeds both have with status
-    ok: same seed, same split and same initial weights. The baseline is configuration
+    ok: same seed, same split and same initial weights. Where the seeds re-split the data (see
+    `resplits`) the t-test is Nadeau & Bengio's corrected one (see `paired_p`), with n_test/n_train
+    from the runs' split sizes (see `split_sizes`; n_test that of the split the quantity is
+    measured on: validation for the validation metric and the gaps, test for the test metric).
+    The baseline is configuration
     `baseline_config` when given, else a configuration labelled `baseline`; where several
     with that label qualify, the one sharing the most seeds (the lowest config id on ties), and
-    a note says which. Columns: `delta.n_pairs`, and for the validation and test metric and
+    a note says which. Columns: `delta.n_pairs`, `delta.test` (which t-test: PLAIN_T or
+    CORRECTED_T), `delta.n_train`, `delta.n_val`, `delta.n_test` (the split sizes the corrected
+    test used, averaged over the paired runs; empty for the plain test), and for the validation and test metric and
     both gaps, `delta.<q>` (mean of config minus baseline), `delta.<q>.d_z` (the effect size,
     see `effect_size`), `delta.<q>.p_ttest` and `delta.<q>.p_wilcoxon` (see `paired_p`), and
     `delta.<q>.p_ttest_holm` and `delta.<q>.p_wilcoxon_holm`: those p-values Holm-adjusted
@@ -239,7 +337,9 @@ def against_baseline(
     else:
         bases = [f for f in by_config.values() if f["reg"].iloc[0] == baseline]
         is_base = lambda frame: frame["reg"].iloc[0] == baseline  # noqa: E731
-    out = {"delta.n_pairs": [np.nan] * len(report)}
+    out = {"delta.n_pairs": [np.nan] * len(report), "delta.test": [None] * len(report)}
+    out |= {f"delta.n_{split}": [np.nan] * len(report) for split in SPLITS}
+    unknown_sizes = []  # configurations whose seeds re-split data of sizes nothing records
     for q in quantities:
         for suffix in ("", ".d_z", ".p_ttest", ".p_wilcoxon", ".p_ttest_holm", ".p_wilcoxon_holm"):
             out[f"delta.{q}{suffix}"] = [np.nan] * len(report)
@@ -258,11 +358,25 @@ def against_baseline(
         seeds = sorted(set(frame[SEED]) & set(base[SEED]))
         out["delta.n_pairs"][row] = len(seeds)
         family[row] = str(frame["dataset"].iloc[0]) if "dataset" in frame else ""
+        paired = frame[frame[SEED].isin(seeds)]
+        corrected = resplits(paired)
+        mean_size = (config_sizes(paired) if corrected else None) or {}
+        known = bool(mean_size)
+        if len(seeds) >= 2:
+            out["delta.test"][row] = CORRECTED_T if corrected else PLAIN_T
+            if corrected and not known:
+                unknown_sizes.append(int(cid))
+        for split, n in mean_size.items():
+            out[f"delta.n_{split}"][row] = n
         for q in quantities if seeds else ():
             values, base_values = (_per_seed(f, q).loc[seeds].to_numpy(dtype=float) for f in (frame, base))
+            correction = mean_size[measured_on(q)] / mean_size["train"] if known else None
             out[f"delta.{q}"][row] = float((values - base_values).mean())
-            out[f"delta.{q}.d_z"][row] = effect_size(values, base_values)
-            out[f"delta.{q}.p_ttest"][row], out[f"delta.{q}.p_wilcoxon"][row] = paired_p(values, base_values)
+            out[f"delta.{q}.d_z"][row] = effect_size(values, base_values, correction)
+            p_t, p_w = paired_p(values, base_values, correction)
+            out[f"delta.{q}.p_ttest"][row], out[f"delta.{q}.p_wilcoxon"][row] = p_t, p_w
+            if corrected and not known:  # no honest t-test without the sizes; the Wilcoxon test needs none
+                out[f"delta.{q}.d_z"][row] = out[f"delta.{q}.p_ttest"][row] = math.nan
     for dataset in {f for f in family if f is not None}:
         rows = [row for row, f in enumerate(family) if f == dataset]
         for q in quantities:
@@ -276,6 +390,10 @@ def against_baseline(
         "the one sharing the most seeds (the lowest config id on ties); choose one with --baseline-config N"
         for candidates, chosen in choices
     ]
+    if unknown_sizes:
+        notes.append(f"config {', '.join(map(str, unknown_sizes))}: the seeds re-split the data, but the runs record "
+                     "no split sizes (result.json split_sizes, written by newer regbench) and the data config does not "
+                     "give them: no corrected t-test or d_z (runs of a regbench that records split sizes have them)")
     out["delta.n_pairs"] = pd.array([None if math.isnan(n) else int(n) for n in out["delta.n_pairs"]], dtype="Int64")
     table = report.drop(columns="config").assign(**out, config=report["config"])  # config stays last
     return table, notes

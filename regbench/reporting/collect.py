@@ -50,12 +50,12 @@ def run_folders(path: Path) -> list[Path]:
 
 def flatten_result(result: dict[str, Any]) -> dict[str, Any]:
     """One runs.csv row: top-level fields as they are, `metrics` unprefixed (val_acc, ...),
-    `gap.*`, `params.*` and `versions.*` dotted; lists become JSON text so they can be grouped."""
+    `gap.*`, `params.*`, `versions.*` and `split_sizes.*` dotted; lists become JSON text so they can be grouped."""
     row: dict[str, Any] = {}
     for key, value in result.items():
         if key == "metrics":
             row.update(value)
-        elif key in ("gap", "params", "versions") and isinstance(value, dict):
+        elif key in ("gap", "params", "versions", "split_sizes") and isinstance(value, dict):
             row.update({f"{key}.{k}": _scalar(v) for k, v in value.items()})
         elif key != "traceback":
             row[key] = _scalar(value)

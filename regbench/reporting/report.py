@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from regbench.reporting.aggregate import (
+    CORRECTED_T,
+    PLAIN_T,
     against_baseline,
     describe_config,
     metric_of,
@@ -204,15 +206,24 @@ def footnotes(report: Report, header: list[str], rows: list[list[str]], left_out
         lines.append("p Holm: p-values Holm-adjusted for the comparisons with the baseline, within each dataset, "
                      "metric and test (the t-test's one family, the Wilcoxon test's another); report.csv also "
                      "has the raw ones (delta.<q>.p_ttest, delta.<q>.p_wilcoxon)")
+        lines += test_lines(report.table)
         column = header.index(P_COLUMN)
         if any("–" in row[column] for row in rows):
+            t = report.table
+            unsized = "delta.test" in t and ((t["delta.test"] == CORRECTED_T) & t["delta.n_train"].isna()).any()
             lines.append("p –: the test is undefined for these pairs: the t-test when every paired difference is "
-                         "the same (no variance), the Wilcoxon test when every one is zero")
+                         "the same (no variance), the Wilcoxon test when every one is zero"
+                         + ("; the corrected t-test also where the runs record no split sizes (see the note)"
+                            if unsized else ""))
     if D_COLUMN in header and D_COLUMN not in left_out:
         column = header.index(D_COLUMN)
+        corrected = "delta.test" in report.table and (report.table["delta.test"] == CORRECTED_T).any()
         lines.append("d_z: the effect size, the mean paired difference over the standard deviation of the paired "
-                     "differences (Cohen's d_z)" + ("; – where every paired difference is the same (no variance)"
-                                                      if any(row[column] == "–" for row in rows) else ""))
+                     "differences (Cohen's d_z)"
+                     + ("; with the corrected t-test, that deviation widened by the same correction (d_z = t / √pairs)"
+                        if corrected else "")
+                     + ("; – where every paired difference is the same (no variance)"
+                        if any(row[column] == "–" for row in rows) else ""))
     if "early best †" in header:
         patience = report.constants.get("trainer.patience")
         known = patience is not None and patience == patience  # not null, not NaN
@@ -232,6 +243,24 @@ def footnotes(report: Report, header: list[str], rows: list[list[str]], left_out
 
 
 DUPLICATES_LISTED = 5  # more are in runs.csv
+
+
+def test_lines(table: pd.DataFrame) -> list[str]:
+    """Which t-test the rows used (report.csv's delta.test), and what each one's conclusion is about."""
+    used = set(table["delta.test"].dropna()) if "delta.test" in table else set()
+    lines = []
+    if CORRECTED_T in used:
+        ratios = sorted((table["delta.n_val"] / table["delta.n_train"]).dropna().unique())
+        shown = ", ".join(f"{r:.3g}" for r in ratios[:3]) + (", …" if len(ratios) > 3 else "") or "unknown"
+        lines.append("t-test where the seeds re-split the data (dataset.split_seed follows the seed): Nadeau & Bengio's "
+                     "corrected resampled t-test, as two seeds' training sets overlap: the variance of the paired "
+                     "differences times 1/pairs + n_test/n_train, n_test the size of the split the metric is measured "
+                     f"on (for val: n_val/n_train = {shown}); report.csv names the test per row (delta.test) and the "
+                     "split sizes; the Wilcoxon test has no such correction and is too confident there")
+    if PLAIN_T in used:
+        lines.append("t-test where every seed has the same split (one dataset.split_seed): the paired t-test; only the "
+                     "training randomness varies, so the conclusion holds for this one split, not for the dataset")
+    return lines
 
 
 # Keys that apply only to some datasets or optimizers: the constants line leaves them out elsewhere.
@@ -459,7 +488,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="a sweep folder, a run folder, or outputs/ (searched recursively); several are merged")
-    parser.add_argument("--out", type=Path, help="where to write the files (default: the first PATH)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="the folder to write runs.csv, report.csv, report.html, report.md, pivot.csv and the plots "
+                        "into (default: the first PATH; use it for a read-only results folder)")
     parser.add_argument("--format", choices=("csv", "md"), default="csv", help="md also writes report.md")
     against = parser.add_mutually_exclusive_group()
     against.add_argument("--baseline", metavar="LABEL", help="the reg label to compare against (default: none)")
@@ -479,8 +510,9 @@ def main(argv: list[str]) -> int:
         print(f"regbench: error: {missing[0]} does not exist", file=sys.stderr)
         return 2
     out = args.out or args.paths[0]
-    if out.exists() and not out.is_dir():
-        print(f"regbench: error: --out {out} is a file, not a folder", file=sys.stderr)
+    problem = out_problem(out)
+    if problem:
+        print(f"regbench: error: {problem}", file=sys.stderr)
         return 2
     try:
         report = build(args.paths, args.baseline, args.baseline_config)
@@ -500,17 +532,44 @@ def main(argv: list[str]) -> int:
             print(f"regbench: error: {e.args[0]}", file=sys.stderr)
             return 2
     console = wide_console()
-    out.mkdir(parents=True, exist_ok=True)
-    images = _plots(report, out, m) if args.plots else []
-    files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images, pivot_table)
+    try:  # a read-only folder (an archive, a shared drive) costs the files, never the table
+        out.mkdir(parents=True, exist_ok=True)
+        images = _plots(report, out, m) if args.plots else []
+        files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images,
+                      pivot_table)
+        if pivot_table is not None:
+            files.append(out / "pivot.csv")
+            pivot_table.to_csv(files[-1], index=False)
+        failed = None
+    except OSError as e:
+        failed = e
     render(report, console)
     if pivot_table is not None:
-        files.append(out / "pivot.csv")
-        pivot_table.to_csv(files[-1], index=False)
         _print_pivot(pivot_table, args.metric or f"val_{m}", console)
+    if failed is not None:
+        # 1, not 0: the files asked for are missing, and a script that reads them next must know
+        print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
+        return 1
     files += images
     console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
     return 0
+
+
+def out_problem(out: Path) -> str | None:
+    """Why `out` can never be the folder to write into (it, or a folder above it, is a file), or None."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if path.is_dir():
+                return None
+            return f"--out {out} is a file, not a folder" if path == out else f"--out {out}: {path} is a file, not a folder"
+    return None
+
+
+def not_written(error: OSError, out: Path) -> str:
+    """The one line for files that could not be written (a read-only or full file system)."""
+    what = error.filename or out
+    return (f"cannot write {what} ({error.strerror or type(error).__name__}): the table above is complete, its files "
+            "are not; --out DIR writes them into another folder")
 
 
 def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:

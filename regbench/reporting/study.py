@@ -1,8 +1,8 @@
 """`regbench study`: run folders spanning several datasets in; ranks, corrected tests, a
 critical-difference diagram, win/tie/loss counts, performance profiles and report.html out.
 
-    regbench study PATH [PATH ...] [--out DIR] [--metric NAME[,NAME]] [--posthoc nemenyi|wilcoxon]
-                   [--alpha A] [--rope R] [--seed S]
+    regbench study PATH [PATH ...] [--out DIR] [--metric NAME[,NAME]] [--reg LABEL,LABEL[,...]]
+                   [--posthoc nemenyi|wilcoxon] [--alpha A] [--rope R] [--seed S]
 
 Each regularizer (the `reg` label) enters once per dataset, at its best configuration (strength,
 or any other swept parameter) by the mean *validation* metric over seeds; it is scored by the
@@ -164,27 +164,69 @@ def task_metric_names(frame: pd.DataFrame) -> str:
     return ", ".join(c.removeprefix("test_") for c in frame.columns if c.startswith("test_") and frame[c].notna().any())
 
 
-def complete_blocks(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Keeps the datasets on which every regularizer has a score (the tests need complete
-    blocks, Demšar 2006), with a note naming each dataset left out and what it lacks."""
-    regs = sorted(cells["reg"].unique())
-    notes, keep = [], []
-    for dataset, frame in cells.groupby("dataset", sort=True):
-        missing = sorted(set(regs) - set(frame["reg"]))
-        if missing:
-            notes.append(f"dataset {dataset} left out: no ok run of {', '.join(missing)}")
-        else:
-            keep.append(dataset)
-    return cells[cells["dataset"].isin(keep)], notes
+def complete_blocks(cells: pd.DataFrame, regs: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Keeps one complete block: the same regularizers on every dataset kept (the tests need
+    complete blocks, Demšar 2006), with a note (one line each) naming what was left out and why.
+
+    `regs` (--reg) chooses the regularizers; a dataset without an ok run of one of them is left
+    out. By default they are the ones with ok runs on every dataset, so that one regularizer
+    missing from one dataset costs that regularizer, not every dataset; a dataset is left out only
+    when it has fewer than two regularizers, which no study can rank.
+    """
+    have = {d: set(frame["reg"]) for d, frame in cells.groupby("dataset", sort=True)}
+    notes = []
+    if regs is not None:
+        keep = [d for d, present in have.items() if set(regs) <= present]
+        notes += [f"dataset {d} left out: no ok run of {', '.join(r for r in regs if r not in present)} (--reg)"
+                  for d, present in have.items() if d not in keep]
+        chosen = list(regs)
+    else:
+        keep = [d for d, present in have.items() if len(present) >= 2]
+        notes += [f"dataset {d} left out: it has ok runs of {', '.join(sorted(present)) or 'nothing'} alone, and a "
+                  "study ranks two or more regularizers" for d, present in have.items() if d not in keep]
+        common = set.intersection(*(have[d] for d in keep)) if keep else set()
+        left = sorted(set().union(*(have[d] for d in keep)) - common)
+        if left:
+            where = "; ".join(f"{r} on {_listed([d for d in keep if r not in have[d]])}" for r in left)
+            notes.append(f"left out {', '.join(left)}: not on every dataset (no ok run of {where}); "
+                         "--reg chooses the regularizers")
+        chosen = sorted(common)
+    return cells[cells["dataset"].isin(keep) & cells["reg"].isin(chosen)], notes
+
+
+def _listed(names: list[str], most: int = 4) -> str:
+    """`a, b, c, d and 3 more`: a list that stays one readable line."""
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def parse_regs(text: str | None, runs: pd.DataFrame) -> list[str] | None:
+    """`none,l2,dropout` -> those labels (sorted, as the study orders them); None for None.
+
+    Raises:
+        UserInputError: fewer than two labels, or one that no ok run has.
+    """
+    if text is None:
+        return None
+    names = sorted({n.strip() for n in text.split(",") if n.strip()})
+    labels = sorted(runs.loc[runs["status"] == "ok", "reg"].astype(str).unique())
+    unknown = [n for n in names if n not in labels]
+    if unknown:
+        raise UserInputError(f"--reg {text}: no ok run of {', '.join(unknown)} (the labels here: {', '.join(labels)})")
+    if len(names) < 2:
+        raise UserInputError(f"--reg {text}: a study ranks two or more regularizers (the labels here: "
+                             f"{', '.join(labels)})")
+    return names
 
 
 def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str = "nemenyi", alpha: float = 0.05,
-          rope: float | None = None, seed: int = 0) -> Study:
-    """Reads the runs under `paths` and computes the study.
+          rope: float | None = None, seed: int = 0, regs: str | None = None) -> Study:
+    """Reads the runs under `paths` and computes the study; `regs` (--reg, comma-separated
+    labels) chooses the regularizers compared (see complete_blocks).
 
     Raises:
         UserInputError: no finished run, fewer than 2 datasets or 2 regularizers with complete
-            scores, or a metric that does not apply.
+            scores, a metric that does not apply, or a bad --reg.
     """
     metrics = metrics or [METRICS[n] for n in DEFAULT_METRICS]
     if posthoc not in POSTHOCS:
@@ -196,14 +238,15 @@ def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str =
     if collected.runs.empty or not (collected.runs["status"] == "ok").any():
         raise UserInputError(f"no finished run with status ok under {', '.join(map(str, paths))}")
     runs, _ = set_aside_duplicates(with_config_ids(collected.runs))
+    asked = parse_regs(regs, runs)
     cells, chosen_metric = choose(runs, metrics)
-    cells, notes = complete_blocks(cells)
+    cells, notes = complete_blocks(cells, asked)
     notes = collected.notes + notes
     datasets, regs = sorted(cells["dataset"].unique()), sorted(cells["reg"].unique())
     if len(regs) < 2 or len(datasets) < 2:
-        raise UserInputError(f"a study needs at least 2 datasets and 2 regularizers with ok runs on every one of "
-                             f"them; found {len(datasets)} dataset(s) ({', '.join(datasets)}) and {len(regs)} "
-                             f"regularizer(s) ({', '.join(regs)})" + (f"; {'; '.join(notes)}" if notes else ""))
+        raise UserInputError(f"a study needs at least 2 datasets with ok runs of the same 2 or more regularizers; "
+                             f"found {len(datasets)} dataset(s) ({_listed(datasets) or 'none'}) and {len(regs)} "
+                             f"regularizer(s) ({_listed(regs) or 'none'})" + "".join(f"; {n}" for n in notes))
     grid = cells.pivot(index="dataset", columns="reg", values="score").loc[datasets, regs]
     sign = np.array([1.0 if chosen_metric[d].higher_better else -1.0 for d in datasets])[:, None]
     scores = sign * grid.to_numpy(float)
@@ -369,11 +412,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="sweep folders, run folders or trees of them, merged (several datasets)")
-    parser.add_argument("--out", type=Path, help="where to write the files (default: the first PATH)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="the folder to write study.csv, study_tests.json, wtl.csv, profiles.csv, the diagrams and "
+                        "report.html into (default: the first PATH; use it for a read-only results folder)")
     parser.add_argument("--metric", default=",".join(DEFAULT_METRICS), metavar="NAME[,NAME]",
                         help="the metric each dataset is ranked by: the first of these that applies to its task "
                         "(acc: classification; r2, mse: regression; loss: any; default acc,r2); the strength is "
                         "chosen on its validation value, the rank taken on its test value")
+    parser.add_argument("--reg", metavar="LABEL,LABEL[,...]",
+                        help="the regularizers to compare, e.g. none,l2,dropout; a dataset without an ok run of one "
+                        "of them is left out (default: those with ok runs on every dataset; the others are left out, "
+                        "and a note says which and where they are missing)")
     parser.add_argument("--posthoc", choices=POSTHOCS, default="nemenyi",
                         help="the post-hoc test after Friedman, and the bars of the CD diagram (default nemenyi)")
     parser.add_argument("--alpha", type=float, default=0.05, help="the significance level (default 0.05)")
@@ -394,19 +443,29 @@ def main(argv: list[str]) -> int:
         if args.rope is not None and not args.rope >= 0:
             raise UserInputError(f"--rope {args.rope}: must be 0 or more")
         out = args.out or args.paths[0]
-        if out.exists() and not out.is_dir():
-            raise UserInputError(f"--out {out} is a file, not a folder")
-        study = build(args.paths, metrics, args.posthoc, args.alpha, args.rope, args.seed)
+        from regbench.reporting.report import out_problem
+
+        if out_problem(out):
+            raise UserInputError(out_problem(out))
+        study = build(args.paths, metrics, args.posthoc, args.alpha, args.rope, args.seed, args.reg)
     except UserInputError as e:
         print(f"regbench: error: {e}", file=sys.stderr)
         return 2
     for folder, why in study.skipped:
         print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
-    from regbench.reporting.report import build as build_report, wide_console
+    from regbench.reporting.report import build as build_report, not_written, wide_console
 
     report = build_report(args.paths)  # the per-configuration table, under the study on the page
-    files = write(study, out, "regbench study " + " ".join(map(_quote, argv)), report)
+    try:  # a read-only folder (an archive, a shared drive) costs the files, never the table
+        files = write(study, out, "regbench study " + " ".join(map(_quote, argv)), report)
+        failed = None
+    except OSError as e:
+        failed = e
     render(study, wide_console())
+    if failed is not None:
+        # 1, not 0: the files asked for are missing, and a script that reads them next must know
+        print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
+        return 1
     print("wrote " + ", ".join(str(f) for f in files))
     return 0
 
