@@ -186,13 +186,22 @@ def test_a_killed_sweep_resumes_to_the_same_report(tmp_path):
 
 @pytest.mark.slow
 def test_a_rerun_refuses_a_different_job_list_and_reruns_failed_jobs(tmp_path):
+    # A network that crashes once training starts gives a failed job (bad input, such as
+    # model=cnn on a table, is refused before any job runs: tests/test_refusals.py).
+    (tmp_path / "nets.py").write_text(
+        "import math\nfrom torch import nn\n\n\nclass Crashes(nn.Linear):\n"
+        "    def forward(self, x):\n        if self.training:\n            raise RuntimeError('out of memory')\n"
+        "        return super().forward(x.flatten(1))\n\n\n"
+        "def fine(input_shape, n_outputs):\n    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), n_outputs))\n\n\n"
+        "def other(input_shape, n_outputs):\n    return fine(input_shape, n_outputs)\n\n\n"
+        "def crashes(input_shape, n_outputs):\n    return Crashes(math.prod(input_shape), n_outputs)\n")
     sweep = tmp_path / "sweep"
-    args = ["model=cnn", "model.channels=[4]", "model.hidden_sizes=[8]", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}"]
-    first = regbench("run", "-m", "dataset=wine,digits", *args, cwd=tmp_path)
-    assert first.returncode == 1  # the wine job fails: a cnn needs images
-    again = regbench("run", "-m", "dataset=wine,digits", *args, cwd=tmp_path)
+    args = ["model=custom", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}"]
+    first = regbench("run", "-m", "model._target_=nets.crashes,nets.fine", *args, cwd=tmp_path)
+    assert first.returncode == 1 and "1 ok, 0 diverged, 1 failed" in first.stdout  # the crashing job fails
+    again = regbench("run", "-m", "model._target_=nets.crashes,nets.fine", *args, cwd=tmp_path)
     assert again.returncode == 1 and "1 skipped as already done, 0 resumed, 1 ran" in again.stdout
-    other = regbench("run", "-m", "dataset=wine,breast_cancer", *args, cwd=tmp_path)
+    other = regbench("run", "-m", "model._target_=nets.crashes,nets.other", *args, cwd=tmp_path)
     assert other.returncode == 2 and "holds a different sweep" in other.stderr
     assert "job 1 was" in other.stderr
 
