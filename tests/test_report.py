@@ -893,3 +893,15 @@ def test_report_help_documents_out(capsys):
         parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--out DIR" in text and "read-only results folder" in text
+
+
+def test_the_keys_of_a_users_data_are_left_out_of_the_constants_of_bundled_runs():
+    """Every key a user's data added (results.OWN_DATA_DEFAULTS) says which datasets read it, so
+    the constants line of a digits sweep does not list `dataset.index_col=null` and the like."""
+    from regbench.reporting.report import ONLY_FOR, applies
+    from regbench.results import OWN_DATA_DEFAULTS
+
+    bundled = pd.DataFrame({"params.dataset.name": ["digits"]})
+    for key in OWN_DATA_DEFAULTS:
+        assert key in ONLY_FOR, key
+        assert not applies(key, bundled), key

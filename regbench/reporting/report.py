@@ -282,6 +282,7 @@ ONLY_FOR = {
     "dataset.drop": ("dataset.name", ("table",)),
     "dataset.test_path": ("dataset.name", ("table",)),
     "dataset.split_column": ("dataset.name", ("table",)),
+    "dataset.index_col": ("dataset.name", ("table",)),
     "dataset.image_size": ("dataset.name", ("image_folder",)),
     "dataset.hflip": ("reg.augment", (True,)),
     "optim.momentum": ("optim.name", ("sgd",)),
