@@ -2,7 +2,7 @@
 # Reproduces the README's comparison of the standard regularizers: every preset of conf/reg/
 # (and EMA at the decay the digits need) on the embedded default (digits, MLP 64-256-128-10,
 # Adam), three seeds each, stacked, then one report against the baseline reg=none.
-# Usage: bash scripts/compare_regularizers.sh [OUT_DIR]   (48 runs: about 90 s on 2 CPU cores)
+# Usage: bash scripts/compare_regularizers.sh [OUT_DIR]   (51 runs: about 50 s on 2 CPU cores)
 # trainer.max_epochs=60 is the budget SWA's fraction refers to (averaging from epoch 46); early
 # stopping (patience 10) ends most other runs well before it.
 set -euo pipefail
