@@ -12,7 +12,7 @@ import torch
 
 from regbench import UserInputError
 
-from regbench.data import datasets, splitting
+from regbench.data import datasets, splitting, toy
 from regbench.data.datasets import REGRESSION, image_stats, load
 from tests.conftest import make_cfg, torchvision_root
 
@@ -172,7 +172,8 @@ def test_splits_are_index_for_index_those_of_scikit_learn(name):
     a digits run trains): same test fractions and train counts, same seeds, same arrays."""
     from sklearn.model_selection import train_test_split as reference
 
-    x, y = datasets._sklearn(make_cfg(f"dataset={name}").dataset)
+    src = datasets.read(make_cfg(f"dataset={name}").dataset)
+    x, y = src.x, src.y
     stratify = None if name in REGRESSION else y
     cases = [{"test_size": f} for f in (0.1, 0.2, 0.25, 1 / 3, 0.5, 0.77)]
     cases += [{"train_size": n} for n in (12, 57, 100, len(y) // 2, len(y) - 12)]
@@ -188,7 +189,8 @@ def test_splits_are_index_for_index_those_of_scikit_learn(name):
 def test_impossible_splits_fail_with_scikit_learns_message(sizes):
     from sklearn.model_selection import train_test_split as reference
 
-    x, y = datasets._sklearn(make_cfg("dataset=wine").dataset)
+    src = datasets.read(make_cfg("dataset=wine").dataset)
+    x, y = src.x, src.y
     with pytest.raises(ValueError) as ours:
         splitting.train_test_split(x, y, random_state=0, stratify=y, **sizes)
     with pytest.raises(ValueError) as theirs:
@@ -206,13 +208,13 @@ def test_digits_are_scikit_learns_without_importing_it(monkeypatch):
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x, y = datasets._digits()
+    x, y = toy._digits()
     assert np.array_equal(x.reshape(len(x), -1), bunch.data) and np.array_equal(y, bunch.target)
     assert x.dtype == bunch.data.dtype and y.dtype == bunch.target.dtype and x.shape == (1797, 1, 8, 8)
-    monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)  # another package layout
-    x2, y2 = datasets._digits()
+    monkeypatch.setattr(toy.importlib.util, "find_spec", lambda name: None)  # another package layout
+    x2, y2 = toy._digits()
     assert np.array_equal(x2, x) and np.array_equal(y2, y)
-    probe = subprocess.run([sys.executable, "-c", "import sys, regbench.engine.runner, regbench.data.datasets as d; "
-                            "d._digits(); print(any(m.startswith('sklearn') for m in sys.modules))"],
+    probe = subprocess.run([sys.executable, "-c", "import sys, regbench.engine.runner, regbench.data.datasets, "
+                            "regbench.data.toy as t; t._digits(); print(any(m.startswith('sklearn') for m in sys.modules))"],
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "False"

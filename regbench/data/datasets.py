@@ -7,36 +7,36 @@ training labels only, (5) standardisation with statistics of the final training 
 user's table, its encoder: regbench.data.tables). Every random choice is drawn from
 `split_seed`, so for one seed every regularizer sees the same split, subsample and noise.
 
-The bundled datasets are read here; a user's (dataset=table, arrays, image_folder) by
-regbench.data.tables, arrays and image_folder, into the same `Source`.
+Each source is read by the module named for it, into the same `Source`: the bundled datasets
+by regbench.data.toy (digits, breast_cancer, wine, diabetes), synthetic (synthetic,
+synthetic_regression) and torchvision_sets (mnist, fashion_mnist, cifar10); a user's
+(dataset=table, arrays, image_folder) by regbench.data.tables, arrays and image_folder.
 """
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from regbench import UserInputError
-from regbench.data import files, streaming
+from regbench.data import files, streaming, synthetic, torchvision_sets, toy
 from regbench.data.files import OWN_DATA
 from regbench.data.splitting import train_test_split
 
 log = logging.getLogger(__name__)
 
-REGRESSION = ("diabetes", "synthetic_regression")
-# name -> (torchvision class name, folder under root, folder that holds the files)
-TORCHVISION = {
-    "mnist": ("MNIST", "MNIST", "MNIST/raw"),
-    "fashion_mnist": ("FashionMNIST", "FashionMNIST", "FashionMNIST/raw"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", "cifar-10-batches-py"),
+# name -> the reader of a bundled dataset, in the module named for its source (a user's: see `read`)
+BUNDLED: dict[str, Callable[[Any], dict[str, Any]]] = {
+    **dict.fromkeys(toy.TASKS, toy.read),
+    **dict.fromkeys(synthetic.TASKS, synthetic.read),
+    **dict.fromkeys(torchvision_sets.TORCHVISION, torchvision_sets.read),
 }
+# the bundled regression datasets: their task is known before they are read (`configured_task`)
+REGRESSION = tuple(name for name, task in {**toy.TASKS, **synthetic.TASKS}.items() if task == "regression")
 
 
 @dataclass
@@ -229,15 +229,14 @@ def split_rows(src: Source, ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def read(ds: Any) -> Source:
     """The dataset `ds` names, as read from disk (or generated), before any split."""
     if ds.name in OWN_DATA:
-        from regbench.data import arrays, image_folder, tables
+        from regbench.data import arrays, image_folder, tables  # a table's reader imports pandas
 
-        reader = {"table": tables.read, "arrays": arrays.read, "image_folder": image_folder.read}[ds.name]
-        return Source(**reader(ds))
-    task = configured_task(ds)
-    if ds.name in TORCHVISION:
-        x_train, y_train, x_test, y_test = _torchvision(ds)
-        return Source(x_train, y_train, task, x_test, y_test)
-    return Source(*_sklearn(ds), task)
+        readers = {"table": tables.read, "arrays": arrays.read, "image_folder": image_folder.read}
+    else:
+        readers = BUNDLED
+    if ds.name not in readers:
+        raise UserInputError(f"unknown dataset {ds.name!r}")
+    return Source(**readers[ds.name](ds))
 
 
 def _rows(x: Any, rows: np.ndarray) -> Any:
@@ -269,131 +268,6 @@ def image_stats(x: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.nda
 def _safe_std(sd: Any) -> Any:
     # Constant features (the blank borders of digits) would divide by zero.
     return np.where(sd > 0, sd, 1.0) if isinstance(sd, np.ndarray) else (sd if sd > 0 else 1.0)
-
-
-def _sklearn(ds: Any) -> tuple[np.ndarray, np.ndarray]:
-    if ds.name == "digits":
-        return _digits()
-    from sklearn import datasets as skd
-
-    if ds.name in ("breast_cancer", "wine", "diabetes"):
-        bunch = getattr(skd, f"load_{ds.name}")()
-        return bunch.data.astype(np.float64), bunch.target.astype(np.float64 if ds.name == "diabetes" else np.int64)
-    if ds.name == "synthetic":
-        x, y = skd.make_classification(
-            n_samples=ds.n_samples,
-            n_features=ds.n_features,
-            n_informative=ds.n_informative,
-            n_redundant=0,
-            n_repeated=0,
-            flip_y=0.0,  # label noise is dataset.label_noise's job, applied to training labels only
-            random_state=ds.generator_seed,
-        )
-        return x, y
-    if ds.name == "synthetic_regression":
-        x, y = skd.make_regression(
-            n_samples=ds.n_samples,
-            n_features=ds.n_features,
-            n_informative=ds.n_informative,
-            noise=ds.noise,
-            random_state=ds.generator_seed,
-        )
-        return x, y
-    raise UserInputError(f"unknown dataset {ds.name!r}")
-
-
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's bundled 8x8 digits, as `load_digits` returns them, read from its data
-    file without importing scikit-learn: the import (0.6-1 s) would take longer than the
-    default run's training."""
-    spec = importlib.util.find_spec("sklearn")
-    folders = spec.submodule_search_locations if spec is not None else None
-    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
-    if path is not None and path.is_file():
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            table = np.loadtxt(f, delimiter=",")
-        flat, target = table[:, :-1], table[:, -1].astype(int)
-    else:  # another layout of scikit-learn's package: its own loader
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        flat, target = bunch.data, bunch.target
-    return flat.reshape(-1, 1, 8, 8).astype(np.float64), target
-
-
-def _torchvision(ds: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from hydra.utils import to_absolute_path
-    from torchvision import datasets as tvd
-
-    cls_name, _, files_dir = TORCHVISION[ds.name]
-    cls = getattr(tvd, cls_name)
-    # Relative to where regbench was started, not to the run folder (hydra.job.chdir=true).
-    root = Path(to_absolute_path(str(Path(ds.root).expanduser())))
-    damaged = _damaged_originals(cls, root)
-    if damaged and not ds.download:
-        raise UserInputError(f"{damaged}; copy the original file there again (or delete it and set dataset.download=true)")
-    if not ds.download:
-        _unpack_originals(cls, root)
-    try:
-        train = cls(root=str(root), train=True, download=ds.download)
-        test = cls(root=str(root), train=False, download=ds.download)
-    except Exception as e:  # torchvision raises RuntimeError, URLError or OSError here
-        if not ds.download:
-            originals = ", ".join(Path(url).name for url, _ in cls.resources) if hasattr(cls, "resources") else (
-                f"the folder unpacked from {cls.filename}")
-            raise UserInputError(
-                f"{ds.name} files not found under {root / files_dir} and dataset.download=false: "
-                f"set dataset.download=true, or copy the dataset's original files there ({originals})"
-            ) from e
-        first_line = (str(e).strip().splitlines() or [""])[0]
-        if damaged:  # torchvision tried to download it again, and could not
-            raise UserInputError(f"{damaged}, and a fresh copy could not be downloaded ({type(e).__name__}: "
-                                 f"{first_line}); copy the original file there again") from e
-        raise UserInputError(
-            f"could not download {ds.name} into {root} ({type(e).__name__}: {first_line}); without network, "
-            f"copy the dataset's original files into {root / files_dir} or point dataset.root at them"
-        ) from e
-
-    def arrays(split: Any) -> tuple[np.ndarray, np.ndarray]:
-        x = split.data.numpy() if isinstance(split.data, torch.Tensor) else np.asarray(split.data)
-        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # -> (N, C, H, W)
-        y = np.asarray(split.targets, dtype=np.int64)
-        return x, y
-
-    return (*arrays(train), *arrays(test))
-
-
-def _damaged_originals(cls: Any, root: Path) -> str:
-    """Names the original `.gz` files in `<root>/<Name>/raw` whose MD5 is not the published one
-    (and that are not unpacked already), with both digests; "" when there is none."""
-    if not hasattr(cls, "resources"):
-        return ""
-    from torchvision.datasets.utils import calculate_md5
-
-    raw = root / cls.__name__ / "raw"
-    damaged = []
-    for url, md5 in cls.resources:
-        packed = raw / Path(url).name
-        if packed.is_file() and not (raw / packed.stem).is_file():
-            actual = calculate_md5(str(packed))
-            if actual != md5:
-                damaged.append(f"{packed} is damaged: its MD5 is {actual}, the original's is {md5}")
-    return "; ".join(damaged)
-
-
-def _unpack_originals(cls: Any, root: Path) -> None:
-    """Unpacks the original `.gz` files of MNIST and Fashion-MNIST found in `<root>/<Name>/raw`
-    whose MD5 is the published one, as torchvision itself does with download=true when it
-    finds them; torchvision's download=false reads only the unpacked files."""
-    if not hasattr(cls, "resources"):  # CIFAR-10 reads its unpacked folder
-        return
-    from torchvision.datasets.utils import check_integrity, extract_archive
-
-    raw = root / cls.__name__ / "raw"
-    for url, md5 in cls.resources:
-        packed = raw / Path(url).name
-        if packed.is_file() and not (raw / packed.stem).is_file() and check_integrity(str(packed), md5):
-            extract_archive(str(packed), str(raw))
 
 
 def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, name: str, task: str) -> list[np.ndarray]:
