@@ -1,4 +1,4 @@
-"""TensorBoard and MLflow (regbench.reporting.tensorboard, .mlflow_export, .export), read back
+"""TensorBoard and MLflow (regbench.loggers.tensorboard, regbench.reporting.mlflow_export, .export), read back
 with the tools' own readers: TensorBoard's EventAccumulator and MLflow's MlflowClient on a
 SQLite store. No mocks. Every test skips, naming the extra, when it is not installed
 (`pip install -e ".[test]"` installs both).

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from regbench.reporting.report import build, main, markdown, write
+from regbench.reporting.report import build
+from regbench.reporting.report_command import main
+from regbench.reporting.report_format import markdown, write
 from tests.conftest import TINY, regbench
 
 T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom
@@ -209,13 +211,13 @@ def test_sweep_reports_itself_and_the_command_gives_the_same_files(tmp_path):
 
 
 def test_ctrl_c_during_a_report_is_one_line(tmp_path, monkeypatch, capsys):
-    import regbench.reporting.report
+    import regbench.reporting.report_command
     from regbench.cli.main import main as cli_main
 
     def interrupted(argv):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(regbench.reporting.report, "main", interrupted)
+    monkeypatch.setattr(regbench.reporting.report_command, "main", interrupted)
     assert cli_main(["report", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "regbench: interrupted\n"
 
@@ -351,7 +353,7 @@ def _printed(report, width: int) -> str:
 
     from rich.console import Console
 
-    from regbench.reporting.report import render
+    from regbench.reporting.report_format import render
 
     out = StringIO()
     render(report, Console(file=out, width=width, force_terminal=True, color_system=None))
@@ -380,9 +382,9 @@ def test_nulls_read_as_the_config_spells_them(tmp_path):
         write_run(tmp_path / f"p{seed}", seed=seed, val=0.9, extra={"trainer.patience": 10, "dataset.train_size": None})
         write_run(tmp_path / f"q{seed}", seed=seed, val=0.8, extra={"trainer.patience": None, "dataset.train_size": None})
     report = build([tmp_path])
-    header, rows = __import__("regbench.reporting.report", fromlist=["display_table"]).display_table(report)
+    header, rows = __import__("regbench.reporting.report_format", fromlist=["display_table"]).display_table(report)
     assert header[0] == "trainer.patience" and sorted(r[0] for r in rows) == ["10", "off"]
-    line = __import__("regbench.reporting.report", fromlist=["constants_line"]).constants_line(report)
+    line = __import__("regbench.reporting.report_format", fromlist=["constants_line"]).constants_line(report)
     assert "dataset.train_size=null" in line and "None" not in line and "nan" not in line
     main([str(tmp_path), "--out", str(tmp_path / "o"), "--pivot", "trainer.patience"])
     assert list(pd.read_csv(tmp_path / "o" / "pivot.csv").columns) == ["reg", "trainer.patience=10", "trainer.patience=off"]
@@ -392,14 +394,14 @@ def test_the_constants_line_names_only_keys_that_apply(sweep):
     write_run(sweep / "extra", seed=9, val=0.9, extra={"dataset.n_samples": 1000, "dataset.noise": 10.0,
                                                        "dataset.root": "/data", "optim.momentum": 0.0, "optim.name": "adam",
                                                        "dataset.test_fraction": 0.2})
-    line = __import__("regbench.reporting.report", fromlist=["constants_line"]).constants_line(build([sweep / "extra"]))
+    line = __import__("regbench.reporting.report_format", fromlist=["constants_line"]).constants_line(build([sweep / "extra"]))
     assert "dataset.name=digits" in line and "dataset.test_fraction=0.2" in line
     for key in ("n_samples", "noise", "root", "momentum"):
         assert key not in line
 
 
 def test_one_number_format_per_column_and_integer_pairs(tmp_path):
-    from regbench.reporting.report import display_table
+    from regbench.reporting.report_format import display_table
 
     for seed in (0, 1):
         write_run(tmp_path / f"a{seed}", reg="none", seed=seed, val=0.9)
@@ -583,7 +585,7 @@ def test_effect_size_of_the_sweep_and_where_it_is_undefined(tmp_path):
 
 
 def test_the_printed_table_shows_the_adjusted_p_values_and_says_so(tmp_path):
-    from regbench.reporting.report import display_table
+    from regbench.reporting.report_format import display_table
 
     _two_datasets(tmp_path)
     report = build([tmp_path])
@@ -641,7 +643,8 @@ def test_runs_from_before_the_newer_knobs_merge_with_runs_that_have_them_at_thei
 
 
 def test_the_constant_line_leaves_out_knobs_the_runs_model_or_regularizers_do_not_read(tmp_path):
-    from regbench.reporting.report import build, constants_line
+    from regbench.reporting.report import build
+    from regbench.reporting.report_format import constants_line
 
     knobs = {"model.groups": 2, "model.depth": 20, "model.activation": "relu", "reg.swa": 0.0, "reg.swa_lr": 0.0,
              "reg.cutout": 0.5, "reg.cutout_size": 0.33}
@@ -860,7 +863,7 @@ def test_a_file_that_cannot_be_written_costs_the_files_not_the_table(sweep, tmp_
     import errno
     import os
 
-    import regbench.reporting.report as report_module
+    import regbench.reporting.report_command as report_module
 
     def refused(report, out, *args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(out / "runs.csv"))
@@ -875,7 +878,7 @@ def test_a_file_that_cannot_be_written_costs_the_files_not_the_table(sweep, tmp_
 
 
 def test_an_out_folder_inside_a_file_is_refused_before_any_work(sweep, tmp_path, capsys):
-    from regbench.reporting import study
+    from regbench.reporting import study_command as study
 
     inside = sweep / "0" / "result.json" / "out"
     assert main([str(sweep), "--out", str(inside)]) == 2
@@ -887,7 +890,7 @@ def test_an_out_folder_inside_a_file_is_refused_before_any_work(sweep, tmp_path,
 
 
 def test_report_help_documents_out(capsys):
-    from regbench.reporting.report import parse_args
+    from regbench.reporting.report_command import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--help"])

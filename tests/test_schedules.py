@@ -402,7 +402,8 @@ def test_a_checkpoint_without_a_schedule_state_replays_the_history(tiny_cfg, tmp
 # ---------------------------------------------------------------- the report
 
 def test_the_report_reads_runs_from_before_schedules_as_constant_and_names_only_knobs_that_apply(tmp_path):
-    from regbench.reporting.report import build, constants_line
+    from regbench.reporting.report import build
+    from regbench.reporting.report_format import constants_line
     from tests.test_report import write_run
 
     new_knobs = {"optim.name": "adam", "optim.schedule": "constant",

@@ -18,7 +18,8 @@ from scipy import stats
 
 from regbench import UserInputError
 from regbench.reporting import ranking
-from regbench.reporting.study import METRICS, build, main
+from regbench.reporting.study import METRICS, build
+from regbench.reporting.study_command import main
 from tests.conftest import regbench
 from tests.test_report import read_only, write_run  # noqa: F401 (read_only: a fixture)
 
@@ -322,7 +323,7 @@ def test_study_page_renders_in_chromium(tmp_path, width):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install chromium; .ci/run installs it)")
 def test_report_page_embeds_its_plots_and_renders(tmp_path):
-    from regbench.reporting.report import main as report_main
+    from regbench.reporting.report_command import main as report_main
 
     root = tmp_path / "sweep"
     for seed in range(3):
@@ -429,7 +430,7 @@ def test_a_study_of_a_read_only_folder_prints_it_and_says_what_was_not_written(t
     import errno
     import os
 
-    import regbench.reporting.study as study_module
+    import regbench.reporting.study_command as study_module
 
     root = write_study(tmp_path / "s", {f"d{i}": {"none": 0.8 + 0.01 * i, "l2": 0.85} for i in range(3)})
 

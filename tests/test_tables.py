@@ -325,7 +325,8 @@ def test_the_bundled_datasets_keep_their_config_hash_and_merge_with_older_runs(t
     (finished results and checkpoints of older versions stay valid), and the report takes
     older runs for the same configuration; a table's path is in its hash."""
     from regbench.engine.runner import new_result
-    from regbench.reporting.report import build, constants_line
+    from regbench.reporting.report import build
+    from regbench.reporting.report_format import constants_line
     from regbench.results import OWN_DATA_DEFAULTS, config_hash
     from tests.test_report import write_run
 
@@ -347,7 +348,8 @@ def test_the_bundled_datasets_keep_their_config_hash_and_merge_with_older_runs(t
 
 def test_the_report_names_the_classes_of_each_file_unless_they_are_the_indices(tmp_path):
     from regbench.console import result_summary
-    from regbench.reporting.report import build, class_lines
+    from regbench.reporting.report import build
+    from regbench.reporting.report_format import class_lines
     from tests.test_report import write_run
 
     for seed in (0, 1):

@@ -527,7 +527,8 @@ class SweepSummary(Callback):
 
         ComposeOnce.remove(GlobalHydra.instance().config_loader())
         with gcpause.imports():
-            from regbench.reporting.report import build, render, wide_console, write
+            from regbench.reporting.report import build
+            from regbench.reporting.report_format import render, wide_console, write
 
         sweep_dir = Path(config.hydra.sweep.dir)
         refused = len(REFUSED)  # their lines were printed as they were refused

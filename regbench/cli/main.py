@@ -74,9 +74,9 @@ def _dispatch(args: list[str]) -> int:
     if args[0] in ("report", "study"):
         with gcpause.imports():
             if args[0] == "report":
-                from regbench.reporting.report import main as command
+                from regbench.reporting.report_command import main as command
             else:
-                from regbench.reporting.study import main as command
+                from regbench.reporting.study_command import main as command
 
         try:
             return command(args[1:])

@@ -33,10 +33,10 @@ from regbench.data.datasets import configured_task, load
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.loop import FitState, data_generators, evaluate, fit
-from regbench.engine.stack import Member, Stack
+from regbench.engine.stack import Member, Stack, tensors
 from regbench.models import build_model, probe_custom
 from regbench.regularizers import label, penalised_weights, regularizers, sparsity
-from regbench.reporting import tensorboard
+from regbench import loggers
 from regbench.results import (
     METRICS_FILE,
     MODEL_FILE,
@@ -152,7 +152,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
     result = new_result(cfg, search)
     console = console or Console()
     stop = interrupt.Request()  # replaced by the live one while training runs
-    logger = tensorboard.NULL  # logger=tensorboard: the live one, once training starts
+    logger = loggers.NULL  # logger=tensorboard: the live one, once training starts
     unwritten: dict[str, str] = {}  # final files that could not be written, and why
     prepared = False  # until then, a UserInputError is bad input: raised, with nothing written
     try:
@@ -212,9 +212,9 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
         solver = cfg.optim.name == "fista"  # model=linear, convex: solved exactly (regbench.engine.convex)
         blocks = -(-cfg.optim.max_iter // cfg.optim.log_every)
         bar, bar_task = progress_bar(console, blocks if solver else cfg.trainer.max_epochs, result["reg"])
-        logger = tensorboard.live(cfg, out_dir, state.history if state else ())
+        logger = loggers.live(cfg, out_dir, state.history if state else ())
         # the weights, read only every logger.histogram_every epochs: fista solves in the model itself
-        weights = model.named_parameters if solver else (lambda: tensorboard.stack_weights(stack, member))
+        weights = model.named_parameters if solver else (lambda: member_weights(stack, member))
         with MetricsWriter(out_dir, data.task, state.history if state else ()) as metrics_csv, bar:
             bar.update(bar_task, completed=state.epoch if state else 0)
 
@@ -369,6 +369,14 @@ def new_stack(jobs: list[tuple[Any, Path, dict[str, Any]]], data: Any, device: t
     # the network with the most layers: a member with dropout layers, where any member has them
     template = max((m.model for m in members), key=lambda model: len(list(model.modules())))
     return Stack(members, template, jobs[0][0].optim, classes)
+
+
+def member_weights(stack: Stack, member: Member) -> list[tuple[str, Any]]:
+    """A member's slices of the stacked parameters, under the names its own network gives them
+    (`1.weight`, ...), the same as in a lone run: what its live logger's histograms read."""
+    k = next(i for i, m in enumerate(stack.members) if m is member)
+    names = {id(p): name for name, p in member.model.named_parameters()}
+    return [(names[id(p)], t[k]) for p, t in zip(tensors(member.model)[0], stack.params)]
 
 
 def record(result: dict[str, Any], state: FitState, model: torch.nn.Module, data: Any, cfg: Any) -> None:

@@ -22,17 +22,16 @@ from typing import Any, Callable
 import torch
 from rich.console import Console
 
-from regbench import UserInputError
+from regbench import UserInputError, loggers
 from regbench.console import progress_bar
 from regbench.data.datasets import Data, load
 from regbench.engine import checkpoint, folderlock, interrupt
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.loop import FitState, fit, schedule_of
-from regbench.engine.runner import adopt_data, data_problem, new_result, new_stack, print_summary, record
+from regbench.engine.runner import adopt_data, data_problem, member_weights, new_result, new_stack, print_summary, record
 from regbench.engine.stack import Member, Stack
 from regbench.regularizers import regularizers
-from regbench.reporting import tensorboard
 from regbench.results import MetricsWriter, write_result
 
 # A live member's share of an interrupted stack, in its run folder (removed when it finishes).
@@ -101,7 +100,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
     start -= prior_seconds  # a member's `seconds` counts the interrupted process's time too
     for member in members:
         member.writer = MetricsWriter(member.out_dir, data.task, member.state.history)
-        member.logger = tensorboard.live(member.cfg, member.out_dir, member.state.history)
+        member.logger = loggers.live(member.cfg, member.out_dir, member.state.history)
         member.result["resumed_from_epoch"] = resumed or None
     budget = checkpoint.Budget(min(c.trainer.checkpoint_seconds for c, _ in jobs))
     failed_write = [""]  # why the last checkpoint could not be written ("" when it was)
@@ -110,7 +109,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
 
     def on_row(member: Member, row: dict[str, float]) -> None:
         member.writer.write(row)
-        member.logger.epoch(row, lambda: tensorboard.stack_weights(stack, member))  # read every N epochs only
+        member.logger.epoch(row, lambda: member_weights(stack, member))  # read every N epochs only
         if row["epoch"] > shown[0]:
             shown[0] = row["epoch"]
             bar.update(bar_task, advance=1, losses=f"{len(stack.members)} of {len(jobs)} training")

@@ -8,6 +8,7 @@ one warning naming it; the report never crashes on it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,3 +262,19 @@ def _now(cells: pd.Series, now: Any) -> str | None:
 
 def _given(value: Any) -> bool:
     return value is not None and value == value and str(value) not in ("", "None", "nan")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """metrics.csv as rows of floats (`epoch` an int); empty when the file is missing."""
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = []
+        for raw in csv.DictReader(f):
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                row[key] = int(value) if key == "epoch" else (float(value) if value not in ("", None) else math.nan)
+            rows.append(row)
+        return rows

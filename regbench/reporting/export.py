@@ -93,20 +93,50 @@ def _tensorboard(paths: list[Path]) -> int:
     if problem:
         raise UserInputError(problem)
     runs = _runs_to_export(paths)
-    from regbench.reporting import tensorboard as tb
+    from regbench.reporting.collect import read_rows
     from regbench.results import METRICS_FILE
 
     written = live = 0
     for folder, result in runs:
-        if tb.has_live_events(folder):  # the live logger's files hold more (histograms): kept
+        if has_live_events(folder):  # the live logger's files hold more (histograms): kept
             live += 1
             continue
-        tb.export_run(folder, result, tb.read_rows(folder / METRICS_FILE), _config_yaml(folder))
+        export_run(folder, result, read_rows(folder / METRICS_FILE), _config_yaml(folder))
         written += 1
     kept = f"; {live} already had the live logger's (kept)" if live else ""
     print(f"wrote tb/ in {written} run folder(s){kept}")
     print(f"open with: tensorboard --logdir {paths[0]}")
     return 0
+
+
+EXPORT_SUFFIX = ".regbench-export"  # the event files `regbench export tensorboard` writes
+
+
+def has_live_events(folder: Path) -> bool:
+    """Whether tb/ holds event files the live logger wrote (not an earlier export's)."""
+    from regbench.loggers.tensorboard import EVENTS, TB_DIR
+
+    tb = Path(folder) / TB_DIR
+    return tb.is_dir() and any(not p.name.endswith(EXPORT_SUFFIX) for p in tb.glob(EVENTS))
+
+
+def export_run(folder: Path, result: dict[str, Any], rows: list[dict[str, Any]], config_yaml: str | None) -> None:
+    """Writes a finished run's tb/ from its files, replacing what an earlier export wrote, with
+    the live logger's writer and tags (regbench.loggers.tensorboard)."""
+    from regbench.loggers.tensorboard import EVENTS, TB_DIR, Writer, config_markdown, epoch_scalars, write_final
+
+    tb = Path(folder) / TB_DIR
+    for old in tb.glob(EVENTS + EXPORT_SUFFIX) if tb.is_dir() else ():
+        old.unlink()
+    writer = Writer(tb, filename_suffix=EXPORT_SUFFIX)
+    try:
+        if config_yaml is not None:
+            writer.text("config", config_markdown(config_yaml))
+        for row in rows:
+            writer.scalars(epoch_scalars(row), int(row["epoch"]))
+        write_final(writer, result)
+    finally:
+        writer.close()
 
 
 def _config_yaml(folder: Path) -> str | None:

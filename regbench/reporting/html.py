@@ -1,23 +1,22 @@
 """report.html: one self-contained page per report or study — its tables, its plots (PNG as
 base64 data URIs, SVG inline), the study's statistics and the command that produced it. No
 script, no network: it opens from a file, on a phone (a viewport and a fluid layout) or on paper
-(print CSS)."""
+(print CSS).
+
+The page renders the sections it is given, as data (`Heading`, `Table`, `Lines`, `Figure`):
+the report (regbench.reporting.report_format) and the study (regbench.reporting.study_format)
+build theirs; this module knows neither."""
 
 from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
-
-import pandas as pd
+from typing import Sequence, Union
 
 from regbench import __version__
-
-if TYPE_CHECKING:
-    from regbench.reporting.report import Report
-    from regbench.reporting.study import Study
 
 CSS = """
 :root { color-scheme: light; }
@@ -39,7 +38,7 @@ ul.notes li { margin: 0.15em 0; } .meta { color: #555; font-size: 0.85em; }
 """
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[object]], text_columns: int = 1) -> str:
     """An HTML table (escaped), its first `text_columns` columns left-aligned, in a scroller."""
     def cell(tag: str, i: int, value: object) -> str:
         cls = ' class="text"' if i < text_columns else ""
@@ -63,8 +62,55 @@ def lines(items: Sequence[str]) -> str:
     return '<ul class="notes">' + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>" if items else ""
 
 
-def page(title: str, sections: Sequence[str], command: str = "") -> str:
-    """The whole document."""
+@dataclass(frozen=True)
+class Heading:
+    """A section's title, and a paragraph under it when `note` is given."""
+
+    text: str
+    note: str = ""
+
+    def render(self) -> str:
+        return f"<h2>{html.escape(self.text)}</h2>" + (f"<p>{html.escape(self.note)}</p>" if self.note else "")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of text cells, its first `text_columns` columns left-aligned."""
+
+    header: Sequence[str]
+    rows: Sequence[Sequence[object]]
+    text_columns: int = 1
+
+    def render(self) -> str:
+        return table(self.header, self.rows, self.text_columns)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """Notes, one item each (nothing when there are none)."""
+
+    items: Sequence[str]
+
+    def render(self) -> str:
+        return lines(self.items)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A plot written to `path` (PNG or SVG), read when the page is rendered."""
+
+    path: Path
+    alt: str
+
+    def render(self) -> str:
+        return image(self.path, self.alt)
+
+
+Block = Union[Heading, Table, Lines, Figure]
+
+
+def page(title: str, sections: Sequence[Block], command: str = "") -> str:
+    """The whole document: the sections in their order, then the command."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     made = (f"<h2>Command</h2><pre>{html.escape(command)}</pre>" if command else "")
     return (
@@ -72,59 +118,10 @@ def page(title: str, sections: Sequence[str], command: str = "") -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class=\"meta\">regbench {__version__}, written {when}</p>"
-        + "".join(sections) + made + "</body></html>\n"
+        + "".join(section.render() for section in sections) + made + "</body></html>\n"
     )
 
 
-def write_page(path: Path, title: str, sections: Sequence[str], command: str = "") -> Path:
+def write_page(path: Path, title: str, sections: Sequence[Block], command: str = "") -> Path:
     path.write_text(page(title, sections, command), encoding="utf-8")
     return path
-
-
-def report_sections(report: Report, images: Sequence[Path] = (), pivot: pd.DataFrame | None = None) -> list[str]:
-    """The comparison table as the console prints it (every column), its notes, the pivot view
-    (pivot.csv) when given, and the plots."""
-    from regbench.reporting.report import constants_line, display_table, footnotes, param_columns, problem_lines
-
-    header, rows = display_table(report)
-    ok = int((report.runs["status"] == "ok").sum())
-    sections = [f"<h2>{len(report.table)} configurations, {len(report.runs)} runs ({ok} ok), best validation first</h2>",
-                table(header, rows, len(param_columns(report.table)) + 1),
-                lines([constants_line(report), *footnotes(report, header, rows), *report.notes, *problem_lines(report)])]
-    if pivot is not None:
-        sections += ["<h2>Pivot: mean ± std across seeds</h2>",
-                     table([str(c) for c in pivot.columns], [["" if pd.isna(v) else str(v) for v in row]
-                                                            for row in pivot.itertuples(index=False)])]
-    for path in images:
-        sections.append(f"<h2>{html.escape(path.stem.replace('_', ' '))}</h2>{image(path, path.stem)}")
-    return sections
-
-
-def study_sections(study: Study, out: Path) -> list[str]:
-    """The rank table, the tests, the CD diagram, the chosen configurations, win/tie/loss and the profiles."""
-    from regbench.reporting.study import summary_lines, wtl_table
-
-    cell = study.cells.set_index(["dataset", "reg"])
-    order = sorted(range(len(study.regs)), key=lambda j: (study.mean_rank[j], j))
-    ranks = [[study.regs[j], f"{study.mean_rank[j]:.2f}",
-              *(f"{cell.loc[(d, study.regs[j]), 'score']:.4f} ({cell.loc[(d, study.regs[j]), 'rank']:g})"
-                for d in study.datasets)] for j in order]
-    chosen = [[d, *(cell.loc[(d, r), "chosen"] for r in study.regs)] for d in study.datasets]
-    wtl = wtl_table(study)
-    sections = [
-        "<h2>Ranks</h2><p>Per dataset, each regularizer at its best configuration on validation, scored by its mean "
-        "test metric over seeds (rank in brackets, 1 the best, ties averaged).</p>",
-        table(["reg", "avg rank", *(f"{d} ({study.metrics[d].name})" for d in study.datasets)], ranks),
-        "<h2>Tests</h2>", lines(summary_lines(study, bayes=False)),
-        "<h2>Critical-difference diagram</h2>", image(out / "cd.svg", "critical-difference diagram"),
-        "<h2>Configuration chosen on validation</h2>", table(["dataset", *study.regs], chosen, len(study.regs) + 1),
-        "<h2>Win/tie/loss</h2><p>Row against column: datasets won/tied/lost.</p>",
-        table(["reg", *wtl.columns], [[r, *wtl.loc[r]] for r in wtl.index]),
-        "<h2>Performance profiles</h2>", image(out / "profiles.png", "performance profiles"),
-    ]
-    if study.bayes:
-        sections += [f"<h2>Bayesian signed-rank test (rope {study.rope:g})</h2>",
-                     table(["left", "right", "P(left better)", "P(equivalent)", "P(right better)"],
-                           [[b["left"], b["right"], f"{b['p_left_better']:.3f}", f"{b['p_equivalent']:.3f}",
-                             f"{b['p_right_better']:.3f}"] for b in study.bayes], 2)]
-    return sections

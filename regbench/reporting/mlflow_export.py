@@ -6,7 +6,7 @@ with
 - params: result.json's `params` (flat, dotted keys);
 - metrics: `epoch/<column>` for every metrics.csv column but `epoch`, and `epoch/gap.*`, at
   step = epoch; `final/<key>` at step = epochs_run (metrics, gap, sparsity, best_epoch,
-  epochs_run, seconds) — the names TensorBoard gets (regbench.reporting.tensorboard);
+  epochs_run, seconds) — the names TensorBoard gets (regbench.loggers.tensorboard);
 - tags: `status`, `reg`, `seed`, `dataset`, `model`, `config` (the report's configuration id over
   the exported runs), `config_hash`, `regbench.version`, `regbench.folder`, and `error` for a
   failed run;
@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from regbench import UserInputError
-from regbench.reporting.tensorboard import epoch_scalars, final_scalars, read_rows
+from regbench.loggers.tensorboard import epoch_scalars, final_scalars
+from regbench.reporting.collect import read_rows
 from regbench.results import METRICS_FILE, MODEL_FILE, RESULT_FILE
 
 EXTRA = 'pip install "regbench[mlflow]"'

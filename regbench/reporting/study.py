@@ -7,14 +7,13 @@ critical-difference diagram, win/tie/loss counts, performance profiles and repor
 Each regularizer (the `reg` label) enters once per dataset, at its best configuration (strength,
 or any other swept parameter) by the mean *validation* metric over seeds; it is scored by the
 mean *test* metric of that configuration. The statistics are in regbench.reporting.ranking.
+This module builds the Study; regbench.reporting.study_format prints and writes it (with the
+figures of regbench.reporting.studyplots), regbench.reporting.study_command is the command.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,152 +324,3 @@ def profile_taus(study: Study) -> np.ndarray:
     finite = study.ratios[np.isfinite(study.ratios)]
     top = max(float(finite.max()) if finite.size else 1.0, 1.0)
     return np.unique(np.concatenate([np.geomspace(1.0, top * 1.05 + 1e-9, 200), finite]))
-
-
-def write(study: Study, out: Path, command: str = "", report: Any = None) -> list[Path]:
-    """Writes study.csv, study_tests.json, wtl.csv, profiles.csv, cd.png, cd.svg, profiles.png
-    and report.html into `out`; the page has the study and, below it, `report`'s comparison
-    table (a regbench.reporting.report.Report of the same runs) when given."""
-    from regbench.reporting import html, studyplots
-
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / n for n in ("study.csv", "study_tests.json", "wtl.csv", "profiles.csv")]
-    study.cells.to_csv(files[0], index=False)
-    files[1].write_text(json.dumps(tests_record(study, command), indent=2) + "\n")
-    wtl_table(study).to_csv(files[2])
-    taus = profile_taus(study)
-    pd.DataFrame(ranking.profile(study.ratios, taus), columns=study.regs).assign(tau=taus)[["tau", *study.regs]] \
-        .to_csv(files[3], index=False)
-    files += studyplots.cd_diagram(study, out / "cd")
-    files.append(studyplots.profiles(study, taus, out / "profiles.png"))
-    sections = html.study_sections(study, out) + (html.report_sections(report) if report is not None else [])
-    files.append(html.write_page(out / "report.html", "regbench study", sections, command))
-    return files
-
-
-def render(study: Study, console: Any) -> None:
-    """Prints the rank table, the chosen configurations, the tests and the notes."""
-    from rich.table import Table
-
-    table = Table(title=f"{len(study.regs)} regularizers on {len(study.datasets)} datasets, best average rank first "
-                        "(rank per dataset by the mean test metric; 1 best)", title_justify="left")
-    table.add_column("reg")
-    table.add_column("avg rank", justify="right")
-    for d in study.datasets:
-        table.add_column(f"{d} ({study.metrics[d].name})", justify="right")
-    cell = study.cells.set_index(["dataset", "reg"])
-    for j in np.argsort(study.mean_rank, kind="stable"):
-        r = study.regs[j]
-        table.add_row(r, f"{study.mean_rank[j]:.2f}", *(f"{cell.loc[(d, r), 'score']:.4f} ({cell.loc[(d, r), 'rank']:g})"
-                                                        for d in study.datasets))
-    console.print(table)
-    for line in summary_lines(study):
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
-
-
-def summary_lines(study: Study, bayes: bool = True) -> list[str]:
-    """The printed (and HTML) reading of the tests, one line each (the Bayesian test's only with `bayes`)."""
-    f = study.friedman
-    lines = []
-    if not f.conclusive:
-        lines.append(f.note)
-    else:
-        lines.append(f"Friedman (Iman–Davenport): F = {f.f:.3f}, p = {_p(f.p)} (chi2 = {f.chi2:.3f}, p = {_p(f.p_chi2)}); "
-                     + ("the regularizers differ" if f.p < study.alpha else "no difference shown")
-                     + f" at alpha = {study.alpha:g}" + (f". {f.note}" if f.note else ""))
-    lines.append(f"Nemenyi critical difference (alpha = {study.alpha:g}): {study.cd:.3f} average ranks")
-    different = study.different()
-    if f.conclusive and f.p < study.alpha:
-        name = "Nemenyi" if study.posthoc == "nemenyi" else "Wilcoxon signed-rank, Holm-adjusted"
-        told = [f"{study.regs[i]} vs {study.regs[j]}" for i in range(len(study.regs))
-                for j in range(i + 1, len(study.regs)) if different[i, j]]
-        lines.append(f"post-hoc ({name}): " + ("; ".join(told) + " differ" if told else "no pair differs"))
-    elif f.conclusive:
-        lines.append("post-hoc tests not applied: the Friedman test did not reject")
-    for b in study.bayes if bayes else ():
-        lines.append(f"Bayesian signed-rank (rope {study.rope:g}): P({b['left']} better) = {b['p_left_better']:.3f}, "
-                     f"P(equivalent) = {b['p_equivalent']:.3f}, P({b['right']} better) = {b['p_right_better']:.3f}")
-    for d in study.datasets:
-        chosen = study.cells[(study.cells["dataset"] == d) & (study.cells["candidates"] > 1)]
-        if len(chosen):
-            lines.append(f"chosen on validation for {d}: " + "; ".join(f"{r['reg']}: {r['chosen']}" for _, r in chosen.iterrows()))
-    lines += [f"note: {n}" for n in study.notes]
-    return lines
-
-
-def _p(value: float) -> str:
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="regbench study",
-        description="Compare regularizers across datasets: per-dataset ranks (each regularizer at its best "
-        "configuration on validation, scored on test), the Friedman test with the Iman–Davenport correction, "
-        "the Nemenyi critical difference or pairwise Wilcoxon tests with Holm's correction, a critical-difference "
-        "diagram, win/tie/loss counts, performance profiles, an optional Bayesian signed-rank test, and report.html.",
-    )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="sweep folders, run folders or trees of them, merged (several datasets)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="the folder to write study.csv, study_tests.json, wtl.csv, profiles.csv, the diagrams and "
-                        "report.html into (default: the first PATH; use it for a read-only results folder)")
-    parser.add_argument("--metric", default=",".join(DEFAULT_METRICS), metavar="NAME[,NAME]",
-                        help="the metric each dataset is ranked by: the first of these that applies to its task "
-                        "(acc: classification; r2, mse: regression; loss: any; default acc,r2); the strength is "
-                        "chosen on its validation value, the rank taken on its test value")
-    parser.add_argument("--reg", metavar="LABEL,LABEL[,...]",
-                        help="the regularizers to compare, e.g. none,l2,dropout; a dataset without an ok run of one "
-                        "of them is left out (default: those with ok runs on every dataset; the others are left out, "
-                        "and a note says which and where they are missing)")
-    parser.add_argument("--posthoc", choices=POSTHOCS, default="nemenyi",
-                        help="the post-hoc test after Friedman, and the bars of the CD diagram (default nemenyi)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="the significance level (default 0.05)")
-    parser.add_argument("--rope", type=float, metavar="R",
-                        help="also run the Bayesian signed-rank test with this region of practical equivalence, "
-                        "in the metric's units (e.g. 0.01 accuracy)")
-    parser.add_argument("--seed", type=int, default=0, help="the Bayesian test's Monte-Carlo seed (default 0)")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str]) -> int:
-    """`regbench study …`; returns the exit code."""
-    args = parse_args(argv)
-    try:
-        metrics = parse_metrics(args.metric)
-        if not 0 < args.alpha < 1:
-            raise UserInputError(f"--alpha {args.alpha}: must lie strictly between 0 and 1")
-        if args.rope is not None and not args.rope >= 0:
-            raise UserInputError(f"--rope {args.rope}: must be 0 or more")
-        out = args.out or args.paths[0]
-        from regbench.reporting.report import out_problem
-
-        if out_problem(out):
-            raise UserInputError(out_problem(out))
-        study = build(args.paths, metrics, args.posthoc, args.alpha, args.rope, args.seed, args.reg)
-    except UserInputError as e:
-        print(f"regbench: error: {e}", file=sys.stderr)
-        return 2
-    for folder, why in study.skipped:
-        print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
-    from regbench.reporting.report import build as build_report, not_written, wide_console
-
-    report = build_report(args.paths)  # the per-configuration table, under the study on the page
-    try:  # a read-only folder (an archive, a shared drive) costs the files, never the table
-        files = write(study, out, "regbench study " + " ".join(map(_quote, argv)), report)
-        failed = None
-    except OSError as e:
-        failed = e
-    render(study, wide_console())
-    if failed is not None:
-        # 1, not 0: the files asked for are missing, and a script that reads them next must know
-        print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
-        return 1
-    print("wrote " + ", ".join(str(f) for f in files))
-    return 0
-
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)

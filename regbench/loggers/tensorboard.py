@@ -1,10 +1,11 @@
 """TensorBoard: a run's numbers as event files in its folder's `tb/`, live or after the fact.
 
-Live (`logger=tensorboard`): the engines hand every epoch's row, the values the epoch's one host
-read-back already produced, to `LiveLogger.epoch`; only every `logger.histogram_every` epochs
-are the weights copied to the host, for their histograms and sparsity. `regbench export
-tensorboard` writes the same scalars from metrics.csv and result.json for runs that trained
-without the logger.
+Live (`logger=tensorboard`, opened by regbench.loggers.live): the engines hand every epoch's row,
+the values the epoch's one host read-back already produced, to `LiveLogger.epoch`; only every
+`logger.histogram_every` epochs are the weights (a callable the engine gives) copied to the host,
+for their histograms and sparsity. `regbench export tensorboard` (regbench.reporting.export)
+writes the same scalars with the same `Writer` from metrics.csv and result.json for runs that
+trained without the logger.
 
 What a run folder's tb/ holds (tags; `acc` is `r2` for a regression):
 - `epoch/<column>` for every metrics.csv column but `epoch` (train_loss, train_acc, val_loss,
@@ -24,7 +25,6 @@ Nothing here imports TensorBoard until a writer is made: `regbench run` without 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -33,20 +33,7 @@ from regbench import UserInputError
 
 TB_DIR = "tb"
 EXTRA = 'pip install "regbench[tensorboard]"'
-EXPORT_SUFFIX = ".regbench-export"  # the event files `regbench export tensorboard` writes
 EVENTS = "events.out.tfevents.*"
-
-Weights = Callable[[], Iterable[tuple[str, Any]]]  # (name, tensor) pairs, read only when due
-
-
-def stack_weights(stack: Any, member: Any) -> list[tuple[str, Any]]:
-    """A member's slices of the engine's stacked parameters (regbench.engine.stack), under the
-    names its own network gives them (`1.weight`, ...), the same as in a lone run."""
-    from regbench.engine.stack import tensors
-
-    k = next(i for i, m in enumerate(stack.members) if m is member)
-    names = {id(p): name for name, p in member.model.named_parameters()}
-    return [(names[id(p)], t[k]) for p, t in zip(tensors(member.model)[0], stack.params)]
 
 
 def summary_writer_class() -> Any:
@@ -158,21 +145,9 @@ def write_final(writer: Writer, result: dict[str, Any]) -> None:
     writer.hparams(result, finals)
 
 
-class NullLogger:
-    """What the engines hold without `logger=...`: every call does nothing."""
-
-    def epoch(self, row: dict[str, Any], weights: Weights) -> None:
-        pass
-
-    def finish(self, result: dict[str, Any]) -> None:
-        pass
-
-
-NULL = NullLogger()
-
-
-class LiveLogger(NullLogger):
-    """`logger=tensorboard` for one run: its tb/ folder, written epoch by epoch.
+class LiveLogger:
+    """`logger=tensorboard` for one run: its tb/ folder, written epoch by epoch (the two calls
+    of regbench.loggers.NullLogger).
 
     A run that starts afresh replaces the event files its folder held (as metrics.csv is
     rewritten); a resumed run continues them, rewritten without what the interrupted process
@@ -212,7 +187,7 @@ class LiveLogger(NullLogger):
                   "the run goes on", file=sys.stderr)
             self.writer = None
 
-    def epoch(self, row: dict[str, Any], weights: Weights) -> None:
+    def epoch(self, row: dict[str, Any], weights: Callable[[], Iterable[tuple[str, Any]]]) -> None:
         """The epoch's row (values already on the host); histograms when the epoch is due."""
         step = int(row["epoch"])
 
@@ -233,61 +208,3 @@ class LiveLogger(NullLogger):
 
         self._guard(write)
         self.writer = None
-
-
-def live(cfg: Any, out_dir: Path, history: Iterable[dict[str, Any]] = ()) -> NullLogger:
-    """The logger a run's config asks for: a LiveLogger with `logger=tensorboard`, else (`logger=none`) NULL."""
-    if cfg.get("logger") is None or cfg.logger.name != "tensorboard":
-        return NULL
-    try:
-        return LiveLogger(cfg, out_dir, list(history))
-    except UserInputError:  # the extra is missing (the config check names it before any work starts)
-        raise
-    except Exception as e:  # tb/ cannot be written: the run goes on without its live view
-        import sys
-
-        print(f"regbench: warning: no TensorBoard logging in {Path(out_dir) / TB_DIR} ({type(e).__name__}: {e}); "
-              "the run goes on", file=sys.stderr)
-        return NULL
-
-
-# ---------------------------------------------------------------------------------------------
-# `regbench export tensorboard PATH...`
-
-
-def has_live_events(folder: Path) -> bool:
-    """Whether tb/ holds event files the live logger wrote (not an earlier export's)."""
-    tb = Path(folder) / TB_DIR
-    return tb.is_dir() and any(not p.name.endswith(EXPORT_SUFFIX) for p in tb.glob(EVENTS))
-
-
-def export_run(folder: Path, result: dict[str, Any], rows: list[dict[str, Any]], config_yaml: str | None) -> None:
-    """Writes a finished run's tb/ from its files, replacing what an earlier export wrote."""
-    tb = Path(folder) / TB_DIR
-    for old in tb.glob(EVENTS + EXPORT_SUFFIX) if tb.is_dir() else ():
-        old.unlink()
-    writer = Writer(tb, filename_suffix=EXPORT_SUFFIX)
-    try:
-        if config_yaml is not None:
-            writer.text("config", config_markdown(config_yaml))
-        for row in rows:
-            writer.scalars(epoch_scalars(row), int(row["epoch"]))
-        write_final(writer, result)
-    finally:
-        writer.close()
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """metrics.csv as rows of floats (`epoch` an int); empty when the file is missing."""
-    import csv
-
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = []
-        for raw in csv.DictReader(f):
-            row: dict[str, Any] = {}
-            for key, value in raw.items():
-                row[key] = int(value) if key == "epoch" else (float(value) if value not in ("", None) else math.nan)
-            rows.append(row)
-        return rows

@@ -1,0 +1,145 @@
+"""`regbench report`: run folders in; runs.csv, report.csv, report.html (and pivot.csv, report.md, plots) out.
+
+    regbench report PATH [PATH ...] [--out DIR] [--format csv|md] [--baseline LABEL]
+                    [--baseline-config N] [--pivot KEY] [--metric NAME] [--plots]
+
+The Report is built by regbench.reporting.report and printed and written by
+regbench.reporting.report_format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from regbench.reporting.aggregate import metric_of, pivot, sort_key, value_text
+from regbench.reporting.report import Report, build
+from regbench.reporting.report_format import param_columns, render, wide_console, write
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="regbench report",
+        description="Aggregate regbench runs into comparison tables: mean, std and 95% CI across seeds, "
+        "paired differences against a baseline, a pivot view and plots.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="a sweep folder, a run folder, or outputs/ (searched recursively); several are merged")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="the folder to write runs.csv, report.csv, report.html, report.md, pivot.csv and the plots "
+                        "into (default: the first PATH; use it for a read-only results folder)")
+    parser.add_argument("--format", choices=("csv", "md"), default="csv", help="md also writes report.md")
+    against = parser.add_mutually_exclusive_group()
+    against.add_argument("--baseline", metavar="LABEL", help="the reg label to compare against (default: none)")
+    against.add_argument("--baseline-config", type=int, metavar="N",
+                        help="compare against configuration N (report.csv's config column) instead of a label")
+    parser.add_argument("--pivot", metavar="KEY", help="a params key, e.g. reg.alpha: one column per value (pivot.csv)")
+    parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), e.g. gap.acc")
+    parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """`regbench report …`; returns the exit code."""
+    args = parse_args(argv)
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        print(f"regbench: error: {missing[0]} does not exist", file=sys.stderr)
+        return 2
+    out = args.out or args.paths[0]
+    problem = out_problem(out)
+    if problem:
+        print(f"regbench: error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        report = build(args.paths, args.baseline, args.baseline_config)
+    except ValueError as e:
+        print(f"regbench: error: {e}", file=sys.stderr)
+        return 2 if str(e).startswith("--baseline-config") else 1
+    for folder, why in report.skipped:
+        print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
+    for note in report.notes:
+        print(f"regbench: warning: {note}", file=sys.stderr)
+    m = metric_of(report.runs)
+    pivot_table = None
+    if args.pivot:
+        try:
+            pivot_table = pivot(report.runs, args.pivot, args.metric or f"val_{m}")
+        except KeyError as e:
+            print(f"regbench: error: {e.args[0]}", file=sys.stderr)
+            return 2
+    console = wide_console()
+    try:  # a read-only folder (an archive, a shared drive) costs the files, never the table
+        out.mkdir(parents=True, exist_ok=True)
+        images = _plots(report, out, m) if args.plots else []
+        files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images,
+                      pivot_table)
+        if pivot_table is not None:
+            files.append(out / "pivot.csv")
+            pivot_table.to_csv(files[-1], index=False)
+        failed = None
+    except OSError as e:
+        failed = e
+    render(report, console)
+    if pivot_table is not None:
+        _print_pivot(pivot_table, args.metric or f"val_{m}", console)
+    if failed is not None:
+        # 1, not 0: the files asked for are missing, and a script that reads them next must know
+        print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
+        return 1
+    files += images
+    console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
+    return 0
+
+
+def out_problem(out: Path) -> str | None:
+    """Why `out` can never be the folder to write into (it, or a folder above it, is a file), or None."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if path.is_dir():
+                return None
+            return f"--out {out} is a file, not a folder" if path == out else f"--out {out}: {path} is a file, not a folder"
+    return None
+
+
+def not_written(error: OSError, out: Path) -> str:
+    """The one line for files that could not be written (a read-only or full file system)."""
+    what = error.filename or out
+    return (f"cannot write {what} ({error.strerror or type(error).__name__}): the table above is complete, its files "
+            "are not; --out DIR writes them into another folder")
+
+
+def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
+    view = Table(title=f"{metric}: mean ± std across seeds", title_justify="left")
+    for c in table.columns:
+        view.add_column(str(c))
+    for _, row in table.iterrows():
+        view.add_row(*("" if pd.isna(v) else str(v) for v in row))
+    console.print(view)
+
+
+def _plots(report: Report, out: Path, metric: str) -> list[Path]:
+    from regbench.reporting.plots import curves, gap_vs_strength
+
+    t = report.table
+    # Parameters the label fixes (l1_ratio for l1/l2) would only repeat the panel's title.
+    params = [p for p in param_columns(t) if t.groupby("reg")[p].agg(lambda v: v.map(str).nunique()).max() > 1]
+    describe = {
+        int(r["config"]): ", ".join(f"{p.removeprefix('reg.')}={value_text(r[p], p)}" for p in params) or str(r["reg"])
+        for _, r in t.iterrows()
+    }
+    order = {int(r["config"]): tuple(sort_key(r[p]) for p in params) for _, r in t.iterrows()}
+    made = [gap_vs_strength(report.runs, out / "gap_vs_strength.png", metric),
+            curves(report.runs, out / "curves.png", describe, order)]
+    if made[0] is None:
+        print("regbench: note: no gap_vs_strength.png: its x axis is reg.alpha, and no ok run has reg.alpha > 0",
+              file=sys.stderr)
+    if made[1] is None:
+        print("regbench: note: no curves.png: no ok run has a readable metrics.csv", file=sys.stderr)
+    return [p for p in made if p is not None]
