@@ -1001,8 +1001,8 @@ def main() -> int:
     loadavg_before = tuple(round(x, 2) for x in os.getloadavg())
     import torch
 
-    from regbench.cli.app import threads_per_job
     from regbench.engine.device import resolve_device
+    from regbench.jobs import threads_per_job
 
     threads = args.threads or threads_per_job("auto", {})
     torch.set_num_threads(threads)

@@ -221,9 +221,8 @@ def test_a_resumed_stacked_sweep_on_edited_data_reruns_every_job(tmp_path):
 
 
 def test_a_folder_of_this_configuration_on_other_data_is_not_refused_as_another_one(tmp_path):
-    from regbench.cli.app import finished_result, rerun_notice
-    from regbench.cli.callbacks import finished_elsewhere
     from regbench.engine.runner import new_result
+    from regbench.jobs import finished_elsewhere, finished_result, rerun_notice
     from regbench.results import write_result
 
     csv = write_table(tmp_path / "data.csv")
@@ -244,8 +243,8 @@ def test_a_folder_of_this_configuration_on_other_data_is_not_refused_as_another_
 
 
 def test_a_result_from_before_fingerprints_is_run_again_saying_its_version_is_unknown(tmp_path):
-    from regbench.cli.app import finished_result, rerun_notice
     from regbench.engine.runner import new_result
+    from regbench.jobs import finished_result, rerun_notice
     from regbench.results import config_hash, write_result
 
     csv = write_table(tmp_path / "data.csv")

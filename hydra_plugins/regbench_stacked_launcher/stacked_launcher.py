@@ -104,8 +104,8 @@ def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path] | None:
     """
     from omegaconf.errors import OmegaConfBaseException
 
-    from regbench.cli.callbacks import as_job, task_config  # loaded already: regbench's app is running
     from regbench.engine.stackable import is_regbench
+    from regbench.jobs import as_job, task_config  # loaded already: regbench's app is running
 
     task_cfg = task_config(sweep_config)
     if not is_regbench(task_cfg):
@@ -153,9 +153,9 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
         from rich.console import Console
 
         from regbench import UserInputError
-        from regbench.cli.app import finished_result, rerun_notice, threads_per_job
         from regbench.console import one_line
         from regbench.engine.stacked import train
+        from regbench.jobs import finished_result, rerun_notice, threads_per_job
 
     # A finished job only reports its result (its task function says so); the others stack.
     groups = {k: [m for m in g if finished_result(m[1], m[2]) is None] for k, g in groups.items()}
@@ -196,7 +196,7 @@ def _reporting(task_function: TaskFunction, result: dict[str, Any] | None) -> Ta
         return task_function
 
     def report(cfg: DictConfig) -> Any:
-        from regbench.cli.app import monitored
+        from regbench.jobs import monitored
 
         return monitored(result)  # its line was printed when its stack member finished
 

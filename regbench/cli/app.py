@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import secrets
 import sys
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from regbench.engine import gcpause, interrupt
 from regbench.cli.schema import check, config_dir, config_search_dirs, preset_conflicts, register
+from regbench.jobs import REFUSED, discard, finished_result, monitored, rerun_notice, threads_per_job
 
 
 def _run_id() -> str:
@@ -42,60 +42,6 @@ if not OmegaConf.has_resolver("regbench_run_id"):
 if not OmegaConf.has_resolver("regbench_regularizers"):  # the knobs' table of `regbench run --help`
     OmegaConf.register_new_resolver("regbench_regularizers", _regularizers_help)
 register()
-
-
-def threads_per_job(requested: Any, launcher: Any) -> int:
-    """torch's thread count for one job: `requested`, or with auto the machine's cores divided
-    by the jobs the launcher runs at once, so that jobs times threads never exceeds the cores."""
-    if requested != "auto":
-        return int(requested)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if launcher.get("n_jobs") is not None:  # joblib: -1 means all cores, -2 all but one, ...
-        n = int(launcher.n_jobs)
-        return max(1, cores // (n if n > 0 else max(1, cores + 1 + n)))
-    if launcher.get("cpus_per_task"):  # submitit (local or SLURM): the cores asked for each job
-        return max(1, min(cores, int(launcher.cpus_per_task)))
-    if "LocalLauncher" in str(launcher.get("_target_", "")):  # submitit_local starts every job at once
-        return 1
-    return cores
-
-
-def finished_result(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
-    """The folder's result.json if it holds status ok for this very config (on this very
-    version of a user's data: regbench.results.identity), else None."""
-    from regbench.results import RESULT_FILE, flatten, identity
-
-    try:
-        result = json.loads((out_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(result, dict) or result.get("status") != "ok":
-        return None
-    if result.get("config_hash") != identity(flatten(OmegaConf.to_container(cfg, resolve=True)))[0]:
-        return None
-    return result
-
-
-def rerun_notice(cfg: DictConfig, out_dir: Path, label: str) -> str | None:
-    """The line saying that `out_dir` holds a finished result (ok or diverged) of this very
-    configuration on another version of a user's data, which this run replaces; None otherwise.
-
-    The run goes on in the same folder: rerunning a configuration into its folder asks for its
-    result on the data as it is now, and its result.json is overwritten (regbench.results.other_data).
-    """
-    from regbench.results import RESULT_FILE, flatten, identity, other_data
-
-    try:
-        old = json.loads((out_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(old, dict) or old.get("status") not in ("ok", "diverged"):
-        return None
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    what = other_data(old, params, identity(params)[1])
-    if what is None:
-        return None
-    return f"[{label}] {out_dir} holds a result on {what}: running again (this run's result.json replaces it)"
 
 
 def hydra_main() -> None:
@@ -185,11 +131,9 @@ def job(cfg: DictConfig) -> Any:
 
 def refused(error: Exception, out_dir: Path, hc: Any) -> None:
     """A job refused before it wrote anything (runner.run raised its bad input): its folder goes,
-    when this command made it (regbench.cli.callbacks.discard), and one line says why. A single
+    when this command made it (regbench.jobs.discard), and one line says why. A single
     run ends with exit 2; a sweep's job returns None (a failed trial to a sweeper), and the
     sweep's summary counts it and exits 2."""
-    from regbench.cli.callbacks import REFUSED, discard
-
     discard(out_dir)
     if hc.mode == RunMode.MULTIRUN:
         REFUSED.append(hc.job.num)
@@ -283,10 +227,3 @@ def _trial(jobs: list[tuple[DictConfig, Path]], seeds: list[int], record: dict[s
                   + (f"{mean:.6g}" if mean is not None else "none (a seed failed or did not run: the trial counts as failed)"),
                   highlight=False, markup=False, soft_wrap=True)
     return mean
-
-
-def monitored(result: dict[str, Any]) -> float | None:
-    """The value a sweeper optimises: the validation loss of an ok run. None (never NaN, which
-    crashes Optuna's sweeper) tells it the trial failed; diverged runs count as failed too."""
-    value = result["metrics"]["val_loss"]
-    return value if result["status"] == "ok" and value is not None and math.isfinite(value) else None

@@ -22,46 +22,9 @@ from omegaconf import DictConfig
 from regbench.engine import folderlock
 from regbench.cli.config_errors import describe
 from regbench.cli.schema import check, config_search_dirs, notices, preset_conflicts
+from regbench.jobs import REFUSED, as_job, finished_elsewhere, made, task_config
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-
-# Job folder -> the outermost folder this process made for it (itself, or a parent such as
-# outputs/): a job refused before it wrote anything leaves none of them (`discard`). A folder
-# that was there before, holding anything, is never in it. Per process: a job and its folder's
-# callbacks run in one process, whatever the launcher.
-_made: dict[Path, Path] = {}
-# The numbers of this process's sweep jobs refused as they started (regbench.cli.app.refused):
-# the sweep's summary counts them, where the jobs run in its process (basic, stacked launchers).
-REFUSED: list[int] = []
-
-
-def discard(out_dir: Path) -> None:
-    """Leaves nothing of a job refused before it wrote anything: its folder (and the empty parents
-    made with it), when this process made it for the job and it holds only what the job's start
-    put there (the lock, the `.hydra/` record, Hydra's job log). A folder that held anything
-    before keeps all of it; nothing is written into it."""
-    from hydra.core.hydra_config import HydraConfig
-
-    out_dir = Path(os.path.abspath(out_dir))
-    top = _made.pop(out_dir, None)
-    if top is None:
-        return
-    hc = HydraConfig.get() if HydraConfig.initialized() else None
-    ours = {folderlock.LOCK_FILE, ".hydra", f"{hc.job.name}.log" if hc is not None else ""}
-    try:
-        if not {p.name for p in out_dir.iterdir()} <= ours:
-            return
-    except OSError:
-        return
-    shutil.rmtree(out_dir, ignore_errors=True)
-    folder = out_dir.parent
-    while folder == top or top in folder.parents:  # the parents made for it, unless something else came into them
-        try:
-            folder.rmdir()
-        except OSError:
-            break
-        folder = folder.parent
-
 
 def _outermost_new(folder: Path) -> Path | None:
     """The outermost of `folder` and its parents that does not exist yet, or None."""
@@ -126,22 +89,6 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def as_job(sweep_config: DictConfig, num: int) -> None:
-    """Makes `sweep_config` (a job's config with its hydra node) the current HydraConfig, as
-    Hydra's launchers and run_job set it for job number `num`: its number, id and output folder."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
-
-    with read_write(sweep_config.hydra), open_dict(sweep_config.hydra):
-        sweep_config.hydra.job.id = num
-        sweep_config.hydra.job.num = num
-    HydraConfig.instance().set_config(sweep_config)
-    out = os.path.join(str(sweep_config.hydra.sweep.dir), str(sweep_config.hydra.sweep.subdir))
-    with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
-        sweep_config.hydra.runtime.output_dir = os.path.abspath(out)
-    HydraConfig.instance().set_config(sweep_config)
-
-
 def refuse(message: str, code: int = 2) -> NoReturn:
     """Ends the command with one line: code 2 for bad input, 1 for a fault of the environment."""
     print(f"regbench: error: {message}", file=sys.stderr)
@@ -152,58 +99,6 @@ def os_error(e: OSError) -> str:
     """An operating-system error in one line: what failed, on which file."""
     where = f": {e.filename}" if e.filename else ""
     return f"cannot write{where} ({e.strerror or type(e).__name__})"
-
-
-def task_config(config: DictConfig) -> DictConfig:
-    """The job's config as Hydra's run_job hands it to the task: without the `hydra` node."""
-    from omegaconf import open_dict, read_write
-
-    cfg = copy.deepcopy(config)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
-
-
-def finished_elsewhere(cfg: DictConfig, out_dir: Path) -> str | None:
-    """Describes the finished result (status ok or diverged) of another configuration that
-    `out_dir` holds, or None. The same configuration on another version of a user's data is
-    not another configuration: the run replaces its result, saying so (regbench.cli.app.rerun_notice);
-    when the configuration changed too, the description names the data that changed as well."""
-    import json
-
-    from omegaconf import OmegaConf
-
-    from regbench.results import NOT_HASHED, RESULT_FILE, flatten, identity, other_data
-
-    try:
-        old = json.loads((out_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(old, dict) or old.get("status") not in ("ok", "diverged"):
-        return None
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    digest, data = identity(params)
-    if old.get("config_hash") == digest or other_data(old, params, data):
-        return None
-    before = old.get("params") if isinstance(old.get("params"), dict) else {}
-    changed = [f"{k} was {before.get(k)!r}, now {params.get(k)!r}" for k in sorted(set(before) | set(params))
-               if k not in NOT_HASHED and before.get(k) != params.get(k)]
-    changed = _data_changes(old, data) + changed
-    what = "; ".join(changed[:3]) + ("; ..." if len(changed) > 3 else "") if changed else "another regbench version"
-    return f"{out_dir} holds the finished result ({old.get('status')}) of another configuration ({what})"
-
-
-def _data_changes(old: dict[str, Any], data: dict[str, Any] | None) -> list[str]:
-    """`data.csv changed (sha256 1a2b3c4d -> 3c4d5e6f)` for each file of a user's data whose
-    content differs from the one `old` (a result.json) recorded."""
-    before = old.get("data_fingerprint") if isinstance(old.get("data_fingerprint"), dict) else {}
-    old_files = before.get("files") if isinstance(before.get("files"), dict) else {}
-    out = []
-    for key, entry in (data or {}).get("files", {}).items():
-        was = old_files.get(key) if isinstance(old_files.get(key), dict) else None
-        if was is not None and was.get("path") == entry["path"] and was.get("sha256") != entry["sha256"]:
-            out.append(f"{Path(entry['path']).name} changed (sha256 {str(was.get('sha256'))[:8]} -> {entry['sha256'][:8]})")
-    return out
 
 
 class JobFolder(Callback):
@@ -252,7 +147,7 @@ class JobFolder(Callback):
             refuse(os_error(e), 1)
         self.run_dir, self.created = out_dir, not existed
         if top is not None:
-            _made[out_dir] = top
+            made(out_dir, top)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.run_dir is not None:
@@ -264,7 +159,7 @@ class JobFolder(Callback):
         out_dir = Path(str(config.hydra.runtime.output_dir))
         single = config.hydra.mode == RunMode.RUN
         if not single and _holds_nothing(out_dir, f"{config.hydra.job.name}.log"):  # Hydra's run_job just made it
-            _made[Path(os.path.abspath(out_dir))] = Path(os.path.abspath(out_dir))
+            made(out_dir, Path(os.path.abspath(out_dir)))
         try:
             folderlock.acquire(out_dir)
         except folderlock.FolderBusy:  # writes nothing; the task says so
