@@ -20,8 +20,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from regbench.engine import folderlock
-from regbench.cli.config_errors import describe
-from regbench.cli.schema import check, config_search_dirs, notices, preset_conflicts
+from regbench.config.checks import check, notices, preset_conflicts
+from regbench.config.errors import describe
+from regbench.config.paths import config_search_dirs
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -173,7 +174,8 @@ def finished_elsewhere(cfg: DictConfig, out_dir: Path) -> str | None:
 
     from omegaconf import OmegaConf
 
-    from regbench.results import NOT_HASHED, RESULT_FILE, flatten, identity, other_data
+    from regbench.config.keys import NOT_HASHED
+    from regbench.results import RESULT_FILE, flatten, identity, other_data
 
     try:
         old = json.loads((out_dir / RESULT_FILE).read_text())
