@@ -107,7 +107,8 @@ def finished_elsewhere(cfg: DictConfig, out_dir: Path) -> str | None:
     `out_dir` holds, or None. The same configuration on another version of a user's data is
     not another configuration: the run replaces its result, saying so (rerun_notice);
     when the configuration changed too, the description names the data that changed as well."""
-    from regbench.results import NOT_HASHED, RESULT_FILE, flatten, identity, other_data
+    from regbench.config.keys import NOT_HASHED
+    from regbench.results import RESULT_FILE, flatten, identity, other_data
 
     try:
         old = json.loads((out_dir / RESULT_FILE).read_text())

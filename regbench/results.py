@@ -15,6 +15,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from regbench.config.keys import (
+    MODEL_KNOBS_SINCE,
+    NOT_HASHED,
+    NOT_PARAMS,
+    OWN_DATA_DEFAULTS,
+    SOLVER_ONLY,
+    inert_keys,
+)
+
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.csv"
 MODEL_FILE = "model.pt"
@@ -23,12 +32,6 @@ MODEL_FILE = "model.pt"
 def metric_name(task: str) -> str:
     """`acc` for classification, `r2` for regression."""
     return "acc" if task == "classification" else "r2"
-
-
-# Config nodes that say where a run's numbers are also sent, not what it computes: left out of
-# `params`, so of config_hash (a sweep resumes with or without a logger) and of the report's
-# configurations (a sweep logged to TensorBoard and one that was not compare as one).
-NOT_PARAMS = ("logger",)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -46,19 +49,6 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-# Settings that change what is kept, not what is computed: a run may resume across them.
-# search.seeds: how a trial is scored, not what any of its runs computes (each seed's run has its own seed)
-NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_seconds", "search.seeds")
-# Settings only optim=fista reads: left out of the other runs' hash, which stays what it was
-# before they existed (a sweep started then still resumes; scripts/golden.py still compares).
-SOLVER_ONLY = ("optim.tol", "optim.max_iter", "optim.log_every")
-# The keys of a user's data (dataset=table, arrays, image_folder), added after the first release,
-# at their defaults: left out of the hash, so that the bundled datasets' runs keep theirs.
-OWN_DATA_DEFAULTS = {"dataset.path": None, "dataset.target": None, "dataset.task": "auto", "dataset.drop": [],
-                     "dataset.test_path": None, "dataset.split_column": None, "dataset.image_size": None,
-                     "dataset.index_col": None}
-
-
 def config_hash(params: dict[str, Any], data: str | None = None) -> str:
     """A digest of a run's flattened, resolved config: two runs with the same hash compute
     the same thing (resuming a sweep compares it, not just the job number).
@@ -69,15 +59,13 @@ def config_hash(params: dict[str, Any], data: str | None = None) -> str:
 
     Schedule knobs that the run's schedule does not read are left out, and so is
     `optim.schedule=constant`: a constant-rate run has the hash it had before schedules
-    existed (see regbench.engine.schedules.inert_keys). Likewise a regularizer knob added after
+    existed (see regbench.config.keys.inert_keys). Likewise a regularizer knob added after
     the first release (its Knob's `since`) left at its default, which switches it off, a model
-    knob added later for a model that does not read it (regbench.cli.schema's MODEL_KNOBS_SINCE),
+    knob added later for a model that does not read it (regbench.config.keys.MODEL_KNOBS_SINCE),
     and the keys of a user's data at their defaults (OWN_DATA_DEFAULTS): runs from before they
-    existed keep their hash, so their sweeps still resume."""
+    existed keep their hash, so their sweeps still resume (the rules' data: regbench.config.keys)."""
     import hashlib
 
-    from regbench.cli.schema import MODEL_KNOBS_SINCE
-    from regbench.engine.schedules import inert_keys
     from regbench.regularizers import builtin_knobs
 
     solver = params.get("optim.name") == "fista"

@@ -15,7 +15,7 @@ from rich.console import Console
 from torch.optim import swa_utils
 
 from regbench import UserInputError
-from regbench.cli.schema import check
+from regbench.config.checks import check
 from regbench.data.datasets import load
 from regbench.engine.loop import evaluate
 from regbench.engine.runner import run

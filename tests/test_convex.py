@@ -16,13 +16,14 @@ import torch
 from rich.console import Console
 from sklearn.linear_model import ElasticNet, LogisticRegression
 
-from regbench.cli import schema
+from regbench.config import checks
+from regbench.config.keys import SOLVER_ONLY
 from regbench.data.datasets import Data, load
 from regbench.engine import convex
 from regbench.engine.runner import run
 from regbench.engine.stackable import stack_key
 from regbench.models import build_model
-from regbench.results import SOLVER_ONLY, config_hash, flatten
+from regbench.results import config_hash, flatten
 from tests.conftest import make_cfg, regbench
 
 
@@ -393,18 +394,18 @@ def test_regbench_run_optim_fista_end_to_end(tmp_path):
     ids=["mlp", "dropout", "label-smoothing", "augment", "weight-decay", "two", "no-penalty"],
 )
 def test_fista_outside_the_convex_problem_is_refused_in_one_line(overrides, message):
-    (problem,) = schema.check(make_cfg("optim=fista", *overrides))
+    (problem,) = checks.check(make_cfg("optim=fista", *overrides))
     assert message in problem and "\n" not in problem
     if "needs a penalty" not in message:
         assert problem.startswith("optim=fista solves model=linear with the reg.alpha / reg.l1_ratio penalty")
-    assert schema.check(make_cfg("optim=adam", *overrides)) == []  # other optimizers take them
+    assert checks.check(make_cfg("optim=adam", *overrides)) == []  # other optimizers take them
 
 
 def test_batchnorm_on_a_linear_model_leaves_the_convex_problem_alone_and_says_it_does_nothing():
     cfg = make_cfg("optim=fista", "model=linear", "reg=[l1,batchnorm]")
-    assert schema.check(cfg) == [] and schema.convex_obstacles(cfg) == []  # no hidden layer: no batch norm
+    assert checks.check(cfg) == [] and checks.convex_obstacles(cfg) == []  # no hidden layer: no batch norm
     assert "reg.batchnorm has no effect on model=linear (it has no hidden layer); the run's label leaves it out" \
-        in schema.notices(cfg)
+        in checks.notices(cfg)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -413,14 +414,14 @@ def test_batchnorm_on_a_linear_model_leaves_the_convex_problem_alone_and_says_it
     ("optim.log_every=0", "optim.log_every must be >= 1 (got 0)"),
 ])
 def test_solver_knobs_out_of_range_are_refused(override, message):
-    assert schema.check(make_cfg("model=linear", "reg=l1", "optim=fista", override)) == [message]
+    assert checks.check(make_cfg("model=linear", "reg=l1", "optim=fista", override)) == [message]
 
 
 def test_the_convex_setting_and_its_notices():
-    assert schema.convex_obstacles(make_cfg("model=linear")) == []  # no penalty: convex too, optimality reported
-    assert schema.check(make_cfg("model=linear", "reg=elasticnet", "optim=fista")) == []
-    assert schema.notices(make_cfg("model=linear", "reg=l1", "optim=fista")) == []
-    (notice,) = schema.notices(make_cfg("model=linear", "reg=l1", "optim=fista", "reg.l1_proximal=false"))
+    assert checks.convex_obstacles(make_cfg("model=linear")) == []  # no penalty: convex too, optimality reported
+    assert checks.check(make_cfg("model=linear", "reg=elasticnet", "optim=fista")) == []
+    assert checks.notices(make_cfg("model=linear", "reg=l1", "optim=fista")) == []
+    (notice,) = checks.notices(make_cfg("model=linear", "reg=l1", "optim=fista", "reg.l1_proximal=false"))
     assert notice.startswith("reg.l1_proximal=false has no effect with optim=fista")
 
 

@@ -14,7 +14,7 @@ import torch
 from rich.console import Console
 
 from regbench import UserInputError
-from regbench.cli.schema import check
+from regbench.config.checks import check
 from regbench.engine import stackable
 from regbench.engine.runner import run
 from tests.conftest import make_cfg, regbench

@@ -261,7 +261,7 @@ def test_the_stacked_launcher_with_the_live_logger(tmp_path):
 def test_a_missing_extra_is_one_line_before_anything_runs(monkeypatch, tmp_path):
     import importlib.util
 
-    from regbench.cli.schema import check
+    from regbench.config.checks import check
     from regbench.reporting import export
 
     real = importlib.util.find_spec

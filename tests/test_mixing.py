@@ -14,7 +14,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from regbench import UserInputError
-from regbench.cli.schema import check
+from regbench.config.checks import check
 from regbench.engine.runner import run
 from regbench.regularizers import cutout as cutout_module
 from regbench.regularizers import mixing

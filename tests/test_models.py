@@ -61,7 +61,7 @@ def test_mlp_block_order_linear_bn_activation_dropout():
 
 def test_linear_dropout_is_on_the_inputs_and_batchnorm_is_ignored_with_warning():
     """Batch norm has no hidden layer to follow on model=linear: no layer, a warning before the
-    run (regbench.cli.schema.notices, tests/test_schema.py) and a label without it."""
+    run (regbench.config.checks.notices, tests/test_schema.py) and a label without it."""
     model, _ = _build("linear", "reg.dropout=0.25", "reg.batchnorm=true")
     assert [type(m) for m in model] == [nn.Flatten, nn.Dropout, nn.Linear]
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from regbench.cli.schema import check
+from regbench.config.checks import check
 from regbench.engine import stackable, stacked
 from regbench.engine.runner import run
 from regbench.regularizers import builtin, knob_table, label
@@ -165,7 +165,7 @@ def test_the_user_regularizer_example_runs_end_to_end_as_its_readme_says(tmp_pat
 
 
 def test_a_user_regularizer_is_not_part_of_the_convex_objective_unless_it_says_so():
-    from regbench.cli.schema import convex_obstacles
+    from regbench.config.checks import convex_obstacles
 
     cfg = _user_cfg("model=linear", "reg=l1", "+reg.extra.maxnorm.max_norm=1.0")
     assert convex_obstacles(cfg, SEARCH) == ["reg.extra.maxnorm.max_norm=1.0 (not part of the convex objective)"]

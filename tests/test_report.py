@@ -624,7 +624,7 @@ def test_runs_from_before_the_newer_knobs_merge_with_runs_that_have_them_at_thei
     """Every key added since the first release at its default (the regularizers' `since` knobs,
     the residual and custom models' knobs, search.seeds): a run recorded before they existed is
     the same configuration as one recorded after, so old and new runs of a sweep report together."""
-    from regbench.cli.schema import MODEL_KNOBS_SINCE
+    from regbench.config.keys import MODEL_KNOBS_SINCE
     from regbench.engine.runner import new_result
     from regbench.regularizers import builtin_knobs
     from regbench.reporting.report import build
@@ -901,8 +901,8 @@ def test_report_help_documents_out(capsys):
 def test_the_keys_of_a_users_data_are_left_out_of_the_constants_of_bundled_runs():
     """Every key a user's data added (results.OWN_DATA_DEFAULTS) says which datasets read it, so
     the constants line of a digits sweep does not list `dataset.index_col=null` and the like."""
-    from regbench.reporting.report import ONLY_FOR, applies
-    from regbench.results import OWN_DATA_DEFAULTS
+    from regbench.config.keys import ONLY_FOR, OWN_DATA_DEFAULTS
+    from regbench.reporting.report import applies
 
     bundled = pd.DataFrame({"params.dataset.name": ["digits"]})
     for key in OWN_DATA_DEFAULTS:

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from regbench import UserInputError
-from regbench.cli.schema import check
+from regbench.config.checks import check
 from regbench.engine import checkpoint, stackable
 from regbench.engine.runner import run
 from regbench.models import Residual, build_model
@@ -320,7 +320,7 @@ def test_a_resnet_with_stochastic_depth_runs_from_the_command_line(tmp_path):
 
 
 def test_a_residual_model_knob_set_for_another_model_gets_a_notice():
-    from regbench.cli.schema import notices
+    from regbench.config.checks import notices
 
     assert "model.width=64 has no effect with model=mlp (it is read by: resmlp)" in notices(make_cfg("model.width=64"))
     assert "model.depth=32 has no effect with model=resmlp (it is read by: resnet)" in notices(

@@ -20,8 +20,8 @@ import torch
 from rich.console import Console
 from torch.optim import lr_scheduler
 
-from regbench.cli import schema
-from regbench.engine import checkpoint, schedules, stackable, stacked as stacking
+from regbench.config import checks, keys, schema
+from regbench.engine import checkpoint, stackable, stacked as stacking
 from regbench.engine.runner import new_result, run
 from regbench.engine.schedules import Schedule
 from regbench.results import MetricsWriter, config_hash
@@ -177,21 +177,21 @@ def test_a_schedule_restored_from_its_state_goes_on_bit_for_bit(case):
     (["optim.plateau_factor=1"], "optim.plateau_factor must be in (0, 1) (got 1.0)"),
 ])
 def test_bad_schedule_knobs_are_refused_in_one_line_each(overrides, message):
-    assert schema.check(make_cfg(*overrides)) == [message]
+    assert checks.check(make_cfg(*overrides)) == [message]
 
 
 def test_valid_schedules_pass_and_knobs_a_schedule_ignores_are_noticed():
-    for name in schedules.SCHEDULES:
-        assert schema.check(make_cfg(f"optim.schedule={name}")) == []
-    assert schema.check(make_cfg("optim.min_lr=0.5")) == []  # constant reads no min_lr: only a notice
-    (notice,) = schema.notices(make_cfg("optim.min_lr=0.5"))
+    for name in keys.SCHEDULES:
+        assert checks.check(make_cfg(f"optim.schedule={name}")) == []
+    assert checks.check(make_cfg("optim.min_lr=0.5")) == []  # constant reads no min_lr: only a notice
+    (notice,) = checks.notices(make_cfg("optim.min_lr=0.5"))
     assert notice == ("optim.min_lr=0.5 has no effect with optim.schedule=constant (it is read by: cosine, "
                       "warmup_cosine, cosine_restarts, plateau)")
-    (notice,) = schema.notices(make_cfg("optim.schedule=plateau", "optim.plateau_patience=9"))
+    (notice,) = checks.notices(make_cfg("optim.schedule=plateau", "optim.plateau_patience=9"))
     assert notice.startswith("optim.plateau_patience=9 cuts the rate after 10 epochs without improvement, but early "
                              "stopping (trainer.patience=10)")
-    assert schema.notices(make_cfg("optim.schedule=plateau")) == []  # the defaults fit the default early stopping
-    assert schema.notices(make_cfg("optim.schedule=step", "optim.step_size=10")) == []
+    assert checks.notices(make_cfg("optim.schedule=plateau")) == []  # the defaults fit the default early stopping
+    assert checks.notices(make_cfg("optim.schedule=step", "optim.step_size=10")) == []
 
 
 @pytest.mark.slow
@@ -207,7 +207,7 @@ def test_the_default_constant_schedule_keeps_the_config_hash_of_before_schedules
     """A constant-rate run hashes as it did before the schedule knobs existed: its finished
     results and checkpoints stay valid for a rerun. Knobs a schedule does not read are left out
     of the hash; the ones it reads are in it."""
-    knobs = ("optim.schedule", *(f"optim.{k}" for k in schedules.ALL_KNOBS))
+    knobs = ("optim.schedule", *(f"optim.{k}" for k in keys.ALL_SCHEDULE_KNOBS))
     for overrides in ([], ["reg=elasticnet", "optim=sgd"], ["optim.gamma=0.5"]):
         result = new_result(make_cfg(*overrides))
         before = {k: v for k, v in result["params"].items() if k not in knobs}
@@ -407,7 +407,7 @@ def test_the_report_reads_runs_from_before_schedules_as_constant_and_names_only_
     from tests.test_report import write_run
 
     new_knobs = {"optim.name": "adam", "optim.schedule": "constant",
-                 **{f"optim.{k}": DEFAULTS[k] for k in schedules.ALL_KNOBS}}
+                 **{f"optim.{k}": DEFAULTS[k] for k in keys.ALL_SCHEDULE_KNOBS}}
     for seed in (0, 1):  # the same two runs, recorded before schedules existed and after
         write_run(tmp_path / "old" / str(seed), seed=seed, val=0.9, extra={"optim.name": "adam"}, finished_at="2026-01-01")
         write_run(tmp_path / "new" / str(seed), seed=seed, val=0.9, extra=new_knobs, finished_at="2026-02-01")

@@ -1,4 +1,4 @@
-"""regbench.cli.schema's checks on composed configs: finite numbers, ranges, presets that disagree,
+"""regbench.config.checks on composed configs: finite numbers, ranges, presets that disagree,
 settings without effect; and what the labels and flags of a result say."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from regbench.cli import schema
+from regbench.config import checks, schema
 from regbench.regularizers import label as reg_label
 from regbench.results import early_best
 from tests.conftest import make_cfg
@@ -35,23 +35,23 @@ def test_every_float_knob_is_found():
 @pytest.mark.parametrize("key", FLOAT_KEYS)
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
 def test_non_finite_values_of_every_float_knob_are_refused(key, value):
-    problems = schema.check(make_cfg(f"{key}={value}"))
+    problems = checks.check(make_cfg(f"{key}={value}"))
     assert problems == [f"{key} must be a finite number (got {float(value)})"]
 
 
 @pytest.mark.parametrize("momentum, ok", [(0.0, True), (0.99, True), (1.0, False), (1.5, False), (-0.1, False)])
 def test_momentum_must_lie_in_zero_one(momentum, ok):
-    problems = schema.check(make_cfg("optim=sgd", f"optim.momentum={momentum}"))
+    problems = checks.check(make_cfg("optim=sgd", f"optim.momentum={momentum}"))
     assert problems == ([] if ok else [f"optim.momentum must be in [0, 1) (got {momentum})"])
 
 
 def test_settings_without_effect_are_noticed():
-    assert schema.notices(make_cfg("optim=sgd", "optim.momentum=0.9")) == []
-    (notice,) = schema.notices(make_cfg("optim=adam", "optim.momentum=0.9"))
+    assert checks.notices(make_cfg("optim=sgd", "optim.momentum=0.9")) == []
+    (notice,) = checks.notices(make_cfg("optim=adam", "optim.momentum=0.9"))
     assert notice.startswith("optim.momentum=0.9 has no effect with optim=adam")
-    (notice,) = schema.notices(make_cfg("model=linear", "reg=batchnorm"))
+    (notice,) = checks.notices(make_cfg("model=linear", "reg=batchnorm"))
     assert notice.startswith("reg.batchnorm has no effect on model=linear")
-    assert schema.notices(make_cfg("model=mlp", "reg=batchnorm")) == []
+    assert checks.notices(make_cfg("model=mlp", "reg=batchnorm")) == []
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_settings_without_effect_are_noticed():
     ],
 )
 def test_presets_that_set_one_key_differently_are_refused(overrides, keys):
-    problems = schema.preset_conflicts(overrides)
+    problems = checks.preset_conflicts(overrides)
     assert [p.split("disagree on reg.")[1].split(" ")[0] for p in problems] == keys
     assert all("use reg=elasticnet" in p for p in problems)
 

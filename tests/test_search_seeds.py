@@ -12,7 +12,7 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
-from regbench.cli.schema import check
+from regbench.config.checks import check
 from regbench.engine import stackable
 from tests.conftest import make_cfg, regbench
 

@@ -244,7 +244,7 @@ def test_a_bad_file_is_one_line_naming_it(tmp_path, case, overrides, message):
     ],
 )
 def test_the_config_check_names_the_file_before_anything_runs(tmp_path, monkeypatch, overrides, message):
-    from regbench.cli.schema import check
+    from regbench.config.checks import check
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data.xlsx").write_bytes(b"PK")
@@ -325,9 +325,10 @@ def test_the_bundled_datasets_keep_their_config_hash_and_merge_with_older_runs(t
     (finished results and checkpoints of older versions stay valid), and the report takes
     older runs for the same configuration; a table's path is in its hash."""
     from regbench.engine.runner import new_result
+    from regbench.config.keys import OWN_DATA_DEFAULTS
     from regbench.reporting.report import build
     from regbench.reporting.report_format import constants_line
-    from regbench.results import OWN_DATA_DEFAULTS, config_hash
+    from regbench.results import config_hash
     from tests.test_report import write_run
 
     for overrides in ([], ["dataset=mnist", "reg=l2"], ["dataset=diabetes", "optim=sgd"]):
@@ -419,7 +420,7 @@ def test_the_same_file_with_a_header_gives_every_feature_and_says_so(tmp_path, n
 
 
 def test_index_col_sets_aside_row_labels_the_header_does_not_name(tmp_path, csv):
-    from regbench.cli.schema import check
+    from regbench.config.checks import check
 
     frame = people()
     labelled = tmp_path / "labelled.csv"  # R's write.table: row names first, no name for them in the header

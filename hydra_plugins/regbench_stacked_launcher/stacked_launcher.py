@@ -125,9 +125,9 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
     Stackability is decided from the configs alone (regbench.engine.stackable, no torch): a sweep
     where nothing stacks, such as any other app's, imports nothing of regbench's training.
     """
-    if "regbench.cli.schema" not in sys.modules:  # not regbench's app: none of its jobs can stack
+    if "regbench.config.schema" not in sys.modules:  # not regbench's app: none of its jobs can stack
         return {}
-    from regbench.cli.schema import config_search_dirs
+    from regbench.config.paths import config_search_dirs
     from regbench.engine.stackable import stack_key, why_alone
 
     groups: dict[str, list[tuple[int, DictConfig, Path]]] = {}

@@ -1,1 +1,1 @@
-"""The command line: the `regbench` entry, the Hydra app, its callbacks, the config schema and its errors."""
+"""The command line: the `regbench` entry, the Hydra app and its callbacks (the schema and its checks: regbench.config)."""

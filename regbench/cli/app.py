@@ -20,8 +20,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from regbench.config.checks import check, preset_conflicts
+from regbench.config.paths import config_dir, config_search_dirs
+from regbench.config.schema import register
 from regbench.engine import gcpause, interrupt
-from regbench.cli.schema import check, config_dir, config_search_dirs, preset_conflicts, register
 from regbench.jobs import REFUSED, discard, finished_result, monitored, rerun_notice, threads_per_job
 
 

@@ -20,8 +20,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from regbench.engine import folderlock
-from regbench.cli.config_errors import describe
-from regbench.cli.schema import check, config_search_dirs, notices, preset_conflicts
+from regbench.config.checks import check, notices, preset_conflicts
+from regbench.config.errors import describe
+from regbench.config.paths import config_search_dirs
 from regbench.jobs import REFUSED, as_job, finished_elsewhere, made, task_config
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"

@@ -118,7 +118,7 @@ def _run_hydra(hydra_main: Any) -> int:
             return 1
         if not _bad_input(e):
             raise
-        from regbench.cli.config_errors import describe
+        from regbench.config.errors import describe
 
         print(f"regbench: error: {describe(e)}", file=sys.stderr)
         return 2

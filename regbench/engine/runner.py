@@ -49,7 +49,7 @@ from regbench.results import (
     versions,
     write_result,
 )
-from regbench.cli.schema import check, convex_obstacles
+from regbench.config.checks import check, convex_obstacles
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None, search: tuple[s
     """Trains one configuration and writes metrics.csv and result.json into `out_dir`.
 
     Args:
-        cfg: a composed config (see regbench.cli.schema.Config).
+        cfg: a composed config (see regbench.config.schema.Config).
         out_dir: the run folder (Hydra's output directory of the job).
         console: where the progress bar goes; a default Console when None.
         search: folders where a user regularizer's module may lie (`--config-dir`), besides the

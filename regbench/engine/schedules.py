@@ -30,6 +30,9 @@ imports torch._dynamo (~0.7 s), which regbench avoids.
 A schedule's whole state is a few numbers (`state()`): a checkpoint stores it (in FitState,
 see regbench.engine.checkpoint) and `load` puts it back, so a resumed run continues the
 schedule bit for bit; for all but `plateau` it is also a function of the epoch alone.
+
+The schedules' names and the knobs each reads are config metadata (regbench.config.keys:
+SCHEDULES, SCHEDULE_KNOBS, and `inert_keys`, the knobs left out of a run's config_hash).
 """
 
 from __future__ import annotations
@@ -37,37 +40,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "step", "cosine_restarts", "plateau")
-
-# The optim.* knobs each schedule reads (besides optim.lr and trainer.max_epochs).
-KNOBS: dict[str, tuple[str, ...]] = {
-    "constant": (),
-    "cosine": ("min_lr",),
-    "warmup_cosine": ("min_lr", "warmup_epochs"),
-    "step": ("step_size", "gamma"),
-    "cosine_restarts": ("min_lr", "restart_period", "restart_mult"),
-    "plateau": ("min_lr", "plateau_patience", "plateau_factor"),
-}
-ALL_KNOBS = ("min_lr", "warmup_epochs", "step_size", "gamma", "restart_period", "restart_mult", "plateau_patience",
-             "plateau_factor")
+from regbench.config.keys import SCHEDULES
 
 # ReduceLROnPlateau's defaults, kept: an improvement is a val_loss below best * (1 - 1e-4);
 # a reduction smaller than 1e-8 is not made; no cooldown.
 PLATEAU_THRESHOLD = 1e-4
 PLATEAU_EPS = 1e-8
-
-
-def inert_keys(params: dict[str, Any]) -> list[str]:
-    """The optim.* schedule keys of a flattened config that change nothing: the knobs its
-    schedule does not read, and `optim.schedule` itself when it is `constant` (so that a
-    constant-rate run keeps the config_hash it had before schedules existed, and its
-    checkpoints and finished results stay valid)."""
-    schedule = params.get("optim.schedule", "constant")
-    read = KNOBS.get(schedule, ALL_KNOBS)
-    out = [f"optim.{k}" for k in ALL_KNOBS if k not in read and f"optim.{k}" in params]
-    if schedule == "constant" and "optim.schedule" in params:
-        out.append("optim.schedule")
-    return out
 
 
 class Schedule:

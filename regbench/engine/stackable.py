@@ -14,27 +14,19 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from regbench.results import NOT_HASHED, flatten
+from regbench.config.keys import MEMBER_KEYS, NOT_COMPUTED
+from regbench.results import flatten
 
 MODELS = ("linear", "mlp", "cnn", "resmlp", "resnet")
-# What may differ between the members of one stack, besides every regularizer knob declared
-# `member=True` in its module (regbench.regularizers). The learning-rate schedule and its knobs
-# too: each member follows its own (regbench.engine.schedules).
-MEMBER_KEYS = ("seed", "optim.lr", "optim.schedule", "optim.min_lr", "optim.warmup_epochs", "optim.step_size",
-               "optim.gamma", "optim.restart_period", "optim.restart_mult", "optim.plateau_patience",
-               "optim.plateau_factor")
-# What changes how a job is run or kept, not what it computes (the thread count changes only
-# the last bits, and a stack runs on one count).
-NOT_COMPUTED = (*NOT_HASHED, "trainer.num_threads")
 
 
 def is_regbench(cfg: Any) -> bool:
-    """Whether a job's config was composed from regbench's schema (regbench.cli.schema.Config).
+    """Whether a job's config was composed from regbench's schema (regbench.config.schema.Config).
 
     Looked up in sys.modules: an app that never imported regbench's schema cannot have
     composed a config from it, and the check then imports nothing.
     """
-    schema = sys.modules.get("regbench.cli.schema")
+    schema = sys.modules.get("regbench.config.schema")
     return schema is not None and OmegaConf.get_type(cfg) is schema.Config
 
 

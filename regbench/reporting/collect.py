@@ -132,15 +132,15 @@ def _before_schedules(runs: pd.DataFrame) -> pd.DataFrame:
     with newer runs they are the same configuration, not another one."""
     if runs.empty or "params.optim.schedule" not in runs or "params.optim.name" not in runs:
         return runs
-    from regbench.cli.schema import OptimConfig
-    from regbench.engine.schedules import ALL_KNOBS
+    from regbench.config.keys import ALL_SCHEDULE_KNOBS
+    from regbench.config.schema import OptimConfig
 
     old = runs["params.optim.schedule"].isna() & runs["params.optim.name"].notna()
     if not old.any():
         return runs
     runs = runs.copy()
     defaults = OptimConfig()
-    for knob in ("schedule", *ALL_KNOBS):
+    for knob in ("schedule", *ALL_SCHEDULE_KNOBS):
         column = f"params.optim.{knob}"
         if column in runs:
             runs.loc[old, column] = getattr(defaults, knob)
@@ -153,7 +153,8 @@ def _before_new_knobs(runs: pd.DataFrame) -> pd.DataFrame:
     merged with newer runs they are one configuration."""
     if runs.empty or "params.dataset.name" not in runs:
         return runs
-    from regbench.cli.schema import MODEL_KNOBS_SINCE, ModelConfig, SearchConfig
+    from regbench.config.keys import MODEL_KNOBS_SINCE
+    from regbench.config.schema import ModelConfig, SearchConfig
     from regbench.regularizers import builtin_knobs
 
     defaults = {f"reg.{k.name}": k.default for k in builtin_knobs() if k.since}

@@ -16,10 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from regbench.config.keys import ONLY_FOR
 from regbench.reporting.aggregate import against_baseline, describe_config, set_aside_duplicates, summarize, with_config_ids
 from regbench.reporting.collect import collect
-from regbench.cli.schema import MODEL_KNOBS_SINCE
-from regbench.engine import schedules
 
 
 @dataclass
@@ -77,49 +76,8 @@ def build(paths: list[Path], baseline: str | None = None, baseline_config: int |
                   duplicates=duplicates, notes=collected.notes + notes + chosen)
 
 
-# Keys that apply only to some datasets or optimizers: the constants line leaves them out elsewhere.
-SYNTHETIC = ("synthetic", "synthetic_regression")
-TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
-OWN_DATA = ("table", "arrays", "image_folder")  # regbench.data.files.OWN_DATA
-ONLY_FOR = {
-    "dataset.n_samples": ("dataset.name", SYNTHETIC),
-    "dataset.n_features": ("dataset.name", SYNTHETIC),
-    "dataset.n_informative": ("dataset.name", SYNTHETIC),
-    "dataset.generator_seed": ("dataset.name", SYNTHETIC),
-    "dataset.noise": ("dataset.name", ("synthetic_regression",)),
-    "dataset.root": ("dataset.name", TORCHVISION),
-    "dataset.download": ("dataset.name", TORCHVISION),
-    "dataset.test_fraction": ("dataset.name", ("digits", "breast_cancer", "wine", "diabetes", *SYNTHETIC, *OWN_DATA)),
-    "dataset.path": ("dataset.name", OWN_DATA),
-    "dataset.task": ("dataset.name", ("table", "arrays")),
-    "dataset.target": ("dataset.name", ("table",)),
-    "dataset.drop": ("dataset.name", ("table",)),
-    "dataset.test_path": ("dataset.name", ("table",)),
-    "dataset.split_column": ("dataset.name", ("table",)),
-    "dataset.index_col": ("dataset.name", ("table",)),
-    "dataset.image_size": ("dataset.name", ("image_folder",)),
-    "dataset.hflip": ("reg.augment", (True,)),
-    "optim.momentum": ("optim.name", ("sgd",)),
-    "optim.tol": ("optim.name", ("fista",)),
-    "optim.max_iter": ("optim.name", ("fista",)),
-    "optim.log_every": ("optim.name", ("fista",)),
-    # the schedule knobs, for the schedules that read them
-    **{f"optim.{knob}": ("optim.schedule", tuple(s for s, reads in schedules.KNOBS.items() if knob in reads))
-       for knob in schedules.ALL_KNOBS},
-    "model.channels": ("model.name", ("cnn",)),
-    "model.hidden_sizes": ("model.name", ("mlp", "cnn")),
-    "model.activation": ("model.name", ("mlp", "cnn", "resmlp", "resnet")),
-    # the residual and custom models' knobs, for the models that read them
-    **{f"model.{knob}": ("model.name", models) for knob, models in MODEL_KNOBS_SINCE.items()},
-    "reg.swa_lr": ("reg.swa", None),  # None: any value but the knob's off (0)
-    "reg.swa_anneal_epochs": ("reg.swa", None),
-    "reg.cutout_size": ("reg.cutout", None),
-    "reg.sam_adaptive": ("reg.sam", None),
-}
-
-
 def applies(key: str, runs: pd.DataFrame) -> bool:
-    """Whether `key` means something for at least one of the runs (see ONLY_FOR)."""
+    """Whether `key` means something for at least one of the runs (see regbench.config.keys.ONLY_FOR)."""
     if key not in ONLY_FOR:
         return True
     owner, values = ONLY_FOR[key]
