@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from regbench.regularizers import Knob
+from regbench.regularizers.knob import Knob
 
 # torch is imported where it is used: the schema reads this module's knobs, and `regbench run --help`
 # or a refused config must not wait for torch.

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from regbench.regularizers import Knob
+from regbench.regularizers.knob import Knob
 
 
 class EMA:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from regbench.regularizers import Knob
+from regbench.regularizers.knob import Knob
 
 ETA = 0.01  # ASAM's eta: keeps T of a zero weight above zero (the paper's and its code's default)
 

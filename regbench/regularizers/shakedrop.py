@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from regbench.regularizers import Knob
+from regbench.regularizers.knob import Knob
 from regbench.regularizers.drop_path import refusal
 
 # torch is imported where it is used: the schema reads this module's knobs, and `regbench run --help`

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from regbench.regularizers import Knob
+from regbench.regularizers.knob import Knob
 
 
 def start_epoch(fraction: float, max_epochs: int) -> int:
