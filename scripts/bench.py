@@ -462,7 +462,7 @@ def warm_up_stacking(cfgs: list[Any], workdir: Path) -> None:
     from omegaconf import open_dict
     from rich.console import Console
 
-    from regbench.engine import stacked as stacking
+    from regbench.engine import sweep as stacking
     from regbench.engine.runner import run
 
     short = []
@@ -485,7 +485,7 @@ def bench_stacked(cfgs: list[Any], repeats: int, workdir: Path, device: Any, log
     sweep, data loading, early stopping and every job's files included."""
     from rich.console import Console
 
-    from regbench.engine import stacked as stacking
+    from regbench.engine import sweep as stacking
     from regbench.engine.runner import run
 
     quiet = Console(file=io.StringIO())
@@ -546,7 +546,7 @@ def bench_stack_sizes(cfgs_by_size: dict[int, list[Any]], repeats: int, workdir:
     stopping), one by one and as one stack, for each k; interleaved, medians of wall times."""
     from rich.console import Console
 
-    from regbench.engine import stacked as stacking
+    from regbench.engine import sweep as stacking
     from regbench.engine.runner import run
 
     quiet = Console(file=io.StringIO())

@@ -42,7 +42,7 @@ Weights = Callable[[], Iterable[tuple[str, Any]]]  # (name, tensor) pairs, read 
 def stack_weights(stack: Any, member: Any) -> list[tuple[str, Any]]:
     """A member's slices of the engine's stacked parameters (regbench.engine.stack), under the
     names its own network gives them (`1.weight`, ...), the same as in a lone run."""
-    from regbench.engine.stack import tensors
+    from regbench.engine.network import tensors
 
     k = next(i for i, m in enumerate(stack.members) if m is member)
     names = {id(p): name for name, p in member.model.named_parameters()}
