@@ -50,7 +50,7 @@ What it measures, in one process and one run (peak memory and CLI start-up in su
 4. (c) A stacked sweep: `regbench run -m dataset=digits model=mlp reg=l2 reg.alpha=<8 strengths>`
    (log-spaced from 1e-6 to 1e-2; 32 with --device cuda), every other option the default,
    early stopping included. The same jobs run in-process one after another (`runner.run` per
-   job, as Hydra's basic launcher calls it) and as one stack (`stacked.train`, as
+   job, as Hydra's basic launcher calls it) and as one stack (`sweep.train`, as
    hydra/launcher=stacked calls it), interleaved and repeated; reported: the sweep's wall
    time (data loading, every job's files), the speed-up, and the largest difference between
    a job's stacked and lone metrics. Then stacks of 1, 2, 4, 8 and 16 jobs (32 too on CUDA)
@@ -462,7 +462,7 @@ def warm_up_stacking(cfgs: list[Any], workdir: Path) -> None:
     from omegaconf import open_dict
     from rich.console import Console
 
-    from regbench.engine import stacked as stacking
+    from regbench.engine import sweep as stacking
     from regbench.engine.runner import run
 
     short = []
@@ -480,12 +480,12 @@ def warm_up_stacking(cfgs: list[Any], workdir: Path) -> None:
 
 def bench_stacked(cfgs: list[Any], repeats: int, workdir: Path, device: Any, log: Callable[[str], None]) -> dict[str, Any]:
     """The same jobs, in-process, as regbench runs them: one after another (`runner.run` per job,
-    which is what the basic launcher calls) and as one stack (`stacked.train`, what
+    which is what the basic launcher calls) and as one stack (`sweep.train`, what
     hydra/launcher=stacked calls); interleaved, the order alternating. Wall time of the whole
     sweep, data loading, early stopping and every job's files included."""
     from rich.console import Console
 
-    from regbench.engine import stacked as stacking
+    from regbench.engine import sweep as stacking
     from regbench.engine.runner import run
 
     quiet = Console(file=io.StringIO())
@@ -546,7 +546,7 @@ def bench_stack_sizes(cfgs_by_size: dict[int, list[Any]], repeats: int, workdir:
     stopping), one by one and as one stack, for each k; interleaved, medians of wall times."""
     from rich.console import Console
 
-    from regbench.engine import stacked as stacking
+    from regbench.engine import sweep as stacking
     from regbench.engine.runner import run
 
     quiet = Console(file=io.StringIO())

@@ -19,7 +19,8 @@ from regbench.config.checks import check
 from regbench.data.datasets import load
 from regbench.engine.loop import evaluate
 from regbench.engine.runner import run
-from regbench.engine.stack import tensors, train_epoch
+from regbench.engine.network import tensors
+from regbench.engine.steps import train_epoch
 from regbench.models import build_model
 from regbench.regularizers import swa as swa_module
 from tests.conftest import make_cfg, stack_of
@@ -376,7 +377,7 @@ def test_a_stack_of_them_reads_back_from_the_device_once_per_epoch(tmp_path, var
     """Averaging (and SWA's batch-norm pass, its rate from host memory) and SAM's second pass add
     no host sync: each epoch's numbers of every member come back in one call (see
     tests/test_stacked.py's test of the same for the other regularizers)."""
-    from regbench.engine import stacked as stacking
+    from regbench.engine import sweep as stacking
     from tests.conftest import HostSyncs
 
     cfgs = [make_cfg(*SMALL, "reg.batchnorm=true", "trainer.max_epochs=6", *v) for v in variants]

@@ -21,7 +21,7 @@ from regbench.config.keys import SOLVER_ONLY
 from regbench.data.datasets import Data, load
 from regbench.engine import convex
 from regbench.engine.runner import run
-from regbench.engine.stackable import stack_key
+from regbench.engine.grouping import stack_key
 from regbench.models import build_model
 from regbench.results import config_hash, flatten
 from tests.conftest import make_cfg, regbench
@@ -337,7 +337,7 @@ def test_every_convex_run_reports_its_optimality_and_the_solver_beats_minibatch_
 
 
 def test_a_stacked_member_reports_the_optimality_of_its_lone_run(tmp_path):
-    from regbench.engine import stacked as stacking
+    from regbench.engine import sweep as stacking
 
     cfgs = [make_cfg("model=linear", "dataset.train_size=300", "trainer.max_epochs=5", *v)
             for v in (["reg=l1", "reg.alpha=1e-3"], ["reg=l2", "reg.alpha=1e-2"], ["reg=l1", "reg.dropout=0.1"])]

@@ -14,9 +14,9 @@ import torch
 from rich.console import Console
 
 from regbench.data.datasets import load
-from regbench.engine import stacked
+from regbench.engine import sweep
 from regbench.engine.runner import new_stack, run
-from regbench.engine.stack import evaluate, train_epoch
+from regbench.engine.steps import evaluate, train_epoch
 from regbench.regularizers import regularizers
 from tests.conftest import make_cfg
 
@@ -86,7 +86,7 @@ def test_a_stack_on_cuda_agrees_with_its_lone_runs(tmp_path):
                 ["reg=dropout"]]
     cfgs = [make_cfg(*SMALL, "trainer.patience=null", "trainer.max_epochs=5", *v) for v in variants]
     alone = [run(c, tmp_path / f"alone{i}", QUIET) for i, c in enumerate(cfgs)]
-    stacked_results = stacked.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], QUIET)
+    stacked_results = sweep.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], QUIET)
     for a, s in zip(alone, stacked_results):
         assert s["status"] == "ok" and s["device"].startswith("cuda")
         for key in ("train_loss", "val_loss", "test_loss"):

@@ -1,5 +1,5 @@
 """model=custom: any nn.Module from a factory named by model._target_ (regbench/models.py,
-regbench/engine/stack.py's `_run_custom`): trained by the one engine with the regularizers that
+regbench/engine/network.py's `Network._run_custom`): trained by the one engine with the regularizers that
 act on any model, refused in one line where a regularizer cannot reach it, run alone by the
 stacked launcher, resumed bit for bit."""
 
@@ -15,7 +15,7 @@ from rich.console import Console
 
 from regbench import UserInputError
 from regbench.config.checks import check
-from regbench.engine import stackable
+from regbench.engine import grouping
 from regbench.engine.runner import run
 from tests.conftest import make_cfg, regbench
 
@@ -146,8 +146,8 @@ def test_what_cannot_reach_a_custom_model_is_refused_in_one_line(netdir):
 
 
 def test_the_stacked_launcher_runs_custom_jobs_alone_and_says_why(netdir):
-    assert stackable.why_alone(cfg()) == "model=custom runs as its own module, one job at a time"
-    assert stackable.stack_key(cfg()) is None
+    assert grouping.why_alone(cfg()) == "model=custom runs as its own module, one job at a time"
+    assert grouping.stack_key(cfg()) is None
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from regbench.engine import stacked as stacking
+from regbench.engine import sweep as stacking
 from regbench.engine.runner import run
 from tests.conftest import HostSyncs, REPO, make_cfg, regbench
 

@@ -120,10 +120,10 @@ def test_each_acts_on_training_only_and_is_labelled(tmp_path, monkeypatch, on, l
     """It changes training (the numbers differ from the baseline's) but never evaluation: the
     reported train metrics are the clean, eval-mode ones of the reported weights, and the batch
     hooks run once per training step only."""
-    from regbench.engine import stack as engine
+    from regbench.engine import steps
 
     calls = []
-    real = engine.train_epoch
+    real = steps.train_epoch
 
     def counting(stack, data, batch):
         for reg in stack.batch_hooks:
@@ -132,7 +132,7 @@ def test_each_acts_on_training_only_and_is_labelled(tmp_path, monkeypatch, on, l
                 reg.batch = lambda s, x, y, hook=hook: calls.append(1) or hook(s, x, y)
         return real(stack, data, batch)
 
-    monkeypatch.setattr(engine, "train_epoch", counting)
+    monkeypatch.setattr(steps, "train_epoch", counting)
     base = run(make_cfg(*SMALL), tmp_path / "base", QUIET)
     calls.clear()
     result = run(make_cfg(*SMALL, *on, "save_model=true"), tmp_path / "on", QUIET)

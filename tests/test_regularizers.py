@@ -14,7 +14,7 @@ import torch
 from rich.console import Console
 
 from regbench.config.checks import check
-from regbench.engine import stackable, stacked
+from regbench.engine import grouping, sweep
 from regbench.engine.runner import run
 from regbench.regularizers import builtin, knob_table, label
 from tests.conftest import REPO, make_cfg, regbench
@@ -93,10 +93,10 @@ def test_a_user_regularizer_acts_and_a_stack_of_them_equals_the_lone_runs_bit_fo
                 ["+reg.extra.maxnorm.max_norm=0"], ["+reg.extra.maxnorm.max_norm=0.5", "reg=dropout", "seed=1",
                                                     "dataset.split_seed=0"]]
     cfgs = [_user_cfg("save_model=true", *v) for v in variants]
-    assert len({stackable.stack_key(c, SEARCH) for c in cfgs}) == 1
+    assert len({grouping.stack_key(c, SEARCH) for c in cfgs}) == 1
     quiet = Console(quiet=True)
     alone = [run(c, tmp_path / f"alone{i}", quiet, SEARCH) for i, c in enumerate(cfgs)]
-    together = stacked.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], quiet, search=SEARCH)
+    together = sweep.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], quiet, search=SEARCH)
     for i, (a, s) in enumerate(zip(alone, together)):
         assert a["status"] == s["status"] == "ok", (a.get("error"), s.get("error"))
         for key in ("metrics", "gap", "best_epoch", "epochs_run", "sparsity", "reg", "params", "config_hash"):
@@ -131,8 +131,8 @@ def test_a_regularizer_that_cannot_stack_says_why_and_its_jobs_run_alone(tmp_pat
     '''))
     cfg = make_cfg("+reg.extra.l._target_=lonely.Lonely")
     search = (str(tmp_path),)
-    assert stackable.stack_key(cfg, search) is None
-    assert stackable.why_alone(cfg, search) == "reg.extra.l (Lonely) does not stack: it keeps a Python-side state per run"
+    assert grouping.stack_key(cfg, search) is None
+    assert grouping.why_alone(cfg, search) == "reg.extra.l (Lonely) does not stack: it keeps a Python-side state per run"
     shutil.copytree(EXAMPLE, tmp_path / "conf")
     (tmp_path / "conf" / "reg" / "lonely.yaml").write_text("extra:\n  l:\n    _target_: lonely.Lonely\n")
     shutil.copy(tmp_path / "lonely.py", tmp_path / "conf" / "lonely.py")

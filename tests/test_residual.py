@@ -16,7 +16,7 @@ from torch import nn
 
 from regbench import UserInputError
 from regbench.config.checks import check
-from regbench.engine import checkpoint, stackable
+from regbench.engine import checkpoint, grouping
 from regbench.engine.runner import run
 from regbench.models import Residual, build_model
 from regbench.regularizers import branch
@@ -249,13 +249,13 @@ def test_the_new_model_knobs_leave_the_hash_of_other_models_as_it_was():
 
 
 def test_the_residual_knobs_are_structure_and_the_rates_are_not():
-    key = lambda *o: stackable.stack_key(make_cfg(*RESMLP, *o))  # noqa: E731
+    key = lambda *o: grouping.stack_key(make_cfg(*RESMLP, *o))  # noqa: E731
     base = key()
-    assert base is not None and stackable.stack_key(make_cfg(*RESNET)) is not None
+    assert base is not None and grouping.stack_key(make_cfg(*RESNET)) is not None
     assert key("reg=drop_path") == key("reg=shakedrop") == key("reg.drop_path=0.3", "reg.shakedrop=0.2") == base
     for o in ("model.width=32", "model.groups=2", "model.blocks=1", "model.activation=gelu"):
         assert key(o) != base, o
-    assert stackable.stack_key(make_cfg(*RESNET, "model.width_mult=2")) != stackable.stack_key(make_cfg(*RESNET))
+    assert grouping.stack_key(make_cfg(*RESNET, "model.width_mult=2")) != grouping.stack_key(make_cfg(*RESNET))
 
 
 def test_resmlp_stacks_bit_for_bit_with_and_without_drop_path_and_shakedrop(tmp_path):

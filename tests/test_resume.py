@@ -284,7 +284,7 @@ def hold_in_another_process(*folders: Path) -> subprocess.Popen:
 
 
 def test_a_folder_in_use_is_refused_before_anything_is_written(tiny_cfg, tmp_path):
-    from regbench.engine import stacked as stacking
+    from regbench.engine import sweep as stacking
     from regbench.engine.folderlock import LOCK_FILE, FolderBusy, hold
 
     held = tmp_path / "held"

@@ -21,7 +21,7 @@ from rich.console import Console
 from torch.optim import lr_scheduler
 
 from regbench.config import checks, keys, schema
-from regbench.engine import checkpoint, stackable, stacked as stacking
+from regbench.engine import checkpoint, grouping, sweep as stacking
 from regbench.engine.runner import new_result, run
 from regbench.engine.schedules import Schedule
 from regbench.results import MetricsWriter, config_hash
@@ -219,7 +219,7 @@ def test_the_default_constant_schedule_keeps_the_config_hash_of_before_schedules
 
 
 def test_schedule_knobs_may_differ_between_members_of_a_stack():
-    key = lambda *o: stackable.stack_key(make_cfg(*o))  # noqa: E731
+    key = lambda *o: grouping.stack_key(make_cfg(*o))  # noqa: E731
     base = key("reg=l2")
     for o in (["optim.schedule=cosine"], ["optim.schedule=plateau", "optim.plateau_patience=2"],
               ["optim.schedule=step", "optim.step_size=3", "optim.gamma=0.5"], ["optim.min_lr=1e-5"],
@@ -362,7 +362,7 @@ def test_an_interrupted_stack_resumes_every_members_schedule_bit_for_bit(tmp_pat
     common = [*SMALL, "trainer.max_epochs=14", "trainer.patience=null", "trainer.checkpoint_seconds=0",
               "dataset.split_seed=0"]
     cfgs = [make_cfg(*common, *v) for v in variants]
-    assert len({stackable.stack_key(c) for c in cfgs}) == 1
+    assert len({grouping.stack_key(c) for c in cfgs}) == 1
     quiet = Console(quiet=True)
     whole = stacking.train([(c, tmp_path / f"whole{i}") for i, c in enumerate(cfgs)], quiet)
     jobs = [(c, tmp_path / f"cut{i}") for i, c in enumerate(cfgs)]
@@ -390,7 +390,7 @@ def test_a_checkpoint_without_a_schedule_state_replays_the_history(tiny_cfg, tmp
     state = checkpoint.fit_state({"history": [{"val_loss": v} for v in (3.0, 2.0, 2.0, 2.0)], "best_epoch": 2,
                                   "best_loss": 2.0, "best_state": None, "waited": 2}, torch.device("cpu"))
     assert state.schedule is None
-    from regbench.engine.loop import schedule_of
+    from regbench.engine.fitstate import schedule_of
 
     cfg = tiny_cfg("optim.schedule=plateau", "optim.plateau_patience=1", "optim.plateau_factor=0.5")
     schedule = schedule_of(cfg, state)

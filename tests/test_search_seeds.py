@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from regbench.config.checks import check
-from regbench.engine import stackable
+from regbench.engine import grouping
 from tests.conftest import make_cfg, regbench
 
 pytestmark = pytest.mark.slow
@@ -27,10 +27,10 @@ def _rows(path):
 
 def test_bad_seed_counts_are_refused_and_a_trial_with_seeds_runs_them_itself():
     assert check(make_cfg("search.seeds=0")) == ["search.seeds must be >= 1 (got 0)"]
-    assert stackable.why_alone(make_cfg("search.seeds=3")) == (
+    assert grouping.why_alone(make_cfg("search.seeds=3")) == (
         "search.seeds=3: each trial trains its seeds itself (as one stack where they share a split)")
     # how a trial is scored changes no run: the hash of a seed's run is that of the same run without it
-    assert stackable.stack_key(make_cfg("search.seeds=1")) == stackable.stack_key(make_cfg())
+    assert grouping.stack_key(make_cfg("search.seeds=1")) == grouping.stack_key(make_cfg())
 
 
 def test_each_trial_runs_the_same_seeds_and_returns_their_mean(tmp_path):

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from regbench import UserInputError
 
-from regbench.engine import stack as engine, stackable, stacked as stacking
+from regbench.engine import grouping, steps, sweep as stacking
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.runner import run
 from tests.conftest import HostSyncs, make_cfg, regbench
@@ -40,7 +40,7 @@ def _rows(folder: Path) -> list[dict[str, str]]:
 
 def _alone_and_stacked(tmp_path: Path, common: list[str], variants: list[list[str]]):
     cfgs = [make_cfg(*SMALL, *common, *v) for v in variants]
-    assert len({stackable.stack_key(c) for c in cfgs}) == 1
+    assert len({grouping.stack_key(c) for c in cfgs}) == 1
     quiet = Console(quiet=True)
     alone = [run(c, tmp_path / f"alone{i}", quiet) for i, c in enumerate(cfgs)]
     stacked = stacking.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], quiet)
@@ -211,7 +211,7 @@ def test_with_two_threads_a_stack_agrees_within_tolerance(tmp_path):
 
 
 def test_only_jobs_with_one_structure_share_a_stack():
-    key = lambda *o: stackable.stack_key(make_cfg(*o))  # noqa: E731
+    key = lambda *o: grouping.stack_key(make_cfg(*o))  # noqa: E731
     base = key("reg=l2")
     assert base is not None
     # members may differ in these
@@ -354,7 +354,7 @@ RESUMABLE_VARIANTS = [["reg=l2", "optim.lr=1e-1"], ["reg=l2", "optim.lr=3e-2"], 
 
 def _interrupt_after(monkeypatch, epochs: int) -> None:
     """Makes the next stack stop like a Ctrl-C at the start of epoch `epochs + 1`."""
-    real, calls = engine.train_epoch, []
+    real, calls = steps.train_epoch, []
 
     def counting(*args, **kwargs):
         calls.append(1)
@@ -362,7 +362,7 @@ def _interrupt_after(monkeypatch, epochs: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "train_epoch", counting)
+    monkeypatch.setattr(steps, "train_epoch", counting)
 
 
 def test_an_interrupted_stack_resumes_where_it_stopped_and_ends_bit_for_bit(tmp_path, monkeypatch):
@@ -399,12 +399,12 @@ def test_ctrl_c_checkpoints_the_stack_at_the_end_of_its_epoch(tmp_path, monkeypa
     ends that epoch, checkpoints every live member and stops; the rerun ends bit for bit."""
     cfgs = [make_cfg(*SMALL, "reg.batchnorm=true", "trainer.patience=3", "dataset.split_seed=0", *v)
             for v in RESUMABLE_VARIANTS]  # RESUMABLE without its checkpoint after every epoch
-    assert len({stackable.stack_key(c) for c in cfgs}) == 1
+    assert len({grouping.stack_key(c) for c in cfgs}) == 1
     quiet = Console(quiet=True)
     whole = stacking.train([(c, tmp_path / f"whole{i}") for i, c in enumerate(cfgs)], quiet)
     stop = 6
     assert min(r["epochs_run"] for r in whole) < stop < max(r["epochs_run"] for r in whole)  # some finish first
-    real, calls = engine.train_epoch, []
+    real, calls = steps.train_epoch, []
 
     def ctrl_c_in_epoch(*args, **kwargs):
         calls.append(1)
@@ -413,7 +413,7 @@ def test_ctrl_c_checkpoints_the_stack_at_the_end_of_its_epoch(tmp_path, monkeypa
         return real(*args, **kwargs)
 
     jobs = [(c, tmp_path / f"cut{i}") for i, c in enumerate(cfgs)]
-    monkeypatch.setattr(engine, "train_epoch", ctrl_c_in_epoch)
+    monkeypatch.setattr(steps, "train_epoch", ctrl_c_in_epoch)
     with pytest.raises(Interrupted, match=f"after epoch {stop} of a stack"):
         stacking.train(jobs, quiet)
     monkeypatch.undo()

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from regbench.data import datasets, streaming
 from regbench.data.streaming import HostSplit, placement
-from regbench.engine import runner, stacked
+from regbench.engine import runner, sweep
 from tests.conftest import make_cfg
 from tests.test_tables import people
 
@@ -75,9 +75,9 @@ def test_a_streamed_run_gives_the_numbers_of_a_run_on_tensors(tmp_path, monkeypa
 def test_a_streamed_stack_gives_the_numbers_of_a_stack_on_tensors(tmp_path, monkeypatch, sources):
     cfgs = [make_cfg(*sources["table"], "trainer.max_epochs=3", "model.hidden_sizes=[16]", "reg=l2",
                      f"reg.alpha={a}", "trainer.num_threads=1") for a in (1e-4, 1e-2)]
-    plain = stacked.train([(c, tmp_path / f"plain{i}") for i, c in enumerate(cfgs)], Console(quiet=True))
-    monkeypatch.setattr(stacked, "load", lambda ds, device: datasets.load(ds, device, stream=True))
-    again = stacked.train([(c, tmp_path / f"streamed{i}") for i, c in enumerate(cfgs)], Console(quiet=True))
+    plain = sweep.train([(c, tmp_path / f"plain{i}") for i, c in enumerate(cfgs)], Console(quiet=True))
+    monkeypatch.setattr(sweep, "load", lambda ds, device: datasets.load(ds, device, stream=True))
+    again = sweep.train([(c, tmp_path / f"streamed{i}") for i, c in enumerate(cfgs)], Console(quiet=True))
     for i, (a, b) in enumerate(zip(plain, again)):
         assert a["metrics"] == b["metrics"]
         assert _rows(tmp_path / f"plain{i}") == _rows(tmp_path / f"streamed{i}")

@@ -509,7 +509,7 @@ def test_the_summary_counts_rows_columns_and_features_as_scikit_learn_encodes_th
 def test_a_run_and_a_stack_record_the_summary_and_print_it_once(tmp_path, csv):
     from rich.console import Console
 
-    from regbench.engine import stacked
+    from regbench.engine import sweep
     from regbench.engine.runner import run
 
     common = ["trainer.max_epochs=1", "model.hidden_sizes=[8]"]
@@ -521,7 +521,7 @@ def test_a_run_and_a_stack_record_the_summary_and_print_it_once(tmp_path, csv):
     assert out.getvalue().count(line + "\n") == 1
     out = StringIO()
     jobs = [(table_cfg(csv, *common, f"reg=l2", f"reg.alpha={a}"), tmp_path / f"m{a}") for a in (1e-4, 1e-2)]
-    results = stacked.train(jobs, Console(file=out, width=80))
+    results = sweep.train(jobs, Console(file=out, width=80))
     assert out.getvalue().count(line) == 1  # one load, one line, for the whole stack
     assert [r["data_summary"]["line"] for r in results] == [line, line]
     assert all(json.loads((d / "result.json").read_text())["data_summary"]["line"] == line for _, d in jobs)

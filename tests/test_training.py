@@ -16,11 +16,11 @@ from sklearn.metrics import mean_squared_error, r2_score
 from torch import nn
 from torch.nn import functional as F
 
-import regbench.engine.stack as engine
+import regbench.engine.steps as engine
 from regbench.data.datasets import Data, load
 from regbench.engine.loop import evaluate, fit
 from regbench.engine.runner import new_stack, run
-from regbench.engine.stack import tensors
+from regbench.engine.network import tensors
 from regbench.models import Regressor, build_model
 from regbench.regularizers import regularizers
 from regbench.regularizers.augment import augment

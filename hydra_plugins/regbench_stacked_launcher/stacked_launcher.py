@@ -1,9 +1,9 @@
 """`hydra/launcher=stacked`: runs the jobs of a sweep that share a structure as one stacked model.
 
 The jobs of each `launch` call (all of a basic sweep; each batch of an Optuna sweep) are
-grouped by `regbench.engine.stackable.stack_key`, from their configs alone, each resolved with the
+grouped by `regbench.engine.grouping.stack_key`, from their configs alone, each resolved with the
 job's own Hydra config. Every group of two or more jobs trains as one stack
-(`regbench.engine.stacked.train`), which writes each job's metrics.csv and result.json into the
+(`regbench.engine.sweep.train`), which writes each job's metrics.csv and result.json into the
 job's own folder; then every job goes through Hydra's `run_job` as with the basic launcher
 (its .hydra/ folder, log file and return value), where a stacked job only reports the result
 it already has. Jobs that cannot be stacked (any other Hydra app's included), and the
@@ -104,7 +104,7 @@ def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path] | None:
     """
     from omegaconf.errors import OmegaConfBaseException
 
-    from regbench.engine.stackable import is_regbench
+    from regbench.engine.grouping import is_regbench
     from regbench.jobs import as_job, task_config  # loaded already: regbench's app is running
 
     task_cfg = task_config(sweep_config)
@@ -122,13 +122,13 @@ def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path] | None:
 def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str, Any]]:
     """Trains every group of two or more stackable, unfinished jobs; returns job number -> result.
 
-    Stackability is decided from the configs alone (regbench.engine.stackable, no torch): a sweep
+    Stackability is decided from the configs alone (regbench.engine.grouping, no torch): a sweep
     where nothing stacks, such as any other app's, imports nothing of regbench's training.
     """
     if "regbench.config.schema" not in sys.modules:  # not regbench's app: none of its jobs can stack
         return {}
     from regbench.config.paths import config_search_dirs
-    from regbench.engine.stackable import stack_key, why_alone
+    from regbench.engine.grouping import stack_key, why_alone
 
     groups: dict[str, list[tuple[int, DictConfig, Path]]] = {}
     alone: dict[str, list[int]] = {}
@@ -154,7 +154,7 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
 
         from regbench import UserInputError
         from regbench.console import one_line
-        from regbench.engine.stacked import train
+        from regbench.engine.sweep import train
         from regbench.jobs import finished_result, rerun_notice, threads_per_job
 
     # A finished job only reports its result (its task function says so); the others stack.

@@ -180,7 +180,7 @@ def _trial(jobs: list[tuple[DictConfig, Path]], seeds: list[int], record: dict[s
     from regbench.console import one_line
     from regbench.engine.folderlock import FolderBusy
     from regbench.engine.runner import run
-    from regbench.engine.stackable import stack_key
+    from regbench.engine.grouping import stack_key
     from regbench.reporting.collect import TRIAL_FILE
 
     results: dict[int, dict[str, Any]] = {i: done for i, (c, d) in enumerate(jobs) if (done := finished_result(c, d))}
@@ -192,7 +192,7 @@ def _trial(jobs: list[tuple[DictConfig, Path]], seeds: list[int], record: dict[s
     search = config_search_dirs()
     keys = {stack_key(jobs[i][0], search) for i in todo}
     if len(todo) > 1 and len(keys) == 1 and None not in keys:
-        from regbench.engine.stacked import train
+        from regbench.engine.sweep import train
 
         console.print(f"[{label}] search.seeds: seeds {', '.join(str(seeds[i]) for i in todo)} train as one model",
                       highlight=False, markup=False, soft_wrap=True)

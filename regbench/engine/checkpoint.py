@@ -8,6 +8,9 @@ optimizer moments and step, its data-order, augmentation and dropout streams, th
 early-stopping state, the learning-rate schedule's state and the metrics history) and torch's, numpy's and python's global
 random states. A run resumed from it re-trains the epochs after it and ends with the
 same numbers, bit for bit on the CPU, as the same run never interrupted.
+
+A member's share of a stack (`share`, put back by `restore_shares`) is what last.pt holds of
+a lone run and what each member's stack.pt holds in a stacked sweep (regbench.engine.sweep).
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from regbench.engine.loop import FitState
+from regbench.engine.fitstate import FitState, schedule_of
 from regbench.engine.schedules import check_state
 
 CHECKPOINT_FILE = "last.pt"
-FORMAT = "regbench-checkpoint-2"  # a stack member's share (regbench.engine.stack.Stack.payload)
+FORMAT = "regbench-checkpoint-2"  # a stack member's share (`share`)
 OLDER_FORMATS = ("regbench-checkpoint-1",)  # a torch model and optimizer state (regbench 0.1)
 
 
@@ -110,6 +113,64 @@ def fit_state(fit: dict[str, Any], device: torch.device) -> FitState:
     )
 
 
+def share(stack: Any, k: int) -> dict[str, Any]:
+    """Member k's share of the stack (regbench.engine.stack.Stack), for its checkpoint: its
+    weights, batch-norm statistics, optimizer moments, early-stopping state and random streams,
+    with the stack's step. Plain values and tensors only (what weights_only loading accepts)."""
+    member = stack.members[k]
+    return {
+        "step": stack.step,
+        # clones: saving a view would write the whole stacked tensor
+        "params": [t[k].detach().clone() for t in stack.params],
+        "buffers": [t[k].clone() for t in stack.buffers],
+        "moments": [[t[k].clone() for t in moments] for moments in stack.moments],
+        "fit": fit_payload(member.state),
+        "best_steps": member.best_steps,
+        "order": member.order.get_state(),
+        "augment": member.aug.get_state(),
+        "dropout": member.dropout_rng.get_state(),
+        "streams": member.stream_states(),
+        "reg_state": {name: {key: [t[k].clone() for t in ts] for key, ts in state.items()}
+                      for name, state in stack.reg_state.items()},
+    }
+
+
+@torch.no_grad()
+def restore_shares(stack: Any, payloads: list[dict[str, Any]]) -> None:
+    """Puts every member's checkpointed share (see `share`) back into the stack.
+
+    Raises:
+        KeyError, TypeError, ValueError, IndexError, RuntimeError: the payloads do not fit.
+    """
+    device = stack.params[0].device
+    params = [torch.stack([p["params"][j] for p in payloads]).to(device) for j in range(len(stack.params))]
+    buffers = [torch.stack([p["buffers"][j] for p in payloads]).to(device) for j in range(len(stack.buffers))]
+    if any(a.shape != b.shape for a, b in zip(params + buffers, stack.params + stack.buffers)) or \
+            len(payloads[0]["params"]) != len(stack.params) or len(payloads[0]["buffers"]) != len(stack.buffers):
+        raise ValueError("the weights' shapes differ from this model's")
+    moments = [[torch.stack([p["moments"][j][i] for p in payloads]).to(device)
+                for i in range(len(payloads[0]["moments"][j]))] for j in range(len(stack.params))]
+    if len({int(p["step"]) for p in payloads}) != 1:
+        raise ValueError("the members' checkpoints disagree on the step")
+    states = [fit_state(p["fit"], device) for p in payloads]
+    schedules = [schedule_of(m.cfg, state) for m, state in zip(stack.members, states)]
+    for member, payload, state, schedule in zip(stack.members, payloads, states, schedules):
+        member.schedule = schedule
+        member.order.set_state(payload["order"])
+        member.aug.set_state(payload["augment"])
+        member.dropout_rng.set_state(payload["dropout"])
+        member.load_streams(payload.get("streams", {}), device)
+        member.state, member.best_steps = state, int(payload["best_steps"])
+    stack.params = [t.requires_grad_() for t in params]
+    stack.buffers, stack.moments, stack.step = buffers, moments, int(payloads[0]["step"])
+    saved = payloads[0].get("reg_state", {})
+    stack.reg_state = {name: {key: [torch.stack([p["reg_state"][name][key][i] for p in payloads])
+                                    .to(device) for i in range(len(ts))]
+                              for key, ts in state.items()}
+                       for name, state in saved.items()}
+    stack.follow_schedules()
+
+
 def save(folder: Path, config_hash: str, stack: Any, seconds: float, data: dict[str, Any] | None = None) -> None:
     """Writes last.pt of a lone run (a stack of one) atomically: a kill mid-write leaves the
     previous checkpoint intact. `data`: the fingerprint of a user's data (the run's
@@ -118,7 +179,7 @@ def save(folder: Path, config_hash: str, stack: Any, seconds: float, data: dict[
         "format": FORMAT,
         "config_hash": config_hash,
         **({"data_fingerprint": data} if data is not None else {}),
-        "member": stack.payload(0),
+        "member": share(stack, 0),
         "rng": _rng_states(),
         "seconds": seconds,
     }
@@ -200,7 +261,7 @@ def load(folder: Path, config_hash: str, stack: Any, data: dict[str, Any] | None
     if payload.get("config_hash") != config_hash:
         return None, other_data(payload, data) or "written by a different configuration"
     try:
-        stack.load([payload["member"]])
+        restore_shares(stack, [payload["member"]])
         _set_rng_states(payload["rng"])
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
         return None, f"incomplete ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"

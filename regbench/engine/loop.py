@@ -3,14 +3,14 @@
 Batches are index slices of tensors already on the device, and the loop makes one host sync
 per epoch (reading that epoch's metrics of every member); nothing in the inner loop waits for
 the device. A lone run is a stack of one (regbench.engine.runner); the stacked launcher's
-stacks go through the very same loop (regbench.engine.stacked).
+stacks go through the very same loop (regbench.engine.sweep); the steps of an epoch are
+regbench.engine.steps', the state it leaves regbench.engine.fitstate's.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -18,36 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from regbench.data.datasets import Data
-from regbench.engine.schedules import Schedule
-
-
-@dataclass
-class FitState:
-    """Where one member's training stands: its metrics history and early-stopping bookkeeping.
-
-    A checkpoint stores it (at the end of an epoch, see regbench.engine.checkpoint), so that a
-    run continues exactly from there.
-    """
-
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_loss: float = math.inf
-    best_state: list[torch.Tensor] | None = None  # the member's parameters and batch-norm statistics
-    waited: int = 0
-    stopped_early: bool = False
-    diverged: bool = False
-    schedule: dict[str, Any] | None = None  # the learning-rate schedule's state after the last epoch (Schedule.state)
-
-    @property
-    def epoch(self) -> int:
-        """Epochs completed so far."""
-        return len(self.history)
-
-
-def data_generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
-    """The random streams of the data order and of augmentation, apart from dropout's, so
-    that every regularizer sees the same batches for one seed."""
-    return torch.Generator(device=device).manual_seed(seed), torch.Generator(device=device).manual_seed(seed + 1)
+from regbench.engine import steps
 
 
 @torch.no_grad()
@@ -56,7 +27,7 @@ def evaluate(model: nn.Module, data: Data, split: str, batch: int) -> torch.Tens
 
     The final metrics of every run come from here, on the weights it reports: no dropout, batch
     norm with its running statistics, plain cross-entropy (no label smoothing) or mean squared
-    error, on clean inputs (regbench.engine.stack.evaluate computes the same for every member
+    error, on clean inputs (regbench.engine.steps.evaluate computes the same for every member
     of a stack at the end of each epoch).
     """
     model.eval()
@@ -76,17 +47,6 @@ def evaluate(model: nn.Module, data: Data, split: str, batch: int) -> torch.Tens
         return torch.stack([loss_sum / n, hits / n])
     total_ss = (y.double() - y.double().mean()).pow(2).sum()
     return torch.stack([loss_sum / n, 1.0 - loss_sum / total_ss])
-
-
-def schedule_of(cfg: Any, state: FitState, base_lr: float | None = None) -> Schedule:
-    """A member's learning-rate schedule, where `state` left it: restored from its saved state,
-    or stepped through the epochs of its history when it holds none (a fresh state: none)."""
-    schedule = Schedule(cfg.optim, cfg.trainer.max_epochs, base_lr)
-    if state.schedule is not None:
-        schedule.load(state.schedule)
-    else:
-        schedule.replay([row["val_loss"] for row in state.history])
-    return schedule
 
 
 def fit(
@@ -116,15 +76,13 @@ def fit(
             to write a checkpoint, and may raise to stop (an interrupt).
     """
     tr = stack.members[0].cfg.trainer  # max_epochs and the batch sizes are shared by a stack
-    from regbench.engine.stack import evaluate as evaluate_stack, train_epoch
-
     metric = "acc" if data.task == "classification" else "r2"
     for epoch in range(first_epoch + 1, tr.max_epochs + 1):
         start = time.perf_counter()
         stack.follow_schedules()
-        step_sums = train_epoch(stack, data, tr.batch_size)
+        step_sums = steps.train_epoch(stack, data, tr.batch_size)
         stack.end_epoch(data)  # e.g. SWA's average of this epoch's weights, before they are evaluated
-        scores = [step_sums.double()[:, None]] + [evaluate_stack(stack, data, s, tr.eval_batch_size) for s in ("train", "val")]
+        scores = [step_sums.double()[:, None]] + [steps.evaluate(stack, data, s, tr.eval_batch_size) for s in ("train", "val")]
         rows = torch.cat(scores, dim=1).tolist()  # the epoch's one host sync
         seconds = time.perf_counter() - start
         finished = []

@@ -32,8 +32,11 @@ from regbench.console import progress_bar
 from regbench.data.datasets import configured_task, load
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
-from regbench.engine.loop import FitState, data_generators, evaluate, fit
-from regbench.engine.stack import Member, Stack, tensors
+from regbench.engine.fitstate import FitState
+from regbench.engine.loop import evaluate, fit
+from regbench.engine.member import Member, data_generators
+from regbench.engine.network import tensors
+from regbench.engine.stack import Stack
 from regbench.models import build_model, probe_custom
 from regbench.regularizers import label, penalised_weights, regularizers, sparsity
 from regbench import loggers
@@ -363,7 +366,7 @@ def new_member(index: int, cfg: Any, out_dir: Path, result: dict[str, Any], data
 def new_stack(jobs: list[tuple[Any, Path, dict[str, Any]]], data: Any, device: torch.device,
               classes: list[tuple[type, Any]], search: tuple[str, ...] = ()) -> Stack:
     """The engine's stack of the jobs, each a (config, run folder, result) triple sharing one
-    `regbench.engine.stackable.stack_key`: a lone run is a stack of one."""
+    `regbench.engine.grouping.stack_key`: a lone run is a stack of one."""
     members = [new_member(i, cfg, out_dir, result, data, device, classes, search)
                for i, (cfg, out_dir, result) in enumerate(jobs)]
     # the network with the most layers: a member with dropout layers, where any member has them

@@ -1,9 +1,10 @@
-"""Stacked sweeps: the jobs of a sweep that share one structure, trained as one stack.
+"""The sweep driver: the jobs of a sweep that share one structure, trained as one stack.
 
-Jobs that differ only in what `regbench.engine.stackable` lets members differ in (penalty
-strengths, dropout rate, learning rate, seed, ...) and agree on everything else (dataset and
-its split, model architecture, batch size, epoch budget, optimizer, early-stopping rule)
-become the members of one stack (regbench.engine.stack.Stack), trained by the one training
+The stacked launcher (hydra_plugins.regbench_stacked_launcher) and search.seeds hand it each
+group of jobs; a lone run is regbench.engine.runner's. Jobs that differ only in what
+`regbench.engine.grouping` lets members differ in (penalty strengths, dropout rate, learning
+rate, seed, ...) and agree on everything else (dataset and its split, model architecture,
+batch size, epoch budget, optimizer, early-stopping rule) become the members of one stack (regbench.engine.stack.Stack), trained by the one training
 loop a lone run uses (regbench.engine.loop.fit). A member that stops leaves the stack with its
 best weights while the others go on, and its metrics.csv and result.json are written at once,
 in the schema of a lone run. On a time budget, each live member also writes its share of the
@@ -28,23 +29,25 @@ from regbench.data.datasets import Data, load
 from regbench.engine import checkpoint, folderlock, interrupt
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
-from regbench.engine.loop import FitState, fit, schedule_of
+from regbench.engine.fitstate import FitState, schedule_of
+from regbench.engine.loop import fit
+from regbench.engine.member import Member
 from regbench.engine.runner import adopt_data, data_problem, member_weights, new_result, new_stack, print_summary, record
-from regbench.engine.stack import Member, Stack
+from regbench.engine.stack import Stack
 from regbench.regularizers import regularizers
 from regbench.results import MetricsWriter, write_result
 
 # A live member's share of an interrupted stack, in its run folder (removed when it finishes).
 STACK_CHECKPOINT = "stack.pt"
 STACK_PREVIOUS = "stack.prev.pt"  # the one before, until the next is written (see _save)
-STACK_FORMAT = "regbench-stack-member-2"  # regbench.engine.stack.Stack.payload
+STACK_FORMAT = "regbench-stack-member-2"  # regbench.engine.checkpoint.share
 
 
 def train(jobs: list[tuple[Any, Path]], console: Console | None = None, done: dict[int, dict[str, Any]] | None = None,
           on_done: Callable[[int, dict[str, Any]], None] = lambda index, result: None,
           search: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Trains the jobs of one stack, each a (composed config, run folder) pair, all sharing one
-    `regbench.engine.stackable.stack_key`.
+    `regbench.engine.grouping.stack_key`.
 
     `search`: folders where a user regularizer's module may lie (see regbench.engine.runner.run).
     Every member's metrics.csv and result.json are written to its folder as it finishes, and
@@ -151,7 +154,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
 
 
 def _save(stack: Stack, epoch: int, seconds: float) -> None:
-    """Writes each live member's share of the stack (Stack.payload) into its own folder,
+    """Writes each live member's share of the stack (checkpoint.share) into its own folder,
     atomically, with the stack's epoch. The member's previous checkpoint is kept as
     STACK_PREVIOUS until its next one is written, so that a kill between two members' writes
     still leaves one epoch that every member holds."""
@@ -164,7 +167,7 @@ def _save(stack: Stack, epoch: int, seconds: float) -> None:
             "config_hash": member.result["config_hash"],
             **({"data_fingerprint": member.result["data_fingerprint"]} if "data_fingerprint" in member.result else {}),
             "epoch": epoch,
-            "member": stack.payload(k),
+            "member": checkpoint.share(stack, k),
             "seconds": seconds,
         })
 
@@ -208,7 +211,7 @@ def _restore(stack: Stack, console: Console) -> tuple[int, float]:
     streams = [(m.order.get_state(), m.aug.get_state(), m.dropout_rng.get_state()) for m in stack.members]
     if problem is None:
         try:
-            stack.load([p["member"] for p in payloads])
+            checkpoint.restore_shares(stack, [p["member"] for p in payloads])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
             problem = f"incomplete checkpoint ({type(e).__name__}: {e})"
     if problem:

@@ -1,4 +1,5 @@
-"""Which jobs of a sweep can share one stack, decided from their configs alone.
+"""The grouping of a sweep's jobs into stacks: which jobs can share one, decided from their
+configs alone (`stack_key`), and why a job cannot (`why_alone`).
 
 Kept apart from `regbench.engine.stack` (torch, the whole training stack) because the stacked
 launcher asks this of every job of every sweep, of any Hydra app: jobs that cannot stack run
