@@ -20,9 +20,12 @@ from regbench.engine import checkpoint, grouping
 from regbench.engine.runner import run
 from regbench.models import Residual, build_model
 from regbench.regularizers import branch
-from regbench.results import MetricsWriter, config_hash, flatten
-from tests.conftest import make_cfg, regbench, stack_of
-from tests.test_stacked import _alone_and_stacked, bit_for_bit, within_tolerance
+from regbench.results import config_hash, flatten
+from tests.helpers.cli import regbench
+from tests.helpers.compare import alone_and_stacked, bit_for_bit, within_tolerance
+from tests.helpers.configs import make_cfg
+from tests.helpers.engine import stack_of
+from tests.helpers.interrupt import ctrl_c_after_row
 
 RESMLP = ["model=resmlp", "model.width=16", "model.groups=1", "model.blocks=2"]
 RESNET = ["model=resnet", "model.depth=8"]
@@ -263,7 +266,7 @@ def test_resmlp_stacks_bit_for_bit_with_and_without_drop_path_and_shakedrop(tmp_
     variants = [["reg=none"], ["reg=drop_path"], ["reg=shakedrop", "optim.lr=3e-3"],
                 ["reg=[drop_path,dropout]", "reg.drop_path=0.3", "reg.shakedrop=0.2"],
                 ["reg=l2", "seed=1", "dataset.split_seed=0"]]
-    alone, stacked = _alone_and_stacked(tmp_path, common, variants)
+    alone, stacked = alone_and_stacked(tmp_path, common, variants)
     assert len({json.dumps(a["metrics"]) for a in alone}) == len(variants)  # the regularizers changed something
     assert all(a["status"] == "ok" for a in alone), [a.get("error") for a in alone]
     bit_for_bit(tmp_path, alone, stacked, variants)
@@ -272,7 +275,7 @@ def test_resmlp_stacks_bit_for_bit_with_and_without_drop_path_and_shakedrop(tmp_
 def test_resnet_stacks_and_agrees_with_its_lone_runs_within_the_conv_tolerance(tmp_path):
     common = [*RESNET, "reg.batchnorm=true", "trainer.max_epochs=3", "trainer.patience=null"]
     variants = [["reg=none"], ["reg=drop_path", "reg.drop_path=0.2"], ["reg=shakedrop"], ["reg=dropout", "reg.dropout=0.2"]]
-    within_tolerance(*_alone_and_stacked(tmp_path, common, variants), variants)
+    within_tolerance(*alone_and_stacked(tmp_path, common, variants), variants)
 
 
 def test_a_drop_path_run_interrupted_mid_way_resumes_bit_for_bit(tiny_cfg, tmp_path, monkeypatch):
@@ -282,22 +285,13 @@ def test_a_drop_path_run_interrupted_mid_way_resumes_bit_for_bit(tiny_cfg, tmp_p
     args = (*RESMLP, "reg=[drop_path,shakedrop]", "reg.drop_path=0.3", "trainer.max_epochs=10",
             "trainer.patience=null", "trainer.checkpoint_seconds=2.5")
     clean = run(tiny_cfg(*args), tmp_path / "clean")
-    folder, now = tmp_path / "interrupted", [0.0]
-    budget, write = checkpoint.Budget, MetricsWriter.write
-    monkeypatch.setattr(checkpoint, "Budget", lambda seconds: budget(seconds, clock=lambda: now[0]))
-
-    def write_then_tick(self, row):
-        write(self, row)
-        now[0] += 1.0
-        if row["epoch"] == 8:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(MetricsWriter, "write", write_then_tick)
+    folder = tmp_path / "interrupted"
+    let_run = ctrl_c_after_row(monkeypatch, 8)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_cfg(*args), folder)
     saved = torch.load(folder / checkpoint.CHECKPOINT_FILE, weights_only=True)["member"]
     assert {"drop_path", "shakedrop"} <= set(saved["streams"])
-    monkeypatch.setattr(MetricsWriter, "write", write)
+    let_run()
     resumed = run(tiny_cfg(*args), folder)
     assert resumed["resumed_from_epoch"] == 6
     ignore = {"seconds", "resumed_from_epoch", "finished_at"}
@@ -336,7 +330,7 @@ def test_training_with_drop_path_and_shakedrop_reads_back_from_the_device_once_p
     from regbench.engine.loop import fit
     from regbench.engine.runner import new_stack
     from regbench.regularizers import regularizers
-    from tests.conftest import HostSyncs
+    from tests.helpers.syncs import HostSyncs
 
     cfg = make_cfg(*overrides, "reg=[drop_path,shakedrop,dropout,batchnorm]", "dataset.train_size=300",
                    "trainer.max_epochs=3", "trainer.patience=null")

@@ -21,42 +21,10 @@ from regbench.engine.checkpoint import CHECKPOINT_FILE
 from regbench.engine.interrupt import Interrupted
 from regbench.results import MetricsWriter
 from regbench.engine.runner import run
-from tests.conftest import regbench
-
-# Long enough to be killed mid-way, short enough for the suite: ~40 small epochs, each
-# checkpointed (trainer.checkpoint_seconds=0; the default writes last.pt every 30 s at most).
-RESUMABLE = ["reg=[dropout,l1]", "trainer.patience=8", "trainer.max_epochs=40", "dataset.train_size=300",
-             "model.hidden_sizes=[64]", "trainer.checkpoint_seconds=0"]
-
-
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    exe = shutil.which("regbench")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "regbench", *args]
-    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
-    """SIGKILLs the process group as soon as `ready()` holds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if ready():
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return
-        time.sleep(0.02)
-    pytest.fail("the run finished or hung before it could be killed mid-way")
-
-
-def epochs_in(csv: Path) -> int:
-    try:
-        return max(0, len(csv.read_text().splitlines()) - 1)
-    except OSError:
-        return 0
-
-
-def same_except_timing(a: dict, b: dict) -> None:
-    ignore = {"seconds", "resumed_from_epoch", "finished_at"}
-    assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+from tests.helpers.cli import hold_in_another_process, regbench, start
+from tests.helpers.compare import same_except_timing
+from tests.helpers.interrupt import RESUMABLE, ctrl_c_after_row, kill_when
+from tests.helpers.rundirs import epochs_in
 
 
 @pytest.mark.slow
@@ -112,23 +80,13 @@ def test_an_interrupted_run_retrains_the_epochs_after_its_last_checkpoint(tiny_c
     (the regularizers' own random streams, mixing and erasing, included)."""
     args = ("trainer.max_epochs=12", "trainer.patience=null", *f"reg={regs}".split(), "trainer.checkpoint_seconds=2.5")
     clean = run(tiny_cfg(*args), tmp_path / "clean")
-    folder, now = tmp_path / "interrupted", [0.0]
-    budget = checkpoint.Budget
-    monkeypatch.setattr(checkpoint, "Budget", lambda seconds: budget(seconds, clock=lambda: now[0]))
-    write = MetricsWriter.write
-
-    def write_then_tick(self, row):
-        write(self, row)
-        now[0] += 1.0
-        if row["epoch"] == 8:
-            raise KeyboardInterrupt  # Ctrl-C after epoch 8's row, before its checkpoint
-
-    monkeypatch.setattr(MetricsWriter, "write", write_then_tick)
+    folder = tmp_path / "interrupted"
+    let_run = ctrl_c_after_row(monkeypatch, 8)  # Ctrl-C after epoch 8's row, before its checkpoint
     with pytest.raises(KeyboardInterrupt):
         run(tiny_cfg(*args), folder)
     assert epochs_in(folder / "metrics.csv") == 8 and not (folder / "result.json").exists()
     assert len(torch.load(folder / CHECKPOINT_FILE, weights_only=True)["member"]["fit"]["history"]) == 6
-    monkeypatch.setattr(MetricsWriter, "write", write)
+    let_run()
     resumed = run(tiny_cfg(*args), folder)
     assert resumed["resumed_from_epoch"] == 6
     same_except_timing(resumed, clean)
@@ -269,18 +227,6 @@ def test_ctrl_c_on_the_command_line_says_how_to_resume(tmp_path):
                          "'model.hidden_sizes=[32]' 'hydra.run.dir=my run'")  # quoted for a shell
     assert "Traceback" not in err
     assert len(torch.load(tmp_path / "my run" / CHECKPOINT_FILE, weights_only=True)["member"]["fit"]["history"]) == epoch
-
-
-def hold_in_another_process(*folders: Path) -> subprocess.Popen:
-    """A process that holds the locks of `folders` until it is killed (once it has printed `held`)."""
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from contextlib import ExitStack; from regbench.engine.folderlock import hold\n"
-                               "with ExitStack() as s:\n"
-                               "    [s.enter_context(hold(Path(f))) for f in sys.argv[1:]]\n"
-                               "    print('held', flush=True); time.sleep(120)",
-                               *map(str, folders)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 def test_a_folder_in_use_is_refused_before_anything_is_written(tiny_cfg, tmp_path):

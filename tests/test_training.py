@@ -24,7 +24,10 @@ from regbench.engine.network import tensors
 from regbench.models import Regressor, build_model
 from regbench.regularizers import regularizers
 from regbench.regularizers.augment import augment
-from tests.conftest import HostSyncs, make_cfg, stack_of, torchvision_root, train_epochs
+from tests.helpers.configs import make_cfg
+from tests.helpers.data import torchvision_root
+from tests.helpers.engine import stack_of, train_epochs
+from tests.helpers.syncs import HostSyncs
 
 
 def _quiet() -> Console:
