@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -22,7 +21,7 @@ from regbench.models import Residual, build_model
 from regbench.regularizers import branch
 from regbench.results import config_hash, flatten
 from tests.helpers.cli import regbench
-from tests.helpers.compare import alone_and_stacked, bit_for_bit, within_tolerance
+from tests.helpers.compare import alone_and_stacked, bit_for_bit, ends_alike, within_tolerance
 from tests.helpers.configs import make_cfg
 from tests.helpers.engine import stack_of
 from tests.helpers.interrupt import ctrl_c_after_row
@@ -294,10 +293,7 @@ def test_a_drop_path_run_interrupted_mid_way_resumes_bit_for_bit(tiny_cfg, tmp_p
     let_run()
     resumed = run(tiny_cfg(*args), folder)
     assert resumed["resumed_from_epoch"] == 6
-    ignore = {"seconds", "resumed_from_epoch", "finished_at"}
-    assert {k: v for k, v in resumed.items() if k not in ignore} == {k: v for k, v in clean.items() if k not in ignore}
-    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
-    pd.testing.assert_frame_equal(drop_seconds(folder), drop_seconds(tmp_path / "clean"), check_exact=True)
+    ends_alike(resumed, folder, clean, tmp_path / "clean")
 
 
 @pytest.mark.slow
@@ -325,19 +321,11 @@ def test_a_residual_model_knob_set_for_another_model_gets_a_notice():
 @pytest.mark.parametrize("overrides", [RESMLP, RESNET], ids=["resmlp", "resnet"])
 def test_training_with_drop_path_and_shakedrop_reads_back_from_the_device_once_per_epoch(tmp_path, overrides):
     """Their draws and gates stay on the device: the epoch's numbers are the loop's only read-back
-    (the CPU stand-in for tests/test_cuda.py's GPU check; see tests/conftest.py's HostSyncs)."""
-    from regbench.data.datasets import load
-    from regbench.engine.loop import fit
-    from regbench.engine.runner import new_stack
-    from regbench.regularizers import regularizers
-    from tests.helpers.syncs import HostSyncs
+    (the CPU stand-in for tests/test_cuda.py's GPU check; see tests/helpers/syncs.py's HostSyncs)."""
+    from tests.helpers.syncs import fit_under_host_syncs
 
     cfg = make_cfg(*overrides, "reg=[drop_path,shakedrop,dropout,batchnorm]", "dataset.train_size=300",
                    "trainer.max_epochs=3", "trainer.patience=null")
-    device = torch.device("cpu")
-    data = load(cfg.dataset, device)
-    stack = new_stack([(cfg, tmp_path, {})], data, device, regularizers(cfg.reg))
-    with HostSyncs() as probe:
-        fit(stack, data)
+    stack, probe = fit_under_host_syncs(cfg, tmp_path)
     assert len(stack.members[0].state.history) == 3
     assert probe.calls == [("tolist", ("fit",))] * 3

@@ -26,12 +26,9 @@ from regbench.engine.runner import new_result, run
 from regbench.engine.schedules import Schedule
 from regbench.results import config_hash
 from tests.helpers.cli import regbench
-from tests.helpers.compare import SAME, SMALL, alone_and_stacked, bit_for_bit
-from tests.helpers.compare import same_except_timing
+from tests.helpers.compare import SAME, SMALL, ends_alike, stacks_bit_for_bit
 from tests.helpers.configs import make_cfg
-from tests.helpers.interrupt import ctrl_c_after_row
-from tests.helpers.interrupt import interrupt_stack_after
-from tests.helpers.rundirs import epochs_in
+from tests.helpers.interrupt import ctrl_c_after_row, interrupt_stack_after
 from tests.helpers.rundirs import metrics_rows
 from tests.helpers.syncs import HostSyncs
 
@@ -300,9 +297,7 @@ FAMILIES = {
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_stack_of_members_with_their_own_schedules_equals_the_lone_runs(tmp_path, family):
     common, variants = FAMILIES[family]
-    alone, stacked = alone_and_stacked(tmp_path, common, variants)
-    assert all(a["status"] == "ok" for a in alone), [a.get("error") for a in alone]
-    bit_for_bit(tmp_path, alone, stacked, variants)
+    alone, stacked = stacks_bit_for_bit(tmp_path, common, variants)
     moving = [len(set(_lr_column(tmp_path / f"alone{i}"))) > 1 for i in range(len(variants))]
     assert sum(moving) >= len(variants) - 1  # the schedules really changed the rates
 
@@ -344,9 +339,7 @@ def test_an_interrupted_run_resumes_its_schedule_bit_for_bit(tiny_cfg, tmp_path,
     let_run()
     resumed = run(tiny_cfg(*args), folder)
     assert resumed["resumed_from_epoch"] == 9
-    same_except_timing(resumed, clean)
-    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
-    pd.testing.assert_frame_equal(drop_seconds(folder), drop_seconds(tmp_path / "clean"), check_exact=True)
+    ends_alike(resumed, folder, clean, tmp_path / "clean")
 
 
 def test_an_interrupted_stack_resumes_every_members_schedule_bit_for_bit(tmp_path, monkeypatch):
@@ -442,23 +435,11 @@ def test_a_checkpoint_with_a_damaged_schedule_state_is_reported_and_the_run_star
 @pytest.mark.slow
 def test_a_killed_plateau_run_resumes_to_bitwise_the_same_result(tmp_path):
     """tests/test_resume.py's SIGKILL test, with a plateau schedule that cuts the rate."""
-    from tests.helpers.cli import start
-    from tests.helpers.interrupt import RESUMABLE, kill_when
+    from tests.helpers.interrupt import RESUMABLE, killed_and_clean
 
     args = [*RESUMABLE, "optim.schedule=plateau", "optim.plateau_patience=1", "optim.plateau_factor=0.5",
             "optim.lr=0.01", "trainer.num_threads=1"]
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
-    proc = start(["run", *args, f"hydra.run.dir={killed}"], tmp_path)
-    kill_when(proc, lambda: epochs_in(killed / "metrics.csv") >= 6 and (killed / checkpoint.CHECKPOINT_FILE).exists())
-    assert not (killed / "result.json").exists()
-    resumed = regbench("run", *args, f"hydra.run.dir={killed}", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from the checkpoint of epoch" in resumed.stdout
-    assert regbench("run", *args, f"hydra.run.dir={clean}", cwd=tmp_path).returncode == 0
-    a, b = (json.loads((d / "result.json").read_text()) for d in (killed, clean))
+    a, b = killed_and_clean(args, tmp_path, 6)
     assert a["resumed_from_epoch"] >= 5 and b["resumed_from_epoch"] is None
-    same_except_timing(a, b)
-    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
-    pd.testing.assert_frame_equal(drop_seconds(killed), drop_seconds(clean), check_exact=True)
-    rates = _lr_column(clean)  # cut after epochs 16, 18, 20: the resumed run's plateau state decides them
+    rates = _lr_column(tmp_path / "clean")  # cut after epochs 16, 18, 20: the resumed run's plateau state decides them
     assert len(set(rates[a["resumed_from_epoch"]:])) > 1

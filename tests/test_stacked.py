@@ -25,7 +25,7 @@ from regbench import UserInputError
 from regbench.engine import grouping, steps, sweep as stacking
 from regbench.engine.interrupt import Interrupted
 from tests.helpers.cli import regbench
-from tests.helpers.compare import SAME, SMALL, alone_and_stacked, bit_for_bit, within_tolerance
+from tests.helpers.compare import SAME, SMALL, alone_and_stacked, bit_for_bit, stacks_bit_for_bit, within_tolerance
 from tests.helpers.configs import make_cfg
 from tests.helpers.interrupt import interrupt_stack_after
 from tests.helpers.rundirs import metrics_rows
@@ -116,9 +116,7 @@ def test_sam_stacks_within_tolerance(tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_member_of_a_stack_ends_bit_for_bit_where_its_lone_run_ends(tmp_path, family):
     common, variants = FAMILIES[family]
-    alone, stacked = alone_and_stacked(tmp_path, common, variants)
-    assert all(a["status"] == "ok" for a in alone), [a.get("error") for a in alone]
-    bit_for_bit(tmp_path, alone, stacked, variants)
+    alone, stacked = stacks_bit_for_bit(tmp_path, common, variants)
     for i, (a, s) in enumerate(zip(alone, stacked)):
         written = json.loads((tmp_path / f"stacked{i}" / "result.json").read_text())
         assert written["stack_size"] == len(variants) and written["metrics"] == a["metrics"]
@@ -136,7 +134,7 @@ def test_a_stack_reads_back_from_the_device_once_per_epoch(tmp_path):
     """The stacked loop (batched steps, every member's penalty and update, evaluation) never
     waits for the device; each epoch's numbers of every member come back in one call, and a
     member that stops reads its final numbers back once. The CPU twin of the GPU check in
-    tests/test_cuda.py (see tests/conftest.py's HostSyncs)."""
+    tests/test_cuda.py (see tests/helpers/syncs.py's HostSyncs)."""
     variants = [["reg=l1"], ["reg=dropout", "optim.lr=3e-2"], ["reg=elasticnet"], ["reg=l2", "optim.lr=1e-2"]]
     cfgs = [make_cfg(*SMALL, "trainer.patience=2", "trainer.max_epochs=40", "reg.batchnorm=true", *v) for v in variants]
     with HostSyncs() as probe:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from rich.console import Console
 
@@ -53,5 +54,22 @@ def within_tolerance(alone: list[dict], stacked: list[dict], variants: list[list
 
 
 def same_except_timing(a: dict, b: dict) -> None:
+    """Two result.json alike but for their seconds, resume point and finish time."""
     ignore = {"seconds", "resumed_from_epoch", "finished_at"}
     assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+def stacks_bit_for_bit(tmp_path: Path, common: list[str], variants: list[list[str]]) -> tuple[list[dict], list[dict]]:
+    """alone_and_stacked, every lone run ok, then bit_for_bit; returns (alone, stacked)."""
+    alone, stacked = alone_and_stacked(tmp_path, common, variants)
+    assert all(a["status"] == "ok" for a in alone), [a.get("error") for a in alone]
+    bit_for_bit(tmp_path, alone, stacked, variants)
+    return alone, stacked
+
+
+def ends_alike(a: dict, a_folder: Path, b: dict, b_folder: Path) -> None:
+    """Two runs that end alike, as a resumed run and its never-interrupted twin must: result.json
+    but for its timing (same_except_timing), metrics.csv but for its seconds, bit for bit."""
+    same_except_timing(a, b)
+    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
+    pd.testing.assert_frame_equal(drop_seconds(a_folder), drop_seconds(b_folder), check_exact=True)

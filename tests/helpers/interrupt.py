@@ -3,16 +3,21 @@ or at the start of an epoch (a stack), and a SIGKILL of a `regbench` subprocess.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from regbench.engine import checkpoint, steps
 from regbench.results import MetricsWriter
+from tests.helpers.cli import regbench, start
+from tests.helpers.compare import ends_alike
+from tests.helpers.rundirs import epochs_in
 
 # Long enough to be killed mid-way, short enough for the suite: ~40 small epochs, each
 # checkpointed (trainer.checkpoint_seconds=0; the default writes last.pt every 30 s at most).
@@ -62,3 +67,21 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
             return
         time.sleep(0.02)
     pytest.fail("the run finished or hung before it could be killed mid-way")
+
+
+def killed_and_clean(args: list[str], tmp_path: Path, epochs: int) -> tuple[dict, dict]:
+    """`regbench run *args` SIGKILLed in tmp_path/killed once metrics.csv has `epochs` rows and
+    last.pt exists, then rerun there (it must resume) and run once more, never killed, in
+    tmp_path/clean. Checks that the two end alike (result.json but for its timing, metrics.csv
+    but for its seconds, bit for bit) and returns their result.json (killed, clean)."""
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = start(["run", *args, f"hydra.run.dir={killed}"], tmp_path)
+    kill_when(proc, lambda: epochs_in(killed / "metrics.csv") >= epochs and (killed / checkpoint.CHECKPOINT_FILE).exists())
+    assert not (killed / "result.json").exists()
+    resumed = regbench("run", *args, f"hydra.run.dir={killed}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from the checkpoint of epoch" in resumed.stdout
+    assert regbench("run", *args, f"hydra.run.dir={clean}", cwd=tmp_path).returncode == 0
+    a, b = (json.loads((d / "result.json").read_text()) for d in (killed, clean))
+    ends_alike(a, killed, b, clean)
+    return a, b

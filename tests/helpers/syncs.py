@@ -52,3 +52,19 @@ class HostSyncs(TorchFunctionMode):
             index = args[1] if isinstance(args[1], (tuple, list)) else (args[1],)
             return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index)
         return False
+
+
+def fit_under_host_syncs(cfg, folder):
+    """Fits a lone run of `cfg` on the CPU (as the runner builds it, writing into `folder`) under
+    HostSyncs; returns its stack and the probe."""
+    from regbench.data.datasets import load
+    from regbench.engine.loop import fit
+    from regbench.engine.runner import new_stack
+    from regbench.regularizers import regularizers
+
+    device = torch.device("cpu")
+    data = load(cfg.dataset, device)
+    stack = new_stack([(cfg, folder, {})], data, device, regularizers(cfg.reg))
+    with HostSyncs() as probe:
+        fit(stack, data)
+    return stack, probe
