@@ -1,1 +1,1 @@
-"""The tests are a package, so that `tests.conftest` is this folder's even where an installed distribution ships a top-level `tests` package of its own (autorank and baycomp, oracles of the test extra, do)."""
+"""The tests are a package, so that `tests.conftest` and `tests.helpers` are this folder's even where an installed distribution ships a top-level `tests` package of its own (autorank and baycomp, oracles of the test extra, do)."""

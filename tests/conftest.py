@@ -1,69 +1,16 @@
-"""Shared fixtures: composing real configs, shrinking them for speed, and the offline data."""
+"""Shared fixtures (the plain helpers the tests share are in tests/helpers)."""
 
 from __future__ import annotations
 
-import copy
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import traceback
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from torch.overrides import TorchFunctionMode
 
-import regbench
-from regbench.cli.app import config_dir
-
-# The package's own folder: a frame belongs to regbench when its file lies under it, wherever
-# the repository was cloned (a clone named `regbench` puts the tests under `/regbench/` too).
-PACKAGE = os.path.dirname(os.path.abspath(regbench.__file__)) + os.sep
-REPO = Path(__file__).resolve().parents[1]
-# The original MNIST / Fashion-MNIST .gz files, beside the repository (see its README).
-SHARED_DATA = Path(os.environ.get("REGBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-# Every test run is shrunk to this: a few epochs of a small MLP on a few hundred samples.
-TINY = ["trainer.max_epochs=3", "dataset.train_size=300", "model.hidden_sizes=[32]"]
-
-
-@lru_cache(maxsize=None)
-def _composed(overrides: tuple[str, ...]):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=["device=cpu", *overrides])
-
-
-def make_cfg(*overrides: str):
-    """Composes conf/config.yaml with overrides, exactly as `regbench run` would (on the CPU);
-    cached per overrides, a fresh copy each call."""
-    return copy.deepcopy(_composed(tuple(overrides)))
-
-
-def stack_of(cfg, model, seed: int = 0):
-    """The engine's stack of one around `model` (a lone run's, as regbench.engine.runner builds
-    it, with the data-order and augmentation streams of `seed`)."""
-    from regbench.engine.member import Member
-    from regbench.engine.stack import Stack
-    from regbench.regularizers import regularizers
-
-    streams = [torch.Generator(device=next(model.parameters()).device).manual_seed(s) for s in (seed + 2, seed, seed + 1)]
-    member = Member(0, cfg, Path("."), {}, model, *streams)
-    return Stack([member], model, cfg.optim, regularizers(cfg.reg))
-
-
-def train_epochs(stack, data, epochs: int = 1):
-    """Trains a stack of one for `epochs` epochs and puts its weights into its network; returns
-    the last epoch's sum of step losses."""
-    from regbench.engine.steps import train_epoch
-
-    for _ in range(epochs):
-        total = train_epoch(stack, data, stack.members[0].cfg.trainer.batch_size)
-    stack.conclude(0)
-    return total[0]
+from tests.helpers.configs import TINY, make_cfg
 
 
 @pytest.fixture(autouse=True)
@@ -113,29 +60,6 @@ def tiny_cfg():
     return lambda *overrides: make_cfg(*TINY, *overrides)
 
 
-def regbench(*args: str, cwd: Path, env: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
-    """Runs the installed `regbench` console script in a subprocess."""
-    exe = shutil.which("regbench")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "regbench", *args]
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-    # Hydra turns an exception in a callback into a warning and goes on: the sweep's checks or
-    # its report would be skipped without a failing exit code. Every CLI test watches for it.
-    assert "Callback SweepSummary" not in out.stderr, out.stderr
-    return out
-
-
-def torchvision_root(tmp_path: Path, folder: str) -> Path:
-    """Copies the original .gz files of `folder` (MNIST or FashionMNIST) into a writable root."""
-    source = SHARED_DATA / folder / "raw"
-    if not source.is_dir():
-        pytest.skip(f"offline {folder} files not found in {source} (set REGBENCH_SHARED_DATA)")
-    raw = tmp_path / folder / "raw"
-    raw.mkdir(parents=True)
-    for gz in source.glob("*.gz"):
-        shutil.copy(gz, raw / gz.name)
-    return tmp_path
-
-
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` run where torch sees a CUDA device and are skipped, saying so, elsewhere."""
     if torch.cuda.is_available():
@@ -146,40 +70,39 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-class HostSyncs(TorchFunctionMode):
-    """Records every tensor call that, on a GPU, makes the host wait for the device: reading a
-    value back (.item(), .tolist(), float(t), bool(t), .numpy(), .cpu()) or an op whose output
-    size depends on the data (nonzero, masked_select, unique, indexing with a boolean mask).
+@pytest.fixture
+def read_only():
+    """Makes a folder read-only for real, and undoes it: `chmod` for a normal user; as root
+    (who ignores permission bits, so chmod would prove nothing) a read-only bind mount of the
+    folder onto itself, skipped where mounting is not allowed (a container without
+    CAP_SYS_ADMIN). In-process tests (test_report.py, test_study.py) simulate the same error everywhere."""
+    done = []
 
-    The CPU twin of tests/test_cuda.py's `set_sync_debug_mode("error")`: it intercepts the
-    calls in Python (torch's function mode), so it runs anywhere, but cannot see a sync hidden
-    inside one C++ kernel. `allowed(tensor)` exempts tensors that stay on the host in a GPU run
-    too (the optimizers' `step` counters). `calls` holds (call, the regbench functions on the
-    stack, outermost first).
-    """
+    def make(folder: Path) -> Path:
+        if os.geteuid() != 0:
+            for path in [folder, *folder.rglob("*")]:
+                path.chmod(path.stat().st_mode & ~0o222)
+            done.append(lambda: [p.chmod(p.stat().st_mode | 0o200) for p in [folder, *folder.rglob("*")]])
+            return folder
+        mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot make a read-only folder as root here: {mounted.stderr.decode().strip()}")
+        done.append(lambda: subprocess.run(["umount", str(folder)], check=True))
+        if _writable(folder):  # older mount(8)s ignore ro on a bind: remount
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+        if _writable(folder):
+            pytest.skip("the read-only bind mount is writable here")
+        return folder
 
-    CALLS = {
-        torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__float__,
-        torch.Tensor.__int__, torch.Tensor.__index__, torch.Tensor.__array__, torch.Tensor.numpy,
-        torch.Tensor.cpu, torch.nonzero, torch.Tensor.nonzero, torch.masked_select,
-        torch.Tensor.masked_select, torch.unique, torch.Tensor.unique,
-    }
-    INDEXING = {torch.Tensor.__getitem__, torch.Tensor.__setitem__, torch.Tensor.index_put_}
+    yield make
+    for undo in reversed(done):
+        undo()
 
-    def __init__(self, allowed=lambda tensor: False):
-        super().__init__()
-        self.allowed, self.calls = allowed, []
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if self._syncs(func, args) and not self.allowed(args[0]):
-            where = tuple(f.name for f in traceback.extract_stack()[:-1] if os.path.abspath(f.filename).startswith(PACKAGE))
-            self.calls.append((func.__name__, where))
-        return func(*args, **(kwargs or {}))
-
-    def _syncs(self, func, args) -> bool:
-        if func in self.CALLS:
-            return True
-        if func in self.INDEXING and len(args) > 1:
-            index = args[1] if isinstance(args[1], (tuple, list)) else (args[1],)
-            return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index)
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / ".probe").write_text("")
+    except OSError:
         return False
+    (folder / ".probe").unlink()
+    return True

@@ -23,7 +23,8 @@ from regbench.engine.network import tensors
 from regbench.engine.steps import train_epoch
 from regbench.models import build_model
 from regbench.regularizers import swa as swa_module
-from tests.conftest import make_cfg, stack_of
+from tests.helpers.configs import make_cfg
+from tests.helpers.engine import stack_of
 
 QUIET = Console(quiet=True)
 SMALL = ("dataset.train_size=300", "model.hidden_sizes=[32,16]", "trainer.patience=null")
@@ -378,7 +379,7 @@ def test_a_stack_of_them_reads_back_from_the_device_once_per_epoch(tmp_path, var
     no host sync: each epoch's numbers of every member come back in one call (see
     tests/test_stacked.py's test of the same for the other regularizers)."""
     from regbench.engine import sweep as stacking
-    from tests.conftest import HostSyncs
+    from tests.helpers.syncs import HostSyncs
 
     cfgs = [make_cfg(*SMALL, "reg.batchnorm=true", "trainer.max_epochs=6", *v) for v in variants]
     with HostSyncs() as probe:

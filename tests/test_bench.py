@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from regbench.data.datasets import load
-from tests.conftest import REPO, make_cfg
+from tests.helpers.configs import REPO, make_cfg
 
 
 def _bench():

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 from regbench import __version__
-from tests.conftest import REPO, TINY, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import REPO, TINY
+from tests.helpers.rundirs import results_under
 
 pytestmark = pytest.mark.slow
 
@@ -19,10 +19,6 @@ RESULT_KEYS = {
     "status", "error", "task", "dataset", "model", "reg", "seed", "params", "metrics", "gap",
     "best_epoch", "epochs_run", "stopped_early", "sparsity", "n_params", "seconds", "device", "versions",
 }
-
-
-def results_under(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.rglob("result.json"))]
 
 
 def test_top_level_help_version_and_unknown_command(tmp_path):

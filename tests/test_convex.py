@@ -24,7 +24,8 @@ from regbench.engine.runner import run
 from regbench.engine.grouping import stack_key
 from regbench.models import build_model
 from regbench.results import config_hash, flatten
-from tests.conftest import make_cfg, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import make_cfg
 
 
 def _problem(*overrides: str) -> tuple[object, Data, torch.nn.Module]:

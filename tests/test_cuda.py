@@ -18,7 +18,7 @@ from regbench.engine import sweep
 from regbench.engine.runner import new_stack, run
 from regbench.engine.steps import evaluate, train_epoch
 from regbench.regularizers import regularizers
-from tests.conftest import make_cfg
+from tests.helpers.configs import make_cfg
 
 pytestmark = pytest.mark.cuda
 
@@ -49,7 +49,7 @@ def no_host_sync():
         "resnet-branches"])
 def test_an_epoch_on_cuda_makes_no_host_sync(tmp_path, overrides):
     if overrides[0] == "dataset=mnist":
-        from tests.conftest import torchvision_root
+        from tests.helpers.data import torchvision_root
 
         overrides = [*overrides, f"dataset.root={torchvision_root(tmp_path, 'MNIST')}", "dataset.train_size=512"]
     cfg = make_cfg(*SMALL, *overrides)

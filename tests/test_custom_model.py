@@ -17,7 +17,8 @@ from regbench import UserInputError
 from regbench.config.checks import check
 from regbench.engine import grouping
 from regbench.engine.runner import run
-from tests.conftest import make_cfg, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import make_cfg
 
 QUIET = Console(quiet=True)
 
@@ -167,7 +168,7 @@ def test_the_worked_example_runs_end_to_end_from_a_subprocess(tmp_path):
     import shutil
     import subprocess
 
-    from tests.conftest import REPO
+    from tests.helpers.configs import REPO
 
     example = tmp_path / "custom_model"
     shutil.copytree(REPO / "examples" / "custom_model", example, ignore=shutil.ignore_patterns("outputs"))

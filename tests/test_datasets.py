@@ -14,7 +14,8 @@ from regbench import UserInputError
 
 from regbench.data import datasets, splitting, toy
 from regbench.data.datasets import REGRESSION, image_stats, load
-from tests.conftest import make_cfg, torchvision_root
+from tests.helpers.configs import make_cfg
+from tests.helpers.data import torchvision_root
 
 CPU = torch.device("cpu")
 

@@ -6,7 +6,6 @@ SQLite store. No mocks. Every test skips, naming the extra, when it is not insta
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -17,7 +16,11 @@ from rich.console import Console
 
 from regbench.engine import sweep as stacking
 from regbench.engine.runner import run
-from tests.conftest import HostSyncs, REPO, make_cfg, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import REPO, make_cfg
+from tests.helpers.interrupt import ctrl_c_after_row
+from tests.helpers.rundirs import metrics_floats
+from tests.helpers.syncs import HostSyncs
 
 SMALL = ["trainer.max_epochs=4", "dataset.train_size=200", "model.hidden_sizes=[16]"]
 CLI_SMALL = ["trainer.max_epochs=3", "dataset.train_size=200", "model.hidden_sizes=[16]", "device=cpu"]
@@ -41,11 +44,6 @@ def _quiet() -> Console:
     return Console(quiet=True)
 
 
-def _rows(folder: Path) -> list[dict[str, float]]:
-    with open(folder / "metrics.csv", newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def read_events(tb: Path) -> dict[str, dict[int, float]]:
     """Every scalar of an event folder, tag -> {step: value}, through TensorBoard's own reader."""
     ea = _tb()
@@ -63,7 +61,7 @@ def _f32(expected: dict[str, dict[int, float]]) -> dict[str, dict[int, float]]:
 
 def _expected_epochs(folder: Path) -> dict[str, dict[int, float]]:
     """What metrics.csv says each `epoch/*` tag must hold."""
-    rows = _rows(folder)
+    rows = metrics_floats(folder)
     m = "acc" if "train_acc" in rows[0] else "r2"
     expected: dict[str, dict[int, float]] = {}
     for row in rows:
@@ -171,24 +169,13 @@ def test_a_resumed_run_continues_its_event_files_and_a_fresh_start_replaces_them
     rerun trains 7 and 8 again, and TensorBoard's purge step hides the first attempt's 7: tb/
     reads as one run, each epoch once. A fresh start in the folder replaces the event files."""
     ea = _tb()
-    from regbench.engine import checkpoint
-    from regbench.results import MetricsWriter
 
     args = (*SMALL, "trainer.max_epochs=10", "trainer.patience=null", "reg=[dropout,l1]",
             "trainer.checkpoint_seconds=2.5", "logger=tensorboard", "logger.histogram_every=0")
-    now, budget, write = [0.0], checkpoint.Budget, MetricsWriter.write
-    monkeypatch.setattr(checkpoint, "Budget", lambda seconds: budget(seconds, clock=lambda: now[0]))
-
-    def write_then_tick(self, row):
-        write(self, row)
-        now[0] += 1.0
-        if row["epoch"] == 8:
-            raise KeyboardInterrupt  # after epoch 8's row, before the logger's
-
-    monkeypatch.setattr(MetricsWriter, "write", write_then_tick)
+    let_run = ctrl_c_after_row(monkeypatch, 8)  # after epoch 8's row, before the logger's
     with pytest.raises(KeyboardInterrupt):
         run(make_cfg(*args), tmp_path, _quiet())
-    monkeypatch.setattr(MetricsWriter, "write", write)
+    let_run()
     assert run(make_cfg(*args), tmp_path, _quiet())["resumed_from_epoch"] == 6
     acc = ea.EventAccumulator(str(tmp_path / "tb"), size_guidance={ea.SCALARS: 0})
     acc.Reload()
@@ -293,7 +280,7 @@ def test_help_and_a_default_run_import_neither_tensorboard_nor_mlflow(tmp_path):
         "import sys\n"
         "from regbench.cli.main import main\n"
         "main(['--help'])\n"
-        "from tests.conftest import make_cfg\n"
+        "from tests.helpers.configs import make_cfg\n"
         "from regbench.engine.runner import run\n"
         "from rich.console import Console\n"
         f"run(make_cfg('trainer.max_epochs=1', 'dataset.train_size=100', 'model.hidden_sizes=[8]'), {str(tmp_path)!r}, Console(quiet=True))\n"

@@ -20,7 +20,8 @@ import torch
 from regbench.engine.checkpoint import CHECKPOINT_FILE
 from regbench.engine.folderlock import LOCK_FILE
 from regbench.engine.runner import run
-from tests.conftest import TINY, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import TINY
 
 LONG = ["reg=l2", "trainer.max_epochs=100000", "trainer.patience=null", "dataset.train_size=300", "model.hidden_sizes=[32]"]
 

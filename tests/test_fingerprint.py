@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 
 from regbench.data import fingerprint
 from regbench.results import flatten, identity
-from tests.conftest import make_cfg, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import make_cfg
 
 SMALL = ["trainer.max_epochs=3", "model.hidden_sizes=[16]", "trainer.num_threads=1"]
 
@@ -317,7 +318,7 @@ def test_a_report_keeps_two_versions_of_a_file_apart_and_says_so(tmp_path):
 
 def test_runs_from_before_fingerprints_group_as_before_and_are_noted(tmp_path):
     from regbench.reporting.report import build
-    from tests.test_report import write_run
+    from tests.helpers.rundirs import write_run
 
     extra = {"dataset.path": "data.csv", "dataset.target": "label"}
     fp = lambda sha: {"sha256": sha, "files": {"dataset.path": {"path": "/d/data.csv", "sha256": sha}}}  # noqa: E731
@@ -336,7 +337,7 @@ def test_runs_from_before_fingerprints_group_as_before_and_are_noted(tmp_path):
 
 def test_bundled_runs_and_one_version_of_a_file_add_no_column_and_no_note(tmp_path):
     from regbench.reporting.report import build
-    from tests.test_report import write_run
+    from tests.helpers.rundirs import write_run
 
     fp = {"sha256": "c" * 64, "files": {"dataset.path": {"path": "/d/data.csv", "sha256": "c" * 64}}}
     for seed in (0, 1):

@@ -10,7 +10,6 @@ sbatch script submitit would submit.
 from __future__ import annotations
 
 import ast
-import csv
 import math
 import os
 import re
@@ -21,7 +20,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from regbench.cli.app import config_dir
-from tests.conftest import regbench
+from tests.helpers.cli import regbench
+from tests.helpers.rundirs import csv_rows
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +46,6 @@ def _sweep(tmp_path: Path) -> Path:
     return sweeps[0]
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def _check_sweep(out, tmp_path: Path, n_jobs: int) -> tuple[Path, list[dict[str, str]]]:
     """Every job left a result.json in ONE sweep folder, and the callback wrote its report."""
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -58,7 +53,7 @@ def _check_sweep(out, tmp_path: Path, n_jobs: int) -> tuple[Path, list[dict[str,
     assert sorted(p.parent.name for p in sweep.glob("*/result.json")) == [str(n) for n in range(n_jobs)]
     assert (sweep / "report.csv").is_file() and (sweep / "runs.csv").is_file()
     assert f"sweep done: {n_jobs} ok" in out.stdout
-    runs = _rows(sweep / "runs.csv")
+    runs = csv_rows(sweep / "runs.csv")
     assert len(runs) == n_jobs and {r["status"] for r in runs} == {"ok"}
     return sweep, runs
 
@@ -157,7 +152,7 @@ def test_optuna_study_runs_every_trial_past_a_diverged_one_and_reports_the_best(
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     sweep = _sweep(tmp_path)
     assert sorted(p.parent.name for p in sweep.glob("*/result.json")) == ["0", "1", "2"]
-    runs = _rows(sweep / "runs.csv")
+    runs = csv_rows(sweep / "runs.csv")
     # with the preset's TPE seed the trials draw both learning rates
     assert sorted({r["status"] for r in runs}) == ["diverged", "ok"], [r["params.optim.lr"] for r in runs]
     n_diverged = sum(r["status"] == "diverged" for r in runs)
@@ -166,7 +161,7 @@ def test_optuna_study_runs_every_trial_past_a_diverged_one_and_reports_the_best(
     assert "setup plugin alembic" not in out.stdout  # the preset quiets alembic's import-time log
     for r in runs:  # every trial is a regbench run with values drawn from the search space
         assert 1e-6 <= float(r["params.reg.alpha"]) <= 1e-1 and 0 <= float(r["params.reg.l1_ratio"]) <= 1
-    assert len({r["config"] for r in runs}) == 3 and len(_rows(sweep / "report.csv")) == 3
+    assert len({r["config"] for r in runs}) == 3 and len(csv_rows(sweep / "report.csv")) == 3
     # the study minimised what the task returned, the validation loss in result.json, and said so
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     printed = ast.literal_eval(re.search(r"Best parameters: (\{.*\})", out.stdout).group(1))

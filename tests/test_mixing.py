@@ -18,7 +18,7 @@ from regbench.config.checks import check
 from regbench.engine.runner import run
 from regbench.regularizers import cutout as cutout_module
 from regbench.regularizers import mixing
-from tests.conftest import make_cfg
+from tests.helpers.configs import make_cfg
 
 QUIET = Console(quiet=True)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from regbench import UserInputError
 from regbench.models import build_model
-from tests.conftest import make_cfg
+from tests.helpers.configs import make_cfg
 
 SMALL = {
     "mlp": ["model=mlp", "model.hidden_sizes=[12,10]"],

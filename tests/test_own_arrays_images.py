@@ -15,7 +15,8 @@ from PIL import Image
 from regbench import UserInputError
 from regbench.data import datasets, files, image_folder
 from regbench.data.datasets import image_stats, load
-from tests.conftest import make_cfg, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import make_cfg
 
 CPU = torch.device("cpu")
 

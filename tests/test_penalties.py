@@ -14,7 +14,8 @@ from regbench.data.datasets import Data
 from regbench.models import build_model
 from regbench.regularizers import penalised_weights, sparsity
 from regbench.regularizers.elasticnet import elastic_net, soft_threshold_
-from tests.conftest import make_cfg, stack_of, train_epochs
+from tests.helpers.configs import make_cfg
+from tests.helpers.engine import stack_of, train_epochs
 
 
 def _soft(w: torch.Tensor, t) -> torch.Tensor:

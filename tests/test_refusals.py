@@ -17,7 +17,8 @@ from regbench import UserInputError
 from regbench.data.datasets import load
 from regbench.engine.runner import refusal, run
 from regbench.models import build_model, probe_custom
-from tests.conftest import TINY, make_cfg, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import TINY, make_cfg
 
 QUIET = Console(quiet=True)
 

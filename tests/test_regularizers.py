@@ -17,7 +17,8 @@ from regbench.config.checks import check
 from regbench.engine import grouping, sweep
 from regbench.engine.runner import run
 from regbench.regularizers import builtin, knob_table, label
-from tests.conftest import REPO, make_cfg, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import REPO, make_cfg
 
 EXAMPLE = REPO / "examples" / "user_regularizer"
 SEARCH = (str(EXAMPLE),)

@@ -14,40 +14,11 @@ from scipy import stats
 from regbench.reporting.report import build
 from regbench.reporting.report_command import main
 from regbench.reporting.report_format import markdown, write
-from tests.conftest import TINY, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import TINY
+from tests.helpers.rundirs import DIGITS_SIZES, write_run
 
 T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom
-# digits' splits with the default fractions (test 0.2, val 0.2): what its runs record in result.json
-# (test_split_sizes_recorded_by_a_run_and_derived_from_its_config checks this against a real run)
-DIGITS_SIZES = {"train": 1149, "val": 288, "test": 360}
-
-
-def write_run(folder: Path, *, reg="none", alpha=0.0, seed=0, val=0.9, train=1.0, test=0.85, status="ok",
-              dataset="digits", error=None, task="classification", extra=None, split_seed=None, sizes=DIGITS_SIZES,
-              **fields) -> Path:
-    """A result.json as the runner writes it (the fields the report reads); `fields` override top-level ones.
-    `split_seed` None follows the seed (the default config: each seed re-splits); `sizes` None: no
-    split_sizes recorded (a run of an older regbench)."""
-    folder.mkdir(parents=True)
-    m = "acc" if task == "classification" else "r2"
-    params = {"dataset.name": dataset, "model.name": "mlp", "reg.alpha": alpha, "seed": seed,
-              "dataset.split_seed": seed if split_seed is None else split_seed, "optim.lr": 0.001,
-              "model.hidden_sizes": [8]}
-    params.update(extra or {})
-    result = {
-        "status": status, "error": error, "task": task, "dataset": dataset, "model": "mlp", "reg": reg,
-        "seed": seed, "params": params,
-        "metrics": {f"train_{m}": train, f"val_{m}": val, f"test_{m}": test,
-                    "train_loss": 1 - train, "val_loss": 1 - val, "test_loss": 1 - test},
-        "gap": {m: train - val, "loss": val - train},
-        "best_epoch": 5, "epochs_run": 15, "stopped_early": True, "sparsity": 0.0, "n_params": 10,
-        "seconds": 1.0, "device": "cpu", "versions": {"regbench": "0.1.0", "torch": "x", "python": "3"},
-        **({"split_sizes": sizes} if sizes else {}), **fields,
-    }
-    (folder / "result.json").write_text(json.dumps(result))
-    return folder
-
-
 def make_sweep(root: Path, split_seed: int | None = None) -> Path:
     """A baseline and an l2 configuration over three seeds, plus a diverged and a failed l2 run;
     each seed its own split, or with `split_seed` one split for all."""
@@ -628,7 +599,7 @@ def test_runs_from_before_the_newer_knobs_merge_with_runs_that_have_them_at_thei
     from regbench.engine.runner import new_result
     from regbench.regularizers import builtin_knobs
     from regbench.reporting.report import build
-    from tests.conftest import make_cfg
+    from tests.helpers.configs import make_cfg
 
     params = new_result(make_cfg())["params"]
     newer = [f"reg.{k.name}" for k in builtin_knobs() if k.since] + [f"model.{k}" for k in MODEL_KNOBS_SINCE]
@@ -779,7 +750,7 @@ def test_split_sizes_from_the_config_are_those_the_data_loader_makes(overrides):
     from regbench.engine.runner import adopt_data, new_result
     from regbench.reporting.aggregate import split_sizes
     from regbench.reporting.collect import flatten_result
-    from tests.conftest import make_cfg
+    from tests.helpers.configs import make_cfg
 
     cfg = make_cfg(*overrides)
     result = new_result(cfg)
@@ -801,47 +772,6 @@ def test_split_sizes_recorded_by_a_run_and_derived_from_its_config(tmp_path):
 
 
 # --------------------------------------------------------------------------- a results folder that cannot be written
-
-
-@pytest.fixture
-def read_only():
-    """Makes a folder read-only for real, and undoes it: `chmod` for a normal user; as root
-    (who ignores permission bits, so chmod would prove nothing) a read-only bind mount of the
-    folder onto itself, skipped where mounting is not allowed (a container without
-    CAP_SYS_ADMIN). The in-process tests below simulate the same error everywhere."""
-    import os
-    import subprocess
-
-    done = []
-
-    def make(folder: Path) -> Path:
-        if os.geteuid() != 0:
-            for path in [folder, *folder.rglob("*")]:
-                path.chmod(path.stat().st_mode & ~0o222)
-            done.append(lambda: [p.chmod(p.stat().st_mode | 0o200) for p in [folder, *folder.rglob("*")]])
-            return folder
-        mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
-        if mounted.returncode != 0:
-            pytest.skip(f"cannot make a read-only folder as root here: {mounted.stderr.decode().strip()}")
-        done.append(lambda: subprocess.run(["umount", str(folder)], check=True))
-        if _writable(folder):  # older mount(8)s ignore ro on a bind: remount
-            subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
-        if _writable(folder):
-            pytest.skip("the read-only bind mount is writable here")
-        return folder
-
-    yield make
-    for undo in reversed(done):
-        undo()
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        (folder / ".probe").write_text("")
-    except OSError:
-        return False
-    (folder / ".probe").unlink()
-    return True
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -20,9 +19,12 @@ from regbench.engine import checkpoint, grouping
 from regbench.engine.runner import run
 from regbench.models import Residual, build_model
 from regbench.regularizers import branch
-from regbench.results import MetricsWriter, config_hash, flatten
-from tests.conftest import make_cfg, regbench, stack_of
-from tests.test_stacked import _alone_and_stacked, bit_for_bit, within_tolerance
+from regbench.results import config_hash, flatten
+from tests.helpers.cli import regbench
+from tests.helpers.compare import alone_and_stacked, bit_for_bit, ends_alike, within_tolerance
+from tests.helpers.configs import make_cfg
+from tests.helpers.engine import stack_of
+from tests.helpers.interrupt import ctrl_c_after_row
 
 RESMLP = ["model=resmlp", "model.width=16", "model.groups=1", "model.blocks=2"]
 RESNET = ["model=resnet", "model.depth=8"]
@@ -263,7 +265,7 @@ def test_resmlp_stacks_bit_for_bit_with_and_without_drop_path_and_shakedrop(tmp_
     variants = [["reg=none"], ["reg=drop_path"], ["reg=shakedrop", "optim.lr=3e-3"],
                 ["reg=[drop_path,dropout]", "reg.drop_path=0.3", "reg.shakedrop=0.2"],
                 ["reg=l2", "seed=1", "dataset.split_seed=0"]]
-    alone, stacked = _alone_and_stacked(tmp_path, common, variants)
+    alone, stacked = alone_and_stacked(tmp_path, common, variants)
     assert len({json.dumps(a["metrics"]) for a in alone}) == len(variants)  # the regularizers changed something
     assert all(a["status"] == "ok" for a in alone), [a.get("error") for a in alone]
     bit_for_bit(tmp_path, alone, stacked, variants)
@@ -272,7 +274,7 @@ def test_resmlp_stacks_bit_for_bit_with_and_without_drop_path_and_shakedrop(tmp_
 def test_resnet_stacks_and_agrees_with_its_lone_runs_within_the_conv_tolerance(tmp_path):
     common = [*RESNET, "reg.batchnorm=true", "trainer.max_epochs=3", "trainer.patience=null"]
     variants = [["reg=none"], ["reg=drop_path", "reg.drop_path=0.2"], ["reg=shakedrop"], ["reg=dropout", "reg.dropout=0.2"]]
-    within_tolerance(*_alone_and_stacked(tmp_path, common, variants), variants)
+    within_tolerance(*alone_and_stacked(tmp_path, common, variants), variants)
 
 
 def test_a_drop_path_run_interrupted_mid_way_resumes_bit_for_bit(tiny_cfg, tmp_path, monkeypatch):
@@ -282,28 +284,16 @@ def test_a_drop_path_run_interrupted_mid_way_resumes_bit_for_bit(tiny_cfg, tmp_p
     args = (*RESMLP, "reg=[drop_path,shakedrop]", "reg.drop_path=0.3", "trainer.max_epochs=10",
             "trainer.patience=null", "trainer.checkpoint_seconds=2.5")
     clean = run(tiny_cfg(*args), tmp_path / "clean")
-    folder, now = tmp_path / "interrupted", [0.0]
-    budget, write = checkpoint.Budget, MetricsWriter.write
-    monkeypatch.setattr(checkpoint, "Budget", lambda seconds: budget(seconds, clock=lambda: now[0]))
-
-    def write_then_tick(self, row):
-        write(self, row)
-        now[0] += 1.0
-        if row["epoch"] == 8:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(MetricsWriter, "write", write_then_tick)
+    folder = tmp_path / "interrupted"
+    let_run = ctrl_c_after_row(monkeypatch, 8)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_cfg(*args), folder)
     saved = torch.load(folder / checkpoint.CHECKPOINT_FILE, weights_only=True)["member"]
     assert {"drop_path", "shakedrop"} <= set(saved["streams"])
-    monkeypatch.setattr(MetricsWriter, "write", write)
+    let_run()
     resumed = run(tiny_cfg(*args), folder)
     assert resumed["resumed_from_epoch"] == 6
-    ignore = {"seconds", "resumed_from_epoch", "finished_at"}
-    assert {k: v for k, v in resumed.items() if k not in ignore} == {k: v for k, v in clean.items() if k not in ignore}
-    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
-    pd.testing.assert_frame_equal(drop_seconds(folder), drop_seconds(tmp_path / "clean"), check_exact=True)
+    ends_alike(resumed, folder, clean, tmp_path / "clean")
 
 
 @pytest.mark.slow
@@ -331,19 +321,11 @@ def test_a_residual_model_knob_set_for_another_model_gets_a_notice():
 @pytest.mark.parametrize("overrides", [RESMLP, RESNET], ids=["resmlp", "resnet"])
 def test_training_with_drop_path_and_shakedrop_reads_back_from_the_device_once_per_epoch(tmp_path, overrides):
     """Their draws and gates stay on the device: the epoch's numbers are the loop's only read-back
-    (the CPU stand-in for tests/test_cuda.py's GPU check; see tests/conftest.py's HostSyncs)."""
-    from regbench.data.datasets import load
-    from regbench.engine.loop import fit
-    from regbench.engine.runner import new_stack
-    from regbench.regularizers import regularizers
-    from tests.conftest import HostSyncs
+    (the CPU stand-in for tests/test_cuda.py's GPU check; see tests/helpers/syncs.py's HostSyncs)."""
+    from tests.helpers.syncs import fit_under_host_syncs
 
     cfg = make_cfg(*overrides, "reg=[drop_path,shakedrop,dropout,batchnorm]", "dataset.train_size=300",
                    "trainer.max_epochs=3", "trainer.patience=null")
-    device = torch.device("cpu")
-    data = load(cfg.dataset, device)
-    stack = new_stack([(cfg, tmp_path, {})], data, device, regularizers(cfg.reg))
-    with HostSyncs() as probe:
-        fit(stack, data)
+    stack, probe = fit_under_host_syncs(cfg, tmp_path)
     assert len(stack.members[0].state.history) == 3
     assert probe.calls == [("tolist", ("fit",))] * 3

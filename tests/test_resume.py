@@ -3,7 +3,6 @@ finished jobs, resumes interrupted ones and refuses a different job list."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -21,60 +20,17 @@ from regbench.engine.checkpoint import CHECKPOINT_FILE
 from regbench.engine.interrupt import Interrupted
 from regbench.results import MetricsWriter
 from regbench.engine.runner import run
-from tests.conftest import regbench
-
-# Long enough to be killed mid-way, short enough for the suite: ~40 small epochs, each
-# checkpointed (trainer.checkpoint_seconds=0; the default writes last.pt every 30 s at most).
-RESUMABLE = ["reg=[dropout,l1]", "trainer.patience=8", "trainer.max_epochs=40", "dataset.train_size=300",
-             "model.hidden_sizes=[64]", "trainer.checkpoint_seconds=0"]
-
-
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    exe = shutil.which("regbench")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "regbench", *args]
-    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
-    """SIGKILLs the process group as soon as `ready()` holds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if ready():
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return
-        time.sleep(0.02)
-    pytest.fail("the run finished or hung before it could be killed mid-way")
-
-
-def epochs_in(csv: Path) -> int:
-    try:
-        return max(0, len(csv.read_text().splitlines()) - 1)
-    except OSError:
-        return 0
-
-
-def same_except_timing(a: dict, b: dict) -> None:
-    ignore = {"seconds", "resumed_from_epoch", "finished_at"}
-    assert {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+from tests.helpers.cli import hold_in_another_process, regbench, start
+from tests.helpers.compare import ends_alike, same_except_timing
+from tests.helpers.interrupt import RESUMABLE, ctrl_c_after_row, kill_when, killed_and_clean
+from tests.helpers.rundirs import epochs_in
 
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_bitwise_the_same_result(tmp_path):
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
-    proc = start(["run", *RESUMABLE, f"hydra.run.dir={killed}"], tmp_path)
-    kill_when(proc, lambda: epochs_in(killed / "metrics.csv") >= 4 and (killed / CHECKPOINT_FILE).exists())
-    assert not (killed / "result.json").exists()
-    resumed = regbench("run", *RESUMABLE, f"hydra.run.dir={killed}", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from the checkpoint of epoch" in resumed.stdout
-    assert regbench("run", *RESUMABLE, f"hydra.run.dir={clean}", cwd=tmp_path).returncode == 0
-    a, b = (json.loads((d / "result.json").read_text()) for d in (killed, clean))
+    a, b = killed_and_clean(RESUMABLE, tmp_path, 4)
     assert a["resumed_from_epoch"] >= 3 and b["resumed_from_epoch"] is None
-    same_except_timing(a, b)
-    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
-    pd.testing.assert_frame_equal(drop_seconds(killed), drop_seconds(clean), check_exact=True)
-    assert not (killed / CHECKPOINT_FILE).exists()  # deleted when the run finished
+    assert not (tmp_path / "killed" / CHECKPOINT_FILE).exists()  # deleted when the run finished
 
 
 def test_checkpoint_holds_the_whole_state_and_loads_with_weights_only(tiny_cfg, tmp_path):
@@ -112,29 +68,17 @@ def test_an_interrupted_run_retrains_the_epochs_after_its_last_checkpoint(tiny_c
     (the regularizers' own random streams, mixing and erasing, included)."""
     args = ("trainer.max_epochs=12", "trainer.patience=null", *f"reg={regs}".split(), "trainer.checkpoint_seconds=2.5")
     clean = run(tiny_cfg(*args), tmp_path / "clean")
-    folder, now = tmp_path / "interrupted", [0.0]
-    budget = checkpoint.Budget
-    monkeypatch.setattr(checkpoint, "Budget", lambda seconds: budget(seconds, clock=lambda: now[0]))
-    write = MetricsWriter.write
-
-    def write_then_tick(self, row):
-        write(self, row)
-        now[0] += 1.0
-        if row["epoch"] == 8:
-            raise KeyboardInterrupt  # Ctrl-C after epoch 8's row, before its checkpoint
-
-    monkeypatch.setattr(MetricsWriter, "write", write_then_tick)
+    folder = tmp_path / "interrupted"
+    let_run = ctrl_c_after_row(monkeypatch, 8)  # Ctrl-C after epoch 8's row, before its checkpoint
     with pytest.raises(KeyboardInterrupt):
         run(tiny_cfg(*args), folder)
     assert epochs_in(folder / "metrics.csv") == 8 and not (folder / "result.json").exists()
     assert len(torch.load(folder / CHECKPOINT_FILE, weights_only=True)["member"]["fit"]["history"]) == 6
-    monkeypatch.setattr(MetricsWriter, "write", write)
+    let_run()
     resumed = run(tiny_cfg(*args), folder)
     assert resumed["resumed_from_epoch"] == 6
-    same_except_timing(resumed, clean)
-    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
-    assert drop_seconds(folder)["epoch"].tolist() == list(range(1, 13))
-    pd.testing.assert_frame_equal(drop_seconds(folder), drop_seconds(tmp_path / "clean"), check_exact=True)
+    assert pd.read_csv(folder / "metrics.csv")["epoch"].tolist() == list(range(1, 13))
+    ends_alike(resumed, folder, clean, tmp_path / "clean")
 
 
 @pytest.mark.parametrize(
@@ -269,18 +213,6 @@ def test_ctrl_c_on_the_command_line_says_how_to_resume(tmp_path):
                          "'model.hidden_sizes=[32]' 'hydra.run.dir=my run'")  # quoted for a shell
     assert "Traceback" not in err
     assert len(torch.load(tmp_path / "my run" / CHECKPOINT_FILE, weights_only=True)["member"]["fit"]["history"]) == epoch
-
-
-def hold_in_another_process(*folders: Path) -> subprocess.Popen:
-    """A process that holds the locks of `folders` until it is killed (once it has printed `held`)."""
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from contextlib import ExitStack; from regbench.engine.folderlock import hold\n"
-                               "with ExitStack() as s:\n"
-                               "    [s.enter_context(hold(Path(f))) for f in sys.argv[1:]]\n"
-                               "    print('held', flush=True); time.sleep(120)",
-                               *map(str, folders)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 def test_a_folder_in_use_is_refused_before_anything_is_written(tiny_cfg, tmp_path):

@@ -24,10 +24,13 @@ from regbench.config import checks, keys, schema
 from regbench.engine import checkpoint, grouping, sweep as stacking
 from regbench.engine.runner import new_result, run
 from regbench.engine.schedules import Schedule
-from regbench.results import MetricsWriter, config_hash
-from tests.conftest import HostSyncs, make_cfg, regbench
-from tests.test_resume import epochs_in, same_except_timing
-from tests.test_stacked import SAME, SMALL, _alone_and_stacked, _interrupt_after, _rows, bit_for_bit
+from regbench.results import config_hash
+from tests.helpers.cli import regbench
+from tests.helpers.compare import SAME, SMALL, ends_alike, stacks_bit_for_bit
+from tests.helpers.configs import make_cfg
+from tests.helpers.interrupt import ctrl_c_after_row, interrupt_stack_after
+from tests.helpers.rundirs import metrics_rows
+from tests.helpers.syncs import HostSyncs
 
 EPOCHS = 80
 DEFAULTS = {f.name: f.default for f in schema.dataclasses.fields(schema.OptimConfig)}
@@ -294,9 +297,7 @@ FAMILIES = {
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_stack_of_members_with_their_own_schedules_equals_the_lone_runs(tmp_path, family):
     common, variants = FAMILIES[family]
-    alone, stacked = _alone_and_stacked(tmp_path, common, variants)
-    assert all(a["status"] == "ok" for a in alone), [a.get("error") for a in alone]
-    bit_for_bit(tmp_path, alone, stacked, variants)
+    alone, stacked = stacks_bit_for_bit(tmp_path, common, variants)
     moving = [len(set(_lr_column(tmp_path / f"alone{i}"))) > 1 for i in range(len(variants))]
     assert sum(moving) >= len(variants) - 1  # the schedules really changed the rates
 
@@ -329,28 +330,16 @@ def test_an_interrupted_run_resumes_its_schedule_bit_for_bit(tiny_cfg, tmp_path,
     clean = run(tiny_cfg(*args), tmp_path / "clean")
     rates = _lr_column(tmp_path / "clean")
     assert len(set(rates[:9])) > 1 and len(set(rates[9:])) > 1  # the rate moves before and after the resume point
-    folder, now = tmp_path / "interrupted", [0.0]
-    budget = checkpoint.Budget
-    monkeypatch.setattr(checkpoint, "Budget", lambda seconds: budget(seconds, clock=lambda: now[0]))
-    write = MetricsWriter.write
-
-    def write_then_tick(self, row):
-        write(self, row)
-        now[0] += 1.0
-        if row["epoch"] == 10:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(MetricsWriter, "write", write_then_tick)
+    folder = tmp_path / "interrupted"
+    let_run = ctrl_c_after_row(monkeypatch, 10)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_cfg(*args), folder)
     saved = torch.load(folder / checkpoint.CHECKPOINT_FILE, weights_only=True)["member"]["fit"]
     assert len(saved["history"]) == 9 and saved["schedule"]["steps"] == 9
-    monkeypatch.setattr(MetricsWriter, "write", write)
+    let_run()
     resumed = run(tiny_cfg(*args), folder)
     assert resumed["resumed_from_epoch"] == 9
-    same_except_timing(resumed, clean)
-    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
-    pd.testing.assert_frame_equal(drop_seconds(folder), drop_seconds(tmp_path / "clean"), check_exact=True)
+    ends_alike(resumed, folder, clean, tmp_path / "clean")
 
 
 def test_an_interrupted_stack_resumes_every_members_schedule_bit_for_bit(tmp_path, monkeypatch):
@@ -367,7 +356,7 @@ def test_an_interrupted_stack_resumes_every_members_schedule_bit_for_bit(tmp_pat
     whole = stacking.train([(c, tmp_path / f"whole{i}") for i, c in enumerate(cfgs)], quiet)
     jobs = [(c, tmp_path / f"cut{i}") for i, c in enumerate(cfgs)]
     stop = 7
-    _interrupt_after(monkeypatch, stop)
+    interrupt_stack_after(monkeypatch, stop)
     with pytest.raises(KeyboardInterrupt):
         stacking.train(jobs, quiet)
     monkeypatch.undo()
@@ -379,7 +368,7 @@ def test_an_interrupted_stack_resumes_every_members_schedule_bit_for_bit(tmp_pat
     for i, w in enumerate(whole):
         cut = json.loads((tmp_path / f"cut{i}" / "result.json").read_text())
         assert {k: cut[k] for k in SAME} == {k: w[k] for k in SAME}, variants[i]
-        assert _rows(tmp_path / f"cut{i}") == _rows(tmp_path / f"whole{i}"), variants[i]
+        assert metrics_rows(tmp_path / f"cut{i}") == metrics_rows(tmp_path / f"whole{i}"), variants[i]
         rates = _lr_column(tmp_path / f"whole{i}")
         assert len(set(rates[:stop])) > 1 and len(set(rates[stop:])) > 1, variants[i]
 
@@ -404,7 +393,7 @@ def test_a_checkpoint_without_a_schedule_state_replays_the_history(tiny_cfg, tmp
 def test_the_report_reads_runs_from_before_schedules_as_constant_and_names_only_knobs_that_apply(tmp_path):
     from regbench.reporting.report import build
     from regbench.reporting.report_format import constants_line
-    from tests.test_report import write_run
+    from tests.helpers.rundirs import write_run
 
     new_knobs = {"optim.name": "adam", "optim.schedule": "constant",
                  **{f"optim.{k}": DEFAULTS[k] for k in keys.ALL_SCHEDULE_KNOBS}}
@@ -446,22 +435,11 @@ def test_a_checkpoint_with_a_damaged_schedule_state_is_reported_and_the_run_star
 @pytest.mark.slow
 def test_a_killed_plateau_run_resumes_to_bitwise_the_same_result(tmp_path):
     """tests/test_resume.py's SIGKILL test, with a plateau schedule that cuts the rate."""
-    from tests.test_resume import RESUMABLE, kill_when, start
+    from tests.helpers.interrupt import RESUMABLE, killed_and_clean
 
     args = [*RESUMABLE, "optim.schedule=plateau", "optim.plateau_patience=1", "optim.plateau_factor=0.5",
             "optim.lr=0.01", "trainer.num_threads=1"]
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
-    proc = start(["run", *args, f"hydra.run.dir={killed}"], tmp_path)
-    kill_when(proc, lambda: epochs_in(killed / "metrics.csv") >= 6 and (killed / checkpoint.CHECKPOINT_FILE).exists())
-    assert not (killed / "result.json").exists()
-    resumed = regbench("run", *args, f"hydra.run.dir={killed}", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from the checkpoint of epoch" in resumed.stdout
-    assert regbench("run", *args, f"hydra.run.dir={clean}", cwd=tmp_path).returncode == 0
-    a, b = (json.loads((d / "result.json").read_text()) for d in (killed, clean))
+    a, b = killed_and_clean(args, tmp_path, 6)
     assert a["resumed_from_epoch"] >= 5 and b["resumed_from_epoch"] is None
-    same_except_timing(a, b)
-    drop_seconds = lambda d: pd.read_csv(d / "metrics.csv").drop(columns="seconds")  # noqa: E731
-    pd.testing.assert_frame_equal(drop_seconds(killed), drop_seconds(clean), check_exact=True)
-    rates = _lr_column(clean)  # cut after epochs 16, 18, 20: the resumed run's plateau state decides them
+    rates = _lr_column(tmp_path / "clean")  # cut after epochs 16, 18, 20: the resumed run's plateau state decides them
     assert len(set(rates[a["resumed_from_epoch"]:])) > 1

@@ -10,7 +10,7 @@ import pytest
 from regbench.config import checks, schema
 from regbench.regularizers import label as reg_label
 from regbench.results import early_best
-from tests.conftest import make_cfg
+from tests.helpers.configs import make_cfg
 
 
 def _float_keys(node: type, prefix: str = "") -> list[str]:

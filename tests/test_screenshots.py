@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, regbench
+from tests.helpers.cli import regbench
+
+from tests.helpers.configs import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,6 @@ several paired seeds, each seed's run in its own folder; stacked where the seeds
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import math
 import re
@@ -14,15 +13,12 @@ from omegaconf import OmegaConf
 
 from regbench.config.checks import check
 from regbench.engine import grouping
-from tests.conftest import make_cfg, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import make_cfg
+from tests.helpers.rundirs import csv_rows
 
 pytestmark = pytest.mark.slow
 SMALL = ["trainer.max_epochs=3", "dataset.train_size=200", "model.hidden_sizes=[16]"]
-
-
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_bad_seed_counts_are_refused_and_a_trial_with_seeds_runs_them_itself():
@@ -47,7 +43,7 @@ def test_each_trial_runs_the_same_seeds_and_returns_their_mean(tmp_path):
         assert trial["values"] == [r["metrics"]["val_loss"] for r in results]
         assert trial["mean"] == pytest.approx(sum(trial["values"]) / 3, rel=1e-15)
         assert f"[job {job}] mean val_loss over seeds 0-2: {trial['mean']:.6g}" in out.stdout
-    runs = _rows(tmp_path / "sw" / "runs.csv")  # the six seed runs, the trial folders not taken for runs
+    runs = csv_rows(tmp_path / "sw" / "runs.csv")  # the six seed runs, the trial folders not taken for runs
     assert len(runs) == 6 and "(0 skipped as already done, 0 resumed, 6 ran)" in out.stdout
     # a rerun finds every seed done and returns the same means
     again = regbench("run", "-m", "search.seeds=3", "reg=l1,l2", *SMALL, "hydra.sweep.dir=sw", cwd=tmp_path)
@@ -80,7 +76,7 @@ def test_an_optuna_study_minimises_the_trials_mean_over_seeds(tmp_path):
     assert math.isclose(best.best_value, min(means), rel_tol=1e-12)
     printed = ast.literal_eval(re.search(r"Best parameters: (\{.*\})", out.stdout).group(1))
     assert printed == OmegaConf.to_container(best.best_params)
-    assert len(_rows(tmp_path / "study" / "runs.csv")) == 6
+    assert len(csv_rows(tmp_path / "study" / "runs.csv")) == 6
 
 
 @pytest.mark.parametrize("split", ["dataset.split_seed=0", "dataset.split_seed=${seed}"])
@@ -92,7 +88,7 @@ def test_a_seed_whose_folder_another_process_holds_fails_the_trial_and_the_other
     from rich.console import Console
 
     from regbench.cli.app import trial
-    from tests.test_resume import hold_in_another_process
+    from tests.helpers.cli import hold_in_another_process
 
     monkeypatch.setattr("regbench.cli.app.config_search_dirs", lambda: ())
     cfg = make_cfg("search.seeds=3", split, *SMALL)

@@ -24,28 +24,12 @@ from regbench import UserInputError
 
 from regbench.engine import grouping, steps, sweep as stacking
 from regbench.engine.interrupt import Interrupted
-from regbench.engine.runner import run
-from tests.conftest import HostSyncs, make_cfg, regbench
-
-SMALL = ["dataset.train_size=300", "model.hidden_sizes=[32,16]", "trainer.max_epochs=12"]
-# What must match between a member and its lone run (seconds and stack_size may not).
-SAME = ("status", "metrics", "gap", "best_epoch", "epochs_run", "stopped_early", "sparsity", "n_params",
-        "config_hash", "params", "reg", "seed")
-
-
-def _rows(folder: Path) -> list[dict[str, str]]:
-    with open(folder / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
-
-
-def _alone_and_stacked(tmp_path: Path, common: list[str], variants: list[list[str]]):
-    cfgs = [make_cfg(*SMALL, *common, *v) for v in variants]
-    assert len({grouping.stack_key(c) for c in cfgs}) == 1
-    quiet = Console(quiet=True)
-    alone = [run(c, tmp_path / f"alone{i}", quiet) for i, c in enumerate(cfgs)]
-    stacked = stacking.train([(c, tmp_path / f"stacked{i}") for i, c in enumerate(cfgs)], quiet)
-    return alone, stacked
-
+from tests.helpers.cli import regbench
+from tests.helpers.compare import SAME, SMALL, alone_and_stacked, bit_for_bit, stacks_bit_for_bit, within_tolerance
+from tests.helpers.configs import make_cfg
+from tests.helpers.interrupt import interrupt_stack_after
+from tests.helpers.rundirs import metrics_rows
+from tests.helpers.syncs import HostSyncs
 
 FAMILIES = {
     "adam: penalties, proximal L1, lr, dropout, seeds": (
@@ -107,28 +91,6 @@ FAMILIES = {
 }
 
 
-def bit_for_bit(tmp_path: Path, alone: list[dict], stacked: list[dict], variants: list[list[str]]) -> None:
-    """Each member ends exactly where its lone run ends: every SAME key of result.json and every
-    metrics.csv row but its wall-clock seconds."""
-    for i, (a, s) in enumerate(zip(alone, stacked)):
-        assert {k: s[k] for k in SAME} == {k: a[k] for k in SAME}, variants[i]
-        assert _rows(tmp_path / f"stacked{i}") == _rows(tmp_path / f"alone{i}"), variants[i]
-
-
-def within_tolerance(alone: list[dict], stacked: list[dict], variants: list[list[str]]) -> None:
-    """Each member against its lone run within the README's tolerance for stacks that are not bit
-    for bit (conv nets, SAM): losses rel 1e-3 / abs 2e-3, accuracies 0.01 (one sample of 300 is 0.0033)."""
-    for i, (a, s) in enumerate(zip(alone, stacked)):
-        assert a["status"] == s["status"] == "ok", (a.get("error"), s.get("error"))
-        assert s["stack_size"] == len(variants) and s["n_params"] == a["n_params"] and s["config_hash"] == a["config_hash"]
-        for key, value in a["metrics"].items():
-            if key.endswith("_acc"):
-                assert abs(s["metrics"][key] - value) <= 0.01, (variants[i], key)
-            else:
-                assert s["metrics"][key] == pytest.approx(value, rel=1e-3, abs=2e-3), (variants[i], key)
-        assert s["sparsity"] == pytest.approx(a["sparsity"], abs=0.01)
-
-
 def test_conv_nets_stack_and_agree_with_their_lone_runs_within_tolerance(tmp_path):
     """model=cnn stacks through one grouped convolution (every member's channels side by side),
     with batch norm, dropout in the head, augmentation and per-member penalties. A grouped
@@ -137,7 +99,7 @@ def test_conv_nets_stack_and_agree_with_their_lone_runs_within_tolerance(tmp_pat
               "reg.augment=true", "trainer.max_epochs=4", "trainer.patience=null"]
     variants = [["reg=none"], ["reg=l1", "reg.alpha=1e-3"], ["reg=dropout", "reg.dropout=0.3", "optim.lr=3e-3"],
                 ["reg=weight_decay", "seed=1", "dataset.split_seed=0"]]
-    within_tolerance(*_alone_and_stacked(tmp_path, common, variants), variants)
+    within_tolerance(*alone_and_stacked(tmp_path, common, variants), variants)
 
 
 def test_sam_stacks_within_tolerance(tmp_path):
@@ -148,15 +110,13 @@ def test_sam_stacks_within_tolerance(tmp_path):
     and dropout."""
     variants = [["reg.sam=0.2", "reg.dropout=0.2"], ["reg.sam=0.05", "optim.lr=3e-3"], ["reg=asam", "reg.dropout=0.1"]]
     common = ["reg=sam", "reg.batchnorm=true", "trainer.patience=null", "trainer.max_epochs=4"]
-    within_tolerance(*_alone_and_stacked(tmp_path, common, variants), variants)
+    within_tolerance(*alone_and_stacked(tmp_path, common, variants), variants)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_member_of_a_stack_ends_bit_for_bit_where_its_lone_run_ends(tmp_path, family):
     common, variants = FAMILIES[family]
-    alone, stacked = _alone_and_stacked(tmp_path, common, variants)
-    assert all(a["status"] == "ok" for a in alone), [a.get("error") for a in alone]
-    bit_for_bit(tmp_path, alone, stacked, variants)
+    alone, stacked = stacks_bit_for_bit(tmp_path, common, variants)
     for i, (a, s) in enumerate(zip(alone, stacked)):
         written = json.loads((tmp_path / f"stacked{i}" / "result.json").read_text())
         assert written["stack_size"] == len(variants) and written["metrics"] == a["metrics"]
@@ -164,7 +124,7 @@ def test_every_member_of_a_stack_ends_bit_for_bit_where_its_lone_run_ends(tmp_pa
 
 def test_members_stop_at_their_own_epochs_and_a_diverged_one_leaves_the_others_alone(tmp_path):
     variants = [["optim.lr=1e20"], ["optim.lr=1e-2"], ["optim.lr=5e-2"], ["optim.lr=3e-3"]]
-    alone, stacked = _alone_and_stacked(tmp_path, ["optim=sgd", "trainer.patience=2", "trainer.max_epochs=40"], variants)
+    alone, stacked = alone_and_stacked(tmp_path, ["optim=sgd", "trainer.patience=2", "trainer.max_epochs=40"], variants)
     assert [s["status"] for s in stacked] == ["diverged", "ok", "ok", "ok"]
     assert len({s["epochs_run"] for s in stacked}) >= 3  # members really left the stack at different epochs
     bit_for_bit(tmp_path, alone, stacked, variants)
@@ -174,7 +134,7 @@ def test_a_stack_reads_back_from_the_device_once_per_epoch(tmp_path):
     """The stacked loop (batched steps, every member's penalty and update, evaluation) never
     waits for the device; each epoch's numbers of every member come back in one call, and a
     member that stops reads its final numbers back once. The CPU twin of the GPU check in
-    tests/test_cuda.py (see tests/conftest.py's HostSyncs)."""
+    tests/test_cuda.py (see tests/helpers/syncs.py's HostSyncs)."""
     variants = [["reg=l1"], ["reg=dropout", "optim.lr=3e-2"], ["reg=elasticnet"], ["reg=l2", "optim.lr=1e-2"]]
     cfgs = [make_cfg(*SMALL, "trainer.patience=2", "trainer.max_epochs=40", "reg.batchnorm=true", *v) for v in variants]
     with HostSyncs() as probe:
@@ -191,7 +151,7 @@ def test_a_stack_reads_back_from_the_device_once_per_epoch(tmp_path):
 
 def test_save_model_writes_the_lone_runs_weights(tmp_path):
     variants = [["reg=l2", "save_model=true"], ["reg=dropout", "reg.batchnorm=true", "save_model=true"]]
-    _alone_and_stacked(tmp_path, ["reg.batchnorm=true", "trainer.patience=2"], variants)
+    alone_and_stacked(tmp_path, ["reg.batchnorm=true", "trainer.patience=2"], variants)
     for i in range(2):
         a = torch.load(tmp_path / f"alone{i}" / "model.pt", weights_only=True)
         s = torch.load(tmp_path / f"stacked{i}" / "model.pt", weights_only=True)
@@ -201,7 +161,7 @@ def test_save_model_writes_the_lone_runs_weights(tmp_path):
 def test_with_two_threads_a_stack_agrees_within_tolerance(tmp_path):
     torch.set_num_threads(2)  # the autouse fixture restores the thread count
     variants = [["reg=none"], ["reg=l2", "reg.alpha=1e-2"], ["reg=dropout"], ["reg=l1", "optim.lr=3e-3"]]
-    alone, stacked = _alone_and_stacked(tmp_path, ["trainer.patience=null", "trainer.max_epochs=5"], variants)
+    alone, stacked = alone_and_stacked(tmp_path, ["trainer.patience=null", "trainer.max_epochs=5"], variants)
     for a, s in zip(alone, stacked):
         for key in ("train_loss", "val_loss", "test_loss"):
             assert s["metrics"][key] == pytest.approx(a["metrics"][key], rel=1e-3, abs=1e-4)
@@ -352,19 +312,6 @@ RESUMABLE_VARIANTS = [["reg=l2", "optim.lr=1e-1"], ["reg=l2", "optim.lr=3e-2"], 
                       ["reg=dropout", "reg.batchnorm=true"], ["reg=elasticnet", "seed=1", "reg.batchnorm=true"]]
 
 
-def _interrupt_after(monkeypatch, epochs: int) -> None:
-    """Makes the next stack stop like a Ctrl-C at the start of epoch `epochs + 1`."""
-    real, calls = steps.train_epoch, []
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > epochs:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(steps, "train_epoch", counting)
-
-
 def test_an_interrupted_stack_resumes_where_it_stopped_and_ends_bit_for_bit(tmp_path, monkeypatch):
     cfgs = [make_cfg(*SMALL, "reg.batchnorm=true", *RESUMABLE, *v) for v in RESUMABLE_VARIANTS]
     quiet = Console(quiet=True)
@@ -372,7 +319,7 @@ def test_an_interrupted_stack_resumes_where_it_stopped_and_ends_bit_for_bit(tmp_
     stop = 6
     assert min(r["epochs_run"] for r in whole) < stop < max(r["epochs_run"] for r in whole)  # some finish first
     jobs = [(c, tmp_path / f"cut{i}") for i, c in enumerate(cfgs)]
-    _interrupt_after(monkeypatch, stop)
+    interrupt_stack_after(monkeypatch, stop)
     with pytest.raises(KeyboardInterrupt):
         stacking.train(jobs, quiet)
     monkeypatch.undo()
@@ -390,7 +337,7 @@ def _resume_and_compare(tmp_path: Path, jobs: list, whole: list[dict], stop: int
     for i, w in enumerate(whole):
         cut = json.loads((tmp_path / f"cut{i}" / "result.json").read_text())
         assert {k: cut[k] for k in SAME} == {k: w[k] for k in SAME}, RESUMABLE_VARIANTS[i]
-        assert _rows(tmp_path / f"cut{i}") == _rows(tmp_path / f"whole{i}"), RESUMABLE_VARIANTS[i]
+        assert metrics_rows(tmp_path / f"cut{i}") == metrics_rows(tmp_path / f"whole{i}"), RESUMABLE_VARIANTS[i]
         assert not list((tmp_path / f"cut{i}").glob("stack*.pt"))
 
 
@@ -427,7 +374,7 @@ def test_a_damaged_stack_checkpoint_falls_back_to_the_one_before_or_starts_afres
     quiet = Console(quiet=True)
     whole = stacking.train([(c, tmp_path / f"whole{i}") for i, c in enumerate(cfgs)], quiet)
     jobs = [(c, tmp_path / f"cut{i}") for i, c in enumerate(cfgs)]
-    _interrupt_after(monkeypatch, 3)  # checkpoints of epochs 3 (latest) and 2 (previous) are kept
+    interrupt_stack_after(monkeypatch, 3)  # checkpoints of epochs 3 (latest) and 2 (previous) are kept
     with pytest.raises(KeyboardInterrupt):
         stacking.train(jobs, quiet)
     monkeypatch.undo()
@@ -448,8 +395,10 @@ def test_a_damaged_stack_checkpoint_falls_back_to_the_one_before_or_starts_afres
 
 @pytest.mark.slow
 def test_a_killed_stacked_sweep_resumes_to_the_same_report(tmp_path):
-    from tests.test_resume import RESUMABLE as LONG
-    from tests.test_resume import epochs_in, kill_when, start
+    from tests.helpers.interrupt import RESUMABLE as LONG
+    from tests.helpers.cli import start
+    from tests.helpers.interrupt import kill_when
+    from tests.helpers.rundirs import epochs_in
 
     sweep_args = ["run", "-m", "hydra/launcher=stacked", "trainer.num_threads=1", "reg=l1,l2", "optim.lr=1e-3,3e-3",
                   *LONG[1:]]

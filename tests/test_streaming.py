@@ -4,7 +4,6 @@ run whose inputs are whole tensors; the choice between them follows the memory f
 
 from __future__ import annotations
 
-import csv
 
 import numpy as np
 import pytest
@@ -14,8 +13,9 @@ from rich.console import Console
 from regbench.data import datasets, streaming
 from regbench.data.streaming import HostSplit, placement
 from regbench.engine import runner, sweep
-from tests.conftest import make_cfg
-from tests.test_tables import people
+from tests.helpers.configs import make_cfg
+from tests.helpers.data import people
+from tests.helpers.rundirs import metrics_rows
 
 CPU = torch.device("cpu")
 
@@ -34,11 +34,6 @@ def test_the_inputs_stay_on_the_host_only_where_the_device_lacks_room():
     assert placement(801, cuda, 1000) == "host"  # DEVICE_SHARE: room left for the model
     assert placement(10**12, CPU, 1000) == "device"  # the CPU's memory is the host's: nothing to stream
     assert placement(10**12, cuda, None) == "device"
-
-
-def _rows(folder):
-    with open(folder / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
 @pytest.fixture
@@ -69,7 +64,7 @@ def test_a_streamed_run_gives_the_numbers_of_a_run_on_tensors(tmp_path, monkeypa
     again = runner.run(cfg, tmp_path / "streamed", Console(quiet=True))
     assert streamed_loads == [True]
     assert again["metrics"] == plain["metrics"] and again["status"] == "ok"
-    assert _rows(tmp_path / "streamed") == _rows(tmp_path / "plain")
+    assert metrics_rows(tmp_path / "streamed") == metrics_rows(tmp_path / "plain")
 
 
 def test_a_streamed_stack_gives_the_numbers_of_a_stack_on_tensors(tmp_path, monkeypatch, sources):
@@ -80,4 +75,4 @@ def test_a_streamed_stack_gives_the_numbers_of_a_stack_on_tensors(tmp_path, monk
     again = sweep.train([(c, tmp_path / f"streamed{i}") for i, c in enumerate(cfgs)], Console(quiet=True))
     for i, (a, b) in enumerate(zip(plain, again)):
         assert a["metrics"] == b["metrics"]
-        assert _rows(tmp_path / f"plain{i}") == _rows(tmp_path / f"streamed{i}")
+        assert metrics_rows(tmp_path / f"plain{i}") == metrics_rows(tmp_path / f"streamed{i}")

@@ -20,8 +20,8 @@ from regbench import UserInputError
 from regbench.reporting import ranking
 from regbench.reporting.study import METRICS, build
 from regbench.reporting.study_command import main
-from tests.conftest import regbench
-from tests.test_report import read_only, write_run  # noqa: F401 (read_only: a fixture)
+from tests.helpers.cli import regbench
+from tests.helpers.rundirs import write_run
 
 REGS = ("none", "l1", "l2", "dropout")
 # What sets each label apart in a real run's params (a configuration is its params, not its label).

@@ -22,28 +22,13 @@ from regbench import UserInputError
 from regbench.data import datasets, files
 from regbench.data.datasets import load
 from regbench.data.tables import MISSING
-from tests.conftest import make_cfg, regbench
+from tests.helpers.cli import regbench
+from tests.helpers.configs import make_cfg
+from tests.helpers.data import people
 
 CPU = torch.device("cpu")
 NUMERIC = ["age", "income", "const"]
 CATEGORICAL = ["city", "plan"]
-
-
-def people(n: int = 240, seed: int = 0) -> pd.DataFrame:
-    """A table as users have them: an id, numbers with gaps, a constant, categories with gaps
-    and a rare one, a string target with three classes."""
-    rng = np.random.default_rng(seed)
-    age = rng.normal(40, 12, n).round(1)
-    age[rng.random(n) < 0.15] = np.nan
-    city = rng.choice(["Lyon", "Oslo", "Kyoto", "Lima"], n).astype(object)
-    city[rng.random(n) < 0.1] = None
-    plan = rng.choice(["basic", "pro"], n, p=[0.7, 0.3]).astype(object)
-    plan[:3] = "enterprise"  # rare: may land in validation or test rows only
-    income = rng.lognormal(10, 1, n)
-    score = (np.nan_to_num(age, nan=40) - 40) / 12 + (plan == "pro") + rng.normal(0, 0.5, n)
-    label = np.where(score > 0.8, "yes", np.where(score < -0.5, "no", "maybe"))
-    return pd.DataFrame({"id": np.arange(1000, 1000 + n), "age": age, "city": city, "income": income,
-                         "const": 3.0, "plan": plan, "label": label})
 
 
 def table_cfg(path, *overrides: str):
@@ -329,7 +314,7 @@ def test_the_bundled_datasets_keep_their_config_hash_and_merge_with_older_runs(t
     from regbench.reporting.report import build
     from regbench.reporting.report_format import constants_line
     from regbench.results import config_hash
-    from tests.test_report import write_run
+    from tests.helpers.rundirs import write_run
 
     for overrides in ([], ["dataset=mnist", "reg=l2"], ["dataset=diabetes", "optim=sgd"]):
         result = new_result(make_cfg(*overrides))
@@ -351,7 +336,7 @@ def test_the_report_names_the_classes_of_each_file_unless_they_are_the_indices(t
     from regbench.console import result_summary
     from regbench.reporting.report import build
     from regbench.reporting.report_format import class_lines
-    from tests.test_report import write_run
+    from tests.helpers.rundirs import write_run
 
     for seed in (0, 1):
         write_run(tmp_path / "a" / str(seed), seed=seed, dataset="table", extra={"dataset.path": "/d/churn.csv"},

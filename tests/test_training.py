@@ -17,14 +17,17 @@ from torch import nn
 from torch.nn import functional as F
 
 import regbench.engine.steps as engine
-from regbench.data.datasets import Data, load
+from regbench.data.datasets import Data
 from regbench.engine.loop import evaluate, fit
-from regbench.engine.runner import new_stack, run
+from regbench.engine.runner import run
 from regbench.engine.network import tensors
 from regbench.models import Regressor, build_model
-from regbench.regularizers import regularizers
 from regbench.regularizers.augment import augment
-from tests.conftest import HostSyncs, make_cfg, stack_of, torchvision_root, train_epochs
+from tests.helpers.configs import make_cfg
+from tests.helpers.data import torchvision_root
+from tests.helpers.engine import stack_of, train_epochs
+from tests.helpers.rundirs import metrics_rows
+from tests.helpers.syncs import HostSyncs, fit_under_host_syncs
 
 
 def _quiet() -> Console:
@@ -437,11 +440,6 @@ RUN = ("dataset=digits", "dataset.train_size=200", "trainer.max_epochs=3", "mode
        "reg.dropout=0.2", "reg.augment=true", "optim.lr=0.01")
 
 
-def _metrics_rows(folder):
-    with open(folder / "metrics.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
-
-
 def test_run_twice_same_seed_identical_metrics(tmp_path):
     a = run(make_cfg(*RUN), tmp_path / "a", _quiet())
     b = run(make_cfg(*RUN), tmp_path / "b", _quiet())
@@ -451,7 +449,7 @@ def test_run_twice_same_seed_identical_metrics(tmp_path):
     assert all(v is not None for v in a["metrics"].values())
     assert a["gap"] == b["gap"]
     assert (a["best_epoch"], a["sparsity"], a["n_params"]) == (b["best_epoch"], b["sparsity"], b["n_params"])
-    assert _metrics_rows(tmp_path / "a") == _metrics_rows(tmp_path / "b")
+    assert metrics_rows(tmp_path / "a") == metrics_rows(tmp_path / "b")
     # a different seed gives different numbers: the equality above is not vacuous
     c = run(make_cfg(*RUN, "seed=1"), tmp_path / "c", _quiet())
     assert c["metrics"] != a["metrics"]
@@ -462,7 +460,7 @@ def test_run_result_json_matches_returned_result(tmp_path):
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk["status"] == "ok"
     assert on_disk["metrics"] == result["metrics"]
-    assert on_disk["epochs_run"] == 2 == len(_metrics_rows(tmp_path))
+    assert on_disk["epochs_run"] == 2 == len(metrics_rows(tmp_path))
     assert on_disk["params"]["reg.dropout"] == 0.2
     assert np.isfinite(on_disk["metrics"]["test_loss"])
 
@@ -517,11 +515,7 @@ def test_training_reads_back_from_the_device_once_per_epoch(tmp_path, overrides)
         overrides = [*overrides, f"dataset.root={torchvision_root(tmp_path, 'MNIST')}", "dataset.train_size=512"]
     cfg = make_cfg("dataset.train_size=300", "model.hidden_sizes=[32,16]", "trainer.max_epochs=4",
                    "trainer.patience=null", *overrides)
-    device = torch.device("cpu")
-    data = load(cfg.dataset, device)
-    stack = new_stack([(cfg, tmp_path, {})], data, device, regularizers(cfg.reg))
-    with HostSyncs() as probe:
-        fit(stack, data)
+    stack, probe = fit_under_host_syncs(cfg, tmp_path)
     assert len(stack.members[0].state.history) == 4
     assert probe.calls == [("tolist", ("fit",))] * 4
 
