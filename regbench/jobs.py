@@ -64,18 +64,24 @@ def threads_per_job(requested: Any, launcher: Any) -> int:
     return cores
 
 
-def finished_result(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
-    """The folder's result.json if it holds status ok for this very config (on this very
-    version of a user's data: regbench.results.identity), else None."""
-    from regbench.results import RESULT_FILE, flatten, identity
+def _finished(out_dir: Path, statuses: tuple[str, ...] = ("ok", "diverged")) -> dict[str, Any] | None:
+    """The folder's result.json when it is a finished result (one of `statuses`), else None."""
+    from regbench.results import RESULT_FILE
 
     try:
         result = json.loads((out_dir / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(result, dict) or result.get("status") != "ok":
-        return None
-    if result.get("config_hash") != identity(flatten(OmegaConf.to_container(cfg, resolve=True)))[0]:
+    return result if isinstance(result, dict) and result.get("status") in statuses else None
+
+
+def finished_result(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
+    """The folder's result.json if it holds status ok for this very config (on this very
+    version of a user's data: regbench.results.identity), else None."""
+    from regbench.results import flatten, identity
+
+    result = _finished(out_dir, ("ok",))
+    if result is None or result.get("config_hash") != identity(flatten(OmegaConf.to_container(cfg, resolve=True)))[0]:
         return None
     return result
 
@@ -87,13 +93,10 @@ def rerun_notice(cfg: DictConfig, out_dir: Path, label: str) -> str | None:
     The run goes on in the same folder: rerunning a configuration into its folder asks for its
     result on the data as it is now, and its result.json is overwritten (regbench.results.other_data).
     """
-    from regbench.results import RESULT_FILE, flatten, identity, other_data
+    from regbench.results import flatten, identity, other_data
 
-    try:
-        old = json.loads((out_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(old, dict) or old.get("status") not in ("ok", "diverged"):
+    old = _finished(out_dir)
+    if old is None:
         return None
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     what = other_data(old, params, identity(params)[1])
@@ -108,13 +111,10 @@ def finished_elsewhere(cfg: DictConfig, out_dir: Path) -> str | None:
     not another configuration: the run replaces its result, saying so (rerun_notice);
     when the configuration changed too, the description names the data that changed as well."""
     from regbench.config.keys import NOT_HASHED
-    from regbench.results import RESULT_FILE, flatten, identity, other_data
+    from regbench.results import flatten, identity, other_data
 
-    try:
-        old = json.loads((out_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(old, dict) or old.get("status") not in ("ok", "diverged"):
+    old = _finished(out_dir)
+    if old is None:
         return None
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     digest, data = identity(params)
