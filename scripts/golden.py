@@ -43,19 +43,40 @@ RUNS: dict[str, list[str]] = {
     "regression_mlp_mix": [E, "dataset=diabetes", "reg=[l2,dropout,batchnorm]"],
     "breast_cancer_mix": [E, "dataset=breast_cancer", "reg=[elasticnet,weight_decay,dropout]"],
     "early_stop": ["trainer.max_epochs=200", "trainer.patience=3", "reg=l2", "dataset.train_size=200"],
+    # the regularizers added after the first golden record (2026-12-07), each with its preset
+    "mixup": [E, "reg=mixup"],
+    "cutmix": [E, "reg=cutmix"],
+    "cutout": [E, "reg=cutout"],
+    "input_noise": [E, "reg=input_noise"],
+    "ema": [E, "reg=ema"],
+    "swa": ["trainer.max_epochs=8", "reg=swa"],
+    "swa_bn_sgd": ["trainer.max_epochs=8", "reg=[swa,batchnorm]", "optim=sgd", "optim.lr=0.05", "reg.swa_lr=0.02"],
+    "sam": [E, "reg=sam"],
+    "asam_bn": [E, "reg=[asam,batchnorm,dropout]"],
+    "drop_path": [E, "reg=drop_path", "model=resmlp", "model.width=64"],
+    "shakedrop": [E, "reg=shakedrop", "model=resmlp", "model.width=64"],
+    "resnet_mix": ["trainer.max_epochs=2", "model=resnet", "model.depth=8", "reg=[augment,cutout,mixup,drop_path]",
+                   "dataset.train_size=300"],
+}
+# Interrupted (SIGINT once metrics.csv has this many rows) and resumed: the end is the uninterrupted run's.
+RESUMED: dict[str, tuple[int, list[str]]] = {
+    "resumed_dropout_augment": (3, ["trainer.max_epochs=8", "reg=[dropout,augment,l1]", "trainer.checkpoint_seconds=0"]),
+    "resumed_mixup_ema": (3, ["trainer.max_epochs=8", "reg=[mixup,ema,batchnorm]", "trainer.checkpoint_seconds=0"]),
 }
 SWEEPS: dict[str, list[str]] = {
     "stacked": ["hydra/launcher=stacked", E, "reg=[elasticnet,dropout]", "reg.alpha=1e-4,1e-3", "reg.dropout=0.2,0.4",
                 "seed=0,1"],
     "stacked_bn_sgd": ["hydra/launcher=stacked", E, "reg=[l1,batchnorm]", "reg.alpha=1e-4,1e-3", "optim=sgd",
                        "optim.lr=0.05", "optim.momentum=0.9"],
+    "stacked_new": ["hydra/launcher=stacked", E, "reg=[mixup,swa,dropout]", "reg.mixup=0.2,0.4", "reg.dropout=0.1,0.3"],
+    "stacked_sam": ["hydra/launcher=stacked", E, "reg=[sam,augment]", "reg.sam=0.02,0.05"],
 }
 
 
 def numbers(folder: Path) -> dict:
     result = json.loads((folder / "result.json").read_text())
     keep = {k: result.get(k) for k in ("status", "reg", "metrics", "gap", "best_epoch", "epochs_run", "stopped_early",
-                                       "early_best", "sparsity", "n_params", "config_hash")}
+                                       "early_best", "sparsity", "n_params", "config_hash", "weights")}
     with open(folder / "metrics.csv", newline="") as f:
         keep["rows"] = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
     return keep
@@ -70,6 +91,13 @@ def collect() -> dict:
                            capture_output=True)
             out[name] = numbers(folder)
             print(name, out[name]["metrics"], flush=True)
+        for name, (rows, args) in RESUMED.items():
+            folder = Path(tmp) / name
+            command = [sys.executable, "-m", "regbench", "run", *args, "device=cpu", f"hydra.run.dir={folder}"]
+            interrupt_after(command, folder / "metrics.csv", rows)
+            subprocess.run(command, check=True, capture_output=True)
+            out[name] = numbers(folder)
+            print(name, out[name]["metrics"], flush=True)
         for name, args in SWEEPS.items():
             folder = Path(tmp) / name
             subprocess.run([sys.executable, "-m", "regbench", "run", "-m", *args, "device=cpu", f"hydra.sweep.dir={folder}"], check=True,
@@ -78,6 +106,22 @@ def collect() -> dict:
                 out[f"{name}/{job.name}"] = numbers(job)
             print(name, flush=True)
     return out
+
+
+def interrupt_after(command: list[str], metrics: Path, rows: int) -> None:
+    """Starts `command` and sends it SIGINT (a Ctrl-C: it checkpoints and exits 130) once
+    `metrics` has `rows` epochs."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) > rows:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.02)
+    if proc.wait() != 130:
+        raise SystemExit(f"{command}: not interrupted (exit {proc.returncode}); make the run longer")
 
 
 def diff(a, b, path=""):
