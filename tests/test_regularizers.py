@@ -200,7 +200,7 @@ def test_knobs_added_later_leave_the_hash_of_runs_that_do_not_use_them_as_it_was
     assert hashed("reg=l2", "reg.input_noise=0.1") != hashed("reg=l2")
 
 
-# A regularizer written from regbench.regularizers' docstring alone, with only what it calls
+# A regularizer written from the contract's docstrings alone (regbench.regularizers.contract), with only what it calls
 # required (name, knobs, label, __init__) and one hook, penalty: an L2 penalty on the weight
 # matrices, written as the docstring describes the stack (each member's own term).
 MINIMAL = textwrap.dedent('''

@@ -89,7 +89,8 @@ class Stack:
         self.penalty_hooks = [r for r in live if defines(r, "penalty")]
         self.before_step_hooks = [r for r in live if defines(r, "before_step")]
         # an average takes the weights as every other after_step (a proximal step, a projection) left them
-        self.after_step_hooks = sorted((r for r in live if defines(r, "after_step")), key=lambda r: defines(r, "weights"))
+        self.after_step_hooks = sorted((r for r in live if defines(r, "after_step")),
+                                       key=lambda r: defines(r, "weights"))
         self.gradient_hooks = [r for r in live if defines(r, "gradient")]
         self.after_epoch_hooks = [r for r in live if defines(r, "after_epoch")]
         averaging = [r for r in live if defines(r, "weights")]

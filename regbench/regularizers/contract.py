@@ -401,10 +401,18 @@ DECLARED: dict[str, Declared] = {
         "refuses it, naming this; result.json's `optimality` is then null)."),
     "strength": Declared(
         None, "the name of one of its knobs, or None",
-        lambda v, cls: v is None or v in {getattr(k, "name", None) for k in getattr(cls, "knobs", ())},
+        lambda v, cls: v is None or v in _knob_names(cls),
         "The knob that says how strongly it acts (0: off), the x axis of the report's "
         "gap_vs_strength plot (`alpha` for the elastic net, `dropout`...); None for a switch."),
 }
+
+
+def _knob_names(cls: Any) -> set[str]:
+    """The names of `cls`'s knobs, as far as they are knobs (`_knob_problems` names the rest)."""
+    knobs = getattr(cls, "knobs", ())
+    if isinstance(knobs, (str, bytes)) or not hasattr(knobs, "__iter__"):
+        return set()
+    return {k.name for k in knobs if isinstance(k, Knob)}
 
 
 def declared(obj: Any, name: str) -> Any:

@@ -32,6 +32,7 @@ def _on(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _number(value: object) -> str:
+    """A strength as a legend names it (`0.001`, `1e-05`)."""
     try:
         return f"{float(value):g}"
     except (TypeError, ValueError):
@@ -80,7 +81,7 @@ def gap_vs_strength(runs: pd.DataFrame, path: Path, metric: str) -> Path | None:
                         ax.axhspan(mean - std, mean + std, color=color, alpha=0.12)
                     continue
                 others = [c for c in axes_of if c != x and acting[c].map(str).nunique() > 1]
-                curves_of = acting.groupby(others, sort=True) if others else [((), acting)]
+                curves_of = acting.groupby(others, sort=True, dropna=False) if others else [((), acting)]
                 for j, (values, curve) in enumerate(curves_of):
                     values = values if isinstance(values, tuple) else (values,)
                     name = label if not others else label + " (" + ", ".join(
