@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from regbench import UserInputError
+from regbench.regularizers.contract import defines
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -65,7 +66,7 @@ def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: i
         from regbench.regularizers import builtin
 
         regularizers = builtin()
-    inserted = _Inserted(reg, [cls for cls in regularizers if hasattr(cls, "layers")])
+    inserted = _Inserted(reg, [cls for cls in regularizers if defines(cls, "layers")])
     builders = {"linear": _linear, "mlp": _mlp, "cnn": _cnn, "resmlp": _resmlp, "resnet": _resnet}
     net = builders[model.name](model, inserted, input_shape, n_outputs)
     return Regressor(net) if task == "regression" else net
@@ -99,7 +100,7 @@ def custom_reg_problem(factory: Any, cfg: Any) -> str | None:
 
     if _takes_reg(factory):
         return None
-    acting = [f"reg.{k.name}={cfg.reg[k.name]}" for cls in builtin() if hasattr(cls, "layers")
+    acting = [f"reg.{k.name}={cfg.reg[k.name]}" for cls in builtin() if defines(cls, "layers")
               for k in cls.knobs if cls.label({kk.name: cfg.reg[kk.name] for kk in cls.knobs}, cfg.model) and
               cfg.reg[k.name] != k.default]
     if not acting:

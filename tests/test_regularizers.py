@@ -200,7 +200,7 @@ def test_knobs_added_later_leave_the_hash_of_runs_that_do_not_use_them_as_it_was
     assert hashed("reg=l2", "reg.input_noise=0.1") != hashed("reg=l2")
 
 
-# A regularizer written from regbench.regularizers' docstring alone, with only what it calls
+# A regularizer written from the contract's docstrings alone (regbench.regularizers.contract), with only what it calls
 # required (name, knobs, label, __init__) and one hook, penalty: an L2 penalty on the weight
 # matrices, written as the docstring describes the stack (each member's own term).
 MINIMAL = textwrap.dedent('''
@@ -326,22 +326,29 @@ def test_every_builtin_and_the_example_meet_the_protocol_the_user_classes_are_ch
 
 
 def test_every_attribute_the_engine_reads_from_a_regularizer_is_in_the_protocol():
-    """The names the engine, the model builder, the launcher and this package read off a
-    regularizer class or instance (hasattr/getattr, and the `reg.<attr>` / `cls.<attr>` reads)
-    are each documented in regbench.regularizers' docstring, so that none is known only from
-    an example."""
+    """The names the engine, the model builder, the launcher and the regularizers' package read off
+    a regularizer class or instance (hasattr/getattr, the contract's defines/declared, and the
+    `reg.<attr>` / `cls.<attr>` reads) are each declared by regbench.regularizers.contract: a hook
+    (its Protocol, with a docstring), a declared attribute (its default and doc), a required one,
+    or named in the contract's docstring, so that none is known only from an example."""
+    import inspect
     import re
 
     import regbench.regularizers as protocol
+    from regbench.regularizers import contract
 
     files = [*(REPO / "regbench" / "engine").glob("*.py"), REPO / "regbench" / "models.py",
-             REPO / "regbench" / "regularizers" / "__init__.py",
+             *(REPO / "regbench" / "regularizers").glob("[a-z_]*.py"),
              *(REPO / "hydra_plugins").rglob("*.py")]
+    files = [f for f in files if f.parent.name != "regularizers" or f.stem in ("__init__", "registry", "contract")]
     subjects = r"(?:r|reg|cls|self\.weights_hook|self\.loss_hook)"
-    patterns = [rf"\b(?:hasattr|getattr)\({subjects}, \"(\w+)\"", rf"\b{subjects}\.(\w+)\b"]
+    patterns = [rf"\b(?:hasattr|getattr|defines|declared)\({subjects}, \"(\w+)\"", rf"\b{subjects}\.(\w+)\b"]
     read = {name for f in files for p in patterns for name in re.findall(p, f.read_text())}
     # Python's own, and the `reg` config node's keys (a `reg` is also that node)
     read -= {"__name__", "__init__", "get", "items", "extra"} | {k.name for k in protocol.builtin_knobs()}
     assert {"active", "label", "penalty", "stackable", "weights_label"} <= read  # the scan sees them
-    undocumented = sorted(name for name in read if f"`{name}" not in protocol.__doc__)
+    assert all(inspect.getdoc(getattr(contract.HOOKS[h], h)) for h in contract.HOOKS)
+    assert all(d.doc for d in contract.DECLARED.values())
+    declared = set(contract.HOOKS) | set(contract.DECLARED) | set(contract.REQUIRED)
+    undocumented = sorted(name for name in read if name not in declared and f"`{name}" not in contract.__doc__)
     assert undocumented == []

@@ -5,7 +5,7 @@ After every optimizer step, each unit's incoming weight vector (a row of a weigh
 conv filter) whose L2 norm exceeds `max_norm` is scaled back onto the ball of that radius.
 0 switches it off.
 
-It is written against regbench's regularizer protocol (see `regbench.regularizers`): a name,
+It is written against regbench's regularizer contract (`regbench.regularizers.contract`): a name,
 its knobs, its label, and one hook, `after_step`, which receives the engine's stack of members
 (every weight tensor has a leading member dimension), so the same code serves a lone run (a
 stack of one) and a stacked sweep, each member with its own `max_norm`.
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from regbench.regularizers import Knob
+from regbench.regularizers.contract import StackView  # what a hook may use of the engine's stack
 
 
 class MaxNorm:
@@ -31,13 +32,13 @@ class MaxNorm:
     def label(values: dict[str, Any], model: Any) -> str | None:
         return "maxnorm" if values["max_norm"] > 0 else None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         radii = [v["max_norm"] for v in values]
         self.active = any(r > 0 for r in radii)
         # a member whose max_norm is 0 gets an infinite radius: its weights are never scaled
         self.radius = stack.vector([r if r > 0 else float("inf") for r in radii], skip_if_zero=False)
 
-    def after_step(self, stack: Any) -> None:
+    def after_step(self, stack: StackView) -> None:
         for w, penalised in zip(stack.params, stack.penalised):
             if not penalised:
                 continue

@@ -153,7 +153,9 @@ def _check_solver(cfg: Any) -> str | None:
     if obstacles:
         return ("optim=fista solves model=linear with the reg.alpha / reg.l1_ratio penalty and nothing else; "
                 f"here {', '.join(obstacles)}: drop them or choose another optimizer")
-    if cfg.reg.alpha <= 0:
+    from regbench.regularizers import convex_terms
+
+    if sum(convex_terms(cfg.reg, config_search_dirs())) <= 0:  # the convex regularizers' l1 + l2 (reg.alpha)
         return ("optim=fista needs a penalty, reg.alpha > 0 (reg=l1, l2 or elasticnet): without one the "
                 "optimum need not exist (separable classes) or be unique")
     return None

@@ -4,10 +4,11 @@ For one affine layer (weight matrix W, bias b) regbench's objective on the train
 regbench prepares it (standardised features; standardised targets for a regression), is
 
     F(W, b) = mean data loss + l1 * ||W||_1 + 0.5 * l2 * ||W||_2^2,
-    l1 = reg.alpha * reg.l1_ratio,   l2 = reg.alpha * (1 - reg.l1_ratio),
 
-the data loss being the cross-entropy (classification) or the squared error (regression), and
-the bias never penalised (regbench.regularizers.elasticnet). F is convex, and with alpha > 0 its
+with (l1, l2) the terms the `convex` regularizers declare (`convex_terms`, regbench.regularizers.contract;
+the elastic net's l1 = reg.alpha * reg.l1_ratio, l2 = reg.alpha * (1 - reg.l1_ratio)), the data
+loss being the cross-entropy (classification) or the squared error (regression), and the bias
+never penalised (regbench.regularizers.elasticnet). F is convex, and with alpha > 0 its
 minimum is a single number a user can check against scikit-learn's solvers of the same
 objective (`sklearn_params` converts the strengths, exactly). The weights that reach it are
 unique too when the L2 part is on; with L1 alone they can tie (a softmax does not change when
@@ -76,9 +77,13 @@ def linear_layer(model: nn.Module) -> nn.Linear:
     return layers[0]
 
 
-def strengths(reg: Any) -> tuple[float, float]:
-    """(l1, l2) of the objective from the `reg` config node: alpha * l1_ratio, alpha * (1 - l1_ratio)."""
-    return float(reg.alpha) * float(reg.l1_ratio), float(reg.alpha) * (1.0 - float(reg.l1_ratio))
+def strengths(reg: Any, search: tuple[str, ...] = ()) -> tuple[float, float]:
+    """(l1, l2) of the objective from the `reg` config node, as the regularizers that declare
+    themselves `convex` give them (regbench.regularizers.contract.ConvexTerms): the elastic net's
+    alpha * l1_ratio, alpha * (1 - l1_ratio). `search`: where a user regularizer's module may lie."""
+    from regbench.regularizers import convex_terms
+
+    return convex_terms(reg, search)
 
 
 def sklearn_params(alpha: float, l1_ratio: float, n_samples: int, n_classes: int) -> dict[str, float]:
@@ -190,7 +195,7 @@ def optimality_violation(model: nn.Module, data: Data, reg: Any, chunk: int = 81
     Args:
         model: a `model=linear` network (regbench.models), on the device of `data`.
         data: the dataset; only its training split is read.
-        reg: the `reg` config node (alpha, l1_ratio); the other regularizers must be off.
+        reg: the `reg` config node (its convex terms, `strengths`); the other regularizers must be off.
         chunk: rows per float64 chunk (memory only).
     """
     layer = linear_layer(model)
@@ -227,7 +232,7 @@ def solve(
     Args:
         model: a `model=linear` network (regbench.models); its initial weights are not used.
         data: the dataset; only its training split is read.
-        reg: the `reg` config node (alpha, l1_ratio); alpha > 0, else the minimum need not exist.
+        reg: the `reg` config node (its convex terms, `strengths`); a penalty, else the minimum need not exist.
         tol: stop once `optimality_violation` of the iterate is at most this (absolute).
         max_iter: stop after this many iterations whatever the violation.
         step: the first step size of the line search.

@@ -46,6 +46,7 @@ def why_alone(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
     """Why a regbench job cannot share a stack (one line), or None when it can."""
     from regbench import UserInputError
     from regbench.regularizers import load_user, user_entries
+    from regbench.regularizers.contract import declared
 
     if cfg.get("search") is not None and cfg.search.seeds > 1:
         return f"search.seeds={cfg.search.seeds}: each trial trains its seeds itself (as one stack where they share a split)"
@@ -60,7 +61,7 @@ def why_alone(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
             cls = load_user(name, entry.get("_target_") if hasattr(entry, "get") else None, search)
         except UserInputError as e:
             return str(e)
-        reason = getattr(cls, "stackable", True)
+        reason = declared(cls, "stackable")
         if reason is not True:
             return f"reg.extra.{name} ({cls.__name__}) does not stack: {reason}"
     return None
@@ -78,6 +79,7 @@ def stack_key(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
     if not is_regbench(cfg) or why_alone(cfg, search) is not None:
         return None
     from regbench.regularizers import regularizers
+    from regbench.regularizers.contract import declared
 
     members = member_keys(cfg, search)
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
@@ -85,6 +87,6 @@ def stack_key(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
     # A regularizer whose being on changes what every member computes (mixing makes the targets
     # soft) puts its on/off in the key; its strengths may still differ between members.
     for cls, values in regularizers(cfg.reg, search):
-        if getattr(cls, "stack_on_off", False):
+        if declared(cls, "stack_on_off"):
             shared[f"{cls.name} on"] = cls.label(values(cfg.reg), cfg.model) is not None
     return json.dumps(shared, sort_keys=True, default=str)

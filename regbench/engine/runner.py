@@ -39,6 +39,7 @@ from regbench.engine.network import tensors
 from regbench.engine.stack import Stack
 from regbench.models import build_model, probe_custom
 from regbench.regularizers import label, penalised_weights, regularizers, sparsity
+from regbench.regularizers.contract import defines
 from regbench import loggers
 from regbench.results import (
     METRICS_FILE,
@@ -307,8 +308,7 @@ def data_problem(cfg: Any, data: Any, classes: list[tuple[type, Any]]) -> str | 
     """What makes `cfg` impossible on this dataset (known only once it is loaded), or None:
     the first regularizer's `problem` hook that names one."""
     for cls, _ in classes:
-        problem = getattr(cls, "problem", None)
-        message = problem(cfg, data) if problem else None
+        message = cls.problem(cfg, data) if defines(cls, "problem") else None
         if message:
             return message
     return None

@@ -2,7 +2,7 @@
 
 `Stack` holds the live members' stacked parameters, optimizer state, batch-norm statistics and
 regularizers, and dispatches the regularizers' hooks: the engine has no if-ladder of
-regularizers, they meet training only through their hooks (regbench.regularizers). It composes
+regularizers, they meet training only through their hooks (regbench.regularizers.contract). It composes
 the rest of the engine: its members and their random streams (regbench.engine.member), the
 network compiled into stacked tensors and its forward (regbench.engine.network), the optimizer
 step (regbench.engine.optimizer); a member's share of it for a checkpoint is
@@ -31,6 +31,7 @@ from regbench.data.datasets import Data
 from regbench.engine import optimizer
 from regbench.engine.member import Member
 from regbench.engine.network import NORMS, Network, layers, tensor_names, tensors
+from regbench.regularizers.contract import acts, defines
 
 
 class Stack:
@@ -80,22 +81,23 @@ class Stack:
         live = []
         for cls, values in self.regularizer_classes:
             reg = cls([values(c.reg) for c in cfgs], self)
-            # `active` is optional (regbench.regularizers): by default on where a member's label says it acts
-            if reg.active if hasattr(reg, "active") else any(cls.label(values(c.reg), c.model) is not None for c in cfgs):
+            # `active` is declared by the contract: by default on where a member's label says it acts
+            if acts(reg, lambda: (cls.label(values(c.reg), c.model) for c in cfgs)):
                 live.append(reg)
         self.by_name = {reg.name: reg for reg in live}  # the live owners of inserted layers
-        self.batch_hooks = [r for r in live if hasattr(r, "batch")]
-        self.penalty_hooks = [r for r in live if hasattr(r, "penalty")]
-        self.before_step_hooks = [r for r in live if hasattr(r, "before_step")]
+        self.batch_hooks = [r for r in live if defines(r, "batch")]
+        self.penalty_hooks = [r for r in live if defines(r, "penalty")]
+        self.before_step_hooks = [r for r in live if defines(r, "before_step")]
         # an average takes the weights as every other after_step (a proximal step, a projection) left them
-        self.after_step_hooks = sorted((r for r in live if hasattr(r, "after_step")), key=lambda r: hasattr(r, "weights"))
-        self.gradient_hooks = [r for r in live if hasattr(r, "gradient")]
-        self.after_epoch_hooks = [r for r in live if hasattr(r, "after_epoch")]
-        averaging = [r for r in live if hasattr(r, "weights")]
+        self.after_step_hooks = sorted((r for r in live if defines(r, "after_step")),
+                                       key=lambda r: defines(r, "weights"))
+        self.gradient_hooks = [r for r in live if defines(r, "gradient")]
+        self.after_epoch_hooks = [r for r in live if defines(r, "after_epoch")]
+        averaging = [r for r in live if defines(r, "weights")]
         if len(averaging) > 1:
             raise ValueError(f"two regularizers choose the evaluated weights: {', '.join(r.name for r in averaging)}")
         self.weights_hook = averaging[0] if averaging else None
-        losses = [r for r in live if hasattr(r, "loss")]
+        losses = [r for r in live if defines(r, "loss")]
         if len(losses) > 1:
             raise ValueError(f"two regularizers replace the training loss: {', '.join(r.name for r in losses)}")
         self.loss_hook = losses[0] if losses else None
@@ -110,7 +112,7 @@ class Stack:
         takes over (SWA's own rate)."""
         lrs = [m.schedule.lr for m in self.members]
         for cls, values in self.regularizer_classes:
-            if hasattr(cls, "lr"):  # a staticmethod: the rates come before the regularizers are built
+            if defines(cls, "lr"):  # a staticmethod: the rates come before the regularizers are built
                 lrs = cls.lr(self, [values(m.cfg.reg) for m in self.members], lrs)
         return lrs
 
@@ -194,8 +196,9 @@ class Stack:
     def monitor_from(self, k: int) -> int:
         """The first epoch whose val_loss early stopping watches for member k (1, unless the
         averaging regularizer says when its average starts)."""
-        hook = getattr(self.weights_hook, "monitor_from", None)
-        return hook(self, k) if hook is not None else 1
+        if self.weights_hook is None or not defines(self.weights_hook, "monitor_from"):
+            return 1
+        return self.weights_hook.monitor_from(self, k)
 
     def weights_label(self, k: int, epoch: int) -> str:
         """Which weights member k's metrics of `epoch` belong to: `trained`, or the name of the

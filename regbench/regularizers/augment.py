@@ -26,6 +26,8 @@ from regbench.regularizers.knob import Knob
 if TYPE_CHECKING:
     import torch
 
+    from regbench.regularizers.contract import StackView
+
 
 def augment(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> torch.Tensor:
     """Random crop and optional horizontal flip of a whole (N, C, H, W) batch, one random
@@ -51,6 +53,7 @@ class Augment:
     """Crops (and flips) each member's training batch with the member's own stream."""
 
     name = "augment"
+    strength = None  # a switch: no strength axis
     not_convex = "stochastic"
     knobs = (Knob("augment", False, "Random crop (and flip where dataset.hflip) of image batches, on the device; "
                   "the padding is the training mean (0 after normalisation), not black as torchvision's RandomCrop.",
@@ -66,11 +69,11 @@ class Augment:
             return f"reg.augment needs image data; {cfg.dataset.name} is a table"
         return None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.active = any(v["augment"] for v in values)
         self.hflip = [m.cfg.dataset.hflip for m in stack.members]
 
-    def batch(self, stack: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, stack: StackView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
         return torch.stack([augment(xk, m.aug, flip) for xk, m, flip in zip(x, stack.members, self.hflip)]), y

@@ -11,9 +11,12 @@ features as channels of one batch norm (exactly the per-member computation).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regbench.regularizers.knob import Knob
+
+if TYPE_CHECKING:
+    from regbench.regularizers.contract import StackView
 
 # torch is imported where it is used: the schema reads this module's knobs, and `regbench run --help`
 # or a refused config must not wait for torch.
@@ -28,6 +31,7 @@ class BatchNorm:
     """Inserts BatchNorm1d (fully connected) or BatchNorm2d (conv) layers when the model is built."""
 
     name = "batchnorm"
+    strength = None  # a switch: no strength axis
     not_convex = "not part of the objective"
     knobs = (Knob("batchnorm", False, "Batch normalisation after each hidden layer.", "true | false", member=False),)
 
@@ -49,5 +53,5 @@ class BatchNorm:
             return []
         return [nn.BatchNorm2d(width) if dims == 2 else nn.BatchNorm1d(width)]
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.active = False  # no hook: its layers are the engine's own batch-norm layers

@@ -23,6 +23,8 @@ from regbench.regularizers.knob import Knob
 if TYPE_CHECKING:
     import torch
 
+    from regbench.regularizers.contract import StackView
+
 SCALE_MIN = 0.02  # torchvision RandomErasing's scale=(0.02, 0.33): the smallest erased share
 RATIO = (0.3, 3.3)  # its aspect ratios
 
@@ -46,6 +48,7 @@ class Cutout:
     """Erases a random rectangle of each member's training images (columns of its rows, for tables)."""
 
     name = "cutout"
+    strength = "cutout"
     not_convex = "stochastic"
     knobs = (
         Knob("cutout", 0.0, "Probability that a training image (a table's row) gets a random rectangle (columns) "
@@ -58,11 +61,11 @@ class Cutout:
     def label(values: Any, model: Any) -> str | None:
         return "cutout" if values["cutout"] > 0 else None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.values = values
         self.active = any(v["cutout"] > 0 for v in values)
 
-    def batch(self, stack: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, stack: StackView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import numpy as np
         import torch
 

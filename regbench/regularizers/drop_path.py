@@ -22,6 +22,8 @@ from regbench.regularizers.knob import Knob
 if TYPE_CHECKING:
     import torch
 
+    from regbench.regularizers.contract import StackView
+
 RESIDUAL_MODELS = ("resmlp", "resnet")
 
 
@@ -36,6 +38,7 @@ class DropPath:
     """Drops each member's residual branches per sample, at its rate times the block's depth l / L."""
 
     name = "drop_path"
+    strength = "drop_path"
     not_convex = "stochastic"
     knobs = (Knob("drop_path", 0.0, "Stochastic depth: the deepest residual block's per-sample drop rate, "
                   "block l of L at l/L of it (resmlp, resnet).", "in [0, 1)", lambda v: 0 <= v < 1, since="0.2"),)
@@ -56,11 +59,11 @@ class DropPath:
         # share one network whatever their rates
         return [Layer(reg.drop_path)] if where == "branch" else []
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.rates = [v["drop_path"] for v in values]
         self.active = any(p > 0 for p in self.rates)
 
-    def forward(self, stack: Any, h: torch.Tensor, train: bool, depth: float) -> torch.Tensor:
+    def forward(self, stack: StackView, h: torch.Tensor, train: bool, depth: float) -> torch.Tensor:
         """h: (K, B, ...), the branch of a block at depth l / L; each member's draws from its own stream."""
         import torch
 

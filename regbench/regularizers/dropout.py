@@ -21,11 +21,14 @@ from regbench.regularizers.knob import Knob
 if TYPE_CHECKING:
     import torch
 
+    from regbench.regularizers.contract import StackView
+
 
 class Dropout:
     """Inverted dropout with each member's rate and random stream."""
 
     name = "dropout"
+    strength = "dropout"
     not_convex = "stochastic"
     knobs = (Knob("dropout", 0.0, "Dropout rate after each hidden layer (for model=linear: on the inputs).",
                   "in [0, 1)", lambda v: 0 <= v < 1),)
@@ -42,11 +45,11 @@ class Dropout:
             return [nn.Dropout(reg.dropout)]
         return []
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.rates = [v["dropout"] for v in values]
         self.active = any(p > 0 for p in self.rates)
 
-    def forward(self, stack: Any, h: torch.Tensor, train: bool) -> torch.Tensor:
+    def forward(self, stack: StackView, h: torch.Tensor, train: bool) -> torch.Tensor:
         """h: (K, B, features); each member's mask from its own stream."""
         import torch
 

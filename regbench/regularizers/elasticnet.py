@@ -23,6 +23,8 @@ from regbench.regularizers.knob import Knob
 if TYPE_CHECKING:
     import torch
 
+    from regbench.regularizers.contract import StackView
+
 
 def elastic_net(weights: list[torch.Tensor], alpha: float, l1_ratio: float, include_l1: bool = True) -> torch.Tensor:
     """Returns alpha * l1_ratio * ||w||_1 + 0.5 * alpha * (1 - l1_ratio) * ||w||_2^2 of one model.
@@ -75,6 +77,7 @@ class ElasticNet:
     """The elastic net of every member, with its own strengths (see the module's docstring)."""
 
     name = "elasticnet"
+    strength = "alpha"
     convex = True  # the penalty of regbench's convex objective (model=linear: optim=fista solves it)
     knobs = (
         Knob("alpha", 0.0, "Strength of the weight penalty (scikit-learn's ElasticNet `alpha`).", ">= 0",
@@ -91,7 +94,14 @@ class ElasticNet:
             return None
         return {1.0: "l1", 0.0: "l2"}.get(float(reg["l1_ratio"]), "elasticnet")
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    @staticmethod
+    def convex_terms(values: Any) -> tuple[float, float]:
+        """(l1, l2) of the convex objective l1 * ||W||_1 + 0.5 * l2 * ||W||_2^2: alpha * l1_ratio
+        and alpha * (1 - l1_ratio) (regbench.engine.convex)."""
+        alpha, l1_ratio = float(values["alpha"]), float(values["l1_ratio"])
+        return alpha * l1_ratio, alpha * (1.0 - l1_ratio)
+
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         strengths = [v["alpha"] * v["l1_ratio"] for v in values]
         prox = [v["l1_proximal"] and s > 0 for v, s in zip(values, strengths)]
         self.active = any(v["alpha"] > 0 for v in values)
@@ -108,7 +118,7 @@ class ElasticNet:
             scales = [lr * s if p else 0.0 for lr, s, p in zip(stack.lr, strengths, prox)]
         self.prox_scale = stack.vector(scales)
 
-    def penalty(self, stack: Any) -> torch.Tensor | None:
+    def penalty(self, stack: StackView) -> torch.Tensor | None:
         """Every member's smooth elastic-net term, summed."""
         import torch
 
@@ -122,7 +132,7 @@ class ElasticNet:
                     total = term if total is None else total + term
         return total
 
-    def after_step(self, stack: Any) -> None:
+    def after_step(self, stack: StackView) -> None:
         """The proximal step of the L1 part, with each member's threshold (inside the engine's no_grad update)."""
         if self.prox_scale is None:
             return

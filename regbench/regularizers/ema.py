@@ -23,15 +23,19 @@ the decay may differ between members.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regbench.regularizers.knob import Knob
+
+if TYPE_CHECKING:
+    from regbench.regularizers.contract import StackView
 
 
 class EMA:
     """The exponential moving average of each member's weights, evaluated in their place."""
 
     name = "ema"
+    strength = "ema"
     not_convex = "its reported weights are an average of the iterates"
     stack_on_off = True
     knobs = (Knob("ema", 0.0, "EMA of the weights: the decay per optimizer step; the average is evaluated, monitored "
@@ -47,7 +51,7 @@ class EMA:
             return "reg.ema and reg.swa both average the weights that are evaluated: choose one"
         return None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.decays = [v["ema"] for v in values]
         self.active = any(d > 0 for d in self.decays)
         self.weight = None  # the lerp weight 1 - decay: one number, or one per member
@@ -58,7 +62,7 @@ class EMA:
 
             self.weight = torch.tensor([1.0 - d for d in self.decays], dtype=torch.float32, device=stack.device)
 
-    def after_step(self, stack: Any) -> None:
+    def after_step(self, stack: StackView) -> None:
         """Runs after every other regularizer's after_step (the engine orders it last), so the
         average takes the weights as the step left them (after a proximal step, a projection)."""
         live = [t.detach() for t in stack.params + stack.buffers]
@@ -69,12 +73,12 @@ class EMA:
         for avg, t in zip(state["weights"], live):
             avg.lerp_(t, self.weight if isinstance(self.weight, float) else stack.per_member(self.weight, t))
 
-    def weights(self, stack: Any) -> Any:
+    def weights(self, stack: StackView) -> Any:
         state = stack.reg_state.get(self.name)
         if state is None:
             return None
         n = len(stack.params)
         return state["weights"][:n], state["weights"][n:]
 
-    def weights_label(self, stack: Any, k: int, epoch: int) -> str:
+    def weights_label(self, stack: StackView, k: int, epoch: int) -> str:
         return "ema"

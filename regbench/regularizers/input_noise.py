@@ -17,11 +17,14 @@ from regbench.regularizers.knob import Knob
 if TYPE_CHECKING:
     import torch
 
+    from regbench.regularizers.contract import StackView
+
 
 class InputNoise:
     """Adds each member's Gaussian noise to its training inputs."""
 
     name = "input_noise"
+    strength = "input_noise"
     not_convex = "stochastic"
     knobs = (Knob("input_noise", 0.0, "Standard deviation of Gaussian noise added to training inputs "
                   "(standardized units).", ">= 0", lambda v: v >= 0, since="0.2"),)
@@ -30,11 +33,11 @@ class InputNoise:
     def label(values: Any, model: Any) -> str | None:
         return "input_noise" if values["input_noise"] > 0 else None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.sigma = [v["input_noise"] for v in values]
         self.active = any(s > 0 for s in self.sigma)
 
-    def batch(self, stack: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, stack: StackView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
         out = []

@@ -18,11 +18,14 @@ from regbench.regularizers.knob import Knob
 if TYPE_CHECKING:
     import torch
 
+    from regbench.regularizers.contract import StackView
+
 
 class LabelSmoothing:
     """Each member's training cross-entropy with its own smoothing."""
 
     name = "label_smoothing"
+    strength = "label_smoothing"
     not_convex = "not regbench's loss"
     knobs = (Knob("label_smoothing", 0.0, "Label smoothing of the training cross-entropy (classification only).",
                   "in [0, 1)", lambda v: 0 <= v < 1),)
@@ -37,11 +40,11 @@ class LabelSmoothing:
             return f"reg.label_smoothing applies to classification; {cfg.dataset.name} is a regression"
         return None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.eps = [v["label_smoothing"] for v in values]
         self.active = any(e > 0 for e in self.eps)
 
-    def loss(self, stack: Any, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, stack: StackView, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         import torch
         from torch.nn import functional as F
 

@@ -31,6 +31,8 @@ from regbench.regularizers.knob import Knob
 if TYPE_CHECKING:
     import torch
 
+    from regbench.regularizers.contract import StackView
+
 
 def mixup(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """torchvision v2.MixUp's arithmetic: pairs each example with the one before it (roll)."""
@@ -67,6 +69,7 @@ class Mixing:
     """Mixup and CutMix, each member with its own alphas and draws."""
 
     name = "mixing"
+    strength = "mixup"  # mixup's alpha: a cutmix-only sweep has no strength axis (two alphas, one axis)
     not_convex = "it trains on mixtures of examples, not the data"
     # Mixing turns every member's targets into class probabilities, whose cross-entropy rounds
     # differently from the class indices' of a member that does not mix: members of one stack
@@ -92,11 +95,11 @@ class Mixing:
             return f"reg.mixup and reg.cutmix mix class labels; {cfg.dataset.name} is a regression"
         return None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.values = values
         self.active = any(self.label(v, None) for v in values)
 
-    def batch(self, stack: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, stack: StackView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
         from torch.nn import functional as F
 

@@ -23,9 +23,12 @@ rho and the adaptive switch may differ.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from regbench.regularizers.knob import Knob
+
+if TYPE_CHECKING:
+    from regbench.regularizers.contract import StackView
 
 ETA = 0.01  # ASAM's eta: keeps T of a zero weight above zero (the paper's and its code's default)
 
@@ -41,6 +44,7 @@ class SAM:
     """The gradient at each member's ascent point, for the base optimizer's step."""
 
     name = "sam"
+    strength = "sam"
     not_convex = "its step minimises the worst loss near the weights, not the objective"
     stack_on_off = True
     knobs = (
@@ -62,7 +66,7 @@ class SAM:
             return "reg.sam_adaptive=true has no effect with reg.sam=0 (rho): set reg.sam, e.g. 0.5 (reg=asam)"
         return None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.rho = [v["sam"] for v in values]
         self.adaptive = [bool(v["sam_adaptive"]) and v["sam"] > 0 for v in values]
         self.active = any(r > 0 for r in self.rho)
@@ -72,7 +76,7 @@ class SAM:
             self.adaptive_vector = stack.vector([float(a) for a in self.adaptive]) if any(self.adaptive) else None
             self.scaled = [is_weight(name) for name in stack.param_names]
 
-    def gradient(self, stack: Any, closure: Callable[[], Any]) -> None:
+    def gradient(self, stack: StackView, closure: Callable[[], Any]) -> None:
         """Replaces the gradients at w (computed) by those at w + e (the batch again)."""
         import torch
 
@@ -96,7 +100,7 @@ class SAM:
             for p, w in zip(stack.params, saved):
                 p.copy_(w)
 
-    def scale(self, stack: Any, j: int, p: Any) -> Any:
+    def scale(self, stack: StackView, j: int, p: Any) -> Any:
         """ASAM's T for parameter j: |w| + eta on weights (`is_weight`), per member where it is
         adaptive; None where it is 1 for every member."""
         if self.adaptive_vector is None or not self.scaled[j]:

@@ -27,11 +27,14 @@ from regbench.regularizers.drop_path import refusal
 if TYPE_CHECKING:
     import torch
 
+    from regbench.regularizers.contract import StackView
+
 
 class ShakeDrop:
     """Shakes each member's residual branches, at its p_L times the block's depth l / L."""
 
     name = "shakedrop"
+    strength = "shakedrop"
     not_convex = "stochastic"
     knobs = (Knob("shakedrop", 0.0, "ShakeDrop: the deepest residual block's drop probability p_L, block l of L "
                   "at l/L of it; a dropped branch is scaled by alpha in U[-1,1] (resmlp, resnet).",
@@ -52,11 +55,11 @@ class ShakeDrop:
         # on every residual branch, even at p_L = 0 (the identity), as drop_path's
         return [Layer(reg.shakedrop)] if where == "branch" else []
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.rates = [v["shakedrop"] for v in values]
         self.active = any(p > 0 for p in self.rates)
 
-    def forward(self, stack: Any, h: torch.Tensor, train: bool, depth: float) -> torch.Tensor:
+    def forward(self, stack: StackView, h: torch.Tensor, train: bool, depth: float) -> torch.Tensor:
         """h: (K, B, ...), the branch of a block at depth l / L; each member's draws from its own stream."""
         import torch
 

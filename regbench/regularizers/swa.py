@@ -26,9 +26,12 @@ Stacks: on or off for every member of a stack; the start, rate and annealing may
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regbench.regularizers.knob import Knob
+
+if TYPE_CHECKING:
+    from regbench.regularizers.contract import StackView
 
 
 def start_epoch(fraction: float, max_epochs: int) -> int:
@@ -47,6 +50,7 @@ class SWA:
     """Each member's equal-weight average of its end-of-epoch weights, evaluated in their place."""
 
     name = "swa"
+    strength = "swa"
     not_convex = "its reported weights are an average of the iterates"
     stack_on_off = True
     knobs = (
@@ -62,13 +66,13 @@ class SWA:
     def label(values: Any, model: Any) -> str | None:
         return "swa" if values["swa"] > 0 else None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.values = values
         self.active = any(v["swa"] > 0 for v in values)
         self.starts = [start_epoch(v["swa"], m.cfg.trainer.max_epochs) for v, m in zip(values, stack.members)]
 
     @staticmethod
-    def lr(stack: Any, values: list[dict[str, Any]], lrs: list[float]) -> list[float]:
+    def lr(stack: StackView, values: list[dict[str, Any]], lrs: list[float]) -> list[float]:
         """The members' rates for the epoch being trained (stack.epoch): after epoch S + 1, SWALR's
         from the rate epoch S + 1 trained with (its metrics.csv row's: host memory, kept by a
         checkpoint with the history)."""
@@ -80,7 +84,7 @@ class SWA:
                 out[k] = swalr(lr0, v["swa_lr"] if v["swa_lr"] > 0 else lr0, v["swa_anneal_epochs"], stack.epoch - start - 1)
         return out
 
-    def after_epoch(self, stack: Any, data: Any) -> None:
+    def after_epoch(self, stack: StackView, data: Any) -> None:
         import torch
 
         epoch, live = stack.epoch, [t.detach() for t in stack.params + stack.buffers]
@@ -102,7 +106,7 @@ class SWA:
             if started and stack.buffers:
                 self.update_bn(stack, data, started)
 
-    def update_bn(self, stack: Any, data: Any, started: list[int]) -> None:
+    def update_bn(self, stack: StackView, data: Any, started: list[int]) -> None:
         """torch.optim.swa_utils.update_bn on the averages of the members in `started`."""
         n_params = len(stack.params)
         averaged = stack.reg_state[self.name]["weights"]
@@ -127,16 +131,16 @@ class SWA:
             for b, s in zip(buffers, saved):
                 b[k].copy_(s)
 
-    def weights(self, stack: Any) -> Any:
+    def weights(self, stack: StackView) -> Any:
         state = stack.reg_state.get(self.name, {})
         if "weights" not in state:
             return None
         n = len(stack.params)
         return state["weights"][:n], state["weights"][n:]
 
-    def monitor_from(self, stack: Any, k: int) -> int:
+    def monitor_from(self, stack: StackView, k: int) -> int:
         """The first epoch early stopping watches: the first averaged one."""
         return self.starts[k] + 1
 
-    def weights_label(self, stack: Any, k: int, epoch: int) -> str:
+    def weights_label(self, stack: StackView, k: int, epoch: int) -> str:
         return "swa" if epoch > self.starts[k] else "trained"

@@ -8,15 +8,19 @@ conf/reg/weight_decay.yaml. Stacks: the rate may differ between members.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regbench.regularizers.knob import Knob
+
+if TYPE_CHECKING:
+    from regbench.regularizers.contract import StackView
 
 
 class WeightDecay:
     """Multiplies every member's weights by its 1 - lr * weight_decay before the optimizer step."""
 
     name = "weight_decay"
+    strength = "weight_decay"
     not_convex = "a step rule, not an objective: for an L2 penalty use reg.alpha with reg.l1_ratio=0"
     knobs = (Knob("weight_decay", 0.0, "Decoupled (AdamW-style) weight decay: w <- w - lr * weight_decay * w each step.",
                   ">= 0", lambda v: v >= 0),)
@@ -25,11 +29,11 @@ class WeightDecay:
     def label(reg: Any, model: Any) -> str | None:
         return "weight_decay" if reg["weight_decay"] > 0 else None
 
-    def __init__(self, values: list[dict[str, Any]], stack: Any) -> None:
+    def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:
         self.active = any(v["weight_decay"] > 0 for v in values)
         self.factor = stack.vector([1 - lr * v["weight_decay"] for lr, v in zip(stack.lr, values)], skip_if_zero=False)
 
-    def before_step(self, stack: Any) -> None:
+    def before_step(self, stack: StackView) -> None:
         for p, penalised in zip(stack.params, stack.penalised):
             if penalised:
                 p.mul_(stack.per_member(self.factor, p))

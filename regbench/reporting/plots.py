@@ -1,5 +1,6 @@
-"""The report's figures, drawn headless with matplotlib: the gap against the penalty strength,
-and the learning curves with their early-stopping points."""
+"""The report's figures, drawn headless with matplotlib: the gap against each regularizer's
+strength knob (its declaration, regbench.regularizers.contract), and the learning curves with
+their early-stopping points."""
 
 from __future__ import annotations
 
@@ -15,7 +16,27 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-ALPHA = "params.reg.alpha"
+
+def strength_columns(runs: pd.DataFrame) -> list[str]:
+    """The runs.csv columns of the built-in regularizers' strength knobs (each regularizer declares
+    its own: regbench.regularizers.contract's `strength`) that `runs` holds, in the order of the
+    label's parts: `params.reg.alpha`, `params.reg.dropout`, ..."""
+    from regbench.regularizers import strength_knobs
+
+    return [c for c in (f"params.reg.{knob}" for _, knob in strength_knobs()) if c in runs]
+
+
+def _on(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Where the strength in `column` is > 0 (a run of another tool, or a text, is not)."""
+    return pd.to_numeric(frame[column], errors="coerce") > 0
+
+
+def _number(value: object) -> str:
+    """A strength as a legend names it (`0.001`, `1e-05`)."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _panels(ok: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -24,17 +45,25 @@ def _panels(ok: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def gap_vs_strength(runs: pd.DataFrame, path: Path, metric: str) -> Path | None:
-    """For each regularizer label, gap.<metric> and val_<metric> against reg.alpha (log axis),
-    mean with a ±1 std band across seeds; labels without a weight penalty (alpha 0, e.g. the
-    baseline) are drawn as horizontal reference lines. Returns None without any alpha > 0."""
+    """For each regularizer label, gap.<metric> and val_<metric> against the strength knob of a
+    regularizer (log axis), mean with a ±1 std band across seeds: one row of panels per dataset /
+    model pair and per strength knob that is > 0 in some ok run (`strength_columns`: reg.alpha for
+    the elastic net, reg.dropout, reg.weight_decay...). In a knob's row, a label with no run where
+    the knob is > 0 (the baseline, another regularizer) is a horizontal reference line; a label
+    whose runs also vary another strength (elasticnet+dropout over both) gets one curve per value
+    of the others, named by them, so that no point averages over a strength. Returns None when no
+    strength knob is > 0 in any ok run."""
     ok = runs[runs["status"] == "ok"]
-    if ALPHA not in ok or not (ok[ALPHA] > 0).any():
+    axes_of = [c for c in strength_columns(ok) if _on(ok, c).any()]
+    if not axes_of:
         return None
-    panels = _panels(ok)
-    fig, axes = plt.subplots(len(panels), 2, figsize=(12, 4.2 * len(panels)), squeeze=False)
+    rows = [(title, frame, x) for title, frame in _panels(ok) for x in axes_of]
+    fig, axes = plt.subplots(len(rows), 2, figsize=(12, 4.2 * len(rows)), squeeze=False)
     colors = plt.get_cmap("tab10")
+    markers = "osD^v<>"
     labels = sorted(ok["reg"].unique())
-    for row, (title, frame) in enumerate(panels):
+    for row, (title, frame, x) in enumerate(rows):
+        knob = x.removeprefix("params.reg.")
         for col, (q, ylabel) in enumerate(
             [(f"gap.{metric}", f"gap.{metric} = train {metric} − val {metric}"), (f"val_{metric}", f"validation {metric}")]
         ):
@@ -44,18 +73,25 @@ def gap_vs_strength(runs: pd.DataFrame, path: Path, metric: str) -> Path | None:
                 if part.empty:
                     continue
                 color = colors(i % 10)
-                penalised = part[part[ALPHA] > 0]
-                if penalised.empty:  # no strength axis: a reference line at its mean
+                acting = part[_on(part, x)]
+                if acting.empty:  # no strength axis: a reference line at its mean
                     mean, std = part[q].mean(), part[q].std()
-                    ax.axhline(mean, color=color, linestyle="--", label=f"{label} (alpha=0)")
+                    ax.axhline(mean, color=color, linestyle="--", label=f"{label} ({knob}=0)")
                     if not math.isnan(std):
                         ax.axhspan(mean - std, mean + std, color=color, alpha=0.12)
                     continue
-                g = penalised.groupby(ALPHA)[q].agg(["mean", "std"]).sort_index()
-                ax.plot(g.index, g["mean"], marker="o", color=color, label=label)
-                ax.fill_between(g.index, g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0), color=color, alpha=0.2)
+                others = [c for c in axes_of if c != x and acting[c].map(str).nunique() > 1]
+                curves_of = acting.groupby(others, sort=True, dropna=False) if others else [((), acting)]
+                for j, (values, curve) in enumerate(curves_of):
+                    values = values if isinstance(values, tuple) else (values,)
+                    name = label if not others else label + " (" + ", ".join(
+                        f"{c.removeprefix('params.reg.')}={_number(v)}" for c, v in zip(others, values)) + ")"
+                    g = curve.groupby(x)[q].agg(["mean", "std"]).sort_index()
+                    ax.plot(g.index, g["mean"], marker=markers[j % len(markers)], color=color, label=name)
+                    ax.fill_between(g.index, g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0), color=color,
+                                    alpha=0.2)
             ax.set_xscale("log")
-            ax.set_xlabel("penalty strength reg.alpha (log scale)")
+            ax.set_xlabel(f"strength reg.{knob} (log scale)")
             ax.set_ylabel(ylabel)
             ax.set_title(f"{title}: {'generalization gap' if col == 0 else 'validation ' + metric}")
             ax.grid(True, which="both", alpha=0.3)
@@ -66,6 +102,20 @@ def gap_vs_strength(runs: pd.DataFrame, path: Path, metric: str) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def no_strength(runs: pd.DataFrame) -> str:
+    """Why `gap_vs_strength` drew nothing, naming the strength knobs the runs record:
+    `its x axis is reg.alpha, and no ok run has reg.alpha > 0`."""
+    from regbench.regularizers import strength_knobs
+
+    named = [c.removeprefix("params.") for c in strength_columns(runs)]
+    if len(named) == 1:
+        return f"its x axis is {named[0]}, and no ok run has {named[0]} > 0"
+    if named:
+        return f"its x axis is a regularizer's strength ({', '.join(named)}), and no ok run has one > 0"
+    every = ", ".join(f"reg.{knob}" for _, knob in strength_knobs())
+    return f"its x axis is a regularizer's strength ({every}), and no run records one"
 
 
 def _unique_legend(axes: np.ndarray) -> tuple[list, list]:

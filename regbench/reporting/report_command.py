@@ -125,7 +125,7 @@ def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
 
 
 def _plots(report: Report, out: Path, metric: str) -> list[Path]:
-    from regbench.reporting.plots import curves, gap_vs_strength
+    from regbench.reporting.plots import curves, gap_vs_strength, no_strength
 
     t = report.table
     # Parameters the label fixes (l1_ratio for l1/l2) would only repeat the panel's title.
@@ -138,8 +138,7 @@ def _plots(report: Report, out: Path, metric: str) -> list[Path]:
     made = [gap_vs_strength(report.runs, out / "gap_vs_strength.png", metric),
             curves(report.runs, out / "curves.png", describe, order)]
     if made[0] is None:
-        print("regbench: note: no gap_vs_strength.png: its x axis is reg.alpha, and no ok run has reg.alpha > 0",
-              file=sys.stderr)
+        print(f"regbench: note: no gap_vs_strength.png: {no_strength(report.runs)}", file=sys.stderr)
     if made[1] is None:
         print("regbench: note: no curves.png: no ok run has a readable metrics.csv", file=sys.stderr)
     return [p for p in made if p is not None]

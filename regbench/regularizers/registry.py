@@ -1,0 +1,190 @@
+"""The registry of regularizers: the built-in classes, a user's classes loaded from the config
+(`reg.extra.<name>._target_`) and checked against the contract (regbench.regularizers.contract)
+in one line, and what the config layer and the engine ask of the regularizers a `reg` node
+names: their knob values, the run's label, range checks, notices, refusals, the convex
+objective's terms and the knobs that measure their strength.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from regbench import UserInputError
+from regbench.regularizers.contract import declared, defines
+from regbench.regularizers.contract import problems as contract_phrases
+from regbench.regularizers.knob import Knob
+
+
+def builtin() -> tuple[type, ...]:
+    """The built-in regularizers, in the order of their label parts."""
+    from regbench.regularizers import (augment, batchnorm, cutout, drop_path, dropout, elasticnet, ema, input_noise,
+                                       label_smoothing, mixing, sam, shakedrop, swa, weight_decay)
+
+    # the order of the label's parts, and of the batch hooks: augmentation (crop, flip), then
+    # erasing, then mixing of the examples, then noise on what the model sees
+    return (elasticnet.ElasticNet, weight_decay.WeightDecay, dropout.Dropout, batchnorm.BatchNorm,
+            drop_path.DropPath, shakedrop.ShakeDrop, label_smoothing.LabelSmoothing, augment.Augment, cutout.Cutout,
+            mixing.Mixing, input_noise.InputNoise, sam.SAM, ema.EMA, swa.SWA)
+
+
+def builtin_knobs() -> list[Knob]:
+    """Every built-in knob, in order: the fields of the schema's `reg` node."""
+    return [knob for cls in builtin() for knob in cls.knobs]
+
+
+def knob_table(markdown: bool = False) -> str:
+    """Every built-in regularizer's knobs with default, range and doc: the text of
+    `regbench run --help`, or (markdown=True) the README's table, so that neither can drift."""
+    rows = [(cls.name, f"reg.{k.name}", _value(k.default), k.range, k.doc) for cls in builtin() for k in cls.knobs]
+    if markdown:
+        lines = ["| regularizer | knob | default | range | what it does |", "|---|---|---|---|---|"]
+        return "\n".join(lines + [f"| {a} | `{b}` | {c} | {d} | {e} |" for a, b, c, d, e in rows])
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    out, last = [], None
+    for name, key, default, rng, doc in rows:
+        cells = [name if name != last else "", f"{key}={default}", rng]
+        out.append("  ".join(c.ljust(w) for c, w in zip(cells, [widths[0], widths[1] + widths[2] + 1, widths[3]])) + "  " + doc)
+        last = name
+    return "\n".join(out)
+
+
+def _value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def user_entries(reg: Any) -> dict[str, Any]:
+    """The `reg.extra` entries, name -> node (empty when none)."""
+    extra = getattr(reg, "extra", None)
+    return dict(extra.items()) if extra else {}
+
+
+def user_values(entry: Any) -> dict[str, Any]:
+    """A user regularizer's knob values: its entry without `_target_`."""
+    return {k: v for k, v in entry.items() if k != "_target_"}
+
+
+def load_user(name: str, target: Any, search: tuple[str, ...] = ()) -> type:
+    """The class a `reg.extra.<name>._target_` names.
+
+    `target` is `package.module.Class`: imported from the Python path, or else, when the
+    module's first part is a file `<part>.py` (or a package folder) in the current folder or
+    in one of `search` (the folders of `--config-dir`), loaded from there.
+
+    Raises:
+        UserInputError: one line, naming the entry and the error, when it does not load.
+    """
+    from regbench.usercode import load_object
+
+    where = f"reg.extra.{name}._target_"
+    cls = load_object(where, target, search)
+    problems = contract_problems(cls)
+    if problems:
+        raise UserInputError(f"reg.extra.{name}: {target} {'; '.join(problems)}; see regbench.regularizers")
+    return cls
+
+
+def contract_problems(cls: Any) -> list[str]:
+    """What keeps `cls` from being a regularizer of the contract (regbench.regularizers.contract),
+    each as a phrase that follows the class's name (`lacks label (...)`), or [] when nothing does;
+    a user's class may not take a built-in regularizer's name."""
+    taken = () if cls in builtin() else {c.name for c in builtin()}
+    return contract_phrases(cls, taken)
+
+
+def regularizers(reg: Any, search: tuple[str, ...] = ()) -> list[tuple[type, Callable[[Any], dict[str, Any]]]]:
+    """The regularizer classes of a `reg` node, each with the function that reads its knob
+    values from a member's `reg` node: the built-in ones, then the user's `reg.extra` entries."""
+    out: list[tuple[type, Callable[[Any], dict[str, Any]]]] = [
+        (cls, lambda r, cls=cls: {k.name: r[k.name] for k in cls.knobs}) for cls in builtin()]
+    for name, entry in user_entries(reg).items():
+        cls = load_user(name, entry.get("_target_") if hasattr(entry, "get") else None, search)
+        out.append((cls, lambda r, name=name, cls=cls: {k.name: r.extra[name].get(k.name, k.default) for k in cls.knobs}))
+    return out
+
+
+def label(reg: Any, model: Any, search: tuple[str, ...] = ()) -> str:
+    """Names the regularizers that act, from their values, e.g. `elasticnet+dropout` or `none`.
+
+    Derived from the numbers rather than from the presets chosen, so `reg=l2 reg.alpha=0` is
+    honestly labelled `none`, and from what acts on `model` (batch norm on model=linear, which
+    has no hidden layer, is not in the label). Early stopping is the engine's, not in the label.
+    """
+    parts = [cls.label(values(reg), model) for cls, values in regularizers(reg, search)]
+    return "+".join(p for p in parts if p) or "none"
+
+
+def check(reg: Any, search: tuple[str, ...] = ()) -> list[str]:
+    """One message per knob out of its range (built-in and user regularizers), or per user
+    regularizer that does not load or names a knob it does not have."""
+    problems = [k.problem(reg[k.name]) for k in builtin_knobs()]
+    entries: dict[str, str] = {}  # the regularizers' names -> the entry that loaded it
+    for name, entry in user_entries(reg).items():
+        if not hasattr(entry, "get"):
+            problems.append(f"reg.extra.{name} must be a mapping with a _target_ (got {entry!r})")
+            continue
+        try:
+            cls = load_user(name, entry.get("_target_"), search)
+        except UserInputError as e:
+            problems.append(str(e))
+            continue
+        if cls.name in entries:  # the engine keeps each regularizer's layers and state by its name
+            problems.append(f"reg.extra.{entries[cls.name]} and reg.extra.{name} are both named {cls.name!r}: "
+                            "one entry per regularizer class")
+        entries[cls.name] = name
+        known = {k.name: k for k in cls.knobs}
+        for key, value in user_values(entry).items():
+            if key not in known:
+                problems.append(f"reg.extra.{name}.{key} is not a knob of {entry.get('_target_')} "
+                                f"(its knobs: {', '.join(known) or 'none'})")
+            else:
+                problems.append(known[key].problem(value, f"reg.extra.{name}."))
+    return [p for p in problems if p]
+
+
+def convex_obstacles(reg: Any, model: Any, search: tuple[str, ...] = ()) -> list[str]:
+    """The regularizers acting in `reg` that are not part of regbench's convex objective, one
+    `key=value (why)` each (see `convex` and `not_convex` in the protocol above)."""
+    out = []
+    for cls, values in regularizers(reg, search):
+        knobs = values(reg)
+        if declared(cls, "convex") or cls.label(knobs, model) is None:
+            continue
+        prefix = "reg." if cls in builtin() else f"reg.extra.{cls.name}."
+        set_ = [f"{prefix}{k.name}={_value(knobs[k.name])}" for k in cls.knobs if knobs[k.name] != k.default]
+        out.append(f"{', '.join(set_) or cls.name} ({declared(cls, 'not_convex')})")
+    return out
+
+
+def notices(reg: Any, cfg: Any, search: tuple[str, ...] = ()) -> list[str]:
+    """The regularizers' warnings about knobs that will have no effect (their `notice` hooks)."""
+    out = [cls.notice(cfg) for cls, _ in regularizers(reg, search) if defines(cls, "notice")]
+    return [n for n in out if n]
+
+
+def config_problems(reg: Any, cfg: Any, search: tuple[str, ...] = ()) -> list[str]:
+    """Why the regularizers acting in `cfg` cannot act with it, one line each (their
+    `config_problem` hooks): e.g. stochastic depth asked of a model without residual blocks."""
+    classes = list(builtin())
+    for name, entry in user_entries(reg).items():
+        try:
+            classes.append(load_user(name, entry.get("_target_") if hasattr(entry, "get") else None, search))
+        except UserInputError:  # `check` names it
+            pass
+    out = [cls.config_problem(cfg) for cls in classes if defines(cls, "config_problem")]
+    return [p for p in out if p]
+
+
+def convex_terms(reg: Any, search: tuple[str, ...] = ()) -> tuple[float, float]:
+    """(l1, l2) of regbench's convex objective, l1 * ||W||_1 + 0.5 * l2 * ||W||_2^2, from the
+    regularizers of `reg` that declare themselves `convex` (their `convex_terms` hooks): the
+    elastic net's alpha * l1_ratio and alpha * (1 - l1_ratio). (0.0, 0.0) when none is."""
+    terms = [cls.convex_terms(values(reg)) for cls, values in regularizers(reg, search) if declared(cls, "convex")]
+    if len(terms) == 1:  # the one penalty's own numbers, untouched by a sum
+        return terms[0]
+    return float(sum(t[0] for t in terms)), float(sum(t[1] for t in terms))
+
+
+def strength_knobs() -> list[tuple[str, str]]:
+    """(regularizer name, knob name) of every built-in regularizer that declares a `strength`,
+    in the order of the label's parts: the x axes of the report's gap_vs_strength plot."""
+    return [(cls.name, declared(cls, "strength")) for cls in builtin() if declared(cls, "strength") is not None]
