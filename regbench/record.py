@@ -10,8 +10,8 @@ the current format, so that the rules for old runs live here and nowhere else.
 
 RECORD_VERSION is the format of the file. A folder without `record_version` is version 1:
 everything regbench wrote before the format was declared (keys were added over time; the
-loader's upgrade gives an old run the values it ran with). Plain data and standard library
-only at module level: jobs read records on the way to `regbench --help`-light paths.
+loader's upgrade gives an old run the values it ran with). Only the standard library at module
+level: regbench.jobs reads records before a job imports torch.
 """
 
 import json
@@ -215,7 +215,9 @@ def upgrade(raw: dict[str, Any], written: float) -> Loaded:
     """`raw` (a result.json as read) as the current format has it. Version 1: `finished_at`, when
     the file had none, is when it was written (`written`, its modification time, a POSIX
     timestamp). Every version: `params` keys added to regbench since the run get the value the
-    run ran with (`backfill`), so that old and new runs of one configuration are one."""
+    run ran with (`backfill`), so that old and new runs of one configuration are one. What an
+    older regbench did not record and cannot be known (its `threads`, `weights`, `early_best`,
+    `split_sizes`...) stays absent: the readers treat an absent key as unknown, as before."""
     record: dict[str, Any] = {"record_version": RECORD_VERSION, **raw}
     if not record.get("finished_at"):
         record["finished_at"] = datetime.fromtimestamp(written, timezone.utc).isoformat()

@@ -159,6 +159,9 @@ def test_a_folder_of_an_older_regbench_gets_the_values_its_run_ran_with(tmp_path
     assert loaded.filled == {k: v for k, v in params.items() if k not in raw["params"]}
     assert loaded.record["finished_at"] == WRITTEN.isoformat()  # when the file was written
     assert loaded.record["record_version"] == RECORD_VERSION
+    # nothing is invented: what an older regbench did not record stays unknown (absent)
+    assert all(p.startswith("missing ") for p in record.problems(loaded.record))
+    assert {"missing threads", "missing weights", "missing early_best"} <= set(record.problems(loaded.record))
     # the identity of an old folder holds with its upgraded params
     assert config_hash(params) == config_hash(raw["params"]) == raw.get("config_hash", config_hash(params))
 
