@@ -10,7 +10,6 @@ Module level imports stay light: the app imports it for `regbench --help` too.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import shutil
@@ -20,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.engine import folderlock
+from regbench.record import Record
 
 
 def task_config(config: DictConfig) -> DictConfig:
@@ -64,19 +64,19 @@ def threads_per_job(requested: Any, launcher: Any) -> int:
     return cores
 
 
-def _finished(out_dir: Path, statuses: tuple[str, ...] = ("ok", "diverged")) -> dict[str, Any] | None:
-    """The folder's result.json when it is a finished result (one of `statuses`), else None."""
-    from regbench.results import RESULT_FILE
+def _finished(out_dir: Path, statuses: tuple[str, ...] = ("ok", "diverged")) -> Record | None:
+    """The folder's record (regbench.record.load) when it is a finished result (one of `statuses`), else None."""
+    from regbench.record import Unreadable, load
 
     try:
-        result = json.loads((out_dir / RESULT_FILE).read_text())
-    except (OSError, ValueError):
+        result = load(out_dir)
+    except Unreadable:
         return None
-    return result if isinstance(result, dict) and result.get("status") in statuses else None
+    return result if result["status"] in statuses else None
 
 
-def finished_result(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
-    """The folder's result.json if it holds status ok for this very config (on this very
+def finished_result(cfg: DictConfig, out_dir: Path) -> Record | None:
+    """The folder's record (regbench.record.load) if it holds status ok for this very config (on this very
     version of a user's data: regbench.results.identity), else None."""
     from regbench.results import flatten, identity
 

@@ -1,7 +1,9 @@
-"""The run folder's files: metrics.csv (one row per epoch) and result.json (written atomically).
+"""The run folder's files: metrics.csv (one row per epoch) and result.json (written atomically),
+and a run's identity (config_hash).
 
 A run folder describes itself: with Hydra's .hydra/ beside them, these two files are enough to
-understand and re-aggregate a run without the code that wrote it.
+understand and re-aggregate a run without the code that wrote it. What result.json holds is
+declared, and read back, by regbench.record.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from regbench.config.keys import (
     SOLVER_ONLY,
     inert_keys,
 )
+from regbench.record import RESULT_FILE, Record
 
-RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.csv"
 MODEL_FILE = "model.pt"
 
@@ -138,7 +140,7 @@ def early_best(best_epoch: int | None, patience: int | None, stopped_early: bool
     return stopped_early and patience is not None and best_epoch is not None and best_epoch <= patience
 
 
-def write_result(folder: Path, result: dict[str, Any]) -> None:
+def write_result(folder: Path, result: Record) -> None:
     """Stamps `finished_at` (UTC, ISO 8601) and writes result.json atomically: the report keeps
     the newest of several runs of one configuration and seed by it."""
     from datetime import datetime, timezone

@@ -4,7 +4,7 @@ members of one stack, and which change what a run computes.
 
 Plain data (and `inert_keys`, a function of a flattened config), read by the checks
 (regbench.config.checks), the run identity (regbench.results.config_hash), the stacking key
-(regbench.engine.grouping), the report's back-fill of older runs (regbench.reporting.collect)
+(regbench.engine.grouping), the back-fill of older runs (regbench.record)
 and its constants line (regbench.reporting.report). Nothing heavy is imported here.
 """
 

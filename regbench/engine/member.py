@@ -32,6 +32,9 @@ class Member:
     logger: Any = None  # its live logger (regbench.loggers), opened with the writer in a stacked sweep
     state: FitState = field(default_factory=FitState)
     best_steps: int = 0  # optimizer steps up to the best epoch (batch norm's num_batches_tracked)
+    # Which weights its network holds once concluded (Stack.conclude): `trained`, or the averaging
+    # regularizer's name; the runner records it as result.json's `weights`.
+    reported_weights: str = "trained"
     # Its own learning-rate schedule (optim.schedule and its knobs may differ between members);
     # a fresh one from its config unless given.
     schedule: Schedule | None = None

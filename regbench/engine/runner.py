@@ -41,6 +41,7 @@ from regbench.models import build_model, probe_custom
 from regbench.regularizers import label, penalised_weights, regularizers, sparsity
 from regbench.regularizers.contract import defines
 from regbench import loggers
+from regbench.record import RECORD_VERSION, Record
 from regbench.results import (
     METRICS_FILE,
     MODEL_FILE,
@@ -65,8 +66,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def new_result(cfg: Any, search: tuple[str, ...] = (), task: str | None = None) -> dict[str, Any]:
-    """A result with every required key, before anything has run.
+def new_result(cfg: Any, search: tuple[str, ...] = (), task: str | None = None) -> Record:
+    """A result with every required key (regbench.record.Record), before anything has run.
 
     `task`: the loaded data's (a user's table decides it); by default the one the config says
     (regbench.data.datasets.configured_task), which `adopt_data` corrects once the data is loaded.
@@ -79,7 +80,8 @@ def new_result(cfg: Any, search: tuple[str, ...] = (), task: str | None = None) 
         reg = label(cfg.reg, cfg.model, search)
     except UserInputError:  # a user regularizer that does not load: `check` says why
         reg = "?"
-    result = {
+    result: Record = {
+        "record_version": RECORD_VERSION,
         "status": "failed",
         "error": None,
         "task": task,
@@ -110,7 +112,7 @@ def new_result(cfg: Any, search: tuple[str, ...] = (), task: str | None = None) 
     return result
 
 
-def run(cfg: Any, out_dir: Path, console: Console | None = None, search: tuple[str, ...] = ()) -> dict[str, Any]:
+def run(cfg: Any, out_dir: Path, console: Console | None = None, search: tuple[str, ...] = ()) -> Record:
     """Trains one configuration and writes metrics.csv and result.json into `out_dir`.
 
     Args:
@@ -149,7 +151,7 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None, search: tuple[s
         raise
 
 
-def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ...]) -> dict[str, Any]:
+def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ...]) -> Record:
     start = time.perf_counter()
     prior_seconds = 0.0  # wall time spent before a resume, carried by the checkpoint
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +244,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
             except OSError as e:
                 unwritten[METRICS_FILE] = e.strerror or str(e)
 
-        record(result, fitted, model, data, cfg)
+        record(result, fitted, model, data, cfg, member.reported_weights)
         if cfg.save_model and result["status"] == "ok":
             try:
                 checkpoint.write_atomic(out_dir / MODEL_FILE, model.state_dict())
@@ -278,7 +280,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
     return result
 
 
-def adopt_data(result: dict[str, Any], data: Any) -> None:
+def adopt_data(result: Record, data: Any) -> None:
     """What only the loaded data tells a result: its task (a user's table or arrays decide it),
     with the metric keys that follow from it, its class names where the data has them, and the
     size of each split (the report's corrected t-test reads them: regbench.reporting.aggregate)."""
@@ -382,9 +384,9 @@ def member_weights(stack: Stack, member: Member) -> list[tuple[str, Any]]:
     return [(names[id(p)], t[k]) for p, t in zip(tensors(member.model)[0], stack.params)]
 
 
-def record(result: dict[str, Any], state: FitState, model: torch.nn.Module, data: Any, cfg: Any) -> None:
-    """A finished member's result: how its training ended (from its FitState), the sparsity of
-    its reported weights (in `model`), and their final metrics."""
+def record(result: Record, state: FitState, model: torch.nn.Module, data: Any, cfg: Any, weights: str) -> None:
+    """A finished member's result: how its training ended (from its FitState), which weights it
+    reports (`weights`: Member.reported_weights), their sparsity (in `model`) and final metrics."""
     result.update(
         status="diverged" if state.diverged else "ok",
         best_epoch=state.best_epoch or None,
@@ -392,13 +394,13 @@ def record(result: dict[str, Any], state: FitState, model: torch.nn.Module, data
         stopped_early=state.stopped_early,
         early_best=early_best(state.best_epoch or None, cfg.trainer.patience, state.stopped_early),
         sparsity=sparsity(penalised_weights(model)),
-        weights=result.get("weights") or "trained",  # an averaging regularizer's name, set by Stack.conclude
+        weights=weights or "trained",
     )
     if state.best_epoch or not state.diverged:
         final_metrics(result, model, data, cfg)
 
 
-def final_metrics(result: dict[str, Any], model: torch.nn.Module, data: Any, cfg: Any) -> None:
+def final_metrics(result: Record, model: torch.nn.Module, data: Any, cfg: Any) -> None:
     """Evaluates the reported weights on train, val and test, and the gap between them."""
     m = metric_name(data.task)
     scores = torch.cat([evaluate(model, data, s, cfg.trainer.eval_batch_size) for s in ("train", "val", "test")])

@@ -225,7 +225,7 @@ class Stack:
         member = self.members[k]
         state, tr = member.state, member.cfg.trainer
         restore = state.best_state is not None and (tr.patience is not None or state.diverged)
-        member.result["weights"] = self.weights_label(k, state.best_epoch if restore else state.epoch)
+        member.reported_weights = self.weights_label(k, state.best_epoch if restore else state.epoch)
         params, _, buffers = tensors(member.model)
         for dst, src in zip(params + buffers, state.best_state if restore else self.member_state(k)):
             dst.copy_(src)

@@ -234,7 +234,7 @@ def _finish(member: Member, data: Data, start: float) -> None:
     """Evaluates a member whose reported weights are in its own network (Stack.conclude)
     exactly as a lone run does (runner.record), and writes its files."""
     cfg, result = member.cfg, member.result
-    record(result, member.state, member.model, data, cfg)
+    record(result, member.state, member.model, data, cfg, member.reported_weights)
     if cfg.save_model and result["status"] == "ok":
         torch.save(member.model.state_dict(), member.out_dir / "model.pt")
     result["seconds"] = time.perf_counter() - start

@@ -1,8 +1,10 @@
 """Finds run folders under the given paths and reads their result.json into one runs table.
 
-A folder that looks like a run (it has `.hydra/`, metrics.csv or result.json) but has no
-readable, complete result.json — a run still going, or one that was killed — is skipped with
-one warning naming it; the report never crashes on it.
+Each folder is read by the run record's loader (regbench.record), which upgrades a folder
+written by an older regbench. A folder that looks like a run (it has `.hydra/`, metrics.csv or
+result.json) but has no readable, complete result.json — a run still going, or one that was
+killed — is skipped with one warning naming it; the report never crashes on it. What concerns
+runs together, not one folder (two versions of a user's data file), is decided here.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from regbench.results import RESULT_FILE
+from regbench.record import RESULT_FILE, Loaded, Record, Unreadable, read
 
-REQUIRED = ("status", "task", "dataset", "model", "reg", "seed", "params", "metrics", "gap")
 RUN_MARKERS = (RESULT_FILE, "metrics.csv", ".hydra")
 # Never searched: Hydra's own folder, and MLflow's artifact roots (`regbench export mlflow` puts
 # mlartifacts/ beside its database, mlruns/ is MLflow's file store), which hold copies of
@@ -51,14 +52,15 @@ def run_folders(path: Path) -> list[Path]:
 
 def flatten_result(result: dict[str, Any]) -> dict[str, Any]:
     """One runs.csv row: top-level fields as they are, `metrics` unprefixed (val_acc, ...),
-    `gap.*`, `params.*`, `versions.*` and `split_sizes.*` dotted; lists become JSON text so they can be grouped."""
+    `gap.*`, `params.*`, `versions.*` and `split_sizes.*` dotted; lists become JSON text so they can be grouped.
+    Left out: `traceback`, and `record_version` (every loaded record has the current one)."""
     row: dict[str, Any] = {}
     for key, value in result.items():
         if key == "metrics":
             row.update(value)
         elif key in ("gap", "params", "versions", "split_sizes") and isinstance(value, dict):
             row.update({f"{key}.{k}": _scalar(v) for k, v in value.items()})
-        elif key != "traceback":
+        elif key not in ("traceback", "record_version"):
             row[key] = _scalar(value)
     return row
 
@@ -67,40 +69,27 @@ def _scalar(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
-def _read(folder: Path) -> tuple[dict[str, Any] | None, str]:
-    path = folder / RESULT_FILE
-    if not path.is_file():
-        return None, "no result.json (still running, killed, or refused at start)"
+def _read(folder: Path) -> tuple[Loaded | None, str]:
     try:
-        text = path.read_text()
-        if not text.strip():
-            return None, "empty result.json"
-        result = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return None, f"unreadable result.json ({type(e).__name__}: {str(e).splitlines()[0]})"
-    if not isinstance(result, dict):
-        return None, "malformed result.json (not an object)"
-    missing = [k for k in REQUIRED if k not in result]
-    if missing:
-        return None, f"malformed result.json (missing {', '.join(missing)})"
-    return result, ""
+        return read(folder), ""
+    except Unreadable as e:
+        return None, str(e)
 
 
-def _mtime(path: Path) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
-
-
-def results(folder_lists: list[list[Path]]) -> Iterator[tuple[Path, dict[str, Any] | None, str]]:
-    """Each run folder of `folder_lists` once (folders found under two paths are one run), with
-    its result, or None and why it cannot be read."""
+def _loaded(folder_lists: list[list[Path]]) -> Iterator[tuple[Path, Loaded | None, str]]:
     seen: set[Path] = set()
     for folders in folder_lists:
         for folder in folders:
             if folder not in seen:
                 seen.add(folder)
                 yield folder, *_read(folder)
+
+
+def results(folder_lists: list[list[Path]]) -> Iterator[tuple[Path, Record | None, str]]:
+    """Each run folder of `folder_lists` once (folders found under two paths are one run), with
+    its record (regbench.record.load), or None and why it cannot be read."""
+    for folder, loaded, why in _loaded(folder_lists):
+        yield folder, loaded.record if loaded else None, why
 
 
 def collect(paths: list[Path]) -> Collected:
@@ -112,79 +101,38 @@ def collect(paths: list[Path]) -> Collected:
     for path in paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path} does not exist")
-    rows, skipped = [], []
-    for folder, result, why in results([run_folders(Path(path).resolve()) for path in paths]):
-        if result is None:
+    rows, filled, skipped = [], [], []
+    for folder, loaded, why in _loaded([run_folders(Path(path).resolve()) for path in paths]):
+        if loaded is None:
             skipped.append((folder, why))
             continue
-        row = flatten_result(result)
-        if not row.get("finished_at"):  # written before the field existed: when the file was written
-            row["finished_at"] = _mtime(folder / RESULT_FILE)
+        row = flatten_result({**loaded.record, "params": loaded.recorded_params})
         row["folder"] = str(folder)
         rows.append(row)
-    runs, notes = data_versions(_before_new_knobs(_before_own_data(_before_schedules(pd.DataFrame(rows)))))
+        filled.append(loaded.filled)
+    runs, notes = data_versions(_backfilled(pd.DataFrame(rows), filled))
     return Collected(runs=runs, skipped=skipped, notes=notes)
 
 
-def _before_schedules(runs: pd.DataFrame) -> pd.DataFrame:
-    """Gives regbench runs recorded before learning-rate schedules existed (no `optim.schedule`
-    in their params) the values they ran with (constant, the knobs' defaults), so that merged
-    with newer runs they are the same configuration, not another one."""
-    if runs.empty or "params.optim.schedule" not in runs or "params.optim.name" not in runs:
-        return runs
-    from regbench.config.keys import ALL_SCHEDULE_KNOBS
-    from regbench.config.schema import OptimConfig
+def _backfilled(runs: pd.DataFrame, filled: list[dict[str, Any]]) -> pd.DataFrame:
+    """The runs table (one row per run, `filled[i]` the params the loader gave row i's run:
+    regbench.record.backfill) with those values in the columns of the keys some run recorded.
 
-    old = runs["params.optim.schedule"].isna() & runs["params.optim.name"].notna()
-    if not old.any():
-        return runs
-    runs = runs.copy()
-    defaults = OptimConfig()
-    for knob in ("schedule", *ALL_SCHEDULE_KNOBS):
-        column = f"params.optim.{knob}"
-        if column in runs:
-            runs.loc[old, column] = getattr(defaults, knob)
-    return runs
-
-
-def _before_new_knobs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Gives regbench runs recorded before a knob existed the value they ran with, its default
-    (a regularizer knob's `since`, the residual and custom models' knobs, search.seeds), so that
-    merged with newer runs they are one configuration."""
-    if runs.empty or "params.dataset.name" not in runs:
-        return runs
-    from regbench.config.keys import MODEL_KNOBS_SINCE
-    from regbench.config.schema import ModelConfig, SearchConfig
-    from regbench.regularizers import builtin_knobs
-
-    defaults = {f"reg.{k.name}": k.default for k in builtin_knobs() if k.since}
-    defaults |= {f"model.{k}": getattr(ModelConfig(), k) for k in MODEL_KNOBS_SINCE if k != "kwargs"}
-    defaults["search.seeds"] = SearchConfig().seeds
-    regbench_runs = runs["params.dataset.name"].notna()
-    for key, default in defaults.items():
-        column = f"params.{key}"
-        if column not in runs or default is None:
-            continue
-        old = runs[column].isna() & regbench_runs
-        if old.any():
-            runs = runs.copy()
-            runs.loc[old, column] = default  # in the column's dtype (1 -> 1.0 beside newer runs' floats)
-    return runs
-
-
-def _before_own_data(runs: pd.DataFrame) -> pd.DataFrame:
-    """Gives regbench runs recorded before a user's own data could be read (no `dataset.task`
-    in their params) the defaults they ran with (`auto`, no dropped column; the other keys are
-    null, as theirs are missing), so that merged with newer runs they are one configuration."""
-    if runs.empty or "params.dataset.task" not in runs or "params.dataset.name" not in runs:
-        return runs
-    old = runs["params.dataset.task"].isna() & runs["params.dataset.name"].notna()
-    if not old.any():
+    A key no run of the table recorded stays out of it, and the values go into the column that
+    the recorded ones made (1 becomes 1.0 in a column of floats, or beside a run without it):
+    the table of older runs, and of older runs merged with newer ones, is what it was when the
+    report back-filled its table itself."""
+    cells: dict[tuple[str, str], tuple[Any, list[int]]] = {}
+    for i, values in enumerate(filled):
+        for key, value in values.items():
+            column = f"params.{key}"
+            if column in runs:
+                cells.setdefault((column, json.dumps(value, default=str)), (_scalar(value), []))[1].append(i)
+    if not cells:
         return runs
     runs = runs.copy()
-    runs.loc[old, "params.dataset.task"] = "auto"
-    if "params.dataset.drop" in runs:
-        runs.loc[old, "params.dataset.drop"] = _scalar([])
+    for (column, _), (value, rows) in cells.items():
+        runs.loc[runs.index.isin(rows), column] = value
     return runs
 
 
