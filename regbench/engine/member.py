@@ -35,8 +35,8 @@ class Member:
     result: dict[str, Any]
     model: nn.Module  # the job's own network: its initial weights, and at the end its reported ones
     order: torch.Generator  # the data order (regbench.engine.steps.train_epoch): the engine's own stream
-    # The named random streams, by name: a host-side numpy Generator (draws that pick boxes and
-    # mixing weights, with no device sync) or a torch Generator on the device. Each is opened on
+    # The named random streams, by name: a host-side numpy Generator (draws that need no device
+    # sync: a box, a weight) or a torch Generator on the device. Each is opened on
     # first use from the seed its user gives or from the member's seed and its name, so that one
     # regularizer's draws do not depend on which others are on; all are saved in checkpoints
     # (`stream_states`, regbench.engine.checkpoint.share).

@@ -2,8 +2,8 @@
 
 The stacked launcher (hydra_plugins.regbench_stacked_launcher) and search.seeds hand it each
 group of jobs; a lone run is regbench.engine.runner's. Jobs that differ only in what
-`regbench.engine.grouping` lets members differ in (penalty strengths, dropout rate, learning
-rate, seed, ...) and agree on everything else (dataset and its split, model architecture,
+`regbench.engine.grouping` lets members differ in (regularizers' strengths, learning rate,
+seed, ...) and agree on everything else (dataset and its split, model architecture,
 batch size, epoch budget, optimizer, early-stopping rule) become the members of one stack (regbench.engine.stack.Stack), trained by the one training
 loop a lone run uses (regbench.engine.loop.fit). A member that stops leaves the stack with its
 best weights while the others go on, and its metrics.csv and result.json are written at once,

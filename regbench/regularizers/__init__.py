@@ -32,9 +32,12 @@ whichever of these the class defines:
   layers `forward(stack, h, train, depth)`, with the block's l / L;
 - `batch(stack, x, y) -> (x, y)`: on each training batch, inputs (K, B, ...) and targets (K, B),
   before the forward pass; a classification target may come back as class probabilities
-  (K, B, classes), soft targets (mixup, cutmix), which the loss then uses; random draws come
-  from the member's own streams (`member.host_rng(name)`, `member.device_rng(name, device)`),
-  which checkpoints save;
+  (K, B, classes), soft targets (mixup, cutmix), which the loss then uses; random draws, here
+  and in every hook, come from the member's own named streams (`member.host_rng(name)`,
+  `member.device_rng(name, device, seed=None)`: opened on first use, from `seed` where given,
+  else from the member's seed and the name), which checkpoints save; the stream
+  `member.device_rng("network", device)` is the one torch's own random layers draw from
+  (regbench.engine.member.NETWORK_STREAM);
 - `loss(stack, out, target) -> (K,) losses`: the training loss of each member (default:
   cross-entropy, with class indices or probabilities, or mean squared error); at most one
   regularizer per run may define it;
@@ -43,12 +46,16 @@ whichever of these the class defines:
 - `before_step(stack)` and `after_step(stack)`: around the optimizer's update of the stacked
   parameters (`stack.params`, with `stack.penalised` marking the weight matrices and kernels
   and `stack.param_names` naming each, `0.weight`, `fc.bias`, as `stack.buffer_names` names the
-  batch-norm statistics `stack.buffers`: a model=custom layer may have no bias, so a regularizer
-  picks tensors by these, never by position);
+  batch-norm statistics `stack.buffers`, and `stack.param_roles`, `stack.buffer_roles` giving
+  each one's role, `weight`, `bias`, `norm_weight`, `norm_bias`, `other`, `running_mean`,
+  `running_var`: a model=custom layer may have no bias, so a regularizer picks tensors by
+  these, never by position);
   an averaging regularizer's after_step (one with `weights`) runs after every other's;
 - `gradient(stack, closure)`: after the batch's gradients are computed, before the update; may
   replace them (`closure()` zeroes them and runs the batch's forward and backward pass again at
-  the current parameters, returning the losses): SAM's second pass;
+  the current parameters, returning the losses): SAM's second pass; a pass that must not move
+  batch norm's running statistics runs inside `with stack.norm_statistics(momentum=0.0):` (the
+  momentum every batch norm uses within the block);
 - `after_epoch(stack, data)`: after each epoch's training, before its evaluation (SWA's average);
 - `lr(stack, values, lrs) -> lrs` (staticmethod): the members' learning rates for the epoch being
   trained (`stack.epoch`), given their schedules' (SWA's own rate);
