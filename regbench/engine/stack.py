@@ -40,6 +40,8 @@ class Stack:
         members: the jobs, sharing one structure (regbench.engine.grouping.stack_key).
         template: a member's network with every layer any member has (a regularizer's layers
             that only some members have).
+        optim: the shared `optim` config node (its name and momentum; each member's lr is its own).
+        regularizers: (class, values) pairs from `regbench.regularizers.regularizers`.
 
     Attributes a regularizer reads (besides those its hooks are documented with):
         params, buffers: the stacked parameters and batch-norm statistics, member dimension first.
@@ -48,8 +50,6 @@ class Stack:
             `bias`, `norm_weight`, `norm_bias`, `other`; `running_mean`, `running_var`).
         penalised: which parameters are weight matrices and kernels (role `weight`).
         norm_momentum: the batch-norm momentum in force (`norm_statistics`), None: each layer's.
-        optim: the shared `optim` config node (its name and momentum; each member's lr is its own).
-        regularizers: (class, values) pairs from `regbench.regularizers.regularizers`.
     """
 
     def __init__(self, members: list[Member], template: nn.Module, optim: Any, regularizers: list[tuple[type, Any]]):
