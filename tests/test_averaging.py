@@ -340,7 +340,7 @@ def test_sam_takes_two_passes_per_step_and_leaves_batch_norms_statistics_to_the_
     forwards, real = [], engine.Stack.forward
 
     def counting(self, x, train):
-        forwards.append((train, self.bn_momentum))
+        forwards.append((train, self.norm_momentum))
         return real(self, x, train)
 
     monkeypatch.setattr(engine.Stack, "forward", counting)

@@ -18,6 +18,7 @@ import torch
 from regbench.engine import checkpoint
 from regbench.engine.checkpoint import CHECKPOINT_FILE
 from regbench.engine.interrupt import Interrupted
+from regbench.engine.member import NETWORK_STREAM
 from regbench.results import MetricsWriter
 from regbench.engine.runner import run
 from tests.helpers.cli import hold_in_another_process, regbench, start
@@ -39,7 +40,9 @@ def test_checkpoint_holds_the_whole_state_and_loads_with_weights_only(tiny_cfg, 
     payload = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
     assert payload["format"] == "regbench-checkpoint-2" and payload["config_hash"] == result["config_hash"]
     assert {"member", "rng", "seconds"} <= payload.keys()
-    assert {"params", "buffers", "moments", "step", "fit", "order", "augment", "dropout"} <= payload["member"].keys()
+    assert {"params", "buffers", "moments", "step", "fit", "order", "streams"} <= payload["member"].keys()
+    # the masks' stream (the network's: before streams were named ones, the key "dropout")
+    assert NETWORK_STREAM in payload["member"]["streams"]
     assert {"torch", "cuda", "numpy", "python"} <= payload["rng"].keys()
     assert len(payload["member"]["fit"]["history"]) == result["epochs_run"] - 1  # written after every epoch but the last
 

@@ -4,7 +4,7 @@ Written at the end of an epoch once `trainer.checkpoint_seconds` have passed sin
 last write (or since training started; 0: after every epoch), never after the final epoch,
 atomically (temporary file, then rename), and loaded with `torch.load(...,
 weights_only=True)`: the run's share of its stack of one (weights, batch-norm statistics,
-optimizer moments and step, its data-order, augmentation and dropout streams, the
+optimizer moments and step, its data order and named random streams, the
 early-stopping state, the learning-rate schedule's state and the metrics history) and torch's, numpy's and python's global
 random states. A run resumed from it re-trains the epochs after it and ends with the
 same numbers, bit for bit on the CPU, as the same run never interrupted.
@@ -29,11 +29,16 @@ import numpy as np
 import torch
 
 from regbench.engine.fitstate import FitState, schedule_of
+from regbench.engine.member import NETWORK_STREAM
 from regbench.engine.schedules import check_state
 
 CHECKPOINT_FILE = "last.pt"
 FORMAT = "regbench-checkpoint-2"  # a stack member's share (`share`)
 OLDER_FORMATS = ("regbench-checkpoint-1",)  # a torch model and optimizer state (regbench 0.1)
+# Streams that shares written before every stream was a named one (up to commit 5be3e05) kept
+# under keys of their own, and the named streams (regbench.engine.member) they are now: the
+# network's (then called dropout's), and the one regbench.regularizers.augment opens by that name.
+LEGACY_STREAMS = {"dropout": NETWORK_STREAM, "augment": "augment"}
 
 
 @dataclass
@@ -127,12 +132,20 @@ def share(stack: Any, k: int) -> dict[str, Any]:
         "fit": fit_payload(member.state),
         "best_steps": member.best_steps,
         "order": member.order.get_state(),
-        "augment": member.aug.get_state(),
-        "dropout": member.dropout_rng.get_state(),
         "streams": member.stream_states(),
         "reg_state": {name: {key: [t[k].clone() for t in ts] for key, ts in state.items()}
                       for name, state in stack.reg_state.items()},
     }
+
+
+def streams_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """The named streams a member's share holds (`Member.stream_states`), those that a share
+    written before every stream was a named one kept under keys of their own included."""
+    streams = dict(payload.get("streams", {}))
+    for key, name in LEGACY_STREAMS.items():
+        if key in payload:
+            streams.setdefault(name, payload[key])
+    return streams
 
 
 @torch.no_grad()
@@ -157,9 +170,7 @@ def restore_shares(stack: Any, payloads: list[dict[str, Any]]) -> None:
     for member, payload, state, schedule in zip(stack.members, payloads, states, schedules):
         member.schedule = schedule
         member.order.set_state(payload["order"])
-        member.aug.set_state(payload["augment"])
-        member.dropout_rng.set_state(payload["dropout"])
-        member.load_streams(payload.get("streams", {}), device)
+        member.load_streams(streams_of(payload), device)
         member.state, member.best_steps = state, int(payload["best_steps"])
     stack.params = [t.requires_grad_() for t in params]
     stack.buffers, stack.moments, stack.step = buffers, moments, int(payloads[0]["step"])

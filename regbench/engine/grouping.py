@@ -84,8 +84,8 @@ def stack_key(cfg: Any, search: tuple[str, ...] = ()) -> str | None:
     members = member_keys(cfg, search)
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
     shared = {k: v for k, v in flat.items() if k not in members and k not in NOT_COMPUTED}
-    # A regularizer whose being on changes what every member computes (mixing makes the targets
-    # soft) puts its on/off in the key; its strengths may still differ between members.
+    # A regularizer whose being on changes what every member computes (soft targets, a second
+    # pass per step) puts its on/off in the key; its strengths may still differ between members.
     for cls, values in regularizers(cfg.reg, search):
         if declared(cls, "stack_on_off"):
             shared[f"{cls.name} on"] = cls.label(values(cfg.reg), cfg.model) is not None

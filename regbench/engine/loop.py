@@ -25,9 +25,9 @@ from regbench.engine import steps
 def evaluate(model: nn.Module, data: Data, split: str, batch: int) -> torch.Tensor:
     """Eval-mode, penalty-free metrics of one network on one split: tensor([loss, acc]) or tensor([mse, r2]).
 
-    The final metrics of every run come from here, on the weights it reports: no dropout, batch
-    norm with its running statistics, plain cross-entropy (no label smoothing) or mean squared
-    error, on clean inputs (regbench.engine.steps.evaluate computes the same for every member
+    The final metrics of every run come from here, on the weights it reports: random layers off,
+    batch norm with its running statistics, plain cross-entropy (no regularizer's loss) or mean
+    squared error, on clean inputs (regbench.engine.steps.evaluate computes the same for every member
     of a stack at the end of each epoch).
     """
     model.eval()
@@ -81,7 +81,7 @@ def fit(
         start = time.perf_counter()
         stack.follow_schedules()
         step_sums = steps.train_epoch(stack, data, tr.batch_size)
-        stack.end_epoch(data)  # e.g. SWA's average of this epoch's weights, before they are evaluated
+        stack.end_epoch(data)  # e.g. an average of this epoch's weights, before they are evaluated
         scores = [step_sums.double()[:, None]] + [steps.evaluate(stack, data, s, tr.eval_batch_size) for s in ("train", "val")]
         rows = torch.cat(scores, dim=1).tolist()  # the epoch's one host sync
         seconds = time.perf_counter() - start
@@ -113,7 +113,7 @@ def _early_stopping(member: Any, row: dict[str, float], step_sum: float, stack: 
     if not all(math.isfinite(v) for v in (step_sum, row["train_loss"], row["val_loss"])):
         state.diverged = True
         return True
-    if row["epoch"] < stack.monitor_from(k):  # SWA: early stopping waits for the average
+    if row["epoch"] < stack.monitor_from(k):  # an averaging regularizer's: early stopping waits for the average
         return last
     if row["val_loss"] < state.best_loss - tr.min_delta:
         state.best_loss, state.best_epoch, state.waited = row["val_loss"], row["epoch"], 0

@@ -3,9 +3,10 @@ the stacked forward.
 
 Every weight tensor gets a leading member dimension; one batched product (`torch.baddbmm`, or a
 grouped convolution) serves every member at each step. `tensors` fixes the order of a model's
-parameters and batch-norm statistics that every member shares; `Network` compiles a template
-model (regbench.models) into ops that index into that order, and runs them on a stack's
-tensors (regbench.engine.stack.Stack holds them). model=custom runs as written, through
+parameters and batch-norm statistics that every member shares, `tensor_names` and
+`tensor_roles` say what each of them is; `Network` compiles a template model (regbench.models)
+into ops that index into that order, and runs them on a stack's tensors
+(regbench.engine.stack.Stack holds them). model=custom runs as written, through
 torch.func.functional_call, on its one member's tensors.
 """
 
@@ -19,9 +20,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from regbench.engine.member import NETWORK_STREAM
 from regbench.models import Regressor, Residual
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+# The roles of a model's tensors (`tensor_roles`), what a regularizer picks them by.
+WEIGHT = "weight"  # a weight matrix or kernel: a parameter of two or more dimensions; the penalised ones
+BIAS = "bias"  # a layer's bias
+NORM_WEIGHT, NORM_BIAS = "norm_weight", "norm_bias"  # a normalisation layer's scale and shift
+OTHER = "other"  # any other parameter of a model=custom layer (a PReLU's slopes, a learned scalar)
+RUNNING_MEAN, RUNNING_VAR = "running_mean", "running_var"  # a batch norm's running statistics (buffers)
 
 
 def layers(model: nn.Module) -> list[nn.Module]:
@@ -30,26 +39,53 @@ def layers(model: nn.Module) -> list[nn.Module]:
 
 
 def tensors(model: nn.Module) -> tuple[list[torch.Tensor], list[bool], list[torch.Tensor]]:
-    """Parameters (weight, bias per layer), which of them are penalised (weight matrices and
-    kernels), and the batch-norm running statistics, in a fixed order shared by every member.
-    For model=custom: every parameter, in `parameters()`' order, and every batch norm's statistics."""
+    """Parameters (weight, bias per layer), which of them are penalised (those of role `WEIGHT`:
+    weight matrices and kernels), and the batch-norm running statistics, in a fixed order shared
+    by every member. For model=custom: every parameter, in `parameters()`' order, and every
+    batch norm's statistics."""
+    penalised = [role == WEIGHT for role in tensor_roles(model)[0]]
     if getattr(model, "regbench_custom", False):
-        params = list(model.parameters())
         norms = [m for _, m in custom_norms(model)]
-        return params, [p.dim() >= 2 for p in params], [t for m in norms for t in (m.running_mean, m.running_var)]
-    params, penalised, buffers = [], [], []
+        return list(model.parameters()), penalised, [t for m in norms for t in (m.running_mean, m.running_var)]
+    params, buffers = [], []
     for layer in layers(model):
         params += [layer.weight, layer.bias]
-        penalised += [layer.weight.dim() >= 2, False]
         if isinstance(layer, NORMS):
             buffers += [layer.running_mean, layer.running_var]
     return params, penalised, buffers
 
 
+def tensor_roles(model: nn.Module) -> tuple[list[str], list[str]]:
+    """The role of each of `tensors`' parameters (`WEIGHT`, `BIAS`, `NORM_WEIGHT`, `NORM_BIAS`,
+    `OTHER`) and batch-norm statistics (`RUNNING_MEAN`, `RUNNING_VAR`), in its order: told by
+    the layer that owns the tensor, so that a model=custom layer without a bias shifts nothing.
+    A parameter of two or more dimensions is a `WEIGHT` whatever its layer (penalised, as
+    nanoGPT's `p.dim() >= 2` splits them)."""
+    if getattr(model, "regbench_custom", False):
+        norm_types = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+        roles = []
+        for qualified, p in model.named_parameters():  # `parameters()`' order (a shared tensor once)
+            owner, _, name = qualified.rpartition(".")
+            if p.dim() >= 2:
+                roles.append(WEIGHT)
+            elif isinstance(model.get_submodule(owner), norm_types) and name in ("weight", "bias"):
+                roles.append(NORM_WEIGHT if name == "weight" else NORM_BIAS)
+            else:
+                roles.append(BIAS if name == "bias" else OTHER)
+        return roles, [role for _ in custom_norms(model) for role in (RUNNING_MEAN, RUNNING_VAR)]
+    params, buffers = [], []
+    for layer in layers(model):
+        norm = isinstance(layer, NORMS)
+        params += [NORM_WEIGHT, NORM_BIAS] if norm else [WEIGHT, BIAS]
+        buffers += [RUNNING_MEAN, RUNNING_VAR] if norm else []
+    return params, buffers
+
+
 def tensor_names(model: nn.Module) -> tuple[list[str], list[str]]:
     """The names of `tensors`' parameters and batch-norm statistics, in its order (`0.weight`,
-    `3.bias`, `3.running_var`; for model=custom, `named_parameters()`' own): what a regularizer
-    picks tensors by (a custom layer may have no bias: a position says nothing)."""
+    `3.bias`, `3.running_var`; for model=custom, `named_parameters()`' own): with their roles
+    (`tensor_roles`), what a regularizer picks tensors by (a custom layer may have no bias: a
+    position says nothing)."""
     if getattr(model, "regbench_custom", False):
         return ([name for name, _ in model.named_parameters()],
                 [f"{name}.{b}" for name, _ in custom_norms(model) for b in ("running_mean", "running_var")])
@@ -150,7 +186,8 @@ class Network:
         if self.custom is not None:
             if n_members != 1:
                 raise ValueError("model=custom runs one job at a time")
-            self.ops, self.n_params, self.n_buffers = [], *map(len, tensors(template)[::2])
+            params, _, buffers = tensors(template)
+            self.ops, self.n_params, self.n_buffers = [], len(params), len(buffers)
             norms = custom_norms(template)
             self.custom_names = ([name for name, _ in template.named_parameters()]
                                  + [f"{name}.{b}" for name, _ in norms for b in ("running_mean", "running_var")])
@@ -165,8 +202,9 @@ class Network:
 
         Between convolutions the activations are kept as (B, K * C, H, W), member k's channels
         side by side, so that one grouped convolution, batch norm and pooling serve every member.
-        `stack` (regbench.engine.stack.Stack) holds the tensors, batch norm's momentum, the live
-        regularizers whose layers the network holds, and the members' dropout streams.
+        `stack` (regbench.engine.stack.Stack) holds the tensors, the batch-norm momentum in force
+        (`Stack.norm_statistics`), the live regularizers whose layers the network holds, and the
+        members' streams.
         """
         if self.custom is not None:
             return self._run_custom(stack, x, train)
@@ -175,20 +213,20 @@ class Network:
 
     def _run_custom(self, stack: Any, x: torch.Tensor, train: bool) -> torch.Tensor:
         """model=custom: the user's module on the member's tensors (torch.func.functional_call),
-        in training or eval mode, its random layers drawing from the member's dropout stream
-        (swapped in for torch's default generator), so that a resumed run draws what an
-        uninterrupted one draws."""
+        in training or eval mode, its random layers drawing from the member's network stream
+        (regbench.engine.member.NETWORK_STREAM, swapped in for torch's default generator), so
+        that a resumed run draws what an uninterrupted one draws."""
         from torch.func import functional_call
 
         module, member = self.custom, stack.members[0]
         module.train(train)
         tensors_ = dict(zip(self.custom_names, [t[0] for t in stack.params + stack.buffers]))
         momenta = [m.momentum for m in self.custom_norms]
-        if stack.bn_momentum is not None:
+        if stack.norm_momentum is not None:
             for m in self.custom_norms:
-                m.momentum = stack.bn_momentum
+                m.momentum = stack.norm_momentum
         try:
-            with _default_stream(member.dropout_rng) if train else contextlib.nullcontext():
+            with _default_stream(member.device_rng(NETWORK_STREAM, stack.device)) if train else contextlib.nullcontext():
                 out = functional_call(module, tensors_, (x[0],))
         finally:
             for m, momentum in zip(self.custom_norms, momenta):
@@ -218,8 +256,8 @@ class Network:
                     h = _StackedLinear.apply(h, w, b)
             elif kind == "batchnorm":
                 _, p, s, momentum, eps = op
-                if stack.bn_momentum is not None:
-                    momentum = stack.bn_momentum
+                if stack.norm_momentum is not None:
+                    momentum = stack.norm_momentum
                 args = (stack.buffers[s].view(-1), stack.buffers[s + 1].view(-1), stack.params[p].reshape(-1),
                         stack.params[p + 1].reshape(-1), train, momentum, eps)
                 if grouped:  # channel k * C + c is member k's channel c

@@ -34,7 +34,7 @@ from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.fitstate import FitState
 from regbench.engine.loop import evaluate, fit
-from regbench.engine.member import Member, data_generators
+from regbench.engine.member import NETWORK_STREAM, Member, network_stream, order_generator
 from regbench.engine.network import tensors
 from regbench.engine.stack import Stack
 from regbench.models import build_model, probe_custom
@@ -353,16 +353,9 @@ def new_member(index: int, cfg: Any, out_dir: Path, result: dict[str, Any], data
     starts from the same weights and sees the same batches."""
     seed_everything(cfg.seed)
     model = checked_model(cfg, data, device, classes, search)
-    order, aug = data_generators(cfg.seed, device)
-    # Dropout draws from its own stream, which starts where model building left torch's global
-    # one: on the CPU the very masks torch's own dropout layers would draw. On CUDA a stream of
-    # its own, apart from the data order's (seed) and augmentation's (seed + 1).
-    dropout_rng = torch.Generator(device=device)
-    if device.type == "cpu":
-        dropout_rng.set_state(torch.get_rng_state())
-    else:
-        dropout_rng.manual_seed(cfg.seed + 2)
-    return Member(index, cfg, Path(out_dir), result, model, dropout_rng, order, aug)
+    # the network's stream, opened where building the model left torch's global one
+    streams = {NETWORK_STREAM: network_stream(cfg.seed, device)}
+    return Member(index, cfg, Path(out_dir), result, model, order_generator(cfg.seed, device), streams)
 
 
 def new_stack(jobs: list[tuple[Any, Path, dict[str, Any]]], data: Any, device: torch.device,
@@ -371,7 +364,7 @@ def new_stack(jobs: list[tuple[Any, Path, dict[str, Any]]], data: Any, device: t
     `regbench.engine.grouping.stack_key`: a lone run is a stack of one."""
     members = [new_member(i, cfg, out_dir, result, data, device, classes, search)
                for i, (cfg, out_dir, result) in enumerate(jobs)]
-    # the network with the most layers: a member with dropout layers, where any member has them
+    # the network with the most layers: a member with a regularizer's layers, where any member has them
     template = max((m.model for m in members), key=lambda model: len(list(model.modules())))
     return Stack(members, template, jobs[0][0].optim, classes)
 

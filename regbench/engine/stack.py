@@ -8,8 +8,8 @@ network compiled into stacked tensors and its forward (regbench.engine.network),
 step (regbench.engine.optimizer); a member's share of it for a checkpoint is
 regbench.engine.checkpoint's, and the training and evaluation steps over it are
 regbench.engine.steps'. Each member keeps what it would have alone: the initial weights and
-data order of its seed (built by the very code a lone run uses), its own dropout and
-augmentation streams, learning rate, regularizer knobs and early stopping.
+data order of its seed (built by the very code a lone run uses), its own random streams,
+learning rate, regularizer knobs and early stopping.
 
 A stack of one computes exactly what the plain `nn.Module` computes (the same kernels, called on
 the member's slice). With K > 1 on the CPU with one torch thread a member's numbers equal those of
@@ -30,7 +30,7 @@ from torch import nn
 from regbench.data.datasets import Data
 from regbench.engine import optimizer
 from regbench.engine.member import Member
-from regbench.engine.network import NORMS, Network, layers, tensor_names, tensors
+from regbench.engine.network import NORMS, WEIGHT, Network, layers, tensor_names, tensor_roles, tensors
 from regbench.regularizers.contract import acts, defines
 
 
@@ -39,9 +39,18 @@ class Stack:
 
     Args:
         members: the jobs, sharing one structure (regbench.engine.grouping.stack_key).
-        template: a member's network with every layer any member has (e.g. dropout layers).
+        template: a member's network with every layer any member has (a regularizer's layers
+            that only some members have).
         optim: the shared `optim` config node (its name and momentum; each member's lr is its own).
         regularizers: (class, values) pairs from `regbench.regularizers.regularizers`.
+
+    Attributes a regularizer reads (besides those its hooks are documented with):
+        params, buffers: the stacked parameters and batch-norm statistics, member dimension first.
+        param_names, buffer_names: their names (`0.weight`, `fc.bias`, `3.running_var`).
+        param_roles, buffer_roles: their roles (regbench.engine.network.tensor_roles: `weight`,
+            `bias`, `norm_weight`, `norm_bias`, `other`; `running_mean`, `running_var`).
+        penalised: which parameters are weight matrices and kernels (role `weight`).
+        norm_momentum: the batch-norm momentum in force (`norm_statistics`), None: each layer's.
     """
 
     def __init__(self, members: list[Member], template: nn.Module, optim: Any, regularizers: list[tuple[type, Any]]):
@@ -54,8 +63,9 @@ class Stack:
         self.network = Network(template, len(members))
         self.n_outputs = self.network.n_outputs
         per_member = [tensors(m.model) for m in members]
-        self.penalised = per_member[0][1]
         self.param_names, self.buffer_names = tensor_names(members[0].model)
+        self.param_roles, self.buffer_roles = tensor_roles(members[0].model)
+        self.penalised = [role == WEIGHT for role in self.param_roles]
         self.params = [torch.stack([t[0][j].detach() for t in per_member]).requires_grad_()
                        for j in range(self.network.n_params)]
         self.buffers = [torch.stack([t[2][j] for t in per_member]) for j in range(self.network.n_buffers)]
@@ -65,7 +75,7 @@ class Stack:
         # that leave (`keep`) and saved in each member's checkpoint (regbench.engine.checkpoint.share).
         # The regularizer objects themselves are rebuilt by `settings` and hold no state.
         self.reg_state: dict[str, dict[str, list[torch.Tensor]]] = {}
-        self.bn_momentum: float | None = None  # set by a hook: batch norm's running-average factor, else each layer's
+        self.norm_momentum: float | None = None  # set only by `norm_statistics`
         self.settings()
 
     # ------------------------------------------------------------------ per-member settings
@@ -109,7 +119,7 @@ class Stack:
 
     def scheduled_lrs(self) -> list[float]:
         """The members' rates for this epoch: their schedules', unless a regularizer's `lr` hook
-        takes over (SWA's own rate)."""
+        takes over (a rate schedule of its own)."""
         lrs = [m.schedule.lr for m in self.members]
         for cls, values in self.regularizer_classes:
             if defines(cls, "lr"):  # a staticmethod: the rates come before the regularizers are built
@@ -141,6 +151,23 @@ class Stack:
         """x: (K, B, ...), one batch per member; returns (K, B, outputs), or (K, B) for regression
         (regbench.engine.network.Network.forward, on this stack's tensors)."""
         return self.network.forward(self, x, train)
+
+    @contextlib.contextmanager
+    def norm_statistics(self, momentum: float) -> Iterator[None]:
+        """Within it, every batch norm of the network that runs in training mode updates its
+        running statistics with `momentum` instead of its own (torch's convention: new =
+        (1 - momentum) * old + momentum * batch): 0.0 leaves them as they are (a second pass
+        over a batch), 1 / (i + 1) on the i-th batch (from 0) makes them the cumulative average
+        of the batches' (torch's momentum=None). Evaluation never updates them.
+
+        Args:
+            momentum: in [0, 1].
+        """
+        saved, self.norm_momentum = self.norm_momentum, momentum
+        try:
+            yield
+        finally:
+            self.norm_momentum = saved
 
     # ------------------------------------------------------------------ update
     def penalty(self) -> torch.Tensor | None:

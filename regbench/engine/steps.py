@@ -1,6 +1,11 @@
 """The steps of training a stack (regbench.engine.stack.Stack): one epoch of every member
 over its own batch order, each member's training loss of a batch, and every member's eval-mode
 metrics of a split. The epoch loop around them is regbench.engine.loop.
+
+A training batch's target, as the data gives it or as a regularizer's `batch` hook hands it
+back, is (K, B) for a regression (the values); a classification target may be class indices
+(K, B) or class probabilities (K, B, C), soft targets, whose cross-entropy the loss takes
+(`training_losses`). Evaluation always uses the data's own targets.
 """
 
 from __future__ import annotations
@@ -14,11 +19,19 @@ from regbench.engine.stack import Stack
 
 def training_losses(stack: Stack, out: torch.Tensor, target: torch.Tensor, classification: bool,
                     shape: tuple[int, ...]) -> torch.Tensor:
-    """Each member's training loss of one batch (K,): a regularizer's `loss` hook, or the
-    cross-entropy (class indices or probabilities) or mean squared error."""
+    """Each member's training loss of one batch (K,): a regularizer's `loss` hook, or else the
+    cross-entropy of a classification target, class indices (K, B) or class probabilities
+    (K, B, C), or the mean squared error of a regression's.
+
+    Args:
+        out: the network's outputs, (K, B, C), or (K, B) for a regression.
+        target: the batch's target (the module's docstring says which shapes).
+        classification: whether the task is a classification.
+        shape: (K, B), the batch's shape.
+    """
     if stack.loss_hook is not None:
         return stack.loss_hook.loss(stack, out, target)
-    if target.dim() == 3:  # class probabilities (K, B, classes), from mixing: one call per member
+    if target.dim() == 3:  # class probabilities (K, B, C): one call per member, exactly its lone run's
         return torch.stack([F.cross_entropy(o, t) for o, t in zip(out, target)])
     if len(out) == 1:  # torch's own reduction, exactly a lone run's
         return (F.cross_entropy(out[0], target[0]) if classification else F.mse_loss(out[0], target[0])).unsqueeze(0)
@@ -57,7 +70,7 @@ def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
             return losses.detach()
 
         total = total + closure()
-        for reg in stack.gradient_hooks:  # SAM: the gradient at a perturbed point, from the same batch
+        for reg in stack.gradient_hooks:  # e.g. the gradient at a perturbed point, from the same batch
             reg.gradient(stack, closure)
         stack.update()
     return total

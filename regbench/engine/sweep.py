@@ -2,8 +2,8 @@
 
 The stacked launcher (hydra_plugins.regbench_stacked_launcher) and search.seeds hand it each
 group of jobs; a lone run is regbench.engine.runner's. Jobs that differ only in what
-`regbench.engine.grouping` lets members differ in (penalty strengths, dropout rate, learning
-rate, seed, ...) and agree on everything else (dataset and its split, model architecture,
+`regbench.engine.grouping` lets members differ in (regularizers' strengths, learning rate,
+seed, ...) and agree on everything else (dataset and its split, model architecture,
 batch size, epoch budget, optimizer, early-stopping rule) become the members of one stack (regbench.engine.stack.Stack), trained by the one training
 loop a lone run uses (regbench.engine.loop.fit). A member that stops leaves the stack with its
 best weights while the others go on, and its metrics.csv and result.json are written at once,
@@ -208,7 +208,7 @@ def _restore(stack: Stack, console: Console) -> tuple[int, float]:
     problem = None
     if not common:
         problem = problems[0] if problems else "the members' checkpoints share no epoch"
-    streams = [(m.order.get_state(), m.aug.get_state(), m.dropout_rng.get_state()) for m in stack.members]
+    streams = [(m.order.get_state(), m.stream_states()) for m in stack.members]
     if problem is None:
         try:
             checkpoint.restore_shares(stack, [p["member"] for p in payloads])
@@ -216,10 +216,9 @@ def _restore(stack: Stack, console: Console) -> tuple[int, float]:
             problem = f"incomplete checkpoint ({type(e).__name__}: {e})"
     if problem:
         console.print(f"regbench: warning: {problem}; the stack starts afresh", highlight=False, markup=False, soft_wrap=True)
-        for member, (order, aug, dropout) in zip(stack.members, streams):  # undo what a partial load may have set
+        for member, (order, named) in zip(stack.members, streams):  # undo what a partial load may have set
             member.order.set_state(order)
-            member.aug.set_state(aug)
-            member.dropout_rng.set_state(dropout)
+            member.reset_streams(named, stack.device)
             member.state, member.best_steps = FitState(), 0
             member.schedule = schedule_of(member.cfg, member.state)
         return 0, 0.0

@@ -8,8 +8,9 @@ with fill=0. This one is `RandomCrop(padding=p, fill=mean)` before `Normalize`, 
 after it (tests/test_training.py pins both, pixel for pixel).
 
 Images only (a one-line refusal on tables). One random offset (and flip) per image, from the
-run's augmentation stream, apart from the data order's and dropout's, so that every
-regularizer sees the same batches for one seed. Preset: conf/reg/augment.yaml.
+member's stream `augment` (`member.device_rng`), apart from the data order's and the network's,
+so that every regularizer sees the same batches for one seed; it starts from the seed + 1 it
+has always had (`SEED_OFFSET`), so that runs keep their numbers. Preset: conf/reg/augment.yaml.
 
 Stacks: the switch is shared by a stack's members (it changes what a batch is); each member
 augments its own batch from its own stream, exactly as its lone run does.
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     import torch
 
     from regbench.regularizers.contract import StackView
+
+SEED_OFFSET = 1  # the stream's seed: the run's seed + 1 (the data order's is the seed itself)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, hflip: bool) -> torch.Tensor:
@@ -76,4 +79,5 @@ class Augment:
     def batch(self, stack: StackView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        return torch.stack([augment(xk, m.aug, flip) for xk, m, flip in zip(x, stack.members, self.hflip)]), y
+        return torch.stack([augment(xk, m.device_rng(self.name, xk.device, seed=m.cfg.seed + SEED_OFFSET), flip)
+                            for xk, m, flip in zip(x, stack.members, self.hflip)]), y

@@ -59,23 +59,25 @@ class MemberView(Protocol):
             `cfg.dataset.hflip`...; its own knob values come to `__init__` already.
         state: where its training stands (read-only): `state.history`, one dict per finished
             epoch (its metrics.csv row: `lr`, `val_loss`...), `state.epoch`.
-        dropout_rng: the torch.Generator of its dropout masks (the stream of torch's own dropout
-            layers in its lone run).
-        aug: the torch.Generator of its augmentation (crop and flip).
+
+    Every random draw a regularizer makes comes from one of the member's named streams
+    (`host_rng`, `device_rng`), opened on first use and saved in checkpoints: the stream
+    `device_rng("network", device)` is the one torch's own random layers (dropout) draw from
+    (regbench.engine.member.NETWORK_STREAM); every other name is a regularizer's own.
     """
 
     cfg: Any
     state: Any
-    dropout_rng: torch.Generator
-    aug: torch.Generator
 
     def host_rng(self, name: str) -> Any:
         """Its host-side stream `name` (a numpy.random.Generator), created on first use from its
         seed and the name, so that one regularizer's draws do not depend on which others are on;
         checkpoints save it. Draws that pick boxes or mixing weights: no device sync."""
 
-    def device_rng(self, name: str, device: torch.device) -> torch.Generator:
-        """Its stream `name` on `device` (a torch.Generator), likewise seeded and saved."""
+    def device_rng(self, name: str, device: torch.device, seed: int | None = None) -> torch.Generator:
+        """Its stream `name` on `device` (a torch.Generator), likewise seeded and saved; `seed`,
+        where given, is where the stream starts when it is opened (ignored once it is open: a
+        resumed run's stream continues from its saved state)."""
 
     def stream_states(self) -> dict[str, Any]:
         """Every named stream's state (to put the streams back after draws that must not count)."""
@@ -88,8 +90,8 @@ class MemberView(Protocol):
 class StackView(Protocol):
     """What a regularizer may use of the engine's stack (regbench.engine.stack.Stack), the K live
     members trained as one network. Every stacked tensor has the member dimension first; a
-    regularizer picks tensors by `penalised` and by their names, never by position (a model=custom
-    layer may have no bias).
+    regularizer picks tensors by their roles (`param_roles`, `buffer_roles`) or names, never by
+    position (a model=custom layer may have no bias).
 
     Attributes:
         members: the live members (`MemberView`), in the order of the member dimension; members
@@ -100,8 +102,11 @@ class StackView(Protocol):
             bias or a normalisation parameter.
         param_names: one name per parameter, `0.weight`, `fc.bias` (model=custom: its
             `named_parameters()`').
+        param_roles: one role per parameter, from the module that owns it: `weight` (a matrix or
+            kernel: the penalised ones), `bias`, `norm_weight`, `norm_bias` or `other`.
         buffers: the stacked batch-norm statistics, (K, ...) each.
         buffer_names: one name per buffer, `1.running_mean`, `1.running_var`.
+        buffer_roles: one role per buffer, `running_mean` or `running_var`.
         reg_state: a regularizer's own per-member tensors, `reg_state[name][key]`, lists of tensors
             with the member dimension first: the engine keeps them through members leaving and
             saves each member's share in its checkpoint (regularizer objects are rebuilt and hold
@@ -112,23 +117,22 @@ class StackView(Protocol):
         device: the device of the stacked tensors.
         epoch: the epoch being trained (every member of a stack is at the same epoch).
         n_outputs: the network's outputs (classes; 1 for a regression).
-        bn_momentum: batch norm's running-average factor for the next forward pass; None (the
-            default): each layer's own. A hook may set it around a pass and must put None back.
     """
 
     members: Sequence[MemberView]
     params: list[torch.Tensor]
     penalised: list[bool]
     param_names: list[str]
+    param_roles: list[str]
     buffers: list[torch.Tensor]
     buffer_names: list[str]
+    buffer_roles: list[str]
     reg_state: dict[str, dict[str, list[torch.Tensor]]]
     lr: list[float]
     optim: Any
     adam: bool
     device: torch.device
     n_outputs: int
-    bn_momentum: float | None
 
     @property
     def epoch(self) -> int:
@@ -143,6 +147,12 @@ class StackView(Protocol):
 
     def adam_denominator(self, j: int) -> torch.Tensor:
         """sqrt(v_hat) + eps of parameter j after this step: Adam's per-coordinate step is lr / it."""
+
+    def norm_statistics(self, momentum: float) -> contextlib.AbstractContextManager[None]:
+        """A context within which every batch norm that runs in training mode updates its running
+        statistics with `momentum` (torch's convention) instead of its own: 0.0 leaves them as
+        they are (SAM's second pass), 1 / (i + 1) on the i-th batch makes them a cumulative
+        average (SWA's update_bn)."""
 
     def evaluating(self) -> contextlib.AbstractContextManager[None]:
         """A context within which `forward` computes with the reported weights (`Weights`)."""
@@ -255,7 +265,7 @@ class Batch(Protocol):
         """On each training batch, inputs (K, B, ...) and targets (K, B), before the forward pass;
         a classification target may come back as class probabilities (K, B, classes), soft
         targets (mixup, cutmix), which the loss then uses. Random draws come from the member's own
-        streams (`MemberView.host_rng`, `MemberView.device_rng`), which checkpoints save."""
+        named streams (`MemberView.host_rng`, `MemberView.device_rng`), which checkpoints save."""
 
 
 @runtime_checkable
@@ -290,7 +300,8 @@ class Gradient(Protocol):
     def gradient(self, stack: StackView, closure: Callable[[], torch.Tensor]) -> None:
         """After the batch's gradients are computed, before the update; may replace them:
         `closure()` zeroes them and runs the batch's forward and backward pass again at the
-        current parameters, returning the losses (SAM's second pass)."""
+        current parameters, returning the losses (SAM's second pass); a pass that must not move
+        batch norm's running statistics runs inside `with stack.norm_statistics(momentum=0.0):`."""
 
 
 @runtime_checkable

@@ -4,10 +4,11 @@ Placed after each hidden layer's activation (in a cnn, in its fully connected he
 and resnet inside each residual block, before its last linear layer or convolution); a linear
 model has no hidden layer and gets input dropout instead. Preset: conf/reg/dropout.yaml.
 
-Stacks: the rate may differ between members. Each member draws its masks from its own
-stream, which starts where the lone run's model building left torch's global stream (on the
-CPU: the very masks of torch's own dropout, bernoulli(1 - p) / (1 - p); on CUDA torch's fused
-kernel draws differently, so there the masks are statistically, not bitwise, torch's).
+Stacks: the rate may differ between members. Each member draws its masks from its network
+stream (`member.device_rng(NETWORK_STREAM, device)`, regbench.engine.member), the one torch's own
+random layers draw from, which starts where the lone run's model building left torch's global
+stream (on the CPU: the very masks of torch's own dropout, bernoulli(1 - p) / (1 - p); on CUDA
+torch's fused kernel draws differently, so there the masks are statistically, not bitwise, torch's).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     import torch
 
     from regbench.regularizers.contract import StackView
+
+# The member's stream torch's own random layers draw from (regbench.engine.member.NETWORK_STREAM).
+NETWORK_STREAM = "network"
 
 
 class Dropout:
@@ -58,5 +62,5 @@ class Dropout:
         noise = torch.ones_like(h)
         for k, (p, member) in enumerate(zip(self.rates, stack.members)):
             if p > 0:
-                noise[k].bernoulli_(1 - p, generator=member.dropout_rng).div_(1 - p)
+                noise[k].bernoulli_(1 - p, generator=member.device_rng(NETWORK_STREAM, h.device)).div_(1 - p)
         return h * noise

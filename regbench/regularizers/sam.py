@@ -91,11 +91,8 @@ class SAM:
             for p, s, t in zip(stack.params, scaled, scales):
                 e = s if t is None else s * t
                 p.add_(e * stack.per_member(factor, e))
-        stack.bn_momentum = 0.0  # the second pass leaves the running statistics as they are
-        try:
+        with stack.norm_statistics(momentum=0.0):  # the second pass leaves the running statistics as they are
             closure()
-        finally:
-            stack.bn_momentum = None
         with torch.no_grad():
             for p, w in zip(stack.params, saved):
                 p.copy_(w)

@@ -112,21 +112,19 @@ class SWA:
         averaged = stack.reg_state[self.name]["weights"]
         buffers = averaged[n_params:]
         kept = {k: [b[k].clone() for b in buffers] for k in range(len(stack.members)) if k not in started}
-        for name, b in zip(stack.buffer_names, buffers):  # reset_running_stats
-            b.fill_(0.0 if name.endswith("running_mean") else 1.0)
+        for role, b in zip(stack.buffer_roles, buffers):  # reset_running_stats
+            b.fill_(0.0 if role == "running_mean" else 1.0)
         # the passes draw dropout masks (training mode, as update_bn's): the training streams go on as if they had not
-        streams = [(m.dropout_rng.get_state(), m.stream_states()) for m in stack.members]
+        streams = [m.stream_states() for m in stack.members]
         n, batch = data.x_train.shape[0], stack.members[0].cfg.trainer.batch_size
         n_used = n - 1 if n % batch == 1 and n > 1 else n  # a batch of one cannot train batch norm
         with stack.evaluating():
             for i, start in enumerate(range(0, n_used, batch)):
-                stack.bn_momentum = 1.0 / (i + 1)  # momentum=None: the cumulative average
                 x = data.prepare(data.x_train[start : min(start + batch, n_used)])
-                stack.forward(x.unsqueeze(0).expand(len(stack.members), *x.shape), train=True)
-        stack.bn_momentum = None
-        for member, (dropout, others) in zip(stack.members, streams):
-            member.dropout_rng.set_state(dropout)
-            member.load_streams(others, stack.device)
+                with stack.norm_statistics(momentum=1.0 / (i + 1)):  # momentum=None: the cumulative average
+                    stack.forward(x.unsqueeze(0).expand(len(stack.members), *x.shape), train=True)
+        for member, saved in zip(stack.members, streams):
+            member.load_streams(saved, stack.device)
         for k, saved in kept.items():
             for b, s in zip(buffers, saved):
                 b[k].copy_(s)

@@ -9,13 +9,14 @@ import torch
 
 def stack_of(cfg, model, seed: int = 0):
     """The engine's stack of one around `model` (a lone run's, as regbench.engine.runner builds
-    it, with the data-order and augmentation streams of `seed`)."""
-    from regbench.engine.member import Member
+    it, with the data-order stream of `seed` and its network stream from `seed + 2`, as on CUDA)."""
+    from regbench.engine.member import NETWORK_STREAM, Member
     from regbench.engine.stack import Stack
     from regbench.regularizers import regularizers
 
-    streams = [torch.Generator(device=next(model.parameters()).device).manual_seed(s) for s in (seed + 2, seed, seed + 1)]
-    member = Member(0, cfg, Path("."), {}, model, *streams)
+    device = next(model.parameters()).device
+    order, network = (torch.Generator(device=device).manual_seed(s) for s in (seed, seed + 2))
+    member = Member(0, cfg, Path("."), {}, model, order, {NETWORK_STREAM: network})
     return Stack([member], model, cfg.optim, regularizers(cfg.reg))
 
 
