@@ -48,7 +48,7 @@ def as_main_wrote_it(share: dict, seed: int) -> dict:
 
 
 def test_regularizers_name_the_streams_the_engine_opens_and_old_checkpoints_kept():
-    assert dropout.NETWORK_STREAM == NETWORK_STREAM  # the regularizers cannot import the engine: one name, twice
+    assert dropout.NETWORK_STREAM is NETWORK_STREAM  # one name, the contract's, for the engine and the regularizers
     assert checkpoint.LEGACY_STREAMS == {"dropout": NETWORK_STREAM, "augment": augment.Augment.name}
 
 

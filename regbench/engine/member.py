@@ -18,11 +18,11 @@ from torch import nn
 
 from regbench.engine.fitstate import FitState
 from regbench.engine.schedules import Schedule
+# The stream torch's default generator stands for while a member's network trains, opened with the
+# member (`network_stream`); named by the contract, so that the regularizers share the one name.
+from regbench.regularizers.contract import NETWORK_STREAM
 
-# The stream torch's default generator stands for while a member's network trains: model=custom's
-# own random layers draw from it, and so does a regularizer whose draws are those of torch's own
-# layers (`member.device_rng(NETWORK_STREAM, device)`). Opened with the member (`network_stream`).
-NETWORK_STREAM = "network"
+__all__ = ["NETWORK_STREAM", "Member", "network_stream", "order_generator"]
 
 
 @dataclass

@@ -49,6 +49,11 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+# The member's stream torch's own random layers (dropout, model=custom's) draw from while its
+# network trains; every other stream name is a regularizer's own (`MemberView.device_rng`).
+NETWORK_STREAM = "network"
+
+
 # ---------------------------------------------------------------------------------- the views
 @runtime_checkable
 class MemberView(Protocol):
@@ -62,8 +67,8 @@ class MemberView(Protocol):
 
     Every random draw a regularizer makes comes from one of the member's named streams
     (`host_rng`, `device_rng`), opened on first use and saved in checkpoints: the stream
-    `device_rng("network", device)` is the one torch's own random layers (dropout) draw from
-    (regbench.engine.member.NETWORK_STREAM); every other name is a regularizer's own.
+    `device_rng(NETWORK_STREAM, device)` is the one torch's own random layers (dropout) draw
+    from; every other name is a regularizer's own.
     """
 
     cfg: Any

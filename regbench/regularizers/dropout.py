@@ -5,7 +5,7 @@ and resnet inside each residual block, before its last linear layer or convoluti
 model has no hidden layer and gets input dropout instead. Preset: conf/reg/dropout.yaml.
 
 Stacks: the rate may differ between members. Each member draws its masks from its network
-stream (`member.device_rng(NETWORK_STREAM, device)`, regbench.engine.member), the one torch's own
+stream (`member.device_rng(NETWORK_STREAM, device)`, regbench.regularizers.contract), the one torch's own
 random layers draw from, which starts where the lone run's model building left torch's global
 stream (on the CPU: the very masks of torch's own dropout, bernoulli(1 - p) / (1 - p); on CUDA
 torch's fused kernel draws differently, so there the masks are statistically, not bitwise, torch's).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from regbench.regularizers.contract import NETWORK_STREAM
 from regbench.regularizers.knob import Knob
 
 # torch is imported where it is used: the schema reads this module's knobs, and `regbench run --help`
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
     import torch
 
     from regbench.regularizers.contract import StackView
-
-# The member's stream torch's own random layers draw from (regbench.engine.member.NETWORK_STREAM).
-NETWORK_STREAM = "network"
 
 
 class Dropout:
