@@ -21,9 +21,9 @@ its own `config_problem` and `problem` hooks (and the model builder) decide. On 
   one line before any work;
 - a knob that switches it off changes nothing: the run equals reg=none's.
 
-Every run is tiny (300 digits, 6 epochs of a small network, one thread for bit-exactness). The
-stack and resume tests train several runs per case and are marked slow; the fast loop still runs
-the whole contract once, on a user regularizer written by the last test.
+Every run is tiny (300 digits, 6 epochs of a small network, one thread for bit-exactness) and
+in-process: a case's stack test, its heaviest, takes about a second, the whole file about a
+minute on one core (none is marked slow).
 """
 
 from __future__ import annotations
@@ -414,13 +414,11 @@ def test_its_preset_composes_and_switches_it_on_in_a_tiny_setting(case, tmp_path
     check_preset(case, tmp_path, monkeypatch)
 
 
-@pytest.mark.slow  # about 1-3 s a case: the lone runs and the stack of each
 @each_case
 def test_a_stack_ends_where_each_members_lone_run_ends(case, tmp_path, monkeypatch):
     check_stack(case, tmp_path, monkeypatch)
 
 
-@pytest.mark.slow  # about 1-3 s a case: a lone run and a stack, each whole, cut and resumed
 @each_case
 def test_an_interrupted_run_resumes_bit_for_bit(case, tmp_path, monkeypatch):
     check_resume(case, tmp_path, monkeypatch)
@@ -476,8 +474,7 @@ class BiasL2:
 
 def test_a_new_user_regularizer_gets_the_whole_contract_by_registration_alone(tmp_path, monkeypatch):
     """A config folder holding a module and a preset that names it (all a user writes): it becomes
-    a case, and every check above runs on it and passes. The fast loop's whole-contract run
-    (the stack and resume tests above are slow)."""
+    a case, and every check above runs on it and passes."""
     folder = tmp_path / "mine"
     (folder / "reg").mkdir(parents=True)
     (folder / "biasl2.py").write_text(BIAS_L2)
