@@ -54,9 +54,9 @@ class HostSyncs(TorchFunctionMode):
         return False
 
 
-def fit_under_host_syncs(cfg, folder):
+def fit_under_host_syncs(cfg, folder, search: tuple[str, ...] = ()):
     """Fits a lone run of `cfg` on the CPU (as the runner builds it, writing into `folder`) under
-    HostSyncs; returns its stack and the probe."""
+    HostSyncs; returns its stack and the probe. `search`: where a user regularizer's module lies."""
     from regbench.data.datasets import load
     from regbench.engine.loop import fit
     from regbench.engine.runner import new_stack
@@ -64,7 +64,7 @@ def fit_under_host_syncs(cfg, folder):
 
     device = torch.device("cpu")
     data = load(cfg.dataset, device)
-    stack = new_stack([(cfg, folder, {})], data, device, regularizers(cfg.reg))
+    stack = new_stack([(cfg, folder, {})], data, device, regularizers(cfg.reg, search), search)
     with HostSyncs() as probe:
         fit(stack, data)
     return stack, probe
