@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from regbench.config.keys import backfill
 from regbench.results import RESULT_FILE
 
 REQUIRED = ("status", "task", "dataset", "model", "reg", "seed", "params", "metrics", "gap")
@@ -113,6 +114,7 @@ def collect(paths: list[Path]) -> Collected:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path} does not exist")
     rows, skipped = [], []
+    filled: dict[str, tuple[Any, list[int]]] = {}  # column -> (the default, the rows back-filled with it)
     for folder, result, why in results([run_folders(Path(path).resolve()) for path in paths]):
         if result is None:
             skipped.append((folder, why))
@@ -121,71 +123,20 @@ def collect(paths: list[Path]) -> Collected:
         if not row.get("finished_at"):  # written before the field existed: when the file was written
             row["finished_at"] = _mtime(folder / RESULT_FILE)
         row["folder"] = str(folder)
+        params = result["params"] if isinstance(result["params"], dict) else {}
+        for key, default in backfill(params).items():
+            if params.get(key) is None and default is not None:
+                filled.setdefault(f"params.{key}", (_scalar(default), []))[1].append(len(rows))
         rows.append(row)
-    runs, notes = data_versions(_before_new_knobs(_before_own_data(_before_schedules(pd.DataFrame(rows)))))
-    return Collected(runs=runs, skipped=skipped, notes=notes)
-
-
-def _before_schedules(runs: pd.DataFrame) -> pd.DataFrame:
-    """Gives regbench runs recorded before learning-rate schedules existed (no `optim.schedule`
-    in their params) the values they ran with (constant, the knobs' defaults), so that merged
-    with newer runs they are the same configuration, not another one."""
-    if runs.empty or "params.optim.schedule" not in runs or "params.optim.name" not in runs:
-        return runs
-    from regbench.config.keys import ALL_SCHEDULE_KNOBS
-    from regbench.config.schema import OptimConfig
-
-    old = runs["params.optim.schedule"].isna() & runs["params.optim.name"].notna()
-    if not old.any():
-        return runs
-    runs = runs.copy()
-    defaults = OptimConfig()
-    for knob in ("schedule", *ALL_SCHEDULE_KNOBS):
-        column = f"params.optim.{knob}"
+    runs = pd.DataFrame(rows)
+    # A run recorded before a key existed gets the default it ran with, so that merged with newer
+    # runs it is the same configuration; assigned into the column (1 -> 1.0 beside newer runs'
+    # floats), and only where some run recorded the key: a default adds no constant to the report.
+    for column, (default, index) in filled.items():
         if column in runs:
-            runs.loc[old, column] = getattr(defaults, knob)
-    return runs
-
-
-def _before_new_knobs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Gives regbench runs recorded before a knob existed the value they ran with, its default
-    (a regularizer knob's `since`, the residual and custom models' knobs, search.seeds), so that
-    merged with newer runs they are one configuration."""
-    if runs.empty or "params.dataset.name" not in runs:
-        return runs
-    from regbench.config.keys import MODEL_KNOBS_SINCE
-    from regbench.config.schema import ModelConfig, SearchConfig
-    from regbench.regularizers import builtin_knobs
-
-    defaults = {f"reg.{k.name}": k.default for k in builtin_knobs() if k.since}
-    defaults |= {f"model.{k}": getattr(ModelConfig(), k) for k in MODEL_KNOBS_SINCE if k != "kwargs"}
-    defaults["search.seeds"] = SearchConfig().seeds
-    regbench_runs = runs["params.dataset.name"].notna()
-    for key, default in defaults.items():
-        column = f"params.{key}"
-        if column not in runs or default is None:
-            continue
-        old = runs[column].isna() & regbench_runs
-        if old.any():
-            runs = runs.copy()
-            runs.loc[old, column] = default  # in the column's dtype (1 -> 1.0 beside newer runs' floats)
-    return runs
-
-
-def _before_own_data(runs: pd.DataFrame) -> pd.DataFrame:
-    """Gives regbench runs recorded before a user's own data could be read (no `dataset.task`
-    in their params) the defaults they ran with (`auto`, no dropped column; the other keys are
-    null, as theirs are missing), so that merged with newer runs they are one configuration."""
-    if runs.empty or "params.dataset.task" not in runs or "params.dataset.name" not in runs:
-        return runs
-    old = runs["params.dataset.task"].isna() & runs["params.dataset.name"].notna()
-    if not old.any():
-        return runs
-    runs = runs.copy()
-    runs.loc[old, "params.dataset.task"] = "auto"
-    if "params.dataset.drop" in runs:
-        runs.loc[old, "params.dataset.drop"] = _scalar([])
-    return runs
+            runs.loc[index, column] = default
+    runs, notes = data_versions(runs)
+    return Collected(runs=runs, skipped=skipped, notes=notes)
 
 
 DATA_VERSION = "params.dataset.data_version"  # not a config key: set by `data_versions`
