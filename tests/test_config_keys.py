@@ -332,3 +332,32 @@ def test_when_a_knob_applies_only_while_its_regularizer_is_on():
     on = When("reg.swa", None)
     assert on.holds(0.75) and on.holds(True) and not on.holds(0) and not on.holds(0.0) and not on.holds(False)
     assert not on.holds(None)
+
+
+# --- checked once: `refusals` remembers a valid config, the runner checks only what it did not ---
+
+
+def test_refusals_remembers_a_valid_config_and_nothing_else():
+    from regbench.config import checks
+
+    cfg = make_cfg("reg=l2", "seed=11")
+    assert not checks.is_checked(cfg, ())
+    assert checks.refusals(cfg, (), ["reg=l2", "seed=11"]) == []
+    assert checks.is_checked(cfg, ()) and checks.is_checked(make_cfg("reg=l2", "seed=11"), ())  # by its values
+    assert not checks.is_checked(cfg, ("/elsewhere",))  # another search path may load other regularizers
+    cfg.seed = 12
+    assert not checks.is_checked(cfg, ())  # changed since: checked again
+    bad = make_cfg("optim.lr=0")
+    assert checks.refusals(bad, ()) == ["optim.lr must be > 0 (got 0.0)"] and not checks.is_checked(bad, ())
+    conflict = make_cfg("reg=[l1,l2]")
+    assert "disagree on reg.l1_ratio" in checks.refusals(conflict, (), ["reg=[l1,l2]"])[0]
+    assert not checks.is_checked(conflict, ())
+
+
+def test_the_runner_checks_a_config_it_is_handed_directly(tmp_path):
+    from regbench import UserInputError
+    from regbench.engine.runner import run
+
+    with pytest.raises(UserInputError, match=r"optim.lr must be > 0 \(got 0.0\)"):
+        run(make_cfg("optim.lr=0"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

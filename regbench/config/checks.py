@@ -1,10 +1,16 @@
-"""The checks of a composed config, before any work starts: `check` (one message per value out
-of range), `notices` (what a valid config asks for that will have no effect), `preset_conflicts`
-(presets of `reg=[a,b]` that disagree) and `convex_obstacles` (what keeps a config from the
-convex problem optim=fista solves).
+"""The checks of a composed config, before any work starts: `refusals` (everything refused, in
+one line each: what the command line calls, once, where Hydra composes), `check` (one message
+per value out of range), `notices` (what a valid config asks for that will have no effect),
+`preset_conflicts` (presets of `reg=[a,b]` that disagree) and `convex_obstacles` (what keeps a
+config from the convex problem optim=fista solves).
 
 Types and misspelt keys are enforced by the schema (regbench.config.schema) when Hydra composes;
-these cover what a type cannot express. The CLI and the runner both call `check`.
+these cover what a type cannot express. Each key's own range is its declaration's
+(regbench.config.keys.range_problems); the functions here add what relates several keys.
+
+A config that `refusals` found valid is remembered as checked (`is_checked`): the engine
+(regbench.engine.runner.run) checks only a config that was not, such as one a program or a test
+hands it directly.
 """
 
 from __future__ import annotations
@@ -15,6 +21,47 @@ from typing import Any
 from regbench.config.keys import ALL_SCHEDULE_KNOBS, KEYS, MODEL_KNOBS_SINCE, SCHEDULE_KNOBS, range_problems
 from regbench.config.paths import config_dir, config_search_dirs
 from regbench.config.schema import SYNTHETIC, Config, ModelConfig, OptimConfig
+
+
+_CHECKED: set[str] = set()  # digests of the configs `refusals` found valid in this process
+
+
+def refusals(cfg: Any, search: tuple[str, ...] | None = None, overrides: Any = None) -> list[str]:
+    """Everything regbench refuses in a composed config, one line each; empty when it is valid,
+    and then the config is remembered as checked (`is_checked`).
+
+    Args:
+        cfg: the job's config (without the `hydra` node).
+        search: the folders a user added to Hydra's config search path (default: the current
+            HydraConfig's).
+        overrides: the job's overrides as typed, for the presets of `reg=[a,b]` that disagree.
+    """
+    search = config_search_dirs() if search is None else search
+    problems = (preset_conflicts(overrides) if overrides is not None else []) or check(cfg, search)
+    if not problems:
+        _CHECKED.add(_digest(cfg, search))
+    return problems
+
+
+def is_checked(cfg: Any, search: tuple[str, ...] | None = None) -> bool:
+    """Whether `refusals` found this very config (the same values, the same search path) valid."""
+    if not _CHECKED:
+        return False
+    try:
+        return _digest(cfg, config_search_dirs() if search is None else search) in _CHECKED
+    except Exception:  # a value that does not resolve: not checked, and `check` says why
+        return False
+
+
+def _digest(cfg: Any, search: tuple[str, ...]) -> str:
+    import hashlib
+    import json
+
+    from omegaconf import OmegaConf
+
+    resolved = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    text = json.dumps([resolved, list(search)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:

@@ -108,13 +108,14 @@ _ABSENT = object()
 
 
 def range_problems(cfg: Any) -> list[str]:
-    """One message per key whose value is out of its declared range, in the schema's order:
-    the ranges checked whatever else the config says (a sweep may share a key across models,
+    """One message per key whose value is out of its declared range: the top-level keys first
+    (`seed` before the dataset.split_seed that follows it), then each node's in the schema's
+    order. The ranges hold whatever else the config says (a sweep may share a key across models,
     schedules and optimizers). The reg.* knobs are checked by their regularizers, beside the
     user's (regbench.regularizers.check); the keys declared `checked=False` by the checks of
     their datasets, where they apply (regbench.config.checks)."""
     out = []
-    for name, k in KEYS.items():
+    for name, k in sorted(KEYS.items(), key=lambda item: "." in item[0]):  # a stable sort
         if not k.checked or name.startswith("reg.") or (k.valid is None and k.problem_of is None):
             continue
         v = value(cfg, name, _ABSENT)
