@@ -104,6 +104,32 @@ def test_config_hash_is_the_one_of_5be3e05_for_every_config(parts):
     assert checked > 2000
 
 
+# config_hash as 5be3e05 computed it for these configs (with REGBENCH_DATA=/data: dataset.root is hashed).
+WRITTEN_BY_5BE3E05 = [
+    ((), "775a8a565f665bca"),
+    (("reg=l1", "reg.alpha=1e-3"), "0bd733409833000c"),
+    (("model=linear", "reg=l1", "optim=fista"), "a0f1ecee49866382"),
+    (("model=resmlp", "reg=swa", "optim.schedule=cosine"), "d03e3ba1453f809a"),
+    (("dataset=table", "dataset.path=x.csv", "dataset.target=y"), "44f444b003951a1f"),
+    (("reg=[sam,cutout]", "optim=sgd", "optim.momentum=0.9", "save_model=true"), "bd39328924b4ef4c"),
+]
+
+
+@pytest.mark.parametrize("overrides, digest", WRITTEN_BY_5BE3E05)
+def test_a_folder_written_by_5be3e05_is_recognised_as_this_configuration(tmp_path, monkeypatch, overrides, digest):
+    """A finished result.json as 5be3e05 wrote it (its config_hash recorded then) is this very
+    configuration's: a resumed sweep skips it."""
+    from regbench.jobs import finished_result
+
+    monkeypatch.setenv("REGBENCH_DATA", "/data")
+    cfg = make_cfg(*overrides)
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    (tmp_path / "result.json").write_text(json.dumps({"status": "ok", "config_hash": digest, "params": params}))
+    if params["dataset.name"] != "table":  # a user's table is hashed with its file's fingerprint: none here
+        assert finished_result(cfg, tmp_path) is not None
+    assert config_hash(params) == digest
+
+
 def test_the_frozen_knobs_of_the_oracle_are_the_modules_knobs():
     """The oracle's knob data is what the regularizer modules declare (so the comparison above
     covers every built-in knob)."""
