@@ -49,9 +49,14 @@ class Record(TypedDict):
     reg: Annotated[str, "the derived label of the regularizers, e.g. `elasticnet+dropout`, or `none`"]
     seed: Annotated[int, "the run's seed"]
     params: Annotated[dict[str, Any], "every config value, flat with dotted keys (`reg.alpha`, `trainer.patience`, …)"]
-    config_hash: Annotated[str, "digest of the resolved config (without `save_model`, `keep_checkpoint`, "
-                                "`trainer.checkpoint_seconds`, and the schedule knobs the run's `optim.schedule` does "
-                                "not read) and, for your own data, of its fingerprint: resuming a sweep compares it"]
+    config_hash: Annotated[str, "digest of the resolved config's keys that make the run's identity (each key "
+                                "declares how, in `regbench/config/schema.py`: never `save_model`, `keep_checkpoint`, "
+                                "`overwrite`, `trainer.checkpoint_seconds`, `search.seeds`; the schedule knobs only for a "
+                                "schedule that reads them, `optim.tol`/`max_iter`/`log_every` only for `optim=fista`, the "
+                                "residual and custom models' knobs only for those models; `optim.schedule`, the newer "
+                                "regularizer knobs and your own data's keys only away from their defaults, so that older "
+                                "runs keep their hash) and, for your own data, of its fingerprint: resuming a sweep "
+                                "compares it"]
     metrics: Annotated[dict[str, _Number], "`train_loss, val_loss, test_loss, train_acc, val_acc, test_acc` (`_r2` "
                                            "for regression) of the reported weights"]
     gap: Annotated[dict[str, _Number], "`acc` = train_acc − val_acc (or `r2`), `loss` = val_loss − train_loss"]
@@ -229,46 +234,10 @@ def upgrade(raw: dict[str, Any], written: float) -> Loaded:
 
 def backfill(params: dict[str, Any]) -> dict[str, Any]:
     """`params` (a run's flattened config), with every key added to regbench since the run was
-    recorded at the value the run ran with: the learning-rate schedule's, the newer regularizer,
-    model and search knobs, and the keys of a user's own data. A key the run recorded keeps its
-    value; a key recorded as null counts as not recorded."""
-    filled = dict(params)
-    for rule in (_before_schedules, _before_own_data, _before_new_knobs):
-        filled.update(rule(params))
-    return filled
+    recorded at the value the run ran with (each key's declared `since` and default:
+    regbench.config.keys.backfill): the learning-rate schedule's, the newer regularizer, model
+    and search knobs, and the keys of a user's own data. A key the run recorded keeps its value;
+    a key recorded as null counts as not recorded."""
+    from regbench.config.keys import backfill as declared
 
-
-def _before_schedules(params: dict[str, Any]) -> dict[str, Any]:
-    """A run recorded before learning-rate schedules existed (no `optim.schedule`) ran with
-    them constant, the knobs at their defaults."""
-    if params.get("optim.schedule") is not None or params.get("optim.name") is None:
-        return {}
-    from regbench.config.keys import ALL_SCHEDULE_KNOBS
-    from regbench.config.schema import OptimConfig
-
-    defaults = OptimConfig()
-    return {f"optim.{knob}": getattr(defaults, knob) for knob in ("schedule", *ALL_SCHEDULE_KNOBS)}
-
-
-def _before_new_knobs(params: dict[str, Any]) -> dict[str, Any]:
-    """A regbench run recorded before a knob existed ran with its default: a regularizer knob's
-    `since`, the residual and custom models' knobs, search.seeds (knobs whose default is null
-    stay as they are)."""
-    if params.get("dataset.name") is None:
-        return {}
-    from regbench.config.keys import MODEL_KNOBS_SINCE
-    from regbench.config.schema import ModelConfig, SearchConfig
-    from regbench.regularizers import builtin_knobs
-
-    defaults = {f"reg.{k.name}": k.default for k in builtin_knobs() if k.since}
-    defaults |= {f"model.{k}": getattr(ModelConfig(), k) for k in MODEL_KNOBS_SINCE if k != "kwargs"}
-    defaults["search.seeds"] = SearchConfig().seeds
-    return {k: v for k, v in defaults.items() if v is not None and params.get(k) is None}
-
-
-def _before_own_data(params: dict[str, Any]) -> dict[str, Any]:
-    """A regbench run recorded before a user's own data could be read (no `dataset.task`) ran
-    with `auto` and no dropped column (its other keys are null, as theirs are missing)."""
-    if params.get("dataset.task") is not None or params.get("dataset.name") is None:
-        return {}
-    return {"dataset.task": "auto", "dataset.drop": []}
+    return declared(params)

@@ -17,14 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from regbench.config.keys import (
-    MODEL_KNOBS_SINCE,
-    NOT_HASHED,
-    NOT_PARAMS,
-    OWN_DATA_DEFAULTS,
-    SOLVER_ONLY,
-    inert_keys,
-)
+from regbench.config.keys import NOT_PARAMS, hashed
 from regbench.record import RESULT_FILE, Record
 
 METRICS_FILE = "metrics.csv"
@@ -59,24 +52,16 @@ def config_hash(params: dict[str, Any], data: str | None = None) -> str:
     that a run on an edited file has another hash; None for the bundled datasets, whose hash is
     the config's alone. Call `identity`, which computes it, for a run's hash.
 
-    Schedule knobs that the run's schedule does not read are left out, and so is
-    `optim.schedule=constant`: a constant-rate run has the hash it had before schedules
-    existed (see regbench.config.keys.inert_keys). Likewise a regularizer knob added after
-    the first release (its Knob's `since`) left at its default, which switches it off, a model
-    knob added later for a model that does not read it (regbench.config.keys.MODEL_KNOBS_SINCE),
-    and the keys of a user's data at their defaults (OWN_DATA_DEFAULTS): runs from before they
-    existed keep their hash, so their sweeps still resume (the rules' data: regbench.config.keys)."""
+    Only the keys that make the run's identity are hashed (regbench.config.keys.hashed, from each
+    key's declaration): what is kept rather than computed is left out, and so are the keys added
+    after the first release where a run from before would not have had them (a schedule knob
+    the run's schedule does not read, `optim.schedule=constant`, a regularizer knob or a key of
+    a user's data at its default, a model knob for another model, optim=fista's knobs for
+    another optimizer): runs from before they existed keep their hash, so their sweeps still
+    resume."""
     import hashlib
 
-    from regbench.regularizers import builtin_knobs
-
-    solver = params.get("optim.name") == "fista"
-    inert = set(inert_keys(params))
-    inert |= {f"reg.{k.name}" for k in builtin_knobs() if k.since and params.get(f"reg.{k.name}") == k.default}
-    inert |= {f"model.{k}" for k, models in MODEL_KNOBS_SINCE.items() if params.get("model.name") not in models}
-    inert |= {k for k, default in OWN_DATA_DEFAULTS.items() if params.get(k, default) == default}
-    kept = {k: v for k, v in params.items()
-            if k not in NOT_HASHED and k not in inert and (solver or k not in SOLVER_ONLY)}
+    kept = hashed(params)
     if data is not None:  # not a config key: no config can collide with it
         kept["data fingerprint"] = data
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

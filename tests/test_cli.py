@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -357,3 +358,35 @@ def test_the_interrupt_line_pins_the_rerun_to_the_same_folder():
     plain = resumable(KeyboardInterrupt(), "hydra.run.dir=outputs/runs/x")  # a second Ctrl-C, or before training
     assert report(plain, ["reg=l1"]) == "regbench: interrupted; to resume: regbench run reg=l1 hydra.run.dir=outputs/runs/x"
     assert report(KeyboardInterrupt(), ["reg=l1"]) == "regbench: interrupted"
+
+
+COUNT_CHECKS = """
+import sys
+
+from regbench.cli.main import main
+from regbench.config import checks
+from regbench.engine import runner
+
+calls = []
+real = checks.check
+
+def counted(*args, **kwargs):
+    calls.append(1)
+    return real(*args, **kwargs)
+
+checks.check = runner.check = counted
+code = main(sys.argv[1:])
+print(f"checks: {len(calls)}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("args, jobs", [([], 1), (["-m", "seed=0,1"], 2)], ids=["run", "sweep"])
+def test_the_config_is_checked_once_where_hydra_composes_it(tmp_path, args, jobs):
+    """The callbacks check each job's config before any folder is made; the job and the runner
+    receive it checked and do not check it again."""
+    out = subprocess.run([sys.executable, "-c", COUNT_CHECKS, "run", *args, *TINY, "trainer.max_epochs=1"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert f"checks: {jobs}" in out.stderr
+    assert len(results_under(tmp_path)) == jobs

@@ -20,7 +20,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from regbench.config.checks import check, preset_conflicts
 from regbench.config.paths import config_dir, config_search_dirs
 from regbench.config.schema import register
 from regbench.engine import gcpause, interrupt
@@ -60,12 +59,9 @@ def job(cfg: DictConfig) -> Any:
     """Runs one job; returns its validation loss (the monitored value, for sweepers)."""
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
-    if hc.mode == RunMode.RUN:  # checked (and warned about) before Hydra made the folder: regbench.cli.callbacks;
-        problems = preset_conflicts(hc.overrides.task) or check(cfg)  # again here, should the callbacks be off
-        if problems:  # answered before torch is even imported
-            print(f"regbench: error: {'; '.join(problems)}", file=sys.stderr)
-            sys.exit(2)
-
+    # The config was checked where Hydra composed it, before any folder was made (the callbacks,
+    # regbench.cli.callbacks: a run, or every job of a sweep before any ran); the runner checks
+    # what was not (another sweeper's jobs, a trial's seeds).
     done = finished_result(cfg, out_dir)
     label = f"job {hc.job.num}" if hc.mode == RunMode.MULTIRUN else "run"
     if done is not None:  # resuming a sweep: this job already holds its result

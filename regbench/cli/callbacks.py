@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from regbench.engine import folderlock
-from regbench.config.checks import check, notices, preset_conflicts
+from regbench.config.checks import notices, refusals
 from regbench.config.errors import describe
 from regbench.config.paths import config_search_dirs
 from regbench.jobs import REFUSED, as_job, finished_elsewhere, made, task_config
@@ -123,7 +123,7 @@ class JobFolder(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         out_dir = Path(os.path.abspath(str(config.hydra.run.dir)))
         cfg = task_config(config)
-        problems = preset_conflicts(config.hydra.overrides.task) or check(cfg, config_search_dirs(config.hydra))
+        problems = refusals(cfg, config_search_dirs(config.hydra), config.hydra.overrides.task)
         if problems:
             refuse("; ".join(problems))
         for notice in notices(cfg):
@@ -384,7 +384,7 @@ class SweepSummary(Callback):
                     continue
                 as_job(cfg, num)  # `${hydra:...}` values read the job's own Hydra config
                 cfg = task_config(cfg)  # a copy: HydraConfig keeps the job's config, hydra node included
-                for message in preset_conflicts(overrides) or check(cfg):
+                for message in refusals(cfg, overrides=overrides):
                     problems.setdefault(message, []).append(job)
                 for message in [] if problems else notices(cfg):
                     warnings.setdefault(message, []).append(job)

@@ -1,10 +1,16 @@
-"""The checks of a composed config, before any work starts: `check` (one message per value out
-of range), `notices` (what a valid config asks for that will have no effect), `preset_conflicts`
-(presets of `reg=[a,b]` that disagree) and `convex_obstacles` (what keeps a config from the
-convex problem optim=fista solves).
+"""The checks of a composed config, before any work starts: `refusals` (everything refused, in
+one line each: what the command line calls, once, where Hydra composes), `check` (one message
+per value out of range), `notices` (what a valid config asks for that will have no effect),
+`preset_conflicts` (presets of `reg=[a,b]` that disagree) and `convex_obstacles` (what keeps a
+config from the convex problem optim=fista solves).
 
 Types and misspelt keys are enforced by the schema (regbench.config.schema) when Hydra composes;
-these cover what a type cannot express. The CLI and the runner both call `check`.
+these cover what a type cannot express. Each key's own range is its declaration's
+(regbench.config.keys.range_problems); the functions here add what relates several keys.
+
+A config that `refusals` found valid is remembered as checked (`is_checked`): the engine
+(regbench.engine.runner.run) checks only a config that was not, such as one a program or a test
+hands it directly.
 """
 
 from __future__ import annotations
@@ -12,25 +18,50 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from regbench.config.keys import ALL_SCHEDULE_KNOBS, MODEL_KNOBS_SINCE, SCHEDULE_KNOBS, SCHEDULES
+from regbench.config.keys import ALL_SCHEDULE_KNOBS, KEYS, MODEL_KNOBS_SINCE, SCHEDULE_KNOBS, range_problems
 from regbench.config.paths import config_dir, config_search_dirs
-from regbench.config.schema import (
-    ACTIVATIONS,
-    DATASETS,
-    LOGGERS,
-    MODELS,
-    OPTIMIZERS,
-    TASKS,
-    Config,
-    ModelConfig,
-    OptimConfig,
-)
+from regbench.config.schema import SYNTHETIC, Config, ModelConfig, OptimConfig
 
 
-def _choice(value: Any, allowed: tuple[str, ...], key: str) -> str | None:
-    if value not in allowed:
-        return f"{key} must be one of {', '.join(allowed)} (got {value!r})"
-    return None
+_CHECKED: set[str] = set()  # digests of the configs `refusals` found valid in this process
+
+
+def refusals(cfg: Any, search: tuple[str, ...] | None = None, overrides: Any = None) -> list[str]:
+    """Everything regbench refuses in a composed config, one line each; empty when it is valid,
+    and then the config is remembered as checked (`is_checked`).
+
+    Args:
+        cfg: the job's config (without the `hydra` node).
+        search: the folders a user added to Hydra's config search path (default: the current
+            HydraConfig's).
+        overrides: the job's overrides as typed, for the presets of `reg=[a,b]` that disagree.
+    """
+    search = config_search_dirs() if search is None else search
+    problems = (preset_conflicts(overrides) if overrides is not None else []) or check(cfg, search)
+    if not problems:
+        _CHECKED.add(_digest(cfg, search))
+    return problems
+
+
+def is_checked(cfg: Any, search: tuple[str, ...] | None = None) -> bool:
+    """Whether `refusals` found this very config (the same values, the same search path) valid."""
+    if not _CHECKED:
+        return False
+    try:
+        return _digest(cfg, config_search_dirs() if search is None else search) in _CHECKED
+    except Exception:  # a value that does not resolve: not checked, and `check` says why
+        return False
+
+
+def _digest(cfg: Any, search: tuple[str, ...]) -> str:
+    import hashlib
+    import json
+
+    from omegaconf import OmegaConf
+
+    resolved = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    text = json.dumps([resolved, list(search)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
@@ -57,37 +88,8 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
     if infinite:  # before the range checks: `inf >= 0` holds, and nan's messages would mislead
         return [f"{key} must be a finite number (got {value})" for key, value in infinite]
     reg, ds, tr, opt = cfg.reg, cfg.dataset, cfg.trainer, cfg.optim
-    problems = [
-        _choice(ds.name, DATASETS, "dataset.name"),
-        _choice(cfg.model.name, MODELS, "model.name"),
-        _choice(cfg.model.activation, ACTIVATIONS, "model.activation"),
-        _choice(opt.name, OPTIMIZERS, "optim.name"),
-        None if opt.lr > 0 else f"optim.lr must be > 0 (got {opt.lr})",
-        None if 0 <= opt.momentum < 1 else f"optim.momentum must be in [0, 1) (got {opt.momentum})",
-        None if opt.tol > 0 else f"optim.tol must be > 0 (got {opt.tol})",
-        None if opt.max_iter >= 1 else f"optim.max_iter must be >= 1 (got {opt.max_iter})",
-        None if opt.log_every >= 1 else f"optim.log_every must be >= 1 (got {opt.log_every})",
-        *_check_schedule(opt, tr),
-        None if tr.max_epochs >= 1 else f"trainer.max_epochs must be >= 1 (got {tr.max_epochs})",
-        None if tr.batch_size >= 1 else f"trainer.batch_size must be >= 1 (got {tr.batch_size})",
-        None if tr.eval_batch_size >= 1 else f"trainer.eval_batch_size must be >= 1 (got {tr.eval_batch_size})",
-        None
-        if tr.patience is None or tr.patience >= 1
-        else f"trainer.patience must be >= 1 or null (got {tr.patience})",
-        None if tr.min_delta >= 0 else f"trainer.min_delta must be >= 0 (got {tr.min_delta})",
-        None
-        if tr.checkpoint_seconds >= 0
-        else f"trainer.checkpoint_seconds must be >= 0 (got {tr.checkpoint_seconds})",
-        None
-        if tr.num_threads == "auto" or (isinstance(tr.num_threads, int) and not isinstance(tr.num_threads, bool) and tr.num_threads >= 1)
-        else f"trainer.num_threads must be auto or a positive count (got {tr.num_threads!r})",
-        None if 0 < ds.val_fraction < 1 else f"dataset.val_fraction must be in (0, 1) (got {ds.val_fraction})",
-        None if 0 < ds.test_fraction < 1 else f"dataset.test_fraction must be in (0, 1) (got {ds.test_fraction})",
-        None if 0 <= ds.label_noise <= 1 else f"dataset.label_noise must be in [0, 1] (got {ds.label_noise})",
-        _check_train_size(ds.train_size),
-        _check_device(cfg.device),
-        _check_solver(cfg),
-    ]
+    # Each key's own range, from its declaration (regbench.config.schema), then what relates keys.
+    problems = range_problems(cfg) + [*_check_schedule(opt, tr), _check_solver(cfg)]
     from regbench.regularizers import check as check_regularizers
 
     search = config_search_dirs() if search is None else search
@@ -97,9 +99,6 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
         problems.append("model.hidden_sizes must name at least one layer for model=mlp (use model=linear)")
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
         problems.append("model.hidden_sizes and model.channels must be positive")
-    problems += _check_residual(cfg.model)
-    if cfg.search.seeds < 1:
-        problems.append(f"search.seeds must be >= 1 (got {cfg.search.seeds})")
     if cfg.model.name == "custom":
         problems += _check_custom(cfg, search)
     from regbench.regularizers import config_problems
@@ -121,15 +120,6 @@ def _check_custom(cfg: Any, search: tuple[str, ...]) -> list[str]:
         return [str(e)]
     problem = custom_reg_problem(factory, cfg)
     return [problem] if problem else []
-
-
-def _check_residual(model: Any) -> list[str]:
-    """The residual models' knobs, whatever the model (a sweep may share them across models)."""
-    out = [f"model.{key} must be >= 1 (got {model[key]})" for key in ("groups", "blocks", "width", "width_mult")
-           if model[key] < 1]
-    if model.depth < 8 or (model.depth - 2) % 6 != 0:
-        out.append(f"model.depth must be 6n+2 with n >= 1: 8, 14, 20, 32, 44, 56, 110... (got {model.depth})")
-    return out
 
 
 def convex_obstacles(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
@@ -260,30 +250,28 @@ def _unknown_keys(node: Any, schema: type, prefix: str) -> list[str]:
     return out
 
 
-SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are unsigned 32-bit integers
-
-
 def _check_seeds(cfg: Any) -> list[str]:
-    keys = [("seed", cfg.seed), ("dataset.split_seed", cfg.dataset.split_seed)]
-    if cfg.dataset.name in ("synthetic", "synthetic_regression"):
-        keys.append(("dataset.generator_seed", cfg.dataset.generator_seed))
-    return [f"{key} must be in [0, {SEED_MAX}] (got {value})" for key, value in keys if not 0 <= value <= SEED_MAX]
+    """The synthetic datasets' generator seed (seed and dataset.split_seed are checked by their ranges)."""
+    if cfg.dataset.name not in SYNTHETIC:
+        return []
+    problem = KEYS["dataset.generator_seed"].problem(cfg.dataset.generator_seed)
+    return [problem] if problem else []
 
 
 def _check_synthetic(ds: Any) -> list[str]:
     """The synthetic datasets' keys, in regbench's names (scikit-learn would refuse them later,
     in its own)."""
-    if ds.name not in ("synthetic", "synthetic_regression"):
+    if ds.name not in SYNTHETIC:
         return []
     # make_classification (2 classes, 2 clusters each) needs 2 * 2 <= 2 ** n_informative
     least = 2 if ds.name == "synthetic" else 1
     problems = [
-        None if ds.n_samples >= 10 else f"dataset.n_samples must be >= 10 (got {ds.n_samples})",
-        None if ds.n_features >= 1 else f"dataset.n_features must be >= 1 (got {ds.n_features})",
+        KEYS["dataset.n_samples"].problem(ds.n_samples),
+        KEYS["dataset.n_features"].problem(ds.n_features),
         None
         if least <= ds.n_informative <= max(ds.n_features, least)
         else f"dataset.n_informative must be in [{least}, dataset.n_features={ds.n_features}] (got {ds.n_informative})",
-        None if ds.name != "synthetic_regression" or ds.noise >= 0 else f"dataset.noise must be >= 0 (got {ds.noise})",
+        None if ds.name != "synthetic_regression" else KEYS["dataset.noise"].problem(ds.noise),
     ]
     return [p for p in problems if p]
 
@@ -296,8 +284,8 @@ def _check_own_data(ds: Any) -> list[str]:
     if ds.name not in OWN_DATA:
         return []
     problems = [
-        _choice(ds.task, TASKS, "dataset.task"),
-        None if ds.image_size is None or ds.image_size >= 1 else f"dataset.image_size must be >= 1 (got {ds.image_size})",
+        KEYS["dataset.task"].problem(ds.task),
+        KEYS["dataset.image_size"].problem(ds.image_size),
     ]
     if ds.name == "table":
         problems += [
@@ -305,8 +293,7 @@ def _check_own_data(ds: Any) -> list[str]:
             None if not (ds.target and ds.target in ds.drop) else f"dataset.drop lists the target {ds.target}",
             None if not (ds.test_path and ds.split_column) else
             "give dataset.test_path or dataset.split_column for the official test rows, not both",
-            None if ds.index_col is None or ds.index_col >= 1 else
-            f"dataset.index_col must be >= 1, the number of leading unnamed fields (got {ds.index_col})",
+            KEYS["dataset.index_col"].problem(ds.index_col),
         ]
     else:  # keys only a table reads: refused rather than silently ignored
         problems += [f"dataset.{key} applies to dataset=table only" for key in ("target", "test_path", "split_column", "index_col")
@@ -320,27 +307,17 @@ def _check_own_data(ds: Any) -> list[str]:
 
 
 def _check_schedule(opt: Any, tr: Any) -> list[str | None]:
-    """optim.schedule and its knobs. The knobs' own ranges hold whatever the schedule (a sweep
-    may share them across schedules); how they relate to optim.lr and trainer.max_epochs only
-    for the schedule that reads them."""
+    """How the schedule knobs relate to optim.lr and trainer.max_epochs, for the schedule that
+    reads them (their own ranges hold whatever the schedule: regbench.config.schema)."""
     reads = SCHEDULE_KNOBS.get(opt.schedule, ())
     return [
-        _choice(opt.schedule, SCHEDULES, "optim.schedule"),
-        None if opt.min_lr >= 0 else f"optim.min_lr must be >= 0 (got {opt.min_lr})",
         None
         if "min_lr" not in reads or opt.min_lr <= opt.lr
         else f"optim.min_lr must be <= optim.lr={opt.lr} with optim.schedule={opt.schedule} (got {opt.min_lr})",
-        None if opt.warmup_epochs >= 1 else f"optim.warmup_epochs must be >= 1 (got {opt.warmup_epochs})",
         None
         if "warmup_epochs" not in reads or opt.warmup_epochs < tr.max_epochs
         else f"optim.warmup_epochs must be < trainer.max_epochs={tr.max_epochs}, which is the cosine's horizon "
              f"(got {opt.warmup_epochs})",
-        None if opt.step_size >= 1 else f"optim.step_size must be >= 1 (got {opt.step_size})",
-        None if 0 < opt.gamma <= 1 else f"optim.gamma must be in (0, 1] (got {opt.gamma})",
-        None if opt.restart_period >= 1 else f"optim.restart_period must be >= 1 (got {opt.restart_period})",
-        None if opt.restart_mult >= 1 else f"optim.restart_mult must be >= 1 (got {opt.restart_mult})",
-        None if opt.plateau_patience >= 0 else f"optim.plateau_patience must be >= 0 (got {opt.plateau_patience})",
-        None if 0 < opt.plateau_factor < 1 else f"optim.plateau_factor must be in (0, 1) (got {opt.plateau_factor})",
     ]
 
 
@@ -351,27 +328,8 @@ def _check_logger(logger: Any) -> list[str]:
         return []
     import importlib.util
 
-    problem = _choice(logger.name, LOGGERS, "logger.name")
-    if problem:
-        return [problem]
-    if logger.histogram_every < 0:
-        return [f"logger.histogram_every must be >= 0 (got {logger.histogram_every})"]
+    if KEYS["logger.name"].problem(logger.name) or KEYS["logger.histogram_every"].problem(logger.histogram_every):
+        return []  # refused by its range
     if logger.name == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         return ['logger=tensorboard needs the tensorboard extra: pip install "regbench[tensorboard]"']
     return []
-
-
-def _check_train_size(size: float | None) -> str | None:
-    if size is None:
-        return None
-    if size <= 0:
-        return f"dataset.train_size must be > 0 (got {size})"
-    if size > 1 and size != int(size):
-        return f"dataset.train_size above 1 is a count and must be whole (got {size})"
-    return None
-
-
-def _check_device(device: str) -> str | None:
-    if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
-        return None
-    return f"device must be auto, cpu, cuda or cuda:N (got {device!r})"

@@ -1,115 +1,157 @@
-"""What regbench knows about config keys besides their type and default (regbench.config.schema):
-which keys a schedule, a model, a dataset or an optimizer reads, which may differ between the
-members of one stack, and which change what a run computes.
+"""The table of every config key (`KEYS`), gathered from the one declaration of each: a schema
+field's Key (regbench.config.schema, regbench.config.declare) or a regularizer's Knob
+(regbench.regularizers.knob); and what the rest of regbench reads of it, derived here:
 
-Plain data (and `inert_keys`, a function of a flattened config), read by the checks
-(regbench.config.checks), the run identity (regbench.results.config_hash), the stacking key
-(regbench.engine.grouping), the back-fill of older runs (regbench.record)
-and its constants line (regbench.reporting.report). Nothing heavy is imported here.
+- the run identity: `hashed` (the keys of a run's params that enter config_hash,
+  regbench.results) and `NOT_PARAMS` (nodes left out of params);
+- the stacking key (regbench.engine.grouping): `MEMBER_KEYS`, `NOT_COMPUTED`;
+- the report (regbench.reporting.report): `ONLY_FOR`, where each key applies;
+- the back-fill of runs recorded before a key existed: `backfill` (called by the run record's
+  loader, regbench.record);
+- the range checks (regbench.config.checks): `range_problems`;
+- and the views older code and tests name: SCHEDULES, SCHEDULE_KNOBS, ALL_SCHEDULE_KNOBS,
+  MODEL_KNOBS_SINCE, NOT_HASHED, SOLVER_ONLY, OWN_DATA_DEFAULTS.
+
+Adding a key is adding its field (or Knob): nothing here changes. Nothing heavy is imported.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Iterator
 
-from regbench.data.files import OWN_DATA
-
-# Learning-rate schedules (optim.schedule; computed by regbench.engine.schedules).
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "step", "cosine_restarts", "plateau")
-
-# The optim.* knobs each schedule reads (besides optim.lr and trainer.max_epochs).
-SCHEDULE_KNOBS: dict[str, tuple[str, ...]] = {
-    "constant": (),
-    "cosine": ("min_lr",),
-    "warmup_cosine": ("min_lr", "warmup_epochs"),
-    "step": ("step_size", "gamma"),
-    "cosine_restarts": ("min_lr", "restart_period", "restart_mult"),
-    "plateau": ("min_lr", "plateau_patience", "plateau_factor"),
-}
-ALL_SCHEDULE_KNOBS = ("min_lr", "warmup_epochs", "step_size", "gamma", "restart_period", "restart_mult",
-                      "plateau_patience", "plateau_factor")
+from regbench.config.declare import ALWAYS, META, NEVER, UNLESS_DEFAULT, WHERE_APPLIES, Key, When
+from regbench.config.schema import SCHEDULES, Config
 
 
-def inert_keys(params: dict[str, Any]) -> list[str]:
-    """The optim.* schedule keys of a flattened config that change nothing: the knobs its
-    schedule does not read, and `optim.schedule` itself when it is `constant` (so that a
-    constant-rate run keeps the config_hash it had before schedules existed, and its
-    checkpoints and finished results stay valid)."""
-    schedule = params.get("optim.schedule", "constant")
-    read = SCHEDULE_KNOBS.get(schedule, ALL_SCHEDULE_KNOBS)
-    out = [f"optim.{k}" for k in ALL_SCHEDULE_KNOBS if k not in read and f"optim.{k}" in params]
-    if schedule == "constant" and "optim.schedule" in params:
-        out.append("optim.schedule")
+def _fields(cls: type, prefix: str, params: bool) -> Iterator[Key]:
+    """The Keys of a schema dataclass, named and with their defaults, depth first in field order."""
+    for f in dataclasses.fields(cls):
+        declared = f.metadata.get(META)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(f.default_factory):
+            inherited = params and (declared is None or declared.params)
+            if name == "reg":
+                yield from _knobs()
+            else:
+                yield from _fields(f.default_factory, f"{name}.", inherited)
+            continue
+        if declared is None:
+            raise TypeError(f"schema field {name} has no declaration: give it one with regbench.config.declare.key()")
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        yield dataclasses.replace(declared, name=name, default=default, params=params and declared.params,
+                                  computed=declared.computed and params)
+
+
+def _knobs() -> Iterator[Key]:
+    """The built-in regularizers' knobs as Keys: a Knob is the regularizer's own declaration.
+    A regularizer's first knob switches it on; a knob declared `only_when_on` applies while it is."""
+    from regbench.regularizers import builtin
+
+    for cls in builtin():
+        owner = f"reg.{cls.knobs[0].name}"
+        for k in cls.knobs:
+            yield Key(doc=k.doc, range=k.range, valid=k.valid, member=k.member, since=k.since,
+                      applies=When(owner, None) if k.only_when_on else None,
+                      hashed=UNLESS_DEFAULT if k.since else ALWAYS, name=f"reg.{k.name}", default=k.default)
+
+
+KEYS: dict[str, Key] = {k.name: k for k in _fields(Config, "", True)}
+"""Every config key by its dotted name, in the schema's order; `reg.extra` (the user's
+regularizers, declared by their own Knobs) and the entries of `model.kwargs` are not in it."""
+
+# Config nodes left out of `params`, so of config_hash and of the report's configurations.
+NOT_PARAMS = tuple(f.name for f in dataclasses.fields(Config)
+                   if META in f.metadata and not f.metadata[META].params)
+
+
+def hashed(params: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run's flattened config (regbench.results.flatten) that makes its identity,
+    config_hash: every key but those its declaration keeps out here (`hashed`: never, where it
+    does not apply, at its default). A key the table does not declare (a user regularizer's
+    knob, an entry of model.kwargs, a key of an older version) is hashed as it is."""
+    out = {}
+    for name, value in params.items():
+        declared = KEYS.get(name)
+        owner = KEYS.get(declared.applies.owner) if declared is not None and declared.applies else None
+        if declared is None or declared.hashed_in(params, owner.default if owner else None):
+            out[name] = value
     return out
 
 
-# Model knobs added after the first release, with the models that read them: for any other
-# model they stay out of config_hash (regbench.results), so runs from before keep their hash.
-MODEL_KNOBS_SINCE = {"groups": ("resmlp",), "blocks": ("resmlp",), "width": ("resmlp",),
-                     "depth": ("resnet",), "width_mult": ("resnet",), "_target_": ("custom",), "kwargs": ("custom",)}
+def backfill(params: dict[str, Any]) -> dict[str, Any]:
+    """A regbench run's flattened params as a newer version records them: each key added since
+    (its `since`) that the run lacks gets its default, the value the run ran with, so that merged
+    with newer runs it is the same configuration. Keys with a null default stay missing (a
+    missing value reads as null), and so do nodes (model.kwargs). Params without dataset.name
+    (not a regbench run) come back as they are."""
+    if params.get("dataset.name") is None:
+        return params
+    out = dict(params)
+    for name, k in KEYS.items():
+        if k.since and k.params and out.get(name) is None and k.default is not None and not isinstance(k.default, dict):
+            out[name] = list(k.default) if isinstance(k.default, list) else k.default
+    return out
 
-# Config nodes that say where a run's numbers are also sent, not what it computes: left out of
-# `params`, so of config_hash (a sweep resumes with or without a logger) and of the report's
-# configurations (a sweep logged to TensorBoard and one that was not compare as one).
-NOT_PARAMS = ("logger",)
+
+def value(cfg: Any, name: str, missing: Any = None) -> Any:
+    """The value of the dotted key `name` in a composed config, `missing` when a node is absent
+    (a programmatic config without `logger`)."""
+    node = cfg
+    for part in name.split("."):
+        if node is None or part not in node:
+            return missing
+        node = node[part]
+    return node
+
+
+_ABSENT = object()
+
+
+def range_problems(cfg: Any) -> list[str]:
+    """One message per key whose value is out of its declared range: the top-level keys first
+    (`seed` before the dataset.split_seed that follows it), then each node's in the schema's
+    order. The ranges hold whatever else the config says (a sweep may share a key across models,
+    schedules and optimizers). The reg.* knobs are checked by their regularizers, beside the
+    user's (regbench.regularizers.check); the keys declared `checked=False` by the checks of
+    their datasets, where they apply (regbench.config.checks)."""
+    out = []
+    for name, k in sorted(KEYS.items(), key=lambda item: "." in item[0]):  # a stable sort
+        if not k.checked or name.startswith("reg.") or (k.valid is None and k.problem_of is None):
+            continue
+        v = value(cfg, name, _ABSENT)
+        if v is not _ABSENT:
+            out.append(k.problem(v))
+    return [p for p in out if p]
+
+
+# --- views of the table, by the names the checks, the report and the tests read ---
+
+# The optim.* knobs each schedule reads (besides optim.lr and trainer.max_epochs).
+ALL_SCHEDULE_KNOBS = tuple(n.removeprefix("optim.") for n, k in KEYS.items()
+                           if k.applies is not None and k.applies.owner == "optim.schedule")
+SCHEDULE_KNOBS: dict[str, tuple[str, ...]] = {
+    s: tuple(knob for knob in ALL_SCHEDULE_KNOBS if s in KEYS[f"optim.{knob}"].applies.values) for s in SCHEDULES}
+
+# Model knobs added after the first release, with the models that read them: for any other
+# model they stay out of config_hash.
+MODEL_KNOBS_SINCE = {n.removeprefix("model."): k.applies.values for n, k in KEYS.items()
+                     if n.startswith("model.") and k.hashed == WHERE_APPLIES}
 
 # Settings that change what is kept, not what is computed: a run may resume across them.
-# search.seeds: how a trial is scored, not what any of its runs computes (each seed's run has its own seed)
-NOT_HASHED = ("save_model", "keep_checkpoint", "overwrite", "trainer.checkpoint_seconds", "search.seeds")
-# Settings only optim=fista reads: left out of the other runs' hash, which stays what it was
-# before they existed (a sweep started then still resumes; scripts/golden.py still compares).
-SOLVER_ONLY = ("optim.tol", "optim.max_iter", "optim.log_every")
-# The keys of a user's data (dataset=table, arrays, image_folder), added after the first release,
-# at their defaults: left out of the hash, so that the bundled datasets' runs keep theirs.
-OWN_DATA_DEFAULTS = {"dataset.path": None, "dataset.target": None, "dataset.task": "auto", "dataset.drop": [],
-                     "dataset.test_path": None, "dataset.split_column": None, "dataset.image_size": None,
-                     "dataset.index_col": None}
+NOT_HASHED = tuple(n for n, k in KEYS.items() if k.params and k.hashed == NEVER)
+# Settings only optim=fista reads: left out of the other runs' hash.
+SOLVER_ONLY = tuple(n for n, k in KEYS.items() if k.applies == When("optim.name", ("fista",))
+                    and k.hashed == WHERE_APPLIES)
+# The keys of a user's data, added after the first release: left out of the hash at their defaults.
+OWN_DATA_DEFAULTS = {n: k.default for n, k in KEYS.items() if n.startswith("dataset.") and k.hashed == UNLESS_DEFAULT}
 
-# What may differ between the members of one stack, besides every regularizer knob declared
-# `member=True` in its module (regbench.regularizers). The learning-rate schedule and its knobs
-# too: each member follows its own (regbench.engine.schedules).
-MEMBER_KEYS = ("seed", "optim.lr", "optim.schedule", "optim.min_lr", "optim.warmup_epochs", "optim.step_size",
-               "optim.gamma", "optim.restart_period", "optim.restart_mult", "optim.plateau_patience",
-               "optim.plateau_factor")
-# What changes how a job is run or kept, not what it computes (the thread count changes only
-# the last bits, and a stack runs on one count).
-NOT_COMPUTED = (*NOT_HASHED, "trainer.num_threads")
+# What may differ between the members of one stack (the user's regularizers add their own
+# member knobs: regbench.engine.grouping.member_keys).
+MEMBER_KEYS = tuple(n for n, k in KEYS.items() if k.member)
+# What changes how a job is run or kept, not what it computes.
+NOT_COMPUTED = tuple(n for n, k in KEYS.items() if k.params and not k.computed)
 
-# Keys that apply only to some datasets or optimizers: the report's constants line leaves them out elsewhere.
-SYNTHETIC = ("synthetic", "synthetic_regression")
-TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
-ONLY_FOR = {
-    "dataset.n_samples": ("dataset.name", SYNTHETIC),
-    "dataset.n_features": ("dataset.name", SYNTHETIC),
-    "dataset.n_informative": ("dataset.name", SYNTHETIC),
-    "dataset.generator_seed": ("dataset.name", SYNTHETIC),
-    "dataset.noise": ("dataset.name", ("synthetic_regression",)),
-    "dataset.root": ("dataset.name", TORCHVISION),
-    "dataset.download": ("dataset.name", TORCHVISION),
-    "dataset.test_fraction": ("dataset.name", ("digits", "breast_cancer", "wine", "diabetes", *SYNTHETIC, *OWN_DATA)),
-    "dataset.path": ("dataset.name", OWN_DATA),
-    "dataset.task": ("dataset.name", ("table", "arrays")),
-    "dataset.target": ("dataset.name", ("table",)),
-    "dataset.drop": ("dataset.name", ("table",)),
-    "dataset.test_path": ("dataset.name", ("table",)),
-    "dataset.split_column": ("dataset.name", ("table",)),
-    "dataset.index_col": ("dataset.name", ("table",)),
-    "dataset.image_size": ("dataset.name", ("image_folder",)),
-    "dataset.hflip": ("reg.augment", (True,)),
-    "optim.momentum": ("optim.name", ("sgd",)),
-    "optim.tol": ("optim.name", ("fista",)),
-    "optim.max_iter": ("optim.name", ("fista",)),
-    "optim.log_every": ("optim.name", ("fista",)),
-    # the schedule knobs, for the schedules that read them
-    **{f"optim.{knob}": ("optim.schedule", tuple(s for s, reads in SCHEDULE_KNOBS.items() if knob in reads))
-       for knob in ALL_SCHEDULE_KNOBS},
-    "model.channels": ("model.name", ("cnn",)),
-    "model.hidden_sizes": ("model.name", ("mlp", "cnn")),
-    "model.activation": ("model.name", ("mlp", "cnn", "resmlp", "resnet")),
-    # the residual and custom models' knobs, for the models that read them
-    **{f"model.{knob}": ("model.name", models) for knob, models in MODEL_KNOBS_SINCE.items()},
-    "reg.swa_lr": ("reg.swa", None),  # None: any value but the knob's off (0)
-    "reg.swa_anneal_epochs": ("reg.swa", None),
-    "reg.cutout_size": ("reg.cutout", None),
-    "reg.sam_adaptive": ("reg.sam", None),
-}
+# Where each key applies, as (owner key, values) (values None: while the owner is on): the
+# report's constants line leaves a key out where it applies to none of the runs.
+ONLY_FOR = {n: (k.applies.owner, k.applies.values) for n, k in KEYS.items() if k.applies is not None}

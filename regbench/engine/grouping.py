@@ -33,9 +33,9 @@ def is_regbench(cfg: Any) -> bool:
 
 def member_keys(cfg: Any, search: tuple[str, ...] = ()) -> set[str]:
     """The dotted keys that may differ between the members of one stack."""
-    from regbench.regularizers import builtin_knobs, load_user, user_entries
+    from regbench.regularizers import load_user, user_entries
 
-    keys = set(MEMBER_KEYS) | {f"reg.{k.name}" for k in builtin_knobs() if k.member}
+    keys = set(MEMBER_KEYS)  # the built-in regularizers' member knobs included
     for name, entry in user_entries(cfg.reg).items():
         cls = load_user(name, entry.get("_target_"), search)
         keys |= {f"reg.extra.{name}.{k.name}" for k in cls.knobs if k.member}

@@ -54,7 +54,7 @@ from regbench.results import (
     versions,
     write_result,
 )
-from regbench.config.checks import check, convex_obstacles
+from regbench.config.checks import check, convex_obstacles, is_checked
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ def run(cfg: Any, out_dir: Path, console: Console | None = None, search: tuple[s
     """Trains one configuration and writes metrics.csv and result.json into `out_dir`.
 
     Args:
-        cfg: a composed config (see regbench.config.schema.Config).
+        cfg: a composed config (see regbench.config.schema.Config); checked here unless the
+            command line already found it valid (regbench.config.checks.refusals).
         out_dir: the run folder (Hydra's output directory of the job).
         console: where the progress bar goes; a default Console when None.
         search: folders where a user regularizer's module may lie (`--config-dir`), besides the
@@ -162,7 +163,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
     unwritten: dict[str, str] = {}  # final files that could not be written, and why
     prepared = False  # until then, a UserInputError is bad input: raised, with nothing written
     try:
-        problems = check(cfg, search)
+        problems = [] if is_checked(cfg, search) else check(cfg, search)  # checked by the command line
         if problems:
             raise UserInputError("; ".join(problems))
         device = resolve_device(cfg.device)

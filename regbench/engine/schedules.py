@@ -31,8 +31,9 @@ A schedule's whole state is a few numbers (`state()`): a checkpoint stores it (i
 see regbench.engine.checkpoint) and `load` puts it back, so a resumed run continues the
 schedule bit for bit; for all but `plateau` it is also a function of the epoch alone.
 
-The schedules' names and the knobs each reads are config metadata (regbench.config.keys:
-SCHEDULES, SCHEDULE_KNOBS, and `inert_keys`, the knobs left out of a run's config_hash).
+The schedules' names and the knobs each reads are config metadata, declared with each knob
+(regbench.config.schema; regbench.config.keys: SCHEDULES, SCHEDULE_KNOBS), which also says
+that a knob the run's schedule does not read is left out of its config_hash.
 """
 
 from __future__ import annotations

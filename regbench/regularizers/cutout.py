@@ -54,7 +54,7 @@ class Cutout:
         Knob("cutout", 0.0, "Probability that a training image (a table's row) gets a random rectangle (columns) "
              "set to 0.", "in [0, 1]", lambda v: 0 <= v <= 1, since="0.2"),
         Knob("cutout_size", 0.33, "Largest share of the image (of the row's features) erased; the smallest is 0.02.",
-             "in (0.02, 1]", lambda v: SCALE_MIN < v <= 1, since="0.2"),
+             "in (0.02, 1]", lambda v: SCALE_MIN < v <= 1, since="0.2", only_when_on=True),
     )
 
     @staticmethod

@@ -21,6 +21,7 @@ class Knob:
     valid: Callable[[Any], bool] | None = None  # None: any value of the default's type
     member: bool = True  # may differ between the members of one stack
     since: str | None = None  # the version that added it, after the first: at its default it stays out of config_hash
+    only_when_on: bool = False  # it applies only while its regularizer is on (its first knob is not 0 / false)
 
     def problem(self, value: Any, prefix: str = "reg.") -> str | None:
         """One line when `value` is out of range, else None."""

@@ -51,7 +51,7 @@ class SAM:
         Knob("sam", 0.0, "SAM: rho, the radius of the neighbourhood whose worst loss each step minimises "
              "(two passes per step).", ">= 0", lambda v: v >= 0, since="0.2"),
         Knob("sam_adaptive", False, "ASAM: the neighbourhood scaled by each weight's size (|w| + 0.01).",
-             "true | false", since="0.2"),
+             "true | false", since="0.2", only_when_on=True),
     )
 
     @staticmethod

@@ -57,9 +57,9 @@ class SWA:
         Knob("swa", 0.0, "SWA: the fraction of trainer.max_epochs after which the end-of-epoch weights are averaged; "
              "the average is evaluated, monitored and reported.", "in [0, 1)", lambda v: 0 <= v < 1, since="0.2"),
         Knob("swa_lr", 0.0, "SWA's learning rate, reached by cosine annealing (0: the rate averaging starts with).",
-             ">= 0", lambda v: v >= 0, since="0.2"),
+             ">= 0", lambda v: v >= 0, since="0.2", only_when_on=True),
         Knob("swa_anneal_epochs", 10, "Epochs over which the rate anneals to reg.swa_lr (SWALR's anneal_epochs).",
-             ">= 0", lambda v: v >= 0, since="0.2"),
+             ">= 0", lambda v: v >= 0, since="0.2", only_when_on=True),
     )
 
     @staticmethod

@@ -77,7 +77,8 @@ def build(paths: list[Path], baseline: str | None = None, baseline_config: int |
 
 
 def applies(key: str, runs: pd.DataFrame) -> bool:
-    """Whether `key` means something for at least one of the runs (see regbench.config.keys.ONLY_FOR)."""
+    """Whether `key` means something for at least one of the runs (its declared `applies`:
+    regbench.config.keys.ONLY_FOR)."""
     if key not in ONLY_FOR:
         return True
     owner, values = ONLY_FOR[key]
