@@ -124,7 +124,9 @@ def test_a_folder_written_by_5be3e05_is_recognised_as_this_configuration(tmp_pat
     monkeypatch.setenv("REGBENCH_DATA", "/data")
     cfg = make_cfg(*overrides)
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    (tmp_path / "result.json").write_text(json.dumps({"status": "ok", "config_hash": digest, "params": params}))
+    record = {"status": "ok", "task": "classification", "dataset": params["dataset.name"], "model": params["model.name"],
+              "reg": "none", "seed": params["seed"], "params": params, "config_hash": digest, "metrics": {}, "gap": {}}
+    (tmp_path / "result.json").write_text(json.dumps(record))  # the keys every result.json has (regbench.record.REQUIRED)
     if params["dataset.name"] != "table":  # a user's table is hashed with its file's fingerprint: none here
         assert finished_result(cfg, tmp_path) is not None
     assert config_hash(params) == digest
