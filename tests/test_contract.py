@@ -74,7 +74,8 @@ ELSEWHERE = {
     "regression": ("dataset=diabetes", "dataset.train_size=200"),
 }
 # Stacks that agree with their lone runs within the README's tolerance, not bit for bit, and why
-# (tests/test_stacked.py's test_conv_nets_stack... and test_sam_stacks_within_tolerance).
+# (tests/test_stacked.py's test_conv_nets_stack... and tests/regularizers/test_sam.py's
+# test_sam_stacks_within_tolerance).
 TOLERANT_MODELS = dict.fromkeys(("cnn", "resnet"), "a grouped convolution sums in another order than a lone one")
 TOLERANT_REGULARIZERS = {"sam": "its ascent step carries the last bits of a batched gradient into the weights"}
 

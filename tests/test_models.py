@@ -1,4 +1,5 @@
-"""Tests of regbench.models.build_model: architecture switches, shapes, seeding, dropout behaviour."""
+"""Tests of regbench.models.build_model: architecture switches, shapes, seeding (dropout's own
+behaviour: tests/regularizers/test_dropout.py)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,8 @@ from torch import nn
 from regbench import UserInputError
 from regbench.models import build_model
 from tests.helpers.configs import make_cfg
-
-SMALL = {
-    "mlp": ["model=mlp", "model.hidden_sizes=[12,10]"],
-    "cnn": ["model=cnn", "model.channels=[3,5]", "model.hidden_sizes=[9]"],
-    "linear": ["model=linear"],
-}
-# (input_shape, n_outputs) each model is built for in the switch tests
-SHAPES = {"mlp": ((7,), 3), "cnn": ((1, 8, 8), 10), "linear": ((6,), 4)}
-
-
-def _build(name: str, *overrides: str, input_shape=None, n_outputs=None, task="classification"):
-    cfg = make_cfg(*SMALL[name], *overrides)
-    shape, n_out = SHAPES[name]
-    return build_model(cfg.model, cfg.reg, input_shape or shape, n_outputs or n_out, task), cfg
-
-
-def _count(model: nn.Module, kind) -> int:
-    return sum(isinstance(m, kind) for m in model.modules())
+from tests.helpers.models import build as _build
+from tests.helpers.models import count as _count
 
 
 # --------------------------------------------------------------------------- dropout / batchnorm switches
@@ -148,45 +133,3 @@ def test_same_seed_same_initial_weights_whatever_the_regularizers(name):
     torch.manual_seed(124)
     model, _ = _build(name)
     assert not torch.equal(_param_layers(model)[0], built[0][0])
-
-
-# --------------------------------------------------------------------------- dropout behaviour
-
-
-def test_zero_dropout_builds_no_dropout_module_and_is_identity():
-    torch.manual_seed(0)
-    plain, _ = _build("mlp", "reg.dropout=0.0")
-    assert _count(plain, nn.Dropout) == 0
-    x = torch.randn(16, 7)
-    plain.train()
-    a = plain(x)
-    b = plain(x)
-    assert torch.equal(a, b)  # no randomness in train mode
-    plain.eval()
-    assert torch.equal(a, plain(x))  # train and eval agree
-
-
-def test_dropout_random_in_train_mode_deterministic_in_eval_mode():
-    torch.manual_seed(0)
-    model, _ = _build("mlp", "reg.dropout=0.5")
-    x = torch.randn(32, 7)
-    model.train()
-    a, b = model(x), model(x)
-    assert not torch.equal(a, b)
-    model.eval()
-    c, d = model(x), model(x)
-    assert torch.equal(c, d)
-    # eval with dropout equals the same weights without dropout (nn.Dropout is the identity in eval)
-    torch.manual_seed(0)
-    plain, _ = _build("mlp")
-    plain.eval()
-    torch.testing.assert_close(c, plain(x), rtol=0, atol=0)
-    # and train-mode dropout zeroes about p of the hidden units
-    model.train()
-    hidden = model[:4](x)  # Flatten, Linear, ReLU, Dropout
-    pre = model[:3](x)
-    active = pre != 0
-    dropped = (hidden == 0) & active
-    frac = dropped.sum().item() / active.sum().item()
-    assert 0.35 < frac < 0.65
-    torch.testing.assert_close(hidden[active & ~dropped], pre[active & ~dropped] * 2.0)  # scaled by 1/(1-p)

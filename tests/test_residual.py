@@ -1,7 +1,7 @@
-"""The residual models (model=resmlp, model=resnet) and the regularizers of their branches:
-stochastic depth (reg.drop_path) against torchvision's, ShakeDrop (reg.shakedrop) against
-hand-derived values, parameter counts by hand, stacks equal to lone runs, a resumed run equal
-to an uninterrupted one, and the one-line refusals."""
+"""The residual models (model=resmlp, model=resnet) and the regularizers of their branches
+together: the rates over depth, parameter counts by hand, stacks equal to lone runs, and the
+one-line refusals. Each branch regularizer's own tests: tests/regularizers/test_drop_path.py and
+test_shakedrop.py."""
 
 from __future__ import annotations
 
@@ -9,61 +9,21 @@ import json
 
 import pytest
 import torch
-import torchvision
 from omegaconf import OmegaConf
 from torch import nn
 
 from regbench import UserInputError
 from regbench.config.checks import check
-from regbench.engine import checkpoint, grouping
-from regbench.engine.runner import run
+from regbench.engine import grouping
 from regbench.models import Residual, build_model
 from regbench.regularizers import branch
 from regbench.results import config_hash, flatten
-from tests.helpers.cli import regbench
-from tests.helpers.compare import alone_and_stacked, bit_for_bit, ends_alike, within_tolerance
-from tests.helpers.configs import make_cfg
+from tests.helpers.compare import alone_and_stacked, bit_for_bit, within_tolerance
+from tests.helpers.configs import RESMLP, RESNET, make_cfg
 from tests.helpers.engine import stack_of
-from tests.helpers.interrupt import ctrl_c_after_row
-
-RESMLP = ["model=resmlp", "model.width=16", "model.groups=1", "model.blocks=2"]
-RESNET = ["model=resnet", "model.depth=8"]
 
 
-# --------------------------------------------------------------------------- stochastic depth
-
-@pytest.mark.parametrize("shape", [(64, 5), (64, 3, 4, 4)])
-@pytest.mark.parametrize("p", [0.2, 0.5])
-def test_drop_path_is_torchvisions_stochastic_depth_for_the_same_draws(shape, p):
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
-    torch.manual_seed(7)
-    expected = torchvision.ops.stochastic_depth(x, p, mode="row", training=True)
-    mine = branch.drop_path(x, p, True, torch.Generator().manual_seed(7))
-    assert torch.equal(mine, expected)
-    torch.manual_seed(7)
-    layer = branch.DropPath(p)  # the plain network's layer draws from torch's global stream, as torchvision
-    assert torch.equal(layer.train()(x), expected)
-    assert (expected == 0).any() and (expected != 0).any()  # some rows dropped, some kept
-
-
-def test_drop_path_at_rate_zero_and_in_evaluation_is_the_identity():
-    x = torch.randn(8, 5)
-    g = torch.Generator().manual_seed(0)
-    state = g.get_state()
-    assert branch.drop_path(x, 0.0, True, g) is x
-    assert torch.equal(g.get_state(), state)  # and draws nothing
-    assert branch.drop_path(x, 0.5, False, g) is x
-    assert torch.equal(branch.DropPath(0.3).eval()(x), x)
-
-
-def test_drop_path_drops_rows_at_its_rate_and_scales_the_kept_ones():
-    p, n = 0.3, 20_000
-    out = branch.drop_path(torch.ones(n, 4), p, True, torch.Generator().manual_seed(0))
-    dropped = (out[:, 0] == 0).float().mean().item()
-    assert abs(dropped - p) < 4 * (p * (1 - p) / n) ** 0.5  # four standard errors
-    assert torch.equal(out, out[:, :1].expand(n, 4))  # a whole row is dropped or kept
-    kept = out[out != 0]
-    assert torch.equal(kept, torch.full_like(kept, 1.0) / (1 - p))
+# --------------------------------------------------------------------------- the rates over depth
 
 
 def test_the_rate_grows_linearly_over_depth_in_the_engine(monkeypatch):
@@ -81,49 +41,6 @@ def test_the_rate_grows_linearly_over_depth_in_the_engine(monkeypatch):
     stack_of(cfg, model).forward(torch.randn(1, 4, 10), train=True)
     assert seen["drop"] == pytest.approx([0.3 * l / 6 for l in range(1, 7)], abs=1e-15)
     assert seen["shake"] == pytest.approx([0.6 * l / 6 for l in range(1, 7)], abs=1e-15)
-
-
-# --------------------------------------------------------------------------- ShakeDrop
-
-def test_shakedrop_forward_and_backward_by_hand():
-    """Fixed gates: a kept sample (b = 1) passes unchanged both ways; a dropped one (b = 0) is
-    scaled by alpha forward and by beta backward."""
-    x = torch.tensor([[2.0, -1.0], [3.0, 4.0]], requires_grad=True)
-    b, alpha, beta = torch.tensor([[1.0], [0.0]]), torch.tensor([[-0.7], [-0.5]]), torch.tensor([[0.9], [0.25]])
-    forward_gate, backward_gate = b + alpha - b * alpha, b + beta - b * beta
-    y = branch._ShakeDropFunction.apply(x, forward_gate, backward_gate)
-    assert torch.equal(y.detach(), torch.tensor([[2.0, -1.0], [-1.5, -2.0]]))
-    y.backward(torch.tensor([[1.0, 2.0], [4.0, 8.0]]))
-    assert torch.equal(x.grad, torch.tensor([[1.0, 2.0], [1.0, 2.0]]))
-
-
-def test_shakedrop_with_its_own_draws_matches_the_formula():
-    """b ~ Bernoulli(1 - p), alpha ~ U[-1, 1], beta ~ U[0, 1], one each per sample, drawn in that
-    order from the generator: forward x * (b + alpha - b * alpha), backward grad * (b + beta - b * beta)."""
-    p, shape = 0.4, (256, 3, 2, 2)
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(3)).requires_grad_()
-    upstream = torch.randn(shape, generator=torch.Generator().manual_seed(4))
-    y = branch.shakedrop(x, p, True, torch.Generator().manual_seed(5))
-    y.backward(upstream)
-    g = torch.Generator().manual_seed(5)
-    b = torch.empty(256, 1, 1, 1).bernoulli_(1 - p, generator=g)
-    alpha = torch.empty(256, 1, 1, 1).uniform_(-1, 1, generator=g)
-    beta = torch.empty(256, 1, 1, 1).uniform_(0, 1, generator=g)
-    assert 0 < b.sum() < 256 and alpha.min() < 0 < alpha.max()
-    torch.testing.assert_close(y.detach(), x.detach() * (b + alpha - b * alpha), rtol=0, atol=1e-6)
-    torch.testing.assert_close(x.grad, upstream * (b + beta - b * beta), rtol=0, atol=1e-6)
-    assert torch.equal(y.detach()[b.view(-1) == 1], x.detach()[b.view(-1) == 1])  # kept samples exactly
-
-
-def test_shakedrop_evaluation_scales_by_the_expected_gate_and_p_zero_is_the_identity():
-    p = 0.3
-    x = torch.randn(8, 5)
-    assert torch.equal(branch.shakedrop(x, p, False), x * (1 - p))
-    assert torch.equal(branch.ShakeDrop(p).eval()(x), x * (1 - p))
-    assert branch.shakedrop(x, 0.0, True) is x and branch.shakedrop(x, 0.0, False) is x
-    # the training gate's mean is the evaluation's scale, 1 - p
-    gates, _ = branch.shakedrop_gates(torch.empty(50_000, 1), p, torch.Generator().manual_seed(0))
-    assert abs(gates.mean().item() - (1 - p)) < 0.01  # its standard error is 0.002
 
 
 # --------------------------------------------------------------------------- the models
@@ -275,38 +192,6 @@ def test_resnet_stacks_and_agrees_with_its_lone_runs_within_the_conv_tolerance(t
     common = [*RESNET, "reg.batchnorm=true", "trainer.max_epochs=3", "trainer.patience=null"]
     variants = [["reg=none"], ["reg=drop_path", "reg.drop_path=0.2"], ["reg=shakedrop"], ["reg=dropout", "reg.dropout=0.2"]]
     within_tolerance(*alone_and_stacked(tmp_path, common, variants), variants)
-
-
-def test_a_drop_path_run_interrupted_mid_way_resumes_bit_for_bit(tiny_cfg, tmp_path, monkeypatch):
-    """As tests/test_resume.py's interrupted runs: last.pt after epochs 3 and 6 on a fake clock,
-    Ctrl-C after epoch 8; the resumed run retrains 7 and 8 with the drop_path and ShakeDrop
-    streams restored, and ends where the uninterrupted one does."""
-    args = (*RESMLP, "reg=[drop_path,shakedrop]", "reg.drop_path=0.3", "trainer.max_epochs=10",
-            "trainer.patience=null", "trainer.checkpoint_seconds=2.5")
-    clean = run(tiny_cfg(*args), tmp_path / "clean")
-    folder = tmp_path / "interrupted"
-    let_run = ctrl_c_after_row(monkeypatch, 8)
-    with pytest.raises(KeyboardInterrupt):
-        run(tiny_cfg(*args), folder)
-    saved = torch.load(folder / checkpoint.CHECKPOINT_FILE, weights_only=True)["member"]
-    assert {"drop_path", "shakedrop"} <= set(saved["streams"])
-    let_run()
-    resumed = run(tiny_cfg(*args), folder)
-    assert resumed["resumed_from_epoch"] == 6
-    ends_alike(resumed, folder, clean, tmp_path / "clean")
-
-
-@pytest.mark.slow
-def test_a_resnet_with_stochastic_depth_runs_from_the_command_line(tmp_path):
-    out = regbench("run", "model=resnet", "reg=drop_path", "trainer.max_epochs=2", "dataset.train_size=300",
-                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    result = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert result["status"] == "ok" and result["reg"] == "drop_path" and result["epochs_run"] == 2
-    assert result["params"]["reg.drop_path"] == 0.1 and result["params"]["model.depth"] == 20
-    refused = regbench("run", "reg=drop_path", f"hydra.run.dir={tmp_path / 'mlp'}", cwd=tmp_path)
-    assert refused.returncode != 0 and not (tmp_path / "mlp" / "result.json").exists()
-    assert "reg.drop_path=0.1 drops residual branches; model=mlp has none" in refused.stderr
 
 
 def test_a_residual_model_knob_set_for_another_model_gets_a_notice():

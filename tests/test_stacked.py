@@ -102,17 +102,6 @@ def test_conv_nets_stack_and_agree_with_their_lone_runs_within_tolerance(tmp_pat
     within_tolerance(*alone_and_stacked(tmp_path, common, variants), variants)
 
 
-def test_sam_stacks_within_tolerance(tmp_path):
-    """SAM normalises each step's gradient and steps to the ascent point, which carries the last-bit
-    differences of a batched product's gradient (which Adam's and SGD's own steps round away, as
-    the families above show) into the weights: a SAM member agrees with its lone run within the
-    conv nets' tolerance, not bit for bit. Each member its own rho, ASAM beside SAM, batch norm
-    and dropout."""
-    variants = [["reg.sam=0.2", "reg.dropout=0.2"], ["reg.sam=0.05", "optim.lr=3e-3"], ["reg=asam", "reg.dropout=0.1"]]
-    common = ["reg=sam", "reg.batchnorm=true", "trainer.patience=null", "trainer.max_epochs=4"]
-    within_tolerance(*alone_and_stacked(tmp_path, common, variants), variants)
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_member_of_a_stack_ends_bit_for_bit_where_its_lone_run_ends(tmp_path, family):
     common, variants = FAMILIES[family]

@@ -5,7 +5,7 @@ The crop acts on the normalised batch, so its padding of 0 is each channel's tra
 digits, stored standardised per pixel, each pixel's), not black: torchvision's
 `RandomCrop(padding=p)` placed before `Normalize`, as its recipes place it, pads the raw image
 with fill=0. This one is `RandomCrop(padding=p, fill=mean)` before `Normalize`, or `RandomCrop`
-after it (tests/test_training.py pins both, pixel for pixel).
+after it (tests/regularizers/test_augment.py pins both, pixel for pixel).
 
 Images only (a one-line refusal on tables). One random offset (and flip) per image, from the
 member's stream `augment` (`member.device_rng`), apart from the data order's and the network's,

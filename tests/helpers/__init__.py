@@ -1,8 +1,12 @@
 """What the test modules share, as plain functions (fixtures stay in tests/conftest.py):
 
-- `configs`: composing real configs (`make_cfg`), the shrunk `TINY` run, the repository's folder.
-- `data`: the offline MNIST originals (`torchvision_root`) and a synthetic table (`people`).
-- `engine`: a lone run's stack around a model (`stack_of`) and training it (`train_epochs`).
+- `configs`: composing real configs (`make_cfg`), the shrunk `TINY` run, small residual models
+  (`RESMLP`, `RESNET`), the repository's folder.
+- `data`: the offline MNIST originals (`torchvision_root`), a synthetic table (`people`), small
+  random tensors (`table_data`, `image_batch`).
+- `engine`: a lone run's stack around a model (`stack_of`) and training it (`train_epochs`); small
+  stacks to step by hand (`linear_stack`, `step`, `small_stack`), copies of a member and of an average.
+- `models`: the small built-in models the model and dropout tests build (`build`, `count`).
 - `syncs`: `HostSyncs`, which records every call that would make the host wait for a GPU.
 - `cli`: the `regbench` console script in a subprocess, started (`start`) or run (`regbench`),
   and a process that holds folders' locks.

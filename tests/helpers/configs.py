@@ -15,6 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 # Every test run is shrunk to this: a few epochs of a small MLP on a few hundred samples.
 TINY = ["trainer.max_epochs=3", "dataset.train_size=300", "model.hidden_sizes=[32]"]
 
+# Small residual models (model=resmlp, model=resnet) for the tests of them and of their branches' regularizers.
+RESMLP = ["model=resmlp", "model.width=16", "model.groups=1", "model.blocks=2"]
+RESNET = ["model=resnet", "model.depth=8"]
+
 
 @lru_cache(maxsize=None)
 def _composed(overrides: tuple[str, ...]):
