@@ -1,6 +1,6 @@
 """Gaussian input noise (regbench/regularizers/input_noise.py): a training batch gets sigma times
 standard normal draws from the member's own device stream, the labels untouched. With mixup,
-CutMix and cutout (training only, a switched-off knob, its range): tests/test_mixing.py; the
+CutMix and cutout (training only, a switched-off knob, its range): tests/test_batch_regularizers.py; the
 generic checks (stacks, resume, evaluation untouched): tests/test_contract.py."""
 
 from __future__ import annotations
