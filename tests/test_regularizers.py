@@ -352,3 +352,13 @@ def test_every_attribute_the_engine_reads_from_a_regularizer_is_in_the_protocol(
     declared = set(contract.HOOKS) | set(contract.DECLARED) | set(contract.REQUIRED)
     undocumented = sorted(name for name in read if name not in declared and f"`{name}" not in contract.__doc__)
     assert undocumented == []
+
+
+def test_the_readme_hook_table_is_the_contracts():
+    """The README's table of hooks is generated from the contract's Protocols and the built-ins
+    that define each: a new hook, or a regularizer using one, cannot leave it stale."""
+    from regbench.regularizers.registry import hook_table
+
+    table = hook_table()
+    assert table in (REPO / "README.md").read_text(), "README's hook table: paste regbench.regularizers.registry.hook_table()"
+    assert "`gradient(stack, closure)` | " in table and "| sam |" in table  # every hook, with who defines it

@@ -48,6 +48,27 @@ def knob_table(markdown: bool = False) -> str:
     return "\n".join(out)
 
 
+def hook_table() -> str:
+    """The README's table of the hooks (markdown): each hook's call and the first sentence of its
+    docstring, from its Protocol (regbench.regularizers.contract.HOOKS), and the built-in
+    regularizers that define it, so that a new hook or a regularizer using one cannot leave it stale."""
+    import inspect
+
+    from regbench.regularizers.contract import HOOKS, defines, hook
+
+    rows = ["| hook | when, and what it does | defined by |", "| --- | --- | --- |"]
+    for name, protocol in HOOKS.items():
+        if name == "label":  # required, not a hook: the README's paragraph above the table says it
+            continue
+        call = hook(name)
+        doc = inspect.getdoc(getattr(protocol, name)) or ""
+        first = " ".join(doc.split()).split(". ")[0].rstrip(".")
+        users = ", ".join(cls.name for cls in builtin() if defines(cls, name)) or "(none built in)"
+        static = " (staticmethod)" if call.static else ""
+        rows.append(f"| `{name}({', '.join(call.args)})`{static} | {first.replace('|', chr(92) + '|')} | {users} |")
+    return "\n".join(rows)
+
+
 def _value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
