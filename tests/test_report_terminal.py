@@ -252,3 +252,35 @@ def test_reporting_names_no_regularizer_nor_knob():
         code = re.sub(r'""".*?"""|#[^\n]*', "", path.read_text(), flags=re.S)
         words = set(re.findall(r"[\"'.]([a-z_0-9]+)[\"']", code))
         assert not names & words, (path.name, names & words)
+
+
+def test_columns_left_out_come_back_where_the_room_allows(tmp_path):
+    """Dropping the CI halves frees room: the `early best †` marks, left out one step before,
+    come back at 80 columns; at 100, d_z comes back once gap.loss and the test metric are out."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from regbench.reporting.report_format import render
+
+    for seed in (0, 1, 2):
+        write_run(tmp_path / f"none{seed}", seed=seed, val=0.9 + seed / 100, early_best=False,
+                  extra={"trainer.patience": 10})
+        for alpha in (1e-4, 1e-3, 1e-2):
+            write_run(tmp_path / f"l1-{alpha}-{seed}", reg="l1", alpha=alpha, seed=seed, val=0.4 + seed / 50 + alpha,
+                      early_best=seed < 2 and alpha == 1e-2, best_epoch=1,
+                      extra={"trainer.patience": 10, "reg.l1_ratio": 1.0})
+    report = build([tmp_path])
+    printed = {}
+    for width in (80, 100):
+        out = StringIO()
+        render(report, Console(file=out, width=width, force_terminal=True, color_system=None))
+        printed[width] = out.getvalue()
+        assert max(len(line) for line in table_part(printed[width])) <= width
+    table80, footer80 = table_part(printed[80]), printed[80].strip().splitlines()[-1]
+    assert "┃ †   ┃" in table80[2] and any("│ 2/3 │" in line for line in table80)
+    assert "means without their 95% CI" in footer80 and "early best" not in footer80
+    assert "† runs whose reported (best) epoch" in printed[80]
+    footer100 = printed[100].strip().splitlines()[-1]
+    assert " d_z " in table_part(printed[100])[2] and "left out d_z" not in footer100
+    assert "left out test_acc (95% CI)" in footer100 and "means without" not in footer100

@@ -151,7 +151,7 @@ def footnotes(report: Report, header: list[str], rows: list[list[str]], left_out
                         if corrected else "")
                      + ("; – where every paired difference is the same (no variance)"
                         if any(row[column] == "–" for row in rows) else ""))
-    if EARLY in header:
+    if EARLY in header and EARLY not in left_out:
         patience = report.constants.get("trainer.patience")
         known = patience is not None and patience == patience  # not null, not NaN
         within = f"the first {int(patience)} epochs" if known else "the first trainer.patience epochs"
@@ -274,35 +274,54 @@ def _without_ci(header: list[str], rows: list[list[str]]) -> tuple[list[str], li
     return header, [[cell.split(" ± ")[0] for cell in row] for row in rows]
 
 
+def _view(header: list[str], rows: list[list[str]], left_out: list[str], short: bool,
+          no_ci: bool) -> tuple[list[str], list[list[str]]]:
+    """The table without the `left_out` columns, its headers abbreviated (`short`), its means
+    without their CI (`no_ci`)."""
+    keep = [i for i, name in enumerate(header) if name not in left_out]
+    header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    if short:
+        header = [_abbreviate(name) for name in header]
+    return _without_ci(header, rows) if no_ci else (header, rows)
+
+
 def fit_to_width(console: Console, title: str, header: list[str], rows: list[list[str]],
                  redundant: list[str] = (), sections: list[bool] = ()) -> tuple[Table | None, list[str]]:
     """The table, fitted to the console's width without ever wrapping or cutting a number: it
     leaves out `pairs` and `epochs`, abbreviates the headers, leaves out the `redundant`
     columns (parameters the label determines), then sparsity, d_z, gap.loss, the test metric
     and the `early best †` marks, then shows each mean without its CI, one step at a time until
-    it fits. Returns it (None when even that is too wide: then print_records) and what was
-    changed, for a line under it."""
-    changed: list[str] = []
+    it fits; then it takes back, the last left out first, each column that still fits (the
+    CI's room may hold the marks). Returns it (None when even that is too wide: then
+    print records) and what was changed, for a line under it."""
     steps = [*DROP_FIRST[:2], "abbreviate", *redundant, *DROP_FIRST[2:], EARLY, CI_HALF]
+    left_out: list[str] = []
+    short = no_ci = False
+
+    def table() -> Table:
+        return _rich_table(title, *_view(header, rows, left_out, short, no_ci), sections)
+
+    def fits() -> bool:
+        return natural_width(console, table()) <= console.width
+
     for step in [None, *steps]:
         if step == "abbreviate":
-            header = [_abbreviate(name) for name in header]
-            changed.append("headers abbreviated")
+            short = True
         elif step == CI_HALF:
-            header, rows = _without_ci(header, rows)
-            changed.append("means without their 95% CI")
-        elif step is not None:
-            names = [name for name in header if name in (step, _abbreviate(step))]
-            if not names:
-                continue
-            i = header.index(names[0])
-            changed.append(f"left out {step}")
-            header = header[:i] + header[i + 1:]
-            rows = [row[:i] + row[i + 1:] for row in rows]
-        table = _rich_table(title, header, rows, sections)
-        if natural_width(console, table) <= console.width:
-            return table, changed
-    return None, [RECORDS]
+            no_ci = True
+        elif step is not None and step in header:
+            left_out.append(step)
+        if fits():
+            break
+    else:
+        return None, [RECORDS]
+    for name in reversed(list(left_out)):
+        left_out.remove(name)
+        if not fits():
+            left_out.append(name)
+    changed = [f"left out {step}" if step in left_out else "headers abbreviated" if step == "abbreviate" and short
+               else "means without their 95% CI" if step == CI_HALF and no_ci else None for step in steps]
+    return table(), [c for c in changed if c]
 
 
 def records(title: str, header: list[str], rows: list[list[str]], first_number: int) -> list[str]:
