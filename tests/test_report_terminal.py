@@ -202,10 +202,15 @@ def test_a_sweep_that_turns_none_into_a_penalty_warns_when_it_starts(tmp_path):
                       "(`regbench report SWEEP BASELINE`)"]
     assert len(list((tmp_path / "sweep").glob("*/result.json"))) == 4  # a warning, not a refusal
     assert sum("no run is labelled none" in line for line in err) == 1  # and the report says it again, once
-    # a sweep whose reg=none stays the baseline says nothing of the kind
+    # a sweep whose reg=none stays the baseline says nothing of the kind; nor one that sweeps
+    # reg.alpha over the default preset without naming reg=none (the report says there is no baseline)
     out = regbench("run", "-m", "reg=none,l1", "trainer.max_epochs=1", "dataset.train_size=100",
                    "model.hidden_sizes=[8]", "hydra.sweep.dir=plain", cwd=tmp_path)
     assert out.returncode == 0 and "baseline" not in out.stderr
+    out = regbench("run", "-m", "reg.alpha=1e-4,1e-3", "trainer.max_epochs=1", "dataset.train_size=100",
+                   "model.hidden_sizes=[8]", "hydra.sweep.dir=default", cwd=tmp_path)
+    assert out.returncode == 0 and "reg=none is not the baseline" not in out.stderr
+    assert "regbench: warning: no run is labelled none" in out.stderr
 
 
 def test_the_constants_line_leaves_out_what_never_changes_a_result(tmp_path):

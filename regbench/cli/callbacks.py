@@ -396,7 +396,9 @@ class SweepSummary(Callback):
                     problems.setdefault(describe(e), []).append(job)
                     continue
                 as_job(cfg, num)  # `${hydra:...}` values read the job's own Hydra config
-                chose_none = cfg.hydra.runtime.choices.get("reg") == "none"
+                # reg=none typed (not the default): the user means it as the sweep's baseline
+                chose_none = cfg.hydra.runtime.choices.get("reg") == "none" and any(
+                    o.startswith(("reg=", "+reg=", "++reg=")) for o in overrides)
                 cfg = task_config(cfg)  # a copy: HydraConfig keeps the job's config, hydra node included
                 for message in refusals(cfg, overrides=overrides):
                     problems.setdefault(message, []).append(job)
