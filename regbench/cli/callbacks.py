@@ -318,6 +318,18 @@ def data_refusals(jobs: list[tuple[str, DictConfig]], search: tuple[str, ...]) -
     return problems
 
 
+def _not_baseline(job: str, cfg: DictConfig, search: tuple[str, ...]) -> list[tuple[str, str]]:
+    """[(job, label)] when a job that chose reg=none is labelled otherwise (a reg.* override of
+    the sweep switched a regularizer on), else []: the label is what the report pairs by."""
+    from regbench.regularizers import label
+
+    try:
+        named = label(cfg.reg, cfg.model, search)
+    except Exception:  # a regularizer that does not load: its job reports it
+        return []
+    return [] if named == "none" else [(job, named)]
+
+
 class SweepSummary(Callback):
     """Refuses a sweep with a bad job before any job runs; reports the sweep when it ends."""
 
@@ -372,6 +384,7 @@ class SweepSummary(Callback):
         problems: dict[str, list[str]] = {}
         warnings: dict[str, list[str]] = {}
         cuda_jobs = []
+        not_baseline: list[tuple[str, str]] = []  # (job, label): reg=none made into a regularizer
         resolved: list[tuple[str, DictConfig]] = []  # for the data's checks, once every config passed its own
         hydra_config = HydraConfig.instance().cfg
         try:
@@ -383,6 +396,9 @@ class SweepSummary(Callback):
                     problems.setdefault(describe(e), []).append(job)
                     continue
                 as_job(cfg, num)  # `${hydra:...}` values read the job's own Hydra config
+                # reg=none typed (not the default): the user means it as the sweep's baseline
+                chose_none = cfg.hydra.runtime.choices.get("reg") == "none" and any(
+                    o.startswith(("reg=", "+reg=", "++reg=")) for o in overrides)
                 cfg = task_config(cfg)  # a copy: HydraConfig keeps the job's config, hydra node included
                 for message in refusals(cfg, overrides=overrides):
                     problems.setdefault(message, []).append(job)
@@ -396,7 +412,9 @@ class SweepSummary(Callback):
                             OmegaConf.resolve(cfg)
                         resolved.append((job, cfg))
                     except Exception:  # the job reports it itself
-                        pass
+                        continue
+                    if chose_none:
+                        not_baseline += _not_baseline(job, cfg, config_search_dirs(config.hydra))
         finally:
             HydraConfig.instance().cfg = hydra_config
         if cuda_jobs and not problems:
@@ -413,6 +431,12 @@ class SweepSummary(Callback):
             sys.exit(2)
         for message, where in warnings.items():
             print(f"regbench: warning: {message} (in {len(where)} of {len(jobs)} jobs, e.g. {where[0]})", file=sys.stderr)
+        if not_baseline:
+            job, label = not_baseline[0]
+            print(f"regbench: warning: reg=none is not the baseline in {len(not_baseline)} of {len(jobs)} jobs "
+                  f"(e.g. `{job}` runs as {label}): a reg.* override applies to every preset of a sweep, reg=none "
+                  "included, so the report has no baseline for Δ, d_z and p-values; run reg=none as its own sweep and "
+                  "merge the two (`regbench report SWEEP BASELINE`)", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Writes runs.csv, report.csv and report.html into the sweep folder, prints the comparison table,

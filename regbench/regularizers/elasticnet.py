@@ -82,10 +82,12 @@ class ElasticNet:
     knobs = (
         Knob("alpha", 0.0, "Strength of the weight penalty (scikit-learn's ElasticNet `alpha`).", ">= 0",
              lambda v: v >= 0),
+        # Both shape a penalty of strength alpha: at alpha 0 they change nothing (only_when_on),
+        # so a report of unpenalised runs does not list them.
         Knob("l1_ratio", 0.5, "Share of L1 in the penalty: 1 is L1 (lasso), 0 is L2 (ridge).", "in [0, 1]",
-             lambda v: 0 <= v <= 1),
+             lambda v: 0 <= v <= 1, only_when_on=True),
         Knob("l1_proximal", True, "Apply the L1 part as a proximal soft-threshold after each step (exact zeros).",
-             "true | false"),
+             "true | false", only_when_on=True),
     )
 
     @staticmethod

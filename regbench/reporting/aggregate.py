@@ -108,11 +108,14 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     seed (see set_aside_duplicates). Columns: the varying parameters (without the `params.`
     prefix), `reg`, `n_seeds` (distinct seeds of ok runs), `n_diverged`, `n_failed`,
     `n_early_best` (ok runs whose reported epoch lies within the first `patience`),
-    `<quantity>.mean/.std/.ci95` for each summarised quantity, and `config`. Sorted by mean
-    validation metric, best first.
+    `<quantity>.mean/.std/.ci95` for each summarised quantity, and `config`. Grouped by dataset
+    and model (see group_keys: their columns lead, the groups in the order the runs first show
+    them), and within each group sorted by mean validation metric, best first.
     """
     keys = config_keys(runs)
     vary = varying(runs, keys)
+    groups = group_keys(vary)
+    vary = groups + [k for k in vary if k not in groups]  # the group leads the row
     constants = {k.removeprefix("params."): runs[k].iloc[0] for k in keys if k not in vary}
     first = runs.drop_duplicates("config").set_index("config", drop=False)
     report = first[vary + ["reg"]].copy()
@@ -135,7 +138,29 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     sort_key = f"val_{m}.mean"
     if sort_key in report:
         report = report.sort_values(sort_key, ascending=False, na_position="last", kind="stable")
+    if groups:  # index = config id, the order of first appearance: the groups keep the sweep's order
+        text = as_text(first[groups[0]])
+        for k in groups[1:]:
+            text = text + "\x1f" + as_text(first[k])
+        rank = pd.Series(pd.factorize(text.sort_index())[0], index=text.sort_index().index)
+        report = report.iloc[np.argsort(rank.reindex(report.index).to_numpy(), kind="stable")]
     return report.reset_index(drop=True).rename_axis(None), constants
+
+
+def group_keys(vary: list[str]) -> list[str]:
+    """The varying parameters that say what a row was trained on, data and model
+    (`params.dataset.*`, `params.model.*`): rows are grouped by them, since validation metrics
+    compare only within one dataset and model."""
+    return [k for k in vary if k.startswith(GROUPED)]
+
+
+GROUPED = ("params.dataset.", "params.model.")
+
+
+def group_of(table: pd.DataFrame) -> list[tuple[str, ...]]:
+    """Each row's group of a summarized table (its leading dataset and model columns, as text)."""
+    columns = [c for c in table.columns[: list(table.columns).index("reg")] if f"params.{c}".startswith(GROUPED)]
+    return [tuple(str(row[c]) for c in columns) for _, row in table.iterrows()] if columns else [()] * len(table)
 
 
 def _per_seed(frame: pd.DataFrame, column: str) -> pd.Series:

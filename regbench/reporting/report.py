@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from regbench.config.keys import ONLY_FOR
+from regbench.config.keys import KEYS, ONLY_FOR
 from regbench.reporting.aggregate import against_baseline, describe_config, set_aside_duplicates, summarize, with_config_ids
 from regbench.reporting.collect import collect
 
@@ -44,8 +44,8 @@ def build(paths: list[Path], baseline: str | None = None, baseline_config: int |
 
     Args:
         paths: sweep folders, run folders or trees of them, merged.
-        baseline: the reg label to compare against; None means `none`, without a note when no
-            run has that label (a sweep need not have a baseline).
+        baseline: the reg label to compare against; None means `none`. When no run has the
+            label, a note says so (and, for `none`, how to add it).
         baseline_config: a configuration id (report.csv's `config`) to compare against instead.
 
     Raises:
@@ -68,12 +68,20 @@ def build(paths: list[Path], baseline: str | None = None, baseline_config: int |
         if baseline_config not in ok_ids:
             notes.append(f"--baseline-config {baseline_config} has no run with status ok: no paired differences")
         label = describe_config(table, baseline_config)
-    elif baseline is not None and not (runs["reg"] == baseline).any():
+    elif not (runs["reg"] == label).any():
         labels = ", ".join(sorted(runs["reg"].astype(str).unique()))
-        notes.append(f"--baseline {baseline} matches no run (the labels here: {labels}): no paired differences")
+        notes.append(f"--baseline {baseline} matches no run (the labels here: {labels}): no paired differences"
+                     if baseline is not None else no_baseline(labels))
     table, chosen = against_baseline(runs, table, label, baseline_config)
     return Report(runs=runs, table=table, constants=constants, baseline=label, skipped=collected.skipped,
                   duplicates=duplicates, notes=collected.notes + notes + chosen)
+
+
+def no_baseline(labels: str) -> str:
+    """The line for runs without the default baseline, the label `none`."""
+    return (f"no run is labelled none, the baseline (the labels here: {labels}): Δ, d_z and p-values need it; "
+            "run it as its own sweep, `regbench run -m reg=none` with the same overrides but no reg.* one, and merge "
+            "the two (`regbench report SWEEP BASELINE`), or compare with another label: --baseline LABEL")
 
 
 def applies(key: str, runs: pd.DataFrame) -> bool:
@@ -95,3 +103,12 @@ def all_runs(report: Report) -> pd.DataFrame:
     if report.duplicates.empty:
         return report.runs.assign(duplicate_of=None)
     return pd.concat([report.runs.assign(duplicate_of=None), report.duplicates], ignore_index=True)
+
+
+def computed(key: str) -> bool:
+    """Whether `key` can change what a run computes (its declaration's `computed`,
+    regbench.config.keys): False for what is kept, where, or how a job runs (overwrite,
+    trainer.checkpoint_seconds, search.seeds, ...). A key the table does not declare (a user
+    regularizer's knob, an entry of model.kwargs) counts as computed."""
+    declared = KEYS.get(key)
+    return declared is None or declared.computed

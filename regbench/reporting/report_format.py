@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from regbench.reporting import html
-from regbench.reporting.aggregate import CORRECTED_T, PLAIN_T, metric_of, value_text
-from regbench.reporting.report import Report, all_runs, applies
+from regbench.reporting.aggregate import CORRECTED_T, GROUPED, PLAIN_T, group_of, metric_of, value_text
+from regbench.reporting.report import Report, all_runs, applies, computed
 
 
 def _missing(value: Any) -> bool:
@@ -74,6 +74,7 @@ def param_columns(table: pd.DataFrame) -> list[str]:
 
 P_COLUMN = "p Holm (t-test / Wilcoxon)"  # Holm-adjusted; report.csv also has the raw p-values
 D_COLUMN = "d_z"  # the effect size of the paired difference
+EARLY = "early best †"  # runs reported from within the patience
 
 
 def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
@@ -90,7 +91,7 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
     header += [f"{q} (95% CI)" for q in quantities] + ["epochs"]
     show_early = "n_early_best" in t and bool(t["n_early_best"].any())
     if show_early:
-        header.append("early best †")
+        header.append(EARLY)
     with_delta = f"delta.val_{m}" in t and t[f"delta.val_{m}"].notna().any()
     if with_delta:
         header += [f"Δval_{m} vs {report.baseline}", D_COLUMN, P_COLUMN, "pairs"]
@@ -150,7 +151,7 @@ def footnotes(report: Report, header: list[str], rows: list[list[str]], left_out
                         if corrected else "")
                      + ("; – where every paired difference is the same (no variance)"
                         if any(row[column] == "–" for row in rows) else ""))
-    if "early best †" in header:
+    if EARLY in header and EARLY not in left_out:
         patience = report.constants.get("trainer.patience")
         known = patience is not None and patience == patience  # not null, not NaN
         within = f"the first {int(patience)} epochs" if known else "the first trainer.patience epochs"
@@ -190,7 +191,10 @@ def test_lines(table: pd.DataFrame) -> list[str]:
 
 
 def constants_line(report: Report) -> str:
-    shown = {k: v for k, v in report.constants.items() if applies(k, report.runs)}
+    """The parameters every run shares, named once: those that change what a run computes
+    (regbench.config.keys: a key declared `computed=False`, such as where a run is kept, is left
+    out) and apply to some run (see report.applies)."""
+    shown = {k: v for k, v in report.constants.items() if computed(k) and applies(k, report.runs)}
     return "constant in every run: " + ", ".join(f"{k}={_fmt_param(v, k)}" for k, v in shown.items())
 
 
@@ -225,7 +229,8 @@ def problem_lines(report: Report) -> list[str]:
 
 
 def wide_console() -> Console:
-    """A console that does not wrap tables at 80 columns when writing to a file or a pipe."""
+    """A console that does not wrap tables at 80 columns when writing to a file or a pipe
+    (render writes the whole table there, at its own width)."""
     console = Console()
     return console if console.is_terminal else Console(width=250)
 
@@ -233,17 +238,19 @@ def wide_console() -> Console:
 # Columns left out first when the table is wider than the terminal: report.csv has them all.
 DROP_FIRST = ("pairs", "epochs", "sparsity (95% CI)", D_COLUMN, "gap.loss (95% CI)", "test_acc (95% CI)",
               "test_r2 (95% CI)")
+CI_HALF = "CI halves"  # the step that shows `mean` for `mean ± CI`
+RECORDS = "one record per row"  # the last resort: each configuration as lines of `column  value`
 
 
-def _rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+def _rich_table(title: str, header: list[str], rows: list[list[str]], sections: list[bool] = ()) -> Table:
     table = Table(title=title, title_justify="left")
     first_number = header.index("n")
     for i, name in enumerate(header):
         # Numbers never wrap or get cut: a column that does not fit is left out (fit_to_width).
         table.add_column(name, justify="left" if i < first_number else "right", no_wrap=i >= first_number,
                          overflow="fold" if i < first_number else "ignore")
-    for row in rows:
-        table.add_row(*row)
+    for i, row in enumerate(rows):
+        table.add_row(*row, end_section=bool(sections) and sections[i])
     return table
 
 
@@ -256,50 +263,118 @@ def natural_width(console: Console, table: Table) -> int:
 
 def _abbreviate(name: str) -> str:
     """A shorter header: `val_acc (95% CI)` -> `val_acc ±CI`, `reg.alpha` -> `alpha`, ..."""
-    for long, short in ((" (95% CI)", " ±CI"), (P_COLUMN, "pHolm t/W"), ("early best †", "†"), ("reg.", "")):
+    for long, short in ((" (95% CI)", " ±CI"), (P_COLUMN, "pHolm t/W"), (EARLY, "†"), ("reg.", "")):
         name = name.replace(long, short)
     return name.split(" vs ")[0]
 
 
+def _without_ci(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """The table with `mean` where it had `mean ± CI`, and headers to match."""
+    header = [name.removesuffix(" ±CI").removesuffix(" (95% CI)") for name in header]
+    return header, [[cell.split(" ± ")[0] for cell in row] for row in rows]
+
+
+def _view(header: list[str], rows: list[list[str]], left_out: list[str], short: bool,
+          no_ci: bool) -> tuple[list[str], list[list[str]]]:
+    """The table without the `left_out` columns, its headers abbreviated (`short`), its means
+    without their CI (`no_ci`)."""
+    keep = [i for i, name in enumerate(header) if name not in left_out]
+    header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    if short:
+        header = [_abbreviate(name) for name in header]
+    return _without_ci(header, rows) if no_ci else (header, rows)
+
+
 def fit_to_width(console: Console, title: str, header: list[str], rows: list[list[str]],
-                 redundant: list[str] = ()) -> tuple[Table, list[str]]:
+                 redundant: list[str] = (), sections: list[bool] = ()) -> tuple[Table | None, list[str]]:
     """The table, fitted to the console's width without ever wrapping or cutting a number: it
     leaves out `pairs` and `epochs`, abbreviates the headers, leaves out the `redundant`
-    columns (parameters the label determines), then sparsity, d_z, gap.loss and the test metric,
-    one step at a time until it fits. Returns it and what was changed, for a line under it."""
-    changed: list[str] = []
-    steps = [*DROP_FIRST[:2], "abbreviate", *redundant, *DROP_FIRST[2:]]
+    columns (parameters the label determines), then sparsity, d_z, gap.loss, the test metric
+    and the `early best †` marks, then shows each mean without its CI, one step at a time until
+    it fits; then it takes back, the last left out first, each column that still fits (the
+    CI's room may hold the marks). Returns it (None when even that is too wide: then
+    print records) and what was changed, for a line under it."""
+    steps = [*DROP_FIRST[:2], "abbreviate", *redundant, *DROP_FIRST[2:], EARLY, CI_HALF]
+    left_out: list[str] = []
+    short = no_ci = False
+
+    def table() -> Table:
+        return _rich_table(title, *_view(header, rows, left_out, short, no_ci), sections)
+
+    def fits() -> bool:
+        return natural_width(console, table()) <= console.width
+
     for step in [None, *steps]:
         if step == "abbreviate":
-            header = [_abbreviate(name) for name in header]
-            changed.append("headers abbreviated")
-        elif step is not None:
-            names = [name for name in header if name in (step, _abbreviate(step))]
-            if not names:
-                continue
-            i = header.index(names[0])
-            changed.append(f"left out {step}")
-            header = header[:i] + header[i + 1:]
-            rows = [row[:i] + row[i + 1:] for row in rows]
-        table = _rich_table(title, header, rows)
-        if natural_width(console, table) <= console.width:
+            short = True
+        elif step == CI_HALF:
+            no_ci = True
+        elif step is not None and step in header:
+            left_out.append(step)
+        if fits():
             break
-    return table, changed
+    else:
+        return None, [RECORDS]
+    for name in reversed(list(left_out)):
+        left_out.remove(name)
+        if not fits():
+            left_out.append(name)
+    changed = [f"left out {step}" if step in left_out else "headers abbreviated" if step == "abbreviate" and short
+               else "means without their 95% CI" if step == CI_HALF and no_ci else None for step in steps]
+    return table(), [c for c in changed if c]
+
+
+def records(title: str, header: list[str], rows: list[list[str]], first_number: int) -> list[str]:
+    """The table as one record per row, for a terminal too narrow for its columns: a line that
+    names the row by its label, then one `column  value` line per parameter and number shown
+    (`first_number`: the index of the first number column, `n`; the label is just before it)."""
+    width = max(len(name) for name in header)
+    out = [title]
+    for i, row in enumerate(rows, 1):
+        out += ["", f"{i}. {row[first_number - 1]}"]
+        out += [f"   {name:<{width}}  {cell}" for j, (name, cell) in enumerate(zip(header, row))
+                if cell and j != first_number - 1]
+    return out
+
+
+def _sections(report: Report) -> list[bool]:
+    """Where a group (one dataset and model, see aggregate.group_keys) ends: a rule under its last row."""
+    groups = group_of(report.table)
+    return [i + 1 < len(groups) and groups[i + 1] != g for i, g in enumerate(groups)]
+
+
+def title_of(report: Report) -> str:
+    """The table's title: what it holds and in which order."""
+    ok = int((report.runs["status"] == "ok").sum())
+    grouped = [c for c in param_columns(report.table) if f"params.{c}".startswith(GROUPED)]
+    order = f"grouped by {', '.join(grouped)}, best validation first in each" if grouped else "best validation first"
+    return f"{len(report.table)} configurations, {len(report.runs)} runs ({ok} ok), {order}"
 
 
 def render(report: Report, console: Console) -> None:
-    """Prints the comparison table, the constants, its footnotes, the problem runs and the skipped count."""
+    """Prints the comparison table, the constants, its footnotes, the problem runs and the skipped count.
+
+    On a terminal the table is fitted to its width (fit_to_width, else one record per row) and a
+    line says what was changed; to a file or a pipe, which has no width, it is written whole.
+    """
     header, rows = display_table(report)
-    ok = int((report.runs["status"] == "ok").sum())
-    title = f"{len(report.table)} configurations, {len(report.runs)} runs ({ok} ok), best validation first"
+    title, sections = title_of(report), _sections(report)
     t = report.table
-    redundant = [p for p in param_columns(t) if t.groupby("reg")[p].agg(lambda v: v.map(str).nunique()).max() <= 1]
-    table, changed = fit_to_width(console, title, header, rows, redundant)
-    width = natural_width(console, table)
-    if width <= console.width:
+    if console.is_terminal:
+        redundant = [p for p in param_columns(t) if t.groupby("reg")[p].agg(lambda v: v.map(str).nunique()).max() <= 1]
+        table, changed = fit_to_width(console, title, header, rows, redundant, sections)
+    else:
+        table, changed = _rich_table(title, header, rows, sections), []
+    if table is None:
+        title, *lines = records(title, header, rows, header.index("n"))
+        console.print(title, highlight=False, markup=False)  # wrapped at the terminal's width
+        for line in lines:
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    elif console.is_terminal:
         console.print(table)
-    else:  # still too wide: whole lines, which the terminal wraps, rather than numbers split in a cell
-        Console(file=console.file, width=width, force_terminal=console.is_terminal, color_system=console.color_system,
+    else:  # no width to fit: whole lines, every column
+        width = natural_width(console, table)
+        Console(file=console.file, width=width, force_terminal=False, color_system=console.color_system,
                 no_color=console.no_color).print(table)
     left_out = {step.removeprefix("left out ") for step in changed if step.startswith("left out ")}
     lines = [constants_line(report), *class_lines(report), *footnotes(report, header, rows, left_out),
@@ -331,8 +406,7 @@ def sections(report: Report, images: list[Path] = (), pivot: pd.DataFrame | None
     """The page's view: the comparison table as the console prints it (every column), its
     notes, the pivot view (pivot.csv) when given, and the plots."""
     header, rows = display_table(report)
-    ok = int((report.runs["status"] == "ok").sum())
-    blocks = [html.Heading(f"{len(report.table)} configurations, {len(report.runs)} runs ({ok} ok), best validation first"),
+    blocks = [html.Heading(title_of(report)),
               html.Table(header, rows, len(param_columns(report.table)) + 1),
               html.Lines([constants_line(report), *footnotes(report, header, rows), *report.notes, *problem_lines(report)])]
     if pivot is not None:
