@@ -112,7 +112,7 @@ def test_a_failed_run_conforms_to_the_declaration(tiny_cfg, tmp_path, monkeypatc
 
 def test_the_readme_table_of_result_json_is_the_declaration():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert record.markdown() in readme, "README's result.json table: paste regbench.record.markdown()"
+    assert record.markdown() in readme, "README's result.json table is stale: run python scripts/readme_tables.py"
     start = readme.index("| key | meaning |")
     keys = [line.split("`")[1] for line in readme[start:].split("\n\n")[0].splitlines()[2:]]
     assert keys == list(record.declared())

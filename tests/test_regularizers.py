@@ -28,7 +28,7 @@ SMALL = ["dataset.train_size=300", "model.hidden_sizes=[32,16]", "trainer.max_ep
 def test_every_builtin_knob_is_in_the_readme_table():
     readme = (REPO / "README.md").read_text()
     for row in knob_table(markdown=True).splitlines():
-        assert row in readme, row
+        assert row in readme, f"{row}: run python scripts/readme_tables.py"
 
 
 def test_every_builtin_regularizer_declares_its_knobs_label_and_docs():
@@ -360,5 +360,5 @@ def test_the_readme_hook_table_is_the_contracts():
     from regbench.regularizers.registry import hook_table
 
     table = hook_table()
-    assert table in (REPO / "README.md").read_text(), "README's hook table: paste regbench.regularizers.registry.hook_table()"
+    assert table in (REPO / "README.md").read_text(), "README's hook table is stale: run python scripts/readme_tables.py"
     assert "`gradient(stack, closure)` | " in table and "| sam |" in table  # every hook, with who defines it
