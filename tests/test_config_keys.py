@@ -408,3 +408,22 @@ def test_the_runner_checks_a_config_it_is_handed_directly(tmp_path):
     with pytest.raises(UserInputError, match=r"optim.lr must be > 0 \(got 0.0\)"):
         run(make_cfg("optim.lr=0"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_every_declared_key_is_documented_in_the_readme():
+    """A key added to the schema (one declaration) without its line in the README's option tables
+    fails here: `group.key` written out, or a `| `key` |` row of its group's table (a group's
+    `name` is its choice, `group=option`)."""
+    readme = (REPO / "README.md").read_text()
+
+    def documented(name: str) -> bool:
+        group, _, short = name.rpartition(".")
+        if f"`{name}`" in readme or f"{name}=" in readme:
+            return True
+        if short == "name" and f"{group}=" in readme:  # the group's option: dataset=digits, logger=tensorboard
+            return True
+        section = readme.find(f"### `{group.split('.')[0]}`") if group else readme.find("### Top level")
+        end = readme.find("\n### ", section + 1)
+        return section >= 0 and f"| `{short}` |" in readme[section:end]
+
+    assert [name for name in keys.KEYS if not documented(name)] == []
