@@ -416,11 +416,13 @@ def test_its_preset_composes_and_switches_it_on_in_a_tiny_setting(case, tmp_path
 
 
 @each_case
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_stack_ends_where_each_members_lone_run_ends(case, tmp_path, monkeypatch):
     check_stack(case, tmp_path, monkeypatch)
 
 
 @each_case
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_an_interrupted_run_resumes_bit_for_bit(case, tmp_path, monkeypatch):
     check_resume(case, tmp_path, monkeypatch)
 
@@ -436,11 +438,13 @@ def test_evaluation_is_untouched(case, tmp_path, monkeypatch):
 
 
 @each_case
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_what_it_cannot_act_on_is_refused_in_one_line_before_any_work(case, tmp_path, monkeypatch):
     check_refusals(case, tmp_path, monkeypatch)
 
 
 @each_case
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_knob_that_switches_it_off_changes_nothing(case, tmp_path, monkeypatch):
     check_off(case, tmp_path, monkeypatch)
 

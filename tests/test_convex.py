@@ -102,6 +102,7 @@ def _sklearn_elastic_net(data: Data, alpha: float, l1_ratio: float) -> tuple[tor
     ],
     ids=["digits-l1-3e-3", "digits-l1-1e-2", "diabetes-elasticnet-3e-2"],
 )
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_the_solver_reaches_the_optimum_scikit_learn_finds(overrides, oracle):
     cfg, data, model = _problem(*overrides)
     solution = convex.solve(model, data, cfg.reg, tol=1e-9)
@@ -145,6 +146,7 @@ def _sklearn_objective(x: np.ndarray, y: np.ndarray, sk: LogisticRegression, C: 
     ids=["binary-l2-1e-3", "binary-elasticnet-1e-3", "binary-elasticnet-1e-2", "multiclass-l2-1e-2",
          "multiclass-elasticnet-1e-2"],
 )
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_sklearn_params_gives_scikit_learns_optimum_with_an_l2_part(dataset, alpha, l1_ratio):
     """With an L2 part the conversion differs between two classes and more (convex.sklearn_params);
     the optimum is unique, so the weights themselves must agree, not only the objective."""

@@ -410,6 +410,7 @@ def test_export_mlflow_reads_back_with_mlflows_client_and_a_second_export_adds_n
     assert len(client.search_runs([exp.experiment_id])) == 5
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_export_mlflow_logs_the_model_and_a_single_runs_folder(tmp_path, capsys):
     MlflowClient = _mlflow()
     from regbench.reporting import export

@@ -75,6 +75,7 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_sigterm_finishes_the_epoch_checkpoints_it_and_the_printed_command_resumes(tmp_path):
     """SIGTERM (kill, SLURM, docker stop) as the first Ctrl-C: the epoch ends and is
     checkpointed, one line says how to resume (exit 143); that line, pasted into a shell,
@@ -118,6 +119,7 @@ def test_the_resume_override_reads_back_as_the_same_folder(path):
     assert shlex.split(line.split("; to resume: ")[1])[-1] == f"hydra.run.dir={hydra_value(path)}"
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_busy_run_folder_keeps_the_record_of_the_run_that_trains_there(tmp_path):
     """A second process on a folder where a run is training is refused before it writes
     anything: the first run's `.hydra/` still describes the first run."""
@@ -137,6 +139,7 @@ def test_a_busy_run_folder_keeps_the_record_of_the_run_that_trains_there(tmp_pat
         proc.wait()
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_the_record_is_what_hydra_itself_writes(tmp_path):
     """regbench writes `.hydra/` once the folder's lock is held; the files are those Hydra
     writes when it writes them itself (hydra.output_subdir=.hydra), the overrides aside."""
@@ -198,6 +201,7 @@ def test_a_launcher_that_cannot_start_is_refused_before_any_job(tmp_path, args, 
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_read_only_output_folder_gets_one_line(tmp_path):
     with small_fs(tmp_path / "ro", "1m", read_only=True) as ro:
         single = regbench("run", *TINY, f"hydra.run.dir={ro / 'run'}", cwd=tmp_path)
@@ -241,6 +245,7 @@ def test_a_full_disk_during_training_loses_nothing_computed(tmp_path):
         assert "val" in out.stdout and "test" in out.stdout  # the metrics were printed
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_full_disk_during_a_stacked_sweep_is_a_warning_and_every_result_is_written(tmp_path):
     """A member's share of the stack's checkpoint (~300 kB) does not fit: one warning naming the
     cause, the stack goes on (it does not fail over to lone runs), and every job's files are written."""
@@ -263,6 +268,7 @@ def test_a_full_disk_during_a_stacked_sweep_is_a_warning_and_every_result_is_wri
             assert not list((fs / "sweep" / job).glob(".*.tmp"))
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_reusing_a_run_folder_with_another_configuration_is_refused_unless_asked(tmp_path):
     first = regbench("run", *TINY, "hydra.run.dir=r", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -289,6 +295,7 @@ def test_temporary_files_of_a_killed_write_are_removed_when_the_job_finishes(tin
     assert not any(t.exists() for t in left) and (tmp_path / "notes.tmp").exists()
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_sweep_summary_counts_only_the_jobs_this_process_ran(tmp_path):
     """Another process holds job 0 while this sweep starts, and finishes it while this one
     trains job 1: the summary says so, instead of counting job 0 as its own."""

@@ -104,6 +104,7 @@ def torch_error() -> str:
 
 
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_bad_input_known_once_the_data_is_loaded_is_one_line_and_no_folder(workdir, case):
     args, message = CASES[case]
     out = regbench("run", "trainer.max_epochs=1", *args, cwd=workdir)
@@ -114,6 +115,7 @@ def test_bad_input_known_once_the_data_is_loaded_is_one_line_and_no_folder(workd
     assert not (workdir / "outputs").exists()  # not even the empty outputs/runs/ made for it
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_refused_rerun_leaves_a_finished_folder_as_it_was(workdir):
     first = regbench("run", *TINY, "hydra.run.dir=mine", cwd=workdir)
     assert first.returncode == 0, first.stderr
@@ -136,6 +138,7 @@ def test_a_search_trial_is_refused_like_a_run(workdir):
 
 
 @pytest.mark.parametrize("launcher", ["basic", "stacked"])
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_sweep_with_a_job_the_data_refuses_is_refused_before_any_job_runs(workdir, launcher):
     out = regbench("run", "-m", *(["hydra/launcher=stacked"] if launcher == "stacked" else []), *TINY,
                    "dataset.train_size=100,5000", "reg=none,l2", "hydra.sweep.dir=sweep", cwd=workdir)
@@ -146,6 +149,7 @@ def test_a_sweep_with_a_job_the_data_refuses_is_refused_before_any_job_runs(work
     assert not (workdir / "sweep").exists()
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_sweep_job_refused_as_it_starts_leaves_no_folder_and_the_sweep_exits_2(workdir):
     out = regbench("run", "-m", *TINY, "model=custom", "model._target_=badnet.every_other", "seed=0,1",
                    "hydra.sweep.dir=sweep", cwd=workdir)

@@ -114,6 +114,7 @@ def test_a_user_regularizer_acts_and_a_stack_of_them_equals_the_lone_runs_bit_fo
     assert alone[0]["metrics"] != alone[2]["metrics"]  # the constraint binds at 0.5
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_regularizer_that_cannot_stack_says_why_and_its_jobs_run_alone(tmp_path):
     (tmp_path / "lonely.py").write_text(textwrap.dedent('''
         from regbench.regularizers import Knob
@@ -227,6 +228,7 @@ MINIMAL = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_regularizer_written_from_the_docstring_alone_runs_end_to_end_and_its_penalty_acts(tmp_path):
     """The protocol's required attributes and a penalty are enough (no `active`, which only the
     example sets): from a subprocess, its run is ok, labelled, and its penalty is exactly the

@@ -240,6 +240,7 @@ def test_a_folder_in_use_is_refused_before_anything_is_written(tiny_cfg, tmp_pat
     assert run(tiny_cfg(), busy)["status"] == "ok"  # released with the process
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_second_process_on_a_running_folder_gets_one_line_and_a_sweep_skips_that_job(tmp_path):
     """Refused before anything is written: not even the job's record `.hydra/`, which is the
     record of the run that holds the folder."""

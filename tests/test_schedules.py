@@ -295,6 +295,7 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_stack_of_members_with_their_own_schedules_equals_the_lone_runs(tmp_path, family):
     common, variants = FAMILIES[family]
     alone, stacked = stacks_bit_for_bit(tmp_path, common, variants)

@@ -34,6 +34,7 @@ def test_every_float_knob_is_found():
 
 @pytest.mark.parametrize("key", FLOAT_KEYS)
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_non_finite_values_of_every_float_knob_are_refused(key, value):
     problems = checks.check(make_cfg(f"{key}={value}"))
     assert problems == [f"{key} must be a finite number (got {float(value)})"]

@@ -103,6 +103,7 @@ def test_conv_nets_stack_and_agree_with_their_lone_runs_within_tolerance(tmp_pat
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_every_member_of_a_stack_ends_bit_for_bit_where_its_lone_run_ends(tmp_path, family):
     common, variants = FAMILIES[family]
     alone, stacked = stacks_bit_for_bit(tmp_path, common, variants)

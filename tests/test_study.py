@@ -83,6 +83,7 @@ def test_nemenyi_cd_matches_demsar_table():
         assert ranking.nemenyi_cd(k, 10) == pytest.approx(q * np.sqrt(k * (k + 1) / 60), abs=2e-3)
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_wilcoxon_and_holm_match_scipy_and_statsmodels():
     multitest = pytest.importorskip("statsmodels.stats.multitest")
     scores = random_scores(7, n=12, decimals=3)
@@ -309,6 +310,7 @@ def check_in_chromium(page: Path, tmp_path: Path, width: int) -> dict:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install chromium; .ci/run installs it)")
 @pytest.mark.parametrize("width", [1280, 390])  # a desktop and a phone
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_study_page_renders_in_chromium(tmp_path, width):
     test = {f"d{i}": {"none": 0.80 + 0.02 * (i % 2), "l1": 0.82, "l2": 0.85 + 0.01 * i, "dropout": 0.81}
             for i in range(4)}
@@ -322,6 +324,7 @@ def test_study_page_renders_in_chromium(tmp_path, width):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install chromium; .ci/run installs it)")
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_report_page_embeds_its_plots_and_renders(tmp_path):
     from regbench.reporting.report_command import main as report_main
 
@@ -403,6 +406,7 @@ def test_cliques_are_the_maximal_runs_no_pair_of_which_differs():
     assert ranking.cliques(np.array([1.0, 2.0]), ~np.eye(2, dtype=bool)) == []
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_posthoc_groups_follow_the_nemenyi_cd_or_wilcoxon_holm(tmp_path):
     from regbench.reporting.study import tests_record
 

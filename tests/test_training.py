@@ -322,6 +322,7 @@ def test_the_host_sync_probe_names_only_the_packages_own_functions(tmp_path):
     ["dataset=breast_cancer", "reg=[cutmix,cutout,input_noise]"],
 ], ids=["adam-prox", "sgd-prox", "decay-dropout-bn", "adamw-l1-in-loss", "regression", "mnist-cnn-augment",
         "mixup-cutout-noise", "mnist-cnn-cutmix-cutout", "table-cutmix-cutout-noise"])
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_training_reads_back_from_the_device_once_per_epoch(tmp_path, overrides):
     """The inner loop (steps, penalties, proximal and decay updates, evaluation of train and
     val) never waits for the device; fit reads the epoch's five numbers back in one call.
