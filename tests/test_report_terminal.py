@@ -223,7 +223,8 @@ def test_the_constants_line_leaves_out_what_never_changes_a_result(tmp_path):
         write_run(tmp_path / "none" / str(seed), seed=seed, extra=kept)
         write_run(tmp_path / "dropout" / str(seed), reg="dropout", seed=seed, extra={**kept, "reg.dropout": 0.5})
     line = constants_line(build([tmp_path]))
-    assert "trainer.patience=10" in line and "dataset.name=digits" in line and "reg.alpha=0" in line
+    assert "trainer.patience=10" in line and "dataset.name=digits" in line
+    assert "reg.alpha" not in line  # the elastic net acts in no run (alpha 0 everywhere): the reg column says so
     for key in ("checkpoint_seconds", "overwrite", "keep_checkpoint", "save_model", "search.seeds", "num_threads"):
         assert key not in line, key
         assert not KEYS[key if "." in key or key in KEYS else f"trainer.{key}"].computed
@@ -233,6 +234,25 @@ def test_the_constants_line_leaves_out_what_never_changes_a_result(tmp_path):
         write_run(tmp_path / "l2" / str(seed), reg="l2", alpha=1e-3, seed=seed, extra=kept)
     line = constants_line(build([tmp_path]))
     assert "reg.l1_ratio=0.5" in line and "reg.l1_proximal=true" in line
+
+
+def test_the_constants_line_leaves_out_the_knobs_of_a_regularizer_no_run_uses(tmp_path):
+    """A regularizer off in every run (its label part None: `reg.swa=0`, mixing with both rates 0,
+    batch norm on model=linear) is named by no run's `reg`; its knobs would only lengthen the
+    line. One that acts in every run keeps them (`reg.dropout=0.5`), and so does one off in some
+    runs only (then its knobs vary or are worth stating)."""
+    off = {"reg.swa": 0.0, "reg.swa_lr": 0.0, "reg.mixup": 0.0, "reg.cutmix": 0.0, "reg.mix_prob": 1.0,
+           "reg.batchnorm": True, "model.name": "linear", "reg.dropout": 0.5, "reg.ema": 0.0}
+    for seed in (0, 1):
+        write_run(tmp_path / "a" / str(seed), reg="dropout", seed=seed, extra=off)
+    line = constants_line(build([tmp_path]))
+    assert "reg.dropout=0.5" in line and "model.name=linear" in line
+    for key in ("reg.swa", "reg.mixup", "reg.cutmix", "reg.mix_prob", "reg.batchnorm", "reg.ema", "reg.alpha"):
+        assert f"{key}=" not in line, key
+    for seed in (0, 1):  # EMA on in two more runs: its knob varies, and is no constant
+        write_run(tmp_path / "b" / str(seed), reg="dropout+ema", seed=seed, extra={**off, "reg.ema": 0.999})
+    line = constants_line(build([tmp_path]))
+    assert "reg.ema" not in line and "reg.dropout=0.5" in line and "reg.swa=" not in line
 
 
 def test_the_l1_ratio_applies_only_where_alpha_is_on_by_its_own_declaration():

@@ -48,6 +48,11 @@ def knob_table(markdown: bool = False) -> str:
     return "\n".join(out)
 
 
+def knob_owners() -> dict[str, type]:
+    """Every built-in knob's dotted key (`reg.alpha`) -> the regularizer class that owns it."""
+    return {f"reg.{k.name}": cls for cls in builtin() for k in cls.knobs}
+
+
 def hook_table() -> str:
     """The README's table of the hooks (markdown): each hook's call and the first sentence of its
     docstring, from its Protocol (regbench.regularizers.contract.HOOKS), and the built-in

@@ -98,6 +98,36 @@ def applies(key: str, runs: pd.DataFrame) -> bool:
     return bool(column.isin(values).any())
 
 
+def idle(key: str, runs: pd.DataFrame) -> bool:
+    """Whether `key` is a knob of a built-in regularizer that acts in none of the runs (its label
+    part is None in every run, from the run's knob values and model): the runs' `reg` labels
+    already say that it is off, so the constants line need not list its knobs (`reg.swa=0`,
+    `reg.mix_prob=1`). A run whose values cannot be read counts as one where it acts."""
+    from types import SimpleNamespace
+
+    from regbench.regularizers.registry import knob_owners
+
+    cls = knob_owners().get(key)
+    if cls is None or runs.empty:
+        return False
+    for _, row in runs.iterrows():
+        try:
+            values = {k.name: _value(row.get(f"params.reg.{k.name}"), k.default) for k in cls.knobs}
+            if cls.label(values, SimpleNamespace(name=row.get("params.model.name"))) is not None:
+                return False
+        except Exception:  # noqa: BLE001  (an odd recorded value: keep the key in the line)
+            return False
+    return True
+
+
+def _value(recorded: Any, default: Any) -> Any:
+    """A recorded knob value as its Knob reads it (a run recorded before the knob existed ran
+    with its default)."""
+    if recorded is None or (isinstance(recorded, float) and pd.isna(recorded)):
+        return default
+    return recorded
+
+
 def all_runs(report: Report) -> pd.DataFrame:
     """runs.csv: the kept runs, then the duplicates set aside (with `duplicate_of`)."""
     if report.duplicates.empty:

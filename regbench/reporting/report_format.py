@@ -18,7 +18,7 @@ from rich.table import Table
 
 from regbench.reporting import html
 from regbench.reporting.aggregate import CORRECTED_T, GROUPED, PLAIN_T, group_of, metric_of, value_text
-from regbench.reporting.report import Report, all_runs, applies, computed
+from regbench.reporting.report import Report, all_runs, applies, computed, idle
 
 
 def _missing(value: Any) -> bool:
@@ -193,8 +193,10 @@ def test_lines(table: pd.DataFrame) -> list[str]:
 def constants_line(report: Report) -> str:
     """The parameters every run shares, named once: those that change what a run computes
     (regbench.config.keys: a key declared `computed=False`, such as where a run is kept, is left
-    out) and apply to some run (see report.applies)."""
-    shown = {k: v for k, v in report.constants.items() if computed(k) and applies(k, report.runs)}
+    out), apply to some run (see report.applies), and are not the knobs of a regularizer that acts
+    in none of the runs (report.idle: the `reg` column says which act)."""
+    shown = {k: v for k, v in report.constants.items()
+             if computed(k) and applies(k, report.runs) and not idle(k, report.runs)}
     return "constant in every run: " + ", ".join(f"{k}={_fmt_param(v, k)}" for k, v in shown.items())
 
 
