@@ -135,7 +135,8 @@ def test_malformed_results_are_skipped_with_one_warning_each(sweep, capsys):
 def test_pivot_cells_are_mean_and_std(sweep, tmp_path):
     assert main([str(sweep), "--out", str(tmp_path / "o"), "--pivot", "reg.alpha", "--metric", "val_acc"]) == 0
     table = pd.read_csv(tmp_path / "o" / "pivot.csv")
-    assert list(table.columns) == ["reg", "reg.alpha=0", "reg.alpha=0.001"]
+    assert list(table.columns) == ["metric", "reg", "reg.alpha=0", "reg.alpha=0.001"]  # issue 23: it names its metric
+    assert set(table["metric"]) == {"val_acc"}
     row = table.set_index("reg")
     assert row.loc["none", "reg.alpha=0"] == "0.8000 ± 0.1000"
     l2 = [0.92, 0.85, 0.71]
@@ -364,7 +365,8 @@ def test_nulls_read_as_the_config_spells_them(tmp_path):
     line = __import__("regbench.reporting.report_format", fromlist=["constants_line"]).constants_line(report)
     assert "dataset.train_size=null" in line and "None" not in line and "nan" not in line
     main([str(tmp_path), "--out", str(tmp_path / "o"), "--pivot", "trainer.patience"])
-    assert list(pd.read_csv(tmp_path / "o" / "pivot.csv").columns) == ["reg", "trainer.patience=10", "trainer.patience=off"]
+    assert list(pd.read_csv(tmp_path / "o" / "pivot.csv").columns) == ["metric", "reg", "trainer.patience=10",
+                                                                         "trainer.patience=off"]
 
 
 def test_the_constants_line_names_only_keys_that_apply(sweep):

@@ -309,3 +309,24 @@ def test_columns_left_out_come_back_where_the_room_allows(tmp_path):
     footer100 = printed[100].strip().splitlines()[-1]
     assert " d_z " in table_part(printed[100])[2] and "left out d_z" not in footer100
     assert "left out test_acc (95% CI)" in footer100 and "means without" not in footer100
+
+
+def test_the_pivot_names_its_metric_in_every_output_and_the_page_keeps_the_class_names(tmp_path):
+    """Issue 23, item 7: pivot.csv's `metric` column, the pivot's title on the page and in
+    report.md (which --format md now also holds), and the class-name lines the terminal prints
+    on the page too."""
+    classes = ["cat", "dog", "eel"]
+    for reg, alpha in (("none", 0.0), ("l2", 1e-3)):
+        for seed in (0, 1):
+            write_run(tmp_path / "runs" / f"{reg}{seed}", reg=reg, alpha=alpha, seed=seed, dataset="table",
+                      extra={"dataset.path": "/data/pets.csv"}, classes=classes)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "runs"), "--out", str(out), "--format", "md", "--pivot", "reg.alpha",
+                 "--metric", "gap.acc"]) == 0
+    pivot = pd.read_csv(out / "pivot.csv")
+    assert list(pivot.columns)[:2] == ["metric", "reg"] and set(pivot["metric"]) == {"gap.acc"}
+    md = (out / "report.md").read_text()
+    assert "## Pivot: gap.acc, mean ± std across seeds" in md and "| reg | reg.alpha=0 | reg.alpha=0.001 |" in md
+    page = (out / "report.html").read_text()
+    assert "Pivot: gap.acc, mean ± std across seeds" in page
+    assert "classes of table /data/pets.csv: 0=cat, 1=dog, 2=eel" in page and "0=cat, 1=dog, 2=eel" in md

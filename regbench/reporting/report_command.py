@@ -20,7 +20,7 @@ from rich.table import Table
 
 from regbench.reporting.aggregate import metric_of, pivot, sort_key, value_text
 from regbench.reporting.report import Report, build
-from regbench.reporting.report_format import param_columns, render, wide_console, write
+from regbench.reporting.report_format import param_columns, pivot_title, render, wide_console, write
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -67,10 +67,10 @@ def main(argv: list[str]) -> int:
     for note in report.notes:
         print(f"regbench: warning: {note}", file=sys.stderr)
     m = metric_of(report.runs)
-    pivot_table = None
+    pivot_table, pivot_metric = None, args.metric or f"val_{m}"
     if args.pivot:
         try:
-            pivot_table = pivot(report.runs, args.pivot, args.metric or f"val_{m}")
+            pivot_table = pivot(report.runs, args.pivot, pivot_metric)
         except KeyError as e:
             print(f"regbench: error: {e.args[0]}", file=sys.stderr)
             return 2
@@ -79,16 +79,16 @@ def main(argv: list[str]) -> int:
         out.mkdir(parents=True, exist_ok=True)
         images = _plots(report, out, m) if args.plots else []
         files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images,
-                      pivot_table)
-        if pivot_table is not None:
+                      pivot_table, pivot_metric)
+        if pivot_table is not None:  # its first column names the metric its cells hold
             files.append(out / "pivot.csv")
-            pivot_table.to_csv(files[-1], index=False)
+            pivot_table.assign(metric=pivot_metric)[["metric", *pivot_table.columns]].to_csv(files[-1], index=False)
         failed = None
     except OSError as e:
         failed = e
     render(report, console)
     if pivot_table is not None:
-        _print_pivot(pivot_table, args.metric or f"val_{m}", console)
+        _print_pivot(pivot_table, pivot_metric, console)
     if failed is not None:
         # 1, not 0: the files asked for are missing, and a script that reads them next must know
         print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
@@ -116,7 +116,7 @@ def not_written(error: OSError, out: Path) -> str:
 
 
 def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
-    view = Table(title=f"{metric}: mean ± std across seeds", title_justify="left")
+    view = Table(title=pivot_title(metric), title_justify="left")
     for c in table.columns:
         view.add_column(str(c))
     for _, row in table.iterrows():

@@ -404,15 +404,31 @@ def markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sections(report: Report, images: list[Path] = (), pivot: pd.DataFrame | None = None) -> list[html.Block]:
+def pivot_title(metric: str) -> str:
+    """The pivot's heading, naming the metric its cells hold (page, report.md, terminal)."""
+    return f"Pivot: {metric}, mean ± std across seeds"
+
+
+def pivot_markdown(pivot: pd.DataFrame, metric: str) -> str:
+    """The pivot view as a section of report.md."""
+    cells = [["" if pd.isna(v) else str(v).replace("|", "\\|") for v in row] for row in pivot.itertuples(index=False)]
+    lines = [f"## {pivot_title(metric)}", "", "| " + " | ".join(map(str, pivot.columns)) + " |",
+             "|" + "---|" * len(pivot.columns), *("| " + " | ".join(row) + " |" for row in cells)]
+    return "\n".join(lines) + "\n"
+
+
+def sections(report: Report, images: list[Path] = (), pivot: pd.DataFrame | None = None,
+             pivot_metric: str = "") -> list[html.Block]:
     """The page's view: the comparison table as the console prints it (every column), its
-    notes, the pivot view (pivot.csv) when given, and the plots."""
+    notes and the class names of a user's data, the pivot view (pivot.csv) of `pivot_metric`
+    when given, and the plots."""
     header, rows = display_table(report)
     blocks = [html.Heading(title_of(report)),
               html.Table(header, rows, len(param_columns(report.table)) + 1),
-              html.Lines([constants_line(report), *footnotes(report, header, rows), *report.notes, *problem_lines(report)])]
+              html.Lines([constants_line(report), *class_lines(report), *footnotes(report, header, rows), *report.notes,
+                          *problem_lines(report)])]
     if pivot is not None:
-        blocks += [html.Heading("Pivot: mean ± std across seeds"),
+        blocks += [html.Heading(pivot_title(pivot_metric)),
                    html.Table([str(c) for c in pivot.columns], [["" if pd.isna(v) else str(v) for v in row]
                                                                for row in pivot.itertuples(index=False)])]
     for path in images:
@@ -421,17 +437,22 @@ def sections(report: Report, images: list[Path] = (), pivot: pd.DataFrame | None
 
 
 def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images: list[Path] = (),
-          pivot_table: pd.DataFrame | None = None) -> list[Path]:
+          pivot_table: pd.DataFrame | None = None, pivot_metric: str = "") -> list[Path]:
     """Writes runs.csv, report.csv and report.html (and report.md with fmt="md") into `out`;
-    the page shows `pivot_table` too, embeds `images` and names `command` (by default
-    `regbench report OUT`, which writes it again)."""
+    the page (and report.md) show `pivot_table` too, the pivot of `pivot_metric`, the page embeds
+    `images` and names `command` (by default `regbench report OUT`, which writes it again).
+    pivot.csv itself is the command's (regbench.reporting.report_command)."""
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "runs.csv", out / "report.csv"]
     all_runs(report).to_csv(files[0], index=False)
     report.table.to_csv(files[1], index=False)
     if fmt == "md":
         files.append(out / "report.md")
-        files[-1].write_text(markdown(report))
-    files.append(html.write_page(out / "report.html", "regbench report", sections(report, images, pivot_table),
+        text = markdown(report)
+        if pivot_table is not None:
+            text += "\n" + pivot_markdown(pivot_table, pivot_metric)
+        files[-1].write_text(text)
+    files.append(html.write_page(out / "report.html", "regbench report",
+                                 sections(report, images, pivot_table, pivot_metric),
                                  command or f"regbench report {shlex.quote(str(out))}"))
     return files
