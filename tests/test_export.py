@@ -362,7 +362,9 @@ def test_export_mlflow_reads_back_with_mlflows_client_and_a_second_export_adds_n
     jobs = {r.data.tags["regbench.folder"]: r for r in runs if r.data.tags.get("regbench.kind") == "run"}
     (parent,) = [r for r in runs if r.data.tags.get("regbench.kind") == "sweep"]
     assert len(runs) == 5 and len(jobs) == 4
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"report.csv", "runs.csv", "multirun.yaml"}
+    # the sweep's page too, the file a person opens (issue 23)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"report.html", "report.csv", "runs.csv",
+                                                                            "multirun.yaml"}
     for folder, r in jobs.items():
         folder = Path(folder)
         result = json.loads((folder / "result.json").read_text())
@@ -487,3 +489,25 @@ def test_a_folder_still_running_is_skipped_with_a_warning(tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"regbench: warning: skipped {tmp_path / 'going'}: no result.json" in captured.err
     assert "1 new run(s), 0 updated" in captured.out
+
+
+def test_the_mlflow_hint_works_in_the_environment_it_is_printed_in(monkeypatch):
+    """`mlflow ui` needs the full mlflow package (its server imports Flask); regbench's extra is
+    mlflow-skinny, without it: the hint then says how to get a UI, in an environment of its own."""
+    import importlib.util
+
+    from regbench.reporting import export
+
+    real = importlib.util.find_spec
+    uri = "sqlite:////data/mlflow.db"
+    for has_flask in (True, False):
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, has=has_flask: (real("json") if has else None) if name == "flask" else real(name, *a))
+        lines = export.ui_hint(uri)
+        if has_flask:
+            assert lines == [f"open with: mlflow ui --backend-store-uri {uri}"]
+        else:
+            assert "full mlflow package" in lines[0] and "pip install mlflow" in lines[1]
+            assert lines[1].endswith(f"~/mlflow-ui/bin/mlflow ui --backend-store-uri {uri}")
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    assert export.ui_hint(uri)[0].startswith("open with:") == (real("flask") is not None)  # this environment's truth

@@ -171,8 +171,24 @@ def _mlflow(paths: list[Path], uri: str | None) -> int:
         total_new, total_updated = total_new + new, total_updated + updated
         print(f"experiment {group.name}: {new} new run(s), {updated} updated ({group})")
     print(f"{total_new + total_updated} run(s) in {uri}")
-    print(f"open with: mlflow ui --backend-store-uri {uri}")
+    for line in ui_hint(uri):
+        print(line)
     return 0
+
+
+def ui_hint(uri: str) -> list[str]:
+    """How to open `uri` in MLflow's web UI from this environment: `mlflow ui` where the full
+    mlflow package is installed (its server needs Flask); else the command that installs it, in
+    an environment of its own (the launchers extra pins an SQLAlchemy the full package's
+    server does not accept, and mlflow-skinny, which regbench's extra installs, has no UI)."""
+    import importlib.util
+
+    command = f"mlflow ui --backend-store-uri {uri}"
+    if importlib.util.find_spec("flask") is not None:
+        return [f"open with: {command}"]
+    return ["the web UI is in the full mlflow package, which this environment lacks (regbench's mlflow extra is "
+            "mlflow-skinny); in an environment of its own:",
+            f"  python -m venv ~/mlflow-ui && ~/mlflow-ui/bin/pip install mlflow && ~/mlflow-ui/bin/{command}"]
 
 
 def _config_ids(runs: list[tuple[Path, dict[str, Any]]]) -> list[int]:

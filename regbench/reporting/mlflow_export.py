@@ -38,7 +38,9 @@ EXTRA = 'pip install "regbench[mlflow]"'
 FOLDER_TAG = "regbench.folder"
 KIND_TAG = "regbench.kind"
 FINGERPRINT_TAG = "regbench.fingerprint"
-SWEEP_FILES = ("report.csv", "runs.csv", "report.md", "pivot.csv", "gap_vs_strength.png", "curves.png", "multirun.yaml")
+# A sweep's files logged on its parent run: report.html first, the file a person opens.
+SWEEP_FILES = ("report.html", "report.csv", "runs.csv", "report.md", "pivot.csv", "gap_vs_strength.png", "curves.png",
+               "multirun.yaml")
 ARTIFACT_DIR = "mlartifacts"  # beside a SQLite database: the experiments' artifact roots
 
 
