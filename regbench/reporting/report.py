@@ -110,10 +110,13 @@ def idle(key: str, runs: pd.DataFrame) -> bool:
     cls = knob_owners().get(key)
     if cls is None or runs.empty:
         return False
-    for _, row in runs.iterrows():
+    # each distinct combination of its knobs and the model once (a study holds thousands of runs)
+    columns = [c for c in (*(f"params.reg.{k.name}" for k in cls.knobs), "params.model.name") if c in runs]
+    first = ~runs[columns].astype(str).duplicated()
+    for _, recorded in runs[first.to_numpy()].iterrows():
         try:
-            values = {k.name: _value(row.get(f"params.reg.{k.name}"), k.default) for k in cls.knobs}
-            if cls.label(values, SimpleNamespace(name=row.get("params.model.name"))) is not None:
+            values = {k.name: _value(recorded.get(f"params.reg.{k.name}"), k.default) for k in cls.knobs}
+            if cls.label(values, SimpleNamespace(name=recorded.get("params.model.name"))) is not None:
                 return False
         except Exception:  # noqa: BLE001  (an odd recorded value: keep the key in the line)
             return False
