@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from regbench.reporting import figures  # noqa: E402
@@ -172,7 +173,11 @@ def _apart(fig, gid_prefix: str) -> None:
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         texts = sorted((t for t in ax.texts if (t.get_gid() or "").startswith(gid_prefix)), key=lambda t: t.xy[0])
-        placed = []
+        placed = []  # the early-stopping rings too: a count must not cover one
+        for ring in (line for line in ax.get_lines() if (line.get_gid() or "").startswith("stop:")):
+            x, y = ax.transData.transform((ring.get_xdata()[0], ring.get_ydata()[0]))
+            r = ring.get_markersize() / 2 * fig.dpi / 72
+            placed.append(Bbox.from_extents(x - r, y - r, x + r, y + r))
         for text in texts:
             dx, dy = text.xyann
             height = text.get_window_extent(renderer).height * 72 / fig.dpi
