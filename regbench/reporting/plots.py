@@ -237,7 +237,7 @@ def gap_vs_strength(runs: pd.DataFrame, path: Path, metric: str) -> Drawn | None
         fig, axes = _grid(len(panels), 2)
         for ax, (title, frame, x, (q, ylabel, what)) in zip(axes, panels):
             knob = x.removeprefix("params.reg.")
-            drawn = []  # (Series, kwargs, kind)
+            drawn = []  # (Series, label, its mean and std: a number each for a reference line, else a frame)
             for label in labels:
                 part = frame[frame["reg"] == label]
                 if part.empty or part[q].isna().all():
@@ -245,7 +245,7 @@ def gap_vs_strength(runs: pd.DataFrame, path: Path, metric: str) -> Drawn | None
                 acting = part[_on(part, x)]
                 if acting.empty:  # no strength axis: a reference line at its mean
                     mean, std = part[q].mean(), part[q].std()
-                    drawn.append((Series(f"{label} ({knob}=0)", ("ref",), (np.array([mean]),)), label, mean, std, None))
+                    drawn.append((Series(f"{label} ({knob}=0)", ("ref",), (np.array([mean]),)), label, mean, std))
                     continue
                 others = [c for c in axes_of if c != x and acting[c].map(str).nunique() > 1]
                 curves_of = acting.groupby(others, sort=True, dropna=False) if others else [((), acting)]
@@ -254,11 +254,11 @@ def gap_vs_strength(runs: pd.DataFrame, path: Path, metric: str) -> Drawn | None
                     name = label if not others else label + " (" + ", ".join(
                         f"{c.removeprefix('params.reg.')}={_number(v)}" for c, v in zip(others, values)) + ")"
                     g = curve.groupby(x)[q].agg(["mean", "std"]).sort_index()
-                    drawn.append((Series(name, tuple(g.index), (g["mean"].to_numpy(),)), label, g, None, None))
+                    drawn.append((Series(name, tuple(g.index), (g["mean"].to_numpy(),)), label, g, None))
             groups = coinciding([d[0] for d in drawn])
             below = _beneath(groups)
             per_label: dict[str, int] = {}
-            for series, label, data, std, _ in drawn:
+            for series, label, data, std in drawn:
                 style = dict(styles[label])
                 base = style.pop("marker")
                 j = per_label[label] = per_label.get(label, -1) + 1
