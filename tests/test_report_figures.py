@@ -95,6 +95,7 @@ def _twins() -> pd.DataFrame:
     return _runs(rows)
 
 
+@pytest.mark.slow
 def test_series_equal_at_every_alpha_are_both_visible_and_named(tmp_path, kept):
     png = plots.gap_vs_strength(_twins(), tmp_path / "gap_vs_strength.png", "acc")
     fig = kept[-1]
@@ -140,6 +141,7 @@ def test_bands_stay_inside_the_metric_range(tmp_path, kept):
     assert plots.value_range("sparsity") == (0, 1) and plots.value_range("gap.loss") == (-np.inf, np.inf)
 
 
+@pytest.mark.slow
 def test_no_panel_for_a_strength_a_pair_never_varies(tmp_path, kept):
     """digits sweeps alpha, wine sweeps dropout: two rows, not four (two would hold only reference lines)."""
     runs = pd.concat([_runs([{"reg": "none", "val_acc": 0.9}, {"reg": "l2", "alpha": 1e-3, "val_acc": 0.92}]),
@@ -153,15 +155,16 @@ def test_no_panel_for_a_strength_a_pair_never_varies(tmp_path, kept):
     assert fig.axes[2].get_xlabel() == "strength reg.dropout (log scale)"
 
 
+@pytest.mark.slow
 def test_many_pairs_wrap_into_rows_within_the_width(tmp_path, kept):
     runs = pd.concat([_runs([{"reg": "l2", "alpha": a, "val_acc": 0.9} for a in (1e-3, 1e-2)], dataset=d)
-                      for d in ("digits", "wine", "iris", "breast_cancer", "mnist")], ignore_index=True)
+                      for d in ("digits", "wine", "iris")], ignore_index=True)
     png = plots.gap_vs_strength(runs, tmp_path / "g.png", "acc")
     fig = kept[-1]
     _contract(png, fig)
-    assert len(fig.axes) == 10
+    assert len(fig.axes) == 6
     columns = {round(ax.get_position().x0, 3) for ax in fig.axes}
-    assert len(columns) == 2  # two panels to a row, five rows
+    assert len(columns) == 2  # two panels to a row, three rows
 
 
 # --------------------------------------------------------------------------- curves
