@@ -141,4 +141,7 @@ def _plots(report: Report, out: Path, metric: str) -> list[Path]:
         print(f"regbench: note: no gap_vs_strength.png: {no_strength(report.runs)}", file=sys.stderr)
     if made[1] is None:
         print("regbench: note: no curves.png: no ok run has a readable metrics.csv", file=sys.stderr)
+    for png in made:  # series drawn over each other, as the figure's own note names them
+        for note in getattr(png, "notes", ()):
+            print(f"regbench: note: {png.name}: {note}", file=sys.stderr)
     return [p for p in made if p is not None]
