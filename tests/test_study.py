@@ -253,8 +253,8 @@ def test_study_writes_every_output(tmp_path, capsys):
     root = write_study(tmp_path / "s", test)
     out = tmp_path / "out"
     assert main([str(root), "--out", str(out), "--rope", "0.01", "--posthoc", "wilcoxon"]) == 0
-    for name in ("study.csv", "study_tests.json", "wtl.csv", "profiles.csv", "cd.png", "cd.svg", "profiles.png",
-                 "report.html"):
+    for name in ("study.csv", "study_tests.json", "wtl.csv", "profiles.csv", "cd.png", "cd.svg", "cd.pdf", "profiles.png",
+                 "profiles.svg", "profiles.pdf", "report.html"):
         assert (out / name).stat().st_size > 0, name
     cells = pd.read_csv(out / "study.csv")
     assert len(cells) == 24 and set(cells["reg"]) == set(REGS)

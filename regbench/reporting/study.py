@@ -264,7 +264,42 @@ def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str =
     )
     if rope is not None:
         study.bayes = bayes_pairs(study, rope, seed)
+    note = profile_note(study)
+    if note:
+        study.notes.append(f"performance profiles: {note}")
     return study
+
+
+def profile_note(study: Study, tau: str = "tau") -> str:
+    """What a best cost of 0 does to the performance profiles, or "" where no best cost is 0.
+
+    Where the best regularizer's cost on a dataset is 0 (a perfect test score: accuracy 1, r2 1,
+    or a loss of 0), a ratio to it is undefined; ranking.performance_ratios gives the
+    regularizers that reach 0 too a ratio of 1 and the others infinity, so that dataset never
+    counts as within any tau for them, and their curves end below 1. Says on which datasets,
+    by whom, and how far each curve reaches.
+    """
+    infinite = ~np.isfinite(study.ratios)
+    rows = [i for i in range(len(study.datasets)) if infinite[i].any()]
+    if not rows:
+        return ""
+    n = len(study.datasets)
+    parts = [f"{study.datasets[i]} ({study.metrics[study.datasets[i]].name} = "
+             f"{value_text(_best_score(study, i))}: "
+             f"{', '.join(study.regs[j] for j in range(len(study.regs)) if not infinite[i, j])})"
+             for i in rows]
+    where = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    capped = [j for j in np.argsort(study.mean_rank, kind="stable") if infinite[:, j].any()]
+    reach = ", ".join(f"{study.regs[j]} at {n - int(infinite[:, j].sum())}/{n}" for j in capped)
+    datasets = "1 dataset" if len(rows) == 1 else f"{len(rows)} datasets"
+    return (f"a best cost of 0 (a perfect score) on {datasets}, {where}, makes the other regularizers' ratios there "
+            f"infinite: never within any {tau}, their curves end below 1 ({reach})")
+
+
+def _best_score(study: Study, i: int) -> float:
+    """The best mean test score on dataset `i`, in the metric's own direction."""
+    sign = 1.0 if study.metrics[study.datasets[i]].higher_better else -1.0
+    return float(sign * study.scores[i].max())
 
 
 def bayes_pairs(study: Study, rope: float, seed: int) -> list[dict[str, Any]]:

@@ -15,9 +15,9 @@ from regbench.reporting.study import Study, profile_taus, tests_record, wtl_tabl
 
 
 def write(study: Study, out: Path, command: str = "", report: Any = None) -> list[Path]:
-    """Writes study.csv, study_tests.json, wtl.csv, profiles.csv, cd.png, cd.svg, profiles.png
-    and report.html into `out`; the page has the study and, below it, `report`'s comparison
-    table (a regbench.reporting.report.Report of the same runs) when given."""
+    """Writes study.csv, study_tests.json, wtl.csv, profiles.csv, cd.png, profiles.png (each
+    figure with its SVG and PDF beside it) and report.html into `out`; the page has the study
+    and, below it, `report`'s comparison table (a regbench.reporting.report.Report of the same runs) when given."""
     from regbench.reporting import studyplots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -29,7 +29,7 @@ def write(study: Study, out: Path, command: str = "", report: Any = None) -> lis
     pd.DataFrame(ranking.profile(study.ratios, taus), columns=study.regs).assign(tau=taus)[["tau", *study.regs]] \
         .to_csv(files[3], index=False)
     files += studyplots.cd_diagram(study, out / "cd")
-    files.append(studyplots.profiles(study, taus, out / "profiles.png"))
+    files += studyplots.profiles(study, taus, out / "profiles.png")
     blocks = sections(study, out) + (report_format.sections(report) if report is not None else [])
     files.append(html.write_page(out / "report.html", "regbench study", blocks, command))
     return files
