@@ -42,8 +42,9 @@ MIN_FONT_KEY = "regbench:min-font-pt"
 VECTOR_FORMATS = ("svg", "pdf")
 
 # Okabe & Ito (2008), "Color universal design": distinguishable with every common colour-vision
-# deficiency. Black comes last: it is the colour a baseline often gets by hand.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+# deficiency. Yellow comes last: in grayscale it is nearly white, so it is used only from the
+# eighth series on (and every series also differs in line style and marker).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2)), (0, (3, 1, 1, 1)))
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
