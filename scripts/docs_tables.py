@@ -15,6 +15,7 @@ tests/test_record.py and `mkdocs build --strict` (tests/test_docs.py) fail while
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def _default(name: str, value: object) -> str:
         return f"`{group}={chosen[0]}`" if chosen else "(required)"
     if value is None:
         return "null"
+    env = re.fullmatch(r"\$\{oc\.env:(\w+),'?([^'}]*)'?\}", str(value))
+    if env:  # an environment variable with a fallback, as OmegaConf resolves it
+        return f"`${env.group(1)}` or `{env.group(2)}`"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     return f"`{value}`"
@@ -68,6 +72,9 @@ def config_key_table() -> str:
                                                              for v in key.applies.values)
         in_hash = "no (not in params)" if not key.params else hashed.get(key.hashed, "yes")
         doc = key.doc if key.computed else f"{key.doc} Never changes a result."
+        if name.endswith(".name") and key.doc.startswith("One of "):  # a group's choice, named by a Python constant
+            group = name.split(".")[0]
+            doc = f"The `{group}` group's option, `{group}=<option>` (see [Configuration](configuration.md))."
         rows.append(f"| `{name}` | {_cell(_default(name, key.default))} | {_cell(key.range)} | {_cell(applies)} "
                     f"| {in_hash} | {_cell(doc)} |")
     return "\n".join(rows)
