@@ -4,8 +4,9 @@ commands the pages show are run and their printed output compared.
 
 Marks in the markdown (docs/development.md explains them to writers):
 
-- `<!-- test: output of CMD -->` before a fenced block: the block is what `CMD` prints, line for
-  line, with the run's wall-clock seconds and its run folder masked (they change from run to run).
+- `<!-- test: output of CMD -->` before a fenced block: the block is what `CMD` prints (stdout,
+  then stderr), line for line, with the run's wall-clock seconds and its run folder masked (they
+  change from run to run); `<!-- test: output of CMD (exit 2) -->` for a refusal.
 - `<!-- test: runs: CMD; CMD -->` before a fenced block that shows each CMD: each succeeds.
 - `<!-- test: quoted -->` before a fenced bash block of `CMD   # ...; name value; name value` lines:
   each CMD runs, and every `name value` its comment quotes is in what it prints.
@@ -118,9 +119,12 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
 @pytest.mark.slow  # each command is a regbench run from the shell
 @pytest.mark.parametrize("page, command, shown", _marks("output of"), ids=lambda v: str(v)[:40])
 def test_a_shown_output_is_what_the_command_prints(page, command, shown, workdir):
+    exit_code = re.search(r"\(exit (\d+)\)$", command)  # a refusal: `CMD (exit 2)`
+    command = command[:exit_code.start()].strip() if exit_code else command
     out = _run(command, workdir)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert _mask(out.stdout).splitlines() == _mask(shown).splitlines(), f"{page}: {command}"
+    assert out.returncode == (int(exit_code.group(1)) if exit_code else 0), out.stderr[-2000:]
+    printed = out.stdout + out.stderr  # as a terminal shows them; a run writes its warnings to stderr
+    assert _mask(printed).splitlines() == _mask(shown).splitlines(), f"{page}: {command}"
 
 
 @pytest.mark.slow
