@@ -32,7 +32,7 @@ from tests.helpers.configs import REPO
 
 DOCS = REPO / "docs"
 PAGES = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
-MARK = re.compile(r"^<!-- test: (output of|runs:|quoted)(.*?)-->\n```[a-z]*\n(.*?)^```", re.M | re.S)
+MARK = re.compile(r"^<!-- test: (output of|runs:|quoted)(.*?)-->\n```[a-z]*\n(.*?)^```$", re.M | re.S)
 
 
 def _nav_pages(nav) -> list[str]:
@@ -93,6 +93,14 @@ def test_the_readme_is_a_front_page_whose_links_land():
     # every page of the site is one click from the README
     assert sorted(set(local) & {str(p.relative_to(REPO)) for p in DOCS.rglob("*.md")}) == \
         sorted(str(p.relative_to(REPO)) for p in DOCS.rglob("*.md"))
+
+
+def test_every_fence_is_a_fence():
+    """A fence line holds the fence and its language only: text after a closing fence would be
+    swallowed into the code block (and its test)."""
+    bad = [(str(page.relative_to(REPO)), line) for page in PAGES for line in page.read_text().splitlines()
+           if line.startswith("```") and not re.fullmatch(r"```[a-z]*", line)]
+    assert bad == []
 
 
 def test_the_pages_carry_their_marks():
