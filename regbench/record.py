@@ -1,7 +1,7 @@
 """The run record: result.json, declared once, and the one loader that reads it.
 
 `Record` declares every key of result.json with its type and one line on what it means (the
-README's table of result.json is rendered from it: `markdown`). The runner
+table of result.json in docs/reference/output.md is rendered from it: `markdown`). The runner
 (regbench.engine.runner, and its stacked driver regbench.engine.sweep) is the only code that
 fills a record; regbench.results writes it. Every reader of a run folder (the report's
 collector, a job that checks whether its folder holds its finished result, the exporters, the
@@ -34,7 +34,7 @@ class Record(TypedDict):
     """result.json: one finished run (ok, diverged or failed), as the runner writes it.
 
     Each key's type is its value's in the file (NotRequired: present only when its line says so);
-    the string beside it is what the key means (the README's table of result.json).
+    the string beside it is what the key means (the table of result.json in docs/reference/output.md).
     """
 
     record_version: Annotated[int, "the format of this file (2); a folder without it was written by regbench before "
@@ -159,7 +159,7 @@ def _is(value: Any, kind: Any) -> bool:
 
 
 def markdown() -> str:
-    """The README's table of result.json's keys, rendered from `Record`."""
+    """The table of result.json's keys (docs/reference/output.md), rendered from `Record`."""
     rows = [f"| `{key}` | {doc} |" for key, (_, doc, _) in declared().items()]
     return "\n".join(["| key | meaning |", "| --- | --- |", *rows])
 

@@ -24,7 +24,7 @@ from rich.console import Console
 
 
 def fake_params(label: str, alpha: float, dropout: float, seed: int) -> dict:
-    """Every key a real run's `params` holds (see the README's result.json schema)."""
+    """Every key a real run's `params` holds (see result.json's table in docs/reference/output.md)."""
     ratio = {"l1": 1.0, "l2": 0.0, "elasticnet": 0.5, "none": 0.5}[label]
     return {
         "dataset.name": "digits", "dataset.root": "~/.cache/regbench/data", "dataset.download": True,

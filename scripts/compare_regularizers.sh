@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's comparison of the standard regularizers: every preset of conf/reg/
+# Reproduces the comparison (docs/explanation/benchmark.md) of the standard regularizers: every preset of conf/reg/
 # (and EMA at the decay the digits need) on the embedded default (digits, MLP 64-256-128-10,
 # Adam), three seeds each, stacked, then one report against the baseline reg=none.
 # Usage: bash scripts/compare_regularizers.sh [OUT_DIR]   (51 runs: about 50 s on 2 CPU cores)

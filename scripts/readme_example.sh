@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the example report in the README: a 27-job strength sweep and its 3-seed
+# Reproduces the example report of docs/explanation/benchmark.md (once the README's): a 27-job strength sweep and its 3-seed
 # baseline on 300 digits training samples, merged into one report with a pivot and plots.
 # Usage: bash scripts/readme_example.sh [OUT_DIR]   (30 runs of up to 200 epochs: minutes on 2 CPU cores)
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the worked study in the README ("Studies across datasets"): four regularizers, each
+# Reproduces the worked study of docs/tutorials/study.md: four regularizers, each
 # with a few strengths, on six bundled datasets (four classification, two regression) over three
 # seeds, trained stacked, then `regbench study` over all of it. The CD diagram and the
 # performance profiles are copied to docs/.

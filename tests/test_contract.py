@@ -11,7 +11,7 @@ its own `config_problem` and `problem` hooks (and the model builder) decide. On 
 - `reg=<preset>` composes to the config the checks use, and the regularizer acts in it;
 - a stack of members (the preset; another seed and learning rate; its knobs at other values; the
   regularizer off; those of them that share the preset's stack) ends where each member's lone run
-  ends: bit for bit, or within the README's tolerance where tests/test_stacked.py says why not
+  ends: bit for bit, or within the tolerance docs/how-to/launchers.md states where tests/test_stacked.py says why not
   (grouped convolutions, SAM); and it reads back from the device once per epoch;
 - an interrupted run, lone or stacked, resumes to the very numbers of an uninterrupted one;
 - a lone run's training reads back from the device once per epoch (tests/helpers/syncs.py);
@@ -73,7 +73,7 @@ ELSEWHERE = {
     "table": ("dataset=breast_cancer",),
     "regression": ("dataset=diabetes", "dataset.train_size=200"),
 }
-# Stacks that agree with their lone runs within the README's tolerance, not bit for bit, and why
+# Stacks that agree with their lone runs within the tolerance docs/how-to/launchers.md states, not bit for bit, and why
 # (tests/test_stacked.py's test_conv_nets_stack... and tests/regularizers/test_sam.py's
 # test_sam_stacks_within_tolerance).
 TOLERANT_MODELS = dict.fromkeys(("cnn", "resnet"), "a grouped convolution sums in another order than a lone one")

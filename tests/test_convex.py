@@ -208,7 +208,7 @@ def _formulas(doc: str) -> dict[str, tuple[str, str]]:
 
 
 def test_sklearn_params_is_the_formula_its_docstring_states():
-    """The docstring's closed forms (which the README quotes) are what the function computes."""
+    """The docstring's closed forms (which docs/reference/regularizers.md quotes) are what the function computes."""
     formulas = _formulas(convex.sklearn_params.__doc__)
     assert set(formulas) == {"binary", "multiclass"}
     for alpha in (1e-4, 3e-2, 2.0):
@@ -226,9 +226,10 @@ def test_sklearn_params_is_the_formula_its_docstring_states():
             convex.sklearn_params(*bad)
 
 
-def test_the_readme_states_the_conversion_sklearn_params_computes():
-    """The README's two conversion lines are the function's docstring's, so neither drifts alone."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+def test_the_docs_state_the_conversion_sklearn_params_computes():
+    """The docs' two conversion lines (docs/reference/regularizers.md) are the function's docstring's,
+    so neither drifts alone."""
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "regularizers.md").read_text(encoding="utf-8")
     assert _formulas(readme) == _formulas(convex.sklearn_params.__doc__)
     assert set(_formulas(readme)) == {"binary", "multiclass"}
 

@@ -110,9 +110,9 @@ def test_a_failed_run_conforms_to_the_declaration(tiny_cfg, tmp_path, monkeypatc
     assert {"error_type", "traceback"} <= set(written) and record.problems(written) == []
 
 
-def test_the_readme_table_of_result_json_is_the_declaration():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert record.markdown() in readme, "README's result.json table is stale: run python scripts/readme_tables.py"
+def test_the_docs_table_of_result_json_is_the_declaration():
+    readme = (Path(__file__).parents[1] / "docs" / "reference" / "output.md").read_text()
+    assert record.markdown() in readme, "docs/reference/output.md's result.json table is stale: run python scripts/docs_tables.py"
     start = readme.index("| key | meaning |")
     keys = [line.split("`")[1] for line in readme[start:].split("\n\n")[0].splitlines()[2:]]
     assert keys == list(record.declared())

@@ -25,10 +25,10 @@ SEARCH = (str(EXAMPLE),)
 SMALL = ["dataset.train_size=300", "model.hidden_sizes=[32,16]", "trainer.max_epochs=6", "trainer.patience=2"]
 
 
-def test_every_builtin_knob_is_in_the_readme_table():
-    readme = (REPO / "README.md").read_text()
+def test_every_builtin_knob_is_in_the_docs_table():
+    page = (REPO / "docs" / "reference" / "regularizers.md").read_text()
     for row in knob_table(markdown=True).splitlines():
-        assert row in readme, f"{row}: run python scripts/readme_tables.py"
+        assert row in page, f"{row}: run python scripts/docs_tables.py"
 
 
 def test_every_builtin_regularizer_declares_its_knobs_label_and_docs():
@@ -178,7 +178,7 @@ def test_a_user_regularizer_is_not_part_of_the_convex_objective_unless_it_says_s
 def test_run_help_lists_every_knob_of_every_regularizer(tmp_path):
     out = regbench("run", "--help", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert knob_table() in out.stdout  # the same table the README carries in markdown
+    assert knob_table() in out.stdout  # the same table docs/reference/regularizers.md carries in markdown
     assert "optim.schedule" in out.stdout and "reg.extra.NAME" in out.stdout
 
 
@@ -356,11 +356,12 @@ def test_every_attribute_the_engine_reads_from_a_regularizer_is_in_the_protocol(
     assert undocumented == []
 
 
-def test_the_readme_hook_table_is_the_contracts():
-    """The README's table of hooks is generated from the contract's Protocols and the built-ins
+def test_the_docs_hook_table_is_the_contracts():
+    """The docs' table of hooks (docs/reference/api.md) is generated from the contract's Protocols and the built-ins
     that define each: a new hook, or a regularizer using one, cannot leave it stale."""
     from regbench.regularizers.registry import hook_table
 
     table = hook_table()
-    assert table in (REPO / "README.md").read_text(), "README's hook table is stale: run python scripts/readme_tables.py"
+    assert table in (REPO / "docs" / "reference" / "api.md").read_text(), \
+        "docs/reference/api.md's hook table is stale: run python scripts/docs_tables.py"
     assert "`gradient(stack, closure)` | " in table and "| sam |" in table  # every hook, with who defines it

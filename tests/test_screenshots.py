@@ -1,7 +1,7 @@
 """What a user sees: a real sweep in TensorBoard (live logger) and in MLflow's UI (after
 `regbench export mlflow`), each served on 127.0.0.1 and photographed by headless Chromium.
 
-The README's pictures come from here: `REGBENCH_SCREENSHOTS=docs pytest tests/test_screenshots.py`
+The docs' pictures (docs/*.png) come from here: `REGBENCH_SCREENSHOTS=docs pytest tests/test_screenshots.py`
 copies them into docs/. Skips, saying why, without Chromium (`apt-get install chromium`, which
 .ci/run does), TensorBoard, or MLflow's full package (its web UI; mlflow-skinny has none).
 """

@@ -5,7 +5,7 @@ With one torch thread (the suite's default) the arithmetic is the same, so the c
 bit for bit: every metrics.csv row (except its wall-clock `seconds`) and every number of
 result.json. With several threads the kernels split a stacked product differently from a
 lone one and the last bits differ; `test_with_two_threads_a_stack_agrees_within_tolerance`
-checks the tolerance the README states.
+checks the tolerance docs/how-to/launchers.md states.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def test_stacked_launcher_gives_the_basic_launchers_sweep(tmp_path):
         for col in ("val_loss", "val_acc", "test_loss", "test_acc", "train_loss", "best_epoch", "epochs_run", "config_hash"):
             if mlp or col in ("epochs_run", "config_hash"):  # bit for bit on one thread
                 assert s[job][col] == a[job][col], (job, col)
-            elif col.endswith("_acc"):  # a grouped convolution sums in another order: the README's tolerance
+            elif col.endswith("_acc"):  # a grouped convolution sums in another order: the tolerance docs/how-to/launchers.md states
                 assert abs(float(s[job][col]) - float(a[job][col])) <= 0.01, (job, col)
             else:
                 assert float(s[job][col]) == pytest.approx(float(a[job][col]), rel=1e-3, abs=2e-3), (job, col)

@@ -177,7 +177,7 @@ class Regularizer(Protocol):
         knobs: a sequence of `Knob`s, the keys of the `reg` config node it owns (built-in ones) or
             of its `reg.extra.<name>` entry (a user's), each with a default, a range and a
             one-line doc, from which the schema, the range checks, `regbench run --help` and the
-            README's table are made.
+            docs' reference tables are made.
     """
 
     name: str

@@ -15,7 +15,7 @@ Decay and the size of the dataset: the average forgets with a time constant of 1
 steps. ImageNet's 0.9998 is about one epoch there (5000 steps of 256 images); on the digits
 (1149 training images, 18 steps an epoch) 0.999 is about 55 epochs, longer than a default run
 lasts, so the average still carries the first epochs' weights when early stopping ends it; 0.99
-(about 5 epochs) suits it better. The README's comparison shows both.
+(about 5 epochs) suits it better. The benchmark page's comparison (docs/explanation/benchmark.md) shows both.
 
 Stacks: on or off for every member of a stack (the average replaces the evaluated weights);
 the decay may differ between members.

@@ -34,11 +34,15 @@ def builtin_knobs() -> list[Knob]:
 
 def knob_table(markdown: bool = False) -> str:
     """Every built-in regularizer's knobs with default, range and doc: the text of
-    `regbench run --help`, or (markdown=True) the README's table, so that neither can drift."""
+    `regbench run --help`, or (markdown=True) the table of docs/reference/regularizers.md, so that
+    neither can drift (in markdown a `|` inside a cell, `true | false`, is escaped)."""
     rows = [(cls.name, f"reg.{k.name}", _value(k.default), k.range, k.doc) for cls in builtin() for k in cls.knobs]
     if markdown:
         lines = ["| regularizer | knob | default | range | what it does |", "|---|---|---|---|---|"]
-        return "\n".join(lines + [f"| {a} | `{b}` | {c} | {d} | {e} |" for a, b, c, d, e in rows])
+        def cell(text: str) -> str:
+            return text.replace("|", "\\|")  # a `|` inside a cell would end it
+
+        return "\n".join(lines + [f"| {a} | `{b}` | {c} | {cell(d)} | {cell(e)} |" for a, b, c, d, e in rows])
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     out, last = [], None
     for name, key, default, rng, doc in rows:
@@ -54,7 +58,7 @@ def knob_owners() -> dict[str, type]:
 
 
 def hook_table() -> str:
-    """The README's table of the hooks (markdown): each hook's call and the first sentence of its
+    """The table of the hooks (markdown, docs/reference/api.md): each hook's call and the first sentence of its
     docstring, from its Protocol (regbench.regularizers.contract.HOOKS), and the built-in
     regularizers that define it, so that a new hook or a regularizer using one cannot leave it stale."""
     import inspect
@@ -63,7 +67,7 @@ def hook_table() -> str:
 
     rows = ["| hook | when, and what it does | defined by |", "| --- | --- | --- |"]
     for name, protocol in HOOKS.items():
-        if name == "label":  # required, not a hook: the README's paragraph above the table says it
+        if name == "label":  # required, not a hook: the paragraph above the table (docs/reference/api.md) says it
             continue
         call = hook(name)
         doc = inspect.getdoc(getattr(protocol, name)) or ""

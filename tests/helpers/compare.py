@@ -1,4 +1,4 @@
-"""A stack's members against their lone runs (bit for bit, or within the README's tolerance),
+"""A stack's members against their lone runs (bit for bit, or within the tolerance docs/how-to/launchers.md states),
 and two results that differ only in their timing."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def bit_for_bit(tmp_path: Path, alone: list[dict], stacked: list[dict], variants
 
 
 def within_tolerance(alone: list[dict], stacked: list[dict], variants: list[list[str]]) -> None:
-    """Each member against its lone run within the README's tolerance for stacks that are not bit
+    """Each member against its lone run within the tolerance docs/how-to/launchers.md states for stacks that are not bit
     for bit (conv nets, SAM): losses rel 1e-3 / abs 2e-3, accuracies 0.01 (one sample of 300 is 0.0033)."""
     for i, (a, s) in enumerate(zip(alone, stacked)):
         assert a["status"] == s["status"] == "ok", (a.get("error"), s.get("error"))

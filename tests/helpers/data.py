@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.configs import REPO
 
-# The original MNIST / Fashion-MNIST .gz files, beside the repository (see its README).
+# The original MNIST / Fashion-MNIST .gz files, beside the repository (see docs/development.md).
 SHARED_DATA = Path(os.environ.get("REGBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
