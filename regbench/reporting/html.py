@@ -41,8 +41,8 @@ section { border-top: 2px solid #ddd; margin-top: 1.2em; }
 nav ul { margin: 0.2em 0; padding-left: 1.3em; } nav li { margin: 0.1em 0; }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
 table { border-collapse: collapse; font-size: 0.88em; margin: 0.4em 0; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
-td { white-space: nowrap; } th { background: #f2f2f2; vertical-align: bottom; min-width: 3.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 5px; text-align: right; }
+td { white-space: nowrap; } th { background: #f2f2f2; vertical-align: bottom; min-width: 2.5em; }
 td.text, th.text { text-align: left; }
 tr.group th { background: #e6ecf3; text-align: left; font-weight: 600; vertical-align: middle; }
 .pm { color: #666; font-size: 0.9em; } td.ci { white-space: normal; }
@@ -62,6 +62,7 @@ ul.notes li { margin: 0.15em 0; } .meta { color: #555; font-size: 0.85em; margin
 """
 
 _MEAN_CI = re.compile(r"^(\S+) ± (\S+)$")
+_KEY = re.compile(r"^[a-z_]\w*(\.\w+)+$")
 
 
 def _cell(tag: str, value: object, text: bool, ci: bool = False) -> str:
@@ -73,6 +74,8 @@ def _cell(tag: str, value: object, text: bool, ci: bool = False) -> str:
     cls = ' class="text"' if text else ' class="ci"' if split else ""
     inner = (f'{html.escape(split[1])} <span class="pm">±\u00a0{html.escape(split[2])}</span>' if split
              else html.escape(shown))
+    if tag == "th" and _KEY.match(shown):  # a config key may break after its dots: reg.<wbr>label_smoothing
+        inner = inner.replace(".", ".<wbr>")
     return f"<{tag}{cls}>{inner}</{tag}>"
 
 
