@@ -137,7 +137,8 @@ def test_the_page_table_collapses_shared_parameters_and_leads_with_the_label_and
     # the same cells as the printed table, only moved: every row's values, in the groups' order
     moved = [row for _, rows_ in grouped.groups for row in rows_]
     for shown, printed in zip(moved, rows):
-        assert sorted(shown) == sorted(c for i, c in enumerate(printed) if header[i] not in ("dataset.name", "reg.l1_ratio"))
+        collapsed = ("dataset.name", "reg.l1_ratio")
+        assert sorted(shown) == sorted(c for i, c in enumerate(printed) if header[i] not in collapsed)
     assert [r[0] for r in moved] == [r[header.index("reg")] for r in rows]
 
 
@@ -159,6 +160,7 @@ def test_figures_are_sized_so_their_text_is_body_text(tmp_path):
     view = float(re.search(r'viewBox="0 0 ([\d.]+)', inline)[1])
     assert shown_svg * font / view >= figures.BODY_TEXT_PX - 0.5
     assert html.svg_width('<svg width="72pt" height="10pt" viewBox="0 0 72 10"><g></g></svg>') == 96  # no text: as is
+    assert html.BODY_TEXT_PX == figures.BODY_TEXT_PX and f"font: {html.BODY_TEXT_PX}px/" in html.CSS
 
 
 # ---------------------------------------------------------------------------------- in headless Chromium
@@ -217,7 +219,9 @@ def test_one_page_after_report_study_report_in_chromium_at_1400_and_1000_px(tmp_
     written = {w.key: w for w in html.parts(page.read_text())}
     assert list(written) == ["study", "table", "pivot", "plot:gap_vs_strength.png", "plot:curves.png"]
     assert written["table"].command == "regbench report sweep"
-    assert written["plot:curves.png"].command == written["pivot"].command == "regbench report sweep --plots --pivot reg.alpha"
+    first = "regbench report sweep --plots --pivot reg.alpha"
+    assert written["plot:gap_vs_strength.png"].command == written["plot:curves.png"].command == first
+    assert written["pivot"].command == first
     assert written["study"].command == "regbench study sweep"
     for fetch in ('src="http', 'href="http', "url(http", "@import", "<script", "<link"):
         assert fetch not in page.read_text(), fetch

@@ -89,7 +89,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]], text_columns:
 
 def image(path: Path, alt: str) -> str:
     """A PNG as a data URI, or an SVG inline (its XML prolog dropped), each at the CSS width
-    at which its smallest text is at least the body text (see figure_width; max-width 100%)."""
+    at which its smallest text is at least the body text (svg_width, figures.display_width; max-width 100%)."""
     if path.suffix == ".svg":
         text = path.read_text()
         svg = text[text.index("<svg"):]
@@ -174,8 +174,8 @@ class GroupedTable:
         head = "".join(_cell("th", h, i < self.text_columns) for i, h in enumerate(self.header))
         bodies = []
         for caption, rows in self.groups:
-            top = (f'<tr class="group"><th scope="rowgroup" colspan="{len(self.header)}">{html.escape(caption)}</th></tr>'
-                   if caption else "")
+            top = (f'<tr class="group"><th scope="rowgroup" colspan="{len(self.header)}">'
+                   f"{html.escape(caption)}</th></tr>" if caption else "")
             bodies.append("<tbody>" + top + "".join(
                 "<tr>" + "".join(_cell("td", v, i < self.text_columns, ci=True) for i, v in enumerate(row)) + "</tr>"
                 for row in rows) + "</tbody>")
@@ -321,7 +321,7 @@ def _toc(rendered: Sequence[tuple[str, str, str]]) -> str:
     items = []
     for key, title, text in rendered:
         subs = re.findall(r'<h3 id="([^"]+)">(.*?)</h3>', text)
-        inner = ("<ul>" + "".join(f'<li><a href="#{a}">{t}</a></li>' for a, t in subs) + "</ul>") if len(subs) > 1 else ""
+        inner = "<ul>" + "".join(f'<li><a href="#{a}">{t}</a></li>' for a, t in subs) + "</ul>" if len(subs) > 1 else ""
         items.append(f'<li><a href="#{_anchor(key)}">{html.escape(title)}</a>{inner}</li>')
     return f'<nav aria-label="contents"><ul>{"".join(items)}</ul></nav>' if items else ""
 
@@ -340,7 +340,8 @@ def _page(folder: Path, rendered: Sequence[tuple[str, str, str]], notes: Sequenc
     )
 
 
-def write_parts(path: Path, new: Sequence[Part], replaces: Sequence[str] = (), keep_existing: Sequence[str] = ()) -> Path:
+def write_parts(path: Path, new: Sequence[Part], replaces: Sequence[str] = (),
+                keep_existing: Sequence[str] = ()) -> Path:
     """Writes the page at `path` with the `new` parts and the parts of the page already there
     that they do not replace (see assemble); returns `path`."""
     try:

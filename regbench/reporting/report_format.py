@@ -447,8 +447,8 @@ def page_table(report: Report) -> tuple[html.GroupedTable, str]:
     label = [reg] + [i for i in range(reg) if i not in in_group and i not in fixed]
     first = [i for i, name in enumerate(header) if name.startswith("Δ") or name in (P_COLUMN, D_COLUMN)]
     order = label + first + [i for i in range(reg + 1, len(header)) if i not in first]
-    grouped = [(", ".join(f"{header[i]} = {rows[idx[0]][i]}" for i in in_group), [[rows[r][i] for i in order] for r in idx])
-               for idx in members.values()]
+    grouped = [(", ".join(f"{header[i]} = {rows[idx[0]][i]}" for i in in_group),
+                [[rows[r][i] for i in order] for r in idx]) for idx in members.values()]
     return html.GroupedTable([header[i] for i in order], grouped, len(label)), _label_line(header, rows, fixed, labels)
 
 
