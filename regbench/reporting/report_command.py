@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
         out.mkdir(parents=True, exist_ok=True)
         images = _plots(report, out, m) if args.plots else []
         files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images,
-                      pivot_table, pivot_metric)
+                      pivot_table, pivot_metric, plotted=args.plots)
         if pivot_table is not None:  # its first column names the metric its cells hold
             files.append(out / "pivot.csv")
             pivot_table.assign(metric=pivot_metric)[["metric", *pivot_table.columns]].to_csv(files[-1], index=False)

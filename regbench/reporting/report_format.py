@@ -6,6 +6,7 @@ Every column of a table shares one number format (see number_formatter, param_fo
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shlex
@@ -417,31 +418,94 @@ def pivot_markdown(pivot: pd.DataFrame, metric: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sections(report: Report, images: list[Path] = (), pivot: pd.DataFrame | None = None,
-             pivot_metric: str = "") -> list[html.Block]:
-    """The page's view: the comparison table as the console prints it (every column), its
-    notes and the class names of a user's data, the pivot view (pivot.csv) of `pivot_metric`
-    when given, and the plots."""
+def page_table(report: Report) -> tuple[html.GroupedTable, str]:
+    """The comparison table as the page shows it, and the line that names the parameters it
+    shows once instead of in every row.
+
+    The rows of display_table stay in their groups (one dataset and model), each under a
+    heading row naming the parameters its rows share: the group's own, and any column constant
+    within every group. A parameter that each reg label fixes (l2's l1_ratio, dropout's rate,
+    when the sweep does not vary them) is named once per label in the returned line. Each row
+    then starts with its configuration's label (reg, and the parameters that still vary), the
+    difference from the baseline with its p-values and effect size right after it, so that a
+    narrow window scrolls the other numbers, never these; then the rest in the printed order."""
     header, rows = display_table(report)
-    blocks = [html.Heading(title_of(report)),
-              html.Table(header, rows, len(param_columns(report.table)) + 1),
-              html.Lines([constants_line(report), *class_lines(report), *footnotes(report, header, rows), *report.notes,
-                          *problem_lines(report)])]
+    params = param_columns(report.table)
+    reg = len(params)  # display_table's `reg` column follows the parameters
+    members: dict[tuple, list[int]] = {}
+    for i, g in enumerate(group_of(report.table)):
+        members.setdefault(g, []).append(i)
+
+    def constant_within(column: int, sets: list[list[int]]) -> bool:
+        return all(len({rows[r][column] for r in idx}) == 1 for idx in sets)
+
+    in_group = [i for i in range(reg) if constant_within(i, list(members.values()))]
+    labels: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        labels.setdefault(row[reg], []).append(i)
+    fixed = [i for i in range(reg) if i not in in_group and constant_within(i, list(labels.values()))]
+    label = [reg] + [i for i in range(reg) if i not in in_group and i not in fixed]
+    first = [i for i, name in enumerate(header) if name.startswith("Δ") or name in (P_COLUMN, D_COLUMN)]
+    order = label + first + [i for i in range(reg + 1, len(header)) if i not in first]
+    grouped = [(", ".join(f"{header[i]} = {rows[idx[0]][i]}" for i in in_group),
+                [[rows[r][i] for i in order] for r in idx]) for idx in members.values()]
+    return html.GroupedTable([header[i] for i in order], grouped, len(label)), _label_line(header, rows, fixed, labels)
+
+
+def _label_line(header: list[str], rows: list[list[str]], fixed: list[int], labels: dict[str, list[int]]) -> str:
+    """`fixed`'s values: each label's own, where they differ from a value two or more labels
+    share (the most common one), then those shared values."""
+    if not fixed:
+        return ""
+    value = {(name, i): rows[idx[0]][i] for name, idx in labels.items() for i in fixed}
+    usual = {}
+    for i in fixed:
+        counts = {v: sum(value[(name, i)] == v for name in labels) for v in sorted({value[(n, i)] for n in labels})}
+        top = max(counts, key=counts.get)
+        if counts[top] >= 2:
+            usual[i] = top
+    own = [(name, [f"{header[i]}={value[(name, i)]}" for i in fixed if usual.get(i) != value[(name, i)]])
+           for name in sorted(labels)]
+    told = [f"{name}: {', '.join(values)}" for name, values in own if values]
+    rest = ", ".join(f"{header[i]}={usual[i]}" for i in fixed if i in usual)
+    if rest:
+        told.append(("otherwise: " if told else "every label: ") + rest)
+    return "Parameters each label fixes (not repeated in the rows): " + "; ".join(told) + "."
+
+
+def parts(report: Report, command: str, images: list[Path] = (), pivot: pd.DataFrame | None = None,
+          pivot_metric: str = "") -> list[html.Part]:
+    """The page's parts this report writes: the comparison table (grouped, see page_table), its
+    notes and the class names of a user's data; the pivot view (pivot.csv) of `pivot_metric`
+    when given; one part per plot in `images`. Each names `command`."""
+    header, rows = display_table(report)
+    grouped, label_line = page_table(report)
+    out = [html.Part("table", "Comparison table", [
+        html.Heading(title_of(report), label_line), grouped,
+        html.Lines([constants_line(report), *class_lines(report), *footnotes(report, header, rows), *report.notes,
+                    *problem_lines(report)])], command, ["report.csv"])]
     if pivot is not None:
-        blocks += [html.Heading(pivot_title(pivot_metric)),
-                   html.Table([str(c) for c in pivot.columns], [["" if pd.isna(v) else str(v) for v in row]
-                                                               for row in pivot.itertuples(index=False)])]
+        out.append(html.Part("pivot", pivot_title(pivot_metric), [
+            html.Table([str(c) for c in pivot.columns], [["" if pd.isna(v) else str(v) for v in row]
+                                                        for row in pivot.itertuples(index=False)],
+                       sum(1 for _ in itertools.takewhile(lambda c: "=" not in str(c), pivot.columns)))],
+            command, ["pivot.csv"]))
     for path in images:
-        blocks += [html.Heading(path.stem.replace("_", " ")), html.Figure(path, path.stem)]
-    return blocks
+        out.append(html.Part(f"plot:{path.name}", path.stem.replace("_", " "), [html.Figure(path, path.stem)],
+                             command, [path.name]))
+    return out
 
 
 def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images: list[Path] = (),
-          pivot_table: pd.DataFrame | None = None, pivot_metric: str = "") -> list[Path]:
-    """Writes runs.csv, report.csv and report.html (and report.md with fmt="md") into `out`;
-    the page (and report.md) show `pivot_table` too, the pivot of `pivot_metric`, the page embeds
-    `images` and names `command` (by default `regbench report OUT`, which writes it again).
-    pivot.csv itself is the command's (regbench.reporting.report_command)."""
+          pivot_table: pd.DataFrame | None = None, pivot_metric: str = "", plotted: bool = False) -> list[Path]:
+    """Writes runs.csv, report.csv and report.html (and report.md with fmt="md") into `out`.
+
+    The page's table part (and report.md) are this report's, and so are its pivot part (the
+    pivot of `pivot_metric`) when `pivot_table` is given and its plot parts (`images`) when
+    `plotted` (the plots were asked for, made or not); each names `command` (by default
+    `regbench report OUT`, which writes it again). The parts other commands wrote there (a
+    study, an earlier pivot or plots) stay on the page (regbench.reporting.html). pivot.csv
+    itself is the command's (regbench.reporting.report_command)."""
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "runs.csv", out / "report.csv"]
     all_runs(report).to_csv(files[0], index=False)
@@ -452,7 +516,8 @@ def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images
         if pivot_table is not None:
             text += "\n" + pivot_markdown(pivot_table, pivot_metric)
         files[-1].write_text(text)
-    files.append(html.write_page(out / "report.html", "regbench report",
-                                 sections(report, images, pivot_table, pivot_metric),
-                                 command or f"regbench report {shlex.quote(str(out))}"))
+    command = command or f"regbench report {shlex.quote(str(out))}"
+    replaces = ["table"] + (["pivot"] if pivot_table is not None else []) + (["plot"] if plotted or images else [])
+    files.append(html.write_parts(out / "report.html", parts(report, command, list(images), pivot_table, pivot_metric),
+                                  replaces))
     return files

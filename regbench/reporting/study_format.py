@@ -16,8 +16,11 @@ from regbench.reporting.study import Study, profile_taus, tests_record, wtl_tabl
 
 def write(study: Study, out: Path, command: str = "", report: Any = None) -> list[Path]:
     """Writes study.csv, study_tests.json, wtl.csv, profiles.csv, cd.png, profiles.png (each
-    figure with its SVG and PDF beside it) and report.html into `out`; the page has the study
-    and, below it, `report`'s comparison table (a regbench.reporting.report.Report of the same runs) when given."""
+    figure with its SVG and PDF beside it) and report.html into `out`. The page's study part is
+    this study's; the parts `regbench report` wrote there (the table, the pivot, the plots) stay
+    (regbench.reporting.html). Where the page has no comparison table yet, `report`'s (a
+    regbench.reporting.report.Report of the same runs), when given, goes under the study, until
+    `regbench report` writes its own."""
     from regbench.reporting import studyplots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -30,8 +33,11 @@ def write(study: Study, out: Path, command: str = "", report: Any = None) -> lis
         .to_csv(files[3], index=False)
     files += studyplots.cd_diagram(study, out / "cd")
     files += studyplots.profiles(study, taus, out / "profiles.png")
-    blocks = sections(study, out) + (report_format.sections(report) if report is not None else [])
-    files.append(html.write_page(out / "report.html", "regbench study", blocks, command))
+    made = [html.Part("study", f"Study: {len(study.regs)} regularizers on {len(study.datasets)} datasets",
+                      sections(study, out), command, ["study.csv", "cd.svg", "profiles.png"])]
+    if report is not None:
+        made += report_format.parts(report, command)[:1]  # the table only: pivot and plots are the report's
+    files.append(html.write_parts(out / "report.html", made, ["study"], keep_existing=["table"]))
     return files
 
 
