@@ -58,6 +58,10 @@ def _contract(png: Path, fig) -> None:
     assert image.shape[:2] == (height, width) and image[..., :3].std() > 0.05  # not blank
     assert png.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
     ET.parse(png.with_suffix(".svg"))  # well-formed SVG
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes:  # the figure's title above every panel, none of them touching it
+        assert ax.get_tightbbox(renderer).y1 < title.y0, (ax.get_title(), fig.get_size_inches())
     for ax in fig.axes:  # no axes without data
         assert any(np.isfinite(np.asarray(line.get_ydata(), float)).any() for line in ax.get_lines()), ax.get_title()
 
@@ -165,6 +169,17 @@ def test_many_pairs_wrap_into_rows_within_the_width(tmp_path, kept):
     assert len(fig.axes) == 6
     columns = {round(ax.get_position().x0, 3) for ax in fig.axes}
     assert len(columns) == 2  # two panels to a row, three rows
+
+
+@pytest.mark.slow
+def test_the_title_stays_above_the_panels_of_a_tall_figure(tmp_path, kept):
+    datasets = ("digits", "wine", "iris", "breast_cancer", "diabetes", "california", "mnist", "fashion_mnist")
+    runs = pd.concat([_runs([{"reg": "l2", "alpha": a, "val_acc": 0.9} for a in (1e-3, 1e-2)], dataset=d)
+                      for d in datasets], ignore_index=True)
+    png = plots.gap_vs_strength(runs, tmp_path / "g.png", "acc")
+    fig = kept[-1]
+    assert fig.get_size_inches()[1] > 20  # tight_layout alone lets the title overlap the first row here
+    _contract(png, fig)
 
 
 # --------------------------------------------------------------------------- curves

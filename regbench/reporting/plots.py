@@ -143,6 +143,18 @@ def _grid(n: int, ncols_max: int, width: float = WIDTH_IN):
     return fig, flat[:n]
 
 
+def _under_title(fig, suptitle) -> None:
+    """Lowers the panels' top edge (after tight_layout) until the figure's title sits above every
+    panel's title: tight_layout leaves them overlapping in a figure taller than about 10 in."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    bottom = suptitle.get_window_extent(renderer).y0
+    top = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes)
+    gap = 0.25 * suptitle.get_window_extent(renderer).height
+    if top > bottom - gap:
+        fig.subplots_adjust(top=fig.subplotpars.top - (top - bottom + gap) / fig.bbox.height)
+
+
 def _footer(fig, legend_handles: list, legend_names: list[str], notes: list[str], ncol: int) -> list:
     """The legend and the notes under the panels, in as many columns (at most `ncol`) as fit the
     figure's width; returns the artists, for bbox_extra_artists. Call after tight_layout."""
@@ -294,6 +306,7 @@ def gap_vs_strength(runs: pd.DataFrame, path: Path, metric: str) -> Drawn | None
         handles, names = _unique_legend(axes)
         suptitle = fig.suptitle("Mean ± 1 std across seeds" + ("" if len(pairs) > 1 else f" ({next(iter(pairs))})"))
         fig.tight_layout()
+        _under_title(fig, suptitle)
         extra = _footer(fig, handles, names, notes, ncol=min(len(names), 3))
         paths = figures.save(fig, Path(path), bbox_inches="tight", bbox_extra_artists=[*extra, suptitle])
     return _drawn(paths, notes)
@@ -497,6 +510,7 @@ def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str], order: dict
             handles.append(Line2D([], [], color="grey", linewidth=0.9, alpha=0.5))
         suptitle = fig.suptitle("Loss per epoch, mean across seeds")
         fig.tight_layout()
+        _under_title(fig, suptitle)
         _apart(fig, "count:")
         extra = _footer(fig, handles, names + keys, notes, ncol=3)
         paths = figures.save(fig, Path(path), bbox_inches="tight", bbox_extra_artists=[*extra, suptitle])
