@@ -3,7 +3,7 @@
 # with a few strengths, on six bundled datasets (four classification, two regression) over three
 # seeds, trained stacked, then `regbench study` over all of it. The CD diagram and the
 # performance profiles are copied to docs/.
-# Usage: bash scripts/study_example.sh [OUT_DIR]   (180 runs of at most 60 epochs: about 7 minutes on 2 CPU cores)
+# Usage: bash scripts/study_example.sh [OUT_DIR]   (180 runs of at most 60 epochs: 1 min 28 s on 2 CPU cores, 2026-12-07)
 set -euo pipefail
 out=${1:-outputs/study_example}
 datasets=digits,wine,breast_cancer,synthetic,diabetes,synthetic_regression
