@@ -69,7 +69,14 @@ def test_discovery() -> None:
     assert StackedLauncher.__name__ in [x.__name__ for x in Plugins.instance().discover(Launcher)]
 
 
-@pytest.mark.parametrize("launcher_name, overrides", [("stacked", [])])
+EXECUTORS = [
+    ("stacked", []),
+    ("stacked", ["hydra.launcher.executor=local", "hydra.launcher.workers=2"]),  # spawned worker processes
+    ("stacked", ["hydra.launcher.shard=0", "hydra.launcher.num_shards=1"]),  # the plan, run as one shard
+]
+
+
+@pytest.mark.parametrize("launcher_name, overrides", EXECUTORS)
 class TestStackedLauncher(LauncherTestSuite):
     pass
 
@@ -94,7 +101,7 @@ class TestStackedLauncherIntegration(IntegrationTestSuite):
 
 @pytest.mark.parametrize(
     "launcher_name, overrides",
-    [("stacked", ["hydra/sweeper=basic", "hydra.sweeper.max_batch_size=2"])],
+    [("stacked", ["hydra/sweeper=basic", "hydra.sweeper.max_batch_size=2", *extra]) for _, extra in EXECUTORS],
 )
 class TestStackedLauncherWithBatching(BatchedSweeperTestSuite):
     pass

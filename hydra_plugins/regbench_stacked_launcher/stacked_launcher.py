@@ -16,12 +16,14 @@ where dataclasses cannot resolve string annotations.
 """
 
 import logging
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.singleton import Singleton
 from hydra.core.utils import (
     JobReturn,
     configure_log,
@@ -35,20 +37,63 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
+EXECUTORS = ("inprocess", "local", "slurm")
+
+
+@dataclass
+class SlurmConf:
+    """`hydra.launcher.slurm.*`: how `executor=slurm` submits the stacks, one array element each."""
+
+    # The fields of Hydra's submitit launcher that pass through to sbatch as they are.
+    partition: Optional[str] = None  # sbatch --partition; null: the cluster's default
+    account: Optional[str] = None  # sbatch --account
+    qos: Optional[str] = None  # sbatch --qos
+    constraint: Optional[str] = None  # sbatch --constraint
+    setup: Optional[List[str]] = None  # shell lines each element runs first (module load, activate a venv)
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)  # any other sbatch option
+    timeout_min: int = 60  # wall-time limit of each element (a whole stack), in minutes
+    cpus_per_task: int = 2  # cores per element; torch uses them all
+    gpus_per_node: Optional[int] = None  # GPUs per element; null asks for none (device=auto then trains on CPU)
+    # Memory per element in GB: null sizes it by the stack: mem_gb_base + mem_gb_per_member x members.
+    mem_gb: Optional[float] = None
+    mem_gb_base: float = 1.0
+    mem_gb_per_member: float = 0.05
+    max_array_size: int = 1000  # most elements in one array (SLURM's MaxArraySize is 1001 by default)
+    array_parallelism: int = 32  # most elements running at once (sbatch --array=...%N; chunks run one after another)
+    max_num_timeout: int = 3  # how often an element is requeued after its time limit or a preemption
+    signal_delay_s: int = 90  # the element hears of its time limit this many seconds before it (to checkpoint)
+    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"  # submitit's pickles and each element's log
+    wait: bool = True  # wait for the elements and report; false: submit, print how to report later, return
+
 
 @dataclass
 class StackedLauncherConf:
     _target_: str = "hydra_plugins.regbench_stacked_launcher.stacked_launcher.StackedLauncher"
     # Most jobs in one stack; a larger group is split into stacks of at most this many.
     max_stack: int = 64
+    # Where the stacks run: inprocess (one after another, in this process), local (worker
+    # processes on this machine), slurm (one array element per stack, through submitit).
+    executor: str = "inprocess"
+    # local: how many worker processes (null: one per core); torch's threads are the cores divided among them.
+    workers: Optional[int] = None
+    # Run only this shard's stacks (0 ... num_shards-1) of the sweep's plan, e.g.
+    # shard=${oc.env:SLURM_ARRAY_TASK_ID} or ${oc.env:JOB_COMPLETION_INDEX}; null: every stack.
+    shard: Optional[int] = None
+    num_shards: Optional[int] = None
+    slurm: SlurmConf = field(default_factory=SlurmConf)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="regbench")
 
 
 class StackedLauncher(Launcher):
-    def __init__(self, max_stack: int = 64) -> None:
+    def __init__(self, max_stack: int = 64, executor: str = "inprocess", workers: Optional[int] = None,
+                 shard: Optional[int] = None, num_shards: Optional[int] = None, slurm: Any = None) -> None:
         self.max_stack = max_stack
+        self.executor = executor
+        self.workers = workers
+        self.shard, self.num_shards = shard, num_shards
+        self.slurm = OmegaConf.to_container(slurm, resolve=True) if OmegaConf.is_config(slurm) else dict(slurm or {})
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -62,17 +107,53 @@ class StackedLauncher(Launcher):
             raise ValueError(f"hydra.launcher.max_stack must be at least 1, got {self.max_stack}")
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs, stacked where they share a structure")
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        sharded = self.shard is not None
+        where = {"inprocess": "", "local": " in worker processes", "slurm": " as SLURM array elements"}[self.executor]
+        log.info(f"Launching {len(job_overrides)} jobs, stacked where they share a structure{where}"
+                 + (f", shard {self.shard} of {self.num_shards}" if sharded else ""))
         jobs = []
         for i, overrides in enumerate(job_overrides):
             idx = initial_job_idx + i
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(sweep_config):
-                sweep_config.hydra.job.id = idx
-                sweep_config.hydra.job.num = idx
-            jobs.append(sweep_config)
+            jobs.append(self._compose(list(overrides), idx))
+        if self.executor == "inprocess" and not sharded:
+            return self._run(jobs)
+        units = _plan(jobs, self.max_stack)
+        _write_plan(sweep_dir, jobs, units, "shards" if sharded else self.executor, self.config)
+        if sharded:
+            from regbench import plan
+
+            units = plan.shard_of(units, self.shard, self.num_shards)
+            print(f"stacked: shard {self.shard} of {self.num_shards}: {len(units)} of the plan's stacks "
+                  f"(jobs {_ranges(sorted(n for u in units for n in u))})", flush=True)
+        by_num = {int(j.hydra.job.num): (list(o), int(j.hydra.job.num)) for j, o in zip(jobs, job_overrides)}
+        items = [[by_num[n] for n in unit] for unit in units]
+        if self.executor == "slurm":
+            from hydra_plugins.regbench_stacked_launcher import cluster
+
+            return cluster.submit(self, items, sweep_dir)
+        if self.executor == "local" and len(items) > 1:
+            return self._local(items)
+        runs: list[JobReturn] = []
+        for unit in items:
+            runs += self._run([self._compose(o, n) for o, n in unit])
+        return runs
+
+    def _compose(self, overrides: list[str], num: int) -> DictConfig:
+        """Job `num`'s config (with its hydra node), as Hydra's launchers compose it."""
+        assert self.config is not None and self.hydra_context is not None
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = num
+            sweep_config.hydra.job.num = num
+        return sweep_config
+
+    def _run(self, jobs: list[DictConfig]) -> list[JobReturn]:
+        """Trains `jobs`' stacks, then runs each job through Hydra's run_job (a stacked one only
+        reports its result): the whole of an in-process sweep, or one element's share of it."""
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         try:
             stacked = _train_stacks(jobs, self.max_stack)
         except KeyboardInterrupt as e:  # Ctrl-C: the command's last line says how to resume
@@ -91,6 +172,118 @@ class StackedLauncher(Launcher):
             runs.append(ret)
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return runs
+
+    def __call__(self, unit: list[tuple[list[str], int]], singleton_state: Dict[Any, Any]) -> list[JobReturn]:
+        """One element's work in its own process (a worker, a SLURM array element): the unit's
+        jobs composed again from their overrides, then `_run`."""
+        assert self.config is not None
+        if "omegaconf_resolvers" in singleton_state:
+            Singleton.set_state(singleton_state)
+        else:  # a local worker: the resolvers are registered again by the imports (Hydra's, regbench's)
+            Singleton._instances = singleton_state["instances"]
+        setup_globals()
+        from regbench import plan
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        if plan.read(sweep_dir) is None:  # written before submission: this node does not see that folder
+            raise SystemExit(f"regbench: error: the sweep folder {sweep_dir} has no {plan.PLAN_DIR}/{plan.PLAN_FILE} "
+                             f"on this node ({os.uname().nodename}): put the sweep on a disk every node mounts "
+                             "at the same path (hydra.sweep.dir=...)")
+        return self._run([self._compose(o, n) for o, n in unit])
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit's hook before a time limit or a preemption: the element is requeued with the
+        same work; its stack continues from the checkpoint its members write (stack.pt)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+    def _local(self, items: list[list[tuple[list[str], int]]]) -> list[JobReturn]:
+        """The units over `workers` processes of this machine (spawned: no state shared with this one)."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = min(self.workers or cores, len(items))
+        print(f"stacked: {len(items)} stacks over {workers} worker processes", flush=True)
+        try:  # cloudpickle (joblib's and submitit's) carries what pickle cannot: another app's local task function
+            import cloudpickle
+
+            state, dumps = Singleton.get_state(), cloudpickle.dumps
+        except ImportError:  # regbench's own app pickles as it is, the resolvers aside (local functions):
+            import pickle  # setup_globals and the import of regbench's app register them again in the worker
+
+            state, dumps = {"instances": Singleton.get_state()["instances"]}, pickle.dumps
+        try:
+            calls = [dumps((self, unit, state)) for unit in items]
+        except (AttributeError, TypeError, pickle_error()) as e:
+            raise SystemExit(f"regbench: error: hydra.launcher.executor=local cannot hand this app's jobs to worker "
+                             f"processes ({type(e).__name__}: {e}): pip install cloudpickle") from None
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_call, call) for call in calls]
+            try:
+                import pickle
+
+                return [ret for f in futures for ret in pickle.loads(f.result())]
+            except KeyboardInterrupt:
+                for f in futures:
+                    f.cancel()
+                raise
+
+
+def pickle_error() -> type:
+    import pickle
+
+    return pickle.PicklingError
+
+
+def _call(call: bytes) -> bytes:
+    """A worker's unit: the launcher, the unit and Hydra's singletons, pickled by `_local`."""
+    import pickle
+
+    launcher, unit, state = pickle.loads(call)
+    runs = launcher(unit, state)
+    try:  # the configs in the results may hold classes of a plugin module Hydra executed apart (see the module doc)
+        import cloudpickle
+
+        return cloudpickle.dumps(runs)
+    except ImportError:
+        return pickle.dumps(runs)
+
+
+def _plan(jobs: list[DictConfig], max_stack: int) -> list[list[int]]:
+    """The sweep's stacks, as job numbers, from the jobs' configs alone (finished or not: the same
+    command always gives the same plan): each group of jobs sharing a stack_key in stacks of at most
+    `max_stack`, every other job a stack of one; in the order of their first job."""
+    if "regbench.config.schema" not in sys.modules:
+        return [[int(j.hydra.job.num)] for j in jobs]
+    from regbench.config.paths import config_search_dirs
+    from regbench.engine.grouping import stack_key
+
+    search = config_search_dirs(jobs[0].hydra) if jobs else ()
+    groups: dict[Any, list[int]] = {}
+    for sweep_config in jobs:
+        num = int(sweep_config.hydra.job.num)
+        task = _task_config(sweep_config)
+        key = stack_key(task[0], search) if task is not None else None
+        groups.setdefault(key if key is not None else ("alone", num), []).append(num)
+    units = [g[i : i + max_stack] for g in groups.values() for i in range(0, len(g), max_stack)]
+    return sorted(units, key=lambda u: u[0])
+
+
+def _write_plan(sweep_dir: Path, jobs: list[DictConfig], units: list[list[int]], executor: str,
+                config: DictConfig) -> None:
+    from regbench import plan
+
+    entries = []
+    for sweep_config in jobs:
+        out = os.path.join(str(sweep_config.hydra.sweep.dir), str(sweep_config.hydra.sweep.subdir))
+        entries.append({"num": int(sweep_config.hydra.job.num), "dir": os.path.relpath(out, sweep_dir),
+                        "overrides": list(sweep_config.hydra.overrides.task)})
+    given = [*OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False),
+             *OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+    command = " ".join(["regbench run -m", *[str(o) for o in given if not str(o).startswith("hydra.mode=")]])
+    plan.write(sweep_dir, entries, units, executor, command)
 
 
 def _task_config(sweep_config: DictConfig) -> tuple[DictConfig, Path] | None:
@@ -164,7 +357,7 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
     console = Console()
     for members in (s for s in stacks if len(s) > 1):
         cfg = members[0][1]
-        torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, {}))
+        torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, jobs[0].hydra.launcher))
         nums = [num for num, _, _ in members]
         console.print(f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)",
                       highlight=False, markup=False, soft_wrap=True)

@@ -90,6 +90,26 @@ def _job_overrides(config: DictConfig) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+def _run_elsewhere(config: DictConfig, sweep_dir: Path) -> tuple[int, int] | None:
+    """For a sweep this process ran only part of (a shard; SLURM elements it did not wait for):
+    (its own jobs without a result, the others' jobs without a result), from the sweep's plan
+    (regbench.plan); None for a sweep this process ran all of."""
+    launcher = config.hydra.launcher
+    shard = launcher.get("shard")
+    no_wait = launcher.get("executor") == "slurm" and not launcher.slurm.get("wait", True)
+    if shard is None and not no_wait:
+        return None
+    from regbench import plan
+
+    record = plan.read(sweep_dir)
+    if record is None:
+        return None
+    dirs = {j["num"]: j["dir"] for j in record["jobs"]}
+    own = set() if no_wait else {n for s in plan.shard_of(record["stacks"], int(shard), int(launcher.num_shards)) for n in s}
+    missing = {n for n, d in dirs.items() if plan.status(sweep_dir, d) not in plan.FINISHED}
+    return len(missing & own), len(missing - own)
+
+
 def refuse(message: str, code: int = 2) -> NoReturn:
     """Ends the command with one line: code 2 for bad input, 1 for a fault of the environment."""
     print(f"regbench: error: {message}", file=sys.stderr)
@@ -259,6 +279,11 @@ def launcher_problem(launcher: DictConfig) -> tuple[str, int] | None:
     max_stack = launcher.get("max_stack")
     if max_stack is not None and max_stack < 1:  # hydra/launcher=stacked
         return f"hydra.launcher.max_stack must be at least 1 (got {max_stack})", 2
+    executor = launcher.get("executor")
+    if executor is not None:  # hydra/launcher=stacked
+        problem = _stacked_problem(launcher)
+        if problem:
+            return problem
     n_jobs = launcher.get("n_jobs")
     if "JoblibLauncher" in target and n_jobs is not None and int(n_jobs) == 0:
         return ("hydra.launcher.n_jobs must not be 0: a number of worker processes (1, 2, ...) "
@@ -267,6 +292,37 @@ def launcher_problem(launcher: DictConfig) -> tuple[str, int] | None:
         return ("hydra/launcher=slurm submits the jobs to a SLURM cluster, and this machine has no SLURM "
                 "(no `srun` on the PATH): run the sweep from a cluster's login node, or here with "
                 "hydra/launcher=joblib or submitit_local"), 1
+    return None
+
+
+def _stacked_problem(launcher: DictConfig) -> tuple[str, int] | None:
+    """The stacked launcher's executor and shard values, and what its executor needs of this machine."""
+    executor, shard, shards = launcher.executor, launcher.get("shard"), launcher.get("num_shards")
+    if executor not in ("inprocess", "local", "slurm"):
+        return f"hydra.launcher.executor must be inprocess, local or slurm (got {executor})", 2
+    if executor == "local" and launcher.get("workers") is not None and int(launcher.workers) < 1:
+        return f"hydra.launcher.workers must be at least 1 (got {launcher.workers})", 2
+    if (shard is None) != (shards is None):
+        return ("hydra.launcher.shard and hydra.launcher.num_shards go together: shard=I num_shards=N runs "
+                "the I-th of N parts (0 <= I < N)"), 2
+    if shards is not None and (int(shards) < 1 or not 0 <= int(shard) < int(shards)):
+        return (f"hydra.launcher.shard={shard} is out of range for num_shards={shards}: shards are numbered "
+                f"0 to {int(shards) - 1}"), 2
+    if shards is not None and executor == "slurm":
+        return ("hydra.launcher.shard runs one part of the sweep in this process: it cannot also submit to SLURM "
+                "(executor=slurm submits every stack itself; use one or the other)"), 2
+    if executor == "slurm":
+        import importlib.util
+
+        if importlib.util.find_spec("submitit") is None:
+            return "hydra.launcher.executor=slurm needs submitit: pip install -e \".[launchers]\" (or pip install submitit)", 1
+        if shutil.which("sbatch") is None:
+            return ("hydra.launcher.executor=slurm submits to SLURM, and this machine has no `sbatch` on the PATH: "
+                    "run it from the cluster's login node, or here with hydra.launcher.executor=local"), 1
+        slurm = launcher.slurm
+        for key in ("max_array_size", "array_parallelism", "timeout_min", "cpus_per_task"):
+            if int(slurm[key]) < 1:
+                return f"hydra.launcher.slurm.{key} must be at least 1 (got {slurm[key]})", 2
     return None
 
 
@@ -479,12 +535,18 @@ class SweepSummary(Callback):
         counts = {s: int((status == s).sum()) for s in ("ok", "diverged", "failed")}
         jobs = _job_overrides(config)  # None for other sweepers, whose job count is theirs
         unfinished = max(0, len(jobs) - len(report.runs) - refused) if jobs is not None else 0
+        elsewhere = _run_elsewhere(config, sweep_dir)  # other shards', or SLURM elements not waited for
+        if elsewhere is not None:
+            unfinished, pending = elsewhere
         print(
             f"sweep done: {counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed"
             + (f", {refused} refused (bad input, no folder: see the `refused` lines)" if refused else "")
             + (f", {unfinished} without a result" if unfinished else "")
             + f" ({self._actions(report.runs)}); runs.csv, report.csv and report.html in {sweep_dir}"
         )
+        if elsewhere is not None and pending:
+            print(f"sweep: {pending} jobs pending elsewhere (other shards, or SLURM elements); "
+                  f"`regbench report {sweep_dir}` reports them as they finish")
         if refused:  # bad input, as for a single run
             sys.exit(2)
         if counts["failed"] or unfinished:

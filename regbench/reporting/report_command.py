@@ -94,8 +94,25 @@ def main(argv: list[str]) -> int:
         print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
         return 1
     files += images
+    for line in pending_lines(args.paths):
+        print(f"regbench: note: {line}", file=sys.stderr)
     console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)
     return 0
+
+
+def pending_lines(paths: list[Path]) -> list[str]:
+    """One line per sweep folder whose plan (regbench.plan: a sweep run as shards, worker
+    processes or SLURM elements) has jobs without a result yet."""
+    from regbench import plan
+
+    lines = []
+    for folder in paths:
+        counts = plan.pending(Path(folder))
+        if counts and counts[0]:
+            lines.append(f"{folder}: {counts[0]} of its {counts[1]} planned jobs have no result yet (still running, "
+                         "waiting, or stopped; the sweep's command again runs the ones not running): "
+                         "this report has the others")
+    return lines
 
 
 def out_problem(out: Path) -> str | None:

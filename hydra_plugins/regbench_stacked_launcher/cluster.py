@@ -1,0 +1,203 @@
+"""`hydra.launcher.executor=slurm`: each stack of the sweep's plan is one element of a SLURM job
+array, submitted through submitit.
+
+- Resources follow the stack: its memory is `mem_gb_base + mem_gb_per_member x members` (unless
+  `mem_gb` fixes it), so the stacks of one size share an array and a smaller last stack asks
+  for less.
+- An array holds at most `max_array_size` elements; a longer one is submitted in chunks, each
+  chunk starting after the one before it has ended (`--dependency=afterany`), so that at most
+  `array_parallelism` elements run at any time, and none of it needs this process to stay.
+- Re-launching the same command submits only the stacks that have a job without a result;
+  the stacks whose jobs are all finished are reported here, in this process, as already done.
+- An element that reaches its time limit or is preempted is requeued (submitit's checkpoint
+  hook, at most `max_num_timeout` times); its stack continues from its members' checkpoints.
+- With `wait` (the default) this process waits for every element and returns their jobs'
+  results, as Hydra's submitit launcher does; an element that ended without finishing (cancelled,
+  its node failed) is one line, its finished jobs stay finished and re-launching runs the rest.
+
+Module-level imports stay light; submitit is imported when a sweep is submitted.
+"""
+
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, List, Tuple
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn
+
+Unit = List[Tuple[List[str], int]]
+
+
+def element_mem_gb(conf: dict, members: int) -> int:
+    """The memory an element of `members` jobs asks for, in whole GB."""
+    if conf.get("mem_gb") is not None:
+        return max(1, math.ceil(float(conf["mem_gb"])))
+    return max(1, math.ceil(float(conf.get("mem_gb_base", 1.0)) + float(conf.get("mem_gb_per_member", 0.05)) * members))
+
+
+def chunks(n: int, size: int) -> list[range]:
+    """Index ranges of at most `size` covering 0..n-1."""
+    return [range(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def _unfinished(launcher: Any, unit: Unit) -> bool:
+    from regbench.jobs import as_job, finished_result, task_config
+
+    for overrides, num in unit:
+        sweep_config = launcher._compose(overrides, num)
+        as_job(sweep_config, num)
+        out = Path(str(sweep_config.hydra.runtime.output_dir))
+        if finished_result(task_config(sweep_config), out) is None:
+            return True
+    return False
+
+
+def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]:
+    """Submits the units with an unfinished job as array elements; returns the jobs' results."""
+    try:
+        import submitit
+    except ImportError:
+        raise SystemExit("regbench: error: hydra.launcher.executor=slurm needs submitit: "
+                         "pip install -e \".[launchers]\" (or pip install submitit)") from None
+    if shutil.which("sbatch") is None:
+        raise SystemExit("regbench: error: hydra.launcher.executor=slurm submits to SLURM, and this machine has "
+                         "no `sbatch` on the PATH: run it from the cluster's login node, or here with "
+                         "hydra.launcher.executor=local")
+    conf = launcher.slurm
+    todo = [u for u in items if _unfinished(launcher, u)]
+    done = [u for u in items if u not in todo]
+    runs: list[JobReturn] = []
+    if done:  # each reports "already done" in this process, as in-process stacks do
+        print(f"stacked: {len(done)} of {len(items)} stacks already finished: not submitted", flush=True)
+        for unit in done:
+            runs += launcher._run([launcher._compose(o, n) for o, n in unit])
+    if not todo:
+        return runs
+    executor = submitit.AutoExecutor(folder=str(conf.get("submitit_folder") or sweep_dir / ".submitit/%j"),
+                                     cluster="slurm", slurm_max_num_timeout=int(conf.get("max_num_timeout", 3)))
+    by_size: dict[int, list[Unit]] = {}
+    for unit in todo:
+        by_size.setdefault(element_mem_gb(conf, len(unit)), []).append(unit)
+    state = Singleton.get_state()
+    submitted: list[tuple[Any, Unit]] = []
+    previous: str | None = None
+    size = max(1, int(conf.get("max_array_size", 1000)))
+    arrays = 0
+    for mem, units in by_size.items():
+        for part in chunks(len(units), size):
+            extra = dict(conf.get("additional_parameters") or {})
+            if previous is not None:  # one chunk after the other: the cap on running elements holds
+                extra["dependency"] = f"afterany:{previous}"
+            params = {
+                "timeout_min": int(conf.get("timeout_min", 60)),
+                "cpus_per_task": int(conf.get("cpus_per_task", 2)),
+                "mem_gb": mem,
+                "slurm_array_parallelism": int(conf.get("array_parallelism", 32)),
+                "slurm_signal_delay_s": int(conf.get("signal_delay_s", 90)),
+                "slurm_additional_parameters": extra,
+                "name": f"regbench-{sweep_dir.name}",
+            }
+            if conf.get("gpus_per_node") is not None:
+                params["gpus_per_node"] = int(conf["gpus_per_node"])
+            for key in ("partition", "account", "qos", "constraint", "setup"):
+                if conf.get(key) is not None:
+                    params[f"slurm_{key}"] = conf[key]
+            executor.update_parameters(**params)
+            chosen = [units[i] for i in part]
+            try:
+                jobs = executor.map_array(launcher, chosen, [state] * len(chosen))
+            except Exception as e:  # sbatch refused (resources, partition, limits): its own line
+                raise SystemExit(f"regbench: error: sbatch refused the array of {len(chosen)} stacks: {_said(e)}"
+                                 + (f" ({len(submitted)} stacks submitted before it run on)" if submitted else "")) from None
+            arrays += 1
+            previous = str(jobs[0].job_id).split("_")[0]
+            submitted += list(zip(jobs, chosen))
+    ids = sorted({str(j.job_id).split("_")[0] for j, _ in submitted})
+    print(f"stacked: {len(submitted)} stacks submitted as {arrays} SLURM array{'s' if arrays > 1 else ''} "
+          f"({', '.join(ids)}; logs in {Path(str(executor.folder)).parent})", flush=True)
+    if not conf.get("wait", True):
+        print(f"stacked: not waiting (hydra.launcher.slurm.wait=false): `regbench report {sweep_dir}` reports "
+              "what has finished and how many jobs are pending; the same command again submits what is left",
+              flush=True)
+        return runs
+    _wait(ids)
+    lost = 0
+    for job, unit in submitted:
+        nums = [n for _, n in unit]
+        if not job.paths.result_pickle.exists():  # cancelled, its node failed, out of memory: its finished members stay
+            lost += 1
+            print(f"stacked: SLURM element {job.job_id} (jobs {_ranges(nums)}) ended without finishing "
+                  f"({_state(str(job.job_id))}; its log: {job.paths.stderr})", file=sys.stderr, flush=True)
+            continue
+        try:
+            runs += job.results()[0]
+        except Exception as e:  # the element's own failure, raised again here
+            lost += 1
+            print(f"stacked: SLURM element {job.job_id} (jobs {_ranges(nums)}) failed: {_said(e)}",
+                  file=sys.stderr, flush=True)
+    if lost:
+        print(f"stacked: {lost} elements ended without finishing; their finished jobs are kept: the same command "
+              "again submits only the stacks with jobs left", file=sys.stderr, flush=True)
+    return runs
+
+
+def _wait(array_ids: list[str], poll_s: float = 2.0) -> None:
+    """Until no element of the arrays is queued, running or requeued. Asks `squeue`, which
+    answers on any cluster, where submitit's own polling asks `sacct`, which prints warnings
+    under every poll on clusters without accounting."""
+    import subprocess
+    import time
+
+    failures = 0
+    while True:
+        try:
+            out = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(array_ids)], capture_output=True,
+                                 text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            out = None
+        if out is not None and out.returncode == 0:
+            failures = 0
+            if not out.stdout.strip():
+                return
+        elif out is not None and "Invalid job id" in out.stderr:  # every element gone and forgotten
+            return
+        else:
+            failures += 1
+            if failures >= 30:
+                print("stacked: squeue has not answered for a minute: not waiting any longer; the elements go on, "
+                      "`regbench report` reports them as they finish", file=sys.stderr, flush=True)
+                return
+        time.sleep(poll_s)
+
+
+def _state(job_id: str) -> str:
+    """The element's state as `scontrol` still knows it (for a few minutes after it ends), or 'state unknown'."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "state unknown"
+    for word in out.split():
+        if word.startswith("JobState="):
+            reason = next((w for w in out.split() if w.startswith("Reason=")), "")
+            return f"{word.split('=', 1)[1]}" + (f", {reason.split('=', 1)[1]}" if reason and "None" not in reason else "")
+    return "state unknown"
+
+
+def _ranges(nums: list[int]) -> str:
+    from hydra_plugins.regbench_stacked_launcher.stacked_launcher import _ranges as ranges
+
+    return ranges(nums)
+
+
+def _said(error: BaseException) -> str:
+    """The informative line of a submitit/sbatch error (sbatch's own `error:` line where there is one)."""
+    text = str(error)
+    for line in text.splitlines():
+        if "error:" in line:
+            return line.strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
