@@ -108,7 +108,7 @@ def _too_much_memory(node: slurm.Cluster, tmp_path: Path):
                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
 
 
-def test_the_preset_passes_sbatch_s_refusal_of_too_much_memory_on(node, tmp_path):
+def test_the_preset_passes_on_sbatch_s_refusal_of_too_much_memory(node, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher not installed")
     out = _too_much_memory(node, tmp_path)
     assert out.returncode != 0
