@@ -89,7 +89,8 @@ def test_slurm_preset_composes_and_prints_with_cfg_hydra(tmp_path):
     assert out.returncode == 0, out.stderr
     launcher = OmegaConf.create(out.stdout).hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert (launcher.partition, launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb) == ("gpu", 60, 2, 8)
+    # mem_gb null: no --mem, the cluster's default (a fixed 8 GB was refused by nodes with less)
+    assert (launcher.partition, launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb) == ("gpu", 60, 2, None)
     assert launcher.gpus_per_node is None and launcher.array_parallelism == 32
     assert "submitit_folder: ${hydra.sweep.dir}/.submitit/%j" in out.stdout  # submitit's logs: in the sweep folder
 
@@ -113,7 +114,7 @@ def test_slurm_preset_gives_the_sbatch_script_submitit_would_submit(tmp_path, mo
 
     monkeypatch.setattr(submitit.AutoExecutor, "map_array", fake_map_array)
     cfg = _hydra_cfg("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1",
-                     f"hydra.sweep.dir={tmp_path / 'sweep'}")
+                     "hydra.launcher.mem_gb=8", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     launcher = instantiate(cfg.hydra.launcher)
     launcher.setup(hydra_context=None, task_function=None, config=cfg)
     launcher.launch([["reg=l1"], ["reg=l2"]], initial_job_idx=0)
