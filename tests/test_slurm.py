@@ -91,10 +91,6 @@ def test_the_slurm_preset_runs_a_sweep_whose_results_equal_the_basic_launcher_s(
         assert metrics_rows(sweep / str(job)) == metrics_rows(basic_sweep / str(job)), job
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "accounting is off on the local cluster (no slurmdbd): submitit polls `sacct`, which prints "
-    "'Slurm accounting storage is disabled' on the terminal's stderr, and logs a 'Bypassing sacct error' "
-    "warning per poll; hiding them needs regbench code around submitit's SlurmInfoWatcher (issue 24 item 4)"))
 def test_sacct_noise_does_not_reach_the_user(preset_sweep):
     on_slurm = preset_sweep[0]
     assert on_slurm.returncode == 0, on_slurm.stderr[-3000:]
@@ -108,19 +104,11 @@ def _too_much_memory(node: slurm.Cluster, tmp_path: Path):
                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
 
 
-def test_the_preset_passes_on_sbatch_s_refusal_of_too_much_memory(node, tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher not installed")
-    out = _too_much_memory(node, tmp_path)
-    assert out.returncode != 0
-    assert "sbatch: error: Memory specification can not be satisfied" in out.stderr
-    assert not list((tmp_path / "sweep").glob("*/result.json"))
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "submitit raises FailedJobError with sbatch's stderr and Hydra prints its traceback; a one-line "
-    "refusal needs regbench's command line to catch it (issue 24 item 4)"))
 def test_the_preset_refuses_too_much_memory_in_one_line(node, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher not installed")
     out = _too_much_memory(node, tmp_path)
-    assert out.returncode != 0
-    assert len(out.stderr.strip().splitlines()) == 1 and "Memory specification can not be satisfied" in out.stderr
+    assert out.returncode == 2
+    assert out.stderr.startswith("regbench: error: sbatch refused the submission: sbatch: Memory specification "
+                                 "can not be satisfied")
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not list((tmp_path / "sweep").glob("*/result.json"))

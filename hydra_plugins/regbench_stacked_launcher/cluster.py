@@ -58,6 +58,8 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
     """Submits the units with an unfinished job as array elements; returns the jobs' results."""
     try:
         import submitit
+
+        from hydra_plugins.regbench_stacked_launcher import quiet_slurm
     except ImportError:
         raise SystemExit("regbench: error: hydra.launcher.executor=slurm needs submitit: "
                          "pip install -e \".[launchers]\" (or pip install submitit)") from None
@@ -106,11 +108,10 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
                     params[f"slurm_{key}"] = conf[key]
             executor.update_parameters(**params)
             chosen = [units[i] for i in part]
-            try:
+            if submitted:
+                print(f"stacked: {len(submitted)} stacks submitted so far", flush=True)  # said before a refusal of the next
+            with quiet_slurm.submission():  # sbatch's refusal (resources, partition, limits): one line
                 jobs = executor.map_array(launcher, chosen, [state] * len(chosen))
-            except Exception as e:  # sbatch refused (resources, partition, limits): its own line
-                raise SystemExit(f"regbench: error: sbatch refused the array of {len(chosen)} stacks: {_said(e)}"
-                                 + (f" ({len(submitted)} stacks submitted before it run on)" if submitted else "")) from None
             arrays += 1
             previous = str(jobs[0].job_id).split("_")[0]
             submitted += list(zip(jobs, chosen))
@@ -194,10 +195,6 @@ def _ranges(nums: list[int]) -> str:
 
 
 def _said(error: BaseException) -> str:
-    """The informative line of a submitit/sbatch error (sbatch's own `error:` line where there is one)."""
-    text = str(error)
-    for line in text.splitlines():
-        if "error:" in line:
-            return line.strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    from hydra_plugins.regbench_stacked_launcher.quiet_slurm import refused
+
+    return refused(error)
