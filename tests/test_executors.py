@@ -1,0 +1,184 @@
+"""The stacked launcher's executors and shards on one machine (issue 24 items 1, 3, 4): the same
+sweep run in this process, over worker processes, and as shards in separate processes gives
+every job the same result bit for bit; the plan in the sweep folder; a report while shards are
+pending; a re-launch runs only what is unfinished; the refusals, one line each before any work.
+The SLURM executor against a real scheduler: tests/test_slurm_stacks.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from regbench import plan
+from tests.helpers.cli import regbench
+from tests.helpers.compare import SAME
+from tests.helpers.rundirs import metrics_rows
+
+# Twelve jobs: three regularizers x four seeds; each seed re-splits the data, so the jobs of a
+# seed share a stack (three members), cut into stacks of at most two: eight stacks. One thread,
+# so that every process computes alike.
+SWEEP = ["hydra/launcher=stacked", "hydra.launcher.max_stack=2", "reg=none,l2,dropout", "seed=0,1,2,3",
+         "trainer.max_epochs=2", "model.hidden_sizes=[16]", "trainer.num_threads=1", "device=cpu"]
+N_JOBS = 12
+
+
+def results(sweep: Path) -> dict[int, dict]:
+    return {n: json.loads((sweep / str(n) / "result.json").read_text()) for n in range(N_JOBS)
+            if (sweep / str(n) / "result.json").exists()}
+
+
+def same_as(sweep: Path, reference: Path) -> None:
+    ran, ref = results(sweep), results(reference)
+    assert sorted(ran) == list(range(N_JOBS)), sorted(ran)
+    for n in range(N_JOBS):
+        assert ran[n]["status"] == "ok", ran[n].get("error")
+        assert {k: ran[n][k] for k in SAME} == {k: ref[n][k] for k in SAME}, n
+        assert metrics_rows(sweep / str(n)) == metrics_rows(reference / str(n)), n
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The sweep as it always ran: stacked, one stack after another, in the command's process."""
+    tmp = tmp_path_factory.mktemp("inprocess")
+    out = regbench("run", "-m", *SWEEP, "hydra.sweep.dir=sweep", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert not plan.path(tmp / "sweep").exists()  # in-process needs no plan: nothing else works in the folder
+    return tmp / "sweep"
+
+
+@pytest.mark.slow
+def test_worker_processes_give_every_job_the_in_process_result(reference, tmp_path):
+    out = regbench("run", "-m", *SWEEP, "hydra.launcher.executor=local", "hydra.launcher.workers=2",
+                   "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "stacked: 8 stacks over 2 worker processes" in out.stdout
+    assert f"sweep done: {N_JOBS} ok" in out.stdout
+    same_as(tmp_path / "sweep", reference)
+    written = plan.read(tmp_path / "sweep")
+    assert written["executor"] == "local" and len(written["stacks"]) == 8
+    assert sorted(n for s in written["stacks"] for n in s) == list(range(N_JOBS))
+    assert all(len(s) <= 2 for s in written["stacks"])
+    assert written["command"].startswith("regbench run -m hydra/launcher=stacked hydra.launcher.max_stack=2")
+
+
+@pytest.mark.slow
+def test_shards_in_separate_processes_give_the_one_machine_results_and_report(reference, tmp_path):
+    """Three processes started at once into one folder, as an array of three tasks would be."""
+    exe = shutil.which("regbench")
+    procs = [subprocess.Popen([exe, "run", "-m", *SWEEP, "hydra.sweep.dir=sweep", f"hydra.launcher.shard={i}",
+                               "hydra.launcher.num_shards=3"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(3)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (stdout, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr[-3000:]
+    ran = "".join(o for o, _ in outs)
+    for n in range(N_JOBS):  # each job trained by exactly one shard
+        assert ran.count(f"[job {n}] ") == 1, ran
+    assert "stacked: shard 0 of 3: 3 of the plan's stacks" in outs[0][0]
+    assert "stacked: shard 2 of 3: 2 of the plan's stacks" in outs[2][0]
+    same_as(tmp_path / "sweep", reference)
+    report = regbench("report", "sweep", cwd=tmp_path)
+    assert report.returncode == 0 and "planned jobs have no result yet" not in report.stderr
+    again = regbench("report", str(reference), "--out", str(tmp_path / "ref_report"), cwd=tmp_path)
+    assert again.returncode == 0
+    numbers = [line.split(",")[1:] for line in (tmp_path / "sweep" / "report.csv").read_text().splitlines()]
+    expected = [line.split(",")[1:] for line in (tmp_path / "ref_report" / "report.csv").read_text().splitlines()]
+    header = (tmp_path / "sweep" / "report.csv").read_text().splitlines()[0].split(",")[1:]
+    keep = [i for i, h in enumerate(header) if "seconds" not in h and "folder" not in h]
+    assert [[r[i] for i in keep] for r in numbers] == [[r[i] for i in keep] for r in expected]
+
+
+@pytest.mark.slow
+def test_a_shard_that_ends_first_says_what_is_pending_and_the_report_counts_it(tmp_path):
+    first = regbench("run", "-m", *SWEEP, "hydra.sweep.dir=sweep", "hydra.launcher.shard=0",
+                     "hydra.launcher.num_shards=2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]  # its own jobs all finished
+    own = {n for s in plan.shard_of(plan.read(tmp_path / "sweep")["stacks"], 0, 2) for n in s}
+    assert f"sweep done: {len(own)} ok" in first.stdout
+    assert f"sweep: {N_JOBS - len(own)} jobs pending elsewhere" in first.stdout
+    report = regbench("report", "sweep", cwd=tmp_path)
+    assert report.returncode == 0
+    assert (f"regbench: note: sweep: {N_JOBS - len(own)} of its {N_JOBS} planned jobs have no result yet"
+            in report.stderr), report.stderr
+    second = regbench("run", "-m", *SWEEP, "hydra.sweep.dir=sweep", "hydra.launcher.shard=1",
+                      "hydra.launcher.num_shards=2", cwd=tmp_path)
+    assert second.returncode == 0 and "pending elsewhere" not in second.stdout
+    assert f"sweep done: {N_JOBS} ok" in second.stdout
+    assert plan.pending(tmp_path / "sweep") == (0, N_JOBS)
+
+
+@pytest.mark.slow
+def test_a_relaunch_over_worker_processes_runs_only_the_unfinished_jobs(reference, tmp_path):
+    shutil.copytree(reference, tmp_path / "sweep")
+    for n in (4, 5):
+        (tmp_path / "sweep" / str(n) / "result.json").unlink()
+        (tmp_path / "sweep" / str(n) / "metrics.csv").unlink()
+    out = regbench("run", "-m", *SWEEP, "hydra.launcher.executor=local", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trained = sorted(int(line.split()[1].rstrip("]")) for line in out.stdout.splitlines()
+                     if line.startswith("[job ") and "already done" not in line)
+    assert trained == [4, 5], out.stdout
+    assert "(10 skipped as already done, 0 resumed, 2 ran)" in out.stdout
+    same_as(tmp_path / "sweep", reference)
+
+
+def test_the_plan_is_the_same_for_the_same_jobs_and_its_shards_cover_it_once():
+    stacks = [[0, 3], [1, 4], [2, 5], [6], [7, 8], [9]]
+    for n in (1, 2, 3, 4, 7):
+        parts = [plan.shard_of(stacks, i, n) for i in range(n)]
+        assert sorted(s[0] for p in parts for s in p) == [s[0] for s in stacks]  # each stack in one shard
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["hydra.launcher.shard=2", "hydra.launcher.num_shards=2"],
+     "hydra.launcher.shard=2 is out of range for num_shards=2: shards are numbered 0 to 1"),
+    (["hydra.launcher.shard=0"], "hydra.launcher.shard and hydra.launcher.num_shards go together"),
+    (["hydra.launcher.executor=threads"], "hydra.launcher.executor must be inprocess, local or slurm (got threads)"),
+    (["hydra.launcher.executor=local", "hydra.launcher.workers=0"], "hydra.launcher.workers must be at least 1"),
+    (["hydra.launcher.executor=slurm", "hydra.launcher.slurm.max_array_size=0"],
+     "hydra.launcher.slurm.max_array_size must be at least 1 (got 0)"),
+])
+def test_bad_launcher_values_are_one_line_before_any_job(tmp_path, overrides, message):
+    if "executor=slurm" in overrides and shutil.which("sbatch") is None:
+        pytest.skip("this refusal comes after the check for sbatch, which this machine has not")
+    out = regbench("run", "-m", "hydra/launcher=stacked", "reg=none,l2", *overrides, "hydra.sweep.dir=sweep",
+                   cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith(f"regbench: error: {message}") and lines[1:] == ["regbench: nothing was run"], lines
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_slurm_without_sbatch_on_the_path_is_one_line(tmp_path):
+    bin_dir = Path(sys.executable).parent  # the venv's: regbench and python, no SLURM commands
+    env = {**os.environ, "PATH": str(bin_dir)}
+    out = regbench("run", "-m", "hydra/launcher=stacked", "reg=none,l2", "hydra.launcher.executor=slurm",
+                   "hydra.sweep.dir=sweep", cwd=tmp_path, env=env)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        "regbench: error: hydra.launcher.executor=slurm submits to SLURM, and this machine has no `sbatch` on the "
+        "PATH: run it from the cluster's login node, or here with hydra.launcher.executor=local",
+        "regbench: nothing was run"]
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_an_element_on_a_node_that_does_not_see_the_sweep_folder_says_so_in_one_line(tmp_path):
+    from hydra.core.singleton import Singleton
+
+    from hydra_plugins.regbench_stacked_launcher.stacked_launcher import StackedLauncher
+
+    launcher = StackedLauncher(executor="slurm")
+    launcher.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "not-here")}}})
+    with pytest.raises(SystemExit) as raised:
+        launcher([(["reg=none"], 0)], Singleton.get_state())
+    said = str(raised.value)
+    assert said.startswith(f"regbench: error: the sweep folder {tmp_path / 'not-here'} has no .regbench/plan.json "
+                           "on this node") and "\n" not in said
