@@ -15,12 +15,15 @@ No `from __future__ import annotations`: Hydra executes plugin modules outside s
 where dataclasses cannot resolve string annotations.
 """
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -189,7 +192,13 @@ class StackedLauncher(Launcher):
             raise SystemExit(f"regbench: error: the sweep folder {sweep_dir} has no {plan.PLAN_DIR}/{plan.PLAN_FILE} "
                              f"on this node ({os.uname().nodename}): put the sweep on a disk every node mounts "
                              "at the same path (hydra.sweep.dir=...)")
-        return self._run([self._compose(o, n) for o, n in unit])
+        with _element_signals() as timed_out:
+            try:
+                return self._run([self._compose(o, n) for o, n in unit])
+            except KeyboardInterrupt:
+                if timed_out:  # the stack's checkpoint is written: now submitit requeues the element (and exits)
+                    timed_out[0](*timed_out[1:])
+                raise
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit's hook before a time limit or a preemption: the element is requeued with the
@@ -229,6 +238,49 @@ class StackedLauncher(Launcher):
                 for f in futures:
                     f.cancel()
                 raise
+
+
+@contextlib.contextmanager
+def _element_signals() -> Iterator[list]:
+    """In a SLURM element run by submitit, its signals as regbench's training needs them.
+
+    submitit answers the time-limit signal (USR2, `signal_delay_s` before the limit, or a
+    preemption) by requeuing the element and exiting at once, and ignores SIGTERM: the stack
+    would lose every epoch since its last checkpoint. Here, during training, USR2 asks the stack
+    to stop after its epoch and write its checkpoint (as SIGTERM does in a terminal: regbench.
+    engine.interrupt.deferred), and the yielded list is filled with submitit's handler and its
+    arguments, which the caller runs once the stack has stopped: then the element is requeued
+    and continues from the checkpoint. SIGTERM (scancel, a node going down, a preemption without
+    USR2) stops training the same way, its members resumable by re-launching. Outside training
+    (nothing to save), USR2 goes straight to submitit. Elsewhere (in-process, worker processes)
+    nothing changes.
+    """
+    usr = getattr(signal, "SIGUSR2", None)
+    submitit_handler = signal.getsignal(usr) if usr is not None else None
+    owner = getattr(submitit_handler, "__self__", None)
+    if owner is None or type(owner).__name__ != "SignalHandler" or threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    print("stacked: on SLURM's time-limit signal this element stops its stack after the epoch, writes its "
+          "checkpoint, and is requeued", flush=True)
+    timed_out: list = []
+    previous_term = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # so that deferred() takes SIGTERM over while training
+
+    def on_usr(signum: int, frame: Any) -> None:
+        term = signal.getsignal(signal.SIGTERM)
+        if term in (signal.SIG_DFL, signal.SIG_IGN, None) or timed_out:  # not training: nothing to save
+            submitit_handler(signum, frame)
+            return
+        timed_out.extend([submitit_handler, signum, None])
+        term(signum, frame)  # deferred()'s handler: stop after this epoch, its checkpoint written
+
+    signal.signal(usr, on_usr)
+    try:
+        yield timed_out
+    finally:
+        signal.signal(usr, submitit_handler)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def pickle_error() -> type:

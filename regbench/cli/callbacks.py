@@ -511,6 +511,11 @@ class SweepSummary(Callback):
         try:
             report = build([sweep_dir])
         except ValueError as e:
+            waiting = _run_elsewhere(config, sweep_dir)
+            if waiting is not None and waiting[1] and not waiting[0] and not refused:  # submitted, nothing finished yet
+                print(f"sweep: {waiting[1]} jobs pending elsewhere (other shards, or SLURM elements), none finished "
+                      f"yet; `regbench report {sweep_dir}` reports them as they finish")
+                return
             print(f"regbench: {e}" + (f" ({refused} refused)" if refused else ""), file=sys.stderr)
             sys.exit(2 if refused else 1)
         try:

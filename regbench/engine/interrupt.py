@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+if hasattr(signal, "SIGUSR2"):  # submitit's signal before a SLURM element's time limit (the stacked launcher)
+    SIGNAL_NAMES[signal.SIGUSR2] = "SLURM's time-limit signal (USR2)"
 
 
 class Interrupted(KeyboardInterrupt):
