@@ -19,13 +19,17 @@ each part is a module of scripts/benchlib/, whose docstring says how (printed be
 4. benchlib/memory.py: the peak memory of run (b) in fresh subprocesses (`--skip memory`).
 5. benchlib/startup.py: the start-up of `regbench --help` and `regbench run --cfg job`, and a
    whole default `regbench run` from the shell (`--skip cli`).
+6. (e), benchlib/cluster.py: a 32-job sweep on a SLURM cluster from the shell: in-process
+   stacked, stacks as array elements, one element per job (`--skip cluster`; skipped, saying
+   why, where no cluster answers: `sudo bash scripts/slurm_local.sh start` makes one).
 
 This file parses the options, runs the parts ((d) after (c), before the sweep from the
 shell) and prints the report (benchlib/report.py).
 
 Targets (from the performance issue): runner within 10% of the minimal loop on both
 workloads (runner/minimal >= 0.91 in epochs/s); the 8-job stacked sweep (c) at least 1.5x
-faster than its jobs one by one on the CPU (32 jobs, 5x on CUDA); both commands under 1 s without importing
+faster than its jobs one by one on the CPU (32 jobs, 5x on CUDA); on a SLURM cluster (e), stacks as
+array elements at least 2x faster than one element per job and at most 10% slower than in-process; both commands under 1 s without importing
 torch, torchvision, pandas or scikit-learn; images kept once, as uint8. The load averages
 before and after are printed: rerun when another process shared the machine.
 """
@@ -43,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 # Python puts this script's folder first on sys.path, so its parts import as `benchlib`.
-from benchlib import common, loops, memory, regularizers, report as report_module, stacking, startup
+from benchlib import cluster, common, loops, memory, regularizers, report as report_module, stacking, startup
 from benchlib.common import CpuWatch, compose_cfg, matmul_peak, mnist_root
 from benchlib.loops import COMMON, VARIANTS, WORKLOAD_A, WORKLOAD_B, bench_workload, mlp_flops, trained_samples
 from benchlib.memory import child_main, peak_memory
@@ -54,7 +58,7 @@ from benchlib.startup import cli_startup, cli_whole_run
 
 # --help: the overview above, then how each part measures (its module's docstring)
 PARTS = "\n\n".join(f"benchlib/{m.__name__.split('.')[-1]}.py\n{m.__doc__}".rstrip()
-                      for m in (loops, common, stacking, regularizers, memory, startup, report_module))
+                      for m in (loops, common, stacking, regularizers, memory, startup, cluster, report_module))
 
 
 def main() -> int:
@@ -70,10 +74,11 @@ def main() -> int:
     parser.add_argument("--repeats-c", type=int, help="repeats of the stacked sweep (c) (default 3; quick 1)")
     parser.add_argument("--stack-jobs", type=int, help="jobs in the stacked sweep (c) (default 8 on the CPU, 32 on CUDA)")
     parser.add_argument("--cli-sweep-repeats", type=int, help="runs of the sweep (c) from the shell, per launcher (default 2; quick 1)")
+    parser.add_argument("--cluster-repeats", type=int, help="runs of the SLURM sweep (e), per variant (default 2; quick 1)")
     parser.add_argument("--cli-repeats", type=int, help="runs of each CLI command (default 7; quick 3)")
     parser.add_argument("--threads", type=int, help="torch threads (default: the machine's cores, as regbench run's auto)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (CUDA syncs are in place but untested on a CPU-only machine)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "c-sizes", "cli-sweep", "memory", "cli", "d"], help="parts to leave out")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "c-sizes", "cli-sweep", "memory", "cli", "d", "cluster"], help="parts to leave out")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -184,6 +189,9 @@ def main() -> int:
             res["cli"] = cli_startup(cli_repeats, log)
             res["cli_repeats"] = cli_repeats
             res["cli_run"] = cli_whole_run(2 if q else 5, args.device, log)
+        if "cluster" not in args.skip:
+            log("(e) a 32-job sweep on SLURM from the shell")
+            res["cluster"] = cluster.cluster_sweep(args.cluster_repeats or (1 if q else 2), log)
     res["environment"]["loadavg_after"] = tuple(round(x, 2) for x in os.getloadavg())
     res["machine_sharing"] = watch.foreign()
     res["total_seconds"] = time.perf_counter() - t_total

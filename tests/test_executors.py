@@ -182,3 +182,17 @@ def test_an_element_on_a_node_that_does_not_see_the_sweep_folder_says_so_in_one_
     said = str(raised.value)
     assert said.startswith(f"regbench: error: the sweep folder {tmp_path / 'not-here'} has no .regbench/plan.json "
                            "on this node") and "\n" not in said
+
+
+def test_an_element_asks_for_memory_and_time_by_its_stack_and_long_arrays_are_cut_in_chunks():
+    from hydra_plugins.regbench_stacked_launcher.cluster import chunks, element_mem_gb, element_minutes
+
+    conf = {"mem_gb": None, "mem_gb_base": 1.0, "mem_gb_per_member": 0.05, "timeout_min": 60,
+            "timeout_min_per_member": 0.5}
+    assert [element_mem_gb(conf, k) for k in (1, 2, 20, 21, 64)] == [2, 2, 2, 3, 5]  # whole GB, rounded up
+    assert element_mem_gb({**conf, "mem_gb": 7.5}, 64) == 8  # fixed by the user
+    assert [element_minutes(conf, k) for k in (1, 64)] == [61, 92]
+    assert element_minutes({"timeout_min": 30}, 64) == 30
+    # 10,000 jobs in stacks of 64 are 157 elements; under a maximum array size of 50, four chunks
+    elements = -(-10_000 // 64)
+    assert elements == 157 and [len(c) for c in chunks(elements, 50)] == [50, 50, 50, 7]

@@ -2,8 +2,9 @@
 array, submitted through submitit.
 
 - Resources follow the stack: its memory is `mem_gb_base + mem_gb_per_member x members` (unless
-  `mem_gb` fixes it), so the stacks of one size share an array and a smaller last stack asks
-  for less.
+  `mem_gb` fixes it) and its time `timeout_min + timeout_min_per_member x members`, so the
+  stacks of one size share an array and a smaller last stack asks for less; each element asks
+  for `gpus_per_node` GPUs (a stack trains on one device) and `cpus_per_task` cores.
 - An array holds at most `max_array_size` elements; a longer one is submitted in chunks, each
   chunk starting after the one before it has ended (`--dependency=afterany`), so that at most
   `array_parallelism` elements run at any time, and none of it needs this process to stay.
@@ -35,6 +36,11 @@ def element_mem_gb(conf: dict, members: int) -> int:
     if conf.get("mem_gb") is not None:
         return max(1, math.ceil(float(conf["mem_gb"])))
     return max(1, math.ceil(float(conf.get("mem_gb_base", 1.0)) + float(conf.get("mem_gb_per_member", 0.05)) * members))
+
+
+def element_minutes(conf: dict, members: int) -> int:
+    """The wall-time limit an element of `members` jobs asks for, in whole minutes."""
+    return max(1, math.ceil(int(conf.get("timeout_min", 60)) + float(conf.get("timeout_min_per_member", 0.0)) * members))
 
 
 def chunks(n: int, size: int) -> list[range]:
@@ -79,21 +85,21 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
         return runs
     executor = submitit.AutoExecutor(folder=str(conf.get("submitit_folder") or sweep_dir / ".submitit/%j"),
                                      cluster="slurm", slurm_max_num_timeout=int(conf.get("max_num_timeout", 3)))
-    by_size: dict[int, list[Unit]] = {}
+    by_size: dict[tuple[int, int], list[Unit]] = {}  # (GB, minutes) -> the units that ask for them: one array each
     for unit in todo:
-        by_size.setdefault(element_mem_gb(conf, len(unit)), []).append(unit)
+        by_size.setdefault((element_mem_gb(conf, len(unit)), element_minutes(conf, len(unit))), []).append(unit)
     state = Singleton.get_state()
     submitted: list[tuple[Any, Unit]] = []
     previous: str | None = None
     size = max(1, int(conf.get("max_array_size", 1000)))
     arrays = 0
-    for mem, units in by_size.items():
+    for (mem, minutes), units in by_size.items():
         for part in chunks(len(units), size):
             extra = dict(conf.get("additional_parameters") or {})
             if previous is not None:  # one chunk after the other: the cap on running elements holds
                 extra["dependency"] = f"afterany:{previous}"
             params = {
-                "timeout_min": int(conf.get("timeout_min", 60)),
+                "timeout_min": minutes,
                 "cpus_per_task": int(conf.get("cpus_per_task", 2)),
                 "mem_gb": mem,
                 "slurm_array_parallelism": int(conf.get("array_parallelism", 32)),
@@ -144,14 +150,14 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
     return runs
 
 
-def _wait(array_ids: list[str], poll_s: float = 2.0) -> None:
+def _wait(array_ids: list[str]) -> None:
     """Until no element of the arrays is queued, running or requeued. Asks `squeue`, which
     answers on any cluster, where submitit's own polling asks `sacct`, which prints warnings
     under every poll on clusters without accounting."""
     import subprocess
     import time
 
-    failures = 0
+    failures, started = 0, time.monotonic()
     while True:
         try:
             out = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(array_ids)], capture_output=True,
@@ -167,10 +173,10 @@ def _wait(array_ids: list[str], poll_s: float = 2.0) -> None:
         else:
             failures += 1
             if failures >= 30:
-                print("stacked: squeue has not answered for a minute: not waiting any longer; the elements go on, "
+                print("stacked: squeue has not answered 30 times: not waiting any longer; the elements go on, "
                       "`regbench report` reports them as they finish", file=sys.stderr, flush=True)
                 return
-        time.sleep(poll_s)
+        time.sleep(min(5.0, 0.5 + (time.monotonic() - started) / 30))  # short sweeps end soon after their last element
 
 
 def _state(job_id: str) -> str:

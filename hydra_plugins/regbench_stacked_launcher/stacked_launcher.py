@@ -54,7 +54,8 @@ class SlurmConf:
     constraint: Optional[str] = None  # sbatch --constraint
     setup: Optional[List[str]] = None  # shell lines each element runs first (module load, activate a venv)
     additional_parameters: Dict[str, Any] = field(default_factory=dict)  # any other sbatch option
-    timeout_min: int = 60  # wall-time limit of each element (a whole stack), in minutes
+    timeout_min: int = 60  # wall-time limit of each element (a whole stack), in minutes, plus:
+    timeout_min_per_member: float = 0.0  # minutes more per member of the element's stack
     cpus_per_task: int = 2  # cores per element; torch uses them all
     gpus_per_node: Optional[int] = None  # GPUs per element; null asks for none (device=auto then trains on CPU)
     # Memory per element in GB: null sizes it by the stack: mem_gb_base + mem_gb_per_member x members.

@@ -141,6 +141,18 @@ def report(res: dict[str, Any]) -> str:
                 for v in ("basic launcher", "hydra/launcher=stacked")]
         out.append(fmt_table(rows, ["launcher", "wall", "min..max"]))
         out.append(f"stacked speed-up from the shell: {cs['speedup']:.2f}x")
+    if "cluster" in res:
+        e = res["cluster"]
+        out.append("")
+        if "skipped" in e:
+            out.append(f"(e) a sweep on SLURM: skipped ({e['skipped']})")
+        else:
+            out.append(f"(e) a 32-job sweep on SLURM from the shell, {e['repeats']} repeat(s) each, interleaved: {e['command']}")
+            rows = [[v, e["variants"][v], f"{e[v]['wall_seconds']:.1f} s", f"{e[v]['min']:.1f}..{e[v]['max']:.1f}"]
+                    for v in e["variants"]]
+            out.append(fmt_table(rows, ["variant", "launcher options", "wall", "min..max"]))
+            out.append(f"stacks as elements: {e['elements_vs_per_job']:.2f}x faster than one element per job; "
+                       f"{e['elements_vs_inprocess']:.2f}x the in-process stacked wall time")
     if "memory" in res:
         m = res["memory"]
         out.append("")
@@ -220,6 +232,14 @@ def targets(res: dict[str, Any]) -> list[str]:
             ratio = res["d"]["workloads"]["mnist"][label]["ratio"]
             lines.append(f"[{'met' if ratio <= most else 'MISSED'}] (d) {label} costs at most {most}x a plain epoch on "
                          f"MNIST: {ratio:.2f}x")
+    if "cluster" in res and "skipped" not in res["cluster"]:
+        e = res["cluster"]
+        lines.append(f"[{'met' if e['elements_vs_per_job'] >= 2.0 else 'MISSED'}] (e) stacks as SLURM elements at least 2x "
+                     f"faster than one element per job: {e['elements_vs_per_job']:.2f}x")
+        lines.append(f"[{'met' if e['elements_vs_inprocess'] <= 1.10 else 'MISSED'}] (e) stacks as SLURM elements at most 10% "
+                     f"slower than in-process stacked: {e['elements_vs_inprocess']:.2f}x its wall time")
+    elif "cluster" in res:
+        lines.append(f"[n/a] (e) the SLURM targets: {res['cluster']['skipped']}")
     if "b" in res:
         lines.append(f"[{'met' if res['b']['x_dtype'] == 'torch.uint8' else 'MISSED'}] MNIST images stored as uint8 "
                      f"({res['b']['x_dtype']}) and standardised per batch (Data.prepare)")
