@@ -196,3 +196,16 @@ def test_an_element_asks_for_memory_and_time_by_its_stack_and_long_arrays_are_cu
     # 10,000 jobs in stacks of 64 are 157 elements; under a maximum array size of 50, four chunks
     elements = -(-10_000 // 64)
     assert elements == 157 and [len(c) for c in chunks(elements, 50)] == [50, 50, 50, 7]
+
+
+def test_slurm_without_submitit_installed_is_one_line(monkeypatch):
+    import importlib.util
+
+    from regbench.cli.callbacks import launcher_problem
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "submitit" else real(name, *a))
+    launcher = OmegaConf.create({"_target_": "hydra_plugins.regbench_stacked_launcher.stacked_launcher.StackedLauncher",
+                                 "executor": "slurm", "max_stack": 64, "slurm": {}})
+    assert launcher_problem(launcher) == (
+        'hydra.launcher.executor=slurm needs submitit: pip install -e ".[launchers]" (or pip install submitit)', 1)

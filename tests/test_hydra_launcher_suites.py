@@ -11,6 +11,7 @@ any Hydra app's jobs as the basic launcher would.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -74,6 +75,10 @@ EXECUTORS = [
     ("stacked", ["hydra.launcher.executor=local", "hydra.launcher.workers=2"]),  # spawned worker processes
     ("stacked", ["hydra.launcher.shard=0", "hydra.launcher.num_shards=1"]),  # the plan, run as one shard
 ]
+if shutil.which("sbatch") and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0:
+    # SLURM array elements on the one-node cluster CI starts (bash scripts/slurm_local.sh start); without
+    # one, these parameters are left out (tests/test_slurm_stacks.py says so, skipping in one line)
+    EXECUTORS.append(("stacked", ["hydra.launcher.executor=slurm", "hydra.launcher.slurm.cpus_per_task=1"]))
 
 
 @pytest.mark.parametrize("launcher_name, overrides", EXECUTORS)
