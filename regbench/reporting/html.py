@@ -18,6 +18,7 @@ this module knows neither."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import re
@@ -348,5 +349,38 @@ def write_parts(path: Path, new: Sequence[Part], replaces: Sequence[str] = (),
         old = parts(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError):  # no page yet, or not one to keep parts of
         old = []
-    path.write_text(assemble(path.parent, old, new, replaces, keep_existing), encoding="utf-8")
+    replace_text(path, assemble(path.parent, old, new, replaces, keep_existing))
     return path
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Writes `path` whole or not at all: into a temporary file beside it, then renamed over it,
+    so that a reader, or another process writing the same report (shards of one sweep ending
+    together), never sees half a file. Its mode follows the file it replaces."""
+    import errno
+    import os
+    import tempfile
+
+    if path.exists() and not os.access(path, os.W_OK):  # made read-only on purpose: as open() would, refuse
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        except FileNotFoundError:
+            os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

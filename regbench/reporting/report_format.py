@@ -508,14 +508,14 @@ def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images
     itself is the command's (regbench.reporting.report_command)."""
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "runs.csv", out / "report.csv"]
-    all_runs(report).to_csv(files[0], index=False)
-    report.table.to_csv(files[1], index=False)
+    html.replace_text(files[0], all_runs(report).to_csv(index=False))
+    html.replace_text(files[1], report.table.to_csv(index=False))
     if fmt == "md":
         files.append(out / "report.md")
         text = markdown(report)
         if pivot_table is not None:
             text += "\n" + pivot_markdown(pivot_table, pivot_metric)
-        files[-1].write_text(text)
+        html.replace_text(files[-1], text)
     command = command or f"regbench report {shlex.quote(str(out))}"
     replaces = ["table"] + (["pivot"] if pivot_table is not None else []) + (["plot"] if plotted or images else [])
     files.append(html.write_parts(out / "report.html", parts(report, command, list(images), pivot_table, pivot_metric),
