@@ -10,6 +10,16 @@ it already has. Jobs that cannot be stacked (any other Hydra app's included), an
 unfinished jobs of a stack that failed, run one after another as the basic launcher runs
 them; torch and regbench's training are imported only when something stacks.
 
+Where the stacks run (`executor`): one after another in this process (`inprocess`, the
+default); over worker processes of this machine (`local`); or one SLURM array element per
+stack through submitit (`slurm`, hydra_plugins.regbench_stacked_launcher.cluster). With
+`shard=I num_shards=N` this process runs only the I-th of N parts of the stacks, so that N
+processes started anyhow (an array of any scheduler, Kubernetes' Indexed Jobs, several
+machines over a shared disk) run one sweep between them. For all but in-process, the sweep's
+plan (regbench.plan: every job, its stack) is written into the sweep folder first: it is the
+same for the same command, so shards and re-launches agree on the stacks, and a report counts
+the jobs still pending.
+
 Module level imports stay light: Hydra imports every plugin on start-up, `--help` included.
 No `from __future__ import annotations`: Hydra executes plugin modules outside sys.modules,
 where dataclasses cannot resolve string annotations.
