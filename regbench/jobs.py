@@ -56,7 +56,8 @@ def threads_per_job(requested: Any, launcher: Any) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     executor = launcher.get("executor")  # hydra/launcher=stacked
     if executor == "local":  # worker processes share the cores
-        return max(1, cores // max(1, int(launcher.get("workers") or cores)))
+        gpus = launcher.get("gpus")
+        return max(1, cores // max(1, int(launcher.get("workers") or (len(gpus) if gpus else cores))))
     if executor == "slurm" and launcher.get("slurm") is not None:
         return max(1, min(cores, int(launcher.slurm.cpus_per_task)))
     if launcher.get("n_jobs") is not None:  # joblib: -1 means all cores, -2 all but one, ...

@@ -209,3 +209,56 @@ def test_slurm_without_submitit_installed_is_one_line(monkeypatch):
                                  "executor": "slurm", "max_stack": 64, "slurm": {}})
     assert launcher_problem(launcher) == (
         'hydra.launcher.executor=slurm needs submitit: pip install -e ".[launchers]" (or pip install submitit)', 1)
+
+
+GPU_APP = """
+import os
+import time
+
+import hydra
+
+
+@hydra.main(version_base="1.1", config_path=None)
+def app(cfg):
+    open("device.txt", "w").write(f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}")
+    time.sleep(1)  # long enough that both workers take jobs
+
+
+if __name__ == "__main__":
+    app()
+"""
+
+
+@pytest.mark.slow
+def test_local_workers_are_spread_over_the_gpus_given_one_each(tmp_path):
+    """Checked with the CUDA_VISIBLE_DEVICES each worker's jobs see (no GPU needed): four jobs over
+    the GPUs 3 and 5, one worker each; each worker's jobs see its GPU only."""
+    (tmp_path / "app.py").write_text(GPU_APP)
+    out = subprocess.run([sys.executable, "app.py", "-m", "+a=1,2,3,4", "hydra/launcher=stacked",
+                          "hydra.launcher.executor=local", "hydra.launcher.gpus=[3,5]", "hydra.sweep.dir=sweep"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "stacked: 4 stacks over 2 worker processes on GPUs 3, 5" in out.stdout
+    seen = [(tmp_path / "sweep" / str(n) / "device.txt").read_text().split() for n in range(4)]
+    by_worker = {pid: {gpu for p, gpu in seen if p == pid} for pid, _ in seen}
+    assert sorted(g for gpus in by_worker.values() for g in gpus) == ["3", "5"], seen  # one GPU per worker, both used
+
+
+def test_a_shard_from_an_unset_environment_variable_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}
+    out = regbench("run", "-m", "hydra/launcher=stacked", "hydra.launcher.shard=${oc.env:SLURM_ARRAY_TASK_ID}",
+                   "hydra.launcher.num_shards=2", "reg=none,l2", "hydra.sweep.dir=sweep", cwd=tmp_path, env=env)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "regbench: error: hydra.launcher.shard=${oc.env:SLURM_ARRAY_TASK_ID} does not resolve here: "
+        "\"Environment variable 'SLURM_ARRAY_TASK_ID' not found\"", "regbench: nothing was run"]
+
+
+def test_a_report_before_any_planned_job_finished_says_how_many_are_pending(tmp_path):
+    plan.write(tmp_path / "sweep", [{"num": n, "dir": str(n), "overrides": [f"seed={n}"]} for n in range(3)],
+               [[0, 1], [2]], "slurm")
+    out = regbench("report", "sweep", cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[-1] == (
+        "regbench: note: sweep: none of its 3 planned jobs has a result yet (still running, waiting, or stopped; "
+        "the sweep's command again runs the ones not running)")

@@ -164,3 +164,17 @@ def test_sbatch_refusing_an_element_s_memory_is_one_line(node, tmp_path):
     assert out.stderr.startswith("regbench: error: sbatch refused the submission: sbatch: Memory specification "
                                  "can not be satisfied"), out.stderr
     assert not list((tmp_path / "sweep").glob("*/result.json"))
+
+
+def test_a_relaunch_while_the_elements_still_wait_submits_nothing_again_and_waits_for_them(node, reference, tmp_path):
+    submit = ["run", "-m", *SWEEP, SLURM, "hydra.launcher.slurm.array_parallelism=1", "hydra.sweep.dir=sweep"]
+    first = regbench(*submit, "hydra.launcher.slurm.wait=false", cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    before = regbench("report", "sweep", cwd=tmp_path)  # at once: nothing has finished yet, or a few jobs
+    assert "planned jobs ha" in before.stderr, before.stderr
+    again = regbench(*submit, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert re.search(r"stacked: \d+ stacks? still queued or running as SLURM elements of an earlier launch", again.stdout)
+    assert "submitted as" not in again.stdout and len(arrays(tmp_path / "sweep")) == 1  # no second array
+    assert "sweep done: 12 ok" in again.stdout
+    same_as(tmp_path / "sweep", reference, 12)

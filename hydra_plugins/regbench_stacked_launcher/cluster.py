@@ -19,8 +19,11 @@ array, submitted through submitit.
 Module-level imports stay light; submitit is imported when a sweep is submitted.
 """
 
+import json
 import math
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, List, Tuple
@@ -60,6 +63,44 @@ def _unfinished(launcher: Any, unit: Unit) -> bool:
     return False
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+ELEMENTS_FILE = "elements.json"  # beside the plan: stack (its first job number) -> the SLURM element that runs it
+
+
+def _elements(sweep_dir: Path) -> dict[str, str]:
+    from regbench import plan
+
+    try:
+        return dict(json.loads((sweep_dir / plan.PLAN_DIR / ELEMENTS_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _record_elements(sweep_dir: Path, new: dict[str, str]) -> None:
+    from regbench import plan
+
+    path = sweep_dir / plan.PLAN_DIR / ELEMENTS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**_elements(sweep_dir), **new}, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _live(element_ids: list[str]) -> set[str]:
+    """Those of `element_ids` (`<array>_<index>`) that SLURM still has queued, running or requeued."""
+    if not element_ids:
+        return set()
+    arrays = sorted({e.split("_")[0] for e in element_ids})
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return set(out.stdout.split()) & set(element_ids) if out.returncode == 0 else set()
+
+
 def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]:
     """Submits the units with an unfinished job as array elements; returns the jobs' results."""
     try:
@@ -76,23 +117,29 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
     conf = launcher.slurm
     todo = [u for u in items if _unfinished(launcher, u)]
     done = [u for u in items if u not in todo]
+    # A re-launch while an earlier launch's elements still wait or run: those stacks are theirs.
+    recorded = _elements(sweep_dir)
+    live = _live([recorded[str(u[0][1])] for u in todo if str(u[0][1]) in recorded])
+    running = [u for u in todo if recorded.get(str(u[0][1])) in live]
+    todo = [u for u in todo if u not in running]
     runs: list[JobReturn] = []
     if done:  # each reports "already done" in this process, as in-process stacks do
-        print(f"stacked: {len(done)} of {len(items)} stacks already finished: not submitted", flush=True)
+        print(f"stacked: {len(done)} of {_n(len(items), 'stack')} already finished: not submitted", flush=True)
         for unit in done:
             runs += launcher._run([launcher._compose(o, n) for o, n in unit])
-    if not todo:
-        return runs
+    if running:
+        print(f"stacked: {_n(len(running), 'stack')} still queued or running as SLURM elements of an earlier launch "
+              f"({', '.join(sorted(recorded[str(u[0][1])] for u in running))}): not submitted again", flush=True)
+    state = Singleton.get_state()
+    submitted: list[tuple[Any, Unit]] = []
+    arrays = 0
     executor = submitit.AutoExecutor(folder=str(conf.get("submitit_folder") or sweep_dir / ".submitit/%j"),
                                      cluster="slurm", slurm_max_num_timeout=int(conf.get("max_num_timeout", 3)))
     by_size: dict[tuple[int, int], list[Unit]] = {}  # (GB, minutes) -> the units that ask for them: one array each
     for unit in todo:
         by_size.setdefault((element_mem_gb(conf, len(unit)), element_minutes(conf, len(unit))), []).append(unit)
-    state = Singleton.get_state()
-    submitted: list[tuple[Any, Unit]] = []
     previous: str | None = None
     size = max(1, int(conf.get("max_array_size", 1000)))
-    arrays = 0
     for (mem, minutes), units in by_size.items():
         for part in chunks(len(units), size):
             extra = dict(conf.get("additional_parameters") or {})
@@ -114,22 +161,31 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
                     params[f"slurm_{key}"] = conf[key]
             executor.update_parameters(**params)
             chosen = [units[i] for i in part]
-            if submitted:
-                print(f"stacked: {len(submitted)} stacks submitted so far", flush=True)  # said before a refusal of the next
-            with quiet_slurm.submission():  # sbatch's refusal (resources, partition, limits): one line
-                jobs = executor.map_array(launcher, chosen, [state] * len(chosen))
+            try:
+                with quiet_slurm.submission():  # sbatch's refusal (resources, partition, limits): one line
+                    jobs = executor.map_array(launcher, chosen, [state] * len(chosen))
+            except SystemExit:
+                if submitted:  # said after the refusal's line: those elements run on
+                    print(f"stacked: the {_n(len(submitted), 'stack')} submitted before it run on "
+                          f"({', '.join(sorted({str(j.job_id).split('_')[0] for j, _ in submitted}))})",
+                          file=sys.stderr, flush=True)
+                raise
             arrays += 1
             previous = str(jobs[0].job_id).split("_")[0]
             submitted += list(zip(jobs, chosen))
+            _record_elements(sweep_dir, {str(u[0][1]): str(j.job_id) for j, u in zip(jobs, chosen)})
     ids = sorted({str(j.job_id).split("_")[0] for j, _ in submitted})
-    print(f"stacked: {len(submitted)} stacks submitted as {arrays} SLURM array{'s' if arrays > 1 else ''} "
-          f"({', '.join(ids)}; logs in {Path(str(executor.folder)).parent})", flush=True)
+    if submitted:
+        print(f"stacked: {_n(len(submitted), 'stack')} submitted as {arrays} SLURM array{'s' if arrays > 1 else ''} "
+              f"({', '.join(ids)}; logs in {Path(str(executor.folder)).parent})", flush=True)
+    if not submitted and not running:
+        return runs
     if not conf.get("wait", True):
         print(f"stacked: not waiting (hydra.launcher.slurm.wait=false): `regbench report {sweep_dir}` reports "
-              "what has finished and how many jobs are pending; the same command again submits what is left",
-              flush=True)
+              "what has finished and how many jobs are pending; the same command again submits what is left "
+              "once these elements have ended", flush=True)
         return runs
-    _wait(ids)
+    _wait(ids + sorted({recorded[str(u[0][1])].split("_")[0] for u in running}))
     lost = 0
     for job, unit in submitted:
         nums = [n for _, n in unit]
@@ -144,8 +200,15 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
             lost += 1
             print(f"stacked: SLURM element {job.job_id} (jobs {_ranges(nums)}) failed: {_said(e)}",
                   file=sys.stderr, flush=True)
+    for unit in running:  # an earlier launch's elements: their jobs report here once finished
+        if _unfinished(launcher, unit):
+            lost += 1
+            print(f"stacked: SLURM element {recorded[str(unit[0][1])]} (jobs {_ranges([n for _, n in unit])}) ended "
+                  "without finishing", file=sys.stderr, flush=True)
+        else:
+            runs += launcher._run([launcher._compose(o, n) for o, n in unit])
     if lost:
-        print(f"stacked: {lost} elements ended without finishing; their finished jobs are kept: the same command "
+        print(f"stacked: {_n(lost, 'element')} ended without finishing; their finished jobs are kept: the same command "
               "again submits only the stacks with jobs left", file=sys.stderr, flush=True)
     return runs
 

@@ -90,6 +90,9 @@ class StackedLauncherConf:
     executor: str = "inprocess"
     # local: how many worker processes (null: one per core); torch's threads are the cores divided among them.
     workers: Optional[int] = None
+    # local: the GPUs (CUDA indices) to spread the workers over, e.g. [0,1,2,3]: each worker sees one
+    # of them as its only device (CUDA_VISIBLE_DEVICES), in turn; workers default to one per GPU.
+    gpus: Optional[List[int]] = None
     # Run only this shard's stacks (0 ... num_shards-1) of the sweep's plan, e.g.
     # shard=${oc.env:SLURM_ARRAY_TASK_ID} or ${oc.env:JOB_COMPLETION_INDEX}; null: every stack.
     shard: Optional[int] = None
@@ -102,10 +105,12 @@ ConfigStore.instance().store(group="hydra/launcher", name="stacked", node=Stacke
 
 class StackedLauncher(Launcher):
     def __init__(self, max_stack: int = 64, executor: str = "inprocess", workers: Optional[int] = None,
-                 shard: Optional[int] = None, num_shards: Optional[int] = None, slurm: Any = None) -> None:
+                 gpus: Any = None, shard: Optional[int] = None, num_shards: Optional[int] = None,
+                 slurm: Any = None) -> None:
         self.max_stack = max_stack
         self.executor = executor
         self.workers = workers
+        self.gpus = [int(g) for g in gpus] if gpus else None
         self.shard, self.num_shards = shard, num_shards
         self.slurm = OmegaConf.to_container(slurm, resolve=True) if OmegaConf.is_config(slurm) else dict(slurm or {})
         self.config: DictConfig | None = None
@@ -224,8 +229,13 @@ class StackedLauncher(Launcher):
         from concurrent.futures import ProcessPoolExecutor
 
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        workers = min(self.workers or cores, len(items))
-        print(f"stacked: {len(items)} stacks over {workers} worker processes", flush=True)
+        workers = min(self.workers or (len(self.gpus) if self.gpus else cores), len(items))
+        context = multiprocessing.get_context("spawn")
+        devices = context.Queue()
+        for i in range(workers):  # each worker takes one as it starts (before torch is imported there)
+            devices.put(self.gpus[i % len(self.gpus)] if self.gpus else None)
+        print(f"stacked: {len(items)} stacks over {workers} worker processes"
+              + (f" on GPUs {', '.join(map(str, self.gpus))}" if self.gpus else ""), flush=True)
         try:  # cloudpickle (joblib's and submitit's) carries what pickle cannot: another app's local task function
             import cloudpickle
 
@@ -239,7 +249,8 @@ class StackedLauncher(Launcher):
         except (AttributeError, TypeError, pickle_error()) as e:
             raise SystemExit(f"regbench: error: hydra.launcher.executor=local cannot hand this app's jobs to worker "
                              f"processes ({type(e).__name__}: {e}): pip install cloudpickle") from None
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_take_device,
+                                 initargs=(devices,)) as pool:
             futures = [pool.submit(_call, call) for call in calls]
             try:
                 import pickle
@@ -298,6 +309,13 @@ def pickle_error() -> type:
     import pickle
 
     return pickle.PicklingError
+
+
+def _take_device(devices: Any) -> None:
+    """A local worker's start: the GPU it trains on, as its only visible CUDA device (or none given)."""
+    gpu = devices.get()
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
 
 
 def _call(call: bytes) -> bytes:

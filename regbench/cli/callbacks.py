@@ -279,6 +279,16 @@ def launcher_problem(launcher: DictConfig) -> tuple[str, int] | None:
     max_stack = launcher.get("max_stack")
     if max_stack is not None and max_stack < 1:  # hydra/launcher=stacked
         return f"hydra.launcher.max_stack must be at least 1 (got {max_stack})", 2
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for key in ("executor", "workers", "shard", "num_shards"):  # ${oc.env:SLURM_ARRAY_TASK_ID} outside an array
+        try:
+            launcher.get(key)
+        except OmegaConfBaseException as e:
+            raw = OmegaConf.to_container(launcher, resolve=False).get(key)
+            said = str(e).splitlines()[0].replace("KeyError raised while resolving interpolation: ", "")
+            return f"hydra.launcher.{key}={raw} does not resolve here: {said}", 2
     executor = launcher.get("executor")
     if executor is not None:  # hydra/launcher=stacked
         problem = _stacked_problem(launcher)

@@ -61,6 +61,8 @@ def main(argv: list[str]) -> int:
         report = build(args.paths, args.baseline, args.baseline_config)
     except ValueError as e:
         print(f"regbench: error: {e}", file=sys.stderr)
+        for line in pending_lines(args.paths):  # a sweep submitted, none of its jobs finished yet
+            print(f"regbench: note: {line}", file=sys.stderr)
         return 2 if str(e).startswith("--baseline-config") else 1
     for folder, why in report.skipped:
         print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
@@ -108,9 +110,11 @@ def pending_lines(paths: list[Path]) -> list[str]:
     lines = []
     for folder in paths:
         counts = plan.pending(Path(folder))
-        if counts and counts[0]:
-            lines.append(f"{folder}: {counts[0]} of its {counts[1]} planned jobs have no result yet (still running, "
-                         "waiting, or stopped; the sweep's command again runs the ones not running): "
+        why = "(still running, waiting, or stopped; the sweep's command again runs the ones not running)"
+        if counts and counts[0] == counts[1]:
+            lines.append(f"{folder}: none of its {counts[1]} planned jobs has a result yet {why}")
+        elif counts and counts[0]:
+            lines.append(f"{folder}: {counts[0]} of its {counts[1]} planned jobs have no result yet {why}: "
                          "this report has the others")
     return lines
 
