@@ -88,7 +88,8 @@ def test_slurm_preset_composes_and_prints_with_cfg_hydra(tmp_path):
     out = regbench("run", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     launcher = OmegaConf.create(out.stdout).hydra.launcher
-    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    # Hydra's submitit SLURM launcher, quiet without accounting and one line on a refusal
+    assert launcher._target_ == "hydra_plugins.regbench_stacked_launcher.quiet_slurm.SlurmLauncher"
     # mem_gb null: no --mem, the cluster's default (a fixed 8 GB was refused by nodes with less)
     assert (launcher.partition, launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb) == ("gpu", 60, 2, None)
     assert launcher.gpus_per_node is None and launcher.array_parallelism == 32
