@@ -115,7 +115,7 @@ def test_a_cancelled_element_keeps_the_others_and_a_relaunch_runs_only_its_jobs(
     again = regbench(*submit, cwd=tmp_path, timeout=600)  # the same command again
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert "stacked: 7 of 8 stacks already finished: not submitted" in again.stdout
-    assert "stacked: 1 stacks submitted as 1 SLURM array" in again.stdout
+    assert "stacked: 1 stack submitted as 1 SLURM array" in again.stdout
     assert "sweep done: 12 ok" in again.stdout
     same_as(tmp_path / "sweep", reference, 12)
 
