@@ -75,6 +75,7 @@ def main() -> int:
     parser.add_argument("--stack-jobs", type=int, help="jobs in the stacked sweep (c) (default 8 on the CPU, 32 on CUDA)")
     parser.add_argument("--cli-sweep-repeats", type=int, help="runs of the sweep (c) from the shell, per launcher (default 2; quick 1)")
     parser.add_argument("--cluster-repeats", type=int, help="runs of the SLURM sweep (e), per variant (default 2; quick 1)")
+    parser.add_argument("--cluster-epochs", type=int, default=30, help="epochs of each job of the SLURM sweep (e) (default 30)")
     parser.add_argument("--cli-repeats", type=int, help="runs of each CLI command (default 7; quick 3)")
     parser.add_argument("--threads", type=int, help="torch threads (default: the machine's cores, as regbench run's auto)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (CUDA syncs are in place but untested on a CPU-only machine)")
@@ -191,7 +192,7 @@ def main() -> int:
             res["cli_run"] = cli_whole_run(2 if q else 5, args.device, log)
         if "cluster" not in args.skip:
             log("(e) a 32-job sweep on SLURM from the shell")
-            res["cluster"] = cluster.cluster_sweep(args.cluster_repeats or (1 if q else 2), log)
+            res["cluster"] = cluster.cluster_sweep(args.cluster_repeats or (1 if q else 2), log, args.cluster_epochs)
     res["environment"]["loadavg_after"] = tuple(round(x, 2) for x in os.getloadavg())
     res["machine_sharing"] = watch.foreign()
     res["total_seconds"] = time.perf_counter() - t_total

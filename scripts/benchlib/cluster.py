@@ -1,6 +1,6 @@
 """(e) a sweep on a SLURM cluster, from the shell (`--skip cluster`; needs a cluster that answers,
 such as the one-node cluster of `bash scripts/slurm_local.sh start`, else skipped with the reason):
-the same 32-job digits sweep (reg=l2, 8 strengths x 4 seeds, 30 epochs without early stopping,
+the same 32-job digits sweep (reg=l2, 8 strengths x 4 seeds, 30 epochs (--cluster-epochs) without early stopping,
 so that every variant does the same work) run
 
 - in-process, stacked (`hydra/launcher=stacked`): the reference;
@@ -27,8 +27,8 @@ from typing import Any, Callable
 from .common import spread
 from .stacking import stack_alphas
 
-SWEEP = ["dataset=digits", "model=mlp", "reg=l2", "seed=0,1,2,3", "trainer.max_epochs=30", "trainer.patience=null",
-         "device=cpu"]
+SWEEP = ["dataset=digits", "model=mlp", "reg=l2", "seed=0,1,2,3", "trainer.patience=null", "device=cpu"]
+EPOCHS = 30  # each job's (no early stopping): --cluster-epochs
 VARIANTS = {
     "in-process stacked": ["hydra/launcher=stacked"],
     "stacks as SLURM elements": ["hydra/launcher=stacked", "hydra.launcher.executor=slurm",
@@ -56,14 +56,14 @@ def cluster_problem() -> str | None:
     return None
 
 
-def cluster_sweep(repeats: int, log: Callable[[str], None]) -> dict[str, Any]:
+def cluster_sweep(repeats: int, log: Callable[[str], None], epochs: int = EPOCHS) -> dict[str, Any]:
     problem = cluster_problem()
     if problem:
         log(f"  (e) skipped: {problem}")
         return {"skipped": problem}
     exe = shutil.which("regbench")
     base = [exe] if exe else [sys.executable, "-m", "regbench"]
-    sweep = ["run", "-m", *SWEEP, "reg.alpha=" + ",".join(repr(a) for a in stack_alphas(8))]
+    sweep = ["run", "-m", *SWEEP, f"trainer.max_epochs={epochs}", "reg.alpha=" + ",".join(repr(a) for a in stack_alphas(8))]
     walls: dict[str, list[float]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory(dir=".") as cwd:  # on a disk the node sees: this machine's
         for r in range(repeats):
