@@ -187,6 +187,7 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
         return runs
     _wait(ids + sorted({recorded[str(u[0][1])].split("_")[0] for u in running}))
     lost = 0
+    failed: dict[str, list[str]] = {}
     for job, unit in submitted:
         nums = [n for _, n in unit]
         if not job.paths.result_pickle.exists():  # cancelled, its node failed, out of memory: its finished members stay
@@ -198,8 +199,10 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
             runs += job.results()[0]
         except Exception as e:  # the element's own failure, raised again here
             lost += 1
-            print(f"stacked: SLURM element {job.job_id} (jobs {_ranges(nums)}) failed: {_said(e)}",
-                  file=sys.stderr, flush=True)
+            failed.setdefault(_said(e), []).append(str(job.job_id))
+    for said, elements in failed.items():  # the same cause (a folder the nodes do not see) once, not per element
+        print(f"stacked: SLURM element{'s' if len(elements) > 1 else ''} {', '.join(elements)} failed: {said}",
+              file=sys.stderr, flush=True)
     for unit in running:  # an earlier launch's elements: their jobs report here once finished
         if _unfinished(launcher, unit):
             lost += 1
