@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, List, Tuple
 
@@ -220,9 +221,6 @@ def _wait(array_ids: list[str]) -> None:
     """Until no element of the arrays is queued, running or requeued. Asks `squeue`, which
     answers on any cluster, where submitit's own polling asks `sacct`, which prints warnings
     under every poll on clusters without accounting."""
-    import subprocess
-    import time
-
     failures, started = 0, time.monotonic()
     while True:
         try:
@@ -247,7 +245,6 @@ def _wait(array_ids: list[str]) -> None:
 
 def _state(job_id: str) -> str:
     """The element's state as `scontrol` still knows it (for a few minutes after it ends), or 'state unknown'."""
-    import subprocess
 
     try:
         out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30).stdout

@@ -28,6 +28,7 @@ where dataclasses cannot resolve string annotations.
 import contextlib
 import logging
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -241,20 +242,17 @@ class StackedLauncher(Launcher):
 
             state, dumps = Singleton.get_state(), cloudpickle.dumps
         except ImportError:  # regbench's own app pickles as it is, the resolvers aside (local functions):
-            import pickle  # setup_globals and the import of regbench's app register them again in the worker
-
+            # setup_globals and the import of regbench's app register them again in the worker
             state, dumps = {"instances": Singleton.get_state()["instances"]}, pickle.dumps
         try:
             calls = [dumps((self, unit, state)) for unit in items]
-        except (AttributeError, TypeError, pickle_error()) as e:
+        except (AttributeError, TypeError, pickle.PicklingError) as e:
             raise SystemExit(f"regbench: error: hydra.launcher.executor=local cannot hand this app's jobs to worker "
                              f"processes ({type(e).__name__}: {e}): pip install cloudpickle") from None
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_take_device,
                                  initargs=(devices,)) as pool:
             futures = [pool.submit(_call, call) for call in calls]
             try:
-                import pickle
-
                 return [ret for f in futures for ret in pickle.loads(f.result())]
             except KeyboardInterrupt:
                 for f in futures:
@@ -305,12 +303,6 @@ def _element_signals() -> Iterator[list]:
         signal.signal(signal.SIGTERM, previous_term)
 
 
-def pickle_error() -> type:
-    import pickle
-
-    return pickle.PicklingError
-
-
 def _take_device(devices: Any) -> None:
     """A local worker's start: the GPU it trains on, as its only visible CUDA device (or none given)."""
     gpu = devices.get()
@@ -320,8 +312,6 @@ def _take_device(devices: Any) -> None:
 
 def _call(call: bytes) -> bytes:
     """A worker's unit: the launcher, the unit and Hydra's singletons, pickled by `_local`."""
-    import pickle
-
     launcher, unit, state = pickle.loads(call)
     runs = launcher(unit, state)
     try:  # the configs in the results may hold classes of a plugin module Hydra executed apart (see the module doc)
