@@ -33,6 +33,7 @@ sampler, pruned and failed trials and best trial; regbench's report and study re
 
 
 import copy
+import functools
 import itertools
 import json
 import logging
@@ -58,9 +59,6 @@ log = logging.getLogger(__name__)
 
 STATE = ".regbench"  # regbench's own files in a sweep folder (regbench.plan's plan.json lives there too)
 SEARCH_FILE = "search.json"
-# WilcoxonPruner warns at every instantiation (Hydra's, before the sweep starts) that its interface may
-# change: regbench pins what it uses in its tests. Matched by text: importing optuna here would slow every command.
-warnings.filterwarnings("ignore", message=r"\w+ is experimental \(supported from")
 DEFAULT_BATCH_CAP = 8  # under the stacked launcher: the sampler still learns from a study's earlier batches
 
 
@@ -318,16 +316,17 @@ class RegbenchOptunaSweeper(Sweeper):
             try:
                 space, fixed = parse_space(entries)
             except ValueError as e:
-                _refuse(f"hydra.sweeper.params: {e}")
-            # the study's first trial, at each distribution's low end: checked as every job of a basic sweep is
-            probe = [f"{k}={value_text(_low(d))}" for k, d in space.items()] + [f"{k}={v}" for k, v in fixed.items()]
-            try:
-                probe_cfg = self._compose(base + combo + probe)
-            except Exception as e:
-                _refuse(f"{' '.join(base + combo + probe)}: {str(e).splitlines()[0]}")
-            problems = refusals(task_config(probe_cfg), search, overrides=base + combo + probe)
-            if problems:
-                _refuse(f"{key + ': ' if key else ''}{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+                _refuse(f"search space: {e}")
+            # the space's corners: every range at both ends, every choice once, checked as a basic sweep's jobs are
+            for probe in _probes(space, fixed):
+                try:
+                    probe_cfg = self._compose(base + combo + probe)
+                except Exception as e:  # Hydra's own message, e.g. an unknown option of a choice
+                    _refuse(f"{' '.join(combo + probe)}: {str(e).splitlines()[0]}")
+                problems = refusals(task_config(probe_cfg), search, overrides=base + combo + probe)
+                if problems:
+                    _refuse(f"{key + ': ' if key else ''}{problems[0]}"
+                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
             n_trials = self.n_trials if self.n_trials is not None else int(cfg.search.trials)
             if n_trials < 1:
                 _refuse(f"the trial budget must be at least 1 (got {n_trials})")
@@ -357,10 +356,14 @@ class RegbenchOptunaSweeper(Sweeper):
         return copy.deepcopy(self.sampler_proto) if self.sampler_proto is not None else None
 
     def _pruner(self) -> Any:
-        if self.pruner_proto is None:
-            import optuna
+        import optuna
 
+        if self.pruner_proto is None:
             return optuna.pruners.NopPruner()
+        if isinstance(self.pruner_proto, functools.partial):  # `_partial_: true`, as the presets give it
+            with warnings.catch_warnings():  # WilcoxonPruner's "experimental" at every instantiation
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return self.pruner_proto()
         return copy.deepcopy(self.pruner_proto)
 
     # ---- resuming ---------------------------------------------------------------------------------
@@ -547,10 +550,21 @@ class RegbenchOptunaSweeper(Sweeper):
                            sweep_dir / "optimization_results.yaml")
 
 
-def _low(d: Any) -> Any:
+def _probes(space: dict[str, Any], fixed: dict[str, str]) -> list[list[str]]:
+    """Overrides that reach every corner of the space a config check can tell: all ranges at their
+    low ends, all at their high ends, and each choice of each categorical parameter once."""
     from optuna.distributions import CategoricalDistribution
 
-    return d.choices[0] if isinstance(d, CategoricalDistribution) else d.low
+    fixed_part = [f"{k}={v}" for k, v in fixed.items()]
+    cats = {k: d.choices for k, d in space.items() if isinstance(d, CategoricalDistribution)}
+    ranged = {k: d for k, d in space.items() if k not in cats}
+    width = max([2] + [len(c) for c in cats.values()])
+    probes = []
+    for i in range(width):
+        probe = [f"{k}={value_text(d.low if i % 2 == 0 else d.high)}" for k, d in ranged.items()]
+        probe += [f"{k}={value_text(c[min(i, len(c) - 1)])}" for k, c in cats.items()]
+        probes.append(probe + fixed_part)
+    return probes
 
 
 def _value(ret: Any) -> float | None:

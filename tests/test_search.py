@@ -1,0 +1,171 @@
+"""regbench's Optuna sweeper (hydra_plugins.regbench_optuna_sweeper), checked against Optuna itself:
+the same sampler and seed ask the same trials as a plain ask-and-tell loop told the same values;
+trials of a batch train as stacks equal to their lone runs; WilcoxonPruner stops a trial worse on
+paired seeds and its finished runs stay; a killed study resumes to the trials of an uninterrupted one;
+each regularizer gets the same budget under +search=each."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna", reason='needs the search extra: pip install -e ".[search]"')
+
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
+
+from tests.helpers.cli import regbench, start  # noqa: E402
+from tests.helpers.rundirs import csv_rows  # noqa: E402
+
+SMALL = ["trainer.max_epochs=3", "dataset.train_size=200", "model.hidden_sizes=[16]"]
+
+
+def _study(sweep: Path, name: str) -> optuna.study.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep / 'optuna.db'}")
+
+
+def _val_loss(folder: Path) -> float:
+    return json.loads((folder / "result.json").read_text())["metrics"]["val_loss"]
+
+
+def test_the_search_space_syntax_is_hydras_optuna_sweepers():
+    from hydra_plugins.regbench_optuna_sweeper.sweeper import parse_space
+
+    space, fixed = parse_space([
+        "reg.alpha=tag(log, interval(1e-6, 1e-1))", "reg.l1_ratio=interval(0.0, 1.0)", "model.depth=int(interval(1, 4))",
+        "optim.name=choice(adam, sgd)", "trainer.batch_size=range(16, 80, 32)", "reg.dropout=0.1",
+        "optim.lr=tag(log, interval(1, 100))"])
+    assert space == {
+        "reg.alpha": FloatDistribution(1e-6, 1e-1, log=True), "reg.l1_ratio": FloatDistribution(0.0, 1.0),
+        "model.depth": IntDistribution(1, 4), "optim.name": CategoricalDistribution(["adam", "sgd"]),
+        "trainer.batch_size": IntDistribution(16, 48, step=32),  # Hydra's range excludes its stop
+        "optim.lr": FloatDistribution(1.0, 100.0, log=True)}  # interval() is a float range unless int()
+    assert fixed == {"reg.dropout": "0.1"}
+    with pytest.raises(ValueError, match=r"reg.alpha: a log interval must start above 0 \(got 0.0\)"):
+        parse_space(["reg.alpha=tag(log, interval(0.0, 1.0))"])
+
+
+def test_bad_input_is_one_line_before_anything_runs(tmp_path):
+    out = regbench("run", "-m", "+search=elasticnet", "seed=0,1", *SMALL, "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip().startswith("regbench: error: seed=0,1: a search's trials share")
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    out = regbench("run", "-m", "+search=elasticnet", "reg.alpha=tag(log, interval(0.0, 1.0))",
+                   *SMALL, "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == (
+        "regbench: error: search space: reg.alpha: a log interval must start above 0 (got 0.0)")
+    # both ends of every range (and every choice) are checked as a basic sweep's jobs are
+    out = regbench("run", "-m", "+search=elasticnet", "reg.l1_ratio=interval(0.0, 2.0)",
+                   *SMALL, "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == "regbench: error: reg.l1_ratio must be in [0, 1] (got 2.0)"
+    out = regbench("run", "-m", "+search=elasticnet", "optim.name=choice(adam,sgd,lbfgs)", *SMALL,
+                   "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert out.returncode == 2 and "lbfgs" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "sw").exists() or not list((tmp_path / "sw").glob("*/result.json"))
+
+
+@pytest.mark.slow
+def test_the_sweeper_asks_what_a_plain_optuna_loop_asks_and_a_batch_trains_as_its_lone_runs(tmp_path):
+    """6 trials, 3 at a time, TPE modelling from the second batch on: the sweeper's trials are
+    those of Optuna's own ask/tell loop (same sampler, same seed, told the same values), and
+    each stacked trial's run equals the same configuration run alone, bit for bit."""
+    args = ["+search=elasticnet", "search.trials=6", "hydra.sweeper.batch=3", "hydra.sweeper.sampler.n_startup_trials=3",
+            "hydra/launcher=stacked", *SMALL]
+    out = regbench("run", "-m", *args, "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.stdout.count("train as one model (3 members)") == 2, out.stdout[-3000:]
+    sweep = tmp_path / "sw"
+    values = [_val_loss(sweep / str(n)) for n in range(6)]
+    # the oracle: Optuna's ask-and-tell loop, in batches of 3, told the values the runs gave
+    space = {"reg.alpha": FloatDistribution(1e-6, 1e-1, log=True), "reg.l1_ratio": FloatDistribution(0.0, 1.0)}
+    plain = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3))
+    asked = []
+    for start in (0, 3):
+        batch = [plain.ask(space) for _ in range(3)]
+        for i, t in enumerate(batch):
+            plain.tell(t, values[start + i])
+        asked += [t.params for t in batch]
+    study = _study(sweep, "regbench_elasticnet")
+    assert [t.params for t in study.trials] == asked
+    assert [t.value for t in study.trials] == values
+    for n in (0, 4):  # a trial of each batch, alone
+        p = study.trials[n].params
+        lone = regbench("run", f"reg.alpha={p['reg.alpha']!r}", f"reg.l1_ratio={p['reg.l1_ratio']!r}", "reg=elasticnet",
+                        *SMALL, f"hydra.run.dir=lone{n}", cwd=tmp_path)
+        assert lone.returncode == 0, lone.stderr[-2000:]
+        a = json.loads((tmp_path / f"lone{n}" / "result.json").read_text())
+        b = json.loads((sweep / str(n) / "result.json").read_text())
+        assert a["metrics"] == b["metrics"] and a["config_hash"] == b["config_hash"]
+    search = json.loads((sweep / "search.json").read_text())
+    assert search["studies"][0]["trials"] == 6 and search["studies"][0]["counted"] == 6 and search["batch"] == 3
+
+
+@pytest.mark.slow
+def test_wilcoxon_pruning_stops_a_trial_worse_on_paired_seeds_and_keeps_its_runs(tmp_path):
+    """A good trial first, then a far too strong L1 penalty: on 5 paired seeds the pruner stops the
+    second once 4 seeds are paired (one-sided signed-rank p = 1/16 < 0.1); its 4 runs stay."""
+    out = regbench("run", "-m", "+search=elasticnet", "+search/prune=wilcoxon", "search.trials=2", "search.seeds=5",
+                   "hydra.sweeper.batch=1",
+                   "hydra.sweeper.enqueue=[{reg.alpha: 1e-6, reg.l1_ratio: 0.5},{reg.alpha: 0.1, reg.l1_ratio: 1.0}]",
+                   "trainer.max_epochs=5", "dataset.train_size=300", "model.hidden_sizes=[16]", "hydra/launcher=stacked",
+                   "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    sweep = tmp_path / "sw"
+    assert "[trial 1] pruned after seeds 0-3 of 0-4" in out.stdout
+    assert sorted(p.parent.name for p in (sweep / "1").glob("seed_*/result.json")) == [f"seed_{s}" for s in range(4)]
+    assert len(list((sweep / "0").glob("seed_*/result.json"))) == 5
+    study = _study(sweep, "regbench_elasticnet")
+    good, bad = study.trials
+    assert good.user_attrs["seeds"] == [0, 1, 2, 3, 4] and "pruned" not in good.user_attrs
+    assert bad.user_attrs == {"pruned": True, "seeds": [0, 1, 2, 3]}
+    bad_values = [_val_loss(sweep / "1" / f"seed_{s}") for s in range(4)]
+    assert bad.intermediate_values == dict(enumerate(bad_values))
+    assert bad.value == pytest.approx(sum(bad_values) / 4, rel=1e-15)  # Optuna's documented use: the mean so far
+    # the pruner's own verdict on the same values (Optuna as the oracle)
+    pruner = optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
+    assert pruner.prune(study, bad) is True
+    trial = json.loads((sweep / "1" / "trial.json").read_text())
+    assert trial["state"] == "pruned" and trial["values"] == bad_values
+    runs = csv_rows(sweep / "runs.csv")
+    assert len(runs) == 9 and all(r["status"] == "ok" for r in runs)
+    assert json.loads((sweep / "search.json").read_text())["studies"][0]["pruned"] == 1
+
+
+def _params(sweep: Path, name: str) -> list[tuple[int, dict, float | None, str]]:
+    return [(t.number, t.params, t.value, t.state.name) for t in _study(sweep, name).trials]
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_to_the_trials_of_an_uninterrupted_one(tmp_path):
+    """SIGKILL during the second batch, then the same command: the study ends with the very trials,
+    values and runs of one that was never interrupted (the sampler's random state was pickled after
+    each batch's asks; the interrupted trials run again in their folders)."""
+    args = ["+search=elasticnet", "search.trials=6", "hydra.sweeper.batch=2", "hydra.sweeper.sampler.n_startup_trials=2",
+            "search.seeds=2", "trainer.max_epochs=30", "dataset.train_size=300", "model.hidden_sizes=[16]",
+            "hydra/launcher=stacked"]
+    whole = regbench("run", "-m", *args, "hydra.sweep.dir=whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    proc = start(["run", "-m", *args, "hydra.sweep.dir=killed"], tmp_path)
+    deadline = time.time() + 120
+    while not (tmp_path / "killed" / "2").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = tmp_path / "killed"
+    assert (killed / "2").exists() and not (killed / "2" / "trial.json").exists()
+    states = [t.state.name for t in _study(killed, "regbench_elasticnet").trials]
+    assert states[:2] == ["COMPLETE", "COMPLETE"] and states[2:] == ["RUNNING", "RUNNING"], states
+    again = regbench("run", "-m", *args, "hydra.sweep.dir=killed", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "trials 2, 3 were interrupted; they run again" in again.stdout
+    assert _params(killed, "regbench_elasticnet") == _params(tmp_path / "whole", "regbench_elasticnet")
+    for n in range(6):
+        for s in (0, 1):
+            assert _val_loss(killed / str(n) / f"seed_{s}") == _val_loss(tmp_path / "whole" / str(n) / f"seed_{s}")
+    # once done, the same command runs nothing more
+    third = regbench("run", "-m", *args, "hydra.sweep.dir=killed", cwd=tmp_path)
+    assert third.returncode == 0 and len(_study(killed, "regbench_elasticnet").trials) == 6
+    assert "(12 skipped as already done, 0 resumed, 0 ran)" in third.stdout, third.stdout[-2000:]
