@@ -96,6 +96,10 @@ def main(argv: list[str]) -> int:
         print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
         return 1
     files += images
+    from regbench import budget
+
+    for line in budget.lines(args.paths):  # what a search spent on each regularizer
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     for line in pending_lines(args.paths):
         print(f"regbench: note: {line}", file=sys.stderr)
     console.print("wrote " + ", ".join(str(f) for f in files), highlight=False)

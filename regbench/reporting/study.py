@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regbench import UserInputError
+from regbench import UserInputError, budget
 from regbench.reporting import ranking
 from regbench.reporting.aggregate import SEED, SPLIT_SEED, config_keys, set_aside_duplicates, value_text, varying, with_config_ids
 from regbench.reporting.collect import collect
@@ -80,6 +80,7 @@ class Study:
     bayes: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    budget: list[str] = field(default_factory=list)  # what each tuned regularizer's search spent (regbench.budget)
 
     def different(self) -> np.ndarray:
         """k × k: the pairs the chosen post-hoc test tells apart (none when Friedman does not reject)."""
@@ -237,10 +238,17 @@ def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str =
     if collected.runs.empty or not (collected.runs["status"] == "ok").any():
         raise UserInputError(f"no finished run with status ok under {', '.join(map(str, paths))}")
     runs, _ = set_aside_duplicates(with_config_ids(collected.runs))
+    # a trial the search pruned ran only some of its paired seeds: its configuration is no candidate
+    cut = runs["folder"].map(budget.pruned) if "folder" in runs and len(runs) else None
+    pruned_note = []
+    if cut is not None and cut.any():
+        pruned_note = [f"{int(runs.loc[cut, 'config'].nunique())} configurations of trials the search pruned "
+                       f"({int(cut.sum())} runs) are not candidates: they ran only some of the paired seeds"]
+        runs = runs[~cut]
     asked = parse_regs(regs, runs)
     cells, chosen_metric = choose(runs, metrics)
     cells, notes = complete_blocks(cells, asked)
-    notes = collected.notes + notes
+    notes = collected.notes + pruned_note + notes
     datasets, regs = sorted(cells["dataset"].unique()), sorted(cells["reg"].unique())
     if len(regs) < 2 or len(datasets) < 2:
         raise UserInputError(f"a study needs at least 2 datasets with ok runs of the same 2 or more regularizers; "
@@ -260,7 +268,7 @@ def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str =
         friedman=ranking.friedman(scores), cd=ranking.nemenyi_cd(len(regs), len(datasets), alpha), alpha=alpha,
         posthoc=posthoc, p_nemenyi=ranking.nemenyi_p(scores), p_wilcoxon=raw, p_wilcoxon_holm=adjusted,
         wtl=ranking.win_tie_loss(scores), ratios=ranking.performance_ratios(np.maximum(costs, 0.0)), rope=rope,
-        notes=notes, skipped=collected.skipped,
+        notes=notes, skipped=collected.skipped, budget=budget.lines(paths),
     )
     if rope is not None:
         study.bayes = bayes_pairs(study, rope, seed)

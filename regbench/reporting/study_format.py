@@ -87,6 +87,7 @@ def summary_lines(study: Study, bayes: bool = True) -> list[str]:
         chosen = study.cells[(study.cells["dataset"] == d) & (study.cells["candidates"] > 1)]
         if len(chosen):
             lines.append(f"chosen on validation for {d}: " + "; ".join(f"{r['reg']}: {r['chosen']}" for _, r in chosen.iterrows()))
+    lines += study.budget  # the tuning budget each regularizer had, where a search chose the configurations
     lines += [f"note: {n}" for n in study.notes]
     return lines
 
