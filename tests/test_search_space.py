@@ -180,6 +180,13 @@ def test_a_users_space_may_be_a_function_of_its_values(tmp_path):
     assert search_space(_user_reg("space_function", 0.5), search) == {"reg.extra.mine.s": "interval(0.25, 1.0)"}
 
 
+def test_a_users_space_function_returning_no_mapping_is_refused_in_one_line(tmp_path):
+    search = _user(tmp_path, "space_not_mapping", "search = staticmethod(lambda values: ['s'])")
+    with pytest.raises(UserInputError, match=r"^reg.extra.mine \(space_not_mapping.Mine\)'s search\(values\) "
+                                             r"returned \['s'\], not a mapping"):
+        search_space(_user_reg("space_not_mapping", 0.5), search)
+
+
 def test_the_examples_regularizer_declares_its_space():
     reg = make_cfg("+reg.extra.maxnorm._target_=maxnorm.MaxNorm", "+reg.extra.maxnorm.max_norm=0.5").reg
     space = search_space(reg, (str(EXAMPLE),))
@@ -200,10 +207,10 @@ def test_a_user_regularizer_that_is_on_without_a_space_is_refused_in_one_line(tm
 
 
 @pytest.mark.parametrize("distribution, phrase", [
-    ("interval(-1.0, 1.0)", "-1.0 is not a value of reg.s (>= 0)"),
+    ("interval(-1.0, 1.0)", "-1.0 is not a value of s (>= 0)"),
     ("tag(log, interval(0.0, 1.0))", "a log scale needs a start above 0"),
     ("interval(1.0, 0.5)", "its interval is empty"),
-    ("choice(0.5, true)", "True is not a value of reg.s"),
+    ("choice(0.5, true)", "True is not a value of s"),
     ("0.5", "not a distribution"),
     ("interval(0.1, ", "Hydra cannot parse it"),
     ("uniform(0.1, 1.0)",

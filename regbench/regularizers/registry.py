@@ -9,7 +9,7 @@ tuning study (`search_space`).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from regbench import UserInputError
 from regbench.regularizers.contract import declared, defines
@@ -261,6 +261,9 @@ def search_space(reg: Any, search: tuple[str, ...] = (), model: Any = None) -> d
                                  "as in hydra.sweeper.params; {} for nothing to tune)")
         if callable(space):
             space = space(values)
+            if not isinstance(space, Mapping):
+                raise UserInputError(f"{where}'s search(values) returned {space!r}, not a mapping of its knob names "
+                                     "to distributions")
         knobs = {k.name: k for k in cls.knobs}
         for name, distribution in space.items():
             problem = (f"{name} is not one of its knobs ({', '.join(knobs)})" if name not in knobs
@@ -324,7 +327,7 @@ def _distribution_problem(parser: Any, knob: Knob, text: Any) -> str | None:
                 "or range(...)")
     for point in points:
         if not _same_kind(point, knob.default) or knob.problem(point) is not None:
-            return f"{point!r} is not a value of reg.{knob.name} ({knob.range or type(knob.default).__name__})"
+            return f"{point!r} is not a value of {knob.name} ({knob.range or type(knob.default).__name__})"
     return None
 
 
