@@ -1,12 +1,14 @@
 """Rewrites the documentation's generated tables from their one declaration each, or checks them.
 
-    python scripts/docs_tables.py          # after adding a config key, a regularizer, a knob, a hook or a result.json key
+    python scripts/docs_tables.py          # after adding a config key, a regularizer, a knob, a hook or a result.json key,
+                                           # or changing a search space
     python scripts/docs_tables.py --check  # exit 1, naming the stale tables, when one differs
 
 The tables, each on its page of docs/: every config key with its default, range, where it
 applies and how it enters config_hash (regbench.config.keys.KEYS, the schema's and the knobs'
 declarations: docs/reference/config-keys.md), every built-in regularizer's knobs
-(regbench.regularizers.registry.knob_table: docs/reference/regularizers.md), the regularizer hooks
+(regbench.regularizers.registry.knob_table: docs/reference/regularizers.md), each preset's default search
+space (registry.search_space, from the regularizers' `search`: the same page), the regularizer hooks
 and who defines each (registry.hook_table: docs/reference/api.md), result.json's keys
 (regbench.record.markdown: docs/reference/output.md). Each is found on its page by its header row
 and replaced up to the blank line that ends it. tests/test_docs_tables.py, tests/test_regularizers.py,
@@ -25,6 +27,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = {
     "config keys": "reference/config-keys.md",
     "regularizer knobs": "reference/regularizers.md",
+    "regularizer search spaces": "reference/regularizers.md",
     "regularizer hooks": "reference/api.md",
     "result.json keys": "reference/output.md",
 }
@@ -80,13 +83,35 @@ def config_key_table() -> str:
     return "\n".join(rows)
 
 
+def search_space_table() -> str:
+    """Each preset of conf/reg/ with the default search space a tuning study of it samples
+    (regbench.regularizers.registry.search_space of the preset's `reg` node: the knobs' defaults
+    with the preset's values, as `reg=<preset>` composes it), one row per key."""
+    from omegaconf import OmegaConf
+
+    from regbench.regularizers.registry import builtin_knobs, label, search_space
+
+    model = OmegaConf.create({"name": "mlp"})  # conf/config.yaml's: batch norm acts on it
+    defaults = OmegaConf.create({k.name: k.default for k in builtin_knobs()})
+    rows = ["| preset (`reg=`) | key | distribution (`hydra.sweeper.params`) |", "|---|---|---|"]
+    for path in sorted((DOCS.parent / "conf" / "reg").glob("*.yaml")):
+        reg = OmegaConf.merge(defaults, OmegaConf.load(path))
+        space = search_space(reg, model=model)
+        rows += [f"| `{path.stem}` | `{key}` | `{_cell(value)}` |" for key, value in space.items()]
+        if not space:
+            why = "the baseline, no regularizer" if label(reg, model) == "none" else "a switch, on or off"
+            rows.append(f"| `{path.stem}` | (none) | nothing to tune: {why} |")
+    return "\n".join(rows)
+
+
 def tables() -> dict[str, str]:
     """Each generated table's name -> its markdown, the first line its header row."""
     from regbench.record import markdown
     from regbench.regularizers.registry import hook_table, knob_table
 
     return {"config keys": config_key_table(), "regularizer knobs": knob_table(markdown=True),
-            "regularizer hooks": hook_table(), "result.json keys": markdown()}
+            "regularizer search spaces": search_space_table(), "regularizer hooks": hook_table(),
+            "result.json keys": markdown()}
 
 
 def rewritten(text: str, names: list[str] | None = None) -> tuple[str, list[str]]:

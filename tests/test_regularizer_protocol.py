@@ -76,7 +76,7 @@ def test_a_declared_strength_naming_one_of_its_knobs_is_accepted():
 def test_declared_attributes_have_their_defaults_where_a_class_does_not_set_them():
     assert {name: declared(Complete, name) for name in DECLARED} == {
         "active": None, "stackable": True, "stack_on_off": False, "convex": False,
-        "not_convex": "not part of the convex objective", "strength": None}
+        "not_convex": "not part of the convex objective", "strength": None, "search": None}
     assert declared(type("Mine", (Complete,), {"stackable": "a reason"}), "stackable") == "a reason"
     sam, elasticnet, dropout = (next(c for c in builtin() if c.name == n) for n in ("sam", "elasticnet", "dropout"))
     assert declared(sam, "stack_on_off") is True and declared(dropout, "stack_on_off") is False

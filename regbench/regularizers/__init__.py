@@ -9,7 +9,8 @@
 - `regbench.regularizers.registry`: the built-in classes, a user's classes loaded from
   `reg.extra.<name>._target_` and checked against the contract in one line, and what the rest of
   regbench asks of the regularizers a `reg` node names (their values, the run's label, checks,
-  notices, the convex objective's terms, the strength knobs).
+  notices, the convex objective's terms, the strength knobs, the default search space of a
+  tuning study: `search_space`).
 - `regbench.regularizers.knob`: `Knob`, one number (or switch) of a regularizer.
 
 This package re-exports the public names users' regularizers and regbench's other layers import:
@@ -23,11 +24,12 @@ from typing import Any
 from regbench.regularizers.knob import Knob  # the public name users' regularizers import
 from regbench.regularizers.registry import (builtin, builtin_knobs, check, config_problems, contract_problems,
                                             convex_obstacles, convex_terms, knob_table, label, load_user,
-                                            notices, regularizers, strength_knobs, user_entries, user_values)
+                                            notices, regularizers, search_space, strength_knobs, user_entries,
+                                            user_values)
 
 __all__ = ["Knob", "builtin", "builtin_knobs", "check", "config_problems", "contract_problems", "convex_obstacles",
            "convex_terms", "knob_table", "label", "load_user", "notices", "penalised_weights", "regularizers",
-           "sparsity", "strength_knobs", "user_entries", "user_values"]
+           "search_space", "sparsity", "strength_knobs", "user_entries", "user_values"]
 
 
 def penalised_weights(model: Any) -> list[Any]:

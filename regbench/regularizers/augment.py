@@ -57,6 +57,7 @@ class Augment:
 
     name = "augment"
     strength = None  # a switch: no strength axis
+    search: dict[str, str] = {}  # a switch: its study tunes nothing of its own
     not_convex = "stochastic"
     knobs = (Knob("augment", False, "Random crop (and flip where dataset.hflip) of image batches, on the device; "
                   "the padding is the training mean (0 after normalisation), not black as torchvision's RandomCrop.",

@@ -32,6 +32,7 @@ class BatchNorm:
 
     name = "batchnorm"
     strength = None  # a switch: no strength axis
+    search: dict[str, str] = {}  # a switch: its study tunes nothing of its own
     not_convex = "not part of the objective"
     knobs = (Knob("batchnorm", False, "Batch normalisation after each hidden layer.", "true | false", member=False),)
 

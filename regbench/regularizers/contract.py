@@ -14,7 +14,7 @@ A regularizer is a class with
 - optionally, any of the hooks below (`HOOKS`: each a Protocol of its own), called whichever of
   them the class defines;
 - optionally, the declared attributes of `DECLARED`, each with its default: `active`, `stackable`,
-  `stack_on_off`, `convex`, `not_convex`, `strength`.
+  `stack_on_off`, `convex`, `not_convex`, `strength`, `search`.
 
 The engine trains a stack of K members (a lone run is a stack of one) and builds one instance per
 stack, `Regularizer(values, stack)`, `values` holding each member's knob values (a list of K
@@ -420,7 +420,34 @@ DECLARED: dict[str, Declared] = {
         lambda v, cls: v is None or v in _knob_names(cls),
         "The knob that says how strongly it acts (0: off), the x axis of the report's "
         "gap_vs_strength plot (`alpha` for the elastic net, `dropout`...); None for a switch."),
+    "search": Declared(
+        None, "a mapping of its knob names to distributions (str), or a staticmethod search(values) returning one",
+        lambda v, cls: v is None or _is_space(v, cls) or _takes_values(v),
+        "Its default search space, what a tuning study of it (`+search=each`) samples: a mapping from "
+        "its knob names to distributions in the syntax of Hydra's Optuna sweeper (`hydra.sweeper.params`: "
+        "`interval(a, b)`, `tag(log, interval(a, b))`, `int(interval(a, b))`, `choice(x, y)`, "
+        "`range(a, b)`), each inside its knob's range, or a staticmethod `search(values)` returning that "
+        "mapping from its knob values, so that each preset gets its own (`reg=l2` tunes `alpha` only, "
+        "`reg=elasticnet` `l1_ratio` too). `{}` for a switch with nothing to tune; None (not declared) "
+        "refuses to tune it (regbench.regularizers.registry.search_space)."),
 }
+
+
+def _is_space(value: Any, cls: Any) -> bool:
+    """Whether `value` is a search space of `cls`: its knob names -> distributions (str)."""
+    return isinstance(value, Mapping) and all(
+        k in _knob_names(cls) and isinstance(v, str) for k, v in value.items())
+
+
+def _takes_values(value: Any) -> bool:
+    """Whether `value` can be called as the staticmethod `search(values)`."""
+    if not callable(value):
+        return False
+    try:
+        inspect.signature(value).bind(None)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _knob_names(cls: Any) -> set[str]:

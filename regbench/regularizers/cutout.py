@@ -49,6 +49,11 @@ class Cutout:
 
     name = "cutout"
     strength = "cutout"
+    search = {
+        "cutout": "interval(0.1, 1.0)",  # the erasing probability; torchvision's and the preset's 0.5 in the middle
+        # the largest erased share: torchvision's 0.33 in the middle; beyond a half little of the object is left
+        "cutout_size": "interval(0.1, 0.6)",
+    }
     not_convex = "stochastic"
     knobs = (
         Knob("cutout", 0.0, "Probability that a training image (a table's row) gets a random rectangle (columns) "

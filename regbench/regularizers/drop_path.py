@@ -39,6 +39,8 @@ class DropPath:
 
     name = "drop_path"
     strength = "drop_path"
+    # the deepest block's rate: timm's drop_path_rate runs from 0.05 (small nets) to 0.5 (Huang et al.'s p_L)
+    search = {"drop_path": "interval(0.05, 0.5)"}
     not_convex = "stochastic"
     knobs = (Knob("drop_path", 0.0, "Stochastic depth: the deepest residual block's per-sample drop rate, "
                   "block l of L at l/L of it (resmlp, resnet).", "in [0, 1)", lambda v: 0 <= v < 1, since="0.2"),)

@@ -31,6 +31,9 @@ class Dropout:
 
     name = "dropout"
     strength = "dropout"
+    # from light to Srivastava et al.'s 0.5 and past it; 0 would be reg=none's run, 0.8 about the most a
+    # hidden layer of a small network keeps learning with
+    search = {"dropout": "interval(0.05, 0.8)"}
     not_convex = "stochastic"
     knobs = (Knob("dropout", 0.0, "Dropout rate after each hidden layer (for model=linear: on the inputs).",
                   "in [0, 1)", lambda v: 0 <= v < 1),)

@@ -91,6 +91,16 @@ class ElasticNet:
     )
 
     @staticmethod
+    def search(values: Any) -> dict[str, str]:
+        """alpha on a log scale (the range of conf/search/elasticnet.yaml: from barely acting to
+        zeroing most weights); l1_ratio only where the preset mixes the two (reg=elasticnet): l1 and
+        l2 keep their 1 and 0, so each of the three presets is tuned as itself."""
+        space = {"alpha": "tag(log, interval(1e-6, 1e-1))"}
+        if 0 < values["l1_ratio"] < 1:
+            space["l1_ratio"] = "interval(0.05, 0.95)"  # the mixes; the ends are the l1 and l2 presets' studies
+        return space
+
+    @staticmethod
     def label(reg: Any, model: Any) -> str | None:
         if reg["alpha"] <= 0:
             return None

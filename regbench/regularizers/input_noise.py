@@ -25,6 +25,8 @@ class InputNoise:
 
     name = "input_noise"
     strength = "input_noise"
+    # sigma in standardized units, log scale: a hundredth to one spread of a feature (the preset's 0.1 in the middle)
+    search = {"input_noise": "tag(log, interval(0.01, 1.0))"}
     not_convex = "stochastic"
     knobs = (Knob("input_noise", 0.0, "Standard deviation of Gaussian noise added to training inputs "
                   "(standardized units).", ">= 0", lambda v: v >= 0, since="0.2"),)

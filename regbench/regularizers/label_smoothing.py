@@ -26,6 +26,7 @@ class LabelSmoothing:
 
     name = "label_smoothing"
     strength = "label_smoothing"
+    search = {"label_smoothing": "interval(0.01, 0.3)"}  # around Szegedy et al.'s and timm's 0.1
     not_convex = "not regbench's loss"
     knobs = (Knob("label_smoothing", 0.0, "Label smoothing of the training cross-entropy (classification only).",
                   "in [0, 1)", lambda v: 0 <= v < 1),)

@@ -85,6 +85,17 @@ class Mixing:
     )
 
     @staticmethod
+    def search(values: Any) -> dict[str, str]:
+        """The alpha of each of mixup and cutmix that the preset switches on (reg=mixup does not tune
+        cutmix's), on a log scale: the Beta's concentration acts by its order of magnitude."""
+        space = {}
+        if values["mixup"] > 0:
+            space["mixup"] = "tag(log, interval(0.05, 1.0))"  # timm's and DeiT's 0.2 to Zhang et al.'s CIFAR 1.0
+        if values["cutmix"] > 0:
+            space["cutmix"] = "tag(log, interval(0.1, 2.0))"  # around the paper's and timm's 1.0 (uniform areas)
+        return space
+
+    @staticmethod
     def label(values: Any, model: Any) -> str | None:
         on = [name for name in ("mixup", "cutmix") if values[name] > 0]
         return "+".join(on) if on and values["mix_prob"] > 0 else None

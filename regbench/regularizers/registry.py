@@ -2,12 +2,14 @@
 (`reg.extra.<name>._target_`) and checked against the contract (regbench.regularizers.contract)
 in one line, and what the config layer and the engine ask of the regularizers a `reg` node
 names: their knob values, the run's label, range checks, notices, refusals, the convex
-objective's terms and the knobs that measure their strength.
+objective's terms, the knobs that measure their strength and the default search space of a
+tuning study (`search_space`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Mapping
 
 from regbench import UserInputError
 from regbench.regularizers.contract import declared, defines
@@ -218,3 +220,124 @@ def strength_knobs() -> list[tuple[str, str]]:
     """(regularizer name, knob name) of every built-in regularizer that declares a `strength`,
     in the order of the label's parts: the x axes of the report's gap_vs_strength plot."""
     return [(cls.name, declared(cls, "strength")) for cls in builtin() if declared(cls, "strength") is not None]
+
+
+def search_space(reg: Any, search: tuple[str, ...] = (), model: Any = None) -> dict[str, str]:
+    """The default search space of a tuning study of `reg` (a composed `reg` node): the union of
+    the `search` declarations (regbench.regularizers.contract.DECLARED) of the regularizers it
+    switches on (their label is not None), each given the knob values it has in `reg`, so that a
+    preset gets its own space (`reg=l2`: `reg.alpha` alone; `reg=elasticnet`: `reg.l1_ratio` too).
+
+    Keys are full config keys (`reg.alpha`, `reg.extra.<entry>.<knob>` for a user's regularizer)
+    and values distributions in the syntax of `hydra.sweeper.params` (`tag(log, interval(1e-6,
+    0.1))`), in a stable order: the built-in regularizers' (the label's order), then the
+    `reg.extra` entries', each in its declaration's order. `reg=none`: {}. Imports no torch
+    (a user's module may).
+
+    Args:
+        reg: the composed `reg` config node.
+        search: the folders of `--config-dir`, where a user's module may lie (as `regularizers`).
+        model: the composed `model` node, which a label may read (batch norm is off on
+            model=linear); None: every attribute a label reads of it is None (a model with
+            hidden layers, for the built-in ones).
+
+    Raises:
+        UserInputError: one line, when a regularizer that is on declares no `search`, or declares
+            a distribution Hydra cannot parse or with a value out of its knob's range.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    model = _AnyModel() if model is None else model
+    out: dict[str, str] = {}
+    for cls, values, prefix, where in _with_prefixes(reg, search):
+        if cls.label(values, model) is None:
+            continue
+        space = declared(cls, "search")
+        if space is None:
+            first = cls.knobs[0].name if cls.knobs else "knob"
+            raise UserInputError(f"{where} declares no search space to tune it: add a class attribute "
+                                 f"search = {{\"{first}\": \"interval(a, b)\"}} (its knobs -> distributions, "
+                                 "as in hydra.sweeper.params; {} for nothing to tune)")
+        if callable(space):
+            space = space(values)
+            if not isinstance(space, Mapping):
+                raise UserInputError(f"{where}'s search(values) returned {space!r}, not a mapping of its knob names "
+                                     "to distributions")
+        knobs = {k.name: k for k in cls.knobs}
+        for name, distribution in space.items():
+            problem = (f"{name} is not one of its knobs ({', '.join(knobs)})" if name not in knobs
+                       else _distribution_problem(parser, knobs[name], distribution))
+            if problem:
+                raise UserInputError(f"{where}'s search space: {name}={distribution}: {problem}")
+            out[prefix + name] = distribution
+    return out
+
+
+class _AnyModel:
+    """The `model` a label reads where search_space is given none: every attribute is None."""
+
+    def __getattr__(self, name: str) -> None:
+        return None
+
+    def __getitem__(self, name: str) -> None:
+        return None
+
+
+def _with_prefixes(reg: Any, search: tuple[str, ...]) -> list[tuple[type, dict[str, Any], str, str]]:
+    """(class, its knob values in `reg`, the prefix of its config keys, its name in an error) of
+    every regularizer of `reg`: the built-in ones, then the `reg.extra` entries."""
+    out = [(cls, {k.name: reg[k.name] for k in cls.knobs}, "reg.", f"regularizer {cls.name}") for cls in builtin()]
+    for name, entry in user_entries(reg).items():
+        target = entry.get("_target_") if hasattr(entry, "get") else None
+        cls = load_user(name, target, search)
+        values = {k.name: entry.get(k.name, k.default) for k in cls.knobs}
+        out.append((cls, values, f"reg.extra.{name}.", f"reg.extra.{name} ({target})"))
+    return out
+
+
+def _distribution_problem(parser: Any, knob: Knob, text: Any) -> str | None:
+    """Why `text` is not a distribution of `knob` that a study can sample (one phrase), or None:
+    it must parse as a sweep of `hydra.sweeper.params`, and each end of an interval or range, and
+    each choice, must be a value of the knob's kind within its range (`Knob.valid`)."""
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+    from hydra.errors import HydraException
+
+    if not isinstance(text, str):
+        return f"a distribution is a str (got {type(text).__name__})"
+    try:
+        value = parser.parse_override(f"{knob.name}={text}").value()
+    except HydraException as e:  # the grammar's error, or a function's (an unknown one, a missing argument)
+        return f"Hydra cannot parse it ({str(e).splitlines()[0]})"
+    if isinstance(value, IntervalSweep):
+        if not value.start < value.end:
+            return "its interval is empty"
+        if "log" in value.tags and value.start <= 0:
+            return "a log scale needs a start above 0"
+        points = [value.start, value.end]
+    elif isinstance(value, ChoiceSweep):
+        points = list(value.list)
+    elif isinstance(value, RangeSweep):
+        count = math.ceil((value.stop - value.start) / value.step) if value.step else 0
+        if count <= 0:
+            return "its range is empty"
+        points = [value.start, value.start + (count - 1) * value.step]
+    else:
+        return ("not a distribution: interval(a, b), tag(log, interval(a, b)), int(interval(a, b)), choice(...) "
+                "or range(...)")
+    for point in points:
+        if not _same_kind(point, knob.default) or knob.problem(point) is not None:
+            return f"{point!r} is not a value of {knob.name} ({knob.range or type(knob.default).__name__})"
+    return None
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a sampled `value` fits a knob whose default is `default`: a bool for a switch, an int
+    for a count, a number for a float."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return True

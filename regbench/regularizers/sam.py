@@ -55,6 +55,15 @@ class SAM:
     )
 
     @staticmethod
+    def search(values: Any) -> dict[str, str]:
+        """rho on a log scale, for the preset's own neighbourhood: SAM's around Foret et al.'s grid
+        (0.01 to 0.5, 0.05 the usual best), ASAM's about ten times larger (Kwon et al.'s 0.5 to 2:
+        its neighbourhood is scaled by |w| + 0.01)."""
+        if values["sam_adaptive"]:
+            return {"sam": "tag(log, interval(0.05, 2.0))"}
+        return {"sam": "tag(log, interval(0.01, 0.5))"}
+
+    @staticmethod
     def label(values: Any, model: Any) -> str | None:
         if values["sam"] <= 0:
             return None

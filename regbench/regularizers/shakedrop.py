@@ -35,6 +35,7 @@ class ShakeDrop:
 
     name = "shakedrop"
     strength = "shakedrop"
+    search = {"shakedrop": "interval(0.1, 0.9)"}  # p_L around the paper's 0.5
     not_convex = "stochastic"
     knobs = (Knob("shakedrop", 0.0, "ShakeDrop: the deepest residual block's drop probability p_L, block l of L "
                   "at l/L of it; a dropped branch is scaled by alpha in U[-1,1] (resmlp, resnet).",

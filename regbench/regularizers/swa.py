@@ -53,6 +53,9 @@ class SWA:
     strength = "swa"
     not_convex = "its reported weights are an average of the iterates"
     stack_on_off = True
+    # where averaging starts, as a share of trainer.max_epochs: Izmailov et al.'s 0.75 in the middle. swa_lr
+    # and the annealing are left out: a rate is the optimizer's scale, not the regularizer's
+    search = {"swa": "interval(0.5, 0.9)"}
     knobs = (
         Knob("swa", 0.0, "SWA: the fraction of trainer.max_epochs after which the end-of-epoch weights are averaged; "
              "the average is evaluated, monitored and reported.", "in [0, 1)", lambda v: 0 <= v < 1, since="0.2"),

@@ -21,6 +21,9 @@ class WeightDecay:
 
     name = "weight_decay"
     strength = "weight_decay"
+    # log scale; decoupled, so each step decays by lr * weight_decay: AdamW's usual 0.01-0.3 and, with
+    # SGD's momentum, the equivalent of its coupled 1e-4-5e-4 (a few times 1e-3) lie inside
+    search = {"weight_decay": "tag(log, interval(1e-4, 1.0))"}
     not_convex = "a step rule, not an objective: for an L2 penalty use reg.alpha with reg.l1_ratio=0"
     knobs = (Knob("weight_decay", 0.0, "Decoupled (AdamW-style) weight decay: w <- w - lr * weight_decay * w each step.",
                   ">= 0", lambda v: v >= 0),)
