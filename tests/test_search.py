@@ -169,3 +169,61 @@ def test_a_killed_study_resumes_to_the_trials_of_an_uninterrupted_one(tmp_path):
     third = regbench("run", "-m", *args, "hydra.sweep.dir=killed", cwd=tmp_path)
     assert third.returncode == 0 and len(_study(killed, "regbench_elasticnet").trials) == 6
     assert "(12 skipped as already done, 0 resumed, 0 ran)" in third.stdout, third.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_each_regularizer_gets_its_own_study_with_the_same_budget_and_the_study_states_it(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from regbench.cli.app import config_dir
+    from regbench.regularizers import search_space
+
+    out = regbench("run", "-m", "reg=none,l2,dropout", "dataset=digits,wine", "+search=each", "search.trials=3",
+                   "search.seeds=2", "trainer.max_epochs=3", "dataset.train_size=100", "model.hidden_sizes=[16]",
+                   "hydra/launcher=stacked", "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    sweep = tmp_path / "sw"
+    search = json.loads((sweep / "search.json").read_text())
+    studies = {s["key"]: s for s in search["studies"]}
+    assert sorted(studies) == sorted(f"reg={r},dataset={d}" for r in ("none", "l2", "dropout") for d in ("digits", "wine"))
+    for key, s in studies.items():
+        reg = key.split(",")[0].removeprefix("reg=")
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"reg={reg}"])
+        declared = search_space(cfg.reg, (), cfg.model)
+        assert sorted(s["space"]) == sorted(declared), key  # the regularizer's own space, nothing else
+        assert s["trials"] == s["counted"] == (1 if reg == "none" else 3) and s["seeds"] == [0, 1], key
+        study = _study(sweep, f"regbench[{key}]")
+        assert len(study.trials) == s["trials"] and all(t.state.name == "COMPLETE" for t in study.trials)
+        for t in study.trials:  # every trial's seeds are runs in the study's own folder
+            assert all((sweep / key / str(t.number) / f"seed_{i}" / "result.json").exists() for i in (0, 1))
+    # each study has its own copy of the same seeded sampler: the same space asks the same first trials
+    assert _study(sweep, "regbench[reg=l2,dataset=digits]").trials[0].params == \
+        _study(sweep, "regbench[reg=l2,dataset=wine]").trials[0].params
+    assert "each 1/3 trials x 2 paired seeds" in out.stdout
+    study = regbench("study", "sw", cwd=tmp_path)
+    assert study.returncode == 0, study.stderr[-2000:]
+    assert "tuning budget (sw/search.json): 6 studies, 3 trials x 2 paired seeds each, TPESampler(seed=0), no pruner" in study.stdout
+    assert "reg=l2,dataset=wine: 3 of 3 trials (0 pruned, 0 failed); best trial" in study.stdout
+    assert "UNEQUAL" not in study.stdout
+    report = regbench("report", "sw", cwd=tmp_path)
+    assert report.returncode == 0 and "tuning budget (sw/search.json)" in report.stdout
+
+
+def test_unequal_budgets_are_said_loudly(tmp_path):
+    from regbench import budget
+
+    studies = [{"key": "reg=l2", "space": {"reg.alpha": "x"}, "trials": 20, "seeds": [0, 1, 2], "counted": 20,
+                "pruned": 2, "failed": 0, "running": 0, "best": {"trial": 3, "value": 0.5, "params": {"reg.alpha": 0.01}}},
+               {"key": "reg=dropout", "space": {"reg.dropout": "x"}, "trials": 10, "seeds": [0, 1, 2], "counted": 7,
+                "pruned": 0, "failed": 1, "running": 3, "best": None},
+               {"key": "reg=none", "space": {}, "trials": 1, "seeds": [0, 1, 2], "counted": 1, "pruned": 0, "failed": 0,
+                "running": 0, "best": None}]
+    (tmp_path / "search.json").write_text(json.dumps({"studies": studies, "batch": 8, "sampler": {
+        "_target_": "optuna.samplers.TPESampler", "seed": 0}, "pruner": None}))
+    lines = budget.lines([tmp_path])
+    assert lines[0].endswith("3 studies, 10/20 trials x 3 paired seeds each, TPESampler(seed=0), no pruner, 8 trials at a "
+                             "time — UNEQUAL budgets: the comparison is not fair")
+    assert lines[1:] == ["  reg=l2: 20 of 20 trials (2 pruned, 0 failed); best trial 3: mean val_loss 0.5 at reg.alpha=0.01",
+                         "  reg=dropout: 7 of 10 trials (0 pruned, 1 failed), 3 unfinished",
+                         "  reg=none: 1 of 1 trials (nothing to tune)"]

@@ -218,7 +218,7 @@ class _Study:
         if len(self.seeds) > 1:
             folder += f"/seed_{self.seeds[index]}"
         return [*base, *self.overrides, *fixed, *params, f"seed={self.seeds[index]}", "search.seeds=1",
-                f"hydra.sweep.subdir={folder}"]
+                f"hydra.sweep.subdir='{folder}'"]  # quoted: a study's name holds = and ,
 
 
 class RegbenchOptunaSweeper(Sweeper):
@@ -273,9 +273,19 @@ class RegbenchOptunaSweeper(Sweeper):
 
     def _studies(self, arguments: list[str], optuna: Any) -> list[_Study]:
         """Every study of the command, checked (one line and exit 2 on bad input) before any runs."""
+        from hydra.core.hydra_config import HydraConfig
+
+        saved = HydraConfig.instance().cfg
+        try:
+            return self._checked_studies(arguments, optuna)
+        finally:
+            HydraConfig.instance().cfg = saved
+
+    def _checked_studies(self, arguments: list[str], optuna: Any) -> list[_Study]:
+        from regbench.cli.callbacks import data_refusals
         from regbench.config.checks import refusals
         from regbench.config.paths import config_search_dirs
-        from regbench.jobs import task_config
+        from regbench.jobs import as_job, task_config
 
         parser = OverridesParser.create()
         try:
@@ -296,8 +306,8 @@ class RegbenchOptunaSweeper(Sweeper):
         else:
             combos, cli_space = [[]], [o.input_line for o in sweeps]
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        storage = self._storage(sweep_dir, optuna)
-        studies = []
+        specs: list[tuple[Any, ...]] = []
+        resolved: list[tuple[str, DictConfig]] = []  # the probes, for the checks only the data can make
         for combo in combos:
             key = ",".join(combo)
             try:
@@ -311,7 +321,7 @@ class RegbenchOptunaSweeper(Sweeper):
                 from regbench.regularizers import search_space
 
                 try:
-                    entries += [f"{k}={v}" for k, v in search_space(cfg.reg, search).items()]
+                    entries += [f"{k}={v}" for k, v in search_space(cfg.reg, search, cfg.model).items()]
                 except UserInputError as e:
                     _refuse(f"{key or 'the search'}: {e}")
             entries += [f"{k}={v}" for k, v in self.params.items()] + cli_space
@@ -325,16 +335,27 @@ class RegbenchOptunaSweeper(Sweeper):
                     probe_cfg = self._compose(base + combo + probe)
                 except Exception as e:  # Hydra's own message, e.g. an unknown option of a choice
                     _refuse(f"{' '.join(combo + probe)}: {str(e).splitlines()[0]}")
+                as_job(probe_cfg, 0)  # `${hydra:...}` values read the job's own Hydra config
                 problems = refusals(task_config(probe_cfg), search, overrides=base + combo + probe)
                 if problems:
                     _refuse(f"{key + ': ' if key else ''}{problems[0]}"
                             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+                resolved.append((" ".join(combo + probe), task_config(probe_cfg)))
             n_trials = self.n_trials if self.n_trials is not None else int(cfg.search.trials)
             if n_trials < 1:
                 _refuse(f"the trial budget must be at least 1 (got {n_trials})")
             if not space:  # nothing to tune (batch norm, the baseline): one trial is the whole budget can buy
                 n_trials = 1
             seeds = [int(cfg.seed) + i for i in range(int(cfg.search.seeds))]
+            specs.append((key, combo, space, fixed, n_trials, seeds))
+        # data that does not load or a model that does not fit it: one line before anything runs, as for a basic sweep
+        problems = data_refusals(resolved, config_search_dirs(self.config.hydra))
+        if problems:
+            message, where = next(iter(problems.items()))
+            _refuse(f"{message} (in {where[0]})" if where[0] else message)
+        storage = self._storage(sweep_dir, optuna)
+        studies = []
+        for key, combo, space, fixed, n_trials, seeds in specs:
             name = self.study_name + (f"[{key}]" if key else "")
             study = optuna.create_study(study_name=name, storage=storage, sampler=self._sampler(),
                                         pruner=self._pruner(), direction=self.direction, load_if_exists=True)
