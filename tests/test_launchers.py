@@ -151,7 +151,7 @@ def test_optuna_study_runs_every_trial_past_a_diverged_one_and_reports_the_best(
     """Three trials of the elasticnet preset, one of them diverging (SGD at lr 1e9, no finite
     epoch): the task returns None for it, the sweeper tells Optuna FAIL and the study goes on."""
     pytest.importorskip("optuna", reason='needs the search extra: pip install -e ".[search]"')
-    out = regbench("run", "-m", "+search=elasticnet", "search.trials=3", "optim=sgd",
+    out = regbench("run", "-m", "+search=elasticnet", "hydra.sweeper.n_trials=3", "optim=sgd",
                    "optim.lr=choice(1e9,0.01)", *SMALL, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     sweep = _sweep(tmp_path)

@@ -72,7 +72,7 @@ def test_the_sweeper_asks_what_a_plain_optuna_loop_asks_and_a_batch_trains_as_it
     """6 trials, 3 at a time, TPE modelling from the second batch on: the sweeper's trials are
     those of Optuna's own ask/tell loop (same sampler, same seed, told the same values), and
     each stacked trial's run equals the same configuration run alone, bit for bit."""
-    args = ["+search=elasticnet", "search.trials=6", "hydra.sweeper.batch=3", "hydra.sweeper.sampler.n_startup_trials=3",
+    args = ["+search=elasticnet", "hydra.sweeper.n_trials=6", "hydra.sweeper.batch=3", "hydra.sweeper.sampler.n_startup_trials=3",
             "hydra/launcher=stacked", *SMALL]
     out = regbench("run", "-m", *args, "hydra.sweep.dir=sw", cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -107,7 +107,7 @@ def test_the_sweeper_asks_what_a_plain_optuna_loop_asks_and_a_batch_trains_as_it
 def test_wilcoxon_pruning_stops_a_trial_worse_on_paired_seeds_and_keeps_its_runs(tmp_path):
     """A good trial first, then a far too strong L1 penalty: on 5 paired seeds the pruner stops the
     second once 4 seeds are paired (one-sided signed-rank p = 1/16 < 0.1); its 4 runs stay."""
-    out = regbench("run", "-m", "+search=elasticnet", "+search/prune=wilcoxon", "search.trials=2", "search.seeds=5",
+    out = regbench("run", "-m", "+search=elasticnet", "+search/prune=wilcoxon", "hydra.sweeper.n_trials=2", "search.seeds=5",
                    "hydra.sweeper.batch=1",
                    "hydra.sweeper.enqueue=[{reg.alpha: 1e-6, reg.l1_ratio: 0.5},{reg.alpha: 0.1, reg.l1_ratio: 1.0}]",
                    "trainer.max_epochs=5", "dataset.train_size=300", "model.hidden_sizes=[16]", "hydra/launcher=stacked",
@@ -143,7 +143,7 @@ def test_a_killed_study_resumes_to_the_trials_of_an_uninterrupted_one(tmp_path):
     """SIGKILL during the second batch, then the same command: the study ends with the very trials,
     values and runs of one that was never interrupted (the sampler's random state was pickled after
     each batch's asks; the interrupted trials run again in their folders)."""
-    args = ["+search=elasticnet", "search.trials=6", "hydra.sweeper.batch=2", "hydra.sweeper.sampler.n_startup_trials=2",
+    args = ["+search=elasticnet", "hydra.sweeper.n_trials=6", "hydra.sweeper.batch=2", "hydra.sweeper.sampler.n_startup_trials=2",
             "search.seeds=2", "trainer.max_epochs=30", "dataset.train_size=300", "model.hidden_sizes=[16]",
             "hydra/launcher=stacked"]
     whole = regbench("run", "-m", *args, "hydra.sweep.dir=whole", cwd=tmp_path)
@@ -178,7 +178,7 @@ def test_each_regularizer_gets_its_own_study_with_the_same_budget_and_the_study_
     from regbench.cli.app import config_dir
     from regbench.regularizers import search_space
 
-    out = regbench("run", "-m", "reg=none,l2,dropout", "dataset=digits,wine", "+search=each", "search.trials=3",
+    out = regbench("run", "-m", "reg=none,l2,dropout", "dataset=digits,wine", "+search=each", "hydra.sweeper.n_trials=3",
                    "search.seeds=2", "trainer.max_epochs=3", "dataset.train_size=100", "model.hidden_sizes=[16]",
                    "hydra/launcher=stacked", "hydra.sweep.dir=sw", cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

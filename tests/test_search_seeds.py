@@ -68,7 +68,7 @@ def test_with_a_shared_split_a_trials_seeds_train_as_one_stack_equal_to_their_lo
 
 def test_an_optuna_study_minimises_the_trials_mean_over_seeds(tmp_path):
     pytest.importorskip("optuna", reason='needs the search extra: pip install -e ".[search]"')
-    out = regbench("run", "-m", "+search=elasticnet", "search.trials=3", "search.seeds=2", *SMALL,
+    out = regbench("run", "-m", "+search=elasticnet", "hydra.sweeper.n_trials=3", "search.seeds=2", *SMALL,
                    "hydra.sweep.dir=study", cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     means = [json.loads((tmp_path / "study" / str(j) / "trial.json").read_text())["mean"] for j in range(3)]

@@ -70,8 +70,7 @@ class RegbenchOptunaSweeperConf:
 
     _target_: str = "hydra_plugins.regbench_optuna_sweeper.sweeper.RegbenchOptunaSweeper"
     direction: str = "minimize"  # the task returns the validation loss
-    # Trials per study (each regularizer's, under `each`); null: search.trials.
-    n_trials: Optional[int] = None
+    n_trials: int = 20  # trials per study (each regularizer's, under `each`)
     # Trials asked at a time and trained together; null: sized to the launcher (the stacked
     # launcher: min(8, max_stack); joblib: its n_jobs; others: 1).
     batch: Optional[int] = None
@@ -224,7 +223,7 @@ class _Study:
 class RegbenchOptunaSweeper(Sweeper):
     """See the module's docstring."""
 
-    def __init__(self, direction: str = "minimize", n_trials: Optional[int] = None, batch: Optional[int] = None,
+    def __init__(self, direction: str = "minimize", n_trials: int = 20, batch: Optional[int] = None,
                  storage: Optional[str] = None, study_name: str = "regbench", sampler: Any = None, pruner: Any = None,
                  params: Any = None, each: bool = False, enqueue: Any = None, max_failure_rate: float = 1.0) -> None:
         self.direction = direction
@@ -293,7 +292,7 @@ class RegbenchOptunaSweeper(Sweeper):
         except Exception as e:
             _refuse(str(e).splitlines()[0])
         for o in parsed:
-            if o.get_key_element() in ("seed", "search.seeds", "search.trials") and o.is_sweep_override():
+            if o.get_key_element() in ("seed", "search.seeds") and o.is_sweep_override():
                 _refuse(f"{o.input_line}: a search's trials share their seeds; set search.seeds=N (paired seeds "
                         "seed, seed+1, ...) and the base seed with seed=S instead of sweeping them")
         sweeps = [o for o in parsed if o.is_sweep_override()]
@@ -341,9 +340,9 @@ class RegbenchOptunaSweeper(Sweeper):
                     _refuse(f"{key + ': ' if key else ''}{problems[0]}"
                             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
                 resolved.append((" ".join(combo + probe), task_config(probe_cfg)))
-            n_trials = self.n_trials if self.n_trials is not None else int(cfg.search.trials)
+            n_trials = int(self.n_trials)
             if n_trials < 1:
-                _refuse(f"the trial budget must be at least 1 (got {n_trials})")
+                _refuse(f"hydra.sweeper.n_trials must be at least 1 (got {n_trials})")
             if not space:  # nothing to tune (batch norm, the baseline): one trial is the whole budget can buy
                 n_trials = 1
             seeds = [int(cfg.seed) + i for i in range(int(cfg.search.seeds))]

@@ -302,10 +302,6 @@ class SearchConfig:
     seeds: int = key(1, "Seeds per trial: the trial runs seed, seed+1, ... (the same for every trial: paired) and "
                      "returns their mean val_loss; each seed's run in its own folder seed_<n>/ of the trial's.",
                      range=">= 1", valid=_at_least(1), since=NEXT, computed=False, hashed=NEVER)
-    trials: int = key(20, "Trials per study of hydra/sweeper=regbench_optuna (`+search=...`), unless "
-                      "hydra.sweeper.n_trials says otherwise; under +search=each every regularizer's study gets "
-                      "this many (one where it has nothing to tune).", range=">= 1", valid=_at_least(1), since=NEXT,
-                      computed=False, hashed=NEVER)
 
 
 @dataclass
