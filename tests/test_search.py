@@ -125,7 +125,8 @@ def test_wilcoxon_pruning_stops_a_trial_worse_on_paired_seeds_and_keeps_its_runs
     assert bad.intermediate_values == dict(enumerate(bad_values))
     assert bad.value == pytest.approx(sum(bad_values) / 4, rel=1e-15)  # Optuna's documented use: the mean so far
     # the pruner's own verdict on the same values (Optuna as the oracle)
-    pruner = optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        pruner = optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
     assert pruner.prune(study, bad) is True
     trial = json.loads((sweep / "1" / "trial.json").read_text())
     assert trial["state"] == "pruned" and trial["values"] == bad_values
@@ -227,3 +228,21 @@ def test_unequal_budgets_are_said_loudly(tmp_path):
     assert lines[1:] == ["  reg=l2: 20 of 20 trials (2 pruned, 0 failed); best trial 3: mean val_loss 0.5 at reg.alpha=0.01",
                          "  reg=dropout: 7 of 10 trials (0 pruned, 1 failed), 3 unfinished",
                          "  reg=none: 1 of 1 trials (nothing to tune)"]
+
+
+@pytest.mark.slow
+def test_with_a_fixed_split_a_batch_with_its_seeds_is_one_stack_and_a_lost_study_is_told_from_its_runs(tmp_path):
+    """dataset.split_seed=0: the batch's 2 trials x 3 seeds share a structure and train as one stack of 6.
+    With the study kept in memory only, the same command again asks the same trials (same sampler seed),
+    finds their runs done and tells Optuna their values from them: nothing trains twice."""
+    args = ["+search=elasticnet", "hydra.sweeper.n_trials=4", "hydra.sweeper.batch=2", "search.seeds=3",
+            "dataset.split_seed=0", "hydra.sweeper.storage=memory", "hydra/launcher=stacked", *SMALL, "hydra.sweep.dir=sw"]
+    out = regbench("run", "-m", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.stdout.count("train as one model (6 members)") == 2, out.stdout[-3000:]
+    assert not (tmp_path / "sw" / "optuna.db").exists() and not (tmp_path / "sw" / ".regbench").exists()
+    first = [json.loads((tmp_path / "sw" / str(n) / "trial.json").read_text()) for n in range(4)]
+    again = regbench("run", "-m", *args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(12 skipped as already done, 0 resumed, 0 ran)" in again.stdout, again.stdout[-2000:]
+    assert [json.loads((tmp_path / "sw" / str(n) / "trial.json").read_text()) for n in range(4)] == first
