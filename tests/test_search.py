@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -133,6 +134,43 @@ def test_wilcoxon_pruning_stops_a_trial_worse_on_paired_seeds_and_keeps_its_runs
     runs = csv_rows(sweep / "runs.csv")
     assert len(runs) == 9 and all(r["status"] == "ok" for r in runs)
     assert json.loads((sweep / "search.json").read_text())["studies"][0]["pruned"] == 1
+    _dashboard_shows(sweep, bad_values)
+
+
+def _dashboard_shows(sweep: Path, bad_values: list[float]) -> None:
+    """optuna-dashboard, as the docs tell users to start it, serves the study: both trials, the
+    pruned one's per-seed values and its `pruned` attribute."""
+    import shutil
+    import socket
+    import urllib.request
+
+    exe = shutil.which("optuna-dashboard")
+    if exe is None:
+        pytest.skip('optuna-dashboard is not installed (pip install -e ".[test]" brings it)')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([exe, f"sqlite:///{sweep / 'optuna.db'}", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, studies = time.time() + 30, None
+        while studies is None and time.time() < deadline:
+            try:
+                studies = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2).read())
+            except OSError:
+                time.sleep(0.2)
+        assert studies is not None, "optuna-dashboard did not answer in 30 s"
+        (summary,) = studies["study_summaries"]
+        assert summary["study_name"] == "regbench_elasticnet"
+        detail = json.loads(urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}?after=0", timeout=5).read())
+        bad = detail["trials"][1]
+        assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete"]
+        assert [v["value"] for v in bad["intermediate_values"]] == bad_values
+        assert {a["key"]: a["value"] for a in bad["user_attrs"]}["pruned"] == "True"
+    finally:
+        server.kill()
+        server.wait()
 
 
 def _params(sweep: Path, name: str) -> list[tuple[int, dict, float | None, str]]:
