@@ -6,8 +6,8 @@ Each sweep's results are compared, job for job and bit for bit (one thread), wit
 run in-process: a plain sweep as several elements; a chunked array under a small maximum array
 size; an element cancelled and the sweep re-launched; an element past its time limit, requeued
 from its stack's checkpoint; an element preempted mid-stack (SLURM's own kill-and-requeue, and the
-SIGTERM and USR2 a preemption sends), requeued and resumed from its stack's checkpoint; an element
-killed outright (SIGKILL, as when its node dies), its sweep re-launched; sbatch's refusal, one line.
+SIGTERM and USR2 a preemption sends), requeued and resumed from its stack's checkpoint, also with one
+member left; an element killed outright (SIGKILL, as when its node dies), its sweep re-launched; sbatch's refusal, one line.
 """
 
 from __future__ import annotations
@@ -330,4 +330,49 @@ def test_an_element_killed_mid_stack_keeps_its_finished_jobs_and_a_relaunch_resu
     assert len(resumed) == 1 and None not in resumed, resumed
     assert f"resuming the stack from the checkpoint of epoch {resumed.pop()}" in _element_log(sweep, array), \
         _element_log(sweep, array)[-3000:]
+    assert not list(sweep.glob("*/stack*.pt"))
+
+
+def test_a_preempted_stack_with_one_member_left_resumes_it_from_the_stack_checkpoint(node, tmp_path):
+    """A stack of two whose first member stops early (epoch 34) and whose second trains 300
+    epochs, preempted (`scontrol requeue`) after the first has finished: the requeued element
+    skips it and continues the other from the stack's checkpoint as a stack of one (a lone run
+    would start it afresh and leave stack.pt behind), bit for bit."""
+    sweep_args = ["hydra/launcher=stacked", "seed=0", "optim.lr=0.001,0.00003", "trainer.max_epochs=300",
+                  "trainer.patience=20", "model.hidden_sizes=[256,256]", "trainer.num_threads=1",
+                  "trainer.checkpoint_seconds=2", "device=cpu"]
+    reference = in_process(tmp_path, sweep_args)
+    assert json.loads((reference / "0" / "result.json").read_text())["epochs_run"] < 60
+    sweep = tmp_path / "sweep"
+    stop = threading.Event()
+    helper = threading.Thread(target=_start_requeued_at_once, args=(stop,), daemon=True)
+    helper.start()
+    try:
+        proc = start(["run", "-m", *sweep_args, SLURM, "hydra.sweep.dir=sweep"], cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 240
+            while not ((sweep / "0" / "result.json").is_file() and (sweep / "1" / "stack.pt").is_file()
+                       and epochs_in(sweep / "1" / "metrics.csv") >= 80):
+                assert time.monotonic() < deadline, "job 1 did not reach epoch 80 in 240 s"
+                time.sleep(0.2)
+            finished = (sweep / "0" / "result.json").stat().st_mtime_ns
+            at = epochs_in(sweep / "1" / "metrics.csv")
+            (element, _), = arrays(sweep).items()  # one stack: one element, a plain job
+            subprocess.run(["scontrol", "requeue", element], check=True)
+            code, out = _finish(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        stop.set()
+    assert code == 0, out[-4000:]
+    assert "sweep done: 2 ok" in out, out[-3000:]
+    log = _element_log(sweep, element)
+    assert log.count("Starting with JobEnvironment") == 2, log[-3000:]
+    assert "stacked: job 1 continues its stack's checkpoint alone (its other members finished)" in log, log[-3000:]
+    resumed = json.loads((sweep / "1" / "result.json").read_text())["resumed_from_epoch"]
+    assert resumed is not None and resumed >= at, (resumed, at)
+    assert f"resuming the stack from the checkpoint of epoch {resumed}" in log, log[-3000:]
+    assert (sweep / "0" / "result.json").stat().st_mtime_ns == finished
+    same_as(sweep, reference, 2)
     assert not list(sweep.glob("*/stack*.pt"))

@@ -445,7 +445,7 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
 
         from regbench import UserInputError
         from regbench.console import one_line
-        from regbench.engine.sweep import train
+        from regbench.engine.sweep import STACK_CHECKPOINT, STACK_PREVIOUS, train
         from regbench.jobs import finished_result, rerun_notice, threads_per_job
 
     # A finished job only reports its result (its task function says so); the others stack.
@@ -453,11 +453,18 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
     stacks = [g[i : i + max_stack] for g in groups.values() for i in range(0, len(g), max_stack)]
     results: dict[int, dict[str, Any]] = {}
     console = Console()
-    for members in (s for s in stacks if len(s) > 1):
+
+    def left_alone(stack: list[tuple[int, DictConfig, Path]]) -> bool:
+        """The one unfinished member of an interrupted stack (the others finished before the stop):
+        it continues the stack's checkpoint as a stack of one, where a lone run would start afresh."""
+        return len(stack) == 1 and any((stack[0][2] / name).is_file() for name in (STACK_CHECKPOINT, STACK_PREVIOUS))
+
+    for members in (s for s in stacks if len(s) > 1 or left_alone(s)):
         cfg = members[0][1]
         torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, jobs[0].hydra.launcher))
         nums = [num for num, _, _ in members]
-        console.print(f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)",
+        console.print(f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)" if len(members) > 1
+                      else f"stacked: job {nums[0]} continues its stack's checkpoint alone (its other members finished)",
                       highlight=False, markup=False, soft_wrap=True)
         for num, member_cfg, out in members:  # a job that runs alone says it in its task function
             notice = rerun_notice(member_cfg, out, f"job {num}")
