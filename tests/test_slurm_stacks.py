@@ -6,8 +6,9 @@ Each sweep's results are compared, job for job and bit for bit (one thread), wit
 run in-process: a plain sweep as several elements; a chunked array under a small maximum array
 size; an element cancelled and the sweep re-launched; an element past its time limit, requeued
 from its stack's checkpoint; an element preempted mid-stack (SLURM's own kill-and-requeue, and the
-SIGTERM and USR2 a preemption sends), requeued and resumed from its stack's checkpoint, also with one
-member left; an element killed outright (SIGKILL, as when its node dies), its sweep re-launched; sbatch's refusal, one line.
+SIGTERM and USR2 a preemption sends), requeued and resumed from its stack's checkpoint, also with
+one member left; an element killed outright (SIGKILL, as when its node dies), its sweep
+re-launched; sbatch's refusal, one line.
 """
 
 from __future__ import annotations
@@ -294,8 +295,9 @@ def test_a_preempted_element_hearing_sigterm_and_usr2_stops_after_its_epoch_and_
 def test_an_element_killed_mid_stack_keeps_its_finished_jobs_and_a_relaunch_resumes_it_bit_for_bit(
         node, faults_reference, tmp_path):
     """SIGKILL to the element's process, as when its node dies: nothing runs after it, the
-    element ends (FAILED) and is not requeued. The stack that had finished stays finished; the same command again resumes the
-    killed stack from its last checkpoint (every trainer.checkpoint_seconds) and ends bit for bit."""
+    element ends (FAILED) and is not requeued. The stack that had finished stays finished; the
+    same command again resumes the killed stack from its last checkpoint (every
+    trainer.checkpoint_seconds) and ends bit for bit."""
     sweep = tmp_path / "sweep"
     command = ["run", "-m", *FAULTS, SLURM, "hydra.sweep.dir=sweep"]
     proc = start(command, cwd=tmp_path)

@@ -463,9 +463,9 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
         cfg = members[0][1]
         torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, jobs[0].hydra.launcher))
         nums = [num for num, _, _ in members]
-        console.print(f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)" if len(members) > 1
-                      else f"stacked: job {nums[0]} continues its stack's checkpoint alone (its other members finished)",
-                      highlight=False, markup=False, soft_wrap=True)
+        said = (f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)" if len(members) > 1 else
+                f"stacked: job {nums[0]} continues its stack's checkpoint alone (its other members finished)")
+        console.print(said, highlight=False, markup=False, soft_wrap=True)
         for num, member_cfg, out in members:  # a job that runs alone says it in its task function
             notice = rerun_notice(member_cfg, out, f"job {num}")
             if notice:
