@@ -5,13 +5,18 @@ start`); every test skips in one line where no cluster answers (tests/helpers/sl
 Each sweep's results are compared, job for job and bit for bit (one thread), with the same sweep
 run in-process: a plain sweep as several elements; a chunked array under a small maximum array
 size; an element cancelled and the sweep re-launched; an element past its time limit, requeued
-from its stack's checkpoint; sbatch's refusal, one line.
+from its stack's checkpoint; an element preempted mid-stack (SLURM's own kill-and-requeue, and the
+SIGTERM and USR2 a preemption sends), requeued and resumed from its stack's checkpoint, also with
+one member left; an element killed outright (SIGKILL, as when its node dies), its sweep
+re-launched; sbatch's refusal, one line.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -21,9 +26,9 @@ import pytest
 
 from regbench import plan
 from tests.helpers import slurm
-from tests.helpers.cli import regbench
+from tests.helpers.cli import regbench, start
 from tests.helpers.compare import SAME
-from tests.helpers.rundirs import metrics_rows
+from tests.helpers.rundirs import epochs_in, metrics_rows
 
 pytestmark = pytest.mark.slow
 
@@ -180,3 +185,196 @@ def test_a_relaunch_while_the_elements_still_wait_submits_nothing_again_and_wait
     assert "submitted as" not in again.stdout and len(arrays(tmp_path / "sweep")) == 1  # no second array
     assert "sweep done: 12 ok" in again.stdout
     same_as(tmp_path / "sweep", reference, 12)
+
+
+# Faults mid-stack: four jobs in two stacks of two (one per seed), one element each, the second
+# starting when the first has ended (one element fills the node's two cores). Each stack trains
+# about 15 s, writing its checkpoint every 2 s, so that a fault comes in the middle of the second.
+FAULTS = ["hydra/launcher=stacked", "seed=0,1", "reg=none,l2", "trainer.max_epochs=300", "trainer.patience=null",
+          "model.hidden_sizes=[256,256]", "trainer.num_threads=1", "trainer.checkpoint_seconds=2", "device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def faults_reference(node, tmp_path_factory) -> Path:
+    return in_process(tmp_path_factory.mktemp("faults"), FAULTS)
+
+
+def _mid_stack(sweep: Path, stack: int, epochs: int = 40, timeout: float = 240) -> tuple[str, list[int]]:
+    """Waits until every member of the plan's `stack` has trained `epochs` epochs and holds its
+    share of a stack checkpoint; returns its SLURM element (`<array>_<stack>`) and its jobs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        written = plan.read(sweep)
+        ids = [p.name for p in (sweep / ".submitit").glob("*") if re.fullmatch(r"\d+", p.name)]
+        if written is not None and ids:
+            nums = written["stacks"][stack]
+            if all(epochs_in(sweep / str(n) / "metrics.csv") >= epochs and (sweep / str(n) / "stack.pt").is_file()
+                   for n in nums):
+                return f"{ids[0]}_{stack}", nums
+        time.sleep(0.2)
+    raise AssertionError(f"stack {stack} of {sweep} did not reach epoch {epochs} in {timeout:.0f} s")
+
+
+def _element_log(sweep: Path, element: str) -> str:
+    return "".join(p.read_text() for p in sorted((sweep / ".submitit" / element).glob("*_log.*")))
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out.decode(errors="replace")
+
+
+def _first_stack_untouched(sweep: Path, element: str, finished: dict[int, float]) -> None:
+    """The stack that had finished before the fault: one run of its element, its results as written then."""
+    assert _element_log(sweep, element).count("Starting with JobEnvironment") == 1
+    assert {n: (sweep / str(n) / "result.json").stat().st_mtime_ns for n in finished} == finished
+
+
+def _preempted(tmp_path: Path, reference: Path, signal_it) -> tuple[str, str, int, list[int]]:
+    """The FAULTS sweep on SLURM, its second element preempted by `signal_it(element)` mid-stack and
+    requeued (started at once); returns the command's output, the element's log, the epoch at
+    which it was signalled and its jobs, once the results are checked against `reference`."""
+    sweep = tmp_path / "sweep"
+    stop = threading.Event()
+    helper = threading.Thread(target=_start_requeued_at_once, args=(stop,), daemon=True)
+    helper.start()
+    try:
+        proc = start(["run", "-m", *FAULTS, SLURM, "hydra.sweep.dir=sweep"], cwd=tmp_path)
+        try:
+            element, nums = _mid_stack(sweep, 1)
+            first = [n for n in range(4) if n not in nums]
+            finished = {n: (sweep / str(n) / "result.json").stat().st_mtime_ns for n in first}
+            at = min(epochs_in(sweep / str(n) / "metrics.csv") for n in nums)
+            signal_it(element)
+            code, out = _finish(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        stop.set()
+    assert code == 0, out[-4000:]
+    assert "sweep done: 4 ok" in out, out[-3000:]
+    log = _element_log(sweep, element)
+    assert log.count("Starting with JobEnvironment") == 2, log[-3000:]  # ran, was requeued, ran again
+    same_as(sweep, reference, 4)
+    _first_stack_untouched(sweep, f"{element.split('_')[0]}_0", finished)
+    for n in nums:  # resumed from the checkpoint the stop wrote: the epoch it was in when signalled, or a later one
+        resumed = json.loads((sweep / str(n) / "result.json").read_text())["resumed_from_epoch"]
+        assert resumed is not None and resumed >= at, (resumed, at)
+    assert f"resuming the stack from the checkpoint of epoch {resumed}" in log, log[-3000:]
+    assert not list(sweep.glob("*/stack*.pt"))  # finished: no checkpoint left behind
+    return out, log, at, nums
+
+
+def test_an_element_slurm_requeues_mid_stack_resumes_from_its_checkpoint_bit_for_bit(node, faults_reference, tmp_path):
+    """`scontrol requeue` is what SLURM does to a job it preempts (PreemptMode=REQUEUE): SIGCONT
+    and SIGTERM, SIGKILL KillWait seconds later, back to the queue. The element stops its stack
+    after the epoch, writes the checkpoint and exits; SLURM starts it again and the stack resumes."""
+    out, log, _, _ = _preempted(tmp_path, faults_reference,
+                                lambda element: subprocess.run(["scontrol", "requeue", element], check=True))
+    assert "regbench: SIGTERM: stopping after this epoch, once its checkpoint is written" in log, log[-3000:]
+    assert "Requeued job" not in log  # SLURM requeued it, not submitit
+
+
+def test_a_preempted_element_hearing_sigterm_and_usr2_stops_after_its_epoch_and_is_requeued(node, faults_reference,
+                                                                                          tmp_path):
+    """A preemption with a grace time sends SIGTERM and, as the element's end moves near,
+    submitit's USR2; submitit's own test of a preemption (`SlurmJob._interrupt`) sends both at
+    once. Neither is taken as the second signal that stops at once: the stack stops after its
+    epoch with its checkpoint written, and submitit requeues the element (as preempted: no time-out used up)."""
+    def preempt(element: str) -> None:
+        subprocess.run(["scancel", "--signal=TERM", element], check=True)
+        subprocess.run(["scancel", "--signal=USR2", element], check=True)
+
+    out, log, _, _ = _preempted(tmp_path, faults_reference, preempt)
+    assert "this job is preempted" in log and "Requeued job" in log, log[-3000:]
+    assert re.search(r"stacked: (USR2 after SIGTERM|SIGTERM with USR2) \(a preemption\)", log), log[-3000:]
+    assert "(3 remaining timeouts)" in log, log[-3000:]  # max_num_timeout not used up
+
+
+def test_an_element_killed_mid_stack_keeps_its_finished_jobs_and_a_relaunch_resumes_it_bit_for_bit(
+        node, faults_reference, tmp_path):
+    """SIGKILL to the element's process, as when its node dies: nothing runs after it, the
+    element ends (FAILED) and is not requeued. The stack that had finished stays finished; the
+    same command again resumes the killed stack from its last checkpoint (every
+    trainer.checkpoint_seconds) and ends bit for bit."""
+    sweep = tmp_path / "sweep"
+    command = ["run", "-m", *FAULTS, SLURM, "hydra.sweep.dir=sweep"]
+    proc = start(command, cwd=tmp_path)
+    try:
+        element, nums = _mid_stack(sweep, 1)
+        first = [n for n in range(4) if n not in nums]
+        finished = {n: (sweep / str(n) / "result.json").stat().st_mtime_ns for n in first}
+        # the process training the stack (its folders' lock holder) dies at once, as on a node that
+        # dies; `scancel --signal=KILL` would not do: SLURM takes it as scancel (SIGTERM first)
+        os.kill(int(re.match(r"pid (\d+) ", (sweep / str(nums[0]) / ".regbench.lock").read_text())[1]), signal.SIGKILL)
+        code, out = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 1, out[-4000:]
+    assert nums == [2, 3]
+    assert f"stacked: SLURM element {element} (jobs 2-3) ended without finishing" in out, out[-3000:]
+    assert "sweep done: 2 ok" in out and "2 without a result" in out, out[-3000:]
+    log = _element_log(sweep, element)
+    assert log.count("Starting with JobEnvironment") == 1 and "stopping after this epoch" not in log, log[-3000:]
+    kept = [n for n in nums if (sweep / str(n) / "stack.pt").is_file()]
+    assert kept == nums and not any((sweep / str(n) / "result.json").exists() for n in nums)
+    again = regbench(*command, cwd=tmp_path, timeout=400)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert "stacked: 1 of 2 stacks already finished: not submitted" in again.stdout
+    assert "stacked: 1 stack submitted as 1 SLURM array" in again.stdout
+    assert "sweep done: 4 ok" in again.stdout
+    same_as(sweep, faults_reference, 4)
+    _first_stack_untouched(sweep, f"{element.split('_')[0]}_0", finished)
+    (array, _), = [(a, s) for a, s in arrays(sweep).items() if a != element.split("_")[0]]
+    resumed = {json.loads((sweep / str(n) / "result.json").read_text())["resumed_from_epoch"] for n in nums}
+    assert len(resumed) == 1 and None not in resumed, resumed
+    assert f"resuming the stack from the checkpoint of epoch {resumed.pop()}" in _element_log(sweep, array), \
+        _element_log(sweep, array)[-3000:]
+    assert not list(sweep.glob("*/stack*.pt"))
+
+
+def test_a_preempted_stack_with_one_member_left_resumes_it_from_the_stack_checkpoint(node, tmp_path):
+    """A stack of two whose first member stops early (epoch 34) and whose second trains 300
+    epochs, preempted (`scontrol requeue`) after the first has finished: the requeued element
+    skips it and continues the other from the stack's checkpoint as a stack of one (a lone run
+    would start it afresh and leave stack.pt behind), bit for bit."""
+    sweep_args = ["hydra/launcher=stacked", "seed=0", "optim.lr=0.001,0.00003", "trainer.max_epochs=300",
+                  "trainer.patience=20", "model.hidden_sizes=[256,256]", "trainer.num_threads=1",
+                  "trainer.checkpoint_seconds=2", "device=cpu"]
+    reference = in_process(tmp_path, sweep_args)
+    assert json.loads((reference / "0" / "result.json").read_text())["epochs_run"] < 60
+    sweep = tmp_path / "sweep"
+    stop = threading.Event()
+    helper = threading.Thread(target=_start_requeued_at_once, args=(stop,), daemon=True)
+    helper.start()
+    try:
+        proc = start(["run", "-m", *sweep_args, SLURM, "hydra.sweep.dir=sweep"], cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 240
+            while not ((sweep / "0" / "result.json").is_file() and (sweep / "1" / "stack.pt").is_file()
+                       and epochs_in(sweep / "1" / "metrics.csv") >= 80):
+                assert time.monotonic() < deadline, "job 1 did not reach epoch 80 in 240 s"
+                time.sleep(0.2)
+            finished = (sweep / "0" / "result.json").stat().st_mtime_ns
+            at = epochs_in(sweep / "1" / "metrics.csv")
+            (element, _), = arrays(sweep).items()  # one stack: one element, a plain job
+            subprocess.run(["scontrol", "requeue", element], check=True)
+            code, out = _finish(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        stop.set()
+    assert code == 0, out[-4000:]
+    assert "sweep done: 2 ok" in out, out[-3000:]
+    log = _element_log(sweep, element)
+    assert log.count("Starting with JobEnvironment") == 2, log[-3000:]
+    assert "stacked: job 1 continues its stack's checkpoint alone (its other members finished)" in log, log[-3000:]
+    resumed = json.loads((sweep / "1" / "result.json").read_text())["resumed_from_epoch"]
+    assert resumed is not None and resumed >= at, (resumed, at)
+    assert f"resuming the stack from the checkpoint of epoch {resumed}" in log, log[-3000:]
+    assert (sweep / "0" / "result.json").stat().st_mtime_ns == finished
+    same_as(sweep, reference, 2)
+    assert not list(sweep.glob("*/stack*.pt"))

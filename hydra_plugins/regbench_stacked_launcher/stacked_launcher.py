@@ -32,6 +32,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -260,6 +261,12 @@ class StackedLauncher(Launcher):
                 raise
 
 
+# A SIGTERM this soon after the USR2 that stopped the stack is the same preemption (SLURM sends
+# both to a preempted element, and so does submitit's own test of a preemption), not a request to
+# stop at once; a later one is the time limit itself (the epoch outlasted signal_delay_s).
+SAME_PREEMPTION_S = 5.0
+
+
 @contextlib.contextmanager
 def _element_signals() -> Iterator[list]:
     """In a SLURM element run by submitit, its signals as regbench's training needs them.
@@ -270,10 +277,14 @@ def _element_signals() -> Iterator[list]:
     to stop after its epoch and write its checkpoint (as SIGTERM does in a terminal: regbench.
     engine.interrupt.deferred), and the yielded list is filled with submitit's handler and its
     arguments, which the caller runs once the stack has stopped: then the element is requeued
-    and continues from the checkpoint. SIGTERM (scancel, a node going down, a preemption without
-    USR2) stops training the same way, its members resumable by re-launching. Outside training
-    (nothing to save), USR2 goes straight to submitit. Elsewhere (in-process, worker processes)
-    nothing changes.
+    and continues from the checkpoint. SIGTERM (scancel, `scontrol requeue`, a preemption in
+    SLURM's REQUEUE mode, a node going down) stops training the same way, without requeuing the
+    element itself: SLURM requeues it where it means to (requeue, preemption), and otherwise
+    its members are resumable by re-launching. The two signals together (a preemption), in
+    either order, stop after the epoch and requeue: neither counts as the second signal that
+    stops at once, unless the SIGTERM comes SAME_PREEMPTION_S or more after the USR2 (the time
+    limit reached before the epoch ended). Outside training (nothing to save), USR2 goes
+    straight to submitit. Elsewhere (in-process, worker processes) nothing changes.
     """
     usr = getattr(signal, "SIGUSR2", None)
     submitit_handler = signal.getsignal(usr) if usr is not None else None
@@ -281,6 +292,8 @@ def _element_signals() -> Iterator[list]:
     if owner is None or type(owner).__name__ != "SignalHandler" or threading.current_thread() is not threading.main_thread():
         yield []
         return
+    from regbench.engine import interrupt
+
     print("stacked: on SLURM's time-limit signal this element stops its stack after the epoch, writes its "
           "checkpoint, and is requeued", flush=True)
     timed_out: list = []
@@ -293,7 +306,21 @@ def _element_signals() -> Iterator[list]:
             submitit_handler(signum, frame)
             return
         timed_out.extend([submitit_handler, signum, None])
+        if interrupt.stopping() is not None:  # SIGTERM came first: the stop is under way; now it is requeued too
+            print("stacked: USR2 after SIGTERM (a preemption): the element is requeued once the stack's checkpoint "
+                  "is written", file=sys.stderr, flush=True)
+            return
         term(signum, frame)  # deferred()'s handler: stop after this epoch, its checkpoint written
+        asked = time.monotonic()
+
+        def on_term(signum: int, frame: Any) -> None:
+            if time.monotonic() - asked < SAME_PREEMPTION_S:
+                print("stacked: SIGTERM with USR2 (a preemption): still stopping after this epoch", file=sys.stderr,
+                      flush=True)
+                return
+            term(signum, frame)  # the time limit itself: stop at once (deferred()'s second signal), then requeued
+
+        signal.signal(signal.SIGTERM, on_term)  # until deferred() restores SIGTERM as training ends
 
     signal.signal(usr, on_usr)
     try:
@@ -418,7 +445,7 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
 
         from regbench import UserInputError
         from regbench.console import one_line
-        from regbench.engine.sweep import train
+        from regbench.engine.sweep import STACK_CHECKPOINT, STACK_PREVIOUS, train
         from regbench.jobs import finished_result, rerun_notice, threads_per_job
 
     # A finished job only reports its result (its task function says so); the others stack.
@@ -426,12 +453,19 @@ def _train_stacks(jobs: list[DictConfig], max_stack: int) -> dict[int, dict[str,
     stacks = [g[i : i + max_stack] for g in groups.values() for i in range(0, len(g), max_stack)]
     results: dict[int, dict[str, Any]] = {}
     console = Console()
-    for members in (s for s in stacks if len(s) > 1):
+
+    def left_alone(stack: list[tuple[int, DictConfig, Path]]) -> bool:
+        """The one unfinished member of an interrupted stack (the others finished before the stop):
+        it continues the stack's checkpoint as a stack of one, where a lone run would start afresh."""
+        return len(stack) == 1 and any((stack[0][2] / name).is_file() for name in (STACK_CHECKPOINT, STACK_PREVIOUS))
+
+    for members in (s for s in stacks if len(s) > 1 or left_alone(s)):
         cfg = members[0][1]
         torch.set_num_threads(threads_per_job(cfg.trainer.num_threads, jobs[0].hydra.launcher))
         nums = [num for num, _, _ in members]
-        console.print(f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)",
-                      highlight=False, markup=False, soft_wrap=True)
+        said = (f"stacked: jobs {_ranges(nums)} train as one model ({len(members)} members)" if len(members) > 1 else
+                f"stacked: job {nums[0]} continues its stack's checkpoint alone (its other members finished)")
+        console.print(said, highlight=False, markup=False, soft_wrap=True)
         for num, member_cfg, out in members:  # a job that runs alone says it in its task function
             notice = rerun_notice(member_cfg, out, f"job {num}")
             if notice:

@@ -44,6 +44,16 @@ class Request:
     signum: int = signal.SIGINT
 
 
+_open: list[Request] = []  # the requests of the deferred() blocks now open in the main thread, innermost last
+
+
+def stopping() -> int | None:
+    """The signal that asked the training now running (the innermost `deferred()` block) to stop
+    after its epoch; None when none has, or outside training. A SLURM element's handlers use it to
+    tell a preemption's second signal (SIGTERM and USR2 come together) from a request to stop at once."""
+    return _open[-1].signum if _open and _open[-1].requested else None
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
@@ -88,9 +98,11 @@ def deferred() -> Iterator[Request]:
 
     for s in handled:
         signal.signal(s, handler)
+    _open.append(request)
     try:
         yield request
     finally:
+        _open.remove(request)
         for s in handled:
             signal.signal(s, previous[s])
 
