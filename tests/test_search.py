@@ -284,3 +284,19 @@ def test_with_a_fixed_split_a_batch_with_its_seeds_is_one_stack_and_a_lost_study
     assert again.returncode == 0, again.stderr[-3000:]
     assert "(12 skipped as already done, 0 resumed, 0 ran)" in again.stdout, again.stdout[-2000:]
     assert [json.loads((tmp_path / "sw" / str(n) / "trial.json").read_text()) for n in range(4)] == first
+
+
+def test_without_optuna_the_search_is_refused_in_regbenchs_words(monkeypatch):
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    from regbench.cli.callbacks import sweeper_problem
+
+    sweeper = OmegaConf.create({"_target_": "hydra_plugins.regbench_optuna_sweeper.sweeper.RegbenchOptunaSweeper"})
+    assert sweeper_problem(sweeper) is None
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    assert sweeper_problem(sweeper) == (
+        'the Optuna sweeper (+search=..., hydra/sweeper=regbench_optuna) needs Optuna: pip install "regbench[search]"', 1)
+    assert sweeper_problem(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"})) is None

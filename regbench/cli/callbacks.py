@@ -305,6 +305,23 @@ def launcher_problem(launcher: DictConfig) -> tuple[str, int] | None:
     return None
 
 
+def sweeper_problem(sweeper: DictConfig) -> tuple[str, int] | None:
+    """Why regbench's Optuna sweeper (the conf/search/ presets) cannot start here, or None: asked
+    before Hydra instantiates it, whose own error would only say it cannot locate Optuna's sampler."""
+    if not str(sweeper.get("_target_", "")).endswith("RegbenchOptunaSweeper"):
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        return 'the Optuna sweeper (+search=..., hydra/sweeper=regbench_optuna) needs Optuna: pip install "regbench[search]"', 1
+    from importlib.metadata import version
+
+    if int(version("optuna").split(".")[0]) < 4:
+        return (f"the Optuna sweeper needs optuna>=4 (this environment has {version('optuna')}): "
+                'pip install -U "regbench[search]"'), 1
+    return None
+
+
 def _stacked_problem(launcher: DictConfig) -> tuple[str, int] | None:
     """The stacked launcher's executor and shard values, and what its executor needs of this machine."""
     executor, shard, shards = launcher.executor, launcher.get("shard"), launcher.get("num_shards")
@@ -431,7 +448,7 @@ class SweepSummary(Callback):
         # Inherited by the jobs' processes (joblib, submitit, SLURM's exported environment):
         # each job's lock file names it, so the summary counts only this sweep's jobs.
         self.token = os.environ[folderlock.TOKEN_ENV] = secrets.token_hex(6)
-        launcher = launcher_problem(config.hydra.launcher)
+        launcher = launcher_problem(config.hydra.launcher) or sweeper_problem(config.hydra.sweeper)
         if launcher:
             message, code = launcher
             print(f"regbench: error: {message}", file=sys.stderr)
