@@ -12,9 +12,10 @@ authors' wrappers). The update rounds as timm's `timm.optim.Lookahead.update_slo
 What regbench chooses, and why:
 
 - The slow weights start at the weights before the first step (the paper's phi_0 = theta_0, as the
-  authors' code caches them when the wrapper is built). timm creates its slow buffer at the first
-  sync, from the fast weights of that moment, so that its first sync changes nothing; the tests
-  compare with timm's wrapper whose buffer holds the initial weights from the start.
+  authors' code and Auto-PyTorch's, Regularization Cocktails', cache them when the wrapper is
+  built). timm creates its slow buffer at the first sync, from the fast weights of that moment, so
+  that its first sync changes nothing; the tests compare with timm's wrapper whose buffer holds the
+  initial weights from the start.
 - The optimizer's state (momentum, Adam's moments and step count) is the inner optimizer's and is
   left as it is at a sync, as timm does (the authors' `pullback_momentum="none"`).
 - The inner step is the whole of regbench's update: the regularizers' before_step (decoupled weight
@@ -30,8 +31,8 @@ What regbench chooses, and why:
 - The fast weights are evaluated, monitored and reported (result.json's `weights`: `trained`), as
   timm's evaluation of a Lookahead model is, with no extra sync at the epoch's end (timm's train.py
   calls sync_lookahead() there, which adds an outer step off the k-step cycle and so changes the
-  training; the authors evaluate the slow weights). Early in a cycle the fast weights are near the
-  slow ones; late in it they are up to k - 1 steps ahead.
+  training; the authors' code offers to evaluate the slow weights instead). Early in a cycle the
+  fast weights are near the slow ones; late in it they are up to k - 1 steps ahead.
 - Checkpoints hold the slow weights (the stack's `reg_state`) and the step counter (the stack's
   step, which every checkpoint holds), so a run interrupted mid-cycle resumes bit for bit.
 
@@ -54,9 +55,9 @@ class Lookahead:
 
     name = "lookahead"
     not_convex = "it changes the optimizer's iterates (optim=fista solves the objective itself)"
-    # Regularization Cocktails' ranges (Kadra et al. 2021, after Zhang et al.'s finding that alpha in
-    # [0.5, 0.8] and k in [5, 10] are robust): k an integer from 3 to 10, alpha from 0.5 to 0.8
-    search = {"lookahead_k": "int(interval(3, 10))", "lookahead_alpha": "interval(0.5, 0.8)"}
+    # Regularization Cocktails' space (Kadra et al. 2021; Auto-PyTorch's Lookahead: la_steps an integer
+    # in [5, 10], la_alpha in [0.5, 0.8]), where Zhang et al. found Lookahead robust
+    search = {"lookahead_k": "int(interval(5, 10))", "lookahead_alpha": "interval(0.5, 0.8)"}
     knobs = (
         Knob("lookahead_k", 0, "Lookahead: the optimizer steps between syncs of the slow weights (0: off); the fast "
              "weights are evaluated.", ">= 0", lambda v: v >= 0, since="0.2"),
@@ -71,7 +72,8 @@ class Lookahead:
     @staticmethod
     def notice(cfg: Any) -> str | None:
         if cfg.reg.lookahead_k <= 0 and cfg.reg.lookahead_alpha != 0.5:
-            return "reg.lookahead_alpha has no effect with reg.lookahead_k=0: set reg.lookahead_k, e.g. 5 (reg=lookahead)"
+            return ("reg.lookahead_alpha has no effect with reg.lookahead_k=0: set reg.lookahead_k, e.g. 5 "
+                    "(reg=lookahead)")
         return None
 
     def __init__(self, values: list[dict[str, Any]], stack: StackView) -> None:

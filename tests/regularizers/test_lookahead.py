@@ -34,10 +34,14 @@ from tests.helpers.engine import TWO_LAYERS as SMALL
 from tests.helpers.engine import averaged_tensors, copy_member, linear_stack, small_stack, step
 from tests.helpers.interrupt import ctrl_c_after_row
 
-timm_optim = pytest.importorskip("timm.optim", reason="timm (a test extra) is not installed")
-
 QUIET = Console(quiet=True)
 STEPS = 20
+
+
+@pytest.fixture
+def timm_lookahead():
+    """timm's wrapper, timm.optim.Lookahead (timm is a test extra; without it the test skips)."""
+    return pytest.importorskip("timm.optim", reason="timm (a test extra) is not installed").Lookahead
 
 
 def _batches(n: int = STEPS):
@@ -52,10 +56,10 @@ def _ours_step(stack, x, y):
     step(stack, torch.autograd.grad(F.cross_entropy(x @ w.T + b, y), (w, b)))
 
 
-def _timm(stack, base_optimizer, alpha: float, k: int):
-    """timm's Lookahead around `base_optimizer(params)`, on copies of the stack's initial weights."""
+def _timm(wrapper, stack, base_optimizer, alpha: float, k: int):
+    """timm's Lookahead (`wrapper`) around `base_optimizer(params)`, on copies of the stack's initial weights."""
     params = [p.detach()[0].clone().requires_grad_() for p in stack.params]
-    return params, timm_optim.Lookahead(base_optimizer(params), alpha=alpha, k=k)
+    return params, wrapper(base_optimizer(params), alpha=alpha, k=k)
 
 
 def _timm_step(params, lookahead, x, y, step_number: int, initial):
@@ -69,7 +73,7 @@ def _timm_step(params, lookahead, x, y, step_number: int, initial):
 
 @pytest.mark.parametrize("optim", ["sgd", "adam"])
 @pytest.mark.parametrize("k,alpha", [(3, 0.5), (4, 0.8), (2, 0.3)])
-def test_a_lone_run_equals_timms_lookahead_step_for_step(optim, k, alpha):
+def test_a_lone_run_equals_timms_lookahead_step_for_step(optim, k, alpha, timm_lookahead):
     cfg, _, stack = linear_stack("reg=lookahead", f"reg.lookahead_k={k}", f"reg.lookahead_alpha={alpha}",
                                  f"optim={optim}", "optim.lr=0.05")
     _, _, plain = linear_stack(f"optim={optim}", "optim.lr=0.05")  # the same optimizer without Lookahead
@@ -77,7 +81,7 @@ def test_a_lone_run_equals_timms_lookahead_step_for_step(optim, k, alpha):
         base = lambda ps: torch.optim.SGD(ps, lr=cfg.optim.lr, momentum=cfg.optim.momentum)  # noqa: E731
     else:
         base = lambda ps: torch.optim.Adam(ps, lr=cfg.optim.lr)  # noqa: E731
-    params, lookahead = _timm(stack, base, alpha, k)
+    params, lookahead = _timm(timm_lookahead, stack, base, alpha, k)
     initial = [p.detach().clone() for p in params]
     for t, (x, y) in enumerate(_batches(), start=1):
         _ours_step(stack, x, y)
@@ -114,7 +118,7 @@ class ProximalSGD(torch.optim.SGD):
         return loss
 
 
-def test_the_sync_pulls_the_proximal_iterate_towards_the_slow_weights():
+def test_the_sync_pulls_the_proximal_iterate_towards_the_slow_weights(timm_lookahead):
     """reg=[l1,lookahead]: the proximal step is part of the inner step, the sync comes after it:
     timm's Lookahead around a proximal SGD, bit for bit. The other order (the proximal step after
     the sync) is another trajectory, and between syncs the weights have the proximal step's zeros."""
@@ -122,10 +126,10 @@ def test_the_sync_pulls_the_proximal_iterate_towards_the_slow_weights():
     cfg, _, stack = linear_stack("reg=[l1,lookahead]", f"reg.alpha={strength}", f"reg.lookahead_k={k}", "optim=sgd",
                                  "optim.lr=0.05")
     base = lambda ps: ProximalSGD(ps, lr=cfg.optim.lr, momentum=cfg.optim.momentum, strength=strength)  # noqa: E731
-    params, lookahead = _timm(stack, base, 0.5, k)
+    params, lookahead = _timm(timm_lookahead, stack, base, 0.5, k)
     # the other order: timm's Lookahead around plain SGD, the proximal step after its sync
-    other, other_lookahead = _timm(stack, lambda ps: torch.optim.SGD(ps, lr=cfg.optim.lr, momentum=cfg.optim.momentum),
-                                   0.5, k)
+    sgd = lambda ps: torch.optim.SGD(ps, lr=cfg.optim.lr, momentum=cfg.optim.momentum)  # noqa: E731
+    other, other_lookahead = _timm(timm_lookahead, stack, sgd, 0.5, k)
     initial = [p.detach().clone() for p in params]
     zeros_between_syncs, differs = [], False
     for t, (x, y) in enumerate(_batches(), start=1):
