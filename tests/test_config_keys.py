@@ -171,7 +171,8 @@ def test_the_stacking_key_and_the_reports_only_for_are_those_of_5be3e05():
     assert set(keys.NOT_COMPUTED) == set(oracle.NOT_COMPUTED)
     # Since 5be3e05 the elastic net's shape knobs declare that they apply only at alpha > 0
     # (issue 23): ONLY_FOR is read by the report's constants line alone, never by config_hash.
-    since = {"reg.l1_ratio": ("reg.alpha", None), "reg.l1_proximal": ("reg.alpha", None)}
+    since = {"reg.l1_ratio": ("reg.alpha", None), "reg.l1_proximal": ("reg.alpha", None),
+             "reg.lookahead_alpha": ("reg.lookahead_k", None)}  # issue 26: Lookahead's alpha, while k is on
     assert keys.ONLY_FOR == oracle.ONLY_FOR | since
 
 

@@ -119,6 +119,8 @@ class StackView(Protocol):
         lr: the members' learning rates for the epoch being trained (a list of K floats).
         optim: the shared `optim` config node (`optim.name`, `optim.momentum`).
         adam: whether the optimizer is Adam or AdamW (not SGD).
+        step: the optimizer steps taken, counted from 1, the one being taken included (within
+            `before_step` and `after_step`); the same for every member, saved in checkpoints.
         device: the device of the stacked tensors.
         epoch: the epoch being trained (every member of a stack is at the same epoch).
         n_outputs: the network's outputs (classes; 1 for a regression).
@@ -136,6 +138,7 @@ class StackView(Protocol):
     lr: list[float]
     optim: Any
     adam: bool
+    step: int
     device: torch.device
     n_outputs: int
 
