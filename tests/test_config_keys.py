@@ -172,6 +172,7 @@ def test_the_stacking_key_and_the_reports_only_for_are_those_of_5be3e05():
     # Since 5be3e05 the elastic net's shape knobs declare that they apply only at alpha > 0
     # (issue 23): ONLY_FOR is read by the report's constants line alone, never by config_hash.
     since = {"reg.l1_ratio": ("reg.alpha", None), "reg.l1_proximal": ("reg.alpha", None)}
+    since["reg.fgsm_mix"] = ("reg.fgsm", None)  # issue 26: FGSM's mix, while its epsilon is on
     assert keys.ONLY_FOR == oracle.ONLY_FOR | since
 
 
