@@ -221,7 +221,8 @@ def test_the_robust_metric_is_the_test_score_under_fgsm_and_leaves_training_alon
         adv = attack(data.prepare(data.x_test.clone()), data.y_test)
         with torch.no_grad():
             out = model(adv)
-        assert robust == pytest.approx((out.argmax(1) == data.y_test).double().mean().item(), abs=1.5 / len(data.y_test))
+        theirs = (out.argmax(1) == data.y_test).double().mean().item()
+        assert robust == pytest.approx(theirs, abs=1.5 / len(data.y_test))  # a sign may round apart: one input
 
 
 def test_stacked_members_measure_their_own_robustness_in_the_finishs_one_read_back(tmp_path):
