@@ -85,6 +85,10 @@ def result_summary(result: dict[str, Any]) -> str:
         + ("" if optimality is None else f"optimality {optimality:.2e}; ")
         + f"{result['n_params']} parameters; {result['seconds']:.1f}s on {result['device']}"
     )
+    plain = {f"{split}_{k}" for split in ("train", "val", "test") for k in ("loss", m)}
+    own = {k: v for k, v in (result.get("metrics") or {}).items() if k not in plain}  # a regularizer's (test_acc_fgsm)
+    if own:
+        text += "\n" + "; ".join(f"{k} {_fmt(v)}" for k, v in own.items())
     weights = result.get("weights")
     if weights not in (None, "trained"):  # an average is the model: say which weights the table's numbers are of
         text += f"\nthe metrics are those of the {weights.upper()} average of the weights (result.json's weights: {weights})"

@@ -58,7 +58,9 @@ class Record(TypedDict):
                                 "runs keep their hash) and, for your own data, of its fingerprint: resuming a sweep "
                                 "compares it"]
     metrics: Annotated[dict[str, _Number], "`train_loss, val_loss, test_loss, train_acc, val_acc, test_acc` (`_r2` "
-                                           "for regression) of the reported weights"]
+                                           "for regression) of the reported weights; and where a regularizer adds its "
+                                           "own beside them, those: `test_acc_fgsm` (`test_r2_fgsm`) with "
+                                           "`reg.fgsm_eval`, the test accuracy under FGSM"]
     gap: Annotated[dict[str, _Number], "`acc` = train_acc − val_acc (or `r2`), `loss` = val_loss − train_loss"]
     best_epoch: Annotated[int | None, "the epoch of the last val-loss improvement (by more than `trainer.min_delta`; "
                                       "with the default 0, the lowest val loss): the reported one when early stopping "

@@ -173,6 +173,7 @@ def test_the_stacking_key_and_the_reports_only_for_are_those_of_5be3e05():
     # (issue 23): ONLY_FOR is read by the report's constants line alone, never by config_hash.
     since = {"reg.l1_ratio": ("reg.alpha", None), "reg.l1_proximal": ("reg.alpha", None),
              "reg.lookahead_alpha": ("reg.lookahead_k", None)}  # issue 26: Lookahead's alpha, while k is on
+    since["reg.fgsm_mix"] = ("reg.fgsm", None)  # issue 26: FGSM's mix, while its epsilon is on
     assert keys.ONLY_FOR == oracle.ONLY_FOR | since
 
 

@@ -43,11 +43,12 @@ def no_host_sync():
     ["reg=weight_decay", "reg.dropout=0.3", "reg.batchnorm=true"],
     ["reg=l1", "reg.l1_proximal=false", "optim=adamw", "reg.weight_decay=1e-2"],
     ["dataset=mnist", "model=cnn", "reg=augment", "model.channels=[4]", "model.hidden_sizes=[8]"],
+    ["dataset=mnist", "model=cnn", "reg=fgsm", "reg.fgsm=0.1", "model.channels=[4]", "model.hidden_sizes=[8]"],
     ["model=resmlp", "model.width=16", "reg=[drop_path,shakedrop,batchnorm]"],
     ["model=resnet", "model.depth=8", "reg=[drop_path,shakedrop,batchnorm,dropout]"],
     ["reg=[grad_clip,grad_clip_value]", "optim=sgd"],             # each member's norm and bounds on the device
-], ids=["adam-prox", "sgd-prox", "decay-dropout-bn", "adamw-l1-in-loss", "mnist-cnn-augment", "resmlp-branches",
-        "resnet-branches", "grad-clip"])
+], ids=["adam-prox", "sgd-prox", "decay-dropout-bn", "adamw-l1-in-loss", "mnist-cnn-augment", "mnist-cnn-fgsm",
+        "resmlp-branches", "resnet-branches", "grad-clip"])
 def test_an_epoch_on_cuda_makes_no_host_sync(tmp_path, overrides):
     if overrides[0] == "dataset=mnist":
         from tests.helpers.data import torchvision_root

@@ -43,6 +43,17 @@ def _raw(name: str) -> dict:
     return json.loads((RECORDS / f"{name}.json").read_text())
 
 
+def _newer_knobs(raw: dict) -> dict:
+    """The regularizer knobs added after 5be3e05 (issue 26's regularizers' on), at their defaults:
+    what the loader back-fills into a record of 5be3e05 that lacks them, the values its run ran with."""
+    from regbench.regularizers import builtin_knobs
+    from tests.helpers.rules_5be3e05 import KNOBS
+
+    known = {name for name, *_ in KNOBS}
+    return {f"reg.{k.name}": k.default for k in builtin_knobs()
+            if k.name not in known and f"reg.{k.name}" not in raw["params"]}
+
+
 # ------------------------------------------------------------------------------- the declaration
 
 
@@ -136,7 +147,9 @@ def test_a_folder_written_by_main_before_the_version_loads_as_it_is_with_the_ver
     loaded = read(_folder(tmp_path, name))
     raw = _raw(name)
     assert "record_version" not in raw
-    assert loaded.record == {"record_version": RECORD_VERSION, **raw} and loaded.filled == {}
+    newer = _newer_knobs(raw)  # nothing else is filled in
+    assert loaded.record == {"record_version": RECORD_VERSION, **raw, "params": {**raw["params"], **newer}}
+    assert loaded.filled == newer
     assert loaded.recorded_params == raw["params"] and record.problems(loaded.record) == []
 
 
@@ -181,14 +194,14 @@ def test_an_old_folder_with_a_null_finished_at_or_key_gets_them_too(tmp_path):
 def test_a_run_of_a_users_data_keeps_what_it_recorded():
     raw = {**_raw("main-5be3e05-run"), "dataset": "table"}
     raw["params"] = {**raw["params"], "dataset.name": "table", "dataset.task": "regression", "dataset.drop": ["id"]}
-    assert record.upgrade(raw, 0.0).filled == {}
+    assert record.upgrade(raw, 0.0).filled == _newer_knobs(raw)
 
 
 def test_a_folder_of_a_newer_format_is_read_as_it_says(tmp_path):
     folder = _folder(tmp_path, "main-5be3e05-run")
     raw = {"record_version": 3, **_raw("main-5be3e05-run")}
     (folder / "result.json").write_text(json.dumps(raw))
-    assert load(folder) == raw
+    assert load(folder) == {**raw, "params": {**raw["params"], **_newer_knobs(raw)}}
 
 
 @pytest.mark.parametrize("content, why", [

@@ -102,7 +102,7 @@ def test_the_hooks_calls_are_read_off_their_protocols_and_are_todays():
     protocol's prose listed them before it became types."""
     static = {"label": ("values", "model"), "layers": ("reg", "where", "width", "dims"), "config_problem": ("cfg",),
               "problem": ("cfg", "data"), "notice": ("cfg",), "lr": ("stack", "values", "lrs"),
-              "convex_terms": ("values",)}
+              "convex_terms": ("values",), "metrics": ("values", "model", "data", "batch")}
     instance = {"forward": ("stack", "h", "train"), "batch": ("stack", "x", "y"), "loss": ("stack", "out", "target"),
                 "penalty": ("stack",), "before_step": ("stack",), "after_step": ("stack",),
                 "gradient": ("stack", "closure"), "after_epoch": ("stack", "data"), "weights": ("stack",),

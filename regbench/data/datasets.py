@@ -68,6 +68,15 @@ class Data:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def input_range(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(low, high) of a prepared input where the data bounds it: an image's pixels [0, 1],
+        standardised per channel ((C, 1, 1) each: exactly what `prepare` makes of pixels 0 and
+        255); None for tables, whose standardised features have no bound."""
+        if self.mean is None:
+            return None
+        return (0.0 - self.mean) / self.std, (1.0 - self.mean) / self.std
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Turns a stored batch into the model's float input (in place on one float copy: an
         evaluation chunk of 8192 MNIST images is 26 MB per temporary)."""

@@ -245,7 +245,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
             except OSError as e:
                 unwritten[METRICS_FILE] = e.strerror or str(e)
 
-        record(result, fitted, model, data, cfg, member.reported_weights)
+        record(result, fitted, model, data, cfg, member.reported_weights, classes)
         if cfg.save_model and result["status"] == "ok":
             try:
                 checkpoint.write_atomic(out_dir / MODEL_FILE, model.state_dict())
@@ -367,7 +367,7 @@ def new_stack(jobs: list[tuple[Any, Path, dict[str, Any]]], data: Any, device: t
                for i, (cfg, out_dir, result) in enumerate(jobs)]
     # the network with the most layers: a member with a regularizer's layers, where any member has them
     template = max((m.model for m in members), key=lambda model: len(list(model.modules())))
-    return Stack(members, template, jobs[0][0].optim, classes)
+    return Stack(members, template, jobs[0][0].optim, classes, data.input_range)
 
 
 def member_weights(stack: Stack, member: Member) -> list[tuple[str, Any]]:
@@ -378,9 +378,11 @@ def member_weights(stack: Stack, member: Member) -> list[tuple[str, Any]]:
     return [(names[id(p)], t[k]) for p, t in zip(tensors(member.model)[0], stack.params)]
 
 
-def record(result: Record, state: FitState, model: torch.nn.Module, data: Any, cfg: Any, weights: str) -> None:
+def record(result: Record, state: FitState, model: torch.nn.Module, data: Any, cfg: Any, weights: str,
+           classes: list[tuple[type, Any]] = ()) -> None:
     """A finished member's result: how its training ended (from its FitState), which weights it
-    reports (`weights`: Member.reported_weights), their sparsity (in `model`) and final metrics."""
+    reports (`weights`: Member.reported_weights), their sparsity (in `model`) and final metrics
+    (with those of the `metrics` hooks of `classes`, the run's regularizers)."""
     result.update(
         status="diverged" if state.diverged else "ok",
         best_epoch=state.best_epoch or None,
@@ -391,14 +393,22 @@ def record(result: Record, state: FitState, model: torch.nn.Module, data: Any, c
         weights=weights or "trained",
     )
     if state.best_epoch or not state.diverged:
-        final_metrics(result, model, data, cfg)
+        final_metrics(result, model, data, cfg, classes)
 
 
-def final_metrics(result: Record, model: torch.nn.Module, data: Any, cfg: Any) -> None:
-    """Evaluates the reported weights on train, val and test, and the gap between them."""
+def final_metrics(result: Record, model: torch.nn.Module, data: Any, cfg: Any,
+                  classes: list[tuple[type, Any]] = ()) -> None:
+    """Evaluates the reported weights on train, val and test, and the gap between them; and adds
+    the metrics of the `metrics` hooks of the regularizer classes `classes` (regularizers' pairs)."""
     m = metric_name(data.task)
-    scores = torch.cat([evaluate(model, data, s, cfg.trainer.eval_batch_size) for s in ("train", "val", "test")])
-    train_loss, train_m, val_loss, val_m, test_loss, test_m = scores.tolist()
+    batch = cfg.trainer.eval_batch_size
+    scores = torch.cat([evaluate(model, data, s, batch) for s in ("train", "val", "test")])
+    own: dict[str, torch.Tensor] = {}  # the regularizers' `metrics` hooks: robustness under FGSM...
+    for cls, values in classes:
+        if defines(cls, "metrics"):
+            own.update(cls.metrics(values(cfg.reg), model, data, batch))
+    read = torch.cat([scores, *(t.reshape(1).to(scores) for t in own.values())]).tolist()  # one host sync
+    train_loss, train_m, val_loss, val_m, test_loss, test_m = read[:6]
     result["metrics"] = {
         "train_loss": train_loss,
         "val_loss": val_loss,
@@ -406,6 +416,7 @@ def final_metrics(result: Record, model: torch.nn.Module, data: Any, cfg: Any) -
         f"train_{m}": train_m,
         f"val_{m}": val_m,
         f"test_{m}": test_m,
+        **dict(zip(own, read[6:])),
     }
     result["gap"] = {m: train_m - val_m, "loss": val_loss - train_loss}
     if not convex_obstacles(cfg):  # model=linear with the penalty alone: how close to the optimum

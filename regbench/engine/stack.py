@@ -43,6 +43,7 @@ class Stack:
             that only some members have).
         optim: the shared `optim` config node (its name and momentum; each member's lr is its own).
         regularizers: (class, values) pairs from `regbench.regularizers.regularizers`.
+        input_range: the data's bounds on a prepared input (regbench.data.datasets.Data.input_range).
 
     Attributes a regularizer reads (besides those its hooks are documented with):
         params, buffers: the stacked parameters and batch-norm statistics, member dimension first.
@@ -53,8 +54,10 @@ class Stack:
         norm_momentum: the batch-norm momentum in force (`norm_statistics`), None: each layer's.
     """
 
-    def __init__(self, members: list[Member], template: nn.Module, optim: Any, regularizers: list[tuple[type, Any]]):
+    def __init__(self, members: list[Member], template: nn.Module, optim: Any, regularizers: list[tuple[type, Any]],
+                 input_range: tuple[torch.Tensor, torch.Tensor] | None = None):
         self.members = members
+        self.input_range = input_range
         self.optim = optim
         self.adam = optim.name != "sgd"
         self.betas, self.eps = optimizer.adam_defaults(optim.name)

@@ -60,7 +60,8 @@ def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
         def closure(x: torch.Tensor = x, target: torch.Tensor = target) -> torch.Tensor:
             """The batch's forward and backward pass at the current parameters: fresh gradients,
             and each member's training loss (K,), without the penalty."""
-            losses = training_losses(stack, stack.forward(x, train=True), target, classification, idx.shape)
+            # the batch's shape as the hooks left it (FGSM's join doubles it)
+            losses = training_losses(stack, stack.forward(x, train=True), target, classification, tuple(x.shape[:2]))
             loss = losses.sum()
             penalty = stack.penalty()
             if penalty is not None:

@@ -118,7 +118,7 @@ def _train(jobs: list[tuple[Any, Path]], console: Console | None, done: dict[int
             bar.update(bar_task, advance=1, losses=f"{len(stack.members)} of {len(jobs)} training")
 
     def finished(member: Member) -> None:
-        _finish(member, data, start)
+        _finish(member, data, start, classes)
         done[member.index] = member.result
         on_done(member.index, member.result)
 
@@ -229,11 +229,11 @@ def _restore(stack: Stack, console: Console) -> tuple[int, float]:
     return epoch, max(float(p["seconds"]) for p in payloads)
 
 
-def _finish(member: Member, data: Data, start: float) -> None:
+def _finish(member: Member, data: Data, start: float, classes: list[tuple[type, Any]]) -> None:
     """Evaluates a member whose reported weights are in its own network (Stack.conclude)
     exactly as a lone run does (runner.record), and writes its files."""
     cfg, result = member.cfg, member.result
-    record(result, member.state, member.model, data, cfg, member.reported_weights)
+    record(result, member.state, member.model, data, cfg, member.reported_weights, classes)
     if cfg.save_model and result["status"] == "ok":
         torch.save(member.model.state_dict(), member.out_dir / "model.pt")
     result["seconds"] = time.perf_counter() - start

@@ -22,7 +22,8 @@ dicts). Its hooks receive the stack as a `StackView` and its members as `MemberV
 attributes documented there are all a regularizer may use of them.
 
 Evaluation never calls a hook: train, validation and test metrics are always those of clean
-inputs and true labels in eval mode. Early stopping is the engine's, not a regularizer's.
+inputs and true labels in eval mode (a `metrics` hook only adds metrics of its own beside them,
+after training). Early stopping is the engine's, not a regularizer's.
 
 A user's regularizer is the same kind of class, named by `reg.extra.<name>._target_` (a dotted
 path importable from the Python path, or a module file beside the config: see
@@ -122,6 +123,9 @@ class StackView(Protocol):
         step: the optimizer steps taken, counted from 1, the one being taken included (within
             `before_step` and `after_step`); the same for every member, saved in checkpoints.
         device: the device of the stacked tensors.
+        input_range: (low, high) of a prepared input where the data bounds it, each broadcasting
+            over one input: an image's pixels [0, 1] standardised per channel, (C, 1, 1); None for
+            tables (standardised features have no bound). What an attack clamps to (FGSM).
         epoch: the epoch being trained (every member of a stack is at the same epoch).
         n_outputs: the network's outputs (classes; 1 for a regression).
     """
@@ -140,6 +144,7 @@ class StackView(Protocol):
     adam: bool
     step: int
     device: torch.device
+    input_range: tuple[torch.Tensor, torch.Tensor] | None
     n_outputs: int
 
     @property
@@ -332,6 +337,18 @@ class Weights(Protocol):
 
 
 @runtime_checkable
+class Metrics(Protocol):
+    @staticmethod
+    def metrics(values: Mapping[str, Any], model: nn.Module, data: Any, batch: int) -> dict[str, torch.Tensor]:
+        """After training, metrics of its own of the reported weights beside the clean ones, which
+        it never changes: name -> a 0-d tensor on the device (read back with the clean ones, in the
+        same host sync), added to result.json's `metrics`; {} where its knob values ask for none.
+        Called for every finished run, on the member's own network (`model`) with its knob values
+        (`values`), whether or not it trains in that run (FGSM's `test_acc_fgsm`: a baseline's
+        robustness too); `batch` is trainer.eval_batch_size."""
+
+
+@runtime_checkable
 class MonitorFrom(Protocol):
     def monitor_from(self, stack: StackView, k: int) -> int:
         """With `weights`: the first epoch whose val_loss early stopping watches for member k
@@ -344,6 +361,7 @@ HOOKS: dict[str, type] = {
     "lr": LearningRates, "convex_terms": ConvexTerms, "forward": Forward, "batch": Batch, "loss": Loss,
     "penalty": Penalty, "before_step": BeforeStep, "after_step": AfterStep, "gradient": Gradient,
     "after_epoch": AfterEpoch, "weights": Weights, "weights_label": Weights, "monitor_from": MonitorFrom,
+    "metrics": Metrics,
 }
 
 
