@@ -300,3 +300,11 @@ def test_without_optuna_the_search_is_refused_in_regbenchs_words(monkeypatch):
     assert sweeper_problem(sweeper) == (
         'the Optuna sweeper (+search=..., hydra/sweeper=regbench_optuna) needs Optuna: pip install "regbench[search]"', 1)
     assert sweeper_problem(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"})) is None
+
+
+def test_the_search_file_is_the_one_report_and_study_read():
+    from hydra_plugins.regbench_optuna_sweeper.sweeper import SEARCH_FILE
+
+    from regbench import budget
+
+    assert SEARCH_FILE == budget.FILE  # the plugin module imports no regbench module at its top (Hydra scans it)

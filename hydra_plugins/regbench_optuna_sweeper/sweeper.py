@@ -55,12 +55,10 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from regbench import budget
-
 log = logging.getLogger(__name__)
 
 STATE = ".regbench"  # regbench's own files in a sweep folder (regbench.plan's plan.json lives there too)
-SEARCH_FILE = budget.FILE  # regbench report and study read it (regbench.budget)
+SEARCH_FILE = "search.json"  # regbench.budget.FILE: regbench report and study read it
 DEFAULT_BATCH_CAP = 8  # under the stacked launcher: the sampler still learns from a study's earlier batches
 
 
