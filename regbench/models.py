@@ -3,7 +3,8 @@ batch norm: each regularizer's `layers` hook, regbench.regularizers).
 
 Layers are created in the same order whatever the regularizers (batch norm and dropout
 draw no random numbers at construction), so for one seed every regularizer starts from the
-same weights.
+same weights; Shake-Shake's second branches are created after every other layer, which thus
+keeps those weights too.
 """
 
 from __future__ import annotations
@@ -184,9 +185,10 @@ def _shape(shape: Sequence[int], batch: int) -> str:
 
 
 class Residual(nn.Module):
-    """A residual block: body(h) + shortcut(h), the shortcut the identity when it is empty.
+    """A residual block: body(h) + shortcut(h), the shortcut the identity when it is empty; with
+    a second branch (`add_twin`, Shake-Shake's), mix(body(h), twin(h)) + shortcut(h).
 
-    Both are Sequentials, which the engine (regbench.engine.stack) compiles like the whole
+    All are Sequentials, which the engine (regbench.engine.stack) compiles like the whole
     network, and sums in this order, so that a stack of one computes exactly this.
     """
 
@@ -195,9 +197,18 @@ class Residual(nn.Module):
         # registered body first: the engine's tensor order is that of `modules()`
         self.body = nn.Sequential(*body)
         self.shortcut = nn.Sequential(*(shortcut or []))
+        self.twin: nn.Sequential | None = None
+        self.mix: nn.Module | None = None
+
+    def add_twin(self, twin: list[nn.Module], mix: nn.Module) -> None:
+        """Gives the block a second branch `twin` (registered after the shortcut: the tensors'
+        order), combined with the body by `mix(body(h), twin(h))`."""
+        self.twin, self.mix = nn.Sequential(*twin), mix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + self.shortcut(x)
+        if self.twin is None:
+            return self.body(x) + self.shortcut(x)
+        return self.mix(self.body(x), self.twin(x)) + self.shortcut(x)
 
 
 class _Inserted:
@@ -217,6 +228,17 @@ class _Inserted:
                 out.append(layer)
         return out
 
+
+    def twins(self, blocks: list[tuple[Residual, Any, int]], dims: int) -> None:
+        """Gives each (block, its body's builder, its width) a second branch, built anew (its own
+        weights), where a regularizer inserts a "mix" layer (Shake-Shake). Called once every
+        other layer exists, so that the model's other weights are those it has without it."""
+        for residual, body, width in blocks:
+            mix = self("mix", width, dims)
+            if len(mix) > 1:
+                raise ValueError(f"two regularizers mix a residual block's branches: {mix}")
+            if mix:
+                residual.add_twin(body(), mix[0])
 
     def branch(self, width: int, dims: int, block: int, blocks: int) -> list[nn.Module]:
         """The layers at the end of residual branch `block` (1-based) of `blocks`, each given its
@@ -291,15 +313,20 @@ def _resmlp(model: Any, inserted: _Inserted, input_shape: tuple[int, ...], n_out
         h + ([BN] -> act -> linear -> [BN] -> act -> [dropout] -> linear -> [drop_path, shakedrop])(h),
 
     then [BN] -> act -> the head. Batch norm with reg.batchnorm, dropout with reg.dropout; the
-    groups only count blocks here (every group has the same width)."""
+    groups only count blocks here (every group has the same width). With reg.shake_shake each
+    block has a second branch like the first (built last, its own weights), the two mixed."""
     width, act = model.width, ACTIVATIONS[model.activation]
     layers: list[nn.Module] = [nn.Flatten(), nn.Linear(_flat_size(input_shape), width)]
     n_blocks = model.groups * model.blocks
+    blocks = []
     for block in range(1, n_blocks + 1):
-        body = [*inserted("norm", width, 1), act(), nn.Linear(width, width), *inserted("norm", width, 1), act(),
-                *inserted("hidden", width, 1), nn.Linear(width, width), *inserted.branch(width, 1, block, n_blocks)]
-        layers.append(Residual(body))
+        def body(block: int = block) -> list[nn.Module]:
+            return [*inserted("norm", width, 1), act(), nn.Linear(width, width), *inserted("norm", width, 1), act(),
+                    *inserted("hidden", width, 1), nn.Linear(width, width), *inserted.branch(width, 1, block, n_blocks)]
+        blocks.append((Residual(body()), body, width))
+        layers.append(blocks[-1][0])
     layers += [*inserted("norm", width, 1), act(), nn.Linear(width, n_outputs)]
+    inserted.twins(blocks, 1)
     return nn.Sequential(*layers)
 
 
@@ -317,6 +344,8 @@ def _resnet(model: Any, inserted: _Inserted, input_shape: tuple[int, ...], n_out
     `model=resnet reg=batchnorm`. Dropout sits between a block's two convolutions, as in Wide
     ResNets (Zagoruyko & Komodakis 2016). Convolutions keep their biases (without batch norm
     nothing else shifts them). Fits 8x8 digits (stages at 8, 4, 2) as well as 28x28 and 32x32.
+    With reg.shake_shake each block has a second branch like the first (built last, its own
+    weights), the two mixed.
     """
     if len(input_shape) != 3:
         raise UserInputError(
@@ -327,16 +356,21 @@ def _resnet(model: Any, inserted: _Inserted, input_shape: tuple[int, ...], n_out
     per_stage, n_blocks = (model.depth - 2) // 6, 3 * ((model.depth - 2) // 6)
     c_in = 16 * model.width_mult
     layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c_in, 3, padding=1), *inserted("norm", c_in, 2), act()]
-    block = 0
+    block, blocks = 0, []
     for stage, c_out in enumerate(w * model.width_mult for w in (16, 32, 64)):
         for i in range(per_stage):
             stride, block = (2 if stage > 0 and i == 0 else 1), block + 1
-            body = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), *inserted("norm", c_out, 2), act(),
-                    *inserted("hidden", c_out, 2), nn.Conv2d(c_out, c_out, 3, padding=1), *inserted("norm", c_out, 2),
-                    *inserted.branch(c_out, 2, block, n_blocks)]
+
+            def body(c_in: int = c_in, c_out: int = c_out, stride: int = stride, block: int = block) -> list[nn.Module]:
+                return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), *inserted("norm", c_out, 2), act(),
+                        *inserted("hidden", c_out, 2), nn.Conv2d(c_out, c_out, 3, padding=1),
+                        *inserted("norm", c_out, 2), *inserted.branch(c_out, 2, block, n_blocks)]
+            first = body()  # before the shortcut: the order the layers draw their initial weights in
             shortcut = [] if stride == 1 and c_in == c_out else [nn.Conv2d(c_in, c_out, 1, stride=stride),
                                                                  *inserted("norm", c_out, 2)]
-            layers += [Residual(body, shortcut), act()]
+            blocks.append((Residual(first, shortcut), body, c_out))
+            layers += [blocks[-1][0], act()]
             c_in = c_out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_outputs)]
+    inserted.twins(blocks, 2)
     return nn.Sequential(*layers)

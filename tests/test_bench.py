@@ -94,14 +94,15 @@ def test_the_derived_rows_keep_every_row_listed_before_and_add_only_presets(benc
 
 
 def test_a_row_moves_to_a_model_its_regularizer_acts_on_with_its_baseline(bench):
-    """drop_path and shakedrop refuse the MLP (their config_problem hook): their rows and
+    """drop_path, shakedrop and shake_shake refuse the MLP (their config_problem hook): their rows and
     baselines run on resmlp, the first of OTHER_MODELS; the rest stay on the workloads' MLP."""
     from benchlib.regularizers import OTHER_MODELS
 
     moved = {name: (over, base) for name, over, base in bench.reg_rows() if any(o.startswith("model=") for o in over)}
     assert OTHER_MODELS[0] == "resmlp"
     assert moved == {"drop_path (resmlp)": (["model=resmlp", "reg=drop_path"], ["model=resmlp"]),
-                     "shakedrop (resmlp)": (["model=resmlp", "reg=shakedrop"], ["model=resmlp"])}
+                     "shakedrop (resmlp)": (["model=resmlp", "reg=shakedrop"], ["model=resmlp"]),
+                     "shake_shake (resmlp)": (["model=resmlp", "reg=shake_shake"], ["model=resmlp"])}
 
 
 def _presets_of(cls):

@@ -47,8 +47,10 @@ def no_host_sync():
     ["model=resmlp", "model.width=16", "reg=[drop_path,shakedrop,batchnorm]"],
     ["model=resnet", "model.depth=8", "reg=[drop_path,shakedrop,batchnorm,dropout]"],
     ["reg=[grad_clip,grad_clip_value]", "optim=sgd"],             # each member's norm and bounds on the device
+    ["model=resmlp", "model.width=16", "reg=[shake_shake,batchnorm]"],
+    ["model=resnet", "model.depth=8", "reg=[shake_shake,batchnorm,dropout]"],  # the grouped layout's mix
 ], ids=["adam-prox", "sgd-prox", "decay-dropout-bn", "adamw-l1-in-loss", "mnist-cnn-augment", "mnist-cnn-fgsm",
-        "resmlp-branches", "resnet-branches", "grad-clip"])
+        "resmlp-branches", "resnet-branches", "grad-clip", "resmlp-shake-shake", "resnet-shake-shake"])
 def test_an_epoch_on_cuda_makes_no_host_sync(tmp_path, overrides):
     if overrides[0] == "dataset=mnist":
         from tests.helpers.data import torchvision_root

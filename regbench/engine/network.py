@@ -105,7 +105,8 @@ def custom_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def compile_ops(modules: nn.Sequential, n_params: int = 0, n_buffers: int = 0) -> tuple[list[tuple[Any, ...]], int, int]:
     """The layers of `modules` as the engine's ops, in order, with the indices of their tensors
     (in `tensors`' order) from `n_params` and `n_buffers` on; returns the ops and the next
-    indices. A residual block is one op holding its body's and its shortcut's ops."""
+    indices. A residual block is one op holding its body's and its shortcut's ops, and where it
+    has a second branch (Shake-Shake), that branch's ops and the regularizer that mixes the two."""
     ops: list[tuple[Any, ...]] = []
     for module in modules:
         owner = getattr(module, "regbench_regularizer", None)
@@ -114,7 +115,11 @@ def compile_ops(modules: nn.Sequential, n_params: int = 0, n_buffers: int = 0) -
         elif isinstance(module, Residual):
             body, n_params, n_buffers = compile_ops(module.body, n_params, n_buffers)
             shortcut, n_params, n_buffers = compile_ops(module.shortcut, n_params, n_buffers)
-            ops.append(("residual", body, shortcut))
+            if module.twin is None:
+                ops.append(("residual", body, shortcut))
+            else:  # after the shortcut: the order of `modules()`, so of `tensors`
+                twin, n_params, n_buffers = compile_ops(module.twin, n_params, n_buffers)
+                ops.append(("residual", body, shortcut, twin, module.mix.regbench_regularizer))
         elif isinstance(module, nn.Flatten):
             ops.append(("flatten",))
         elif isinstance(module, nn.Linear):
@@ -278,6 +283,17 @@ class Network:
                         h = forward(stack, h, train)
             elif kind == "residual":  # body, then shortcut, summed in that order as Residual.forward
                 branch, grouped_branch = self._run(stack, op[1], h, grouped, k, train)
+                if len(op) > 3:  # a second branch, mixed with the body by its owner (Shake-Shake)
+                    twin, grouped_twin = self._run(stack, op[3], h, grouped, k, train)
+                    assert grouped_twin == grouped_branch, "a residual block's branches end in different layouts"
+                    mix = partial(stack.by_name[op[4]].forward, stack, train=train)
+                    if grouped_branch:  # member k's channels side by side: (K, B, C, H, W) for the mix
+                        b_, _, *spatial = branch.shape
+                        branch = mix(branch.view(b_, k, -1, *spatial).transpose(0, 1),
+                                     twin=twin.view(b_, k, -1, *spatial).transpose(0, 1))
+                        branch = branch.transpose(0, 1).reshape(b_, -1, *spatial)
+                    else:
+                        branch = mix(branch, twin=twin)
                 shortcut, grouped = self._run(stack, op[2], h, grouped, k, train)
                 assert grouped == grouped_branch, "a residual block's body and shortcut end in different layouts"
                 h = branch + shortcut

@@ -1,5 +1,6 @@
 """The tensor operations of the regularizers that act on a residual block's branch (stochastic
-depth, ShakeDrop), shared by the plain network's layers and the engine's stacked hooks.
+depth, ShakeDrop) or mix its two branches (Shake-Shake), shared by the plain network's layers
+and the engine's stacked hooks.
 
 A residual block computes shortcut(h) + branch(h); these act on branch(h) before the sum. The
 model builder (regbench.models) gives each such layer the `regbench_depth` l / L of its block
@@ -69,6 +70,44 @@ def shakedrop(x: torch.Tensor, p: float, training: bool, generator: torch.Genera
     return _ShakeDropFunction.apply(x, forward_gate, backward_gate)
 
 
+class _ShakeShakeFunction(torch.autograd.Function):
+    """alpha * b1 + (1 - alpha) * b2 in the forward pass; in the backward pass the upstream
+    gradient times beta to b1 and times 1 - beta to b2 (Gastaldi 2017: the backward pass draws
+    its own coefficient; the coefficients are not differentiated)."""
+
+    @staticmethod
+    def forward(ctx, b1: torch.Tensor, b2: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(beta)
+        return alpha * b1 + (1 - alpha) * b2
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        (beta,) = ctx.saved_tensors
+        return grad * beta, grad * (1 - beta), None, None
+
+
+def shake_shake_coefficients(x: torch.Tensor, generator: torch.Generator | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shake-Shake-Image's coefficients for a batch like x, one per sample: alpha ~ U[0, 1] (the
+    forward pass's), then beta ~ U[0, 1] (the backward pass's), drawn in that order."""
+    shape = row_noise_shape(x)
+    alpha = torch.empty(shape, dtype=x.dtype, device=x.device).uniform_(0.0, 1.0, generator=generator)
+    beta = torch.empty(shape, dtype=x.dtype, device=x.device).uniform_(0.0, 1.0, generator=generator)
+    return alpha, beta
+
+
+def shake_shake(b1: torch.Tensor, b2: torch.Tensor, training: bool, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+    """Shake-Shake (Gastaldi 2017, "Shake-Shake-Image") of a residual block's two branches: in
+    training alpha * b1 + (1 - alpha) * b2 forward, the gradient times beta (b1) and 1 - beta
+    (b2) backward, alpha and beta drawn per sample (`shake_shake_coefficients`); in evaluation
+    their expectation, 0.5 * (b1 + b2)."""
+    if not training:
+        return 0.5 * (b1 + b2)
+    alpha, beta = shake_shake_coefficients(b1, generator)
+    return _ShakeShakeFunction.apply(b1, b2, alpha, beta)
+
+
 class DropPath(nn.Module):
     """Stochastic depth of one residual branch, at `rate` * its block's `regbench_depth`."""
 
@@ -97,3 +136,11 @@ class ShakeDrop(nn.Module):
 
     def extra_repr(self) -> str:
         return f"rate={self.rate}, depth={self.regbench_depth:.3g}"
+
+
+class ShakeShake(nn.Module):
+    """Shake-Shake's mix of a residual block's two branches (regbench.models.Residual calls it
+    with both)."""
+
+    def forward(self, b1: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+        return shake_shake(b1, b2, self.training)

@@ -220,9 +220,11 @@ class Layers(Protocol):
         """When the model is built, given the whole `reg` node: layers to insert at `where`
         ("input"; "norm": after a hidden linear or conv layer, before its activation; "hidden":
         after the activation; "branch": at the end of a residual block's branch, before the skip
-        connection's sum), for `width` features or channels of `dims` spatial dimensions. The
-        model builder gives a "branch" layer the `regbench_depth` l / L of its block (the l-th of
-        the model's L, counted from the input)."""
+        connection's sum; "mix": one layer that combines a residual block's branch with a second
+        one, which the model builder then adds to the block, a copy of its branch with its own
+        weights: Shake-Shake's), for `width` features or channels of `dims` spatial dimensions.
+        The model builder gives a "branch" layer the `regbench_depth` l / L of its block (the
+        l-th of the model's L, counted from the input)."""
 
 
 @runtime_checkable
@@ -269,7 +271,8 @@ class ConvexTerms(Protocol):
 class Forward(Protocol):
     def forward(self, stack: StackView, h: torch.Tensor, train: bool) -> torch.Tensor:
         """The stacked form of the layers it inserted (`layers`): h (K, B, ...) -> h. For "branch"
-        layers it also gets `depth=`, the block's l / L, by keyword."""
+        layers it also gets `depth=`, the block's l / L, by keyword; for a "mix" layer, `twin=`,
+        the block's second branch (K, B, ...), h being its first, and returns their mix."""
 
 
 @runtime_checkable
@@ -565,7 +568,8 @@ def _arity(cls: type, attr: str, args: tuple[str, ...], static: bool, depth: boo
     if attr == "__init__" or (not static and not isinstance(raw, (staticmethod, classmethod))):
         parameters = list(signature.parameters.values())[1:]  # `self` (the instance the engine calls it on)
         signature = signature.replace(parameters=parameters)
-    calls = [((None,) * len(args), {})] + ([((None,) * len(args), {"depth": 1.0})] if depth else [])
+    calls = [((None,) * len(args), {})] + ([((None,) * len(args), {"depth": 1.0}),
+                                            ((None,) * len(args), {"twin": None})] if depth else [])
     for positional, keywords in calls:
         try:
             signature.bind(*positional, **keywords)
@@ -573,7 +577,7 @@ def _arity(cls: type, attr: str, args: tuple[str, ...], static: bool, depth: boo
         except TypeError:
             continue
     return [f"has {attr}{_params(inspect.signature(value))}, not {wanted}"
-            f"{' (a branch layer also gets depth=)' if depth else ''}"]
+            f"{' (a branch layer also gets depth=, a mix layer twin=)' if depth else ''}"]
 
 
 def _params(signature: Any) -> str:
