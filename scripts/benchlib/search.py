@@ -1,5 +1,5 @@
 """(f) a search from the shell, its trials stacked against one trial at a time (`--skip search`):
-`regbench run -m dataset=digits model=mlp +search=elasticnet search.trials=16` (--search-trials;
+`regbench run -m dataset=digits model=mlp +search=elasticnet hydra.sweeper.n_trials=16` (--search-trials;
 every other option the preset's and the config's: the digits MLP, early stopping, at most
 --search-epochs epochs, the config's 200 by default), run
 
@@ -87,7 +87,7 @@ def search_sweep(trials: int, epochs: int | None, repeats: int, device: str, bas
     exe = shutil.which("regbench")
     base = [exe] if exe else [sys.executable, "-m", "regbench"]
     # n_startup_trials = trials: every trial a startup trial, so that every batch size asks the same ones
-    sweep = ["run", "-m", *SEARCH, f"search.trials={trials}", f"hydra.sweeper.sampler.n_startup_trials={trials}",
+    sweep = ["run", "-m", *SEARCH, f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.sampler.n_startup_trials={trials}",
              *([f"trainer.max_epochs={epochs}"] if epochs else []), f"device={device}"]
     variants = {v: o for v, o in VARIANTS.items() if basic or v != BASIC}
     walls: dict[str, list[float]] = {v: [] for v in variants}
