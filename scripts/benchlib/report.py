@@ -55,6 +55,11 @@ def search_table(f: dict[str, Any]) -> list[str]:
            fmt_table(rows, ["trials asked", "options", "wall", "min..max", "per trial", "epochs (all trials)"]),
            f"stacked search, {f['batch']} trials a batch, against one trial at a time: {f['speedup']:.2f}x "
            "(ratio of the medians); per repeat " + ", ".join(f"{x:.2f}x" for x in f["speedup_per_repeat"])]
+    if all("other_cpu_share" in f[v] for v in f["variants"]):
+        shared = any(x > 0.03 for v in f["variants"] for x in f[v]["other_cpu_share"])
+        out.append("other processes' share of the cores during each command, by repeat: " + "; ".join(
+            f"{v} " + ", ".join(f"{100 * x:.0f}%" for x in f[v]["other_cpu_share"]) for v in f["variants"])
+            + ("  <- shared: compare the quiet repeats" if shared else ""))
     if "speedup_vs_basic" in f:
         out.append(f"against one trial at a time on the basic launcher: {f['speedup_vs_basic']:.2f}x")
     out.append(f"every run's study (optuna.db) holds the same {f['trials']} trials with the same parameters; the "

@@ -20,7 +20,9 @@ largest difference between the trials' values (a stack's member against the same
 
 Each command in a fresh subprocess and a fresh sweep folder, from its start to its end
 (start-up, composition, the study's storage, every run's folder, the sweep report), interleaved
-and repeated (--search-repeats); reported: wall times (medians), per trial, and the ratios.
+and repeated (--search-repeats); reported: wall times (medians), per trial, the ratios, and the
+share of the cores other processes used during each command (on a shared machine a repeat far
+slower than the others is a shared one: compare the quiet repeats).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def search_sweep(trials: int, epochs: int | None, repeats: int, device: str, bas
              *([f"trainer.max_epochs={epochs}"] if epochs else []), f"device={device}"]
     variants = {v: o for v, o in VARIANTS.items() if basic or v != BASIC}
     walls: dict[str, list[float]] = {v: [] for v in variants}
+    shared: dict[str, list[float]] = {v: [] for v in variants}  # other processes' share of the cores, per command
     studies: dict[str, list[dict[str, Any]]] = {}
     epochs_done: dict[str, int] = {}
     watch = CpuWatch()
@@ -100,9 +103,10 @@ def search_sweep(trials: int, epochs: int | None, repeats: int, device: str, bas
             for v in order:
                 folder = f"sweep_{r}_{list(variants).index(v)}"
                 cmd = [*base, *sweep, *variants[v], f"hydra.sweep.dir={folder}"]
-                start = time.perf_counter()
+                start, command_watch = time.perf_counter(), CpuWatch()
                 p = subprocess.run(cmd, cwd=cwd, check=False, capture_output=True, text=True, timeout=3600)
                 walls[v].append(time.perf_counter() - start)
+                shared[v].append(command_watch.foreign()["other_cpu_share"])
                 if p.returncode != 0 or f"sweep done: {trials} ok" not in p.stdout:
                     sys.exit(f"bench: {' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
                 studies[f"{v}, repeat {r + 1}"] = study_trials(Path(cwd) / folder)
@@ -123,6 +127,7 @@ def search_sweep(trials: int, epochs: int | None, repeats: int, device: str, bas
     for v in variants:
         res[v] = spread(walls[v])
         res[v]["per_trial_seconds"] = res[v]["wall_seconds"] / trials
+        res[v]["other_cpu_share"] = shared[v]
     res["speedup"] = res[ONE]["wall_seconds"] / res[STACKED]["wall_seconds"]
     res["speedup_per_repeat"] = [a / b for a, b in zip(walls[ONE], walls[STACKED])]
     if BASIC in variants:
