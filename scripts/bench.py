@@ -22,6 +22,9 @@ each part is a module of scripts/benchlib/, whose docstring says how (printed be
 6. (e), benchlib/cluster.py: a 32-job sweep on a SLURM cluster from the shell: in-process
    stacked, stacks as array elements, one element per job (`--skip cluster`; skipped, saying
    why, where no cluster answers: `sudo bash scripts/slurm_local.sh start` makes one).
+7. (f), benchlib/search.py: an Optuna search of 16 trials on the digits MLP from the shell,
+   8 trials asked at a time and trained as one stack against one trial at a time (and the
+   basic launcher, `--skip search-basic`), the same trials checked in their studies (`--skip search`).
 
 This file parses the options, runs the parts ((d) after (c), before the sweep from the
 shell) and prints the report (benchlib/report.py).
@@ -29,7 +32,8 @@ shell) and prints the report (benchlib/report.py).
 Targets (from the performance issue): runner within 10% of the minimal loop on both
 workloads (runner/minimal >= 0.91 in epochs/s); the 8-job stacked sweep (c) at least 1.5x
 faster than its jobs one by one on the CPU (32 jobs, 5x on CUDA); on a SLURM cluster (e), stacks as
-array elements at least 2x faster than one element per job and at most 10% slower than in-process; both commands under 1 s without importing
+array elements at least 2x faster than one element per job and at most 10% slower than in-process; the search (f)
+with 8 trials a stack at least 2x faster than one trial at a time; both commands under 1 s without importing
 torch, torchvision, pandas or scikit-learn; images kept once, as uint8. The load averages
 before and after are printed: rerun when another process shared the machine.
 """
@@ -47,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 # Python puts this script's folder first on sys.path, so its parts import as `benchlib`.
-from benchlib import cluster, common, loops, memory, regularizers, report as report_module, stacking, startup
+from benchlib import cluster, common, loops, memory, regularizers, report as report_module, search, stacking, startup
 from benchlib.common import CpuWatch, compose_cfg, matmul_peak, mnist_root
 from benchlib.loops import COMMON, VARIANTS, WORKLOAD_A, WORKLOAD_B, bench_workload, mlp_flops, trained_samples
 from benchlib.memory import child_main, peak_memory
@@ -58,7 +62,7 @@ from benchlib.startup import cli_startup, cli_whole_run
 
 # --help: the overview above, then how each part measures (its module's docstring)
 PARTS = "\n\n".join(f"benchlib/{m.__name__.split('.')[-1]}.py\n{m.__doc__}".rstrip()
-                      for m in (loops, common, stacking, regularizers, memory, startup, cluster, report_module))
+                      for m in (loops, common, stacking, regularizers, memory, startup, cluster, search, report_module))
 
 
 def main() -> int:
@@ -76,10 +80,14 @@ def main() -> int:
     parser.add_argument("--cli-sweep-repeats", type=int, help="runs of the sweep (c) from the shell, per launcher (default 2; quick 1)")
     parser.add_argument("--cluster-repeats", type=int, help="runs of the SLURM sweep (e), per variant (default 2; quick 1)")
     parser.add_argument("--cluster-epochs", type=int, default=30, help="epochs of each job of the SLURM sweep (e) (default 30)")
+    parser.add_argument("--search-repeats", type=int, help="runs of the search (f), per variant (default 2; quick 1)")
+    parser.add_argument("--search-trials", type=int, help="trials of the search (f) (default 16; quick 8)")
+    parser.add_argument("--search-epochs", type=int, help="at most this many epochs per trial of (f), early stopping kept "
+                        "(default: the config's 200; quick 3)")
     parser.add_argument("--cli-repeats", type=int, help="runs of each CLI command (default 7; quick 3)")
     parser.add_argument("--threads", type=int, help="torch threads (default: the machine's cores, as regbench run's auto)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (CUDA syncs are in place but untested on a CPU-only machine)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "c-sizes", "cli-sweep", "memory", "cli", "d", "cluster"], help="parts to leave out")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["a", "b", "c", "c-sizes", "cli-sweep", "memory", "cli", "d", "cluster", "search", "search-basic"], help="parts to leave out")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -193,6 +201,12 @@ def main() -> int:
         if "cluster" not in args.skip:
             log("(e) a 32-job sweep on SLURM from the shell")
             res["cluster"] = cluster.cluster_sweep(args.cluster_repeats or (1 if q else 2), log, args.cluster_epochs)
+        if "search" not in args.skip:
+            trials = args.search_trials or (8 if q else 16)
+            log(f"(f) a search of {trials} trials from the shell, {search.BATCH} a stack against one at a time")
+            res["search"] = search.search_sweep(trials, args.search_epochs or (3 if q else None),
+                                                args.search_repeats or (1 if q else 2), args.device,
+                                                "search-basic" not in args.skip, log)
     res["environment"]["loadavg_after"] = tuple(round(x, 2) for x in os.getloadavg())
     res["machine_sharing"] = watch.foreign()
     res["total_seconds"] = time.perf_counter() - t_total

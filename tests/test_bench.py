@@ -142,3 +142,68 @@ def test_the_cost_table_reports_every_row_and_the_targets_read_it(bench):
     assert all(label in lines for label, _, _ in rows) and "2.00x (200 ms)" in lines
     targets = bench.targets({"d": d, "environment": {"device": "cpu"}})
     assert [t.startswith("[MISSED]") for t in targets] == [True, True, False]  # 2.0x: over 1.10, under 2.3
+
+
+def _trial(number, alpha, state="COMPLETE", value=0.5):
+    return {"number": number, "state": state, "params": {"reg.alpha": alpha, "reg.l1_ratio": 0.5}, "value": value}
+
+
+def test_the_search_part_refuses_runs_that_did_not_search_the_same_trials(bench):
+    """(f) compares wall times only between studies of the same trials: a study that asked
+    another parameter, or holds fewer or unfinished trials, is named, not timed."""
+    from benchlib.search import same_trials_problem
+
+    same = [_trial(0, 1e-4), _trial(1, 1e-3)]
+    assert same_trials_problem({"8 a batch": same, "1 a batch": [dict(t, value=0.6) for t in same]}, 2) is None
+    other = [_trial(0, 1e-4), _trial(1, 2e-3)]
+    problem = same_trials_problem({"8 a batch": same, "1 a batch": other}, 2)
+    assert problem.startswith("1 a batch asked other trials than 8 a batch: trial 1")
+    assert "expected 2 complete" in same_trials_problem({"8 a batch": same, "1 a batch": same[:1]}, 2)
+    failed = [_trial(0, 1e-4), _trial(1, 1e-3, state="FAIL", value=None)]
+    assert "1 complete" in same_trials_problem({"8 a batch": same, "1 a batch": failed}, 2)
+
+
+def test_the_search_part_reports_each_variant_and_judges_the_target_on_one_trial_at_a_time(bench):
+    from benchlib.report import search_table
+    from benchlib.search import BASIC, ONE, STACKED, VARIANTS
+
+    def variant(wall):
+        return {"wall_seconds": wall, "min": wall, "max": wall, "repeats": [wall], "per_trial_seconds": wall / 16}
+
+    f = {"command": "regbench run -m ...", "trials": 16, "batch": 8, "repeats": 1, "max_epochs": None,
+         "variants": {v: " ".join(o) for v, o in VARIANTS.items()},
+         "machine_sharing": {"other_cpu_s": 1.0, "wall_s": 100.0, "other_cpu_share": 0.005, "steal_s": 0.0},
+         "same_trials": True, "trial_value_max_abs_diff": 0.0, "epochs_run": {v: 966 for v in VARIANTS},
+         STACKED: variant(20.0), ONE: variant(38.0), BASIC: variant(50.0),
+         "speedup": 1.9, "speedup_per_repeat": [1.9], "speedup_vs_basic": 2.5}
+    lines = "\n".join(search_table(f))
+    assert all(v in lines for v in VARIANTS) and "1.25 s" in lines and "1.90x" in lines and "2.50x" in lines
+    assert bench.targets({"search": f, "environment": {"device": "cpu"}}) == [
+        "[MISSED] (f) a search of 16 trials from the shell, 8 trials a stack, at least 2x faster than one trial at a "
+        "time: 38.0 s / 20.0 s = 1.90x"]
+
+
+@pytest.mark.slow
+def test_the_search_parts_quick_path_runs_and_reads_the_trials_optuna_asks(tmp_path: Path):
+    """`scripts/bench.py --quick`'s part (f) from the shell, on 3 trials of one epoch: every
+    variant's study holds the trials a plain Optuna loop with the preset's sampler asks."""
+    import json
+    import subprocess
+    import sys
+
+    optuna = pytest.importorskip("optuna", reason='needs the search extra: pip install -e ".[search]"')
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--quick", "--skip", "a", "b", "c",
+                        "c-sizes", "cli-sweep", "memory", "cli", "d", "cluster", "search-basic", "--search-trials", "3",
+                        "--search-epochs", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    f = json.loads(out.read_text())["search"]
+    assert f["same_trials"] and f["trials"] == 3 and set(f["variants"]) == {"stacked, 8 a batch", "stacked, 1 a batch"}
+    assert f["epochs_run"] == {"stacked, 8 a batch": 3, "stacked, 1 a batch": 3}
+    assert "(f) a search of 3 trials" in p.stdout and "] (f) a search of 3 trials" in p.stdout
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3))
+    space = {"reg.alpha": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True),
+             "reg.l1_ratio": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    asked = [study.ask(space).params for _ in range(3)]
+    assert f["params"] == asked

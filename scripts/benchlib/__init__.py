@@ -7,5 +7,7 @@
 - regularizers: (d), what each regularizer costs, its rows derived from the registry
 - memory: the peak memory of run (b)
 - startup: the CLI's start-up and a whole default run from the shell
+- cluster: (e), a sweep on a SLURM cluster from the shell
+- search: (f), an Optuna search from the shell, its trials stacked against one at a time
 - report: the printed report and the targets
 """

@@ -1,7 +1,8 @@
 """The benchmark's printed report (`report`) from its results dict (the one `--json` writes), and
 the lines that say which targets were met (`targets`): runner within 10% of the minimal loop on
 (a) and (b), the stacked sweep's speed-up on (c), the CLI commands under 1 s without a heavy
-import, the run's fixed cost, (d)'s targets on MNIST, images kept as uint8.
+import, the run's fixed cost, (d)'s targets on MNIST, (e)'s on SLURM, the stacked search's
+speed-up (f), images kept as uint8.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from .loops import VARIANTS
 from .regularizers import REG_TARGETS
+from .search import ONE, STACKED, TARGET as SEARCH_TARGET
 from .stacking import STACK_TARGETS, WORKLOAD_C
 from .startup import HEAVY
 
@@ -40,6 +42,29 @@ def regularizer_table(d: dict[str, Any]) -> list[str]:
             f"its baseline's; epochs {d['epochs']}, {d['repeats']} interleaved repeats, medians",
             f"other processes during (d): {sharing(d['machine_sharing'])}",
             fmt_table(rows, ["regularizer", "baseline", *names])]
+
+
+def search_table(f: dict[str, Any]) -> list[str]:
+    """(f)'s lines of the report: each variant's wall time, per trial, and the ratios."""
+    epochs = f"at most {f['max_epochs']} epochs a trial" if f["max_epochs"] else "the config's epochs"
+    rows = [[v, f["variants"][v], f"{f[v]['wall_seconds']:.1f} s", f"{f[v]['min']:.1f}..{f[v]['max']:.1f}",
+             f"{f[v]['per_trial_seconds']:.2f} s", str(f["epochs_run"][v])] for v in f["variants"]]
+    out = ["", f"(f) a search of {f['trials']} trials from the shell ({epochs}, early stopping), {f['repeats']} "
+               f"repeat(s) each, interleaved, fresh sweep folders; medians: {f['command']}",
+           f"other processes during (f): {sharing(f['machine_sharing'])}",
+           fmt_table(rows, ["trials asked", "options", "wall", "min..max", "per trial", "epochs (all trials)"]),
+           f"stacked search, {f['batch']} trials a batch, against one trial at a time: {f['speedup']:.2f}x "
+           "(ratio of the medians); per repeat " + ", ".join(f"{x:.2f}x" for x in f["speedup_per_repeat"])]
+    if all("other_cpu_share" in f[v] for v in f["variants"]):
+        shared = any(x > 0.03 for v in f["variants"] for x in f[v]["other_cpu_share"])
+        out.append("other processes' share of the cores during each command, by repeat: " + "; ".join(
+            f"{v} " + ", ".join(f"{100 * x:.0f}%" for x in f[v]["other_cpu_share"]) for v in f["variants"])
+            + ("  <- shared: compare the quiet repeats" if shared else ""))
+    if "speedup_vs_basic" in f:
+        out.append(f"against one trial at a time on the basic launcher: {f['speedup_vs_basic']:.2f}x")
+    out.append(f"every run's study (optuna.db) holds the same {f['trials']} trials with the same parameters; the "
+               f"trials' values differ by at most {f['trial_value_max_abs_diff']:.2g} between runs")
+    return out
 
 
 def conditions(w: dict[str, Any]) -> list[str]:
@@ -153,6 +178,8 @@ def report(res: dict[str, Any]) -> str:
             out.append(fmt_table(rows, ["variant", "launcher options", "wall", "min..max"]))
             out.append(f"stacks as elements: {e['elements_vs_per_job']:.2f}x faster than one element per job; "
                        f"{e['elements_vs_inprocess']:.2f}x the in-process stacked wall time")
+    if "search" in res:
+        out += search_table(res["search"])
     if "memory" in res:
         m = res["memory"]
         out.append("")
@@ -240,6 +267,11 @@ def targets(res: dict[str, Any]) -> list[str]:
                      f"slower than in-process stacked: {e['elements_vs_inprocess']:.2f}x its wall time")
     elif "cluster" in res:
         lines.append(f"[n/a] (e) the SLURM targets: {res['cluster']['skipped']}")
+    if "search" in res:
+        f = res["search"]
+        lines.append(f"[{'met' if f['speedup'] >= SEARCH_TARGET else 'MISSED'}] (f) a search of {f['trials']} trials "
+                     f"from the shell, {f['batch']} trials a stack, at least {SEARCH_TARGET:g}x faster than one trial at a "
+                     f"time: {f[ONE]['wall_seconds']:.1f} s / {f[STACKED]['wall_seconds']:.1f} s = {f['speedup']:.2f}x")
     if "b" in res:
         lines.append(f"[{'met' if res['b']['x_dtype'] == 'torch.uint8' else 'MISSED'}] MNIST images stored as uint8 "
                      f"({res['b']['x_dtype']}) and standardised per batch (Data.prepare)")
