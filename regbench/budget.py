@@ -83,10 +83,17 @@ def lines(paths: list[Path]) -> list[str]:
     return out
 
 
-def pruned(run_folder: str | Path) -> bool:
-    """Whether a run is a seed of a trial the search pruned (its trial.json says so)."""
-    trial = Path(run_folder).parent / TRIAL_FILE
+def pruned(run_folders: Any) -> list[bool]:
+    """For each run folder, whether it is a seed of a trial the search pruned (its trial.json says
+    so); one read per trial folder, not per seed's run."""
+    trials = [Path(f).parent for f in run_folders]
+    state = {t: _trial_state(t) for t in set(trials)}
+    return [state[t] == "pruned" for t in trials]
+
+
+def _trial_state(trial_folder: Path) -> str | None:
     try:
-        return json.loads(trial.read_text()).get("state") == "pruned"
-    except (OSError, ValueError, AttributeError):
-        return False
+        data = json.loads((trial_folder / TRIAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("state") if isinstance(data, dict) else None

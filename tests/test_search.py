@@ -308,3 +308,17 @@ def test_the_search_file_is_the_one_report_and_study_read():
     from regbench import budget
 
     assert SEARCH_FILE == budget.FILE  # the plugin module imports no regbench module at its top (Hydra scans it)
+
+
+def test_a_pruned_trials_seeds_are_told_apart_by_its_trial_json(tmp_path):
+    from regbench import budget
+
+    for trial, state in (("0", "complete"), ("1", "pruned")):
+        (tmp_path / trial / "seed_0").mkdir(parents=True)
+        (tmp_path / trial / "trial.json").write_text(json.dumps({"state": state}))
+    (tmp_path / "2").mkdir()  # a run of a trial with one seed: no trial.json above it
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "trial.json").write_text("[")  # unreadable: not pruned
+    folders = [tmp_path / "0" / "seed_0", tmp_path / "1" / "seed_0", tmp_path / "1" / "seed_1", tmp_path / "2",
+               tmp_path / "3" / "seed_0"]
+    assert budget.pruned(folders) == [False, True, True, False, False]

@@ -88,19 +88,16 @@ ConfigStore.instance().store(group="hydra/sweeper", name="regbench_optuna", node
 
 
 def _refuse(message: str, code: int = 2) -> None:
-    print(f"regbench: error: {message}", file=sys.stderr)
-    sys.exit(code)
+    from regbench.cli.callbacks import refuse  # imported here: Hydra's plugin scan imports this module everywhere
+
+    refuse(message, code)
 
 
 def _optuna() -> Any:
-    try:
-        import optuna
-    except ImportError:
-        _refuse('hydra/sweeper=regbench_optuna needs Optuna: pip install "optuna>=4"')
-    major = int(optuna.__version__.split(".")[0])
-    if major < 4:
-        _refuse(f"hydra/sweeper=regbench_optuna needs optuna>=4 (this environment has {optuna.__version__}): "
-                'pip install -U "optuna>=4"')
+    """Optuna, quiet below warnings. Whether it is installed (and new enough) was asked before Hydra
+    instantiated this sweeper (regbench.cli.callbacks.sweeper_problem)."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -237,6 +234,7 @@ class RegbenchOptunaSweeper(Sweeper):
                         for e in (enqueue or [])]
         self.max_failure_rate = max_failure_rate
         self.job_idx = 0
+        self.base: list[str] = []
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -295,6 +293,7 @@ class RegbenchOptunaSweeper(Sweeper):
                         "seed, seed+1, ...) and the base seed with seed=S instead of sweeping them")
         sweeps = [o for o in parsed if o.is_sweep_override()]
         base = [o.input_line for o in parsed if not o.is_sweep_override()]
+        self.base = base  # every job's overrides start with the command line's fixed ones
         if self.each:
             grid = [[f"{o.get_key_element()}={value_text(v)}" for v in o.sweep_iterator(transformer=Transformer.encode)]
                     for o in sweeps]
@@ -456,7 +455,7 @@ class RegbenchOptunaSweeper(Sweeper):
         tells Optuna each trial's value; returns how many failed."""
         from optuna.trial import TrialState
 
-        base = self._base
+        base = self.base
         n_seeds = max(len(st.seeds) for st, _ in work)
         rounds = [list(range(n_seeds))] if isinstance(work[0][0].study.pruner, optuna.pruners.NopPruner) \
             else [[i] for i in range(n_seeds)]
@@ -500,11 +499,6 @@ class RegbenchOptunaSweeper(Sweeper):
                 state = "pruned" if id(t) in pruned else "complete"
             self._trial_record(st, t, ran, got, mean, state)
         return failed
-
-    @property
-    def _base(self) -> list[str]:
-        parsed = OverridesParser.create().parse_overrides(list(self.config.hydra.overrides.task))
-        return [o.input_line for o in parsed if not o.is_sweep_override()]
 
     def _trial_record(self, st: _Study, t: Any, seeds: list[int], values: list[Any], mean: float | None,
                       state: str) -> None:

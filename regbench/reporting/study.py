@@ -239,7 +239,7 @@ def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str =
         raise UserInputError(f"no finished run with status ok under {', '.join(map(str, paths))}")
     runs, _ = set_aside_duplicates(with_config_ids(collected.runs))
     # a trial the search pruned ran only some of its paired seeds: its configuration is no candidate
-    cut = runs["folder"].map(budget.pruned) if "folder" in runs and len(runs) else None
+    cut = pd.Series(budget.pruned(runs["folder"]), index=runs.index) if "folder" in runs and len(runs) else None
     pruned_note = []
     if cut is not None and cut.any():
         pruned_note = [f"{int(runs.loc[cut, 'config'].nunique())} configurations of trials the search pruned "
