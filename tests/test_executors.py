@@ -262,3 +262,17 @@ def test_a_report_before_any_planned_job_finished_says_how_many_are_pending(tmp_
     assert out.stderr.splitlines()[-1] == (
         "regbench: note: sweep: none of its 3 planned jobs has a result yet (still running, waiting, or stopped; "
         "the sweep's command again runs the ones not running)")
+
+
+def test_an_element_too_short_for_its_signal_delay_is_warned_of_in_one_line():
+    """SLURM sends the time-limit signal up to 30 s (its check period) before it is due: an element
+    of one minute asked to hear it 45 s early may hear it as it starts (seen: 0.5 s in, killed
+    before submitit answered)."""
+    from hydra_plugins.regbench_stacked_launcher.cluster import early_signal_warning
+
+    warning = early_signal_warning({"signal_delay_s": 45}, [1, 5])
+    assert warning is not None and "\n" not in warning
+    assert warning.startswith("regbench: warning: SLURM checks time limits every 30 s") and "1 min" in warning
+    assert early_signal_warning({"signal_delay_s": 20}, [1]) is None  # 10-40 s in: the test's elements
+    assert early_signal_warning({"signal_delay_s": 90}, [2, 60]) is None  # the default delay, 2 minutes or more
+    assert early_signal_warning({}, [1]) is not None  # the default 90 s in a 1-minute element

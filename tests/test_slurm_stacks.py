@@ -137,10 +137,15 @@ def _start_requeued_at_once(stop: threading.Event) -> None:
 
 
 def test_an_element_past_its_time_limit_is_requeued_and_finishes_bit_for_bit(node, tmp_path):
-    """A stack of two that needs about 25 s of training, in elements of one minute whose time-limit
-    signal comes 45 s early: each element trains about 10 s, stops after an epoch, writes the
-    stack's checkpoint, and is requeued; the results equal an uninterrupted in-process run."""
-    sweep = ["hydra/launcher=stacked", "reg=none,l2", "seed=0", "trainer.max_epochs=600", "trainer.patience=null",
+    """A stack of two that needs about 50 s of training, in elements of one minute whose time-limit
+    signal is asked 20 s early: each element trains a part, stops after an epoch, writes the
+    stack's checkpoint, and is requeued; the results equal an uninterrupted in-process run.
+
+    SLURM checks its time limits every 30 s (slurmctld's PERIODIC_TIMEOUT) and sends the signal
+    up to 30 s before it is due, here 10-40 s into an element: at least two elements, and never
+    in the element's first second, before submitit answers USR2 (a signal asked 45 s early came
+    0.5 s in and killed the element)."""
+    sweep = ["hydra/launcher=stacked", "reg=none,l2", "seed=0", "trainer.max_epochs=1200", "trainer.patience=null",
              "model.hidden_sizes=[256,256]", "trainer.num_threads=1", "device=cpu"]
     reference = in_process(tmp_path, sweep)
     stop = threading.Event()
@@ -148,12 +153,12 @@ def test_an_element_past_its_time_limit_is_requeued_and_finishes_bit_for_bit(nod
     helper.start()
     try:
         out = regbench("run", "-m", *sweep, SLURM, "hydra.launcher.slurm.timeout_min=1",
-                       "hydra.launcher.slurm.signal_delay_s=45", "hydra.launcher.slurm.max_num_timeout=10",
+                       "hydra.launcher.slurm.signal_delay_s=20", "hydra.launcher.slurm.max_num_timeout=30",
                        "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=900)
     finally:
         stop.set()
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    log = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").glob("*/*_log.*"))
+    log = "".join(p.read_text() for p in sorted((tmp_path / "sweep" / ".submitit").glob("*/*_log.*")))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:] + "\nthe element's logs:\n" + log[-4000:]
     # started again after the signal (submitit's "Requeued job" line may die with the process it ends)
     assert log.count("Starting with JobEnvironment") >= 2 and "Calling checkpoint method" in log, log[-3000:]
     assert "resuming the stack from the checkpoint of epoch" in log, log[-3000:]

@@ -42,6 +42,24 @@ def element_mem_gb(conf: dict, members: int) -> int:
     return max(1, math.ceil(float(conf.get("mem_gb_base", 1.0)) + float(conf.get("mem_gb_per_member", 0.05)) * members))
 
 
+# slurmctld checks job time limits every PERIODIC_TIMEOUT (30 s) and sends the --signal as soon as
+# it is due within that period (sbatch's manual: "may be sent up to 60 seconds earlier").
+SLURM_SIGNAL_RESOLUTION_S = 30
+
+
+def early_signal_warning(conf: dict, minutes: list[int]) -> str | None:
+    """A warning when an element of one of these time limits may hear its time-limit signal as it
+    starts: requeued with nothing trained, or, in its first second, killed before submitit answers."""
+    delay = int(conf.get("signal_delay_s", 90))
+    short = sorted(m for m in set(minutes) if m * 60 < delay + SLURM_SIGNAL_RESOLUTION_S)
+    if not short:
+        return None
+    return (f"regbench: warning: SLURM checks time limits every {SLURM_SIGNAL_RESOLUTION_S} s and may send the "
+            f"time-limit signal that much before it is due: an element of {short[0]} min with "
+            f"signal_delay_s={delay} may hear it as it starts; give it more time (hydra.launcher.slurm.timeout_min) "
+            "or a smaller signal_delay_s")
+
+
 def element_minutes(conf: dict, members: int) -> int:
     """The wall-time limit an element of `members` jobs asks for, in whole minutes."""
     return max(1, math.ceil(int(conf.get("timeout_min", 60)) + float(conf.get("timeout_min_per_member", 0.0)) * members))
@@ -139,6 +157,9 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
     by_size: dict[tuple[int, int], list[Unit]] = {}  # (GB, minutes) -> the units that ask for them: one array each
     for unit in todo:
         by_size.setdefault((element_mem_gb(conf, len(unit)), element_minutes(conf, len(unit))), []).append(unit)
+    warning = early_signal_warning(conf, [minutes for _, minutes in by_size])
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     previous: str | None = None
     size = max(1, int(conf.get("max_array_size", 1000)))
     for (mem, minutes), units in by_size.items():
