@@ -310,7 +310,7 @@ def test_heavy_imports_run_without_collection_and_freeze_once(monkeypatch):
         gc.unfreeze()
 
 
-def test_a_sweep_composes_each_job_once_and_hands_out_independent_copies(monkeypatch):
+def test_a_sweep_composes_each_structure_once_and_hands_out_independent_copies(monkeypatch):
     import pickle
 
     from hydra import compose, initialize_config_dir
@@ -336,7 +336,9 @@ def test_a_sweep_composes_each_job_once_and_hands_out_independent_copies(monkeyp
             first.hydra.job.num = 7  # what a launcher does to its copy
         again = loader.load_sweep_config(master, ["reg.alpha=0.1", "seed=1"])
         other = loader.load_sweep_config(master, ["reg.alpha=0.2", "seed=1"])
-        assert len(calls) == 2  # one composition per distinct job
+        assert len(calls) == 1  # one composition per structure: these differ in plain values only
+        elastic = loader.load_sweep_config(master, ["reg=elasticnet", "reg.alpha=0.2"])
+        assert len(calls) == 2 and elastic.hydra.runtime.choices.reg == "elasticnet"  # another group choice: composed
         assert OmegaConf.to_container(again) == OmegaConf.to_container(fresh)
         assert OmegaConf.is_missing(again.hydra.job, "num") and other.reg.alpha == 0.2
         assert again.hydra.sweep.dir == fresh.hydra.sweep.dir == sweep_dir  # the master's resolved values
@@ -391,3 +393,59 @@ def test_the_config_is_checked_once_where_hydra_composes_it(tmp_path, args, jobs
     assert out.returncode == 0, out.stderr
     assert f"checks: {jobs}" in out.stderr
     assert len(results_under(tmp_path)) == jobs
+
+
+# Sweep jobs: plain values, group choices before and after them, an added group, typed values,
+# an interpolation, and overrides Hydra refuses (an unknown key, a value of the wrong type).
+JOBS = [
+    ["reg.alpha=0.1", "seed=1"],
+    ["reg=elasticnet", "reg.alpha=0.01", "reg.l1_ratio=0.3", "seed=2"],
+    ["reg.alpha=0.01", "reg=elasticnet", "seed=0"],
+    ["dataset=wine", "model.hidden_sizes=[32,16]", "trainer.patience=null", "optim.lr=1e-3"],
+    ["dataset=wine", "model.hidden_sizes=[64]", "trainer.patience=5", "optim.lr=0.01"],
+    ["+search=elasticnet", "reg.alpha=0.5", "seed=1"],
+    ["reg=dropout", "reg.dropout=0.25", "device=cpu", "trainer.num_threads=1"],
+    ["reg=dropout", "reg.dropout=0.5", "device='cpu'", "dataset.label_noise=${reg.dropout}"],
+    ["+reg.extra=1", "seed=1"],  # refused: reg is a structured config
+    ["++trainer.patience=3", "seed=1"],
+    ["name=x", "seed=3"],
+    ["seed=abc"],
+    ["reg=l2", "reg.alpha=[1,2]"],
+    ["trainer.max_epochs=3.5"],
+]
+
+
+def test_a_job_made_from_its_structure_equals_hydras_own_composition_of_it():
+    """The oracle is Hydra: each job composed by its config loader, and the same jobs made by
+    ComposeOnce (one composition per structure, the values set on a copy): the same YAML, hydra
+    node included, the same flags, and the same error where Hydra refuses the job."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from regbench.cli.app import config_dir
+    from regbench.cli.callbacks import ComposeOnce
+
+    def made(job: list[str]) -> tuple[str, bool, bool] | str:
+        try:
+            cfg = loader.load_sweep_config(master, job)
+        except Exception as e:  # noqa: BLE001 - compared, message and cause, with Hydra's
+            return f"{type(e).__name__}: {e} / {e.__cause__!r}"
+        return OmegaConf.to_yaml(cfg), OmegaConf.is_struct(cfg), OmegaConf.is_readonly(cfg.hydra)
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        master = compose("config", overrides=["hydra/launcher=stacked"], return_hydra_config=True)
+        loader = GlobalHydra.instance().config_loader()
+        hydras = [made(job) for job in JOBS]
+        compose_once = ComposeOnce.install(loader)
+        try:
+            ours = [made(job) for job in JOBS]
+            again = [made(job) for job in JOBS]  # from the cache
+        finally:
+            ComposeOnce.remove(loader)
+    assert [job for job, h in zip(JOBS, hydras) if isinstance(h, str)] == [  # the refused ones are refused
+        ["+reg.extra=1", "seed=1"], ["name=x", "seed=3"], ["seed=abc"], ["reg=l2", "reg.alpha=[1,2]"],
+        ["trainer.max_epochs=3.5"]]
+    for job, hydra_s, ours_s, again_s in zip(JOBS, hydras, ours, again):
+        assert ours_s == hydra_s == again_s, job
+    assert len(compose_once.cache) < len(JOBS) - 5  # some were made from a structure, not composed

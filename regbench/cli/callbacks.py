@@ -239,9 +239,17 @@ class JobFolder(Callback):
 
 class ComposeOnce:
     """Hydra composes every job of a sweep several times: regbench's check before anything runs
-    (below), the sweeper's own check, and the launcher to run it, each about 45 ms. Put on
-    Hydra's config loader for the duration of a multirun, this composes each job once and
-    hands out copies (a copy takes about 2 ms).
+    (below), the sweeper's own check, and the launcher to run it, each about 45-300 ms. Put on
+    Hydra's config loader for the duration of a multirun, this composes each *structure* once
+    and hands out copies (a copy takes about 2 ms).
+
+    A structure is what only Hydra's composition can make: the job's config-group choices
+    (`reg=l2`, `+search=each`), additions and deletions (`+key=`, `~key`) and hydra overrides.
+    The jobs of a sweep that share one and differ in plain values (`reg.alpha=0.1`, `seed=3`:
+    every trial of a search, every seed) are made from its composed config as Hydra itself
+    finishes a composition: its `_apply_overrides_to_config` sets the values, then the job's
+    `hydra.overrides.task` and `hydra.job.override_dirname` are written as Hydra writes them.
+    tests/test_cli.py checks the copies against Hydra's own composition of each job.
 
     It shadows `load_sweep_config` on that one loader object. joblib and submitit pickle the
     loader into their workers: it travels without its cache, and composes there as before.
@@ -250,16 +258,65 @@ class ComposeOnce:
     def __init__(self, loader: Any) -> None:
         self.loader = loader
         self.cache: dict[tuple[int, tuple[str, ...]], tuple[DictConfig, DictConfig]] = {}
+        self.splits: dict[tuple[str, ...], tuple[list[str], list[Any], list[Any]] | None] = {}
 
     def __call__(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        key = (id(master_config), tuple(sweep_overrides))
+        if tuple(sweep_overrides) not in self.splits:
+            self.splits[tuple(sweep_overrides)] = self._split(list(sweep_overrides))
+        split = self.splits[tuple(sweep_overrides)]
+        key = (id(master_config), tuple(split[0] if split else sweep_overrides))
         if key not in self.cache:  # the master is kept with its job so that its id stays unique
-            job = type(self.loader).load_sweep_config(self.loader, master_config, sweep_overrides)
+            job = type(self.loader).load_sweep_config(self.loader, master_config, list(key[1]))
             self.cache[key] = (master_config, job)
-        return copy.deepcopy(self.cache[key][1])
+        job = copy.deepcopy(self.cache[key][1])
+        if split and split[1]:
+            self._finish(job, *split[1:])
+        return job
+
+    def _split(self, overrides: list[str]) -> tuple[list[str], list[Any], list[Any]] | None:
+        """(the job's config-group overrides, its plain value overrides, all of them parsed), or
+        None when the job is composed whole: it adds or deletes keys, overrides hydra's node, or
+        holds anything else than group choices and plain values."""
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.core.override_parser.types import OverrideType
+
+        try:
+            parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
+        except Exception:  # Hydra's composition says what is wrong with it, in its words
+            return None
+        groups, values = [], []
+        for line, override in zip(overrides, parsed):
+            if override.is_sweep_override() or override.package is not None or override.is_hydra_override():
+                return None
+            if self.loader.repository.group_exists(override.key_or_group):
+                groups.append(line)  # `reg=l2`, `+search=each`: the defaults list's, Hydra composes it
+            elif override.type == OverrideType.CHANGE:
+                values.append(override)
+            else:  # `+key=value`, `++key=value`, `~key`: their order among the values matters to Hydra
+                return None
+        return groups, values, parsed
+
+    @staticmethod
+    def _finish(job: DictConfig, values: list[Any], parsed: list[Any]) -> None:
+        """What Hydra's `_load_configuration_impl` does with a job's value overrides, on `job`
+        composed without them: the values set, the task overrides and override_dirname written."""
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+        from hydra.errors import ConfigCompositionException
+        from omegaconf import flag_override
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config(values, job)
+        except OmegaConfBaseException as e:  # as load_configuration wraps it
+            raise ConfigCompositionException().with_traceback(sys.exc_info()[2]) from e
+        with flag_override(job.hydra, "readonly", False):
+            job.hydra.overrides.task = [o.input_line for o in parsed]
+            dirname = job.hydra.job.config.override_dirname
+            job.hydra.job.override_dirname = get_overrides_dirname(
+                overrides=parsed, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"loader": self.loader, "cache": {}}
+        return {"loader": self.loader, "cache": {}, "splits": {}}
 
     @classmethod
     def install(cls, loader: Any) -> ComposeOnce:
