@@ -353,10 +353,14 @@ class Ensemble(Protocol):
         """(sets, mix) as they stand at the end of `epoch`: the sets, each (params, buffers) stacked
         like `stack.params`, and each member's weight of each set in its average (K rows of S floats
         summing to 1, or all 0: that member's trained weights are evaluated); None while no member
-        has a set (the trained weights are evaluated)."""
+        has a set (the trained weights are evaluated). With `weights_label`."""
 
+
+@runtime_checkable
+class WeightsLabel(Protocol):
     def weights_label(self, stack: StackView, k: int, epoch: int) -> str:
-        """What result.json's `weights` calls member k's model of `epoch` (`trained` before it has one)."""
+        """With `weights` or `ensemble`: what result.json's `weights` calls member k's evaluated model
+        of `epoch` (`swa`, `snapshot ensemble of 3`; `trained` while it has none)."""
 
 
 @runtime_checkable
@@ -392,7 +396,7 @@ HOOKS: dict[str, type] = {
     "label": Regularizer, "layers": Layers, "config_problem": ConfigProblem, "problem": Problem, "notice": Notice,
     "lr": LearningRates, "convex_terms": ConvexTerms, "forward": Forward, "batch": Batch, "loss": Loss,
     "penalty": Penalty, "before_step": BeforeStep, "after_step": AfterStep, "gradient": Gradient,
-    "after_epoch": AfterEpoch, "weights": Weights, "weights_label": Weights, "monitor_from": MonitorFrom,
+    "after_epoch": AfterEpoch, "weights": Weights, "weights_label": WeightsLabel, "monitor_from": MonitorFrom,
     "ensemble": Ensemble, "monitored": Monitored, "metrics": Metrics,
 }
 

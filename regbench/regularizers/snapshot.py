@@ -68,7 +68,6 @@ class Snapshot:
     """Each member's last M end-of-cycle snapshots, whose averaged predictions are evaluated."""
 
     name = "snapshot"
-    strength = "snapshots"
     not_convex = "its reported model is an ensemble of snapshots"
     stack_on_off = True
     # M from 2 (the smallest ensemble) to 6 (Huang et al.'s largest, for CIFAR's 6 cycles); the cycles
