@@ -212,10 +212,18 @@ class Stack:
         chosen = hook.weights(self) if hook is not None and defines(hook, "weights") else None
         return chosen if chosen is not None else (self.params, self.buffers)
 
-    def ensemble(self, epoch: int) -> tuple[list[tuple[list[torch.Tensor], list[torch.Tensor]]], list[list[float]]] | None:
-        """The `ensemble` hook's (sets, mix) at the end of `epoch`, or None (no such hook, or no set yet)."""
+    def ensemble(self, epoch: int) -> tuple[Any, list[list[float]], torch.Tensor, torch.Tensor | None] | None:
+        """The `ensemble` hook's (sets, mix) at the end of `epoch`, with mix as a (K, S) tensor on the
+        device and the (K,) mask of the members that have no set yet (None when every member has
+        one), made once for an evaluation; None (no such hook, or no set yet)."""
         hook = self.weights_hook
-        return hook.ensemble(self, epoch) if hook is not None and defines(hook, "ensemble") else None
+        chosen = hook.ensemble(self, epoch) if hook is not None and defines(hook, "ensemble") else None
+        if chosen is None:
+            return None
+        sets, mix = chosen
+        without = [not any(row) for row in mix]
+        pick = torch.tensor(without, device=self.device) if any(without) else None
+        return sets, mix, torch.tensor(mix, dtype=torch.float32, device=self.device), pick
 
     def predict(self, x: torch.Tensor, ensemble: Any = None) -> torch.Tensor:
         """The evaluated outputs on x (K, B, ...), in eval mode: the reported weights' (`evaluating`),
@@ -224,7 +232,7 @@ class Stack:
         if ensemble is None:
             with self.evaluating():
                 return self.forward(x, train=False)
-        sets, mix = ensemble
+        sets, _, weights, pick = ensemble
         params, buffers = self.params, self.buffers
         outs = []
         try:
@@ -232,14 +240,11 @@ class Stack:
                 outs.append(self.forward(x, train=False))
         finally:
             self.params, self.buffers = params, buffers
-        weights = torch.tensor(mix, dtype=torch.float32, device=self.device)
         mixed = mix_outputs(outs, weights, self.network.squeeze)
-        without = [not any(row) for row in mix]
-        if not any(without):
+        if pick is None:
             return mixed
         trained = self.forward(x, train=False)
-        pick = torch.tensor(without, device=self.device).view(-1, *[1] * (trained.dim() - 1))
-        return torch.where(pick, trained, mixed)
+        return torch.where(pick.view(-1, *[1] * (trained.dim() - 1)), trained, mixed)
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -257,7 +262,7 @@ class Stack:
         those of each of its sets of a weight above 0, in order, then their weights (S,)."""
         ensemble = self.ensemble(self.epoch if epoch is None else epoch)
         if ensemble is not None and any(ensemble[1][k]):
-            sets, mix = ensemble
+            sets, mix = ensemble[:2]
             used = [s for s, w in enumerate(mix[k]) if w > 0]
             return [t[k].detach().clone() for s in used for t in sets[s][0] + sets[s][1]] + \
                 [torch.tensor([mix[k][s] for s in used], dtype=torch.float32, device=self.device)]

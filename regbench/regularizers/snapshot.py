@@ -4,8 +4,8 @@ learning rate follows cosine annealing with warm restarts (`optim.schedule=cosin
 eta_min=optim.min_lr)`), a snapshot of the weights (and batch-norm statistics) is taken at the end of
 each cycle, the epoch before each restart, and the model evaluated is the ensemble of the last
 M = `reg.snapshots` snapshots: the average of their softmax probabilities (of their outputs for a
-regression; regbench.models.mix_outputs). Preset conf/reg/snapshot.yaml: M = 3, with the schedule
-the run sets (the benchmark row: 3 cycles of 10 epochs).
+regression; regbench.models.mix_outputs). Preset conf/reg/snapshot.yaml: M = 3; the cycles are the
+run's schedule knobs (Huang et al. train about 6 cycles and average the last few).
 
 The ensemble is the model: from the first snapshot on, each epoch's train and validation metrics,
 early stopping's val_loss and the reported metrics (train, val, test, the gap) are the ensemble's,
