@@ -91,7 +91,8 @@ def result_summary(result: dict[str, Any]) -> str:
         text += "\n" + "; ".join(f"{k} {_fmt(v)}" for k, v in own.items())
     weights = result.get("weights")
     if weights not in (None, "trained"):  # an average is the model: say which weights the table's numbers are of
-        text += f"\nthe metrics are those of the {weights.upper()} average of the weights (result.json's weights: {weights})"
+        which = weights if weights.startswith("snapshot") else f"{weights.upper()} average of the weights"
+        text += f"\nthe metrics are those of the {which} (result.json's weights: {weights})"
     classes = result.get("classes")
     if classes and classes != [str(i) for i in range(len(classes))]:  # a user's labels, named back
         shown = ", ".join(f"{i}={name}" for i, name in enumerate(classes[:20]))

@@ -39,6 +39,59 @@ class Regressor(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+def mix_outputs(outs: Sequence[torch.Tensor], mix: torch.Tensor, regression: bool) -> torch.Tensor:
+    """The outputs of an ensemble from its members' outputs: each member's output (..., B, C) or,
+    for a regression, (..., B), `outs` in the ensemble's order, `mix` its weights (..., S) (summing
+    to 1; a weight of 0 adds an exact 0). Classification: the log of the weighted average of the
+    members' softmax probabilities, which cross-entropy and argmax read as logits (their log-sum-exp
+    is log 1 = 0 up to rounding); regression: the weighted average of the outputs. One function for
+    the engine's stacked evaluation and `Ensemble`, so that both round alike."""
+    total = None
+    for s, out in enumerate(outs):
+        w = mix[..., s]
+        term = w.view(*w.shape, 1) * out if regression else w.view(*w.shape, 1, 1) * torch.softmax(out, dim=-1)
+        total = term if total is None else total + term
+    return total if regression else total.log()
+
+
+class Ensemble(nn.Module):
+    """Several copies of one network whose predictions are averaged (`mix_outputs`): a snapshot
+    ensemble's reported model (regbench.regularizers.snapshot). Its state dict holds each copy's
+    tensors under `members.<i>.` and the weights under `mix`, so that model.pt rebuilds it
+    (`Ensemble.like`).
+
+    Args:
+        members: the copies, in the ensemble's order.
+        mix: their weights in the average, (S,), summing to 1.
+        regression: average the outputs (a Regressor's) instead of the class probabilities.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], mix: torch.Tensor, regression: bool) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.register_buffer("mix", mix.detach().clone())
+        self.regression = regression
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mix_outputs([m(x) for m in self.members], self.mix, self.regression)
+
+    @staticmethod
+    def like(network: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+        """The module a saved state dict is of: `network` itself (a plain model's state), or an
+        ensemble of copies of it (an `Ensemble`'s: keys `members.<i>.*` and `mix`), with that state
+        loaded."""
+        import copy
+
+        if "mix" not in state:
+            network.load_state_dict(state)
+            return network
+        size = state["mix"].shape[0]
+        model = Ensemble([copy.deepcopy(network) for _ in range(size)], state["mix"],
+                         isinstance(network, Regressor))
+        model.load_state_dict(state)
+        return model
+
+
 def build_model(model: Any, reg: Any, input_shape: tuple[int, ...], n_outputs: int, task: str,
                 regularizers: Sequence[type] | None = None, search: tuple[str, ...] = ()) -> nn.Module:
     """Returns the network for `model.name`: linear, mlp, cnn, resmlp, resnet, or custom (yours).

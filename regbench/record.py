@@ -75,8 +75,9 @@ class Record(TypedDict):
                                        "report counts such runs. A run cut short by `trainer.max_epochs` is not "
                                        "flagged; null for a failed run"]
     weights: Annotated[str | None, "which weights the metrics belong to: `trained`, or `ema` / `swa` (the average the "
-                                   "run evaluated, monitored and reported; see EMA and SWA above); null for a failed "
-                                   "run"]
+                                   "run evaluated, monitored and reported; see EMA and SWA above), or `snapshot "
+                                   "ensemble of n` (the ensemble of the last n snapshots, `reg.snapshots`); null for a "
+                                   "failed run"]
     sparsity: Annotated[float | None, "fraction of penalised weights exactly 0.0 (of the reported weights: an average "
                                       "of sparse weights is rarely sparse)"]
     optimality: Annotated[float | None, "for `model=linear` with only the weight penalty (no dropout, batch norm, "

@@ -46,7 +46,7 @@ from regbench.data.datasets import load
 from regbench.engine import grouping, runner, steps, sweep as stacking
 from regbench.engine.checkpoint import CHECKPOINT_FILE
 from regbench.engine.runner import refusal, run
-from regbench.models import build_model
+from regbench.models import Ensemble, build_model
 from regbench.regularizers import builtin, label, load_user, regularizers  # the registry: change here if it moves
 from tests.helpers.compare import SAME, bit_for_bit, ends_alike, within_tolerance
 from tests.helpers.configs import REPO, make_cfg
@@ -66,6 +66,8 @@ SETTINGS = {
     "mlp": (),
     "resmlp": ("model=resmlp", "model.width=16", "model.groups=1", "model.blocks=2"),
     "cnn": ("model=cnn", "model.channels=[4]", "model.hidden_sizes=[8]"),
+    # snapshot ensembles: cycles of 2 epochs, a snapshot after epochs 2, 4 and 6
+    "restarts": ("optim.schedule=cosine_restarts", "optim.restart_period=2", "optim.restart_mult=1"),
 }
 # Settings some regularizers cannot act on: where the refusal check looks besides SETTINGS.
 ELSEWHERE = {
@@ -303,7 +305,8 @@ def check_evaluation(case: Case, tmp_path: Path, monkeypatch) -> None:
     data = load(cfg.dataset, torch.device("cpu"))
     classes = [cls for cls, _ in regularizers(cfg.reg, case.search)]
     model = build_model(cfg.model, cfg.reg, data.input_shape, data.n_outputs, data.task, classes, case.search)
-    model.load_state_dict(torch.load(tmp_path / "run" / "model.pt", weights_only=True))
+    # the network, or an ensemble of copies of it where a regularizer reports one (snapshot ensembles)
+    model = Ensemble.like(model, torch.load(tmp_path / "run" / "model.pt", weights_only=True))
     m = "acc" if data.task == "classification" else "r2"
     for split in ("train", "val", "test"):
         loss, score = plain_metrics(model, data, split)

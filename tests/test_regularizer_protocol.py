@@ -106,7 +106,9 @@ def test_the_hooks_calls_are_read_off_their_protocols_and_are_todays():
     instance = {"forward": ("stack", "h", "train"), "batch": ("stack", "x", "y"), "loss": ("stack", "out", "target"),
                 "penalty": ("stack",), "before_step": ("stack",), "after_step": ("stack",),
                 "gradient": ("stack", "closure"), "after_epoch": ("stack", "data"), "weights": ("stack",),
-                "weights_label": ("stack", "k", "epoch"), "monitor_from": ("stack", "k")}
+                "weights_label": ("stack", "k", "epoch"), "monitor_from": ("stack", "k"),
+                # added with snapshot ensembles (issue 26): an averaged ensemble, and the epochs early stopping watches
+                "ensemble": ("stack", "epoch"), "monitored": ("stack", "k", "epoch")}
     assert {h: hook(h).args for h in HOOKS if hook(h).static} == static
     assert {h: hook(h).args for h in HOOKS if not hook(h).static} == instance
 

@@ -113,11 +113,11 @@ def _early_stopping(member: Any, row: dict[str, float], step_sum: float, stack: 
     if not all(math.isfinite(v) for v in (step_sum, row["train_loss"], row["val_loss"])):
         state.diverged = True
         return True
-    if row["epoch"] < stack.monitor_from(k):  # an averaging regularizer's: early stopping waits for the average
+    if not stack.monitored(k, row["epoch"]):  # an averaging regularizer's: early stopping waits for the average
         return last
     if row["val_loss"] < state.best_loss - tr.min_delta:
         state.best_loss, state.best_epoch, state.waited = row["val_loss"], row["epoch"], 0
-        state.best_state, member.best_steps = stack.member_state(k), stack.step
+        state.best_state, member.best_steps = stack.member_state(k, row["epoch"]), stack.step
     else:
         state.waited += 1
         if tr.patience is not None and state.waited >= tr.patience:

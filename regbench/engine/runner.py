@@ -245,6 +245,7 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
             except OSError as e:
                 unwritten[METRICS_FILE] = e.strerror or str(e)
 
+        model = member.model  # the reported model: its network, or an ensemble of copies (Stack.conclude)
         record(result, fitted, model, data, cfg, member.reported_weights, classes)
         if cfg.save_model and result["status"] == "ok":
             try:

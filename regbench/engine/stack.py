@@ -22,6 +22,7 @@ tests/test_stacked.py checks.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Iterator
 
 import torch
@@ -31,6 +32,7 @@ from regbench.data.datasets import Data
 from regbench.engine import optimizer
 from regbench.engine.member import Member
 from regbench.engine.network import NORMS, WEIGHT, Network, layers, tensor_names, tensor_roles, tensors
+from regbench.models import Ensemble, mix_outputs
 from regbench.regularizers.contract import acts, defines
 
 
@@ -103,10 +105,10 @@ class Stack:
         self.before_step_hooks = [r for r in live if defines(r, "before_step")]
         # an average takes the weights as every other after_step (a proximal step, a projection) left them
         self.after_step_hooks = sorted((r for r in live if defines(r, "after_step")),
-                                       key=lambda r: defines(r, "weights"))
+                                       key=lambda r: defines(r, "weights") or defines(r, "ensemble"))
         self.gradient_hooks = [r for r in live if defines(r, "gradient")]
         self.after_epoch_hooks = [r for r in live if defines(r, "after_epoch")]
-        averaging = [r for r in live if defines(r, "weights")]
+        averaging = [r for r in live if defines(r, "weights") or defines(r, "ensemble")]
         if len(averaging) > 1:
             raise ValueError(f"two regularizers choose the evaluated weights: {', '.join(r.name for r in averaging)}")
         self.weights_hook = averaging[0] if averaging else None
@@ -204,9 +206,45 @@ class Stack:
     # ------------------------------------------------------------------ members
     def reported(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The parameters and batch-norm statistics that are evaluated, monitored and reported:
-        the trained ones, or those a regularizer's `weights` hook chooses (an average of them)."""
-        chosen = self.weights_hook.weights(self) if self.weights_hook is not None else None
+        the trained ones, or those a regularizer's `weights` hook chooses (an average of them).
+        (An `ensemble` hook's sets are evaluated by `predict` and reported by `member_state`.)"""
+        hook = self.weights_hook
+        chosen = hook.weights(self) if hook is not None and defines(hook, "weights") else None
         return chosen if chosen is not None else (self.params, self.buffers)
+
+    def ensemble(self, epoch: int) -> tuple[Any, list[list[float]], torch.Tensor, torch.Tensor | None] | None:
+        """The `ensemble` hook's (sets, mix) at the end of `epoch`, with mix as a (K, S) tensor on the
+        device and the (K,) mask of the members that have no set yet (None when every member has
+        one), made once for an evaluation; None (no such hook, or no set yet)."""
+        hook = self.weights_hook
+        chosen = hook.ensemble(self, epoch) if hook is not None and defines(hook, "ensemble") else None
+        if chosen is None:
+            return None
+        sets, mix = chosen
+        without = [not any(row) for row in mix]
+        pick = torch.tensor(without, device=self.device) if any(without) else None
+        return sets, mix, torch.tensor(mix, dtype=torch.float32, device=self.device), pick
+
+    def predict(self, x: torch.Tensor, ensemble: Any = None) -> torch.Tensor:
+        """The evaluated outputs on x (K, B, ...), in eval mode: the reported weights' (`evaluating`),
+        or where `ensemble` (from `ensemble`) is given, each member's ensemble's (the mix of its
+        sets' outputs, regbench.models.mix_outputs), its trained weights' for a member with none."""
+        if ensemble is None:
+            with self.evaluating():
+                return self.forward(x, train=False)
+        sets, _, weights, pick = ensemble
+        params, buffers = self.params, self.buffers
+        outs = []
+        try:
+            for self.params, self.buffers in sets:
+                outs.append(self.forward(x, train=False))
+        finally:
+            self.params, self.buffers = params, buffers
+        mixed = mix_outputs(outs, weights, self.network.squeeze)
+        if pick is None:
+            return mixed
+        trained = self.forward(x, train=False)
+        return torch.where(pick.view(-1, *[1] * (trained.dim() - 1)), trained, mixed)
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -218,10 +256,26 @@ class Stack:
         finally:
             self.params, self.buffers = params, buffers
 
-    def member_state(self, k: int) -> list[torch.Tensor]:
-        """Copies of member k's reported parameters and batch-norm statistics (`reported`)."""
+    def member_state(self, k: int, epoch: int | None = None) -> list[torch.Tensor]:
+        """Copies of member k's reported parameters and batch-norm statistics (`reported`) at the
+        end of `epoch` (by default the one being trained); for a member with an ensemble (`ensemble`),
+        those of each of its sets of a weight above 0, in order, then their weights (S,)."""
+        ensemble = self.ensemble(self.epoch if epoch is None else epoch)
+        if ensemble is not None and any(ensemble[1][k]):
+            sets, mix = ensemble[:2]
+            used = [s for s, w in enumerate(mix[k]) if w > 0]
+            return [t[k].detach().clone() for s in used for t in sets[s][0] + sets[s][1]] + \
+                [torch.tensor([mix[k][s] for s in used], dtype=torch.float32, device=self.device)]
         params, buffers = self.reported()
         return [t[k].detach().clone() for t in params + buffers]
+
+    def monitored(self, k: int, epoch: int) -> bool:
+        """Whether early stopping watches member k's val_loss of `epoch`: from `monitor_from` on,
+        where the regularizer that chooses the evaluated model says so (its `monitored` hook)."""
+        if epoch < self.monitor_from(k):
+            return False
+        hook = self.weights_hook
+        return hook is None or not defines(hook, "monitored") or hook.monitored(self, k, epoch)
 
     def monitor_from(self, k: int) -> int:
         """The first epoch whose val_loss early stopping watches for member k (1, unless the
@@ -256,11 +310,19 @@ class Stack:
         state, tr = member.state, member.cfg.trainer
         restore = state.best_state is not None and (tr.patience is not None or state.diverged)
         member.reported_weights = self.weights_label(k, state.best_epoch if restore else state.epoch)
+        chosen = state.best_state if restore else self.member_state(k, state.epoch)
         params, _, buffers = tensors(member.model)
-        for dst, src in zip(params + buffers, state.best_state if restore else self.member_state(k)):
-            dst.copy_(src)
-        for layer in layers(member.model):
-            if isinstance(layer, NORMS):
-                layer.num_batches_tracked.fill_(member.best_steps if restore else self.step)
+        size = len(params) + len(buffers)
+        copies = [member.model]
+        if len(chosen) > size:  # an ensemble's sets, then their weights (`member_state`)
+            copies = [copy.deepcopy(member.model) for _ in range((len(chosen) - 1) // size)]
+            member.model = Ensemble(copies, chosen[-1], self.network.squeeze)
+        for i, network in enumerate(copies):
+            params, _, buffers = tensors(network)
+            for dst, src in zip(params + buffers, chosen[i * size : (i + 1) * size]):
+                dst.copy_(src)
+            for layer in layers(network):
+                if isinstance(layer, NORMS):
+                    layer.num_batches_tracked.fill_(member.best_steps if restore else self.step)
         return restore
 

@@ -80,19 +80,16 @@ def train_epoch(stack: Stack, data: Data, batch: int) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
     """Every member's eval-mode, penalty-free metrics of one split, (K, 2): [loss, acc] or
-    [mse, r2], as regbench.engine.loop.evaluate computes them for one network."""
-    with stack.evaluating():
-        return _evaluate(stack, data, split, batch)
-
-
-def _evaluate(stack: Stack, data: Data, split: str, batch: int) -> torch.Tensor:
+    [mse, r2], as regbench.engine.loop.evaluate computes them for one network: of the reported
+    weights, or of each member's ensemble where a regularizer evaluates one (Stack.predict)."""
+    ensemble = stack.ensemble(stack.epoch)
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     k = len(stack.members)
     loss_sum = torch.zeros(k, device=x.device, dtype=torch.float64)
     hits = torch.zeros(k, device=x.device, dtype=torch.float64)
     for start in range(0, x.shape[0], batch):
         inputs = data.prepare(x[start : start + batch])
-        out = stack.forward(inputs.unsqueeze(0).expand(k, *inputs.shape), train=False)
+        out = stack.predict(inputs.unsqueeze(0).expand(k, *inputs.shape), ensemble)
         target = y[start : start + batch]
         if data.task == "classification":
             loss_sum += torch.stack([F.cross_entropy(o, target, reduction="sum") for o in out])

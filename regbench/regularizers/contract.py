@@ -329,14 +329,47 @@ class AfterEpoch(Protocol):
 @runtime_checkable
 class Weights(Protocol):
     """The weights that are evaluated each epoch, monitored by early stopping and reported in
-    place of the trained ones (an average of them); at most one regularizer per run. Its own
-    tensors live in `stack.reg_state[name]`."""
+    place of the trained ones (an average of them); at most one regularizer per run defines
+    `weights` or `ensemble`. Its own tensors live in `stack.reg_state[name]`."""
 
     def weights(self, stack: StackView) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
         """(params, buffers) to evaluate, or None while it has none (the trained ones are used)."""
 
     def weights_label(self, stack: StackView, k: int, epoch: int) -> str:
         """What result.json's `weights` calls member k's weights of `epoch` (`swa`, `trained`)."""
+
+
+@runtime_checkable
+class Ensemble(Protocol):
+    """Several sets of weights whose predictions are averaged (a snapshot ensemble), evaluated each
+    epoch, monitored by early stopping and reported in place of the trained weights: the average of
+    the sets' class probabilities (softmax), or of their outputs for a regression
+    (regbench.models.mix_outputs); at most one regularizer per run defines `weights` or `ensemble`.
+    Its own tensors live in `stack.reg_state[name]`; the reported model is a
+    regbench.models.Ensemble of copies of the member's network."""
+
+    def ensemble(self, stack: StackView, epoch: int) -> tuple[list[tuple[list[torch.Tensor], list[torch.Tensor]]],
+                                                              list[list[float]]] | None:
+        """(sets, mix) as they stand at the end of `epoch`: the sets, each (params, buffers) stacked
+        like `stack.params`, and each member's weight of each set in its average (K rows of S floats
+        summing to 1, or all 0: that member's trained weights are evaluated); None while no member
+        has a set (the trained weights are evaluated). With `weights_label`."""
+
+
+@runtime_checkable
+class WeightsLabel(Protocol):
+    def weights_label(self, stack: StackView, k: int, epoch: int) -> str:
+        """With `weights` or `ensemble`: what result.json's `weights` calls member k's evaluated model
+        of `epoch` (`swa`, `snapshot ensemble of 3`; `trained` while it has none)."""
+
+
+@runtime_checkable
+class Monitored(Protocol):
+    def monitored(self, stack: StackView, k: int, epoch: int) -> bool:
+        """With `weights` or `ensemble`: whether early stopping watches member k's val_loss of `epoch`
+        (default: every epoch from `monitor_from` on); an epoch it does not watch neither counts
+        towards trainer.patience nor can be the best (a snapshot ensemble's, unchanged since its last
+        snapshot)."""
 
 
 @runtime_checkable
@@ -363,8 +396,8 @@ HOOKS: dict[str, type] = {
     "label": Regularizer, "layers": Layers, "config_problem": ConfigProblem, "problem": Problem, "notice": Notice,
     "lr": LearningRates, "convex_terms": ConvexTerms, "forward": Forward, "batch": Batch, "loss": Loss,
     "penalty": Penalty, "before_step": BeforeStep, "after_step": AfterStep, "gradient": Gradient,
-    "after_epoch": AfterEpoch, "weights": Weights, "weights_label": Weights, "monitor_from": MonitorFrom,
-    "metrics": Metrics,
+    "after_epoch": AfterEpoch, "weights": Weights, "weights_label": WeightsLabel, "monitor_from": MonitorFrom,
+    "ensemble": Ensemble, "monitored": Monitored, "metrics": Metrics,
 }
 
 
@@ -527,8 +560,11 @@ def problems(cls: Any, taken: Collection[str] = ()) -> list[str]:
             call = hook(attr)
             if call.static == static and hasattr(cls, attr):
                 out += _arity(cls, attr, call.args, static=static, depth=attr == "forward")
-    if hasattr(cls, "weights") and not hasattr(cls, "weights_label"):
-        out.append("defines weights but lacks weights_label(self, stack, k, epoch) -> str")
+    for chooser in ("weights", "ensemble"):
+        if hasattr(cls, chooser) and not hasattr(cls, "weights_label"):
+            out.append(f"defines {chooser} but lacks weights_label(self, stack, k, epoch) -> str")
+    if hasattr(cls, "weights") and hasattr(cls, "ensemble"):
+        out.append("defines both weights and ensemble: one choice of the evaluated model")
     out += [f"has {attr} {getattr(cls, attr)!r}, not {d.what}"
             for attr, d in DECLARED.items() if hasattr(cls, attr) and not d.ok(getattr(cls, attr), cls)]
     if declared(cls, "convex") is True and not hasattr(cls, "convex_terms"):

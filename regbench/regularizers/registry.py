@@ -21,7 +21,7 @@ def builtin() -> tuple[type, ...]:
     """The built-in regularizers, in the order of their label parts."""
     from regbench.regularizers import (augment, batchnorm, cutout, drop_path, dropout, elasticnet, ema, fgsm,
                                        grad_clip, input_noise, label_smoothing, lookahead, mixing, sam, shake_shake,
-                                       shakedrop, swa, weight_decay)
+                                       shakedrop, snapshot, swa, weight_decay)
 
     # the order of the label's parts, and of the batch hooks: augmentation (crop, flip), then
     # erasing, then mixing of the examples, then noise on what the model sees, then the attack on it
@@ -30,7 +30,7 @@ def builtin() -> tuple[type, ...]:
     return (elasticnet.ElasticNet, weight_decay.WeightDecay, dropout.Dropout, batchnorm.BatchNorm,
             drop_path.DropPath, shakedrop.ShakeDrop, shake_shake.ShakeShake, label_smoothing.LabelSmoothing,
             augment.Augment, cutout.Cutout, mixing.Mixing, input_noise.InputNoise, fgsm.FGSM, sam.SAM,
-            grad_clip.GradClip, lookahead.Lookahead, ema.EMA, swa.SWA)
+            grad_clip.GradClip, lookahead.Lookahead, ema.EMA, swa.SWA, snapshot.Snapshot)
 
 
 def builtin_knobs() -> list[Knob]:

@@ -40,11 +40,14 @@ class Adjust:
         name: the row's name, when not the preset's.
         overrides: overrides after the preset's.
         then: further rows, right after this one (combinations with their own baselines).
+        shared: overrides of the row and of its baseline alike (a schedule the regularizer needs),
+            so that the two still differ in `reg` keys alone.
     """
 
     name: str | None = None
     overrides: tuple[str, ...] = ()
     then: tuple[Row, ...] = ()
+    shared: tuple[str, ...] = ()
 
 
 ADJUST = {
@@ -54,6 +57,10 @@ ADJUST = {
     # batch norm it also recomputes the statistics of the average (update_bn), against batch norm alone
     "swa": Adjust(overrides=("reg.swa=0.01",),
                   then=(("swa + batchnorm (update_bn)", ["reg=[swa,batchnorm]", "reg.swa=0.01"], ["reg=batchnorm"]),)),
+    # snapshot ensembles need cosine restarts (refused without); cycles of one epoch, so that every timed epoch
+    # takes a snapshot and, from the third on, evaluates the full ensemble of M = 3 (three forward passes)
+    # (its baseline: the same schedule without snapshots)
+    "snapshot": Adjust(shared=("optim.schedule=cosine_restarts", "optim.restart_period=1", "optim.restart_mult=1")),
 }
 
 # targets of (d) on (b), where the arithmetic dominates: (row, the most its epoch may cost relative to the baseline)
@@ -87,13 +94,14 @@ def _derived() -> tuple[tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]
         adjust = ADJUST.get(preset, Adjust())
         for m, model in enumerate((None, *OTHER_MODELS)):
             on_model = [f"model={model}"] if model else []
-            over = [*on_model, f"reg={preset}", *adjust.overrides]
+            base = [*on_model, *adjust.shared]
+            over = [*base, f"reg={preset}", *adjust.overrides]
             cfg = compose_cfg([*WORKLOAD_A, *over])
             acting = [cls for cls, values in regularizers(cfg.reg) if cls in order and cls.label(values(cfg.reg), cfg.model)]
             if not acting or config_problems(cfg.reg, cfg):
                 continue  # nothing acts on this model (reg=none, or batch norm on a linear model), or it refuses it
             name = (adjust.name or preset) + (f" ({model})" if model else "")
-            rows = [(name, over, on_model), *((n, [*on_model, *o], [*on_model, *b]) for n, o, b in adjust.then)]
+            rows = [(name, over, base), *((n, [*base, *o], [*base, *b]) for n, o, b in adjust.then)]
             found.append(((m, min(order[c] for c in acting), preset), rows))
             covered.update(acting)
             break
