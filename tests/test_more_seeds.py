@@ -59,6 +59,7 @@ def test_seeds_only_one_side_has_are_paired_first(tmp_path):
     l2 = int(report.table.loc[report.table["reg"] == "l2", "config"].item())
     commands, _ = more_seeds.plan(report, tmp_path / "r", max_seeds=6)
     assert {c["config"]: c["seeds"] for c in commands} == {1 - l2: [5], l2: [3, 4, 5]}
+    json.dumps(commands)  # plan.json holds them: plain ints, never numpy's
 
 
 def test_conclusive_or_never_settled_comparisons_get_none(tmp_path):

@@ -156,8 +156,8 @@ def plan(report: Report, folder: Path, max_seeds: int) -> tuple[list[dict[str, A
     if needs_column not in t:
         return [], []
     runs = report.runs
-    ok_seeds = {c: set(f.loc[f["status"] == "ok", SEED]) for c, f in runs.groupby("config")}
-    any_seeds = {c: set(f[SEED]) for c, f in runs.groupby("config")}
+    ok_seeds = {c: {int(s) for s in f.loc[f["status"] == "ok", SEED]} for c, f in runs.groupby("config")}
+    any_seeds = {c: {int(s) for s in f[SEED]} for c, f in runs.groupby("config")}
     wanted: dict[int, set[int]] = {}
     lines = []
     for _, r in t[t[needs_column].notna()].iterrows():
