@@ -4,6 +4,9 @@ dry runs, and a real sweep extended, interrupted and resumed."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +15,7 @@ import pytest
 from regbench.reporting import more_seeds
 from regbench.reporting.aggregate import SeedsPlan
 from regbench.reporting.report import build
-from tests.helpers.cli import regbench
+from tests.helpers.cli import regbench, start
 from tests.helpers.rundirs import write_run
 
 
@@ -91,7 +94,7 @@ def test_bad_options_are_one_line_before_any_work(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_sweep_is_extended_and_an_interrupted_extension_resumes(tmp_path):
+def test_a_sweep_is_extended_and_the_new_report_includes_the_seeds(tmp_path):
     tiny = ["trainer.max_epochs=3", "dataset.train_size=300", "model.hidden_sizes=[32]", "dataset.split_seed=0",
             "device=cpu"]
     sweep = tmp_path / "sweep"
@@ -108,12 +111,31 @@ def test_a_sweep_is_extended_and_an_interrupted_extension_resumes(tmp_path):
                                                                                     ("none", [0, 1, 2, 3])]
     table = pd.read_csv(sweep / "report.csv")
     assert table.loc[table["reg"] == "dropout", "delta.n_pairs"].item() == 4
-    # an extension stopped before its baseline's job finished: the rerun resumes the same round
-    job = sweep / "more_seeds" / "round1" / "config0" / "0"
-    (job / "result.json").unlink()
+    assert not (sweep / "more_seeds" / "round2").exists()
+
+
+@pytest.mark.slow
+def test_an_extension_interrupted_with_ctrl_c_resumes_where_it_stopped(tmp_path):
+    tiny = ["trainer.max_epochs=3", "dataset.train_size=300", "model.hidden_sizes=[32]", "dataset.split_seed=0",
+            "device=cpu"]
+    sweep = tmp_path / "sweep"
+    done = regbench("run", "-m", "reg=none,dropout", "seed=0,1,2", *tiny, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    round1 = sweep / "more_seeds" / "round1"
+    first, second = round1 / "config0" / "0" / "result.json", round1 / "config1" / "0" / "result.json"
+    process = start(["more-seeds", str(sweep), "--max-seeds", "6"], cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not first.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.is_file() and not second.is_file(), process.communicate()[0]
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group, the running job included
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 130, output
+    assert "interrupted" in output and not second.is_file()
     resumed = regbench("more-seeds", str(sweep), "--max-seeds", "6", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {sweep}/more_seeds/round1" in resumed.stdout
-    assert "1 skipped as already done" in resumed.stdout and (job / "result.json").is_file()  # dropout's seed 3 kept
-    assert json.loads((sweep / "more_seeds" / "round1" / "plan.json").read_text())["commands"][0]["seeds"] == [3]
-    assert not (sweep / "more_seeds" / "round2").exists()
+    assert f"resuming {round1}" in resumed.stdout and "1 skipped as already done" in resumed.stdout
+    assert second.is_file() and not (sweep / "more_seeds" / "round2").exists()
+    assert regbench("report", str(sweep), cwd=tmp_path).returncode == 0
+    table = pd.read_csv(sweep / "report.csv")
+    assert table.loc[table["reg"] == "dropout", "delta.n_pairs"].item() == 4

@@ -165,7 +165,8 @@ def plan(report: Report, folder: Path, max_seeds: int) -> tuple[list[dict[str, A
         needs = r[needs_column]
         name = f"{r['reg']} (config {config})"
         if needs == math.inf:
-            lines.append(f"{name}: inconclusive, but no number of seeds settles it (the re-split correction): left as is")
+            lines.append(f"{name}: inconclusive, but no number of seeds settles it (the re-split correction): "
+                         "left as is")
             continue
         target = min(int(needs), max_seeds)
         if target <= has:

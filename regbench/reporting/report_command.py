@@ -57,8 +57,8 @@ def add_seeds_options(parser: argparse.ArgumentParser) -> None:
                         help="the chance of detecting a difference that the seeds needed aim at (default 0.8)")
     parser.add_argument("--min-effect", type=float, default=0.01, metavar="E",
                         help="the smallest difference that matters, in the metric's units (default 0.01: one point "
-                        "of accuracy or R²); a comparison whose interval holds both 0 and ±E is flagged inconclusive; "
-                        "0 flags none")
+                        "of accuracy or R²); a comparison whose interval holds both 0 and ±E is flagged "
+                        "inconclusive; 0 flags none")
 
 
 def seeds_plan(args: argparse.Namespace) -> SeedsPlan:
