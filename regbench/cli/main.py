@@ -17,6 +17,7 @@ from regbench.engine import gcpause
 COMMANDS = {
     "run": "train one configuration, or a sweep with -m (a Hydra app: see `regbench run --help`)",
     "report": "aggregate run folders into comparison tables and plots (see `regbench report --help`)",
+    "more-seeds": "run the seeds the comparisons a report flags inconclusive need (see `regbench more-seeds --help`)",
     "study": "rank regularizers across datasets: Friedman, Nemenyi/Wilcoxon, CD diagram (see `regbench study --help`)",
     "export": "run folders into TensorBoard or MLflow (see `regbench export --help`)",
 }
@@ -26,7 +27,7 @@ USAGE = f"""usage: regbench [-h] [-V] COMMAND [ARGS ...]
 Measure, with honest numbers, what a regularizer does to a model.
 
 commands:
-{chr(10).join(f"  {name:<8} {text}" for name, text in COMMANDS.items())}
+{chr(10).join(f"  {name:<10} {text}" for name, text in COMMANDS.items())}
 
 options:
   -h, --help     show this message and exit
@@ -36,6 +37,7 @@ examples:
   regbench run reg=elasticnet
   regbench run -m reg=l1,l2,elasticnet reg.alpha=1e-5,1e-4,1e-3 seed=0,1,2
   regbench report outputs/sweeps/<sweep> --pivot reg.alpha --metric gap.acc --plots
+  regbench more-seeds outputs/sweeps/<sweep> --dry-run   # the seeds inconclusive comparisons need
   regbench study outputs/sweeps/<sweep> --rope 0.01   # a sweep over several datasets
   regbench export mlflow outputs/sweeps/<sweep>   # then: mlflow ui --backend-store-uri sqlite:///outputs/sweeps/mlflow.db
   eval "$(regbench run -sc install=bash)"     # tab completion of overrides
@@ -71,10 +73,12 @@ def _dispatch(args: list[str]) -> int:
         except KeyboardInterrupt:  # a rerun updates what was exported, never duplicates it
             print("regbench: interrupted", file=sys.stderr)
             return 130
-    if args[0] in ("report", "study"):
+    if args[0] in ("report", "study", "more-seeds"):
         with gcpause.imports():
             if args[0] == "report":
                 from regbench.reporting.report_command import main as command
+            elif args[0] == "more-seeds":
+                from regbench.reporting.more_seeds import main as command
             else:
                 from regbench.reporting.study_command import main as command
 

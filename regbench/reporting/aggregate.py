@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from regbench.reporting import power as power_analysis
 
 SEED = "params.seed"
 SPLIT_SEED = "params.dataset.split_seed"
@@ -325,7 +328,8 @@ def holm(p_values: Any) -> np.ndarray:
 
 
 def against_baseline(
-    runs: pd.DataFrame, report: pd.DataFrame, baseline: str = "none", baseline_config: int | None = None
+    runs: pd.DataFrame, report: pd.DataFrame, baseline: str = "none", baseline_config: int | None = None,
+    seeds: SeedsPlan | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Adds the paired differences to a baseline configuration to `report` (same row order).
 
@@ -346,7 +350,13 @@ def against_baseline(
     `delta.<q>.p_ttest_holm` and `delta.<q>.p_wilcoxon_holm`: those p-values Holm-adjusted
     (see `holm`) within each family, one dataset, one quantity and one test, over the
     configurations compared with a baseline whose test is defined. The baseline's own rows and
-    configurations without a baseline stay empty.
+    configurations without a baseline stay empty. `delta.baseline_config` names the baseline each
+    row was paired with. For the validation and test metric, the seeds a conclusion needs (see
+    regbench.reporting.power, with `seeds`' alpha, power and minimal effect): `delta.<q>.ci_low`
+    and `.ci_high` (the 1 - alpha confidence interval of the mean difference, corrected as the
+    t-test is), `delta.<q>.seeds_needed` (the pairs that detect the observed difference; inf:
+    no number does) and `delta.<q>.needs_seeds` (only where the interval holds both 0 and a
+    difference of the minimal effect: the pairs that would settle it).
 
     Returns:
         The table, and notes on how baselines were chosen (for the user to read).
@@ -362,11 +372,17 @@ def against_baseline(
     else:
         bases = [f for f in by_config.values() if f["reg"].iloc[0] == baseline]
         is_base = lambda frame: frame["reg"].iloc[0] == baseline  # noqa: E731
+    seeds = seeds or SeedsPlan()
     out = {"delta.n_pairs": [np.nan] * len(report), "delta.test": [None] * len(report)}
     out |= {f"delta.n_{split}": [np.nan] * len(report) for split in SPLITS}
+    out["delta.baseline_config"] = [np.nan] * len(report)
     unknown_sizes = []  # configurations whose seeds re-split data of sizes nothing records
     for q in quantities:
         for suffix in ("", ".d_z", ".p_ttest", ".p_wilcoxon", ".p_ttest_holm", ".p_wilcoxon_holm"):
+            out[f"delta.{q}{suffix}"] = [np.nan] * len(report)
+    planned_quantities = [q for q in (f"val_{m}", f"test_{m}") if q in quantities]
+    for q in planned_quantities:
+        for suffix in PLANNED:
             out[f"delta.{q}{suffix}"] = [np.nan] * len(report)
     choices: dict[tuple[tuple[int, ...], int], None] = {}
     family = [None] * len(report)  # the dataset of each compared row: Holm adjusts within one
@@ -380,21 +396,22 @@ def against_baseline(
         base = max(same, key=lambda b: len(set(b[SEED]) & set(frame[SEED])))  # the first, lowest id, on ties
         if len(same) > 1:
             choices[(tuple(int(b["config"].iloc[0]) for b in same), int(base["config"].iloc[0]))] = None
-        seeds = sorted(set(frame[SEED]) & set(base[SEED]))
-        out["delta.n_pairs"][row] = len(seeds)
+        paired_seeds = sorted(set(frame[SEED]) & set(base[SEED]))
+        out["delta.n_pairs"][row] = len(paired_seeds)
+        out["delta.baseline_config"][row] = int(base["config"].iloc[0])
         family[row] = str(frame["dataset"].iloc[0]) if "dataset" in frame else ""
-        paired = frame[frame[SEED].isin(seeds)]
+        paired = frame[frame[SEED].isin(paired_seeds)]
         corrected = resplits(paired)
         mean_size = (config_sizes(paired) if corrected else None) or {}
         known = bool(mean_size)
-        if len(seeds) >= 2:
+        if len(paired_seeds) >= 2:
             out["delta.test"][row] = CORRECTED_T if corrected else PLAIN_T
             if corrected and not known:
                 unknown_sizes.append(int(cid))
         for split, n in mean_size.items():
             out[f"delta.n_{split}"][row] = n
-        for q in quantities if seeds else ():
-            values, base_values = (_per_seed(f, q).loc[seeds].to_numpy(dtype=float) for f in (frame, base))
+        for q in quantities if paired_seeds else ():
+            values, base_values = (_per_seed(f, q).loc[paired_seeds].to_numpy(dtype=float) for f in (frame, base))
             correction = mean_size[measured_on(q)] / mean_size["train"] if known else None
             out[f"delta.{q}"][row] = float((values - base_values).mean())
             out[f"delta.{q}.d_z"][row] = effect_size(values, base_values, correction)
@@ -402,6 +419,9 @@ def against_baseline(
             out[f"delta.{q}.p_ttest"][row], out[f"delta.{q}.p_wilcoxon"][row] = p_t, p_w
             if corrected and not known:  # no honest t-test without the sizes; the Wilcoxon test needs none
                 out[f"delta.{q}.d_z"][row] = out[f"delta.{q}.p_ttest"][row] = math.nan
+            elif q in planned_quantities:
+                for suffix, value in zip(PLANNED, seeds.of(values, base_values, correction)):
+                    out[f"delta.{q}{suffix}"][row] = value
     for dataset in {f for f in family if f is not None}:
         rows = [row for row, f in enumerate(family) if f == dataset]
         for q in quantities:
@@ -419,9 +439,38 @@ def against_baseline(
         notes.append(f"config {', '.join(map(str, unknown_sizes))}: the seeds re-split the data, but the runs record "
                      "no split sizes (result.json split_sizes, written by newer regbench) and the data config does not "
                      "give them: no corrected t-test or d_z (runs of a regbench that records split sizes have them)")
-    out["delta.n_pairs"] = pd.array([None if math.isnan(n) else int(n) for n in out["delta.n_pairs"]], dtype="Int64")
+    for column in ("delta.n_pairs", "delta.baseline_config"):
+        out[column] = pd.array([None if math.isnan(n) else int(n) for n in out[column]], dtype="Int64")
     table = report.drop(columns="config").assign(**out, config=report["config"])  # config stays last
     return table, notes
+
+
+PLANNED = (".ci_low", ".ci_high", ".seeds_needed", ".needs_seeds")  # see SeedsPlan.of
+
+
+@dataclass(frozen=True)
+class SeedsPlan:
+    """The settings of the seeds-needed figures (`regbench report --alpha --power --min-effect`).
+
+    Attributes:
+        alpha: the level of the two-sided paired t-test, and 1 - the confidence of the interval.
+        power: the chance of detecting the difference asked of the seeds needed.
+        min_effect: the smallest difference that matters, in the metric's units (0.01: one
+            point of accuracy or R^2); None: no comparison is flagged inconclusive.
+    """
+
+    alpha: float = 0.05
+    power: float = 0.8
+    min_effect: float | None = 0.01
+
+    def of(self, values: np.ndarray, base: np.ndarray, correction: float | None) -> tuple[float, ...]:
+        """(ci_low, ci_high, seeds_needed, needs_seeds) of one comparison (see regbench.reporting.power)."""
+        diff, tolerance = _paired_differences(values, base)
+        low, high = power_analysis.interval(diff, self.alpha, correction)
+        if len(diff) < 2 or np.ptp(diff) <= tolerance:  # no spread: no t-test, nothing to plan
+            return low, high, math.nan, math.nan
+        needed, _, _, needs = power_analysis.planned(diff, self.alpha, self.power, correction, self.min_effect)
+        return low, high, needed, needs
 
 
 def describe_config(report: pd.DataFrame, config: int) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from regbench.config.keys import KEYS, ONLY_FOR
-from regbench.reporting.aggregate import against_baseline, describe_config, set_aside_duplicates, summarize, with_config_ids
+from regbench.reporting.aggregate import (SeedsPlan, against_baseline, describe_config, set_aside_duplicates, summarize,
+                                         with_config_ids)
 from regbench.reporting.collect import collect
 
 
@@ -37,9 +38,11 @@ class Report:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     duplicates: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    seeds: SeedsPlan = field(default_factory=SeedsPlan)  # the settings of the seeds-needed figures
 
 
-def build(paths: list[Path], baseline: str | None = None, baseline_config: int | None = None) -> Report:
+def build(paths: list[Path], baseline: str | None = None, baseline_config: int | None = None,
+          seeds: SeedsPlan | None = None) -> Report:
     """Reads the runs under `paths` and aggregates them.
 
     Args:
@@ -47,6 +50,7 @@ def build(paths: list[Path], baseline: str | None = None, baseline_config: int |
         baseline: the reg label to compare against; None means `none`. When no run has the
             label, a note says so (and, for `none`, how to add it).
         baseline_config: a configuration id (report.csv's `config`) to compare against instead.
+        seeds: alpha, power and minimal effect of the seeds-needed figures (default SeedsPlan()).
 
     Raises:
         FileNotFoundError: a path does not exist.
@@ -72,9 +76,10 @@ def build(paths: list[Path], baseline: str | None = None, baseline_config: int |
         labels = ", ".join(sorted(runs["reg"].astype(str).unique()))
         notes.append(f"--baseline {baseline} matches no run (the labels here: {labels}): no paired differences"
                      if baseline is not None else no_baseline(labels))
-    table, chosen = against_baseline(runs, table, label, baseline_config)
+    seeds = seeds or SeedsPlan()
+    table, chosen = against_baseline(runs, table, label, baseline_config, seeds)
     return Report(runs=runs, table=table, constants=constants, baseline=label, skipped=collected.skipped,
-                  duplicates=duplicates, notes=collected.notes + notes + chosen)
+                  duplicates=duplicates, notes=collected.notes + notes + chosen, seeds=seeds)
 
 
 def no_baseline(labels: str) -> str:

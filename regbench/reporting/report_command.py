@@ -2,6 +2,7 @@
 
     regbench report PATH [PATH ...] [--out DIR] [--format csv|md] [--baseline LABEL]
                     [--baseline-config N] [--pivot KEY] [--metric NAME] [--plots]
+                    [--alpha A] [--power P] [--min-effect E]
 
 The Report is built by regbench.reporting.report and printed and written by
 regbench.reporting.report_format.
@@ -18,7 +19,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from regbench.reporting.aggregate import metric_of, pivot, sort_key, value_text
+from regbench import UserInputError
+from regbench.reporting.aggregate import SeedsPlan, metric_of, pivot, sort_key, value_text
 from regbench.reporting.report import Report, build
 from regbench.reporting.report_format import param_columns, pivot_title, render, wide_console, write
 
@@ -42,12 +44,46 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pivot", metavar="KEY", help="a params key, e.g. reg.alpha: one column per value (pivot.csv)")
     parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), e.g. gap.acc")
     parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png")
+    add_seeds_options(parser)
     return parser.parse_args(argv)
+
+
+def add_seeds_options(parser: argparse.ArgumentParser) -> None:
+    """--alpha, --power and --min-effect: the settings of the seeds-needed figures (SeedsPlan)."""
+    parser.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                        help="the level of the paired t-test for the seeds needed, and 1 - the confidence of the "
+                        "interval of each difference (default 0.05)")
+    parser.add_argument("--power", type=float, default=0.8, metavar="P",
+                        help="the chance of detecting a difference that the seeds needed aim at (default 0.8)")
+    parser.add_argument("--min-effect", type=float, default=0.01, metavar="E",
+                        help="the smallest difference that matters, in the metric's units (default 0.01: one point "
+                        "of accuracy or R²); a comparison whose interval holds both 0 and ±E is flagged "
+                        "inconclusive; 0 flags none")
+
+
+def seeds_plan(args: argparse.Namespace) -> SeedsPlan:
+    """The SeedsPlan of the parsed options.
+
+    Raises:
+        UserInputError: alpha or power outside (0, 1), or a negative minimal effect.
+    """
+    if not 0 < args.alpha < 1:
+        raise UserInputError(f"--alpha {args.alpha}: must lie strictly between 0 and 1")
+    if not 0 < args.power < 1:
+        raise UserInputError(f"--power {args.power}: must lie strictly between 0 and 1")
+    if not args.min_effect >= 0:
+        raise UserInputError(f"--min-effect {args.min_effect}: must be 0 or more")
+    return SeedsPlan(args.alpha, args.power, args.min_effect or None)
 
 
 def main(argv: list[str]) -> int:
     """`regbench report …`; returns the exit code."""
     args = parse_args(argv)
+    try:
+        seeds = seeds_plan(args)
+    except UserInputError as e:
+        print(f"regbench: error: {e}", file=sys.stderr)
+        return 2
     missing = [p for p in args.paths if not p.exists()]
     if missing:
         print(f"regbench: error: {missing[0]} does not exist", file=sys.stderr)
@@ -58,7 +94,7 @@ def main(argv: list[str]) -> int:
         print(f"regbench: error: {problem}", file=sys.stderr)
         return 2
     try:
-        report = build(args.paths, args.baseline, args.baseline_config)
+        report = build(args.paths, args.baseline, args.baseline_config, seeds)
     except ValueError as e:
         print(f"regbench: error: {e}", file=sys.stderr)
         for line in pending_lines(args.paths):  # a sweep submitted, none of its jobs finished yet

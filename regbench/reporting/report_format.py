@@ -19,6 +19,7 @@ from rich.table import Table
 
 from regbench.reporting import html
 from regbench.reporting.aggregate import CORRECTED_T, GROUPED, PLAIN_T, group_of, metric_of, value_text
+from regbench.reporting.power import count_text
 from regbench.reporting.report import Report, all_runs, applies, computed, idle
 
 
@@ -143,6 +144,7 @@ def footnotes(report: Report, header: list[str], rows: list[list[str]], left_out
                          "the same (no variance), the Wilcoxon test when every one is zero"
                          + ("; the corrected t-test also where the runs record no split sizes (see the note)"
                             if unsized else ""))
+        lines += seeds_lines(report)
     if D_COLUMN in header and D_COLUMN not in left_out:
         column = header.index(D_COLUMN)
         corrected = "delta.test" in report.table and (report.table["delta.test"] == CORRECTED_T).any()
@@ -521,3 +523,42 @@ def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images
     files.append(html.write_parts(out / "report.html", parts(report, command, list(images), pivot_table, pivot_metric),
                                   replaces))
     return files
+
+
+def seeds_lines(report: Report) -> list[str]:
+    """How many paired seeds each comparison of the validation metric needs (report.csv's
+    delta.<q>.seeds_needed) in one line, then one line per inconclusive comparison (its interval
+    holds both 0 and a difference of the minimal effect: delta.<q>.needs_seeds)."""
+    t, m, plan = report.table, metric_of(report.runs), report.seeds
+    q = f"val_{m}"
+    if f"delta.{q}.seeds_needed" not in t:
+        return []
+    planned = t[t[f"delta.{q}.seeds_needed"].notna()]
+    if planned.empty:
+        return []
+    level = f"{plan.power:.0%} power at alpha {plan.alpha:g}"
+
+    def count(r: pd.Series, column: str) -> str:
+        n = r[column]
+        if n != math.inf:
+            return count_text(n)
+        return "never (the re-split correction)" if r["delta.test"] == CORRECTED_T else "never (no difference)"
+
+    lines = [f"seeds needed to detect each Δ{q} with {level} (the paired t-test, from the paired differences' "
+             "standard deviation; report.csv delta.<q>.seeds_needed): "
+             + "; ".join(f"{r['reg']} (config {int(r['config'])}) {count(r, f'delta.{q}.seeds_needed')}"
+                         for _, r in planned.iterrows())]
+    if (planned[f"delta.{q}.seeds_needed"] == math.inf).any() and (planned["delta.test"] == CORRECTED_T).any():
+        lines.append(f"never (the re-split correction): the corrected t-test's n_test/n_train term does not shrink "
+                     f"with more seeds, so for this difference its power never reaches {plan.power:.0%}; one fixed "
+                     "split (dataset.split_seed=0) asks less, and concludes about that split only")
+    flagged = planned[planned[f"delta.{q}.needs_seeds"].notna()]
+    for _, r in flagged.iterrows():
+        needs = r[f"delta.{q}.needs_seeds"]
+        low, high = r[f"delta.{q}.ci_low"], r[f"delta.{q}.ci_high"]
+        why = (f"needs ~{count_text(needs)} seeds" if needs != math.inf
+               else "no number of seeds settles it (the re-split correction)")
+        lines.append(f"inconclusive: {r['reg']} (config {int(r['config'])}): the {1 - plan.alpha:.0%} interval of "
+                     f"Δ{q} [{low:+.4f}, {high:+.4f}] holds both 0 and a difference of ±{plan.min_effect:g} "
+                     f"(--min-effect): {why} (has {int(r['delta.n_pairs'])}); `regbench more-seeds` adds them")
+    return lines
