@@ -40,7 +40,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     against.add_argument("--baseline-config", type=int, metavar="N",
                         help="compare against configuration N (report.csv's config column) instead of a label")
     parser.add_argument("--pivot", metavar="KEY", help="a params key, e.g. reg.alpha: one column per value (pivot.csv)")
-    parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), e.g. gap.acc")
+    parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), "
+                        "e.g. gap.acc or test_ece (lower better)")
     parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png")
     return parser.parse_args(argv)
 

@@ -88,7 +88,8 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
     show_bad = bool((t["n_diverged"] + t["n_failed"]).any())
     if show_bad:
         header.append("diverged/failed")
-    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", "sparsity") if f"{q}.mean" in t]
+    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", "test_ece", "test_brier", "sparsity")
+                  if f"{q}.mean" in t]
     header += [f"{q} (95% CI)" for q in quantities] + ["epochs"]
     show_early = "n_early_best" in t and bool(t["n_early_best"].any())
     if show_early:
