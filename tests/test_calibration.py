@@ -104,3 +104,65 @@ def test_regression_has_no_calibration(tiny_cfg, tmp_path):
     result = run(tiny_cfg("dataset=diabetes", "dataset.train_size=null", "trainer.max_epochs=1"), tmp_path / "run", QUIET)
     assert result["status"] == "ok", result.get("error")
     assert not any("ece" in k or "brier" in k for k in result["metrics"]) and "calibration" not in result
+
+
+# ------------------------------------------------------------------ reports and studies
+
+
+def _calibrated_run(folder, *, reg, alpha, seed, dataset, acc, ece, brier):
+    """A classification run folder whose result.json has calibration metrics (val = test here, unless a tuple)."""
+    from tests.helpers.rundirs import write_run
+
+    (val_ece, test_ece) = ece if isinstance(ece, tuple) else (ece, ece)
+    metrics = {"train_acc": 1.0, "val_acc": acc, "test_acc": acc, "train_loss": 0.0, "val_loss": 1 - acc,
+               "test_loss": 1 - acc, "train_ece": 0.0, "val_ece": val_ece, "test_ece": test_ece, "train_brier": 0.0,
+               "val_brier": brier, "test_brier": brier}
+    return write_run(folder, reg=reg, alpha=alpha, seed=seed, dataset=dataset, metrics=metrics,
+                     extra={"reg.l1_ratio": 0.5, "reg.dropout": 0.0})
+
+
+def test_study_ranks_by_ece_and_brier_lower_better_and_chooses_on_validation(tmp_path):
+    """l2 is more accurate but worse calibrated: by acc it ranks first, by ece or brier last; its
+    strength is the one with the lowest validation ECE, its score that one's test ECE."""
+    from regbench.reporting.study import METRICS, build
+
+    n = 0
+    for d in range(3):
+        for seed in range(3):
+            off = 0.001 * (seed - 1)
+            _calibrated_run(tmp_path / str(n), reg="none", alpha=0.0, seed=seed, dataset=f"d{d}", acc=0.8 + off,
+                            ece=0.05 + off, brier=0.3 + off)
+            # l2 at 1e-4: best validation ECE, worse test ECE; at 1e-2 the reverse
+            _calibrated_run(tmp_path / str(n + 1), reg="l2", alpha=1e-4, seed=seed, dataset=f"d{d}", acc=0.9 + off,
+                            ece=(0.01 + off, 0.10 + off), brier=0.4 + off)
+            _calibrated_run(tmp_path / str(n + 2), reg="l2", alpha=1e-2, seed=seed, dataset=f"d{d}", acc=0.85 + off,
+                            ece=(0.2 + off, 0.001 + off), brier=0.5 + off)
+            n += 3
+    by = {m: build([tmp_path], [METRICS[m]]).cells.set_index(["dataset", "reg"]) for m in ("acc", "ece", "brier")}
+    assert (by["acc"].xs("l2", level="reg")["rank"] == 1).all()
+    for m in ("ece", "brier"):
+        assert (by[m].xs("none", level="reg")["rank"] == 1).all(), m
+    l2 = by["ece"].xs("l2", level="reg")
+    assert (l2["chosen"] == "alpha=0.0001").all() and l2["score"].to_numpy() == pytest.approx([0.10] * 3)
+    assert (by["brier"].xs("l2", level="reg")["chosen"] == "alpha=0.0001").all()  # brier 0.4 < 0.5
+
+
+def test_report_summarises_calibration_and_its_delta_and_pivots_on_it(tmp_path):
+    """report.csv: test_ece / test_brier means over seeds and their paired deltas against the
+    baseline (negative: better calibrated than it); `--metric test_ece` pivots on it."""
+    from regbench.reporting.aggregate import pivot
+    from regbench.reporting.report import build
+
+    for seed in range(3):
+        _calibrated_run(tmp_path / f"n{seed}", reg="none", alpha=0.0, seed=seed, dataset="digits", acc=0.9,
+                        ece=0.08 + 0.01 * seed, brier=0.2)
+        _calibrated_run(tmp_path / f"l{seed}", reg="l2", alpha=1e-3, seed=seed, dataset="digits", acc=0.9,
+                        ece=0.03 + 0.012 * seed, brier=0.15 + 0.001 * seed)
+    report = build([tmp_path])
+    row = report.table.set_index("reg").loc["l2"]
+    assert row["test_ece.mean"] == pytest.approx(0.042) and row["val_ece.mean"] == pytest.approx(0.042)
+    assert row["test_brier.mean"] == pytest.approx(0.151)
+    assert row["delta.test_ece"] == pytest.approx(0.042 - 0.09) and row["delta.test_brier"] == pytest.approx(-0.049)
+    assert row["delta.n_pairs"] == 3
+    table = pivot(report.runs, "reg.alpha", "test_ece")
+    assert list(table.columns) == ["reg", "reg.alpha=0", "reg.alpha=0.001"]
