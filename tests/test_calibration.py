@@ -6,9 +6,11 @@ predictions."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from rich.console import Console
@@ -166,3 +168,48 @@ def test_report_summarises_calibration_and_its_delta_and_pivots_on_it(tmp_path):
     assert row["delta.n_pairs"] == 3
     table = pivot(report.runs, "reg.alpha", "test_ece")
     assert list(table.columns) == ["reg", "reg.alpha=0", "reg.alpha=0.001"]
+
+
+def _diagram(count, confidence, accuracy, bins=4):
+    return json.dumps({"bins": bins, "test": {"count": count, "confidence": confidence, "accuracy": accuracy}})
+
+
+def test_the_reliability_diagram_pools_the_seeds_and_keeps_the_figure_contract(tmp_path, monkeypatch):
+    """Per bin: the seeds' counts added, confidence and accuracy weighted by them; the accuracy
+    bar reaches the pooled accuracy and the gap bar the pooled confidence; an empty bin has no
+    bar; one panel per configuration, in the order given; the report figures' contract holds."""
+    from regbench.reporting import plots
+    from tests.test_report_figures import _contract
+
+    closed: list = []
+    monkeypatch.setattr(plots.plt, "close", closed.append)
+    runs = pd.DataFrame([
+        {"status": "ok", "config": 0, "test_ece": 0.1,
+         "calibration": _diagram([0, 2, 1, 1], [None, 0.4, 0.6, 0.9], [None, 0.5, 1.0, 0.0])},
+        {"status": "ok", "config": 0, "test_ece": 0.3,
+         "calibration": _diagram([0, 2, 0, 3], [None, 0.3, None, 0.95], [None, 1.0, None, 1.0])},
+        {"status": "ok", "config": 1, "test_ece": 0.0,
+         "calibration": _diagram([0, 0, 0, 5], [None, None, None, 0.8], [None, None, None, 0.8])},
+        {"status": "failed", "config": 1, "test_ece": None, "calibration": None},
+    ])
+    pooled = plots.pooled_bins(runs.loc[runs["config"] == 0, "calibration"])
+    assert pooled["count"].tolist() == [0, 4, 1, 4] and int(pooled["runs"]) == 2
+    assert pooled["confidence"][1:].tolist() == pytest.approx([0.35, 0.6, (0.9 + 3 * 0.95) / 4])
+    assert pooled["accuracy"][1:].tolist() == pytest.approx([0.75, 1.0, 0.75]) and np.isnan(pooled["accuracy"][0])
+    png = plots.reliability(runs, tmp_path / "reliability.png", {0: "none", 1: "l2: alpha=0.001"}, [1, 0])
+    fig = closed[-1]
+    assert [ax.get_title() for ax in fig.axes] == ["l2: alpha=0.001", "none"]
+    ax = fig.axes[1]
+    accuracy = [p for p in ax.patches if p.get_gid() == "accuracy:0"]
+    gap = [p for p in ax.patches if p.get_gid() == "gap:0"]
+    assert [round(p.get_x(), 6) for p in accuracy] == [0.25, 0.5, 0.75]  # bin 0 is empty
+    assert [p.get_height() for p in accuracy] == pytest.approx([0.75, 1.0, 0.75])
+    assert [p.get_y() + p.get_height() for p in gap] == pytest.approx([0.35, 0.6, (0.9 + 3 * 0.95) / 4])
+    assert "ECE 0.200" in " ".join(t.get_text() for t in ax.texts)  # the mean of its seeds' test ECE
+    _contract(png, fig)
+
+
+def test_no_reliability_diagram_without_recorded_bins():
+    from regbench.reporting import plots
+
+    assert plots.reliability(pd.DataFrame({"status": ["ok"], "config": [0]}), Path("unused.png"), {}) is None
