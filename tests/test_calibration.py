@@ -213,3 +213,16 @@ def test_no_reliability_diagram_without_recorded_bins():
     from regbench.reporting import plots
 
     assert plots.reliability(pd.DataFrame({"status": ["ok"], "config": [0]}), Path("unused.png"), {}) is None
+
+
+def test_non_finite_outputs_give_null_bins_not_nan():
+    """A network whose outputs are NaN (a diverged run's): its ECE and Brier are NaN (null in
+    result.json, like its loss), and the diagram's confidences null: result.json cannot hold NaN."""
+    data = SimpleNamespace(x_test=torch.full((4, 3), float("nan")), y_test=torch.tensor([0, 1, 2, 0]),
+                           prepare=lambda x: x)
+    values = calibration(nn.Identity(), data, "test", 8, 5).tolist()
+    assert np.isnan(values[0]) and np.isnan(values[1])
+    diagram = summary(values, 5)
+    assert sum(diagram["count"]) == 4
+    assert all(v is None for v in diagram["confidence"])
+    json.dumps(diagram, allow_nan=False)  # the accuracy of NaN's argmax is a number

@@ -18,6 +18,8 @@ the per-epoch loop and metrics.csv do not compute it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -62,6 +64,11 @@ def summary(read: list[float], bins: int) -> dict[str, list[float | None]]:
     counts, confidence, hits = (read[2 + i * bins : 2 + (i + 1) * bins] for i in range(3))
     return {
         "count": [int(c) for c in counts],
-        "confidence": [s / c if c else None for s, c in zip(confidence, counts)],
-        "accuracy": [h / c if c else None for h, c in zip(hits, counts)],
+        "confidence": [_mean(s, c) for s, c in zip(confidence, counts)],
+        "accuracy": [_mean(h, c) for h, c in zip(hits, counts)],
     }
+
+
+def _mean(total: float, count: float) -> float | None:
+    # null, not NaN, for a network whose outputs are not finite: result.json holds no NaN, and its lists are not cleaned
+    return total / count if count and math.isfinite(total) else None
