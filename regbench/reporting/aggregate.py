@@ -429,8 +429,7 @@ def against_baseline(
                      "no split sizes (result.json split_sizes, written by newer regbench) and the data config does not "
                      "give them: no corrected t-test or d_z (runs of a regbench that records split sizes have them)")
     out["delta.n_pairs"] = pd.array([None if math.isnan(n) else int(n) for n in out["delta.n_pairs"]], dtype="Int64")
-    # one concat, not one insert per column (pandas warns of a fragmented frame past 100 of them); config stays last
-    table = pd.concat([report.drop(columns="config"), pd.DataFrame(out, index=report.index), report[["config"]]], axis=1)
+    table = report.drop(columns="config").assign(**out, config=report["config"])  # config stays last
     return table, notes
 
 
