@@ -85,7 +85,8 @@ def result_summary(result: dict[str, Any]) -> str:
         + ("" if optimality is None else f"optimality {optimality:.2e}; ")
         + f"{result['n_params']} parameters; {result['seconds']:.1f}s on {result['device']}"
     )
-    plain = {f"{split}_{k}" for split in ("train", "val", "test") for k in ("loss", m)}
+    # the calibration metrics (result.json, the report) stay off the terminal: the run's summary is what it was
+    plain = {f"{split}_{k}" for split in ("train", "val", "test") for k in ("loss", m, "ece", "brier")}
     own = {k: v for k, v in (result.get("metrics") or {}).items() if k not in plain}  # a regularizer's (test_acc_fgsm)
     if own:
         text += "\n" + "; ".join(f"{k} {_fmt(v)}" for k, v in own.items())

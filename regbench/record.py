@@ -58,8 +58,13 @@ class Record(TypedDict):
                                 "runs keep their hash) and, for your own data, of its fingerprint: resuming a sweep "
                                 "compares it"]
     metrics: Annotated[dict[str, _Number], "`train_loss, val_loss, test_loss, train_acc, val_acc, test_acc` (`_r2` "
-                                           "for regression) of the reported weights; and where a regularizer adds its "
-                                           "own beside them, those: `test_acc_fgsm` (`test_r2_fgsm`) with "
+                                           "for regression) of the reported weights (the loss of a classification is its "
+                                           "NLL, the mean cross-entropy); for a classification also `train_ece, "
+                                           "val_ece, test_ece` (top-label expected calibration error over "
+                                           "`trainer.ece_bins` equal-width confidence bins) and `train_brier, "
+                                           "val_brier, test_brier` (the mean over samples of the sum over classes of "
+                                           "(p − one-hot)², in [0, 2]), both lower better; and where a regularizer "
+                                           "adds its own beside them, those: `test_acc_fgsm` (`test_r2_fgsm`) with "
                                            "`reg.fgsm_eval`, the test accuracy under FGSM"]
     gap: Annotated[dict[str, _Number], "`acc` = train_acc − val_acc (or `r2`), `loss` = val_loss − train_loss"]
     best_epoch: Annotated[int | None, "the epoch of the last val-loss improvement (by more than `trainer.min_delta`; "
@@ -100,6 +105,12 @@ class Record(TypedDict):
     data_summary: NotRequired[Annotated[dict[str, Any], "only for your own data: the summary line (`line`) and its "
                                                         "numbers: rows, columns, features and their one-hot "
                                                         "expansions, classes"]]
+    calibration: NotRequired[Annotated[dict[str, Any], "only for a classification whose metrics were computed: "
+                                                       "`bins` (`trainer.ece_bins`) and `test`, the test split's "
+                                                       "reliability diagram of the reported weights: per confidence "
+                                                       "bin (equal-width, [b/M, (b+1)/M), the last one including 1) "
+                                                       "its `count`, mean `confidence` and `accuracy` (null for an "
+                                                       "empty bin); the report draws it"]]
     split_sizes: NotRequired[Annotated[dict[str, int], "only once the data was loaded (every run but one that failed "
                                                        "before): `train`, `val`, `test`, the rows of each split the run "
                                                        "used (training after `dataset.train_size`); the report's "

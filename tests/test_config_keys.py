@@ -61,12 +61,17 @@ ADDED = ("optim.schedule", *(f"optim.{k}" for k in oracle.ALL_SCHEDULE_KNOBS), *
          *(f"reg.{name}" for name, _, since, _ in oracle.KNOBS if since))
 
 
+# Keys other than regularizer knobs added since 5be3e05, with their defaults (hashed only away from them).
+NEWER_KEYS = {"trainer.ece_bins": 15}  # issue 27: the calibration error's bins
+
+
 def _as_5be3e05(params: dict) -> dict | None:
     """`params` as 5be3e05 recorded them: without the knobs added since, at their defaults (their
     Knobs' `since` keeps them out of the hash there); None when one of them is away from its
     default (a regularizer 5be3e05 did not have, switched on)."""
     known = {f"reg.{name}" for name, *_ in oracle.KNOBS}
     newer = {f"reg.{k.name}": k.default for k in builtin_knobs() if f"reg.{k.name}" not in known}
+    newer |= NEWER_KEYS
     if any(params.get(key, default) != default for key, default in newer.items()):
         return None
     return {k: v for k, v in params.items() if k not in newer}
@@ -286,6 +291,7 @@ RANGES = {
     "trainer.max_epochs": ([1], [0]),
     "trainer.batch_size": ([1], [0]),
     "trainer.eval_batch_size": ([1], [0]),
+    "trainer.ece_bins": ([1, 15], [0, -1]),
     "trainer.patience": ([None, 1], [0]),
     "trainer.min_delta": ([0.0], [-1e-3]),
     "trainer.num_threads": (["auto", 1, 8], [0, "many", True]),

@@ -97,11 +97,12 @@ def test_a_pipe_gets_the_whole_table(user_sweep, tmp_path):
     lines = table_part(out.stdout)
     header = " ".join(lines[:6])
     for column in ("reg.alpha", "reg.extra.maxnorm.max_norm", "test_acc (95% CI)", "gap.loss (95% CI)",
-                   "sparsity (95% CI)", "epochs", "d_z", "p Holm (t-test / Wilcoxon)", "pairs"):
+                   "test_ece (95% CI)", "test_brier (95% CI)", "sparsity (95% CI)", "epochs", "d_z",
+                   "p Holm (t-test / Wilcoxon)", "pairs"):
         assert column in header, column
     assert "-column terminal" not in out.stdout  # nothing was fitted, so nothing to say
     assert max(len(line.rstrip()) for line in lines) > 200  # wider than 80, and not wrapped at 250 either
-    assert all(line.count("│") in (0, 18) for line in lines[3:])  # every row on one line: 17 columns
+    assert all(line.count("│") in (0, 20) for line in lines[3:])  # every row on one line: 19 columns
 
 
 @pytest.mark.slow

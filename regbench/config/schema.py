@@ -277,6 +277,9 @@ class TrainerConfig:
                                   "stopping.", range=">= 1 or null", valid=lambda v: v is None or v >= 1)
     min_delta: float = key(0.0, "Smallest decrease of val_loss that counts as an improvement.", range=">= 0",
                            valid=_at_least(0))
+    ece_bins: int = key(15, "Equal-width confidence bins of the expected calibration error (classification: "
+                        "`<split>_ece` in result.json, and its reliability diagram).", range=">= 1",
+                        valid=_at_least(1), since=NEXT, hashed=UNLESS_DEFAULT)
     # Hashed since the first release, though a thread count changes only the last bits; a stack runs on one.
     num_threads: Any = key("auto", "torch's CPU threads per job: a count, or auto (the cores divided by the jobs a "
                            "launcher runs at once).", range="auto or a positive count", valid=_threads, computed=False)

@@ -33,6 +33,7 @@ from regbench.data.datasets import configured_task, load
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.fitstate import FitState
+from regbench.engine.calibration import calibration, summary
 from regbench.engine.loop import evaluate, fit
 from regbench.engine.member import NETWORK_STREAM, Member, network_stream, order_generator
 from regbench.engine.network import tensors
@@ -57,6 +58,8 @@ from regbench.results import (
 from regbench.config.checks import check, convex_obstacles, is_checked
 
 log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
 
 
 def seed_everything(seed: int) -> None:
@@ -399,16 +402,20 @@ def record(result: Record, state: FitState, model: torch.nn.Module, data: Any, c
 
 def final_metrics(result: Record, model: torch.nn.Module, data: Any, cfg: Any,
                   classes: list[tuple[type, Any]] = ()) -> None:
-    """Evaluates the reported weights on train, val and test, and the gap between them; and adds
-    the metrics of the `metrics` hooks of the regularizer classes `classes` (regularizers' pairs)."""
+    """Evaluates the reported weights on train, val and test, and the gap between them; adds
+    the metrics of the `metrics` hooks of the regularizer classes `classes` (regularizers' pairs);
+    and, for a classification, each split's ECE and Brier score with the test split's reliability
+    diagram (regbench.engine.calibration), all read back in one host sync."""
     m = metric_name(data.task)
     batch = cfg.trainer.eval_batch_size
-    scores = torch.cat([evaluate(model, data, s, batch) for s in ("train", "val", "test")])
+    scores = torch.cat([evaluate(model, data, s, batch) for s in SPLITS])
     own: dict[str, torch.Tensor] = {}  # the regularizers' `metrics` hooks: robustness under FGSM...
     for cls, values in classes:
         if defines(cls, "metrics"):
             own.update(cls.metrics(values(cfg.reg), model, data, batch))
-    read = torch.cat([scores, *(t.reshape(1).to(scores) for t in own.values())]).tolist()  # one host sync
+    bins = cfg.trainer.ece_bins
+    calibrated = [calibration(model, data, s, batch, bins) for s in SPLITS] if data.task == "classification" else []
+    read = torch.cat([scores, *(t.reshape(1).to(scores) for t in own.values()), *calibrated]).tolist()  # one host sync
     train_loss, train_m, val_loss, val_m, test_loss, test_m = read[:6]
     result["metrics"] = {
         "train_loss": train_loss,
@@ -417,8 +424,13 @@ def final_metrics(result: Record, model: torch.nn.Module, data: Any, cfg: Any,
         f"train_{m}": train_m,
         f"val_{m}": val_m,
         f"test_{m}": test_m,
-        **dict(zip(own, read[6:])),
+        **dict(zip(own, read[6 : 6 + len(own)])),
     }
+    if calibrated:  # the ECE and Brier score of each split, and the test split's reliability diagram
+        per_split = [read[6 + len(own) + i * (2 + 3 * bins):][: 2 + 3 * bins] for i in range(len(SPLITS))]
+        for s, values in zip(SPLITS, per_split):
+            result["metrics"][f"{s}_ece"], result["metrics"][f"{s}_brier"] = values[:2]
+        result["calibration"] = {"bins": bins, "test": summary(per_split[-1], bins)}
     result["gap"] = {m: train_m - val_m, "loss": val_loss - train_loss}
     if not convex_obstacles(cfg):  # model=linear with the penalty alone: how close to the optimum
         result["optimality"] = convex.optimality_violation(model, data, cfg.reg, cfg.trainer.eval_batch_size)

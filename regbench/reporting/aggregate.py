@@ -28,6 +28,11 @@ SEED = "params.seed"
 SPLIT_SEED = "params.dataset.split_seed"
 
 
+# A classification's calibration metrics (result.json `<split>_ece`, `<split>_brier`; regbench.engine.calibration):
+# lower is better.
+CALIBRATION = ("ece", "brier")
+
+
 def metric_of(runs: pd.DataFrame) -> str:
     """`acc` when any run is a classification, else `r2`."""
     return "acc" if "val_acc" in runs and runs["val_acc"].notna().any() else "r2"
@@ -38,7 +43,9 @@ def summary_columns(runs: pd.DataFrame) -> list[str]:
     cols = []
     for m in ("acc", "r2"):
         cols += [f"{s}_{m}" for s in ("train", "val", "test")] + [f"gap.{m}"]
-    cols += ["train_loss", "val_loss", "test_loss", "gap.loss", "sparsity", "best_epoch", "epochs_run", "seconds"]
+    cols += ["train_loss", "val_loss", "test_loss", "gap.loss"]
+    cols += [f"{s}_{c}" for c in CALIBRATION for s in ("train", "val", "test")]  # classification only
+    cols += ["sparsity", "best_epoch", "epochs_run", "seconds"]
     return [c for c in cols if c in runs and runs[c].notna().any()]
 
 
@@ -344,8 +351,9 @@ def against_baseline(
     with that label qualify, the one sharing the most seeds (the lowest config id on ties), and
     a note says which. Columns: `delta.n_pairs`, `delta.test` (which t-test: PLAIN_T or
     CORRECTED_T), `delta.n_train`, `delta.n_val`, `delta.n_test` (the split sizes the corrected
-    test used, averaged over the paired runs; empty for the plain test), and for the validation and test metric and
-    both gaps, `delta.<q>` (mean of config minus baseline), `delta.<q>.d_z` (the effect size,
+    test used, averaged over the paired runs; empty for the plain test), and for the validation and test metric,
+    both gaps and (classification) the test ECE and Brier score (lower better: a negative delta is
+    better calibrated), `delta.<q>` (mean of config minus baseline), `delta.<q>.d_z` (the effect size,
     see `effect_size`), `delta.<q>.p_ttest` and `delta.<q>.p_wilcoxon` (see `paired_p`), and
     `delta.<q>.p_ttest_holm` and `delta.<q>.p_wilcoxon_holm`: those p-values Holm-adjusted
     (see `holm`) within each family, one dataset, one quantity and one test, over the
@@ -362,7 +370,8 @@ def against_baseline(
         The table, and notes on how baselines were chosen (for the user to read).
     """
     m = metric_of(runs)
-    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss") if q in runs]
+    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", *(f"test_{c}" for c in CALIBRATION))
+                  if q in runs]
     pair_keys = [k for k in varying(runs, config_keys(runs)) if not k.startswith("params.reg.")]
     ok = runs[runs["status"] == "ok"]
     by_config = dict(tuple(ok.groupby("config")))
@@ -496,7 +505,8 @@ def pivot(runs: pd.DataFrame, key: str, metric: str) -> pd.DataFrame:
     if column not in runs:
         raise KeyError(f"--pivot {key}: no such parameter (try e.g. reg.alpha, reg.dropout, dataset.train_size)")
     if metric not in runs:
-        raise KeyError(f"--metric {metric}: no such column (try val_acc, test_acc, gap.acc, gap.loss, sparsity)")
+        raise KeyError(f"--metric {metric}: no such column (try val_acc, test_acc, gap.acc, gap.loss, sparsity, "
+                       "test_ece, test_brier)")
     ok = runs[runs["status"] == "ok"]
     others = [k for k in varying(ok, config_keys(ok)) if k != column]
     # Parameters fixed by the label (l1_ratio for l1/l2/elasticnet) would only repeat it.

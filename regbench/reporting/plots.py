@@ -515,3 +515,90 @@ def curves(runs: pd.DataFrame, path: Path, describe: dict[int, str], order: dict
         extra = _footer(fig, handles, names + keys, notes, ncol=3)
         paths = figures.save(fig, Path(path), bbox_inches="tight", bbox_extra_artists=[*extra, suptitle])
     return _drawn(paths, notes)
+
+
+MAX_RELIABILITY_PANELS = 24  # the report table's first configurations; more would make a page of tiny panels
+
+
+def pooled_bins(cells: pd.Series) -> dict[str, np.ndarray] | None:
+    """One configuration's reliability diagram from its runs' result.json `calibration` (the
+    runs table's JSON text): its seeds' test predictions pooled, i.e. per bin the total `count`
+    and the count-weighted mean `confidence` and `accuracy` over seeds (NaN for an empty bin).
+    None when no run recorded one, or the runs used different bin counts."""
+    import json
+
+    diagrams = []
+    for cell in cells:
+        try:
+            value = json.loads(cell) if isinstance(cell, str) else None
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and isinstance(value.get("test"), dict):
+            diagrams.append((int(value["bins"]), value["test"]))
+    if not diagrams or len({b for b, _ in diagrams}) > 1:
+        return None
+    count = np.sum([np.asarray(d["count"], float) for _, d in diagrams], axis=0)
+    weighted = {q: np.sum([np.asarray([v or 0.0 for v in d[q]], float) * np.asarray(d["count"], float)
+                           for _, d in diagrams], axis=0) for q in ("confidence", "accuracy")}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {q: np.where(count > 0, weighted[q] / count, np.nan) for q in weighted}
+    return {"count": count, **out, "runs": np.array(len(diagrams))}
+
+
+def reliability(runs: pd.DataFrame, path: Path, describe: dict[int, str], order: list[int] | None = None) -> Drawn | None:
+    """The reliability diagram of each configuration's test predictions (a classification's ok
+    runs that recorded `calibration`), its seeds pooled (`pooled_bins`): per equal-width
+    confidence bin, a bar up to the accuracy of the predictions in it, and a hatched bar from
+    there to their mean confidence (the gap the ECE sums, weighted by the bin's share of
+    predictions). Bars below the diagonal: over-confident; above it: under-confident. Each panel
+    names the configuration (`describe`), its mean test ECE over seeds and its seeds. At most
+    MAX_RELIABILITY_PANELS panels, the configurations in `order` (the report table's) first, a
+    note naming how many were left out. Returns the PNG's path (`Drawn`), or None when no run
+    recorded a diagram."""
+    if "calibration" not in runs:
+        return None
+    ok = runs[(runs["status"] == "ok") & runs["calibration"].notna()]
+    configs = [c for c in (order or sorted(ok["config"].unique())) if c in set(ok["config"])]
+    diagrams = [(c, pooled_bins(ok.loc[ok["config"] == c, "calibration"])) for c in configs]
+    diagrams = [(c, d) for c, d in diagrams if d is not None]
+    if not diagrams:
+        return None
+    notes = []
+    if len(diagrams) > MAX_RELIABILITY_PANELS:
+        notes.append(f"the first {MAX_RELIABILITY_PANELS} of {len(diagrams)} configurations, in the table's order")
+        diagrams = diagrams[:MAX_RELIABILITY_PANELS]
+    with figures.style():
+        fig, axes = _grid(len(diagrams), 3)
+        for ax, (cid, d) in zip(axes, diagrams):
+            bins = len(d["count"])
+            edges = np.linspace(0.0, 1.0, bins + 1)
+            filled = d["count"] > 0
+            left, width = edges[:-1][filled], 1.0 / bins
+            acc, conf = d["accuracy"][filled], d["confidence"][filled]
+            ax.bar(left, acc, width=width, align="edge", color="#4c72b0", edgecolor="black", linewidth=0.6,
+                   label="accuracy", gid=f"accuracy:{cid}")
+            # hatched, unfilled: over the accuracy bar it stays readable where the bin is under-confident
+            ax.bar(left, conf - acc, bottom=acc, width=width, align="edge", facecolor="none", edgecolor="#c44e52",
+                   hatch="///", linewidth=0.9, label="gap to the bin's mean confidence", gid=f"gap:{cid}")
+            ax.plot([0, 1], [0, 1], linestyle="--", marker="", color="black", linewidth=1.2,
+                    label="perfect calibration (accuracy = confidence)")
+            ece = ok.loc[ok["config"] == cid, "test_ece"].mean() if "test_ece" in ok else math.nan
+            name = describe.get(cid, f"config {cid}")
+            ax.set_title(name if len(name) <= 38 else name[:37] + "…")
+            ax.text(0.03, 0.97, f"ECE {ece:.3f}\nn={int(d['runs'])}", transform=ax.transAxes, va="top", ha="left",
+                    fontsize=figures.MIN_FONT_PT, bbox=dict(boxstyle="round,pad=0.2", facecolor="white",
+                                                             edgecolor="none", alpha=0.8))
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_aspect("equal")
+            ax.set_xlabel("confidence")
+            ax.set_ylabel("accuracy")
+        handles, names = axes[0].get_legend_handles_labels()
+        suptitle = fig.suptitle("Test-split reliability, seeds pooled (bars below the diagonal: over-confident, above: under-confident)")
+        fig.tight_layout()
+        _under_title(fig, suptitle)
+        extra = _footer(fig, handles, names, [], ncol=3)
+        if notes:
+            extra.append(fig.text(0.5, 1.0, "; ".join(notes), ha="center", va="bottom", fontsize=figures.MIN_FONT_PT))
+        paths = figures.save(fig, Path(path), bbox_inches="tight", bbox_extra_artists=[*extra, suptitle])
+    return _drawn(paths, notes)

@@ -42,7 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     against.add_argument("--baseline-config", type=int, metavar="N",
                         help="compare against configuration N (report.csv's config column) instead of a label")
     parser.add_argument("--pivot", metavar="KEY", help="a params key, e.g. reg.alpha: one column per value (pivot.csv)")
-    parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), e.g. gap.acc")
+    parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), "
+                        "e.g. gap.acc or test_ece (lower better)")
     parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png")
     add_seeds_options(parser)
     return parser.parse_args(argv)
@@ -185,8 +186,14 @@ def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
     console.print(view)
 
 
+def _with_reg(table: pd.DataFrame, describe: dict[int, str]) -> dict[int, str]:
+    """`describe`'s names led by the configuration's reg label where they do not already name it."""
+    return {int(r["config"]): (describe[int(r["config"])] if describe[int(r["config"])] == str(r["reg"]) else
+                               f"{r['reg']}: {describe[int(r['config'])]}") for _, r in table.iterrows()}
+
+
 def _plots(report: Report, out: Path, metric: str) -> list[Path]:
-    from regbench.reporting.plots import curves, gap_vs_strength, no_strength
+    from regbench.reporting.plots import curves, gap_vs_strength, no_strength, reliability
 
     t = report.table
     # Parameters the label fixes (l1_ratio for l1/l2) would only repeat the panel's title.
@@ -202,6 +209,8 @@ def _plots(report: Report, out: Path, metric: str) -> list[Path]:
         print(f"regbench: note: no gap_vs_strength.png: {no_strength(report.runs)}", file=sys.stderr)
     if made[1] is None:
         print("regbench: note: no curves.png: no ok run has a readable metrics.csv", file=sys.stderr)
+    # a classification's runs record their test split's bins (result.json `calibration`); others have none: no figure
+    made.append(reliability(report.runs, out / "reliability.png", _with_reg(t, describe), list(t["config"])))
     for png in made:  # series drawn over each other, as the figure's own note names them
         for note in getattr(png, "notes", ()):
             print(f"regbench: note: {png.name}: {note}", file=sys.stderr)

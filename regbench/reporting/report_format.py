@@ -89,7 +89,8 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
     show_bad = bool((t["n_diverged"] + t["n_failed"]).any())
     if show_bad:
         header.append("diverged/failed")
-    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", "sparsity") if f"{q}.mean" in t]
+    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", "test_ece", "test_brier", "sparsity")
+                  if f"{q}.mean" in t]
     header += [f"{q} (95% CI)" for q in quantities] + ["epochs"]
     show_early = "n_early_best" in t and bool(t["n_early_best"].any())
     if show_early:
@@ -241,8 +242,9 @@ def wide_console() -> Console:
 
 
 # Columns left out first when the table is wider than the terminal: report.csv has them all.
-DROP_FIRST = ("pairs", "epochs", "sparsity (95% CI)", D_COLUMN, "gap.loss (95% CI)", "test_acc (95% CI)",
-              "test_r2 (95% CI)")
+# the calibration columns first of the rest: the terminal keeps what it showed before they existed
+DROP_FIRST = ("pairs", "epochs", "test_brier (95% CI)", "test_ece (95% CI)", "sparsity (95% CI)", D_COLUMN,
+              "gap.loss (95% CI)", "test_acc (95% CI)", "test_r2 (95% CI)")
 CI_HALF = "CI halves"  # the step that shows `mean` for `mean ± CI`
 RECORDS = "one record per row"  # the last resort: each configuration as lines of `column  value`
 
@@ -294,7 +296,7 @@ def fit_to_width(console: Console, title: str, header: list[str], rows: list[lis
                  redundant: list[str] = (), sections: list[bool] = ()) -> tuple[Table | None, list[str]]:
     """The table, fitted to the console's width without ever wrapping or cutting a number: it
     leaves out `pairs` and `epochs`, abbreviates the headers, leaves out the `redundant`
-    columns (parameters the label determines), then sparsity, d_z, gap.loss, the test metric
+    columns (parameters the label determines), then test_brier, test_ece, sparsity, d_z, gap.loss, the test metric
     and the `early best †` marks, then shows each mean without its CI, one step at a time until
     it fits; then it takes back, the last left out first, each column that still fits (the
     CI's room may hold the marks). Returns it (None when even that is too wide: then

@@ -47,6 +47,9 @@ METRICS = {
     "r2": Metric("r2", "r2", "regression", True),
     "mse": Metric("mse", "loss", "regression", False),  # a regression run's loss is its mean squared error
     "loss": Metric("loss", "loss", None, False),
+    # a classification's calibration (regbench.engine.calibration): ECE in [0, 1], Brier in [0, 2], both >= 0
+    "ece": Metric("ece", "ece", "classification", False),
+    "brier": Metric("brier", "brier", "classification", False),
 }
 DEFAULT_METRICS = ("acc", "r2")
 POSTHOCS = ("nemenyi", "wilcoxon")

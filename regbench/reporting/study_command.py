@@ -37,8 +37,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "report.html into (default: the first PATH; use it for a read-only results folder)")
     parser.add_argument("--metric", default=",".join(DEFAULT_METRICS), metavar="NAME[,NAME]",
                         help="the metric each dataset is ranked by: the first of these that applies to its task "
-                        "(acc: classification; r2, mse: regression; loss: any; default acc,r2); the strength is "
-                        "chosen on its validation value, the rank taken on its test value")
+                        "(acc, and the lower-better calibration metrics ece, brier: classification; r2, mse: regression; "
+                        "loss: any; default acc,r2); the strength is chosen on its validation value, the rank taken "
+                        "on its test value")
     parser.add_argument("--reg", metavar="LABEL,LABEL[,...]",
                         help="the regularizers to compare, e.g. none,l2,dropout; a dataset without an ok run of one "
                         "of them is left out (default: those with ok runs on every dataset; the others are left out, "
