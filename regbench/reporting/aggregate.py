@@ -450,7 +450,9 @@ def against_baseline(
                      "give them: no corrected t-test or d_z (runs of a regbench that records split sizes have them)")
     for column in ("delta.n_pairs", "delta.baseline_config"):
         out[column] = pd.array([None if math.isnan(n) else int(n) for n in out[column]], dtype="Int64")
-    table = report.drop(columns="config").assign(**out, config=report["config"])  # config stays last
+    # one concat, not a column at a time (pandas warns of a fragmented frame); config stays last
+    kept = report.drop(columns=["config", *[c for c in out if c in report.columns]])
+    table = pd.concat([kept, pd.DataFrame(out, index=report.index), report[["config"]]], axis=1)
     return table, notes
 
 
