@@ -146,6 +146,7 @@ def test_the_space_follows_what_the_model_and_the_data_allow():
     assert dict(l2.space) == search_space(make_cfg("reg=l2").reg, (), make_cfg("reg=l2").model)
 
 
+@pytest.mark.slow  # the data loaded, torch imported: over 3 s alone
 def test_a_trial_asked_again_gives_the_same_overrides_and_a_conflict_is_asked_under_its_own_name():
     cfg = _cfg("resmlp")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
@@ -248,3 +249,33 @@ def test_a_killed_cocktail_study_resumes_to_the_trials_of_an_uninterrupted_one(t
     assert [t.params for t in a] == [t.params for t in b]  # the conditional parameters included
     assert [t.user_attrs["regbench_overrides"] for t in a] == [t.user_attrs["regbench_overrides"] for t in b]
     assert [t.value for t in a] == [t.value for t in b]
+
+
+def _suggest_dropout(cfg, trial):
+    """A define-by-run space in Hydra's convention: its parameter names are config keys."""
+    trial.suggest_float("reg.dropout", 0.1, 0.5)
+
+
+@pytest.mark.slow  # the data loaded, torch imported: over 3 s alone
+def test_a_define_by_run_space_gives_its_suggestions_or_its_overrides_to_the_trials_jobs():
+    """`custom_search_space`'s two conventions: a function returning None overrides what it suggested
+    (Hydra's Optuna sweeper's), one returning a dict overrides that (the cocktail's); the static
+    space's parameters join them, and the job's overrides say it all."""
+    from hydra_plugins.regbench_optuna_sweeper.sweeper import _Study
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = {"reg.alpha": optuna.distributions.FloatDistribution(1e-6, 1e-1, log=True)}
+    st = _Study("", ["reg=cocktail"], space, {}, 2, [0], study, None, define=[_suggest_dropout], cfg=None)
+    trial = st.ask()
+    assert set(trial.params) == {"reg.alpha", "reg.dropout"}
+    job = st.job(trial, 0, ["dataset=wine"])
+    assert f"reg.dropout={trial.params['reg.dropout']!r}" in job and f"reg.alpha={trial.params['reg.alpha']!r}" in job
+    cfg = _cfg("mlp")
+    mix = _Study("", [], {}, {}, 2, [0, 1], optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)), None,
+                 define=[cocktail.space], cfg=cfg)
+    trial = mix.ask()
+    job = mix.job(trial, 1, [])
+    overrides = trial.user_attrs["regbench_overrides"]
+    assert overrides and all(f"{k}={v}" in job for k, v in overrides.items())
+    assert not any(k.startswith(cocktail.GROUP) for k in (j.split("=")[0] for j in job))  # choices are no config keys
+    assert "seed=1" in job and "hydra.sweep.subdir='0/seed_1'" in job

@@ -86,8 +86,9 @@ class RegbenchOptunaSweeperConf:
     each: bool = False  # one study per combination of the command line's sweeps, over its regularizer's space
     enqueue: List[Any] = field(default_factory=list)  # trials to run first: [{reg.alpha: 0.001}, ...]
     max_failure_rate: float = 1.0  # stop when a batch has a larger share of failed trials
-    # a dotted path to a function (cfg, trial) -> None or {key: value}: a define-by-run space sampled on
-    # every trial of every study, its suggestions (or the overrides it returns) added to the trial's
+    # Hydra's Optuna sweeper's option: a dotted path to a function (cfg, trial) -> None or {key: value}, a
+    # define-by-run space sampled on every trial of every study (a study of reg=cocktail samples the cocktail's
+    # anyway); its suggestions (None) or the overrides it returns join the trial's
     custom_search_space: Optional[str] = None
 
 
