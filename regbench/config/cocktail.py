@@ -194,7 +194,7 @@ def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)  # a study's dataset, kept while its trials are asked (MNIST's is 200 MB)
 def _load(dataset: str) -> Any:
     import torch
     from omegaconf import OmegaConf
