@@ -77,10 +77,23 @@ def lines(paths: list[Path]) -> list[str]:
                     + (f" ({s.get('pruned')} pruned, {s.get('failed')} failed)" if s.get("space") else " (nothing to tune)")
                     + (f", {s.get('running')} unfinished" if s.get("running") else ""))
             if best:
-                params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+                # a define-by-run study's (the cocktail's): the config values its parameters made
+                chosen = best["overrides"] if isinstance(best.get("overrides"), dict) else best["params"]
+                params = ", ".join(f"{k}={_number(v)}" for k, v in chosen.items())
                 text += f"; best trial {best['trial']}: mean val_loss {best['value']:.4g}" + (f" at {params}" if params else "")
             out.append(text)
     return out
+
+
+def _number(value: Any) -> str:
+    """A parameter's value, a float (or a float's text, as an override holds it) to 4 digits."""
+    if isinstance(value, str):
+        try:
+            as_float = float(value)
+        except ValueError:
+            return value
+        return value if value.lstrip("-").isdigit() else f"{as_float:.4g}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def pruned(run_folders: Any) -> list[bool]:

@@ -99,6 +99,10 @@ def search_space_table() -> str:
         space = search_space(reg, model=model)
         rows += [f"| `{path.stem}` | `{key}` | `{_cell(value)}` |" for key, value in space.items()]
         if not space:
+            if label(reg, model) == "cocktail":  # its conditional space is sampled define-by-run
+                rows.append(f"| `{path.stem}` | (its own) | which regularizers to combine and their strengths, "
+                            "conditional: see [The cocktail search](../how-to/search.md#the-cocktail-search) |")
+                continue
             why = "the baseline, no regularizer" if label(reg, model) == "none" else "a switch, on or off"
             rows.append(f"| `{path.stem}` | (none) | nothing to tune: {why} |")
     return "\n".join(rows)

@@ -8,7 +8,12 @@
    `reg=l1,l2`) as categorical parameters. With `each: true` (`+search=each`) the command line's
    sweeps instead make one study per combination (`reg=l2,dropout dataset=wine,iris`: four
    studies), each over the space its regularizer declares (regbench.regularizers.search_space)
-   plus `params`, each with the same budget, seeds and sampler seed.
+   plus `params`, each with the same budget, seeds and sampler seed. A study of `reg=cocktail`
+   samples the cocktail's conditional space (regbench.config.cocktail.space): define-by-run, each
+   trial's `trial.suggest_*` calls made when it is asked, as `custom_search_space` (Hydra's Optuna
+   sweeper's option: a dotted path to a function (cfg, trial) -> None or overrides) does for every
+   study. Such a function returns the trial's overrides (config key -> value), or None, and then
+   the parameters it suggested are the overrides.
 2. Trials are asked `batch` at a time; each trial's paired seeds (`search.seeds`: seed, seed+1,
    ...) are ordinary jobs handed to the launcher together, so `hydra/launcher=stacked` trains a
    batch's trials of one seed (of every seed, where the split is fixed) as one stack. A trial's
@@ -81,6 +86,10 @@ class RegbenchOptunaSweeperConf:
     each: bool = False  # one study per combination of the command line's sweeps, over its regularizer's space
     enqueue: List[Any] = field(default_factory=list)  # trials to run first: [{reg.alpha: 0.001}, ...]
     max_failure_rate: float = 1.0  # stop when a batch has a larger share of failed trials
+    # Hydra's Optuna sweeper's option: a dotted path to a function (cfg, trial) -> None or {key: value}, a
+    # define-by-run space sampled on every trial of every study (a study of reg=cocktail samples the cocktail's
+    # anyway); its suggestions (None) or the overrides it returns join the trial's
+    custom_search_space: Optional[str] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="regbench_optuna", node=RegbenchOptunaSweeperConf,
@@ -169,10 +178,34 @@ class _Study:
     """One study of a sweep: its Optuna study, space, budget and folders."""
 
     def __init__(self, key: str, overrides: list[str], space: dict[str, Any], fixed: dict[str, str],
-                 n_trials: int, seeds: list[int], study: Any, sampler_file: Path | None) -> None:
+                 n_trials: int, seeds: list[int], study: Any, sampler_file: Path | None,
+                 define: Sequence[Any] = (), cfg: Any = None, described: dict[str, str] | None = None) -> None:
         self.key, self.overrides, self.space, self.fixed = key, overrides, space, fixed
         self.n_trials, self.seeds, self.study, self.sampler_file = n_trials, seeds, study, sampler_file
         self.resume: list[Any] = []  # trials left running by an interrupted launch, run again first
+        # define-by-run spaces (the cocktail's, custom_search_space), called on each asked trial with the
+        # study's job config; the overrides they gave each trial, by its number
+        self.define, self.cfg, self.described = list(define), cfg, dict(described or {})
+        self.defined: dict[int, dict[str, str]] = {}
+
+    def sample(self, trial: Any) -> None:
+        """Calls the study's define-by-run spaces on `trial` (asked, or asked again on a resume: its
+        parameters then come back as they were) and keeps the overrides they give it."""
+        out: dict[str, str] = {}
+        for function in self.define:
+            before = set(trial.params)
+            given = function(self.cfg, trial)
+            if given is None:  # Hydra's convention: what it suggested is what the trial overrides
+                given = {k: v for k, v in trial.params.items() if k not in before}
+            out.update({str(k): value_text(v) if not isinstance(v, str) else v for k, v in given.items()})
+        if self.define:
+            self.defined[trial.number] = out
+            trial.set_user_attr("regbench_overrides", out)
+
+    def ask(self) -> Any:
+        trial = self.study.ask(fixed_distributions=self.space)
+        self.sample(trial)
+        return trial
 
     @property
     def label(self) -> str:
@@ -206,7 +239,8 @@ class _Study:
 
     def job(self, trial: Any, index: int, base: list[str]) -> list[str]:
         """The overrides of the trial's `index`-th seed's run."""
-        params = [f"{k}={value_text(v)}" for k, v in trial.params.items()]
+        params = [f"{k}={value_text(v)}" for k, v in trial.params.items() if k in self.space]
+        params += [f"{k}={v}" for k, v in self.defined.get(trial.number, {}).items()]
         fixed = [f"{k}={v}" for k, v in self.fixed.items()]
         folder = self.folder(trial.number)
         if len(self.seeds) > 1:
@@ -220,7 +254,8 @@ class RegbenchOptunaSweeper(Sweeper):
 
     def __init__(self, direction: str = "minimize", n_trials: int = 20, batch: Optional[int] = None,
                  storage: Optional[str] = None, study_name: str = "regbench", sampler: Any = None, pruner: Any = None,
-                 params: Any = None, each: bool = False, enqueue: Any = None, max_failure_rate: float = 1.0) -> None:
+                 params: Any = None, each: bool = False, enqueue: Any = None, max_failure_rate: float = 1.0,
+                 custom_search_space: Optional[str] = None) -> None:
         self.direction = direction
         self.n_trials, self.batch, self.storage, self.study_name = n_trials, batch, storage, study_name
         # Hydra instantiates the nodes with a _target_ before this runs: each study gets a copy of these
@@ -233,6 +268,7 @@ class RegbenchOptunaSweeper(Sweeper):
         self.enqueue = [OmegaConf.to_container(e, resolve=True) if OmegaConf.is_config(e) else dict(e)
                         for e in (enqueue or [])]
         self.max_failure_rate = max_failure_rate
+        self.custom_search_space = custom_search_space
         self.job_idx = 0
         self.base: list[str] = []
         self.config: DictConfig | None = None
@@ -281,6 +317,15 @@ class RegbenchOptunaSweeper(Sweeper):
         from regbench.config.checks import refusals
         from regbench.config.paths import config_search_dirs
         from regbench.jobs import as_job, task_config
+
+        custom = None
+        if self.custom_search_space:
+            from hydra.utils import get_method
+
+            try:
+                custom = get_method(self.custom_search_space)
+            except Exception as e:
+                _refuse(f"hydra.sweeper.custom_search_space={self.custom_search_space}: {str(e).splitlines()[0]}")
 
         parser = OverridesParser.create()
         try:
@@ -337,13 +382,14 @@ class RegbenchOptunaSweeper(Sweeper):
                     _refuse(f"{key + ': ' if key else ''}{problems[0]}"
                             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
                 resolved.append((" ".join(combo + probe), task_config(probe_cfg)))
+            define, described, job_cfg = self._define_by_run(cfg, key, custom, base + combo)
             n_trials = int(self.n_trials)
             if n_trials < 1:
                 _refuse(f"hydra.sweeper.n_trials must be at least 1 (got {n_trials})")
-            if not space:  # nothing to tune (batch norm, the baseline): one trial is the whole budget can buy
+            if not space and not define:  # nothing to tune (batch norm, the baseline): one trial is the whole budget can buy
                 n_trials = 1
             seeds = [int(cfg.seed) + i for i in range(int(cfg.search.seeds))]
-            specs.append((key, combo, space, fixed, n_trials, seeds))
+            specs.append((key, combo, space, fixed, n_trials, seeds, define, job_cfg, described))
         # data that does not load or a model that does not fit it: one line before anything runs, as for a basic sweep
         problems = data_refusals(resolved, config_search_dirs(self.config.hydra))
         if problems:
@@ -351,14 +397,48 @@ class RegbenchOptunaSweeper(Sweeper):
             _refuse(f"{message} (in {where[0]})" if where[0] else message)
         storage = self._storage(sweep_dir, optuna)
         studies = []
-        for key, combo, space, fixed, n_trials, seeds in specs:
+        for key, combo, space, fixed, n_trials, seeds, define, job_cfg, described in specs:
             name = self.study_name + (f"[{key}]" if key else "")
             study = optuna.create_study(study_name=name, storage=storage, sampler=self._sampler(),
                                         pruner=self._pruner(), direction=self.direction, load_if_exists=True)
             safe = key.replace("/", "_")
             sampler_file = sweep_dir / STATE / f"sampler-{safe or 'study'}.pkl" if storage is not None else None
-            studies.append(_Study(safe, combo, space, fixed, n_trials, seeds, study, sampler_file))
+            studies.append(_Study(safe, combo, space, fixed, n_trials, seeds, study, sampler_file, define, job_cfg,
+                                  described))
         return studies
+
+    def _define_by_run(self, cfg: DictConfig, key: str, custom: Any,
+                       overrides: list[str]) -> tuple[list[Any], dict[str, str], Any]:
+        """A study's define-by-run spaces (the cocktail's where its `reg` is the cocktail's, then
+        `custom_search_space`), their description for search.json, and the job config they are
+        called with. The cocktail's space is laid out here, so that what it cannot be (no
+        ingredient, data that does not load) is said before any run."""
+        from regbench import UserInputError
+        from regbench.jobs import as_job, task_config
+        from regbench.regularizers import is_cocktail
+
+        define: list[Any] = []
+        described: dict[str, str] = {}
+        if not is_cocktail(cfg.reg) and custom is None:
+            return define, described, None
+        job_cfg = self._compose(overrides)
+        as_job(job_cfg, 0)
+        job_cfg = task_config(job_cfg)
+        if is_cocktail(cfg.reg):
+            from regbench.config import cocktail
+            from regbench.config.paths import config_search_dirs
+
+            try:
+                described = cocktail.describe(job_cfg, config_search_dirs(cfg.hydra))
+            except UserInputError as e:
+                _refuse(f"{key or 'the search'}: {e}")
+            if not described:
+                _refuse(f"{key or 'the search'}: reg=cocktail has no ingredient the model and the data allow")
+            define.append(cocktail.space)
+        if custom is not None:
+            define.append(custom)
+            described[self.custom_search_space] = "define-by-run (custom_search_space)"
+        return define, described, job_cfg
 
     def _storage(self, sweep_dir: Path, optuna: Any) -> Any:
         if self.storage == "memory":
@@ -436,7 +516,9 @@ class RegbenchOptunaSweeper(Sweeper):
             for st in studies:
                 take = st.resume[:batch]
                 st.resume = st.resume[len(take):]
-                asked = [st.study.ask(fixed_distributions=st.space) for _ in range(min(batch - len(take), st.to_ask()))]
+                for t in take:  # a trial run again: its define-by-run overrides from its parameters
+                    st.sample(t)
+                asked = [st.ask() for _ in range(min(batch - len(take), st.to_ask()))]
                 if asked:
                     st.save_sampler([t.number for t in asked])
                 work += [(st, t) for t in take + asked]
@@ -514,6 +596,8 @@ class RegbenchOptunaSweeper(Sweeper):
         if len(st.seeds) > 1:
             record = {"trial": t.number, "study": st.study.study_name, "params": dict(t.params), "seeds": seeds,
                       "values": values, "mean": mean, "state": state}
+            if st.define:
+                record["overrides"] = st.defined.get(t.number, {})
             folder = sweep_dir / st.folder(t.number)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -530,7 +614,7 @@ class RegbenchOptunaSweeper(Sweeper):
         what = (f"{len(studies)} studies ({', '.join(s.label for s in studies)}), each" if len(studies) > 1 else "1 study,")
         line = (f"search: {what} {'/'.join(map(str, budgets))} trials x {len(st.seeds)} paired seeds "
                 f"({_seed_text(st.seeds)}), sampler {sampler}(seed={seed}), pruner {pruner}, {batch} trials at a time")
-        single = [s.label for s in studies if not s.space]
+        single = [s.label for s in studies if not s.space and not s.define]
         if single:
             line += f"; {', '.join(single)}: nothing to tune, 1 trial"
         return line
@@ -609,8 +693,10 @@ def _summary(st: _Study) -> dict[str, Any]:
     if complete:
         b = min(complete, key=lambda t: t.value) if st.study.direction.name == "MINIMIZE" else max(complete, key=lambda t: t.value)
         best = {"trial": b.number, "folder": st.folder(b.number), "value": b.value, "params": dict(b.params)}
+        if st.define:  # what the define-by-run spaces made of its parameters: the config values it ran with
+            best["overrides"] = b.user_attrs.get("regbench_overrides", {})
     return {"name": st.study.study_name, "key": st.key, "overrides": st.overrides,
-            "space": {k: repr(v) for k, v in st.space.items()}, "fixed": st.fixed,
+            "space": {**{k: repr(v) for k, v in st.space.items()}, **st.described}, "fixed": st.fixed,
             "trials": st.n_trials, "seeds": st.seeds, "counted": len(done),
             "pruned": sum(1 for t in done if t.user_attrs.get("pruned")),
             "failed": sum(1 for t in done if t.state == TrialState.FAIL),

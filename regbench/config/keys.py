@@ -47,6 +47,7 @@ def _knobs() -> Iterator[Key]:
     """The built-in regularizers' knobs as Keys: a Knob is the regularizer's own declaration.
     A regularizer's first knob switches it on; a knob declared `only_when_on` applies while it is."""
     from regbench.regularizers import builtin
+    from regbench.regularizers.registry import COCKTAIL
 
     for cls in builtin():
         owner = f"reg.{cls.knobs[0].name}"
@@ -54,6 +55,9 @@ def _knobs() -> Iterator[Key]:
             yield Key(doc=k.doc, range=k.range, valid=k.valid, member=k.member, since=k.since,
                       applies=When(owner, None) if k.only_when_on else None,
                       hashed=UNLESS_DEFAULT if k.since else ALWAYS, name=f"reg.{k.name}", default=k.default)
+    # the cocktail's mark, a knob of no regularizer (regbench.regularizers.registry.COCKTAIL)
+    yield Key(doc=COCKTAIL.doc, range=COCKTAIL.range, valid=COCKTAIL.valid, member=COCKTAIL.member,
+              since=COCKTAIL.since, hashed=UNLESS_DEFAULT, name=f"reg.{COCKTAIL.name}", default=COCKTAIL.default)
 
 
 KEYS: dict[str, Key] = {k.name: k for k in _fields(Config, "", True)}

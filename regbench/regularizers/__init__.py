@@ -23,12 +23,12 @@ from typing import Any
 
 from regbench.regularizers.knob import Knob  # the public name users' regularizers import
 from regbench.regularizers.registry import (builtin, builtin_knobs, check, config_problems, contract_problems,
-                                            convex_obstacles, convex_terms, knob_table, label, load_user,
-                                            notices, regularizers, search_space, strength_knobs, user_entries,
+                                            convex_obstacles, convex_terms, ingredients, is_cocktail, knob_table,
+                                            label, load_user, notices, regularizers, search_space, strength_knobs, user_entries,
                                             user_values)
 
 __all__ = ["Knob", "builtin", "builtin_knobs", "check", "config_problems", "contract_problems", "convex_obstacles",
-           "convex_terms", "knob_table", "label", "load_user", "notices", "penalised_weights", "regularizers",
+           "convex_terms", "ingredients", "is_cocktail", "knob_table", "label", "load_user", "notices", "penalised_weights", "regularizers",
            "search_space", "sparsity", "strength_knobs", "user_entries", "user_values"]
 
 

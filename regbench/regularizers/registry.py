@@ -33,9 +33,20 @@ def builtin() -> tuple[type, ...]:
             grad_clip.GradClip, lookahead.Lookahead, ema.EMA, swa.SWA, snapshot.Snapshot)
 
 
+# The cocktail search's mark, a knob of no regularizer: `reg=cocktail` (conf/reg/cocktail.yaml) sets
+# it, and a run that has it is labelled `cocktail` whatever the other knobs switch on, so that the
+# trials of a cocktail study are one configuration family in reports and studies (its ingredients
+# are its other knobs: `ingredients`). Under `+search=each` its study samples the conditional space
+# of regbench.config.cocktail. Member: it changes no number a run computes.
+COCKTAIL = Knob("cocktail", False, "The run is a trial of the cocktail search (reg=cocktail): labelled `cocktail` "
+                "whatever the other knobs switch on (its ingredients); +search=each tunes which regularizers it "
+                "combines and their strengths.", "true | false", since="0.2")
+
+
 def builtin_knobs() -> list[Knob]:
-    """Every built-in knob, in order: the fields of the schema's `reg` node."""
-    return [knob for cls in builtin() for knob in cls.knobs]
+    """Every built-in knob, in order: the fields of the schema's `reg` node (the regularizers'
+    knobs, then the cocktail's mark, `COCKTAIL`)."""
+    return [knob for cls in builtin() for knob in cls.knobs] + [COCKTAIL]
 
 
 def knob_table(markdown: bool = False) -> str:
@@ -43,6 +54,7 @@ def knob_table(markdown: bool = False) -> str:
     `regbench run --help`, or (markdown=True) the table of docs/reference/regularizers.md, so that
     neither can drift (in markdown a `|` inside a cell, `true | false`, is escaped)."""
     rows = [(cls.name, f"reg.{k.name}", _value(k.default), k.range, k.doc) for cls in builtin() for k in cls.knobs]
+    rows.append((COCKTAIL.name, f"reg.{COCKTAIL.name}", _value(COCKTAIL.default), COCKTAIL.range, COCKTAIL.doc))
     if markdown:
         lines = ["| regularizer | knob | default | range | what it does |", "|---|---|---|---|---|"]
         def cell(text: str) -> str:
@@ -144,9 +156,30 @@ def label(reg: Any, model: Any, search: tuple[str, ...] = ()) -> str:
     Derived from the numbers rather than from the presets chosen, so `reg=l2 reg.alpha=0` is
     honestly labelled `none`, and from what acts on `model` (batch norm on model=linear, which
     has no hidden layer, is not in the label). Early stopping is the engine's, not in the label.
+    A trial of the cocktail search (`reg.cocktail`) is labelled `cocktail`, whatever it switches on:
+    its ingredients are `ingredients`.
     """
-    parts = [cls.label(values(reg), model) for cls, values in regularizers(reg, search)]
-    return "+".join(p for p in parts if p) or "none"
+    if is_cocktail(reg):
+        return COCKTAIL.name
+    return "+".join(part for part, _ in ingredients(reg, model, search)) or "none"
+
+
+def is_cocktail(reg: Any) -> bool:
+    """Whether the `reg` node (or mapping) is a trial of the cocktail search (`reg.cocktail`)."""
+    getter = getattr(reg, "get", None)
+    return bool(getter(COCKTAIL.name, False)) if getter is not None else False
+
+
+def ingredients(reg: Any, model: Any, search: tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """The regularizers that act in `reg`, each as (its label part, its knob values), in the label's
+    order: what a cocktail combines (`l2` with {alpha: 0.001, l1_ratio: 0.0}, ...); [] for none."""
+    out = []
+    for cls, values in regularizers(reg, search):
+        knobs = values(reg)
+        part = cls.label(knobs, model)
+        if part:
+            out.append((part, knobs))
+    return out
 
 
 def check(reg: Any, search: tuple[str, ...] = ()) -> list[str]:

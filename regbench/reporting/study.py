@@ -42,6 +42,8 @@ class Metric:
         return 1 - value if self.higher_better else value
 
 
+COCKTAIL = "cocktail"  # the label of the cocktail search's runs (regbench.regularizers.registry.COCKTAIL)
+
 METRICS = {
     "acc": Metric("acc", "acc", "classification", True),
     "r2": Metric("r2", "r2", "regression", True),
@@ -155,12 +157,44 @@ def choose(runs: pd.DataFrame, metrics: list[Metric]) -> tuple[pd.DataFrame, dic
             best = (sign * means["val"]).idxmax()  # idxmax: the first (lowest config id) on ties
             first = by_reg[by_reg["config"] == best].iloc[0]
             own = [k for k in keys if by_reg[k].map(str).nunique() > 1]  # what was chosen among
-            rows.append({"dataset": problem, "task": task, "metric": metric.name, "reg": str(reg),
-                         "chosen": ", ".join(f"{k.removeprefix('params.reg.').removeprefix('params.')}="
-                                             f"{value_text(first[k], k)}" for k in own) or "(one configuration)",
+            chosen = ", ".join(f"{k.removeprefix('params.reg.').removeprefix('params.')}={value_text(first[k], k)}"
+                               for k in own) or "(one configuration)"
+            if str(reg) == COCKTAIL:
+                chosen = cocktail_text(first, own)
+            rows.append({"dataset": problem, "task": task, "metric": metric.name, "reg": str(reg), "chosen": chosen,
                          "config": int(best), "candidates": len(means), "n_seeds": int(means.loc[best, "n_seeds"]),
                          "val": float(means.loc[best, "val"]), "score": float(means.loc[best, "test"])})
     return pd.DataFrame(rows), chosen_metric
+
+
+def cocktail_text(run: pd.Series, own: list[str]) -> str:
+    """What a cocktail run (`reg.cocktail`) combined, from its params: each regularizer it switched
+    on with the knobs of it that the cocktail's search varied, `l2 (alpha=0.0012) + dropout
+    (dropout=0.31)`; `(nothing on)` for the cocktail of none."""
+    from regbench.regularizers import builtin_knobs, ingredients
+
+    defaults = {k.name: k.default for k in builtin_knobs()}
+    reg = {name: _param(run, f"params.reg.{name}", default) for name, default in defaults.items()}
+    model = {key.removeprefix("params.model."): _param(run, key, None) for key in run.index
+             if str(key).startswith("params.model.")}
+    parts = []
+    for part, knobs in ingredients(reg, _Node(model)):
+        varied = [f"{k}={value_text(v, f'params.reg.{k}')}" for k, v in knobs.items()
+                  if f"params.reg.{k}" in own and v != defaults[k]]  # an off knob (cutmix=0 beside mixup) says nothing
+        parts.append(f"{part} ({', '.join(varied)})" if varied else part)
+    return " + ".join(parts) or "(nothing on)"
+
+
+def _param(run: pd.Series, key: str, default: Any) -> Any:
+    value = run.get(key, default)
+    return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+class _Node(dict):
+    """A run's `model` params as the node a label reads (`model.name`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
 
 
 def task_metric_names(frame: pd.DataFrame) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from regbench.reporting import html, ranking, report_format
-from regbench.reporting.study import Study, profile_taus, tests_record, wtl_table
+from regbench.reporting.study import COCKTAIL, Study, profile_taus, tests_record, wtl_table
 
 
 def write(study: Study, out: Path, command: str = "", report: Any = None) -> list[Path]:
@@ -83,6 +83,7 @@ def summary_lines(study: Study, bayes: bool = True) -> list[str]:
     for b in study.bayes if bayes else ():
         lines.append(f"Bayesian signed-rank (rope {study.rope:g}): P({b['left']} better) = {b['p_left_better']:.3f}, "
                      f"P(equivalent) = {b['p_equivalent']:.3f}, P({b['right']} better) = {b['p_right_better']:.3f}")
+    lines += cocktail_lines(study)
     for d in study.datasets:
         chosen = study.cells[(study.cells["dataset"] == d) & (study.cells["candidates"] > 1)]
         if len(chosen):
@@ -90,6 +91,17 @@ def summary_lines(study: Study, bayes: bool = True) -> list[str]:
     lines += study.budget  # the tuning budget each regularizer had, where a search chose the configurations
     lines += [f"note: {n}" for n in study.notes]
     return lines
+
+
+def cocktail_lines(study: Study) -> list[str]:
+    """Regularization Cocktails' table, where the study holds the cocktail: the tuned cocktail's
+    wins/ties/losses over the datasets against each other regularizer (its row of wtl.csv)."""
+    if COCKTAIL not in study.regs:
+        return []
+    i = study.regs.index(COCKTAIL)
+    against = [f"{r} {w}/{t}/{l}" for j, (r, (w, t, l)) in enumerate(zip(study.regs, study.wtl[i])) if j != i]
+    return [f"the tuned cocktail against each (wins/ties/losses over {len(study.datasets)} datasets): "
+            + ", ".join(against)]
 
 
 def _p(value: float) -> str:
