@@ -562,5 +562,6 @@ def seeds_lines(report: Report) -> list[str]:
                else "no number of seeds settles it (the re-split correction)")
         lines.append(f"inconclusive: {r['reg']} (config {int(r['config'])}): the {1 - plan.alpha:.0%} interval of "
                      f"Δ{q} [{low:+.4f}, {high:+.4f}] holds both 0 and a difference of ±{plan.min_effect:g} "
-                     f"(--min-effect): {why} (has {int(r['delta.n_pairs'])}); `regbench more-seeds` adds them")
+                     f"(--min-effect): {why} (has {int(r['delta.n_pairs'])})"
+                     + ("; `regbench more-seeds` adds them" if needs != math.inf else ""))
     return lines
