@@ -217,10 +217,12 @@ def test_one_page_after_report_study_report_in_chromium_at_1400_and_1000_px(tmp_
         assert done.returncode == 0, done.stderr[-3000:]
     page = tmp_path / "sweep" / "report.html"
     written = {w.key: w for w in html.parts(page.read_text())}
-    assert list(written) == ["study", "table", "pivot", "plot:gap_vs_strength.png", "plot:curves.png"]
+    assert list(written) == ["study", "table", "pivot", "plot:gap_vs_strength.png", "plot:curves.png",
+                             "plot:reliability.png"]
     assert written["table"].command == "regbench report sweep"
     first = "regbench report sweep --plots --pivot reg.alpha"
     assert written["plot:gap_vs_strength.png"].command == written["plot:curves.png"].command == first
+    assert written["plot:reliability.png"].command == first
     assert written["pivot"].command == first
     assert written["study"].command == "regbench study sweep"
     for fetch in ('src="http', 'href="http', "url(http", "@import", "<script", "<link"):
@@ -230,7 +232,8 @@ def test_one_page_after_report_study_report_in_chromium_at_1400_and_1000_px(tmp_
         if SHOTS:
             Path(SHOTS).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(SHOTS) / shot.name)
-        assert seen["sections"] == ["study", "table", "pivot", "plot-gap-vs-strength-png", "plot-curves-png"]
+        assert seen["sections"] == ["study", "table", "pivot", "plot-gap-vs-strength-png", "plot-curves-png",
+                                    "plot-reliability-png"]
         assert seen["width"] <= seen["inner"], seen["width"]  # the page never scrolls sideways
         heads = {name: (left, right) for name, left, right, _ in seen["th"]}
         tests = [name for name in heads if name.startswith("Δ") or name.startswith("p Holm")]
@@ -240,7 +243,7 @@ def test_one_page_after_report_study_report_in_chromium_at_1400_and_1000_px(tmp_
             assert 0 <= left and right <= seen["inner"], (width, name, left, right)  # in view, not behind a scrollbar
         body = seen["body"]
         pngs = {alt: (shown, natural) for alt, _, _, shown, natural in seen["images"]}
-        assert set(pngs) == {"gap_vs_strength", "curves", "performance profiles"}
+        assert set(pngs) == {"gap_vs_strength", "curves", "reliability", "performance profiles"}
         for alt, (shown, natural) in pngs.items():
             name = {"performance profiles": "profiles"}.get(alt, alt)
             _, _, dpi, font = figures.png_info(tmp_path / "sweep" / f"{name}.png")
