@@ -63,8 +63,10 @@ def lines(paths: list[Path]) -> list[str]:
         tunable = [s for s in studies if s.get("space")]
         budgets = sorted({int(s.get("trials", 0)) for s in tunable})
         seeds = sorted({len(s.get("seeds") or []) for s in studies})
+        instances = sorted({len(s.get("instances") or []) for s in studies} - {0})  # hydra.sweeper.across
         head = (f"tuning budget ({folder / FILE}): {len(studies)} {'study' if len(studies) == 1 else 'studies'}"
                 + (f", {'/'.join(map(str, budgets))} trials" if budgets else "")
+                + (f" x {'/'.join(map(str, instances))} instances" if instances else "")
                 + f" x {'/'.join(map(str, seeds))} paired seeds each, {_sampler_text(data.get('sampler'))}, "
                 f"{_pruner_text(data.get('pruner'))}, {data.get('batch')} trials at a time")
         if len(budgets) > 1 or len(seeds) > 1:
@@ -97,11 +99,12 @@ def _number(value: Any) -> str:
 
 
 def pruned(run_folders: Any) -> list[bool]:
-    """For each run folder, whether it is a seed of a trial the search pruned (its trial.json says
-    so); one read per trial folder, not per seed's run."""
-    trials = [Path(f).parent for f in run_folders]
-    state = {t: _trial_state(t) for t in set(trials)}
-    return [state[t] == "pruned" for t in trials]
+    """For each run folder, whether it is a run of a trial the search pruned (its trial.json, in the
+    folder above the run's, or two above under `hydra.sweeper.across`: <trial>/<instance>/seed_<n>,
+    says so); one read per folder, not per run."""
+    parents = [Path(f).parent for f in run_folders]
+    state = {p: _trial_state(p) for p in set(parents) | {p.parent for p in parents}}
+    return [state[p] == "pruned" or (state[p] is None and state[p.parent] == "pruned") for p in parents]
 
 
 def _trial_state(trial_folder: Path) -> str | None:

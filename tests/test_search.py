@@ -137,6 +137,82 @@ def test_wilcoxon_pruning_stops_a_trial_worse_on_paired_seeds_and_keeps_its_runs
     _dashboard_shows(sweep, bad_values)
 
 
+@pytest.mark.slow
+def test_across_datasets_every_trial_runs_every_instance_and_is_told_their_mean(tmp_path):
+    """`hydra.sweeper.across=[dataset]`: one study whose every trial runs on both datasets at both
+    paired seeds, in <trial>/<instance>/seed_<n>/; its value is the mean of the four runs'
+    validation losses; the budget says so; a study of one dataset's runs still reads the sweep."""
+    out = regbench("run", "-m", "dataset=wine,breast_cancer", "+search=elasticnet", "hydra.sweeper.across=[dataset]",
+                   "hydra.sweeper.n_trials=3", "search.seeds=2", "trainer.max_epochs=3", "model.hidden_sizes=[16]",
+                   "hydra/launcher=stacked", "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert ("1 study, 3 trials x 2 instances (dataset=wine, dataset=breast_cancer) x 2 paired seeds (0, 1)"
+            in out.stdout), out.stdout[:2000]
+    sweep = tmp_path / "sw"
+    study = _study(sweep, "regbench_elasticnet")
+    assert len(study.trials) == 3 and {t.state.name for t in study.trials} == {"COMPLETE"}
+    units = [("wine", 0), ("breast_cancer", 0), ("wine", 1), ("breast_cancer", 1)]  # seed by seed
+    for t in study.trials:
+        runs = [sweep / str(t.number) / f"dataset={d}" / f"seed_{s}" for d, s in units]
+        values = [_val_loss(r) for r in runs]
+        assert t.intermediate_values == dict(enumerate(values))  # each run at its step, paired across trials
+        assert t.value == pytest.approx(sum(values) / 4, rel=1e-15)
+        assert t.user_attrs == {"seeds": [0, 0, 1, 1], "instances": [f"dataset={d}" for d, _ in units]}
+        for r, (d, s) in zip(runs, units):
+            params = json.loads((r / "result.json").read_text())
+            assert params["params"]["dataset.name"] == d and params["seed"] == s
+            assert params["params"]["reg.alpha"] == pytest.approx(t.params["reg.alpha"], rel=1e-12)
+        trial = json.loads((sweep / str(t.number) / "trial.json").read_text())
+        assert trial["values"] == values and trial["instances"] == t.user_attrs["instances"]
+    search = json.loads((sweep / "search.json").read_text())
+    assert search["studies"][0]["instances"] == ["dataset=wine", "dataset=breast_cancer"]
+    report = regbench("report", "sw", cwd=tmp_path)
+    assert "x 2 instances x 2 paired seeds each" in report.stdout, report.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_across_datasets_the_pruner_stops_a_worse_trial_between_datasets_and_keeps_its_runs(tmp_path):
+    """Three datasets x 2 seeds are a trial's six paired runs (the pruner's steps): a far too strong
+    L1 penalty after a good trial is stopped once 4 runs are paired (p = 1/16 < 0.1), before its
+    remaining dataset and seed run, by the pruner's own verdict on the same values."""
+    out = regbench("run", "-m", "dataset=wine,breast_cancer,digits", "+search=elasticnet", "+search/prune=wilcoxon",
+                   "hydra.sweeper.across=[dataset]", "hydra.sweeper.n_trials=2", "search.seeds=2", "hydra.sweeper.batch=1",
+                   "hydra.sweeper.enqueue=[{reg.alpha: 1e-6, reg.l1_ratio: 0.5},{reg.alpha: 0.1, reg.l1_ratio: 1.0}]",
+                   "trainer.max_epochs=5", "model.hidden_sizes=[16]", "hydra/launcher=stacked", "hydra.sweep.dir=sw",
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    sweep = tmp_path / "sw"
+    assert "[trial 1] pruned after 4 of 6 runs: worse than the best trial on the paired runs" in out.stdout
+    order = [("wine", 0), ("breast_cancer", 0), ("digits", 0), ("wine", 1), ("breast_cancer", 1), ("digits", 1)]
+    assert sorted(sweep.glob("0/*/seed_*/result.json")) == sorted(sweep / "0" / f"dataset={d}" / f"seed_{s}" / "result.json"
+                                                                  for d, s in order)
+    assert sorted(sweep.glob("1/*/seed_*/result.json")) == sorted(sweep / "1" / f"dataset={d}" / f"seed_{s}" / "result.json"
+                                                                  for d, s in order[:4])
+    good, bad = _study(sweep, "regbench_elasticnet").trials
+    bad_values = [_val_loss(sweep / "1" / f"dataset={d}" / f"seed_{s}") for d, s in order[:4]]
+    assert bad.intermediate_values == dict(enumerate(bad_values))
+    assert bad.user_attrs["pruned"] is True and bad.user_attrs["seeds"] == [0, 0, 0, 1]
+    assert bad.value == pytest.approx(sum(bad_values) / 4, rel=1e-15)
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        pruner = optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
+    assert pruner.prune(_study(sweep, "regbench_elasticnet"), bad) is True
+    # the report keeps the pruned trial's runs as runs and leaves its configuration out of a study's candidates
+    from regbench import budget
+
+    runs = [p.parent for p in sorted(sweep.glob("*/*/seed_*/result.json"))]
+    assert budget.pruned(runs) == [r.parts[-3] == "1" for r in runs]
+
+
+def test_across_refusals_are_one_line_before_anything_runs(tmp_path):
+    for extra, says in [(["hydra.sweeper.across=[dataset]"], "hydra.sweeper.across names dataset, which the command line"),
+                        (["dataset=wine,digits", "hydra.sweeper.across=[seed]"], "seeds are every trial's already"),
+                        (["dataset=wine,nosuch", "hydra.sweeper.across=[dataset]"], "Could not find 'dataset/nosuch'")]:
+        out = regbench("run", "-m", "+search=elasticnet", *extra, "hydra.sweep.dir=sw", cwd=tmp_path)
+        assert out.returncode == 2 and says in out.stderr, (extra, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert not (tmp_path / "sw").exists()
+
+
 def _dashboard_shows(sweep: Path, bad_values: list[float]) -> None:
     """optuna-dashboard, as the docs tell users to start it, serves the study: both trials, the
     pruned one's per-seed values and its `pruned` attribute."""
@@ -200,6 +276,8 @@ def test_a_killed_study_resumes_to_the_trials_of_an_uninterrupted_one(tmp_path):
     again = regbench("run", "-m", *args, "hydra.sweep.dir=killed", cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "trials 2, 3 were interrupted; they run again" in again.stdout
+    # job labels go on from the interrupted launch's (its batch began at job 4), as an uninterrupted study's
+    assert "[job 4] " in again.stdout and "[job 0] " not in again.stdout, again.stdout[-3000:]
     assert _params(killed, "regbench_elasticnet") == _params(tmp_path / "whole", "regbench_elasticnet")
     for n in range(6):
         for s in (0, 1):

@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 STATE = ".regbench"  # regbench's own files in a sweep folder (regbench.plan's plan.json lives there too)
 SEARCH_FILE = "search.json"  # regbench.budget.FILE: regbench report and study read it
+JOBS_FILE = "search-jobs.json"  # in STATE: the next job number, for a re-launch's labels
 DEFAULT_BATCH_CAP = 8  # under the stacked launcher: the sampler still learns from a study's earlier batches
 
 
@@ -90,6 +91,10 @@ class RegbenchOptunaSweeperConf:
     # define-by-run space sampled on every trial of every study (a study of reg=cocktail samples the cocktail's
     # anyway); its suggestions (None) or the overrides it returns join the trial's
     custom_search_space: Optional[str] = None
+    # Config keys whose command-line values are every trial's instances, not parameters or studies:
+    # `dataset=wine,iris,digits hydra.sweeper.across=[dataset]` runs each trial on the three datasets
+    # (times its paired seeds); its value is the mean over them, and a pruner stops it between them
+    across: List[str] = field(default_factory=list)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="regbench_optuna", node=RegbenchOptunaSweeperConf,
@@ -179,9 +184,14 @@ class _Study:
 
     def __init__(self, key: str, overrides: list[str], space: dict[str, Any], fixed: dict[str, str],
                  n_trials: int, seeds: list[int], study: Any, sampler_file: Path | None,
-                 define: Sequence[Any] = (), cfg: Any = None, described: dict[str, str] | None = None) -> None:
+                 define: Sequence[Any] = (), cfg: Any = None, described: dict[str, str] | None = None,
+                 instances: Sequence[list[str]] = ([],)) -> None:
         self.key, self.overrides, self.space, self.fixed = key, overrides, space, fixed
         self.n_trials, self.seeds, self.study, self.sampler_file = n_trials, seeds, study, sampler_file
+        # what each trial runs on: every instance (`across`; [[]] without) at every paired seed, seed by
+        # seed; a pruner's step is the index into `units`, the same for every trial (paired evaluations)
+        self.instances = [list(i) for i in instances]
+        self.units = [(inst, seed) for seed in seeds for inst in self.instances]
         self.resume: list[Any] = []  # trials left running by an interrupted launch, run again first
         # define-by-run spaces (the cocktail's, custom_search_space), called on each asked trial with the
         # study's job config; the overrides they gave each trial, by its number
@@ -237,15 +247,22 @@ class _Study:
             pickle.dump({"sampler": self.study.sampler, "asked": asked}, f)
         os.replace(tmp, self.sampler_file)
 
+    def instance_label(self, index: int) -> str:
+        """The instance of the trial's `index`-th run as a folder name ("" without `across`)."""
+        return ",".join(self.units[index][0]).replace("/", "_")
+
     def job(self, trial: Any, index: int, base: list[str]) -> list[str]:
-        """The overrides of the trial's `index`-th seed's run."""
+        """The overrides of the trial's `index`-th run (of `units`: an instance at a seed)."""
         params = [f"{k}={value_text(v)}" for k, v in trial.params.items() if k in self.space]
         params += [f"{k}={v}" for k, v in self.defined.get(trial.number, {}).items()]
         fixed = [f"{k}={v}" for k, v in self.fixed.items()]
+        instance, seed = self.units[index]
         folder = self.folder(trial.number)
+        if len(self.instances) > 1:
+            folder += f"/{self.instance_label(index)}"
         if len(self.seeds) > 1:
-            folder += f"/seed_{self.seeds[index]}"
-        return [*base, *self.overrides, *fixed, *params, f"seed={self.seeds[index]}", "search.seeds=1",
+            folder += f"/seed_{seed}"
+        return [*base, *self.overrides, *instance, *fixed, *params, f"seed={seed}", "search.seeds=1",
                 f"hydra.sweep.subdir='{folder}'"]  # quoted: a study's name holds = and ,
 
 
@@ -255,7 +272,7 @@ class RegbenchOptunaSweeper(Sweeper):
     def __init__(self, direction: str = "minimize", n_trials: int = 20, batch: Optional[int] = None,
                  storage: Optional[str] = None, study_name: str = "regbench", sampler: Any = None, pruner: Any = None,
                  params: Any = None, each: bool = False, enqueue: Any = None, max_failure_rate: float = 1.0,
-                 custom_search_space: Optional[str] = None) -> None:
+                 custom_search_space: Optional[str] = None, across: Any = None) -> None:
         self.direction = direction
         self.n_trials, self.batch, self.storage, self.study_name = n_trials, batch, storage, study_name
         # Hydra instantiates the nodes with a _target_ before this runs: each study gets a copy of these
@@ -269,6 +286,7 @@ class RegbenchOptunaSweeper(Sweeper):
                         for e in (enqueue or [])]
         self.max_failure_rate = max_failure_rate
         self.custom_search_space = custom_search_space
+        self.across = [str(k) for k in (across or [])]
         self.job_idx = 0
         self.base: list[str] = []
         self.config: DictConfig | None = None
@@ -336,8 +354,9 @@ class RegbenchOptunaSweeper(Sweeper):
             if o.get_key_element() in ("seed", "search.seeds") and o.is_sweep_override():
                 _refuse(f"{o.input_line}: a search's trials share their seeds; set search.seeds=N (paired seeds "
                         "seed, seed+1, ...) and the base seed with seed=S instead of sweeping them")
-        sweeps = [o for o in parsed if o.is_sweep_override()]
-        base = [o.input_line for o in parsed if not o.is_sweep_override()]
+        instances = self._instances(parsed)
+        sweeps = [o for o in parsed if o.is_sweep_override() and o.key_or_group not in self.across]
+        base = [o.input_line for o in parsed if not o.is_sweep_override() and o.key_or_group not in self.across]
         self.base = base  # every job's overrides start with the command line's fixed ones
         if self.each:
             grid = [[f"{o.get_key_element()}={value_text(v)}" for v in o.sweep_iterator(transformer=Transformer.encode)]
@@ -352,7 +371,7 @@ class RegbenchOptunaSweeper(Sweeper):
         for combo in combos:
             key = ",".join(combo)
             try:
-                cfg = self._compose(base + combo)
+                cfg = self._compose(base + combo + instances[0])
             except Exception as e:  # Hydra's own message for an unknown option or key
                 _refuse(f"{' '.join(base + combo)}: {str(e).splitlines()[0]}")
             search = config_search_dirs(cfg.hydra)
@@ -370,8 +389,9 @@ class RegbenchOptunaSweeper(Sweeper):
                 space, fixed = parse_space(entries)
             except ValueError as e:
                 _refuse(f"search space: {e}")
-            # the space's corners: every range at both ends, every choice once, checked as a basic sweep's jobs are
-            for probe in _probes(space, fixed):
+            # the space's corners: every range at both ends, every choice once, checked as a basic sweep's jobs
+            # are, on every instance
+            for probe in (inst + probe for inst in instances for probe in _probes(space, fixed)):
                 try:
                     probe_cfg = self._compose(base + combo + probe)
                 except Exception as e:  # Hydra's own message, e.g. an unknown option of a choice
@@ -382,7 +402,7 @@ class RegbenchOptunaSweeper(Sweeper):
                     _refuse(f"{key + ': ' if key else ''}{problems[0]}"
                             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
                 resolved.append((" ".join(combo + probe), task_config(probe_cfg)))
-            define, described, job_cfg = self._define_by_run(cfg, key, custom, base + combo)
+            define, described, job_cfg = self._define_by_run(cfg, key, custom, base + combo + instances[0])
             n_trials = int(self.n_trials)
             if n_trials < 1:
                 _refuse(f"hydra.sweeper.n_trials must be at least 1 (got {n_trials})")
@@ -404,8 +424,33 @@ class RegbenchOptunaSweeper(Sweeper):
             safe = key.replace("/", "_")
             sampler_file = sweep_dir / STATE / f"sampler-{safe or 'study'}.pkl" if storage is not None else None
             studies.append(_Study(safe, combo, space, fixed, n_trials, seeds, study, sampler_file, define, job_cfg,
-                                  described))
+                                  described, instances))
         return studies
+
+    def _instances(self, parsed: list[Override]) -> list[list[str]]:
+        """The instances every trial runs on: the product of the `across` keys' command-line values,
+        each as its overrides ([[]] without `across`). One line and exit 2 for an `across` key the
+        command line does not give, or one that is the trials' seeds."""
+        if not self.across:
+            return [[]]
+        given = {o.key_or_group: o for o in parsed}
+        grid = []
+        for name in self.across:
+            if name in ("seed", "search.seeds"):
+                _refuse(f"hydra.sweeper.across=[{name}]: seeds are every trial's already (search.seeds=N runs seed, "
+                        "seed+1, ... as paired instances)")
+            o = given.get(name)
+            if o is None:
+                _refuse(f"hydra.sweeper.across names {name}, which the command line does not give: list its "
+                        f"instances, e.g. {name}=a,b,c")
+            if not o.is_sweep_override():
+                grid.append([o.input_line])
+                continue
+            if o.is_interval_sweep():
+                _refuse(f"{o.input_line}: an across key's instances must be listed (a,b,c or choice/range), "
+                        "not an interval")
+            grid.append([f"{o.get_key_element()}={value_text(v)}" for v in o.sweep_iterator(transformer=Transformer.encode)])
+        return [list(c) for c in itertools.product(*grid)]
 
     def _define_by_run(self, cfg: DictConfig, key: str, custom: Any,
                        overrides: list[str]) -> tuple[list[Any], dict[str, str], Any]:
@@ -500,6 +545,26 @@ class RegbenchOptunaSweeper(Sweeper):
             print(f"search {st.label}: trials {', '.join(str(t.number) for t in st.resume)} were interrupted; "
                   "they run again (their finished seeds are kept)", flush=True)
 
+    def _next_job(self, studies: list[_Study]) -> int:
+        """The first job number of this launch: where the launch before it (in the study's storage)
+        stopped after its last whole launch, so that a re-launch's `[job N]` labels go on from the
+        interrupted one's instead of starting again at 0."""
+        if not studies or studies[0].sampler_file is None:
+            return 0
+        try:
+            return int(json.loads((studies[0].sampler_file.parent / JOBS_FILE).read_text())["next_job"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _save_next_job(self, studies: list[_Study]) -> None:
+        if not studies or studies[0].sampler_file is None:
+            return
+        try:
+            studies[0].sampler_file.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(studies[0].sampler_file.parent / JOBS_FILE, {"next_job": self.job_idx})
+        except OSError:
+            pass  # only the labels of a later re-launch depend on it
+
     # ---- the sweep --------------------------------------------------------------------------------
 
     def sweep(self, arguments: List[str]) -> None:
@@ -509,6 +574,7 @@ class RegbenchOptunaSweeper(Sweeper):
         studies = self._studies(list(arguments), optuna)
         for st in studies:
             self._resume(st, optuna)
+        self.job_idx = self._next_job(studies)
         self._write_search(studies, batch)
         print(self._budget_line(studies, batch), flush=True)
         while True:
@@ -533,23 +599,24 @@ class RegbenchOptunaSweeper(Sweeper):
         self._finish(studies, batch)
 
     def _run_batch(self, work: list[tuple[_Study, Any]], optuna: Any) -> int:
-        """Runs a batch's trials (their seeds as jobs of one launch, or seed by seed with a pruner),
-        tells Optuna each trial's value; returns how many failed."""
+        """Runs a batch's trials (their runs, an instance at a seed each, as jobs of one launch, or run
+        by run with a pruner), tells Optuna each trial's value; returns how many failed."""
         from optuna.trial import TrialState
 
         base = self.base
-        n_seeds = max(len(st.seeds) for st, _ in work)
-        rounds = [list(range(n_seeds))] if isinstance(work[0][0].study.pruner, optuna.pruners.NopPruner) \
-            else [[i] for i in range(n_seeds)]
+        n_units = max(len(st.units) for st, _ in work)
+        rounds = [list(range(n_units))] if isinstance(work[0][0].study.pruner, optuna.pruners.NopPruner) \
+            else [[i] for i in range(n_units)]
         values: dict[int, dict[int, float | None]] = {id(t): {} for _, t in work}
         pruned: set[int] = set()
-        stopped: set[int] = set()  # failed or pruned: no further seed
+        stopped: set[int] = set()  # failed or pruned: no further run
         for indices in rounds:
-            jobs = [(st, t, i) for st, t in work for i in indices if i < len(st.seeds) and id(t) not in stopped]
+            jobs = [(st, t, i) for st, t in work for i in indices if i < len(st.units) and id(t) not in stopped]
             if not jobs:
                 break
             returns = self.launcher.launch([st.job(t, i, base) for st, t, i in jobs], initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
+            self._save_next_job([st for st, _ in work])
             for (st, t, i), ret in zip(jobs, returns):
                 value = _value(ret)
                 values[id(t)][i] = value
@@ -559,15 +626,15 @@ class RegbenchOptunaSweeper(Sweeper):
                 if i not in t.study._storage.get_trial(t._trial_id).intermediate_values:
                     t.report(value, i)
             for st, t in work:
-                if id(t) in stopped or len(values[id(t)]) >= len(st.seeds):
+                if id(t) in stopped or len(values[id(t)]) >= len(st.units):
                     continue
                 if t.should_prune():
                     pruned.add(id(t))
                     stopped.add(id(t))
         failed = 0
         for st, t in work:
-            got = [values[id(t)].get(i) for i in range(len(st.seeds)) if i in values[id(t)]]
-            ran = [st.seeds[i] for i in range(len(st.seeds)) if i in values[id(t)]]
+            ran = [i for i in range(len(st.units)) if i in values[id(t)]]
+            got = [values[id(t)][i] for i in ran]
             if not got or any(v is None for v in got):
                 st.study.tell(t, state=TrialState.FAIL)
                 state, mean = "failed", None
@@ -576,26 +643,37 @@ class RegbenchOptunaSweeper(Sweeper):
                 mean = math.fsum(got) / len(got)
                 if id(t) in pruned:
                     t.set_user_attr("pruned", True)
-                t.set_user_attr("seeds", ran)
+                t.set_user_attr("seeds", [st.units[i][1] for i in ran])
+                if len(st.instances) > 1:  # aligned with "seeds": the instance of each run
+                    t.set_user_attr("instances", [st.instance_label(i) for i in ran])
                 st.study.tell(t, values=[mean])
                 state = "pruned" if id(t) in pruned else "complete"
             self._trial_record(st, t, ran, got, mean, state)
         return failed
 
-    def _trial_record(self, st: _Study, t: Any, seeds: list[int], values: list[Any], mean: float | None,
+    def _trial_record(self, st: _Study, t: Any, ran: list[int], values: list[Any], mean: float | None,
                       state: str) -> None:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         label = f"trial {st.folder(t.number)}"
+        seeds = [st.units[i][1] for i in ran]
+        across = len(st.instances) > 1
+        if across:
+            what = f"runs ({len(ran)} of {len(st.units)}: {len(st.instances)} instances x seeds {_seed_text(st.seeds)})"
+        else:
+            what = f"seeds {_seed_text(seeds)}"
         if state == "failed":
-            print(f"[{label}] failed (a seed's run failed or diverged: see its line above); the study goes on", flush=True)
+            print(f"[{label}] failed (a run failed or diverged: see its line above); the study goes on", flush=True)
         elif state == "pruned":
-            print(f"[{label}] pruned after seeds {_seed_text(seeds)} of {_seed_text(st.seeds)}: worse than the best "
-                  f"trial on the paired seeds (mean val_loss {mean:.6g}); its finished runs are kept", flush=True)
-        elif len(st.seeds) > 1:
-            print(f"[{label}] mean val_loss over seeds {_seed_text(seeds)}: {mean:.6g}", flush=True)
-        if len(st.seeds) > 1:
+            done = f"{len(ran)} of {len(st.units)} runs" if across else f"seeds {_seed_text(seeds)} of {_seed_text(st.seeds)}"
+            print(f"[{label}] pruned after {done}: worse than the best trial on the paired "
+                  f"{'runs' if across else 'seeds'} (mean val_loss {mean:.6g}); its finished runs are kept", flush=True)
+        elif len(st.units) > 1:
+            print(f"[{label}] mean val_loss over {what}: {mean:.6g}", flush=True)
+        if len(st.units) > 1:
             record = {"trial": t.number, "study": st.study.study_name, "params": dict(t.params), "seeds": seeds,
                       "values": values, "mean": mean, "state": state}
+            if across:
+                record["instances"] = [st.instance_label(i) for i in ran]
             if st.define:
                 record["overrides"] = st.defined.get(t.number, {})
             folder = sweep_dir / st.folder(t.number)
@@ -612,8 +690,11 @@ class RegbenchOptunaSweeper(Sweeper):
         pruner = "none" if not self.pruner_conf else str(self.pruner_conf.get("_target_", "")).rsplit(".", 1)[-1]
         budgets = sorted({s.n_trials for s in studies})
         what = (f"{len(studies)} studies ({', '.join(s.label for s in studies)}), each" if len(studies) > 1 else "1 study,")
-        line = (f"search: {what} {'/'.join(map(str, budgets))} trials x {len(st.seeds)} paired seeds "
-                f"({_seed_text(st.seeds)}), sampler {sampler}(seed={seed}), pruner {pruner}, {batch} trials at a time")
+        line = (f"search: {what} {'/'.join(map(str, budgets))} trials x "
+                + (f"{len(st.instances)} instances ({', '.join(st.instance_label(i) for i in range(len(st.instances)))}) x "
+                   if len(st.instances) > 1 else "")
+                + f"{len(st.seeds)} paired seeds ({_seed_text(st.seeds)}), sampler {sampler}(seed={seed}), pruner {pruner}, "
+                f"{batch} trials at a time")
         single = [s.label for s in studies if not s.space and not s.define]
         if single:
             line += f"; {', '.join(single)}: nothing to tune, 1 trial"
@@ -697,7 +778,9 @@ def _summary(st: _Study) -> dict[str, Any]:
             best["overrides"] = b.user_attrs.get("regbench_overrides", {})
     return {"name": st.study.study_name, "key": st.key, "overrides": st.overrides,
             "space": {**{k: repr(v) for k, v in st.space.items()}, **st.described}, "fixed": st.fixed,
-            "trials": st.n_trials, "seeds": st.seeds, "counted": len(done),
+            "trials": st.n_trials, "seeds": st.seeds,
+            **({"instances": [st.instance_label(i) for i in range(len(st.instances))]} if len(st.instances) > 1 else {}),
+            "counted": len(done),
             "pruned": sum(1 for t in done if t.user_attrs.get("pruned")),
             "failed": sum(1 for t in done if t.state == TrialState.FAIL),
             "running": sum(1 for t in trials if t.state == TrialState.RUNNING), "best": best}
