@@ -24,6 +24,10 @@
    value is the mean of the seeds it ran, told as COMPLETE (Optuna's documented use of
    WilcoxonPruner: the pruned trial's estimate keeps informing the sampler) with the user
    attribute `pruned` set; its finished runs stay ordinary runs.
+   With `across` (`dataset=wine,iris hydra.sweeper.across=[dataset]`) the listed keys' values are
+   every trial's instances: a trial runs on each instance at each seed (`<trial>/<instance>/seed_<n>`),
+   its value is the mean over those runs, and the pruner's steps are the runs, seed by seed,
+   instance by instance, so a trial is stopped before its remaining datasets run.
 4. Studies live in `optuna.db` (SQLite) in the sweep folder unless `storage` says otherwise, and
    the sampler (its random state included) is pickled into `.regbench/` after every batch was
    asked, so the same command with the same `hydra.sweep.dir` continues each study to its budget
