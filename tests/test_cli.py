@@ -412,6 +412,12 @@ JOBS = [
     ["seed=abc"],
     ["reg=l2", "reg.alpha=[1,2]"],
     ["trainer.max_epochs=3.5"],
+    # hydra's node's plain values, as every job of a search has them, before, between and after others
+    ["reg.alpha=0.1", "seed=1", "hydra.sweep.subdir='0/seed_1'"],
+    ["hydra.sweep.subdir='reg=l2,dataset=wine/3'", "reg=l2", "reg.alpha=0.2", "hydra.job.chdir=false"],
+    ["reg=l2", "hydra.sweep.subdir=x", "hydra/launcher=basic", "reg.alpha=0.3"],
+    ["hydra.sweep.nosuch=1", "seed=1"],  # refused: no such key in hydra's node
+    ["hydra.sweep.subdir=[1,2]", "seed=1"],  # refused: a list for a string
 ]
 
 
@@ -445,7 +451,7 @@ def test_a_job_made_from_its_structure_equals_hydras_own_composition_of_it():
             ComposeOnce.remove(loader)
     assert [job for job, h in zip(JOBS, hydras) if isinstance(h, str)] == [  # the refused ones are refused
         ["+reg.extra=1", "seed=1"], ["name=x", "seed=3"], ["seed=abc"], ["reg=l2", "reg.alpha=[1,2]"],
-        ["trainer.max_epochs=3.5"]]
+        ["trainer.max_epochs=3.5"], ["hydra.sweep.nosuch=1", "seed=1"], ["hydra.sweep.subdir=[1,2]", "seed=1"]]
     for job, hydra_s, ours_s, again_s in zip(JOBS, hydras, ours, again):
         assert ours_s == hydra_s == again_s, job
     assert len(compose_once.cache) < len(JOBS) - 5  # some were made from a structure, not composed

@@ -270,13 +270,14 @@ class ComposeOnce:
             self.cache[key] = (master_config, job)
         job = copy.deepcopy(self.cache[key][1])
         if split and split[1]:
-            self._finish(job, *split[1:])
+            self._finish(job, master_config, *split[1:])
         return job
 
     def _split(self, overrides: list[str]) -> tuple[list[str], list[Any], list[Any]] | None:
         """(the job's config-group overrides, its plain value overrides, all of them parsed), or
-        None when the job is composed whole: it adds or deletes keys, overrides hydra's node, or
-        holds anything else than group choices and plain values."""
+        None when the job is composed whole: it adds or deletes keys, or holds anything else than
+        group choices and plain values. Plain values of hydra's node (`hydra.sweep.subdir=...`, which
+        every job of a search has) are values like the others."""
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from hydra.core.override_parser.types import OverrideType
 
@@ -286,7 +287,7 @@ class ComposeOnce:
             return None
         groups, values = [], []
         for line, override in zip(overrides, parsed):
-            if override.is_sweep_override() or override.package is not None or override.is_hydra_override():
+            if override.is_sweep_override() or override.package is not None:
                 return None
             if self.loader.repository.group_exists(override.key_or_group):
                 groups.append(line)  # `reg=l2`, `+search=each`: the defaults list's, Hydra composes it
@@ -297,23 +298,28 @@ class ComposeOnce:
         return groups, values, parsed
 
     @staticmethod
-    def _finish(job: DictConfig, values: list[Any], parsed: list[Any]) -> None:
+    def _finish(job: DictConfig, master: DictConfig, values: list[Any], parsed: list[Any]) -> None:
         """What Hydra's `_load_configuration_impl` does with a job's value overrides, on `job`
-        composed without them: the values set, the task overrides and override_dirname written."""
+        composed without them: the values set (hydra's node writable, as there), the hydra and task
+        overrides and override_dirname written (hydra's: the master's, which `load_sweep_config`
+        puts first, then the job's own in their order)."""
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
         from hydra.errors import ConfigCompositionException
         from omegaconf import flag_override
         from omegaconf.errors import OmegaConfBaseException
 
-        try:
-            ConfigLoaderImpl._apply_overrides_to_config(values, job)
-        except OmegaConfBaseException as e:  # as load_configuration wraps it
-            raise ConfigCompositionException().with_traceback(sys.exc_info()[2]) from e
+        app = [o for o in parsed if not o.is_hydra_override()]
         with flag_override(job.hydra, "readonly", False):
-            job.hydra.overrides.task = [o.input_line for o in parsed]
+            try:
+                ConfigLoaderImpl._apply_overrides_to_config(values, job)
+            except OmegaConfBaseException as e:  # as load_configuration wraps it
+                raise ConfigCompositionException().with_traceback(sys.exc_info()[2]) from e
+            job.hydra.overrides.hydra = [*master.hydra.overrides.hydra,
+                                         *(o.input_line for o in parsed if o.is_hydra_override())]
+            job.hydra.overrides.task = [o.input_line for o in app]
             dirname = job.hydra.job.config.override_dirname
             job.hydra.job.override_dirname = get_overrides_dirname(
-                overrides=parsed, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys)
+                overrides=app, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"loader": self.loader, "cache": {}, "splits": {}}
