@@ -53,13 +53,17 @@ def test_each_trial_runs_the_same_seeds_and_returns_their_mean(tmp_path):
 
 
 def test_with_a_shared_split_a_trials_seeds_train_as_one_stack_equal_to_their_lone_runs(tmp_path):
-    args = ["search.seeds=3", "dataset.split_seed=0", "reg=l2", *SMALL]
+    # one torch thread: bit for bit is the promise there (docs/how-to/launchers.md); with two, this machine's
+    # (AMD EPYC) final forward differs in the last bits between the stack and the lone run, which the float64
+    # calibration metrics show while the float32 losses round them away
+    args = ["search.seeds=3", "dataset.split_seed=0", "reg=l2", "trainer.num_threads=1", *SMALL]
     out = regbench("run", "-m", "hydra/launcher=stacked", *args, "hydra.sweep.dir=stacked", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "run alone: search.seeds=3: each trial trains its seeds itself" in out.stdout
     assert "[job 0] search.seeds: seeds 0, 1, 2 train as one model" in out.stdout
     for s in (0, 1, 2):
-        lone = regbench("run", f"seed={s}", "dataset.split_seed=0", "reg=l2", *SMALL, f"hydra.run.dir=lone{s}", cwd=tmp_path)
+        lone = regbench("run", f"seed={s}", "dataset.split_seed=0", "reg=l2", "trainer.num_threads=1", *SMALL,
+                        f"hydra.run.dir=lone{s}", cwd=tmp_path)
         assert lone.returncode == 0
         a = json.loads((tmp_path / f"lone{s}" / "result.json").read_text())
         b = json.loads((tmp_path / "stacked" / "0" / f"seed_{s}" / "result.json").read_text())
