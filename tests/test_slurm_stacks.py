@@ -7,7 +7,7 @@ run in-process: a plain sweep as several elements; a chunked array under a small
 size; an element cancelled and the sweep re-launched; an element past its time limit, requeued
 from its stack's checkpoint; an element preempted mid-stack (SLURM's own kill-and-requeue, and the
 SIGTERM and USR2 a preemption sends), requeued and resumed from its stack's checkpoint, also with
-one member left; an element killed outright (SIGKILL, as when its node dies), its sweep
+one member left; an element preempted by the scheduler itself (a job of a higher partition); an element killed outright (SIGKILL, as when its node dies), its sweep
 re-launched; sbatch's refusal, one line.
 """
 
@@ -295,6 +295,57 @@ def test_a_preempted_element_hearing_sigterm_and_usr2_stops_after_its_epoch_and_
     assert "this job is preempted" in log and "Requeued job" in log, log[-3000:]
     assert re.search(r"stacked: (USR2 after SIGTERM|SIGTERM with USR2) \(a preemption\)", log), log[-3000:]
     assert "(3 remaining timeouts)" in log, log[-3000:]  # max_num_timeout not used up
+
+
+def test_an_element_preempted_by_a_job_of_a_higher_partition_resumes_from_its_checkpoint_bit_for_bit(
+        node, faults_reference, tmp_path):
+    """A real preemption, the scheduler's own: the one-node cluster preempts by partition in
+    REQUEUE mode (scripts/slurm_local.sh: `debug`, the default, PriorityTier=1; `urgent`,
+    PriorityTier=2). The first stack of the FAULTS sweep (seed 0, one element in `debug`, the
+    node's every core) once both members have trained 40 epochs; then a job in `urgent` that
+    needs every core: SLURM preempts the element (SIGCONT and SIGTERM, GraceTime=0, SIGKILL
+    KillWait = 5 s later), runs the urgent job, and requeues the element, which resumes its
+    stack from the checkpoint its SIGTERM wrote; both results equal the in-process sweep's."""
+    urgent = slurm.urgent_partition(node)
+    sweep = tmp_path / "sweep"
+    args = [a if a != "seed=0,1" else "seed=0" for a in FAULTS]  # jobs 0 and 1 of FAULTS: one stack
+    stop = threading.Event()
+    helper = threading.Thread(target=_start_requeued_at_once, args=(stop,), daemon=True)
+    helper.start()
+    try:
+        proc = start(["run", "-m", *args, SLURM, f"hydra.launcher.slurm.partition={node.partition}",
+                      "hydra.sweep.dir=sweep"], cwd=tmp_path)
+        try:
+            element, nums = _mid_stack(sweep, 0)
+            at = min(epochs_in(sweep / str(n) / "metrics.csv") for n in nums)
+            element = element.split("_")[0]  # one stack: a plain job, not an array
+            assert slurm.job_state(element) == "RUNNING"
+            preemptor = subprocess.run(["sbatch", "--parsable", f"--partition={urgent}", f"--cpus-per-task={node.cpus}",
+                                        f"--output={tmp_path}/urgent_%j.out", "--wrap", "sleep 1"],
+                                       capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+            assert slurm.wait_for(preemptor, timeout=120) == {preemptor: "COMPLETED"}
+            code, out = _finish(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        stop.set()
+    log = _element_log(sweep, element)
+    assert code == 0, out[-4000:] + "\nthe element's log:\n" + log[-3000:]
+    assert "sweep done: 2 ok" in out, out[-3000:]
+    assert nums == [0, 1]
+    assert "CANCELLED AT" in log and "DUE TO PREEMPTION" in log, log[-3000:]  # slurmstepd's line: the scheduler did it
+    assert "regbench: SIGTERM: stopping after this epoch, once its checkpoint is written" in log, log[-3000:]
+    assert log.count("Starting with JobEnvironment") == 2, log[-3000:]  # ran, was preempted, ran again
+    assert "Requeued job" not in log  # SLURM requeued it, not submitit
+    assert re.search(r"\bRestarts=1\b", subprocess.run(["scontrol", "show", "job", element], capture_output=True,
+                                                        text=True).stdout)
+    for n in nums:  # resumed from the checkpoint the stop wrote: the epoch it was in when preempted, or a later one
+        resumed = json.loads((sweep / str(n) / "result.json").read_text())["resumed_from_epoch"]
+        assert resumed is not None and resumed >= at, (resumed, at)
+    assert f"resuming the stack from the checkpoint of epoch {resumed}" in log, log[-3000:]
+    same_as(sweep, faults_reference, 2)
+    assert not list(sweep.glob("*/stack*.pt"))
 
 
 def test_an_element_killed_mid_stack_keeps_its_finished_jobs_and_a_relaunch_resumes_it_bit_for_bit(

@@ -261,9 +261,10 @@ class StackedLauncher(Launcher):
                 raise
 
 
-# A SIGTERM this soon after the USR2 that stopped the stack is the same preemption (SLURM sends
-# both to a preempted element, and so does submitit's own test of a preemption), not a request to
-# stop at once; a later one is the time limit itself (the epoch outlasted signal_delay_s).
+# A SIGTERM this soon after the USR2 or the SIGTERM that stopped the stack is the same preemption
+# (SLURM sends both signals to a preempted element with a grace time, and so does submitit's own
+# test of a preemption; without one, SIGTERM twice), not a request to stop at once; a SIGTERM
+# later than that after USR2 is the time limit itself (the epoch outlasted signal_delay_s).
 SAME_PREEMPTION_S = 5.0
 
 
@@ -280,7 +281,11 @@ def _element_signals() -> Iterator[list]:
     and continues from the checkpoint. SIGTERM (scancel, `scontrol requeue`, a preemption in
     SLURM's REQUEUE mode, a node going down) stops training the same way, without requeuing the
     element itself: SLURM requeues it where it means to (requeue, preemption), and otherwise
-    its members are resumable by re-launching. The two signals together (a preemption), in
+    its members are resumable by re-launching. A preemption delivers its SIGTERM twice, about
+    20 ms apart (slurmstepd's and the one srun forwards): a SIGTERM within SAME_PREEMPTION_S of
+    the one that asked the stack to stop repeats it (interrupt.one_sigterm_within) rather than
+    stopping at once, which would lose the epoch's checkpoint; SLURM's SIGKILL ends the element
+    KillWait seconds later in any case. The two signals together (a preemption), in
     either order, stop after the epoch and requeue: neither counts as the second signal that
     stops at once, unless the SIGTERM comes SAME_PREEMPTION_S or more after the USR2 (the time
     limit reached before the epoch ended). Outside training (nothing to save), USR2 goes
@@ -324,7 +329,8 @@ def _element_signals() -> Iterator[list]:
 
     signal.signal(usr, on_usr)
     try:
-        yield timed_out
+        with interrupt.one_sigterm_within(SAME_PREEMPTION_S):  # a preemption's SIGTERM comes twice
+            yield timed_out
     finally:
         signal.signal(usr, submitit_handler)
         signal.signal(signal.SIGTERM, previous_term)
