@@ -8,7 +8,7 @@ size; an element cancelled and the sweep re-launched; an element past its time l
 from its stack's checkpoint; an element preempted mid-stack (SLURM's own kill-and-requeue, and the
 SIGTERM and USR2 a preemption sends), requeued and resumed from its stack's checkpoint, also with
 one member left; an element preempted by the scheduler itself (a job of a higher partition); an element killed outright (SIGKILL, as when its node dies), its sweep
-re-launched; sbatch's refusal, one line.
+re-launched; sbatch's refusal, one line; an element whose node does not see the sweep folder, one line.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -176,6 +179,43 @@ def test_sbatch_refusing_an_element_s_memory_is_one_line(node, tmp_path):
     assert out.stderr.startswith("regbench: error: sbatch refused the submission: sbatch: Memory specification "
                                  "can not be satisfied"), out.stderr
     assert not list((tmp_path / "sweep").glob("*/result.json"))
+
+
+def test_an_element_that_does_not_see_the_sweep_folder_is_one_line_and_loses_nothing(node, tmp_path):
+    """A sweep folder on a disk the nodes do not see, on one node: each element's python runs in
+    a mount namespace of its own (hydra.launcher.slurm.python, a wrapper script: `unshare
+    --mount`, then an empty tmpfs over the sweep folder), so the element finds no plan there,
+    as a node that mounts another disk (or none) at that path would. submitit's folder is
+    elsewhere, on a disk both see: the element's failure comes back to the submitting process,
+    which says it in one line and exits 1; nothing is written into the sweep's job folders, and
+    the same command without the wrapper then runs every job."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1): the element hides the sweep folder in a mount namespace of its own")
+    sweep = tmp_path / "sweep"
+    hide = tmp_path / "python-elsewhere"
+    hide.write_text("#!/bin/sh\n# python where the sweep folder is an empty tmpfs (a node without the submit host's disk)\n"
+                    f"exec unshare --mount --propagation private sh -c 'mount -t tmpfs elsewhere \"$0\" && exec \"$@\"' "
+                    f"{shlex.quote(str(sweep))} {shlex.quote(sys.executable)} \"$@\"\n")
+    hide.chmod(0o755)
+    args = ["run", "-m", "hydra/launcher=stacked", "reg=none,l2", "seed=0,1", "hydra.launcher.max_stack=2",
+            "trainer.max_epochs=1", "model.hidden_sizes=[16]", "trainer.num_threads=1", "device=cpu", SLURM,
+            f"hydra.launcher.slurm.submitit_folder={tmp_path}/submitit/%j", "hydra.sweep.dir=sweep"]
+    out = regbench(*args, f"hydra.launcher.slurm.python={hide}", cwd=tmp_path, timeout=600)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-3000:]
+    said = (r"regbench: error: the sweep folder sweep has no \.regbench/plan\.json on this node \(\S+\): put "
+            r"the sweep on a disk every node mounts at the same path \(hydra\.sweep\.dir=\.\.\.\)")
+    ids = sorted(p.name for p in (tmp_path / "submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
+    assert len(ids) == 2, ids  # two stacks, two elements: both failed for the one cause, said once
+    lines = [line for line in out.stderr.splitlines() if "plan.json" in line]
+    assert len(lines) == 1 and re.fullmatch(f"stacked: SLURM elements {', '.join(ids)} failed: {said}", lines[0]), \
+        out.stderr[-3000:]
+    assert "Traceback" not in out.stdout + out.stderr
+    assert "stacked: 2 elements ended without finishing" in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "regbench: no finished runs (result.json) under sweep", out.stderr
+    assert not [p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]  # no job folder
+    again = regbench(*args, cwd=tmp_path, timeout=600)  # the same command, the sweep folder seen
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert "stacked: 2 stacks submitted as 1 SLURM array" in again.stdout and "sweep done: 4 ok" in again.stdout
 
 
 def test_a_relaunch_while_the_elements_still_wait_submits_nothing_again_and_waits_for_them(node, reference, tmp_path):

@@ -153,7 +153,8 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
     submitted: list[tuple[Any, Unit]] = []
     arrays = 0
     executor = submitit.AutoExecutor(folder=str(conf.get("submitit_folder") or sweep_dir / ".submitit/%j"),
-                                     cluster="slurm", slurm_max_num_timeout=int(conf.get("max_num_timeout", 3)))
+                                     cluster="slurm", slurm_max_num_timeout=int(conf.get("max_num_timeout", 3)),
+                                     slurm_python=conf.get("python") or None)
     by_size: dict[tuple[int, int], list[Unit]] = {}  # (GB, minutes) -> the units that ask for them: one array each
     for unit in todo:
         by_size.setdefault((element_mem_gb(conf, len(unit)), element_minutes(conf, len(unit))), []).append(unit)
@@ -285,6 +286,11 @@ def _ranges(nums: list[int]) -> str:
 
 
 def _said(error: BaseException) -> str:
-    from hydra_plugins.regbench_stacked_launcher.quiet_slurm import refused
-
-    return refused(error)
+    """An element's failure in one line: regbench's own `regbench: error: ...` line where the
+    element's traceback (submitit's FailedJobError) holds one, else its last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    ours = [line[line.index("regbench: error: "):] for line in lines if "regbench: error: " in line]
+    if ours:
+        return ours[-1]
+    trace = [line for line in lines if not set(line) <= set("-") and not line.startswith("You can check full logs")]
+    return (trace or [type(error).__name__])[-1]

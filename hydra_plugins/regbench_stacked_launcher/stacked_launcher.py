@@ -65,6 +65,9 @@ class SlurmConf:
     qos: Optional[str] = None  # sbatch --qos
     constraint: Optional[str] = None  # sbatch --constraint
     setup: Optional[List[str]] = None  # shell lines each element runs first (module load, activate a venv)
+    # The command that runs python in each element (submitit's `python`), e.g. `apptainer exec image.sif python`
+    # or a wrapper script that ends with `exec python "$@"`; null: this process's interpreter.
+    python: Optional[str] = None
     additional_parameters: Dict[str, Any] = field(default_factory=dict)  # any other sbatch option
     timeout_min: int = 60  # wall-time limit of each element (a whole stack), in minutes, plus:
     timeout_min_per_member: float = 0.0  # minutes more per member of the element's stack
@@ -207,9 +210,11 @@ class StackedLauncher(Launcher):
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         if plan.read(sweep_dir) is None:  # written before submission: this node does not see that folder
-            raise SystemExit(f"regbench: error: the sweep folder {sweep_dir} has no {plan.PLAN_DIR}/{plan.PLAN_FILE} "
-                             f"on this node ({os.uname().nodename}): put the sweep on a disk every node mounts "
-                             "at the same path (hydra.sweep.dir=...)")
+            said = (f"regbench: error: the sweep folder {sweep_dir} has no {plan.PLAN_DIR}/{plan.PLAN_FILE} on this "
+                    f"node ({os.uname().nodename}): put the sweep on a disk every node mounts at the same path "
+                    "(hydra.sweep.dir=...)")
+            print(said, file=sys.stderr, flush=True)
+            raise FolderNotSeen(said)
         with _element_signals() as timed_out:
             try:
                 return self._run([self._compose(o, n) for o, n in unit])
@@ -259,6 +264,12 @@ class StackedLauncher(Launcher):
                 for f in futures:
                     f.cancel()
                 raise
+
+
+class FolderNotSeen(RuntimeError):
+    """An element's node does not see the sweep folder. Not a SystemExit: submitit hands an
+    element's Exception back to the submitting process (its result file), which says it in one
+    line; a SystemExit it would not catch, and the element would end without a word there."""
 
 
 # A SIGTERM this soon after the USR2 or the SIGTERM that stopped the stack is the same preemption
