@@ -229,6 +229,10 @@ def test_a_relaunch_while_the_elements_still_wait_submits_nothing_again_and_wait
     assert re.search(r"stacked: \d+ stacks? still queued or running as SLURM elements of an earlier launch", again.stdout)
     assert "submitted as" not in again.stdout and len(arrays(tmp_path / "sweep")) == 1  # no second array
     assert "sweep done: 12 ok" in again.stdout
+    # the first launch's elements ran every job: none counts as run by this one (they did, before)
+    counts = re.search(r"\((\d+) skipped as already done, 0 resumed, 0 ran(?:, (\d+) run by another process "
+                       r"meanwhile)?\)", again.stdout)
+    assert counts and int(counts[1]) + int(counts[2] or 0) == 12, again.stdout[-1500:]
     same_as(tmp_path / "sweep", reference, 12)
 
 
