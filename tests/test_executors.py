@@ -200,6 +200,28 @@ def test_an_element_on_a_node_that_does_not_see_the_sweep_folder_says_so_in_one_
     assert _said(other) == "ValueError: bad"
 
 
+def test_the_wait_for_elements_ends_on_their_successful_results_only(tmp_path):
+    """The waiting command returns once every element has written its successful result
+    (submitit's result pickle, written last), without waiting for squeue to forget them; a
+    failed element's result (one SLURM may requeue) or none at all leaves it to squeue."""
+    import pickle
+    from types import SimpleNamespace
+
+    from hydra_plugins.regbench_stacked_launcher.cluster import _succeeded
+
+    def element(name: str) -> SimpleNamespace:
+        return SimpleNamespace(paths=SimpleNamespace(result_pickle=tmp_path / f"{name}_result.pkl"))
+
+    known: dict = {}
+    done, failed, running = element("1_0"), element("1_1"), element("1_2")
+    done.paths.result_pickle.write_bytes(pickle.dumps(("success", [])))
+    failed.paths.result_pickle.write_bytes(pickle.dumps(("error", "Traceback ...")))
+    assert [_succeeded(e, known) for e in (done, failed, running)] == [True, False, False]
+    failed.paths.result_pickle.write_bytes(pickle.dumps(("success", [])))  # the requeued element succeeded
+    os.utime(failed.paths.result_pickle, ns=(0, 1))  # another mtime, as a later write has
+    assert _succeeded(failed, known)
+
+
 def test_an_element_asks_for_memory_and_time_by_its_stack_and_long_arrays_are_cut_in_chunks():
     from hydra_plugins.regbench_stacked_launcher.cluster import chunks, element_mem_gb, element_minutes
 
