@@ -10,6 +10,15 @@
 # that `sbatch --mem` larger than that is refused by sbatch itself. The node shares this
 # machine's disk, so any sweep folder here is one the jobs see.
 #
+# Two partitions on the node: `debug` (the default, PriorityTier=1) and `urgent` (PriorityTier=2).
+# With PreemptType=preempt/partition_prio and PreemptMode=REQUEUE, a job in `urgent` that needs
+# CPUs a `debug` job holds preempts it: SLURM sends that job SIGCONT and SIGTERM (GraceTime=0),
+# SIGKILL KillWait seconds later, and puts it back in the queue, as a real cluster's
+# preemptible partition does. Jobs that name no partition never preempt one another.
+#
+# `start` on a cluster already running this script's config of an older version (another
+# CONF_VERSION below) writes the new one and restarts the daemons: idempotent otherwise.
+#
 # Accounting is off (no slurmdbd, the case the issue asks regbench to handle quietly): plain
 # `sacct` prints "Slurm accounting storage is disabled" on stderr and exits 1 (submitit's job
 # watcher polls it and logs a warning each time). No slurm.conf setting changes that: slurm-wlm
@@ -23,6 +32,9 @@ conf=$conf_dir/slurm.conf
 spool=/var/spool/slurm-local
 logs=/var/log/slurm-local
 partition=debug
+urgent=urgent  # the high-priority partition that preempts debug's jobs
+# Bump when the config below changes: `start` then restarts a cluster running an older one.
+CONF_VERSION=2
 
 die() { echo "slurm_local: $*" >&2; exit 1; }
 
@@ -61,7 +73,8 @@ write_conf() {
     mkdir -p "$conf_dir" "$spool/ctld" "$spool/d" "$logs"
     chown -R slurm:slurm "$spool" "$logs" 2>/dev/null || true
     cat >"$conf" <<EOF
-# Written by regbench's scripts/slurm_local.sh: one node (this machine), one partition.
+# Written by regbench's scripts/slurm_local.sh: one node (this machine), two partitions.
+# regbench-slurm-local-conf-version: $CONF_VERSION
 ClusterName=regbench-local
 SlurmctldHost=localhost
 SlurmUser=root
@@ -100,8 +113,14 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$logs/jobcomp.txt
+# Preemption by partition: a pending job of a higher PriorityTier requeues the running jobs of a
+# lower one whose resources it needs (SIGCONT and SIGTERM at once, GraceTime=0 being the
+# default; SIGKILL KillWait seconds later).
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName=localhost CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
-PartitionName=$partition Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=$partition Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=$urgent Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=2
 EOF
     # Newer slurm-wlm packages look for the config in /etc/slurm; older ones in /etc/slurm-llnl.
     if [ -d /etc/slurm-llnl ] && [ ! -e /etc/slurm-llnl/slurm.conf ]; then
@@ -153,11 +172,12 @@ stop_daemons() {
 start() {
     local t0 cpus mem_mb
     t0=$(date +%s%N)
-    if [ -f "$conf" ] && grep -q "^# Written by regbench's scripts/slurm_local.sh" "$conf" && is_up; then
+    if [ -f "$conf" ] && grep -qx "# regbench-slurm-local-conf-version: $CONF_VERSION" "$conf" && is_up; then
         read -r cpus mem_mb < <(sed -n 's/^NodeName=localhost CPUs=\([0-9]*\) RealMemory=\([0-9]*\).*/\1 \2/p' "$conf")
-        echo "slurm: already running: one node localhost, $cpus CPUs, $mem_mb MB, partition $partition"
+        echo "slurm: already running: one node localhost, $cpus CPUs, $mem_mb MB, partitions $partition (default) and $urgent (preempts it)"
         return 0
     fi
+    # Not running, or running an older config (or one this script did not write): (re)start below.
     [ "$(id -u)" = 0 ] || die "needs root (it writes /etc/slurm/slurm.conf and starts munged, slurmctld and slurmd)"
     install
     stop_daemons
@@ -169,8 +189,8 @@ start() {
     for i in $(seq 150); do  # 30 s
         if is_up; then
             local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-            printf 'slurm: one node localhost, %s CPUs, %s MB, partition %s (up in %d.%d s)\n' \
-                "$cpus" "$mem_mb" "$partition" $((ms / 1000)) $((ms % 1000 / 100))
+            printf 'slurm: one node localhost, %s CPUs, %s MB, partitions %s (default) and %s (preempts it) (up in %d.%d s)\n' \
+                "$cpus" "$mem_mb" "$partition" "$urgent" $((ms / 1000)) $((ms % 1000 / 100))
             return 0
         fi
         # A node left down or drained by an earlier run (e.g. another RealMemory): bring it back.

@@ -173,15 +173,53 @@ def test_slurm_without_sbatch_on_the_path_is_one_line(tmp_path):
 def test_an_element_on_a_node_that_does_not_see_the_sweep_folder_says_so_in_one_line(tmp_path):
     from hydra.core.singleton import Singleton
 
+    from submitit.core.utils import FailedJobError
+
+    from hydra_plugins.regbench_stacked_launcher.cluster import _said
     from hydra_plugins.regbench_stacked_launcher.stacked_launcher import StackedLauncher
 
     launcher = StackedLauncher(executor="slurm")
     launcher.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "not-here")}}})
-    with pytest.raises(SystemExit) as raised:
+    # an Exception, not a SystemExit: submitit hands only those back to the submitting process. (By
+    # name: Hydra's plugin scan executes the module again in place, and its classes with it.)
+    with pytest.raises(RuntimeError) as raised:
         launcher([(["reg=none"], 0)], Singleton.get_state())
+    assert type(raised.value).__name__ == "FolderNotSeen"
     said = str(raised.value)
     assert said.startswith(f"regbench: error: the sweep folder {tmp_path / 'not-here'} has no .regbench/plan.json "
                            "on this node") and "\n" not in said
+    # as the submitting process reads it: submitit's FailedJobError holding the element's traceback
+    trace = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+             f"hydra_plugins.regbench_stacked_launcher.stacked_launcher.FolderNotSeen: {said}")
+    failed = FailedJobError(f"Job (task=0) failed during processing with trace:\n----------------------\n{trace}\n"
+                            "----------------------\nYou can check full logs with 'job.stderr(0)' and 'job.stdout(0)'")
+    assert _said(failed) == said
+    other = FailedJobError("Job (task=0) failed during processing with trace:\n----------------------\n"
+                           "Traceback (most recent call last):\nValueError: bad\n----------------------\n"
+                           "You can check full logs with 'job.stderr(0)' and 'job.stdout(0)'")
+    assert _said(other) == "ValueError: bad"
+
+
+def test_the_wait_for_elements_ends_on_their_successful_results_only(tmp_path):
+    """The waiting command returns once every element has written its successful result
+    (submitit's result pickle, written last), without waiting for squeue to forget them; a
+    failed element's result (one SLURM may requeue) or none at all leaves it to squeue."""
+    import pickle
+    from types import SimpleNamespace
+
+    from hydra_plugins.regbench_stacked_launcher.cluster import _succeeded
+
+    def element(name: str) -> SimpleNamespace:
+        return SimpleNamespace(paths=SimpleNamespace(result_pickle=tmp_path / f"{name}_result.pkl"))
+
+    known: dict = {}
+    done, failed, running = element("1_0"), element("1_1"), element("1_2")
+    done.paths.result_pickle.write_bytes(pickle.dumps(("success", [])))
+    failed.paths.result_pickle.write_bytes(pickle.dumps(("error", "Traceback ...")))
+    assert [_succeeded(e, known) for e in (done, failed, running)] == [True, False, False]
+    failed.paths.result_pickle.write_bytes(pickle.dumps(("success", [])))  # the requeued element succeeded
+    os.utime(failed.paths.result_pickle, ns=(0, 1))  # another mtime, as a later write has
+    assert _succeeded(failed, known)
 
 
 def test_an_element_asks_for_memory_and_time_by_its_stack_and_long_arrays_are_cut_in_chunks():

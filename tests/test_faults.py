@@ -323,3 +323,34 @@ def test_a_sweep_summary_counts_only_the_jobs_this_process_ran(tmp_path):
     assert "sweep done: 2 ok, 0 diverged, 0 failed (0 skipped as already done, 0 resumed, 1 ran, " \
            "1 run by another process meanwhile)" in out.stdout
     assert "sweep" not in (sweep / "0" / LOCK_FILE).read_text()  # the other process's lock, without this sweep's token
+
+
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
+def test_a_job_another_process_finished_meanwhile_is_not_counted_as_run_when_this_sweep_reports_it(tmp_path):
+    """Another process finishes job 1 while this sweep trains job 0 and lets it go before this
+    sweep reaches it: this sweep finds it done and only reports it (taking its lock to do so,
+    which writes its own token into the lock file). The summary counts it as run by another
+    process, not as run here, as it did (the overlap of two launches' SLURM elements did the
+    same: a re-launch that waited for an earlier launch's elements counted their jobs as its own)."""
+    sweep = tmp_path / "sweep"
+    args = ["run", "-m", "seed=0,1", *TINY, "trainer.max_epochs=30", "trainer.patience=null", f"hydra.sweep.dir={sweep}"]
+    reference = tmp_path / "reference"
+    assert regbench(*args[:-1], f"hydra.sweep.dir={reference}", cwd=tmp_path).returncode == 0
+    other = subprocess.Popen([sys.executable, "-c", "import shutil, sys, time; from pathlib import Path\n"
+                              "from regbench.engine.folderlock import hold\n"
+                              "sweep, reference = Path(sys.argv[1]), Path(sys.argv[2])\n"
+                              "with hold(sweep / '1'):\n"
+                              "    print('held', flush=True)\n"
+                              "    while not (sweep / '0' / '.hydra').exists(): time.sleep(0.01)\n"
+                              "    shutil.copy(reference / '1' / 'result.json', sweep / '1' / 'result.json')\n",
+                              str(sweep), str(reference)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        out = regbench(*args, cwd=tmp_path)
+        other.wait(timeout=60)
+    finally:
+        other.kill()
+    assert out.returncode == 0, out.stderr
+    assert "[job 1] already done in " in out.stdout, out.stdout  # released before this sweep reached it
+    assert "sweep done: 2 ok, 0 diverged, 0 failed (0 skipped as already done, 0 resumed, 1 ran, " \
+           "1 run by another process meanwhile)" in out.stdout, out.stdout[-1500:]

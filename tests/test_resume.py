@@ -194,6 +194,32 @@ def test_a_second_ctrl_c_stops_at_once(tiny_cfg, tmp_path, monkeypatch, ctrl_c_r
     assert not isinstance(info.value, Interrupted) and not (tmp_path / CHECKPOINT_FILE).exists()
 
 
+def test_sigterm_twice_at_once_in_a_slurm_element_still_stops_after_the_epoch(tiny_cfg, tmp_path, monkeypatch):
+    """SLURM's preemption delivers SIGTERM to an element's process twice, about 20 ms apart
+    (slurmstepd's, then the one srun forwards; seen on the one-node cluster). In an element
+    (`one_sigterm_within`, as the stacked launcher's SLURM elements set it) the second only
+    repeats the first: the epoch ends and is checkpointed. Elsewhere it stops at once."""
+    from regbench.engine import interrupt
+
+    write = MetricsWriter.write
+
+    def sigterm_twice(self, row):
+        write(self, row)
+        if row["epoch"] == 2:
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(MetricsWriter, "write", sigterm_twice)
+    args = ("trainer.max_epochs=12", "trainer.patience=null")
+    with interrupt.one_sigterm_within(5.0), pytest.raises(Interrupted, match="after epoch 2, checkpointed"):
+        run(tiny_cfg(*args), tmp_path / "element")
+    assert len(torch.load(tmp_path / "element" / CHECKPOINT_FILE, weights_only=True)["member"]["fit"]["history"]) == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and interrupt._same_sigterm_s == [0.0]  # handed back
+    with pytest.raises(KeyboardInterrupt) as info:
+        run(tiny_cfg(*args), tmp_path / "terminal")
+    assert isinstance(info.value, interrupt.Terminated) and not (tmp_path / "terminal" / CHECKPOINT_FILE).exists()
+
+
 def test_ctrl_c_on_the_command_line_says_how_to_resume(tmp_path):
     """A real SIGINT to `regbench run`: one line with what was kept and the command that
     resumes it, exit code 130 (as a shell reports Ctrl-C)."""

@@ -7,8 +7,8 @@ run in-process: a plain sweep as several elements; a chunked array under a small
 size; an element cancelled and the sweep re-launched; an element past its time limit, requeued
 from its stack's checkpoint; an element preempted mid-stack (SLURM's own kill-and-requeue, and the
 SIGTERM and USR2 a preemption sends), requeued and resumed from its stack's checkpoint, also with
-one member left; an element killed outright (SIGKILL, as when its node dies), its sweep
-re-launched; sbatch's refusal, one line.
+one member left; an element preempted by the scheduler itself (a job of a higher partition); an element killed outright (SIGKILL, as when its node dies), its sweep
+re-launched; sbatch's refusal, one line; an element whose node does not see the sweep folder, one line.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -178,6 +181,43 @@ def test_sbatch_refusing_an_element_s_memory_is_one_line(node, tmp_path):
     assert not list((tmp_path / "sweep").glob("*/result.json"))
 
 
+def test_an_element_that_does_not_see_the_sweep_folder_is_one_line_and_loses_nothing(node, tmp_path):
+    """A sweep folder on a disk the nodes do not see, on one node: each element's python runs in
+    a mount namespace of its own (hydra.launcher.slurm.python, a wrapper script: `unshare
+    --mount`, then an empty tmpfs over the sweep folder), so the element finds no plan there,
+    as a node that mounts another disk (or none) at that path would. submitit's folder is
+    elsewhere, on a disk both see: the element's failure comes back to the submitting process,
+    which says it in one line and exits 1; nothing is written into the sweep's job folders, and
+    the same command without the wrapper then runs every job."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1): the element hides the sweep folder in a mount namespace of its own")
+    sweep = tmp_path / "sweep"
+    hide = tmp_path / "python-elsewhere"
+    hide.write_text("#!/bin/sh\n# python where the sweep folder is an empty tmpfs (a node without the submit host's disk)\n"
+                    f"exec unshare --mount --propagation private sh -c 'mount -t tmpfs elsewhere \"$0\" && exec \"$@\"' "
+                    f"{shlex.quote(str(sweep))} {shlex.quote(sys.executable)} \"$@\"\n")
+    hide.chmod(0o755)
+    args = ["run", "-m", "hydra/launcher=stacked", "reg=none,l2", "seed=0,1", "hydra.launcher.max_stack=2",
+            "trainer.max_epochs=1", "model.hidden_sizes=[16]", "trainer.num_threads=1", "device=cpu", SLURM,
+            f"hydra.launcher.slurm.submitit_folder={tmp_path}/submitit/%j", "hydra.sweep.dir=sweep"]
+    out = regbench(*args, f"hydra.launcher.slurm.python={hide}", cwd=tmp_path, timeout=600)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-3000:]
+    said = (r"regbench: error: the sweep folder sweep has no \.regbench/plan\.json on this node \(\S+\): put "
+            r"the sweep on a disk every node mounts at the same path \(hydra\.sweep\.dir=\.\.\.\)")
+    ids = sorted(p.name for p in (tmp_path / "submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
+    assert len(ids) == 2, ids  # two stacks, two elements: both failed for the one cause, said once
+    lines = [line for line in out.stderr.splitlines() if "plan.json" in line]
+    assert len(lines) == 1 and re.fullmatch(f"stacked: SLURM elements {', '.join(ids)} failed: {said}", lines[0]), \
+        out.stderr[-3000:]
+    assert "Traceback" not in out.stdout + out.stderr
+    assert "stacked: 2 elements ended without finishing" in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "regbench: no finished runs (result.json) under sweep", out.stderr
+    assert not [p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]  # no job folder
+    again = regbench(*args, cwd=tmp_path, timeout=600)  # the same command, the sweep folder seen
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert "stacked: 2 stacks submitted as 1 SLURM array" in again.stdout and "sweep done: 4 ok" in again.stdout
+
+
 def test_a_relaunch_while_the_elements_still_wait_submits_nothing_again_and_waits_for_them(node, reference, tmp_path):
     submit = ["run", "-m", *SWEEP, SLURM, "hydra.launcher.slurm.array_parallelism=1", "hydra.sweep.dir=sweep"]
     first = regbench(*submit, "hydra.launcher.slurm.wait=false", cwd=tmp_path, timeout=600)
@@ -189,6 +229,10 @@ def test_a_relaunch_while_the_elements_still_wait_submits_nothing_again_and_wait
     assert re.search(r"stacked: \d+ stacks? still queued or running as SLURM elements of an earlier launch", again.stdout)
     assert "submitted as" not in again.stdout and len(arrays(tmp_path / "sweep")) == 1  # no second array
     assert "sweep done: 12 ok" in again.stdout
+    # the first launch's elements ran every job: none counts as run by this one (they did, before)
+    counts = re.search(r"\((\d+) skipped as already done, 0 resumed, 0 ran(?:, (\d+) run by another process "
+                       r"meanwhile)?\)", again.stdout)
+    assert counts and int(counts[1]) + int(counts[2] or 0) == 12, again.stdout[-1500:]
     same_as(tmp_path / "sweep", reference, 12)
 
 
@@ -292,9 +336,64 @@ def test_a_preempted_element_hearing_sigterm_and_usr2_stops_after_its_epoch_and_
         subprocess.run(["scancel", "--signal=USR2", element], check=True)
 
     out, log, _, _ = _preempted(tmp_path, faults_reference, preempt)
-    assert "this job is preempted" in log and "Requeued job" in log, log[-3000:]
+    # submitit took it as a preemption and requeued it: its "Requeued job ... (3 remaining timeouts)"
+    # line, unless SLURM's kill of the requeued process came first (seen 2026-12-07 under a load
+    # of 11): then slurmstepd's line says the requeue came from `scontrol requeue` (submitit's)
+    assert "this job is preempted" in log and "Job has not timed out" in log, log[-3000:]  # no time-out used up
+    assert "Calling checkpoint method" in log and ("Requeued job" in log or "DUE TO JOB REQUEUE" in log), log[-3000:]
     assert re.search(r"stacked: (USR2 after SIGTERM|SIGTERM with USR2) \(a preemption\)", log), log[-3000:]
-    assert "(3 remaining timeouts)" in log, log[-3000:]  # max_num_timeout not used up
+    assert "Requeued job" not in log or "(3 remaining timeouts)" in log, log[-3000:]  # max_num_timeout not used up
+
+
+def test_an_element_preempted_by_a_job_of_a_higher_partition_resumes_from_its_checkpoint_bit_for_bit(
+        node, faults_reference, tmp_path):
+    """A real preemption, the scheduler's own: the one-node cluster preempts by partition in
+    REQUEUE mode (scripts/slurm_local.sh: `debug`, the default, PriorityTier=1; `urgent`,
+    PriorityTier=2). The first stack of the FAULTS sweep (seed 0, one element in `debug`, the
+    node's every core) once both members have trained 40 epochs; then a job in `urgent` that
+    needs every core: SLURM preempts the element (SIGCONT and SIGTERM, GraceTime=0, SIGKILL
+    KillWait = 5 s later), runs the urgent job, and requeues the element, which resumes its
+    stack from the checkpoint its SIGTERM wrote; both results equal the in-process sweep's."""
+    urgent = slurm.urgent_partition(node)
+    sweep = tmp_path / "sweep"
+    args = [a if a != "seed=0,1" else "seed=0" for a in FAULTS]  # jobs 0 and 1 of FAULTS: one stack
+    stop = threading.Event()
+    helper = threading.Thread(target=_start_requeued_at_once, args=(stop,), daemon=True)
+    helper.start()
+    try:
+        proc = start(["run", "-m", *args, SLURM, f"hydra.launcher.slurm.partition={node.partition}",
+                      "hydra.sweep.dir=sweep"], cwd=tmp_path)
+        try:
+            element, nums = _mid_stack(sweep, 0)
+            at = min(epochs_in(sweep / str(n) / "metrics.csv") for n in nums)
+            element = element.split("_")[0]  # one stack: a plain job, not an array
+            assert slurm.job_state(element) == "RUNNING"
+            preemptor = subprocess.run(["sbatch", "--parsable", f"--partition={urgent}", f"--cpus-per-task={node.cpus}",
+                                        f"--output={tmp_path}/urgent_%j.out", "--wrap", "sleep 1"],
+                                       capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+            assert slurm.wait_for(preemptor, timeout=120) == {preemptor: "COMPLETED"}
+            code, out = _finish(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        stop.set()
+    log = _element_log(sweep, element)
+    assert code == 0, out[-4000:] + "\nthe element's log:\n" + log[-3000:]
+    assert "sweep done: 2 ok" in out, out[-3000:]
+    assert nums == [0, 1]
+    assert "CANCELLED AT" in log and "DUE TO PREEMPTION" in log, log[-3000:]  # slurmstepd's line: the scheduler did it
+    assert "regbench: SIGTERM: stopping after this epoch, once its checkpoint is written" in log, log[-3000:]
+    assert log.count("Starting with JobEnvironment") == 2, log[-3000:]  # ran, was preempted, ran again
+    assert "Requeued job" not in log  # SLURM requeued it, not submitit
+    assert re.search(r"\bRestarts=1\b", subprocess.run(["scontrol", "show", "job", element], capture_output=True,
+                                                        text=True).stdout)
+    for n in nums:  # resumed from the checkpoint the stop wrote: the epoch it was in when preempted, or a later one
+        resumed = json.loads((sweep / str(n) / "result.json").read_text())["resumed_from_epoch"]
+        assert resumed is not None and resumed >= at, (resumed, at)
+    assert f"resuming the stack from the checkpoint of epoch {resumed}" in log, log[-3000:]
+    same_as(sweep, faults_reference, 2)
+    assert not list(sweep.glob("*/stack*.pt"))
 
 
 def test_an_element_killed_mid_stack_keeps_its_finished_jobs_and_a_relaunch_resumes_it_bit_for_bit(

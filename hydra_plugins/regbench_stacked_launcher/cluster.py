@@ -22,6 +22,7 @@ Module-level imports stay light; submitit is imported when a sweep is submitted.
 import json
 import math
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -153,7 +154,8 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
     submitted: list[tuple[Any, Unit]] = []
     arrays = 0
     executor = submitit.AutoExecutor(folder=str(conf.get("submitit_folder") or sweep_dir / ".submitit/%j"),
-                                     cluster="slurm", slurm_max_num_timeout=int(conf.get("max_num_timeout", 3)))
+                                     cluster="slurm", slurm_max_num_timeout=int(conf.get("max_num_timeout", 3)),
+                                     slurm_python=conf.get("python") or None)
     by_size: dict[tuple[int, int], list[Unit]] = {}  # (GB, minutes) -> the units that ask for them: one array each
     for unit in todo:
         by_size.setdefault((element_mem_gb(conf, len(unit)), element_minutes(conf, len(unit))), []).append(unit)
@@ -207,7 +209,8 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
               "what has finished and how many jobs are pending; the same command again submits what is left "
               "once these elements have ended", flush=True)
         return runs
-    _wait(ids + sorted({recorded[str(u[0][1])].split("_")[0] for u in running}))
+    _wait(ids + sorted({recorded[str(u[0][1])].split("_")[0] for u in running}),
+          [job for job, _ in submitted] if not running else [])
     lost = 0
     failed: dict[str, list[str]] = {}
     for job, unit in submitted:
@@ -238,12 +241,42 @@ def submit(launcher: Any, items: list[Unit], sweep_dir: Path) -> list[JobReturn]
     return runs
 
 
-def _wait(array_ids: list[str]) -> None:
-    """Until no element of the arrays is queued, running or requeued. Asks `squeue`, which
-    answers on any cluster, where submitit's own polling asks `sacct`, which prints warnings
-    under every poll on clusters without accounting."""
+# How often the elements' result files are looked for while waiting (a stat each; squeue is asked
+# every 0.5-5 s): the last element's end is seen about this soon, not at the next squeue.
+RESULTS_POLL_S = 0.2
+
+
+def _succeeded(job: Any, known: dict[str, Any]) -> bool:
+    """Whether the element has written its successful result: submitit writes it last, in one
+    rename, just before the element's process exits (a failed element's result, which a
+    requeued one may replace, is not). `known` caches what was read, by the file's mtime."""
+    path = job.paths.result_pickle
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return False
+    if known.get(str(path), (None, False))[0] != mtime:
+        try:
+            with path.open("rb") as f:
+                outcome = pickle.load(f)[0]
+        except Exception:  # being replaced, or unreadable here: squeue decides
+            return False
+        known[str(path)] = (mtime, outcome == "success")
+    return known[str(path)][1]
+
+
+def _wait(array_ids: list[str], jobs: list[Any] = ()) -> None:
+    """Until no element of the arrays is queued, running or requeued, or every one of `jobs`
+    (this launch's elements, when it waits for no other launch's) has written its successful
+    result: an element is listed as COMPLETING for a while after its process has ended, and
+    squeue is asked every 0.5-5 s, where a result file is seen within RESULTS_POLL_S. Asks
+    `squeue`, which answers on any cluster, where submitit's own polling asks `sacct`, which
+    prints warnings under every poll on clusters without accounting."""
     failures, started = 0, time.monotonic()
+    known: dict[str, Any] = {}
     while True:
+        if jobs and all(_succeeded(job, known) for job in jobs):
+            return
         try:
             out = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(array_ids)], capture_output=True,
                                  text=True, timeout=60)
@@ -261,7 +294,13 @@ def _wait(array_ids: list[str]) -> None:
                 print("stacked: squeue has not answered 30 times: not waiting any longer; the elements go on, "
                       "`regbench report` reports them as they finish", file=sys.stderr, flush=True)
                 return
-        time.sleep(min(5.0, 0.5 + (time.monotonic() - started) / 30))  # short sweeps end soon after their last element
+        pause = min(5.0, 0.5 + (time.monotonic() - started) / 30)  # short sweeps end soon after their last element
+        until = time.monotonic() + pause
+        while jobs and time.monotonic() < until - RESULTS_POLL_S:  # the results meanwhile, more often
+            time.sleep(RESULTS_POLL_S)
+            if all(_succeeded(job, known) for job in jobs):
+                return
+        time.sleep(max(0.0, until - time.monotonic()))
 
 
 def _state(job_id: str) -> str:
@@ -285,6 +324,11 @@ def _ranges(nums: list[int]) -> str:
 
 
 def _said(error: BaseException) -> str:
-    from hydra_plugins.regbench_stacked_launcher.quiet_slurm import refused
-
-    return refused(error)
+    """An element's failure in one line: regbench's own `regbench: error: ...` line where the
+    element's traceback (submitit's FailedJobError) holds one, else its last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    ours = [line[line.index("regbench: error: "):] for line in lines if "regbench: error: " in line]
+    if ours:
+        return ours[-1]
+    trace = [line for line in lines if not set(line) <= set("-") and not line.startswith("You can check full logs")]
+    return (trace or [type(error).__name__])[-1]

@@ -65,6 +65,9 @@ class SlurmConf:
     qos: Optional[str] = None  # sbatch --qos
     constraint: Optional[str] = None  # sbatch --constraint
     setup: Optional[List[str]] = None  # shell lines each element runs first (module load, activate a venv)
+    # The command that runs python in each element (submitit's `python`), e.g. `apptainer exec image.sif python`
+    # or a wrapper script that ends with `exec python "$@"`; null: this process's interpreter.
+    python: Optional[str] = None
     additional_parameters: Dict[str, Any] = field(default_factory=dict)  # any other sbatch option
     timeout_min: int = 60  # wall-time limit of each element (a whole stack), in minutes, plus:
     timeout_min_per_member: float = 0.0  # minutes more per member of the element's stack
@@ -207,9 +210,11 @@ class StackedLauncher(Launcher):
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         if plan.read(sweep_dir) is None:  # written before submission: this node does not see that folder
-            raise SystemExit(f"regbench: error: the sweep folder {sweep_dir} has no {plan.PLAN_DIR}/{plan.PLAN_FILE} "
-                             f"on this node ({os.uname().nodename}): put the sweep on a disk every node mounts "
-                             "at the same path (hydra.sweep.dir=...)")
+            said = (f"regbench: error: the sweep folder {sweep_dir} has no {plan.PLAN_DIR}/{plan.PLAN_FILE} on this "
+                    f"node ({os.uname().nodename}): put the sweep on a disk every node mounts at the same path "
+                    "(hydra.sweep.dir=...)")
+            print(said, file=sys.stderr, flush=True)
+            raise FolderNotSeen(said)
         with _element_signals() as timed_out:
             try:
                 return self._run([self._compose(o, n) for o, n in unit])
@@ -261,9 +266,16 @@ class StackedLauncher(Launcher):
                 raise
 
 
-# A SIGTERM this soon after the USR2 that stopped the stack is the same preemption (SLURM sends
-# both to a preempted element, and so does submitit's own test of a preemption), not a request to
-# stop at once; a later one is the time limit itself (the epoch outlasted signal_delay_s).
+class FolderNotSeen(RuntimeError):
+    """An element's node does not see the sweep folder. Not a SystemExit: submitit hands an
+    element's Exception back to the submitting process (its result file), which says it in one
+    line; a SystemExit it would not catch, and the element would end without a word there."""
+
+
+# A SIGTERM this soon after the USR2 or the SIGTERM that stopped the stack is the same preemption
+# (SLURM sends both signals to a preempted element with a grace time, and so does submitit's own
+# test of a preemption; without one, SIGTERM twice), not a request to stop at once; a SIGTERM
+# later than that after USR2 is the time limit itself (the epoch outlasted signal_delay_s).
 SAME_PREEMPTION_S = 5.0
 
 
@@ -280,7 +292,11 @@ def _element_signals() -> Iterator[list]:
     and continues from the checkpoint. SIGTERM (scancel, `scontrol requeue`, a preemption in
     SLURM's REQUEUE mode, a node going down) stops training the same way, without requeuing the
     element itself: SLURM requeues it where it means to (requeue, preemption), and otherwise
-    its members are resumable by re-launching. The two signals together (a preemption), in
+    its members are resumable by re-launching. A preemption delivers its SIGTERM twice, about
+    20 ms apart (slurmstepd's and the one srun forwards): a SIGTERM within SAME_PREEMPTION_S of
+    the one that asked the stack to stop repeats it (interrupt.one_sigterm_within) rather than
+    stopping at once, which would lose the epoch's checkpoint; SLURM's SIGKILL ends the element
+    KillWait seconds later in any case. The two signals together (a preemption), in
     either order, stop after the epoch and requeue: neither counts as the second signal that
     stops at once, unless the SIGTERM comes SAME_PREEMPTION_S or more after the USR2 (the time
     limit reached before the epoch ended). Outside training (nothing to save), USR2 goes
@@ -324,7 +340,8 @@ def _element_signals() -> Iterator[list]:
 
     signal.signal(usr, on_usr)
     try:
-        yield timed_out
+        with interrupt.one_sigterm_within(SAME_PREEMPTION_S):  # a preemption's SIGTERM comes twice
+            yield timed_out
     finally:
         signal.signal(usr, submitit_handler)
         signal.signal(signal.SIGTERM, previous_term)

@@ -486,11 +486,15 @@ class SweepSummary(Callback):
         """What this invocation did with each job: skipped (result already there), resumed, ran;
         and the jobs whose result another process wrote meanwhile (two processes on one sweep
         folder share its jobs). A job is this invocation's when its folder's lock file names
-        this sweep's token (folderlock writes it)."""
+        this sweep's token (folderlock writes it) and its result was written after that holder
+        took the lock: this sweep also takes the lock of a job it only reports (one another
+        process, or an earlier launch's SLURM element, finished meanwhile), after its result."""
         skipped = resumed = ran = elsewhere = 0
         mine = f"sweep {self.token}"
         for folder, resumed_from in zip(runs["folder"], runs.get("resumed_from_epoch", [None] * len(runs))):
-            if folderlock.holder(Path(folder)).endswith(mine) and (Path(folder) / "result.json").stat().st_mtime >= self.started:
+            written = (Path(folder) / "result.json").stat().st_mtime
+            if (folderlock.holder(Path(folder)).endswith(mine) and written >= self.started
+                    and written >= (folderlock.taken(Path(folder)) or 0.0)):
                 if resumed_from == resumed_from and resumed_from is not None:  # not NaN, not None
                     resumed += 1
                 else:

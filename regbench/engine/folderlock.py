@@ -11,7 +11,8 @@ A process may take a folder's lock several times (the Hydra callbacks take it be
 writes the job's `.hydra/` record, the runner again around training): it is held until the
 last `release`. The holder writes its pid, host and, in a sweep, the sweep's token
 (REGBENCH_SWEEP_TOKEN, set by the sweep's callback) into the file, where they stay after the
-lock is released: a sweep's summary tells from them which jobs this very sweep ran.
+lock is released: a sweep's summary tells from them, and from the file's mtime (when that holder
+took it: the same holder taking it again does not rewrite it), which jobs this very sweep ran.
 """
 
 from __future__ import annotations
@@ -64,8 +65,12 @@ def acquire(folder: Path) -> None:
                          "wait for it to finish or stop it, then run again") from None
     try:
         token = os.environ.get(TOKEN_ENV)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}{f', sweep {token}' if token else ''}".encode(), 0)
+        text = f"pid {os.getpid()} on {socket.gethostname()}{f', sweep {token}' if token else ''}".encode()
+        # Rewritten only for another holder: the file's mtime stays the time this holder first took
+        # it (`taken`), when the same process takes it again to report a job it trained (a stack).
+        if os.pread(fd, len(text) + 1, 0) != text:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, text, 0)
     except OSError:  # a full disk: the lock holds all the same
         pass
     _held[key] = [fd, 1]
@@ -90,6 +95,16 @@ def holder(folder: Path) -> str:
         return (Path(folder) / LOCK_FILE).read_text(errors="replace").strip()
     except OSError:
         return ""
+
+
+def taken(folder: Path) -> float | None:
+    """When the folder's last holder took its lock (the lock file's mtime, seconds since the
+    epoch), or None without a lock file. A result written before it was written by an earlier
+    holder: this one only found it (a sweep that reports a job another process finished)."""
+    try:
+        return (Path(folder) / LOCK_FILE).stat().st_mtime
+    except OSError:
+        return None
 
 
 def remove_unused(folder: Path) -> None:

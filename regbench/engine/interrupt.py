@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -38,10 +39,32 @@ class Terminated(KeyboardInterrupt):
 
 
 class Request:
-    """Whether a signal asked training to stop at the end of the current epoch, and which."""
+    """Whether a signal asked training to stop at the end of the current epoch, which, and when
+    (time.monotonic())."""
 
     requested = False
     signum: int = signal.SIGINT
+    at = 0.0
+
+
+# SIGTERMs this many seconds after the one that asked training to stop are the same request, not
+# the second signal that stops at once. 0 (every second signal stops at once) but in a SLURM
+# element (`one_sigterm_within`): SLURM's preemption delivers SIGTERM to the element's process
+# twice, about 20 ms apart (slurmstepd's own, then the one srun forwards), and the second one
+# would lose the epoch's checkpoint; SIGKILL follows KillWait seconds later in any case.
+_same_sigterm_s = [0.0]
+
+
+@contextmanager
+def one_sigterm_within(seconds: float) -> Iterator[None]:
+    """For the duration of the block, SIGTERMs within `seconds` of the SIGTERM that asked training
+    to stop after its epoch only repeat that request."""
+    before = _same_sigterm_s[0]
+    _same_sigterm_s[0] = seconds
+    try:
+        yield
+    finally:
+        _same_sigterm_s[0] = before
 
 
 _open: list[Request] = []  # the requests of the deferred() blocks now open in the main thread, innermost last
@@ -89,9 +112,14 @@ def deferred() -> Iterator[Request]:
     handled = [s for s, allowed in defaults.items() if previous[s] in allowed]
 
     def handler(signum: int, frame: Any) -> None:
-        if request.requested:  # the second signal
+        if request.requested:  # the second signal, unless the same SIGTERM again (a SLURM preemption)
+            since = time.monotonic() - request.at
+            if signum == signal.SIGTERM == request.signum and since < _same_sigterm_s[0]:
+                print(f"regbench: SIGTERM again {since:.2f} s later (SLURM's preemption sends it twice): still "
+                      "stopping after this epoch", file=sys.stderr, flush=True)
+                return
             raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
-        request.requested, request.signum = True, signum
+        request.requested, request.signum, request.at = True, signum, time.monotonic()
         again = "Ctrl-C" if signum == signal.SIGINT else "a second SIGTERM"
         print(f"\nregbench: {SIGNAL_NAMES.get(signum, signum)}: stopping after this epoch, once its checkpoint is "
               f"written ({again} to stop at once)", file=sys.stderr, flush=True)

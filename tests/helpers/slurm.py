@@ -55,6 +55,31 @@ def cluster() -> Cluster:
     return Cluster(node=node, cpus=int(cpus), memory_mb=int(memory), partition=partition.rstrip("*"))
 
 
+# The partition of the local cluster whose jobs preempt those of its default one (scripts/slurm_local.sh).
+URGENT = "urgent"
+
+
+def urgent_partition(node: Cluster) -> str:
+    """The partition whose jobs preempt (requeue) those of `node.partition`, the default one, or
+    skips the test in one line: the cluster must preempt by partition in REQUEUE mode, as the
+    one-node cluster of scripts/slurm_local.sh does since its config version 2."""
+    how = f"restart it with `{START}` (root): it writes such a config and restarts the daemons"
+    config = _answer("scontrol", "show", "config").stdout
+    preempt = dict(re.findall(r"^(PreemptType|PreemptMode)\s*=\s*(\S+)", config, flags=re.M))
+    if preempt.get("PreemptType") != "preempt/partition_prio" or "REQUEUE" not in preempt.get("PreemptMode", ""):
+        pytest.skip(f"needs a SLURM cluster that preempts by partition in REQUEUE mode, this one has "
+                    f"PreemptType={preempt.get('PreemptType', '?')} PreemptMode={preempt.get('PreemptMode', '?')}; {how}")
+    tiers = {}
+    for line in _answer("scontrol", "show", "partition", "-o").stdout.splitlines():
+        name, tier = re.search(r"\bPartitionName=(\S+)", line), re.search(r"\bPriorityTier=(\d+)", line)
+        if name and tier:
+            tiers[name.group(1)] = int(tier.group(1))
+    if tiers.get(URGENT, 0) <= tiers.get(node.partition, 0):
+        pytest.skip(f"needs a SLURM partition `{URGENT}` of a higher PriorityTier than `{node.partition}` "
+                    f"(partitions and tiers: {tiers}); {how}")
+    return URGENT
+
+
 def job_state(job_id: str) -> str:
     """A job's state as slurmctld has it (`scontrol show job`): PENDING, RUNNING, COMPLETED, ...;
     for an array job, the state of its first task. "UNKNOWN" once slurmctld has forgotten it."""
