@@ -48,9 +48,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the post-hoc test after Friedman, and the bars of the CD diagram (default nemenyi)")
     parser.add_argument("--alpha", type=float, default=0.05, help="the significance level (default 0.05)")
     parser.add_argument("--rope", type=float, metavar="R",
-                        help="also run the Bayesian signed-rank test with this region of practical equivalence, "
-                        "in the metric's units (e.g. 0.01 accuracy)")
-    parser.add_argument("--seed", type=int, default=0, help="the Bayesian test's Monte-Carlo seed (default 0)")
+                        help="also run the Bayesian signed-rank test (on the datasets' means) and the hierarchical "
+                        "Bayesian test (on every seed) with this region of practical equivalence, in the metric's "
+                        "units (e.g. 0.01 accuracy); both go into bayes.csv")
+    parser.add_argument("--seed", type=int, default=0, help="the Bayesian tests' Monte-Carlo seed (default 0)")
     return parser.parse_args(argv)
 
 
