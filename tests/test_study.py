@@ -178,6 +178,12 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main([str(root), "--metric", "f1"]) == 2
     assert "--metric f1: unknown metric f1" in capsys.readouterr().err
     assert main([str(tmp_path / "nowhere")]) == 2
+    for args, says in ((["--metric", "loss", "--rope"], "--rope: loss has no default region of practical equivalence"),
+                       (["--rope", "wide"], "--rope wide: must be a number"), (["--rope", "-1"], "must be 0 or more")):
+        capsys.readouterr()
+        assert main([str(root), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
     with pytest.raises(UserInputError, match="none applies to dataset d0"):
         build([root], [METRICS["r2"]])
 
@@ -280,6 +286,14 @@ def test_study_writes_every_output(tmp_path, capsys):
     assert "Friedman (Iman–Davenport)" in printed and "Bayesian signed-rank (rope 0.01)" in printed
     assert "hierarchical Bayesian, every seed (rope 0.01): P(l2 better) = " in printed
     assert "Hierarchical Bayesian test, every seed (rope 0.01)" in page
+
+
+def test_rope_alone_is_the_metrics_default(tmp_path, capsys):
+    test = {f"d{i}": {"none": 0.80, "l2": 0.82 + 0.002 * i} for i in range(3)}
+    root = write_study(tmp_path / "s", test)
+    assert main([str(root), "--out", str(tmp_path / "out"), "--rope"]) == 0
+    assert "hierarchical Bayesian, every seed (rope 0.01)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "study_tests.json").read_text())["bayes_hierarchical"]["rope"] == 0.01
 
 
 def test_the_hierarchical_test_takes_the_seeds_correlation_from_the_split(tmp_path):

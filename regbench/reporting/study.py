@@ -2,7 +2,7 @@
 critical-difference diagram, win/tie/loss counts, performance profiles and report.html out.
 
     regbench study PATH [PATH ...] [--out DIR] [--metric NAME[,NAME]] [--reg LABEL,LABEL[,...]]
-                   [--posthoc nemenyi|wilcoxon] [--alpha A] [--rope R] [--seed S]
+                   [--posthoc nemenyi|wilcoxon] [--alpha A] [--rope [R]] [--seed S]
 
 Each regularizer (the `reg` label) enters once per dataset, at its best configuration (strength,
 or any other swept parameter) by the mean *validation* metric over seeds; it is scored by the
@@ -37,6 +37,7 @@ class Metric:
     column: str
     task: str | None
     higher_better: bool
+    rope: float | None = None  # the default region of practical equivalence (`--rope` alone), in its units
 
     def cost(self, value: np.ndarray) -> np.ndarray:
         # acc and r2 are at most 1: 1 - value is the error rate, or the unexplained variance.
@@ -46,14 +47,33 @@ class Metric:
 COCKTAIL = "cocktail"  # the label of the cocktail search's runs (regbench.regularizers.registry.COCKTAIL)
 
 METRICS = {
-    "acc": Metric("acc", "acc", "classification", True),
-    "r2": Metric("r2", "r2", "regression", True),
+    # rope 0.01: one point of accuracy, of explained variance, of calibration error (Benavoli et al. 2017
+    # use 0.01 for accuracy); a loss or mean squared error has its data's units, and no default
+    "acc": Metric("acc", "acc", "classification", True, 0.01),
+    "r2": Metric("r2", "r2", "regression", True, 0.01),
     "mse": Metric("mse", "loss", "regression", False),  # a regression run's loss is its mean squared error
     "loss": Metric("loss", "loss", None, False),
     # a classification's calibration (regbench.engine.calibration): ECE in [0, 1], Brier in [0, 2], both >= 0
-    "ece": Metric("ece", "ece", "classification", False),
-    "brier": Metric("brier", "brier", "classification", False),
+    "ece": Metric("ece", "ece", "classification", False, 0.01),
+    "brier": Metric("brier", "brier", "classification", False, 0.01),
 }
+
+
+def default_rope(metrics: list[Metric]) -> float:
+    """The rope `--rope` alone means: the metrics' common default.
+
+    Raises:
+        UserInputError: a metric without one (a loss, in its data's units), or metrics whose defaults differ.
+    """
+    missing = [m.name for m in metrics if m.rope is None]
+    if missing:
+        raise UserInputError(f"--rope: {', '.join(missing)} has no default region of practical equivalence (it is in "
+                             "its data's units); give one, e.g. --rope 0.05")
+    ropes = {m.rope for m in metrics}
+    if len(ropes) > 1:
+        raise UserInputError(f"--rope: the metrics' default ropes differ ({', '.join(f'{m.name} {m.rope:g}' for m in metrics)}); "
+                             "give one")
+    return ropes.pop()
 DEFAULT_METRICS = ("acc", "r2")
 POSTHOCS = ("nemenyi", "wilcoxon")
 
