@@ -55,7 +55,7 @@ RHAT_OK = 1.05
 ESS_OK = 400  # a bulk effective sample size of at least 100 per chain, 4 chains
 WARMUP, DRAWS = 500, 1000  # per chain; 4 chains give 4000 draws, an ESS near 1000 where they mix
 LENGTH = 1.5  # the mean integration time (the whitened posterior has unit scale)
-MAX_STEPS = 64  # early in warm-up the step size can be tiny: a cap on one trajectory's cost (all chains wait for the longest)
+MAX_STEPS = 128  # early in warm-up the step size can be tiny: a cap on one trajectory's cost
 
 
 @dataclass
@@ -228,11 +228,10 @@ def centred(mean: np.ndarray, ss: np.ndarray, n: np.ndarray, rho: np.ndarray) ->
 
 
 def _hmc(d: _Data, rng: np.random.Generator, warmup: int, draws: int) -> np.ndarray:
-    """Hamiltonian Monte Carlo, one chain per row of `d`, all advanced together: per chain a
-    diagonal mass matrix estimated in warm-up windows, a step size tuned by dual averaging
-    (Hoffman & Gelman 2014) to an acceptance rate of 0.8, and trajectories of a random number of
-    steps with a mean integration time of LENGTH (the posterior, whitened by the mass matrix, has
-    unit scale).
+    """Hamiltonian Monte Carlo, one chain per row of `d`, all advanced together: a diagonal mass
+    matrix estimated in warm-up windows, the step size tuned by dual averaging (Hoffman & Gelman
+    2014) to an acceptance rate of 0.8, and trajectories of a random number of steps with a mean
+    integration time of LENGTH (the posterior, whitened by the mass matrix, has unit scale).
     Returns draws × B × dim."""
     rows, q = d.mean.shape
     dim = 2 * q + 5
@@ -254,17 +253,15 @@ def _hmc(d: _Data, rng: np.random.Generator, warmup: int, draws: int) -> np.ndar
     for it in range(warmup + draws):
         p = rng.standard_normal((rows, dim)) / np.sqrt(inv_mass)
         h0 = lp - 0.5 * (p * p * inv_mass).sum(1)
-        # each chain its own step count, drawn independently of the state, for an integration time
-        # near LENGTH at its own step size (one count for all would leave the chains of a pair with
-        # a small step size with short trajectories); a chain whose count is reached stands still
-        # while the others go on, so the last evaluation is at its end point
-        n_steps = np.minimum(rng.integers(1, 2 * np.ceil(LENGTH / eps).astype(int) + 1), MAX_STEPS)
+        # one step count for every chain (drawn independently of the state, so each chain's
+        # kernel stays reversible); each chain integrates for its own step size times it
+        n_steps = int(rng.integers(1, 2 * math.ceil(LENGTH / float(np.median(eps))) + 1))
+        n_steps = min(n_steps, MAX_STEPS)
         x, pp = u, p + 0.5 * eps[:, None] * gr
-        for step in range(int(n_steps.max())):
-            live = (step < n_steps)[:, None]
-            x = x + live * eps[:, None] * inv_mass * pp
+        for step in range(n_steps):
+            x = x + eps[:, None] * inv_mass * pp
             new_lp, g = _log_density(x, d)
-            pp = pp + (live * np.where(step == n_steps - 1, 0.5, 1.0)[:, None]) * eps[:, None] * g
+            pp = pp + (0.5 if step == n_steps - 1 else 1.0) * eps[:, None] * g
         h1 = new_lp - 0.5 * (pp * pp * inv_mass).sum(1)
         accept_p = np.exp(np.minimum(0.0, np.nan_to_num(h1 - h0, nan=-np.inf)))
         take = rng.uniform(size=rows) < accept_p
@@ -339,26 +336,10 @@ def compare(left: list[np.ndarray], right: list[np.ndarray], rope: float, rho: l
 
 def compare_many(pairs: list[tuple[list[np.ndarray], list[np.ndarray]]], rope: float,
                  rho: list[float] | float | list[list[float]], *, chains: int = 4, warmup: int = WARMUP,
-                 draws: int = DRAWS, seed: int = 0, retry: bool = True) -> list[Hierarchical]:
+                 draws: int = DRAWS, seed: int = 0) -> list[Hierarchical]:
     """`compare` for several comparisons over the same datasets at once (their chains advance
-    together). `rho`: one value, one per dataset, or one list per pair. With `retry`, the
-    comparisons whose chains mixed poorly (Hierarchical.converged) are sampled once more with
-    twice the warm-up and draws (a chain that a bad warm-up left stuck rarely is so twice), and
-    that second run is the answer, converged or not."""
-    results = _compare_many(pairs, rope, rho, chains=chains, warmup=warmup, draws=draws, seed=seed)
-    poor = [k for k, r in enumerate(results) if not r.converged]
-    if retry and poor:
-        again = _compare_many([pairs[k] for k in poor], rope,
-                              [rho[k] for k in poor] if np.ndim(rho) == 2 else rho,
-                              chains=chains, warmup=2 * warmup, draws=2 * draws, seed=seed + 1)
-        for k, r in zip(poor, again):
-            results[k] = r
-    return results
-
-
-def _compare_many(pairs: list[tuple[list[np.ndarray], list[np.ndarray]]], rope: float,
-                  rho: list[float] | float | list[list[float]], *, chains: int, warmup: int, draws: int,
-                  seed: int) -> list[Hierarchical]:
+    together, which costs little more than one). `rho`: one value, one per dataset, or one list
+    per pair."""
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     q = len(pairs[0][0])
