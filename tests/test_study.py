@@ -6,6 +6,7 @@ Chromium, and an end-to-end stacked study."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import warnings
@@ -177,6 +178,12 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main([str(root), "--metric", "f1"]) == 2
     assert "--metric f1: unknown metric f1" in capsys.readouterr().err
     assert main([str(tmp_path / "nowhere")]) == 2
+    for args, says in ((["--metric", "loss", "--rope"], "--rope: loss has no default region of practical equivalence"),
+                       (["--rope", "wide"], "--rope wide: must be a number"), (["--rope", "-1"], "must be 0 or more")):
+        capsys.readouterr()
+        assert main([str(root), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
     with pytest.raises(UserInputError, match="none applies to dataset d0"):
         build([root], [METRICS["r2"]])
 
@@ -261,6 +268,13 @@ def test_study_writes_every_output(tmp_path, capsys):
     record = json.loads((out / "study_tests.json").read_text())
     assert record["command"].startswith("regbench study ") and "--rope 0.01" in record["command"]
     assert len(record["bayes_signed_rank"]["pairs"]) == 6 and len(record["wilcoxon"]["pairs"]) == 6
+    assert len(record["bayes_hierarchical"]["pairs"]) == 6
+    bayes = pd.read_csv(out / "bayes.csv")
+    assert list(bayes["test"]).count("hierarchical") == 6 and list(bayes["test"]).count("signed-rank") == 6
+    probs = bayes[["p_left_better", "p_equivalent", "p_right_better"]].sum(axis=1)
+    assert np.allclose(probs, 1.0)
+    l2 = bayes[(bayes["test"] == "hierarchical") & (bayes["left"] == "l2") & (bayes["right"] == "dropout")].iloc[0]
+    assert l2["p_left_better"] > 0.95 and l2["mean_difference"] == pytest.approx(0.065, abs=0.01)
     wtl = pd.read_csv(out / "wtl.csv", index_col=0)
     assert wtl.loc["l2", "dropout"] == "6/0/0"
     page = (out / "report.html").read_text()
@@ -270,6 +284,33 @@ def test_study_writes_every_output(tmp_path, capsys):
         assert fetch not in page, fetch  # nothing fetched (the SVG's metadata names URIs, fetches none)
     printed = capsys.readouterr().out
     assert "Friedman (Iman–Davenport)" in printed and "Bayesian signed-rank (rope 0.01)" in printed
+    assert "hierarchical Bayesian, every seed (rope 0.01): P(l2 better) = " in printed
+    assert "Hierarchical Bayesian test, every seed (rope 0.01)" in page
+
+
+def test_rope_alone_is_the_metrics_default(tmp_path, capsys):
+    test = {f"d{i}": {"none": 0.80, "l2": 0.82 + 0.002 * i} for i in range(3)}
+    root = write_study(tmp_path / "s", test)
+    assert main([str(root), "--out", str(tmp_path / "out"), "--rope"]) == 0
+    assert "hierarchical Bayesian, every seed (rope 0.01)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "study_tests.json").read_text())["bayes_hierarchical"]["rope"] == 0.01
+
+
+def test_the_hierarchical_test_takes_the_seeds_correlation_from_the_split(tmp_path):
+    """Re-split seeds: rho = n_test / (n_train + n_test), as the corrected t-test; one fixed split: 0;
+    re-split data of unknown sizes: 1/seeds, with a note."""
+    from regbench.reporting.study import seeds_correlation
+
+    test = {f"d{i}": {"none": 0.80, "l2": 0.82 + 0.002 * i} for i in range(3)}
+    study = build([write_study(tmp_path / "s", test)], rope=0.01)
+    assert len(study.hierarchical) == 1 and study.hierarchical[0]["left"] == "l2"
+    runs = pd.DataFrame({"params.seed": [0, 1, 2], "params.dataset.split_seed": [0, 1, 2],
+                         "split_sizes.train": [900.0] * 3, "split_sizes.val": [100.0] * 3,
+                         "split_sizes.test": [300.0] * 3})
+    assert seeds_correlation(runs) == (pytest.approx(300 / 1200), "re-split")
+    assert seeds_correlation(runs.assign(**{"params.dataset.split_seed": 7}))[0] == 0.0
+    unknown = seeds_correlation(runs.drop(columns=["split_sizes.train", "split_sizes.val", "split_sizes.test"]))
+    assert math.isnan(unknown[0])
 
 
 PROBE = """<script>window.__errors = [];

@@ -2,7 +2,7 @@
 critical-difference diagram, win/tie/loss counts, performance profiles and report.html out.
 
     regbench study PATH [PATH ...] [--out DIR] [--metric NAME[,NAME]] [--reg LABEL,LABEL[,...]]
-                   [--posthoc nemenyi|wilcoxon] [--alpha A] [--rope R] [--seed S]
+                   [--posthoc nemenyi|wilcoxon] [--alpha A] [--rope [R]] [--seed S]
 
 Each regularizer (the `reg` label) enters once per dataset, at its best configuration (strength,
 or any other swept parameter) by the mean *validation* metric over seeds; it is scored by the
@@ -23,7 +23,8 @@ import pandas as pd
 
 from regbench import UserInputError, budget
 from regbench.reporting import ranking
-from regbench.reporting.aggregate import SEED, SPLIT_SEED, config_keys, set_aside_duplicates, value_text, varying, with_config_ids
+from regbench.reporting.aggregate import (SEED, SPLIT_SEED, config_keys, config_sizes, resplits, set_aside_duplicates,
+                                          value_text, varying, with_config_ids)
 from regbench.reporting.collect import collect
 
 
@@ -36,6 +37,7 @@ class Metric:
     column: str
     task: str | None
     higher_better: bool
+    rope: float | None = None  # the default region of practical equivalence (`--rope` alone), in its units
 
     def cost(self, value: np.ndarray) -> np.ndarray:
         # acc and r2 are at most 1: 1 - value is the error rate, or the unexplained variance.
@@ -45,14 +47,33 @@ class Metric:
 COCKTAIL = "cocktail"  # the label of the cocktail search's runs (regbench.regularizers.registry.COCKTAIL)
 
 METRICS = {
-    "acc": Metric("acc", "acc", "classification", True),
-    "r2": Metric("r2", "r2", "regression", True),
+    # rope 0.01: one point of accuracy, of explained variance, of calibration error (Benavoli et al. 2017
+    # use 0.01 for accuracy); a loss or mean squared error has its data's units, and no default
+    "acc": Metric("acc", "acc", "classification", True, 0.01),
+    "r2": Metric("r2", "r2", "regression", True, 0.01),
     "mse": Metric("mse", "loss", "regression", False),  # a regression run's loss is its mean squared error
     "loss": Metric("loss", "loss", None, False),
     # a classification's calibration (regbench.engine.calibration): ECE in [0, 1], Brier in [0, 2], both >= 0
-    "ece": Metric("ece", "ece", "classification", False),
-    "brier": Metric("brier", "brier", "classification", False),
+    "ece": Metric("ece", "ece", "classification", False, 0.01),
+    "brier": Metric("brier", "brier", "classification", False, 0.01),
 }
+
+
+def default_rope(metrics: list[Metric]) -> float:
+    """The rope `--rope` alone means: the metrics' common default.
+
+    Raises:
+        UserInputError: a metric without one (a loss, in its data's units), or metrics whose defaults differ.
+    """
+    missing = [m.name for m in metrics if m.rope is None]
+    if missing:
+        raise UserInputError(f"--rope: {', '.join(missing)} has no default region of practical equivalence (it is in "
+                             "its data's units); give one, e.g. --rope 0.05")
+    ropes = {m.rope for m in metrics}
+    if len(ropes) > 1:
+        raise UserInputError(f"--rope: the metrics' default ropes differ ({', '.join(f'{m.name} {m.rope:g}' for m in metrics)}); "
+                             "give one")
+    return ropes.pop()
 DEFAULT_METRICS = ("acc", "r2")
 POSTHOCS = ("nemenyi", "wilcoxon")
 
@@ -83,6 +104,7 @@ class Study:
     ratios: np.ndarray
     rope: float | None = None
     bayes: list[dict[str, Any]] = field(default_factory=list)
+    hierarchical: list[dict[str, Any]] = field(default_factory=list)  # regbench.reporting.hierarchical, per pair
     notes: list[str] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     budget: list[str] = field(default_factory=list)  # what each tuned regularizer's search spent (regbench.budget)
@@ -309,6 +331,8 @@ def build(paths: list[Path], metrics: list[Metric] | None = None, posthoc: str =
     )
     if rope is not None:
         study.bayes = bayes_pairs(study, rope, seed)
+        study.hierarchical, more = hierarchical_pairs(study, runs, rope, seed)
+        study.notes += more
     note = profile_note(study)
     if note:
         study.notes.append(f"performance profiles: {note}")
@@ -359,6 +383,86 @@ def bayes_pairs(study: Study, rope: float, seed: int) -> list[dict[str, Any]]:
     return out
 
 
+def seed_scores(study: Study, runs: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """Per dataset and regularizer, the ok runs of the chosen configuration, indexed by seed, with
+    `score`: the test metric signed so that higher is better."""
+    ok = runs[runs["status"] == "ok"]
+    ok = ok.assign(problem=problem_names(ok))
+    out = {}
+    for (d, r), row in study.cells.set_index(["dataset", "reg"]).iterrows():
+        metric = study.metrics[d]
+        frame = ok[(ok["problem"] == d) & (ok["config"] == row["config"])].drop_duplicates(SEED).set_index(SEED)
+        out[(d, r)] = frame.assign(score=(1.0 if metric.higher_better else -1.0) * frame[f"test_{metric.column}"])
+    return out
+
+
+def seeds_correlation(frame: pd.DataFrame) -> tuple[float, str]:
+    """The correlation between one dataset's seeds that the hierarchical test assumes (see
+    regbench.reporting.hierarchical), and how it was set: n_test / (n_train + n_test) for seeds
+    that re-split the data (the correlation behind the corrected t-test, regbench.reporting.power),
+    0 for seeds on one fixed split, NaN where the seeds re-split data of sizes nothing records."""
+    if not resplits(frame):
+        return 0.0, "fixed split"
+    sizes = config_sizes(frame)
+    if not sizes or not sizes["train"] > 0:
+        return math.nan, "re-split, sizes unknown"
+    return sizes["test"] / (sizes["train"] + sizes["test"]), "re-split"
+
+
+def hierarchical_pairs(study: Study, runs: pd.DataFrame, rope: float, seed: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """The hierarchical Bayesian test (regbench.reporting.hierarchical) for every pair, left the
+    better by average rank (as bayes_pairs), on every paired seed's test score; and notes.
+
+    A pair needs at least 2 paired seeds on every dataset; the seeds of a dataset whose runs
+    re-split data of unknown sizes are taken as one K-fold cross-validation with K the number of
+    seeds (rho = 1/K, baycomp's default), which a note says.
+    """
+    from regbench.reporting import hierarchical
+
+    scores = seed_scores(study, runs)
+    order = list(np.argsort(study.mean_rank, kind="stable"))
+    wanted, inputs, rhos, notes, unknown = [], [], [], [], set()
+    for a, i in enumerate(order):
+        for j in order[a + 1:]:
+            left, right, rho, short = [], [], [], []
+            for d in study.datasets:
+                x, y = scores[(d, study.regs[i])], scores[(d, study.regs[j])]
+                common = sorted(set(x.index) & set(y.index))
+                if len(common) < 2:
+                    short.append(d)
+                    continue
+                left.append(x.loc[common, "score"].to_numpy(float))
+                right.append(y.loc[common, "score"].to_numpy(float))
+                r, how = seeds_correlation(pd.concat([x.loc[common], y.loc[common]]))
+                if math.isnan(r):
+                    unknown.add(d)
+                    r = 1 / len(common)
+                rho.append(r)
+            if short:
+                notes.append(f"hierarchical test of {study.regs[i]} vs {study.regs[j]} not run: fewer than 2 paired "
+                             f"seeds on {_listed(short)}")
+                continue
+            wanted.append((study.regs[i], study.regs[j]))
+            inputs.append((left, right))
+            rhos.append(rho)
+    if unknown:
+        notes.append(f"hierarchical test: the seeds of {_listed(sorted(unknown))} re-split data of sizes nothing "
+                     "records; their correlation is taken as 1/seeds (baycomp's, for one K-fold cross-validation)")
+    if not inputs:
+        return [], notes
+    results = hierarchical.compare_many(inputs, rope, rhos, seed=seed)  # baycomp's (x, y) = (left, right)
+    out = []
+    for (left, right), res in zip(wanted, results):
+        # mean_delta0 is the posterior mean of right - left; the record says by how much left is better
+        out.append({"left": left, "right": right, "p_left_better": res.p_left, "p_equivalent": res.p_rope,
+                    "p_right_better": res.p_right, "mean_difference": -res.mean_delta0, "rhat": res.rhat,
+                    "ess": res.ess, "draws": res.n_draws, "seconds": res.seconds})
+        warning = res.warning(f"of {left} vs {right}")
+        if warning:
+            notes.append(warning)
+    return out, notes
+
+
 def tests_record(study: Study, command: str = "") -> dict[str, Any]:
     """study_tests.json: every statistic, named, with the inputs that set it."""
     f = study.friedman
@@ -383,6 +487,9 @@ def tests_record(study: Study, command: str = "") -> dict[str, Any]:
         "posthoc": study.posthoc,
         "groups_not_told_apart": [[regs[i] for i in g] for g in ranking.cliques(study.mean_rank, study.different())],
         "bayes_signed_rank": {"rope": study.rope, "pairs": study.bayes} if study.rope is not None else None,
+        "bayes_hierarchical": {"rope": study.rope, "pairs": [{k: _num(v) if isinstance(v, float) else v
+                                                              for k, v in p.items()} for p in study.hierarchical]}
+        if study.rope is not None else None,
         "notes": study.notes,
     }
 

@@ -2,7 +2,7 @@
 critical-difference diagram, win/tie/loss counts, performance profiles and report.html out.
 
     regbench study PATH [PATH ...] [--out DIR] [--metric NAME[,NAME]] [--reg LABEL,LABEL[,...]]
-                   [--posthoc nemenyi|wilcoxon] [--alpha A] [--rope R] [--seed S]
+                   [--posthoc nemenyi|wilcoxon] [--alpha A] [--rope [R]] [--seed S]
 
 The Study is built by regbench.reporting.study and printed and written by
 regbench.reporting.study_format; the page has the report's table of the same runs under it.
@@ -18,7 +18,7 @@ from regbench import UserInputError
 from regbench.reporting.report import build as build_report
 from regbench.reporting.report_command import not_written, out_problem
 from regbench.reporting.report_format import wide_console
-from regbench.reporting.study import DEFAULT_METRICS, POSTHOCS, build, parse_metrics
+from regbench.reporting.study import DEFAULT_METRICS, POSTHOCS, build, default_rope, parse_metrics
 from regbench.reporting.study_format import render, write
 
 
@@ -47,10 +47,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--posthoc", choices=POSTHOCS, default="nemenyi",
                         help="the post-hoc test after Friedman, and the bars of the CD diagram (default nemenyi)")
     parser.add_argument("--alpha", type=float, default=0.05, help="the significance level (default 0.05)")
-    parser.add_argument("--rope", type=float, metavar="R",
-                        help="also run the Bayesian signed-rank test with this region of practical equivalence, "
-                        "in the metric's units (e.g. 0.01 accuracy)")
-    parser.add_argument("--seed", type=int, default=0, help="the Bayesian test's Monte-Carlo seed (default 0)")
+    parser.add_argument("--rope", nargs="?", const="default", metavar="R",
+                        help="also run the Bayesian signed-rank test (on the datasets' means) and the hierarchical "
+                        "Bayesian test (on every seed) with this region of practical equivalence, in the metric's "
+                        "units (e.g. 0.01 accuracy); --rope alone: the metric's default (0.01 for acc, r2, ece, "
+                        "brier; none for mse, loss); both tests go into bayes.csv")
+    parser.add_argument("--seed", type=int, default=0, help="the Bayesian tests' Monte-Carlo seed (default 0)")
     return parser.parse_args(argv)
 
 
@@ -61,8 +63,16 @@ def main(argv: list[str]) -> int:
         metrics = parse_metrics(args.metric)
         if not 0 < args.alpha < 1:
             raise UserInputError(f"--alpha {args.alpha}: must lie strictly between 0 and 1")
-        if args.rope is not None and not args.rope >= 0:
-            raise UserInputError(f"--rope {args.rope}: must be 0 or more")
+        if args.rope == "default":
+            args.rope = default_rope(metrics)
+        elif args.rope is not None:
+            try:
+                value = float(args.rope)
+            except ValueError:
+                raise UserInputError(f"--rope {args.rope}: must be a number (0 or more)") from None
+            if not value >= 0:
+                raise UserInputError(f"--rope {args.rope}: must be 0 or more")
+            args.rope = value
         out = args.out or args.paths[0]
         if out_problem(out):
             raise UserInputError(out_problem(out))

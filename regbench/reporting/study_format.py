@@ -31,6 +31,9 @@ def write(study: Study, out: Path, command: str = "", report: Any = None) -> lis
     taus = profile_taus(study)
     pd.DataFrame(ranking.profile(study.ratios, taus), columns=study.regs).assign(tau=taus)[["tau", *study.regs]] \
         .to_csv(files[3], index=False)
+    if study.rope is not None:
+        files.append(out / "bayes.csv")
+        bayes_table(study).to_csv(files[-1], index=False)
     files += studyplots.cd_diagram(study, out / "cd")
     files += studyplots.profiles(study, taus, out / "profiles.png")
     made = [html.Part("study", f"Study: {len(study.regs)} regularizers on {len(study.datasets)} datasets",
@@ -83,6 +86,10 @@ def summary_lines(study: Study, bayes: bool = True) -> list[str]:
     for b in study.bayes if bayes else ():
         lines.append(f"Bayesian signed-rank (rope {study.rope:g}): P({b['left']} better) = {b['p_left_better']:.3f}, "
                      f"P(equivalent) = {b['p_equivalent']:.3f}, P({b['right']} better) = {b['p_right_better']:.3f}")
+    for h in study.hierarchical if bayes else ():
+        lines.append(f"hierarchical Bayesian, every seed (rope {study.rope:g}): P({h['left']} better) = "
+                     f"{h['p_left_better']:.3f}, P(equivalent) = {h['p_equivalent']:.3f}, "
+                     f"P({h['right']} better) = {h['p_right_better']:.3f} (R-hat {h['rhat']:.3f}, ESS {h['ess']:.0f})")
     lines += cocktail_lines(study)
     for d in study.datasets:
         chosen = study.cells[(study.cells["dataset"] == d) & (study.cells["candidates"] > 1)]
@@ -91,6 +98,19 @@ def summary_lines(study: Study, bayes: bool = True) -> list[str]:
     lines += study.budget  # the tuning budget each regularizer had, where a search chose the configurations
     lines += [f"note: {n}" for n in study.notes]
     return lines
+
+
+def bayes_table(study: Study) -> pd.DataFrame:
+    """bayes.csv: one row per pair and Bayesian test (the signed-rank test on the datasets' means,
+    the hierarchical one on every seed), the three probabilities, and for the hierarchical test
+    the posterior mean difference (left - right, the metric's units and direction, higher better)
+    and its chains' R-hat and bulk effective sample size."""
+    rows = [{"test": "signed-rank", "rope": study.rope, **b} for b in study.bayes]
+    rows += [{"test": "hierarchical", "rope": study.rope, **{k: v for k, v in h.items() if k not in ("draws", "seconds")}}
+             for h in study.hierarchical]
+    columns = ["test", "left", "right", "rope", "p_left_better", "p_equivalent", "p_right_better", "mean_difference",
+               "rhat", "ess"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def cocktail_lines(study: Study) -> list[str]:
@@ -134,4 +154,15 @@ def sections(study: Study, out: Path) -> list[html.Block]:
                    html.Table(["left", "right", "P(left better)", "P(equivalent)", "P(right better)"],
                               [[b["left"], b["right"], f"{b['p_left_better']:.3f}", f"{b['p_equivalent']:.3f}",
                                 f"{b['p_right_better']:.3f}"] for b in study.bayes], 2)]
+    if study.hierarchical:
+        blocks += [html.Heading(f"Hierarchical Bayesian test, every seed (rope {study.rope:g})",
+                                "Corani et al. 2017: each dataset's seeds as correlated draws around its own mean "
+                                "difference, the datasets' differences drawn from one Student-t; the probabilities "
+                                "are of the difference on a further dataset. Mean difference: left - right, higher "
+                                "better."),
+                   html.Table(["left", "right", "P(left better)", "P(equivalent)", "P(right better)", "mean difference",
+                               "R-hat", "ESS"],
+                              [[h["left"], h["right"], f"{h['p_left_better']:.3f}", f"{h['p_equivalent']:.3f}",
+                                f"{h['p_right_better']:.3f}", f"{h['mean_difference']:+.4f}", f"{h['rhat']:.3f}",
+                                f"{h['ess']:.0f}"] for h in study.hierarchical], 2)]
     return blocks
