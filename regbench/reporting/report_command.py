@@ -3,6 +3,7 @@
     regbench report PATH [PATH ...] [--out DIR] [--format csv|md] [--baseline LABEL]
                     [--baseline-config N] [--pivot KEY] [--metric NAME] [--plots]
                     [--alpha A] [--power P] [--min-effect E]
+                    [--ensemble [NAME,NAME]] [--temperature]
 
 The Report is built by regbench.reporting.report and printed and written by
 regbench.reporting.report_format.
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from regbench import UserInputError
+from regbench.reporting import ensemble
 from regbench.reporting.aggregate import SeedsPlan, metric_of, pivot, sort_key, value_text
 from regbench.reporting.report import Report, build
 from regbench.reporting.report_format import param_columns, pivot_title, render, wide_console, write
@@ -45,6 +47,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), "
                         "e.g. gap.acc or test_ece (lower better)")
     parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png")
+    parser.add_argument("--ensemble", action="append", nargs="?", const="", metavar="NAME,NAME",
+                        help="from the runs' saved predictions (predictions.npz): the test figures of the ensemble of "
+                        "each configuration's seeds (no value) or of every run of the named configurations (config "
+                        "ids or reg labels, comma-separated; repeat for several), beside their members' mean "
+                        "(ensemble.csv; with --plots, reliability_ensemble.png)")
+    parser.add_argument("--temperature", action="store_true",
+                        help="temperature scaling fitted on each run's saved validation logits: test NLL, ECE and "
+                        "Brier score before and after (temperature.csv)")
     add_seeds_options(parser)
     return parser.parse_args(argv)
 
@@ -101,10 +111,17 @@ def main(argv: list[str]) -> int:
         for line in pending_lines(args.paths):  # a sweep submitted, none of its jobs finished yet
             print(f"regbench: note: {line}", file=sys.stderr)
         return 2 if str(e).startswith("--baseline-config") else 1
+    try:
+        extra = ensemble.evaluate(report.runs, report.table, args.ensemble, args.temperature)
+    except ValueError as e:
+        print(f"regbench: error: {e}", file=sys.stderr)
+        return 2
     for folder, why in report.skipped:
         print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
     for note in report.notes:
         print(f"regbench: warning: {note}", file=sys.stderr)
+    for note in extra.notes:
+        print(f"regbench: note: {note}", file=sys.stderr)
     m = metric_of(report.runs)
     pivot_table, pivot_metric = None, args.metric or f"val_{m}"
     if args.pivot:
@@ -117,17 +134,27 @@ def main(argv: list[str]) -> int:
     try:  # a read-only folder (an archive, a shared drive) costs the files, never the table
         out.mkdir(parents=True, exist_ok=True)
         images = _plots(report, out, m) if args.plots else []
+        if args.plots and extra.diagrams:
+            images += _ensemble_reliability(extra, out)
         files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images,
                       pivot_table, pivot_metric, plotted=args.plots)
         if pivot_table is not None:  # its first column names the metric its cells hold
             files.append(out / "pivot.csv")
             pivot_table.assign(metric=pivot_metric)[["metric", *pivot_table.columns]].to_csv(files[-1], index=False)
+        for name, frame in (("ensemble.csv", extra.ensembles), ("temperature.csv", extra.temperatures)):
+            if frame is not None:
+                files.append(out / name)
+                frame.to_csv(files[-1], index=False)
         failed = None
     except OSError as e:
         failed = e
     render(report, console)
     if pivot_table is not None:
         _print_pivot(pivot_table, pivot_metric, console)
+    for title, frame in (("Ensembles on the test split, from saved predictions", extra.ensembles),
+                         ("Temperature scaling fitted on validation, test split (means over seeds)", extra.temperatures)):
+        if frame is not None:
+            _print_frame(frame, title, console)
     if failed is not None:
         # 1, not 0: the files asked for are missing, and a script that reads them next must know
         print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
@@ -184,6 +211,34 @@ def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
     for _, row in table.iterrows():
         view.add_row(*("" if pd.isna(v) else str(v) for v in row))
     console.print(view)
+
+
+def _print_frame(frame: pd.DataFrame, title: str, console: Console) -> None:
+    view = Table(title=title, title_justify="left")
+    for c in frame.columns:
+        view.add_column(str(c))
+    for _, row in frame.iterrows():
+        view.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(view)
+
+
+def _ensemble_reliability(extra: ensemble.Evaluated, out: Path) -> list[Path]:
+    """reliability_ensemble.png: the reliability diagram of each ensemble's test predictions."""
+    import json
+
+    from regbench.reporting.plots import reliability
+
+    labels = list(extra.diagrams)
+    eces = dict(zip(extra.ensembles["ensemble"], extra.ensembles["ensemble_test_ece"]))
+    rows = pd.DataFrame({"config": range(len(labels)), "status": "ok",
+                         "calibration": [json.dumps(extra.diagrams[k]) for k in labels],
+                         "test_ece": [eces[k] for k in labels]})
+    drawn = reliability(rows, out / "reliability_ensemble.png", dict(enumerate(labels)), list(range(len(labels))),
+                        title="Test-split reliability of each ensemble, from saved predictions (below the diagonal: "
+                        "over-confident)")
+    for note in getattr(drawn, "notes", ()):
+        print(f"regbench: note: {drawn.name}: {note}", file=sys.stderr)
+    return [drawn] if drawn is not None else []
 
 
 def _with_reg(table: pd.DataFrame, describe: dict[int, str]) -> dict[int, str]:
