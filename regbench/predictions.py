@@ -90,7 +90,8 @@ def storage(task: str, outputs: dict[str, np.ndarray], targets: dict[str, np.nda
     and every output is finite in float16, float32 otherwise."""
     largest = 0.0
     for split, o in outputs.items():
-        half = o.astype(np.float16)
+        with np.errstate(over="ignore"):  # beyond float16's range: inf, and float32 below
+            half = o.astype(np.float16)
         if not np.isfinite(half).all() and np.isfinite(o).all():
             return np.dtype(np.float32), float("inf")
         exact, rounded = scores(task, o, targets[split], bins), scores(task, half.astype(np.float32), targets[split], bins)
