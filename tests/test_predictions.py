@@ -193,7 +193,7 @@ def test_stacked_members_save_what_they_would_alone(tmp_path):
     from tests.helpers.compare import alone_and_stacked
 
     variants = [["seed=0"], ["seed=1"]]
-    alone, stacked = alone_and_stacked(tmp_path, ["dataset=digits"], variants)
+    alone, stacked = alone_and_stacked(tmp_path, ["dataset=digits", "dataset.split_seed=0"], variants)
     assert all(r["status"] == "ok" for r in alone + stacked)
     for i in range(len(variants)):
         a, s = (P.read(tmp_path / f"{w}{i}" / P.PREDICTIONS_FILE) for w in ("alone", "stacked"))
