@@ -19,7 +19,10 @@ The file (np.savez_compressed, readable with `np.load(path)`, no pickle):
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -103,17 +106,28 @@ def storage(task: str, outputs: dict[str, np.ndarray], targets: dict[str, np.nda
 
 
 def write(path: Path, outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Writes predictions.npz at `path` (through a temporary file: never a half-written file)."""
+    """Writes predictions.npz at `path`: compressed in memory, then written to a temporary file
+    beside it (`.predictions.npz.<random>.tmp`, which regbench.engine.checkpoint.remove_temporaries
+    clears after a kill) and renamed, so no half-written file is ever read.
+
+    Raises:
+        OSError: the file could not be written (nothing of it is left behind).
+    """
     dtype = np.dtype(meta["dtype"])
     arrays = {f"{s}_outputs": outputs[s].astype(dtype) for s in outputs}
     arrays |= {f"{s}_targets": targets[s] for s in targets}
-    tmp = path.with_name(path.name + ".tmp.npz")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, meta=np.array(json.dumps({"format": FORMAT, **meta})), **arrays)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, meta=np.array(json.dumps({"format": FORMAT, **meta})), **arrays)
-        tmp.replace(path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(buffer.getbuffer())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0o600 would make it the only private file of the folder
+        os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
 
 
 def read(path: Path) -> dict[str, Any]:
