@@ -37,6 +37,7 @@ def _recomputed(cfg, folder: Path, data) -> torch.Tensor:
         return model(data.prepare(data.x_test.clone())).double()
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_seed_ensemble_from_saved_predictions_equals_the_models_recomputed_from_their_weights(tiny_cfg, tmp_path):
     """The issue's check: the ensemble `regbench report --ensemble` evaluates from predictions.npz
     equals the average of the class probabilities of the models reloaded from model.pt, scored
@@ -70,6 +71,7 @@ def test_a_seed_ensemble_from_saved_predictions_equals_the_models_recomputed_fro
     assert row["ensemble_test_loss"] != pytest.approx(row["mean_member_test_loss"], abs=1e-4)
 
 
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
 def test_a_regression_ensemble_averages_the_outputs(tiny_cfg, tmp_path):
     """A regression's ensemble: the mean of the reloaded models' outputs, scored with scikit-learn."""
     from sklearn.metrics import mean_squared_error, r2_score
@@ -200,3 +202,26 @@ def test_stacked_members_save_what_they_would_alone(tmp_path):
         assert a["meta"] == s["meta"]
         for k in ("val_outputs", "test_outputs", "val_targets", "test_targets"):
             np.testing.assert_array_equal(a[k], s[k])
+
+
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
+def test_a_resumed_run_saves_what_its_uninterrupted_twin_saves(tmp_path, monkeypatch):
+    """Ctrl-C after epoch 7 (last.pt after epoch 6), then the same command: predictions.npz bit for bit
+    the one of the run never interrupted."""
+    from tests.helpers.configs import make_cfg
+    from tests.helpers.interrupt import ctrl_c_after_row
+
+    args = ("reg=[dropout,l1]", "dataset.train_size=300", "model.hidden_sizes=[32]", "trainer.max_epochs=10",
+            "trainer.checkpoint_seconds=2.5")
+    run(make_cfg(*args), tmp_path / "clean", QUIET)
+    folder = tmp_path / "interrupted"
+    let_run = ctrl_c_after_row(monkeypatch, 7)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(*args), folder, QUIET)
+    let_run()
+    assert not (folder / P.PREDICTIONS_FILE).exists()
+    assert run(make_cfg(*args), folder, QUIET)["resumed_from_epoch"] == 6
+    a, b = P.read(tmp_path / "clean" / P.PREDICTIONS_FILE), P.read(folder / P.PREDICTIONS_FILE)
+    assert a["meta"] == b["meta"]
+    for k in ("val_outputs", "test_outputs", "val_targets", "test_targets"):
+        np.testing.assert_array_equal(a[k], b[k])
