@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from rich.console import Console
@@ -225,3 +226,22 @@ def test_a_resumed_run_saves_what_its_uninterrupted_twin_saves(tmp_path, monkeyp
     assert a["meta"] == b["meta"]
     for k in ("val_outputs", "test_outputs", "val_targets", "test_targets"):
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_the_command_writes_the_tables_and_the_page_keeps_them(tmp_path, capsys):
+    """`regbench report --ensemble --temperature`: ensemble.csv and temperature.csv, the same
+    tables on report.html, kept there by a later report without the options."""
+    from regbench.reporting.report_command import ENSEMBLE_TITLE, TEMPERATURE_TITLE, main
+
+    for seed in range(2):
+        _fake_run(tmp_path / "runs" / f"n{seed}", np.array([0, 1, 2, 0, 2]), seed)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "runs"), "--ensemble", "--temperature", "--out", str(out)]) == 0
+    ensembles, temperatures = (pd.read_csv(out / f) for f in ("ensemble.csv", "temperature.csv"))
+    assert list(ensembles["members"]) == [2] and list(temperatures["runs"]) == [2]
+    page = (out / "report.html").read_text()
+    assert ENSEMBLE_TITLE.split(" (")[0] in page and TEMPERATURE_TITLE.split(":")[0] in page
+    assert main([str(tmp_path / "runs"), "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert ENSEMBLE_TITLE.split(" (")[0] in page and TEMPERATURE_TITLE.split(":")[0] in page
+    capsys.readouterr()

@@ -27,6 +27,10 @@ from regbench.reporting.report import Report, build
 from regbench.reporting.report_format import param_columns, pivot_title, render, wide_console, write
 
 
+ENSEMBLE_TITLE = "Ensembles on the test split, from saved predictions (beside their members' mean)"
+TEMPERATURE_TITLE = "Temperature scaling fitted on validation: the test split before and after (means over seeds)"
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="regbench report",
@@ -136,23 +140,24 @@ def main(argv: list[str]) -> int:
         images = _plots(report, out, m) if args.plots else []
         if args.plots and extra.diagrams:
             images += _ensemble_reliability(extra, out)
+        tables = [(name.removesuffix(".csv"), title, frame, name) for name, title, frame in (
+            ("ensemble.csv", ENSEMBLE_TITLE, extra.ensembles), ("temperature.csv", TEMPERATURE_TITLE, extra.temperatures))
+            if frame is not None]
+        for name, _, frame, _ in tables:
+            frame.to_csv(out / f"{name}.csv", index=False)
         files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images,
-                      pivot_table, pivot_metric, plotted=args.plots)
+                      pivot_table, pivot_metric, plotted=args.plots, tables=tables)
+        files += [out / name for *_, name in tables]
         if pivot_table is not None:  # its first column names the metric its cells hold
             files.append(out / "pivot.csv")
             pivot_table.assign(metric=pivot_metric)[["metric", *pivot_table.columns]].to_csv(files[-1], index=False)
-        for name, frame in (("ensemble.csv", extra.ensembles), ("temperature.csv", extra.temperatures)):
-            if frame is not None:
-                files.append(out / name)
-                frame.to_csv(files[-1], index=False)
         failed = None
     except OSError as e:
         failed = e
     render(report, console)
     if pivot_table is not None:
         _print_pivot(pivot_table, pivot_metric, console)
-    for title, frame in (("Ensembles on the test split, from saved predictions", extra.ensembles),
-                         ("Temperature scaling fitted on validation, test split (means over seeds)", extra.temperatures)):
+    for title, frame in ((ENSEMBLE_TITLE, extra.ensembles), (TEMPERATURE_TITLE, extra.temperatures)):
         if frame is not None:
             _print_frame(frame, title, console)
     if failed is not None:
