@@ -236,7 +236,8 @@ def test_the_command_writes_the_tables_and_the_page_keeps_them(tmp_path, capsys)
     for seed in range(2):
         _fake_run(tmp_path / "runs" / f"n{seed}", np.array([0, 1, 2, 0, 2]), seed)
     out = tmp_path / "out"
-    assert main([str(tmp_path / "runs"), "--ensemble", "--temperature", "--out", str(out)]) == 0
+    assert main([str(tmp_path / "runs"), "--ensemble", "--temperature", "--plots", "--out", str(out)]) == 0
+    assert (out / "reliability_ensemble.png").is_file() and (out / "reliability_temperature.png").is_file()
     ensembles, temperatures = (pd.read_csv(out / f) for f in ("ensemble.csv", "temperature.csv"))
     assert list(ensembles["members"]) == [2] and list(temperatures["runs"]) == [2]
     page = (out / "report.html").read_text()

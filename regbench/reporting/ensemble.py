@@ -36,11 +36,14 @@ T_RANGE = (1e-3, 1e3)  # the temperatures searched; an optimum at an end is repo
 @dataclass
 class Evaluated:
     """What --ensemble and --temperature give: their tables (None where not asked for or empty),
-    the reliability diagrams of the ensembles (label -> result.json-style `calibration`), notes."""
+    the reliability diagrams of the ensembles and of the temperature-scaled configurations
+    (label -> result.json-style `calibration`), notes."""
 
     ensembles: pd.DataFrame | None = None
     temperatures: pd.DataFrame | None = None
     diagrams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scaled_diagrams: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Each configuration's test reliability diagrams after temperature scaling, one per seed."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -199,6 +202,7 @@ def evaluate(runs: pd.DataFrame, table: pd.DataFrame, ensemble: list[str] | None
                 before = classification_scores(log_softmax(m["test_outputs"]), m["test_targets"], bins)
                 after = classification_scores(log_softmax(m["test_outputs"] / t), m["test_targets"], bins)
                 fitted.append((t, before, after))
+            result.scaled_diagrams[_label(table, c)] = [_diagram(f[2]["bins"]) for f in fitted]  # pooled when drawn
             rows.append({"config": c, "reg": table.loc[table["config"] == c, "reg"].iloc[0], "runs": len(fitted),
                          "temperature": float(np.mean([t for t, _, _ in fitted])),
                          **{f"test_{k}_{when}": float(np.mean([f[i][k] for f in fitted]))

@@ -58,7 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(ensemble.csv; with --plots, reliability_ensemble.png)")
     parser.add_argument("--temperature", action="store_true",
                         help="temperature scaling fitted on each run's saved validation logits: test NLL, ECE and "
-                        "Brier score before and after (temperature.csv)")
+                        "Brier score before and after (temperature.csv; with --plots, reliability_temperature.png)")
     add_seeds_options(parser)
     return parser.parse_args(argv)
 
@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
     try:  # a read-only folder (an archive, a shared drive) costs the files, never the table
         out.mkdir(parents=True, exist_ok=True)
         images = _plots(report, out, m) if args.plots else []
-        if args.plots and extra.diagrams:
+        if args.plots:
             images += _ensemble_reliability(extra, out)
         tables = [(name.removesuffix(".csv"), title, frame, name) for name, title, frame in (
             ("ensemble.csv", ENSEMBLE_TITLE, extra.ensembles), ("temperature.csv", TEMPERATURE_TITLE, extra.temperatures))
@@ -228,22 +228,34 @@ def _print_frame(frame: pd.DataFrame, title: str, console: Console) -> None:
 
 
 def _ensemble_reliability(extra: ensemble.Evaluated, out: Path) -> list[Path]:
-    """reliability_ensemble.png: the reliability diagram of each ensemble's test predictions."""
+    """reliability_ensemble.png: each ensemble's test reliability diagram; reliability_temperature.png:
+    each configuration's after temperature scaling, its seeds pooled (regbench.reporting.ensemble)."""
     import json
 
     from regbench.reporting.plots import reliability
 
-    labels = list(extra.diagrams)
-    eces = dict(zip(extra.ensembles["ensemble"], extra.ensembles["ensemble_test_ece"]))
-    rows = pd.DataFrame({"config": range(len(labels)), "status": "ok",
-                         "calibration": [json.dumps(extra.diagrams[k]) for k in labels],
-                         "test_ece": [eces[k] for k in labels]})
-    drawn = reliability(rows, out / "reliability_ensemble.png", dict(enumerate(labels)), list(range(len(labels))),
-                        title="Test-split reliability of each ensemble, from saved predictions (below the diagonal: "
-                        "over-confident)")
-    for note in getattr(drawn, "notes", ()):
-        print(f"regbench: note: {drawn.name}: {note}", file=sys.stderr)
-    return [drawn] if drawn is not None else []
+    made = []
+    for name, diagrams, frame, key, ece, title in (
+            ("reliability_ensemble.png", extra.diagrams, extra.ensembles, "ensemble", "ensemble_test_ece",
+             "Test-split reliability of each ensemble, from saved predictions (below the diagonal: over-confident)"),
+            ("reliability_temperature.png", extra.scaled_diagrams, extra.temperatures, None, "test_ece_after",
+             "Test-split reliability after temperature scaling, seeds pooled (below the diagonal: over-confident)")):
+        if not diagrams or frame is None:
+            continue
+        labels = list(diagrams)
+        keys = frame[key] if key else [f"{c}:{r}" for c, r in zip(frame["config"], frame["reg"])]
+        eces = dict(zip(keys, frame[ece]))
+        # one row per diagram (a seed's, after scaling): the figure pools a configuration's rows and counts them
+        drawn_rows = [(i, d) for i, k in enumerate(labels) for d in (diagrams[k] if isinstance(diagrams[k], list)
+                                                                     else [diagrams[k]])]
+        rows = pd.DataFrame({"config": [i for i, _ in drawn_rows], "status": "ok",
+                             "calibration": [json.dumps(d) for _, d in drawn_rows],
+                             "test_ece": [eces[labels[i]] for i, _ in drawn_rows]})
+        drawn = reliability(rows, out / name, dict(enumerate(labels)), list(range(len(labels))), title=title)
+        for note in getattr(drawn, "notes", ()):
+            print(f"regbench: note: {drawn.name}: {note}", file=sys.stderr)
+        made += [drawn] if drawn is not None else []
+    return made
 
 
 def _with_reg(table: pd.DataFrame, describe: dict[int, str]) -> dict[int, str]:
