@@ -177,9 +177,10 @@ def evaluate(runs: pd.DataFrame, table: pd.DataFrame, ensemble: list[str] | None
                 result.notes.append(f"ensemble {label}: none of its runs kept predictions: no ensemble")
                 continue
             if not _shared_test_set(members):
-                result.notes.append(f"ensemble {label}: its runs' test sets differ (each seed re-splits the data: "
-                                    "dataset.split_seed defaults to seed): refused, an ensemble needs its members' "
-                                    "predictions on the same samples; a sweep with a fixed dataset.split_seed=0 has them")
+                result.notes.append(f"ensemble {label}: its runs' test sets differ (other data, or other splits: by "
+                                    "default each seed re-splits, dataset.split_seed following seed): refused, an "
+                                    "ensemble needs its members' predictions on the same samples; a sweep with a "
+                                    "fixed dataset.split_seed=0 has them")
                 continue
             together, alone = ensemble_scores(members)
             row = {"ensemble": label, "configs": " ".join(map(str, ids)), "members": len(members)}
