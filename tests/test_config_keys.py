@@ -63,6 +63,8 @@ ADDED = ("optim.schedule", *(f"optim.{k}" for k in oracle.ALL_SCHEDULE_KNOBS), *
 
 # Keys other than regularizer knobs added since 5be3e05, with their defaults (hashed only away from them).
 NEWER_KEYS = {"trainer.ece_bins": 15}  # issue 27: the calibration error's bins
+# issue 27: what a run keeps (predictions.npz), never hashed: any value keeps 5be3e05's hash
+NEWER_NOT_HASHED = ("save_predictions",)
 
 
 def _as_5be3e05(params: dict) -> dict | None:
@@ -74,7 +76,7 @@ def _as_5be3e05(params: dict) -> dict | None:
     newer |= NEWER_KEYS
     if any(params.get(key, default) != default for key, default in newer.items()):
         return None
-    return {k: v for k, v in params.items() if k not in newer}
+    return {k: v for k, v in params.items() if k not in newer and k not in NEWER_NOT_HASHED}
 
 
 def _older(params: dict, dropped: tuple[str, ...] = ADDED) -> dict:
@@ -95,7 +97,7 @@ def _variants(parts):
                "model.width_mult": 2, "model._target_": "mynet.make", "model.kwargs.hidden": 64,
                "dataset.path": "data.csv", "dataset.target": "y", "dataset.task": "regression",
                "dataset.drop": ["id"], "dataset.index_col": 1, "dataset.image_size": 32, "save_model": True,
-               "overwrite": True, "trainer.checkpoint_seconds": 0.0, "search.seeds": 3, "trainer.num_threads": 2,
+               "overwrite": True, "trainer.checkpoint_seconds": 0.0, "search.seeds": 3, "save_predictions": False, "trainer.num_threads": 2,
                "reg.extra.maxnorm._target_": "maxnorm.MaxNorm", "reg.extra.maxnorm.c": 2.0,
                **{f"reg.{name}": (not default if isinstance(default, bool) else default + 0.25)
                   for name, default, _, _ in oracle.KNOBS}}
@@ -165,7 +167,7 @@ def test_the_views_of_the_table_are_those_of_5be3e05():
     assert keys.ALL_SCHEDULE_KNOBS == oracle.ALL_SCHEDULE_KNOBS
     assert keys.MODEL_KNOBS_SINCE == oracle.MODEL_KNOBS_SINCE
     assert keys.NOT_PARAMS == oracle.NOT_PARAMS
-    assert set(keys.NOT_HASHED) == set(oracle.NOT_HASHED)
+    assert set(keys.NOT_HASHED) == set(oracle.NOT_HASHED) | set(NEWER_NOT_HASHED)
     assert keys.SOLVER_ONLY == oracle.SOLVER_ONLY
     assert keys.OWN_DATA_DEFAULTS == oracle.OWN_DATA_DEFAULTS
 
@@ -173,7 +175,7 @@ def test_the_views_of_the_table_are_those_of_5be3e05():
 def test_the_stacking_key_and_the_reports_only_for_are_those_of_5be3e05():
     """MEMBER_KEYS now holds the built-in member knobs too (5be3e05 added them in grouping)."""
     assert set(keys.MEMBER_KEYS) == set(oracle.MEMBER_KEYS) | {f"reg.{k.name}" for k in builtin_knobs() if k.member}
-    assert set(keys.NOT_COMPUTED) == set(oracle.NOT_COMPUTED)
+    assert set(keys.NOT_COMPUTED) == set(oracle.NOT_COMPUTED) | set(NEWER_NOT_HASHED)
     # Since 5be3e05 the elastic net's shape knobs declare that they apply only at alpha > 0
     # (issue 23): ONLY_FOR is read by the report's constants line alone, never by config_hash.
     since = {"reg.l1_ratio": ("reg.alpha", None), "reg.l1_proximal": ("reg.alpha", None),
@@ -301,6 +303,7 @@ RANGES = {
     "seed": ([0, SEED_MAX], [-1, SEED_MAX + 1]),
     "device": (["auto", "cpu", "cuda", "cuda:1"], ["gpu", "cuda:", "cuda:x"]),
     "search.seeds": ([1, 5], [0]),
+    "save_predictions": (["auto", True, False], ["yes", 1, 0, None]),
 }
 
 

@@ -325,6 +325,13 @@ class Config:
                       range="auto, cpu, cuda or cuda:N", valid=_device)
     save_model: bool = key(False, "Write the best weights to model.pt in the run folder.", computed=False,
                            hashed=NEVER)
+    # No `since`: the back-fill gives a newer key's default to the records that lack it, the value their run ran
+    # with; a run recorded before this key kept no predictions, which `auto` would deny.
+    save_predictions: Any = key("auto", "Write the reported weights' validation and test outputs to predictions.npz in "
+                                "the run folder (what `regbench report --ensemble/--temperature` reads): auto "
+                                "(up to 10 million output values, e.g. 500 000 rows of 10 classes), true or false.",
+                                range="auto, true or false", valid=lambda v: v == "auto" or isinstance(v, bool),
+                                computed=False, hashed=NEVER)
     keep_checkpoint: bool = key(False, "Keep last.pt (the resume point, see trainer.checkpoint_seconds) when the run "
                                 "finishes.", computed=False, hashed=NEVER)
     overwrite: bool = key(False, "Single runs: replace the finished result of another configuration in "

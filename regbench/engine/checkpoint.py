@@ -245,7 +245,7 @@ def remove_temporaries(folder: Path) -> None:
     """Removes the temporary files of atomic writes (`.last.pt.<random>.tmp`, ...) that a
     process killed mid-write left in `folder`. Call it only while holding the folder's lock."""
     for tmp in Path(folder).glob(".*.tmp"):
-        if tmp.name.split(".")[1] in ("last", "stack", "result", "model"):
+        if tmp.name.split(".")[1] in ("last", "stack", "result", "model", "predictions"):
             tmp.unlink(missing_ok=True)
 
 

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from regbench import UserInputError
 
-from regbench.engine import checkpoint, convex, folderlock, interrupt
+from regbench.engine import checkpoint, convex, folderlock, interrupt, predictions
 from regbench.console import progress_bar
 from regbench.data.datasets import configured_task, load
 from regbench.engine.device import resolve_device
@@ -42,6 +42,7 @@ from regbench.models import build_model, probe_custom
 from regbench.regularizers import label, penalised_weights, regularizers, sparsity
 from regbench.regularizers.contract import defines
 from regbench import loggers
+from regbench.predictions import PREDICTIONS_FILE
 from regbench.record import RECORD_VERSION, Record
 from regbench.results import (
     METRICS_FILE,
@@ -250,6 +251,8 @@ def _run(cfg: Any, out_dir: Path, console: Console | None, search: tuple[str, ..
 
         model = member.model  # the reported model: its network, or an ensemble of copies (Stack.conclude)
         record(result, fitted, model, data, cfg, member.reported_weights, classes)
+        if why := predictions.keep(out_dir, result, model, data, cfg):  # predictions.npz, for the report's ensembles
+            unwritten[PREDICTIONS_FILE] = why
         if cfg.save_model and result["status"] == "ok":
             try:
                 checkpoint.write_atomic(out_dir / MODEL_FILE, model.state_dict())

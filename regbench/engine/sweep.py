@@ -26,7 +26,7 @@ from rich.console import Console
 from regbench import UserInputError, loggers
 from regbench.console import progress_bar
 from regbench.data.datasets import Data, load
-from regbench.engine import checkpoint, folderlock, interrupt
+from regbench.engine import checkpoint, folderlock, interrupt, predictions
 from regbench.engine.device import resolve_device
 from regbench.engine.interrupt import Interrupted
 from regbench.engine.fitstate import FitState, schedule_of
@@ -35,6 +35,7 @@ from regbench.engine.member import Member
 from regbench.engine.runner import adopt_data, data_problem, member_weights, new_result, new_stack, print_summary, record
 from regbench.engine.stack import Stack
 from regbench.regularizers import regularizers
+from regbench.predictions import PREDICTIONS_FILE
 from regbench.results import MetricsWriter, write_result
 
 # A live member's share of an interrupted stack, in its run folder (removed when it finishes).
@@ -234,6 +235,8 @@ def _finish(member: Member, data: Data, start: float, classes: list[tuple[type, 
     exactly as a lone run does (runner.record), and writes its files."""
     cfg, result = member.cfg, member.result
     record(result, member.state, member.model, data, cfg, member.reported_weights, classes)
+    if why := predictions.keep(member.out_dir, result, member.model, data, cfg):  # what a lone run writes
+        result.setdefault("files_not_written", {})[PREDICTIONS_FILE] = why
     if cfg.save_model and result["status"] == "ok":
         torch.save(member.model.state_dict(), member.out_dir / "model.pt")
     result["seconds"] = time.perf_counter() - start

@@ -545,7 +545,11 @@ def pooled_bins(cells: pd.Series) -> dict[str, np.ndarray] | None:
     return {"count": count, **out, "runs": np.array(len(diagrams))}
 
 
-def reliability(runs: pd.DataFrame, path: Path, describe: dict[int, str], order: list[int] | None = None) -> Drawn | None:
+RELIABILITY_TITLE = "Test-split reliability, seeds pooled (bars below the diagonal: over-confident, above: under-confident)"
+
+
+def reliability(runs: pd.DataFrame, path: Path, describe: dict[int, str], order: list[int] | None = None,
+                title: str = RELIABILITY_TITLE) -> Drawn | None:
     """The reliability diagram of each configuration's test predictions (a classification's ok
     runs that recorded `calibration`), its seeds pooled (`pooled_bins`): per equal-width
     confidence bin, a bar up to the accuracy of the predictions in it, and a hatched bar from
@@ -554,7 +558,8 @@ def reliability(runs: pd.DataFrame, path: Path, describe: dict[int, str], order:
     names the configuration (`describe`), its mean test ECE over seeds and its seeds. At most
     MAX_RELIABILITY_PANELS panels, the configurations in `order` (the report table's) first, a
     note naming how many were left out. Returns the PNG's path (`Drawn`), or None when no run
-    recorded a diagram."""
+    recorded a diagram. `title`: the figure's (an ensemble's diagram is drawn with its own,
+    regbench.reporting.ensemble)."""
     if "calibration" not in runs:
         return None
     ok = runs[(runs["status"] == "ok") & runs["calibration"].notna()]
@@ -594,7 +599,7 @@ def reliability(runs: pd.DataFrame, path: Path, describe: dict[int, str], order:
             ax.set_xlabel("confidence")
             ax.set_ylabel("accuracy")
         handles, names = axes[0].get_legend_handles_labels()
-        suptitle = fig.suptitle("Test-split reliability, seeds pooled (bars below the diagonal: over-confident, above: under-confident)")
+        suptitle = fig.suptitle(title)
         fig.tight_layout()
         _under_title(fig, suptitle)
         extra = _footer(fig, handles, names, [], ncol=3)

@@ -3,6 +3,7 @@
     regbench report PATH [PATH ...] [--out DIR] [--format csv|md] [--baseline LABEL]
                     [--baseline-config N] [--pivot KEY] [--metric NAME] [--plots]
                     [--alpha A] [--power P] [--min-effect E]
+                    [--ensemble [NAME,NAME]] [--temperature]
 
 The Report is built by regbench.reporting.report and printed and written by
 regbench.reporting.report_format.
@@ -20,9 +21,14 @@ from rich.console import Console
 from rich.table import Table
 
 from regbench import UserInputError
+from regbench.reporting import ensemble
 from regbench.reporting.aggregate import SeedsPlan, metric_of, pivot, sort_key, value_text
 from regbench.reporting.report import Report, build
 from regbench.reporting.report_format import param_columns, pivot_title, render, wide_console, write
+
+
+ENSEMBLE_TITLE = "Ensembles on the test split, from saved predictions (beside their members' mean)"
+TEMPERATURE_TITLE = "Temperature scaling fitted on validation: the test split before and after (means over seeds)"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,6 +51,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), "
                         "e.g. gap.acc or test_ece (lower better)")
     parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png")
+    parser.add_argument("--ensemble", action="append", nargs="?", const="", metavar="NAME,NAME",
+                        help="from the runs' saved predictions (predictions.npz): the test figures of the ensemble of "
+                        "each configuration's seeds (no value) or of every run of the named configurations (config "
+                        "ids or reg labels, comma-separated; repeat for several), beside their members' mean "
+                        "(ensemble.csv; with --plots, reliability_ensemble.png)")
+    parser.add_argument("--temperature", action="store_true",
+                        help="temperature scaling fitted on each run's saved validation logits: test NLL, ECE and "
+                        "Brier score before and after (temperature.csv; with --plots, reliability_temperature.png)")
     add_seeds_options(parser)
     return parser.parse_args(argv)
 
@@ -101,10 +115,17 @@ def main(argv: list[str]) -> int:
         for line in pending_lines(args.paths):  # a sweep submitted, none of its jobs finished yet
             print(f"regbench: note: {line}", file=sys.stderr)
         return 2 if str(e).startswith("--baseline-config") else 1
+    try:
+        extra = ensemble.evaluate(report.runs, report.table, args.ensemble, args.temperature)
+    except ValueError as e:
+        print(f"regbench: error: {e}", file=sys.stderr)
+        return 2
     for folder, why in report.skipped:
         print(f"regbench: warning: skipped {folder}: {why}", file=sys.stderr)
     for note in report.notes:
         print(f"regbench: warning: {note}", file=sys.stderr)
+    for note in extra.notes:
+        print(f"regbench: note: {note}", file=sys.stderr)
     m = metric_of(report.runs)
     pivot_table, pivot_metric = None, args.metric or f"val_{m}"
     if args.pivot:
@@ -117,8 +138,16 @@ def main(argv: list[str]) -> int:
     try:  # a read-only folder (an archive, a shared drive) costs the files, never the table
         out.mkdir(parents=True, exist_ok=True)
         images = _plots(report, out, m) if args.plots else []
+        if args.plots:
+            images += _ensemble_reliability(extra, out)
+        tables = [(name.removesuffix(".csv"), title, frame, name) for name, title, frame in (
+            ("ensemble.csv", ENSEMBLE_TITLE, extra.ensembles), ("temperature.csv", TEMPERATURE_TITLE, extra.temperatures))
+            if frame is not None]
+        for name, _, frame, _ in tables:
+            frame.to_csv(out / f"{name}.csv", index=False)
         files = write(report, out, args.format, "regbench report " + " ".join(map(shlex.quote, argv)), images,
-                      pivot_table, pivot_metric, plotted=args.plots)
+                      pivot_table, pivot_metric, plotted=args.plots, tables=tables)
+        files += [out / name for *_, name in tables]
         if pivot_table is not None:  # its first column names the metric its cells hold
             files.append(out / "pivot.csv")
             pivot_table.assign(metric=pivot_metric)[["metric", *pivot_table.columns]].to_csv(files[-1], index=False)
@@ -128,6 +157,9 @@ def main(argv: list[str]) -> int:
     render(report, console)
     if pivot_table is not None:
         _print_pivot(pivot_table, pivot_metric, console)
+    for title, frame in ((ENSEMBLE_TITLE, extra.ensembles), (TEMPERATURE_TITLE, extra.temperatures)):
+        if frame is not None:
+            _print_frame(frame, title, console)
     if failed is not None:
         # 1, not 0: the files asked for are missing, and a script that reads them next must know
         print(f"regbench: error: {not_written(failed, out)}", file=sys.stderr)
@@ -184,6 +216,46 @@ def _print_pivot(table: pd.DataFrame, metric: str, console: Console) -> None:
     for _, row in table.iterrows():
         view.add_row(*("" if pd.isna(v) else str(v) for v in row))
     console.print(view)
+
+
+def _print_frame(frame: pd.DataFrame, title: str, console: Console) -> None:
+    view = Table(title=title, title_justify="left")
+    for c in frame.columns:
+        view.add_column(str(c))
+    for _, row in frame.iterrows():
+        view.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(view)
+
+
+def _ensemble_reliability(extra: ensemble.Evaluated, out: Path) -> list[Path]:
+    """reliability_ensemble.png: each ensemble's test reliability diagram; reliability_temperature.png:
+    each configuration's after temperature scaling, its seeds pooled (regbench.reporting.ensemble)."""
+    import json
+
+    from regbench.reporting.plots import reliability
+
+    made = []
+    for name, diagrams, frame, key, ece, title in (
+            ("reliability_ensemble.png", extra.diagrams, extra.ensembles, "ensemble", "ensemble_test_ece",
+             "Test-split reliability of each ensemble, from saved predictions (below the diagonal: over-confident)"),
+            ("reliability_temperature.png", extra.scaled_diagrams, extra.temperatures, None, "test_ece_after",
+             "Test-split reliability after temperature scaling, seeds pooled (below the diagonal: over-confident)")):
+        if not diagrams or frame is None:
+            continue
+        labels = list(diagrams)
+        keys = frame[key] if key else [f"{c}:{r}" for c, r in zip(frame["config"], frame["reg"])]
+        eces = dict(zip(keys, frame[ece]))
+        # one row per diagram (a seed's, after scaling): the figure pools a configuration's rows and counts them
+        drawn_rows = [(i, d) for i, k in enumerate(labels) for d in (diagrams[k] if isinstance(diagrams[k], list)
+                                                                     else [diagrams[k]])]
+        rows = pd.DataFrame({"config": [i for i, _ in drawn_rows], "status": "ok",
+                             "calibration": [json.dumps(d) for _, d in drawn_rows],
+                             "test_ece": [eces[labels[i]] for i, _ in drawn_rows]})
+        drawn = reliability(rows, out / name, dict(enumerate(labels)), list(range(len(labels))), title=title)
+        for note in getattr(drawn, "notes", ()):
+            print(f"regbench: note: {drawn.name}: {note}", file=sys.stderr)
+        made += [drawn] if drawn is not None else []
+    return made
 
 
 def _with_reg(table: pd.DataFrame, describe: dict[int, str]) -> dict[int, str]:

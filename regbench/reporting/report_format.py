@@ -11,7 +11,7 @@ import json
 import math
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 from rich.console import Console
@@ -478,10 +478,11 @@ def _label_line(header: list[str], rows: list[list[str]], fixed: list[int], labe
 
 
 def parts(report: Report, command: str, images: list[Path] = (), pivot: pd.DataFrame | None = None,
-          pivot_metric: str = "") -> list[html.Part]:
+          pivot_metric: str = "", tables: Sequence[tuple[str, str, pd.DataFrame, str]] = ()) -> list[html.Part]:
     """The page's parts this report writes: the comparison table (grouped, see page_table), its
     notes and the class names of a user's data; the pivot view (pivot.csv) of `pivot_metric`
-    when given; one part per plot in `images`. Each names `command`."""
+    when given; each of `tables` ((key, title, frame, its CSV file): --ensemble's and
+    --temperature's, regbench.reporting.ensemble); one part per plot in `images`. Each names `command`."""
     header, rows = display_table(report)
     grouped, label_line = page_table(report)
     out = [html.Part("table", "Comparison table", [
@@ -494,6 +495,9 @@ def parts(report: Report, command: str, images: list[Path] = (), pivot: pd.DataF
                                                         for row in pivot.itertuples(index=False)],
                        sum(1 for _ in itertools.takewhile(lambda c: "=" not in str(c), pivot.columns)))],
             command, ["pivot.csv"]))
+    for key, title, frame, name in tables:
+        cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+        out.append(html.Part(key, title, [html.Table([str(c) for c in frame.columns], cells, 2)], command, [name]))
     for path in images:
         out.append(html.Part(f"plot:{path.name}", path.stem.replace("_", " "), [html.Figure(path, path.stem)],
                              command, [path.name]))
@@ -501,7 +505,8 @@ def parts(report: Report, command: str, images: list[Path] = (), pivot: pd.DataF
 
 
 def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images: list[Path] = (),
-          pivot_table: pd.DataFrame | None = None, pivot_metric: str = "", plotted: bool = False) -> list[Path]:
+          pivot_table: pd.DataFrame | None = None, pivot_metric: str = "", plotted: bool = False,
+          tables: Sequence[tuple[str, str, pd.DataFrame, str]] = ()) -> list[Path]:
     """Writes runs.csv, report.csv and report.html (and report.md with fmt="md") into `out`.
 
     The page's table part (and report.md) are this report's, and so are its pivot part (the
@@ -509,7 +514,8 @@ def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images
     `plotted` (the plots were asked for, made or not); each names `command` (by default
     `regbench report OUT`, which writes it again). The parts other commands wrote there (a
     study, an earlier pivot or plots) stay on the page (regbench.reporting.html). pivot.csv
-    itself is the command's (regbench.reporting.report_command)."""
+    itself is the command's (regbench.reporting.report_command), and so are the CSV files of
+    `tables` (their parts replace the page's parts of the same key; a report without them keeps those)."""
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "runs.csv", out / "report.csv"]
     html.replace_text(files[0], all_runs(report).to_csv(index=False))
@@ -522,8 +528,9 @@ def write(report: Report, out: Path, fmt: str = "csv", command: str = "", images
         html.replace_text(files[-1], text)
     command = command or f"regbench report {shlex.quote(str(out))}"
     replaces = ["table"] + (["pivot"] if pivot_table is not None else []) + (["plot"] if plotted or images else [])
-    files.append(html.write_parts(out / "report.html", parts(report, command, list(images), pivot_table, pivot_metric),
-                                  replaces))
+    replaces += [key for key, *_ in tables]
+    files.append(html.write_parts(out / "report.html", parts(report, command, list(images), pivot_table, pivot_metric,
+                                                             tables), replaces))
     return files
 
 
