@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import II, MISSING
 
 from regbench.config.declare import NEVER, UNLESS_DEFAULT, WHERE_APPLIES, When, key, node
+from regbench.data.corrupt import IMAGE_ONLY
 from regbench.data.files import OWN_DATA
 
 DATASETS = (
@@ -46,7 +47,7 @@ SYNTHETIC = ("synthetic", "synthetic_regression")
 TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
 IMAGES = (*TORCHVISION, "image_folder")  # stored as pixels; dataset=arrays is, when its x holds uint8 images
 # The corruptions of `shift` (ShiftConfig's fields) that need pixels: every one but gaussian_noise.
-IMAGE_CORRUPTIONS = ("gaussian_blur", "contrast", "brightness")
+IMAGE_CORRUPTIONS = IMAGE_ONLY
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are unsigned 32-bit integers
 SEED_RANGE = f"in [0, {SEED_MAX}]"
 NEXT = "0.2"  # `since` of the keys added after the first release (0.1)

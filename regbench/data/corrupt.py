@@ -21,8 +21,10 @@ Severity 0 is the identity for each of them, exactly: the same floats as the cle
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch only for the annotations: the report reads CORRUPTIONS without importing it
+    import torch
 
 NOISE = "gaussian_noise"
 # name -> what its severity means, as the docs and the result say it
