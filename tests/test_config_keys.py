@@ -62,7 +62,8 @@ ADDED = ("optim.schedule", *(f"optim.{k}" for k in oracle.ALL_SCHEDULE_KNOBS), *
 
 
 # Keys other than regularizer knobs added since 5be3e05, with their defaults (hashed only away from them).
-NEWER_KEYS = {"trainer.ece_bins": 15}  # issue 27: the calibration error's bins
+NEWER_KEYS = {"trainer.ece_bins": 15,  # issue 27: the calibration error's bins
+              **{f"shift.{c}": [] for c in ("gaussian_noise", "gaussian_blur", "contrast", "brightness")}}  # and shift
 
 
 def _as_5be3e05(params: dict) -> dict | None:
@@ -296,6 +297,10 @@ RANGES = {
     "trainer.min_delta": ([0.0], [-1e-3]),
     "trainer.num_threads": (["auto", 1, 8], [0, "many", True]),
     "trainer.checkpoint_seconds": ([0.0, 30.0], [-1.0]),
+    "shift.gaussian_noise": ([[], [0.0, 0.5, 3.0]], [[-0.1], [0.5, 0.5]]),
+    "shift.gaussian_blur": ([[], [0.0, 1.0, 10.0]], [[-1.0], [1.0, 1.0]]),
+    "shift.contrast": ([[], [0.0, 0.5, 1.0]], [[1.5], [-0.5], [0.2, 0.2]]),
+    "shift.brightness": ([[], [0.0, 1.0]], [[1.01], [0.3, 0.3]]),
     "logger.name": (["none", "tensorboard"], ["wandb"]),
     "logger.histogram_every": ([0, 10], [-1]),
     "seed": ([0, SEED_MAX], [-1, SEED_MAX + 1]),

@@ -297,3 +297,60 @@ def test_image_corruptions_end_to_end_on_a_users_images_to_the_report(tmp_path):
     header = next(line for line in markdown.splitlines() if line.startswith("|") and "test_acc" in line)
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert cells.index("test_acc (95% CI)") + 1 == cells.index("test_acc@gaussian_noise=1 (95% CI)")
+
+
+# --- the study and the report read the shifted metrics --------------------------------------------------------
+
+
+def _study_runs(root: Path) -> Path:
+    """Three datasets, none against l2 at two strengths: l2 at 1e-4 is best on (clean) validation and on the
+    clean test split, but under noise it loses to none; l2 at 1e-2 would win under noise, chosen by nobody."""
+    from tests.helpers.rundirs import write_run
+
+    n = 0
+    for dataset in ("d0", "d1", "d2"):
+        for reg, alpha, val, test, noisy in (("none", 0.0, 0.80, 0.80, 0.70), ("l2", 1e-4, 0.90, 0.85, 0.60),
+                                              ("l2", 1e-2, 0.70, 0.70, 0.75)):
+            for seed in (0, 1, 2):
+                folder = write_run(root / str(n), reg=reg, alpha=alpha, seed=seed, dataset=dataset, val=val,
+                                   test=test, extra={"reg.l1_ratio": 0.0 if reg == "l2" else 0.5})
+                result = json.loads((folder / "result.json").read_text())
+                result["metrics"]["test_acc@gaussian_noise=1"] = noisy + 0.001 * seed
+                (folder / "result.json").write_text(json.dumps(result))
+                n += 1
+    return root
+
+
+def test_a_study_ranks_by_a_shifted_metric_choosing_the_strength_on_clean_validation(tmp_path):
+    from regbench.reporting.study import build, parse_metrics
+
+    runs = _study_runs(tmp_path)
+    clean = build([runs])
+    assert (clean.cells.set_index("reg").loc["l2", "rank"] == 1).all()
+    shifted = build([runs], parse_metrics("acc@gaussian_noise=1"))
+    l2 = shifted.cells[shifted.cells["reg"] == "l2"]
+    assert (l2["chosen"] == "alpha=0.0001").all()  # on the clean validation metric, never on a test one
+    assert l2["score"].to_numpy() == pytest.approx([0.601] * 3)
+    assert (l2["rank"] == 2).all() and (shifted.cells[shifted.cells["reg"] == "none"]["rank"] == 1).all()
+    with pytest.raises(UserInputError, match=r"^--metric acc@fog=1: unknown metric acc@fog=1 \(choose from"):
+        parse_metrics("acc@fog=1")
+
+
+def test_the_report_reads_a_shifted_metric_like_the_others(tmp_path):
+    from regbench.reporting.aggregate import shifted_names
+
+    names = ["test_acc", "test_acc@gaussian_blur=2", "test_acc@gaussian_noise=1", "test_loss@gaussian_noise=0.5",
+             "test_acc@gaussian_noise=0.5", "test_acc@fog=1", "val_acc@gaussian_noise=1", "test_acc@contrast=x"]
+    assert shifted_names(names) == ["test_acc@gaussian_noise=0.5", "test_loss@gaussian_noise=0.5",
+                                    "test_acc@gaussian_noise=1", "test_acc@gaussian_blur=2"]
+    out = regbench("report", str(_study_runs(tmp_path / "runs")), "--plots", "--pivot", "reg.alpha",
+                   "--metric", "test_acc@gaussian_noise=1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = pd.read_csv(tmp_path / "runs" / "report.csv")
+    chosen = report[(report["dataset.name"] == "d0") & (report["reg"] == "none")]
+    assert chosen["test_acc@gaussian_noise=1.mean"].item() == pytest.approx(0.701)
+    assert "delta.test_acc@gaussian_noise=1.p_ttest" in report
+    assert (tmp_path / "runs" / "shift.png").is_file()
+    assert 'alt="shift"' in (tmp_path / "runs" / "report.html").read_text()
+    pivot = pd.read_csv(tmp_path / "runs" / "pivot.csv")
+    assert (pivot["metric"] == "test_acc@gaussian_noise=1").all()
