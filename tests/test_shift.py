@@ -354,3 +354,10 @@ def test_the_report_reads_a_shifted_metric_like_the_others(tmp_path):
     assert 'alt="shift"' in (tmp_path / "runs" / "report.html").read_text()
     pivot = pd.read_csv(tmp_path / "runs" / "pivot.csv")
     assert (pivot["metric"] == "test_acc@gaussian_noise=1").all()
+
+
+def test_the_constants_line_leaves_out_a_corruption_no_run_lists():
+    from regbench.reporting.report import idle
+
+    runs = pd.DataFrame({"params.shift.contrast": ["[]", "[]", None], "params.shift.gaussian_noise": ["[]", "[0.5]", "[]"]})
+    assert idle("shift.contrast", runs) and not idle("shift.gaussian_noise", runs)
