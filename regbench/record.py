@@ -65,7 +65,10 @@ class Record(TypedDict):
                                            "val_brier, test_brier` (the mean over samples of the sum over classes of "
                                            "(p − one-hot)², in [0, 2]), both lower better; and where a regularizer "
                                            "adds its own beside them, those: `test_acc_fgsm` (`test_r2_fgsm`) with "
-                                           "`reg.fgsm_eval`, the test accuracy under FGSM"]
+                                           "`reg.fgsm_eval`, the test accuracy under FGSM; with `shift`, the test "
+                                           "split's metrics on each corrupted copy, `test_loss@<corruption>=<severity>` "
+                                           "and `test_acc@<corruption>=<severity>` (`test_r2@...`), e.g. "
+                                           "`test_acc@gaussian_noise=0.5`"]
     gap: Annotated[dict[str, _Number], "`acc` = train_acc − val_acc (or `r2`), `loss` = val_loss − train_loss"]
     best_epoch: Annotated[int | None, "the epoch of the last val-loss improvement (by more than `trainer.min_delta`; "
                                       "with the default 0, the lowest val loss): the reported one when early stopping "
@@ -111,6 +114,11 @@ class Record(TypedDict):
                                                        "bin (equal-width, [b/M, (b+1)/M), the last one including 1) "
                                                        "its `count`, mean `confidence` and `accuracy` (null for an "
                                                        "empty bin); the report draws it"]]
+    shift: NotRequired[Annotated[dict[str, Any], "only where `shift` asked for corruptions and the metrics were "
+                                                 "computed: {corruption: {severity: {`loss`, `acc` or `r2`}}}, the "
+                                                 "reported weights' test metrics on each corrupted copy of the test "
+                                                 "split (the same numbers as `metrics`' `test_acc@<corruption>="
+                                                 "<severity>`; see [Robustness](../how-to/robustness.md))"]]
     split_sizes: NotRequired[Annotated[dict[str, int], "only once the data was loaded (every run but one that failed "
                                                        "before): `train`, `val`, `test`, the rows of each split the run "
                                                        "used (training after `dataset.train_size`); the report's "

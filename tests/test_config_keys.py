@@ -62,7 +62,8 @@ ADDED = ("optim.schedule", *(f"optim.{k}" for k in oracle.ALL_SCHEDULE_KNOBS), *
 
 
 # Keys other than regularizer knobs added since 5be3e05, with their defaults (hashed only away from them).
-NEWER_KEYS = {"trainer.ece_bins": 15}  # issue 27: the calibration error's bins
+NEWER_KEYS = {"trainer.ece_bins": 15,  # issue 27: the calibration error's bins
+              **{f"shift.{c}": [] for c in ("gaussian_noise", "gaussian_blur", "contrast", "brightness")}}  # and shift
 # issue 27: what a run keeps (predictions.npz), never hashed: any value keeps 5be3e05's hash
 NEWER_NOT_HASHED = ("save_predictions",)
 
@@ -174,7 +175,9 @@ def test_the_views_of_the_table_are_those_of_5be3e05():
 
 def test_the_stacking_key_and_the_reports_only_for_are_those_of_5be3e05():
     """MEMBER_KEYS now holds the built-in member knobs too (5be3e05 added them in grouping)."""
-    assert set(keys.MEMBER_KEYS) == set(oracle.MEMBER_KEYS) | {f"reg.{k.name}" for k in builtin_knobs() if k.member}
+    # issue 27: the corruptions of `shift` are evaluated per member at the end, never change how a stack trains
+    shift = {k for k in NEWER_KEYS if k.startswith("shift.")}
+    assert set(keys.MEMBER_KEYS) == set(oracle.MEMBER_KEYS) | {f"reg.{k.name}" for k in builtin_knobs() if k.member} | shift
     assert set(keys.NOT_COMPUTED) == set(oracle.NOT_COMPUTED) | set(NEWER_NOT_HASHED)
     # Since 5be3e05 the elastic net's shape knobs declare that they apply only at alpha > 0
     # (issue 23): ONLY_FOR is read by the report's constants line alone, never by config_hash.
@@ -188,7 +191,8 @@ def test_the_member_keys_of_a_config_are_those_of_5be3e05():
     from regbench.engine.grouping import member_keys
 
     cfg = make_cfg("reg=[elasticnet,dropout]")
-    assert member_keys(cfg) == set(oracle.MEMBER_KEYS) | {f"reg.{k.name}" for k in builtin_knobs() if k.member}
+    shift = {k for k in NEWER_KEYS if k.startswith("shift.")}  # issue 27, as above
+    assert member_keys(cfg) == set(oracle.MEMBER_KEYS) | {f"reg.{k.name}" for k in builtin_knobs() if k.member} | shift
 
 
 def _result(params: dict, n: int) -> dict:
@@ -298,6 +302,10 @@ RANGES = {
     "trainer.min_delta": ([0.0], [-1e-3]),
     "trainer.num_threads": (["auto", 1, 8], [0, "many", True]),
     "trainer.checkpoint_seconds": ([0.0, 30.0], [-1.0]),
+    "shift.gaussian_noise": ([[], [0.0, 0.5, 3.0]], [[-0.1], [0.5, 0.5]]),
+    "shift.gaussian_blur": ([[], [0.0, 1.0, 10.0]], [[-1.0], [1.0, 1.0]]),
+    "shift.contrast": ([[], [0.0, 0.5, 1.0]], [[1.5], [-0.5], [0.2, 0.2]]),
+    "shift.brightness": ([[], [0.0, 1.0]], [[1.01], [0.3, 0.3]]),
     "logger.name": (["none", "tensorboard"], ["wandb"]),
     "logger.histogram_every": ([0, 10], [-1]),
     "seed": ([0, SEED_MAX], [-1, SEED_MAX + 1]),

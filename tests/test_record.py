@@ -44,7 +44,7 @@ def _raw(name: str) -> dict:
 
 
 def _newer_knobs(raw: dict) -> dict:
-    """The regularizer knobs added after 5be3e05 (issue 26's regularizers' on) and trainer.ece_bins, at their defaults:
+    """The regularizer knobs added after 5be3e05 (issue 26's regularizers' on), trainer.ece_bins and shift, at their defaults:
     what the loader back-fills into a record of 5be3e05 that lacks them, the values its run ran with."""
     from regbench.regularizers import builtin_knobs
     from tests.helpers.rules_5be3e05 import KNOBS
@@ -52,6 +52,7 @@ def _newer_knobs(raw: dict) -> dict:
     known = {name for name, *_ in KNOBS}
     newer = {f"reg.{k.name}": k.default for k in builtin_knobs() if k.name not in known}
     newer["trainer.ece_bins"] = 15  # issue 27: the calibration error's bins
+    newer.update({f"shift.{c}": [] for c in ("gaussian_noise", "gaussian_blur", "contrast", "brightness")})  # and shift
     return {key: default for key, default in newer.items() if key not in raw["params"]}
 
 
@@ -76,7 +77,7 @@ def test_the_declaration_gives_every_key_a_type_and_one_line_and_says_which_keys
     declared = record.declared()
     optional = {k for k, (_, _, required) in declared.items() if not required}
     assert optional == {"data_fingerprint", "classes", "data_summary", "split_sizes", "stack_size", "error_type",
-                        "traceback", "files_not_written", "calibration"}
+                        "traceback", "files_not_written", "calibration", "shift"}
     for key, (kind, doc, _) in declared.items():
         assert kind is not None and doc.strip() and "\n" not in doc and "|" not in doc, key
     assert set(record.REQUIRED) <= {k for k, (_, _, required) in declared.items() if required}

@@ -20,7 +20,7 @@ from typing import Any
 
 from regbench.config.keys import ALL_SCHEDULE_KNOBS, KEYS, MODEL_KNOBS_SINCE, SCHEDULE_KNOBS, range_problems
 from regbench.config.paths import config_dir, config_search_dirs
-from regbench.config.schema import SYNTHETIC, Config, ModelConfig, OptimConfig
+from regbench.config.schema import IMAGE_CORRUPTIONS, IMAGES, SYNTHETIC, Config, ModelConfig, OptimConfig
 
 
 _CHECKED: set[str] = set()  # digests of the configs `refusals` found valid in this process
@@ -94,7 +94,7 @@ def check(cfg: Any, search: tuple[str, ...] | None = None) -> list[str]:
 
     search = config_search_dirs() if search is None else search
     problems += _check_seeds(cfg) + _check_synthetic(ds) + _check_own_data(ds) + check_regularizers(reg, search)
-    problems += _check_logger(cfg.get("logger"))
+    problems += _check_logger(cfg.get("logger")) + _check_shift(cfg)
     if cfg.model.name == "mlp" and len(cfg.model.hidden_sizes) == 0:
         problems.append("model.hidden_sizes must name at least one layer for model=mlp (use model=linear)")
     if any(h < 1 for h in cfg.model.hidden_sizes) or any(c < 1 for c in cfg.model.channels):
@@ -248,6 +248,20 @@ def _unknown_keys(node: Any, schema: type, prefix: str) -> list[str]:
         elif dataclasses.is_dataclass(f.default_factory):
             out += _unknown_keys(node[key], f.default_factory, f"{prefix}{key}.")
     return out
+
+
+def _check_shift(cfg: Any) -> list[str]:
+    """The image corruptions of `shift` on a dataset known to be a table (dataset=arrays is known
+    once its file is read: regbench.engine.shift.problem)."""
+    shift, name = cfg.get("shift"), cfg.dataset.name
+    if shift is None or name in IMAGES or name == "arrays":
+        return []
+    asked = [c for c in IMAGE_CORRUPTIONS if shift.get(c)]
+    if not asked:
+        return []
+    what = "a table of standardised features" if name != "digits" else "a table of 64 standardised pixels"
+    return [f"shift.{asked[0]} applies to images (dataset={', '.join(IMAGES)}, or arrays of uint8 images); "
+            f"dataset={name} is {what}: use shift.gaussian_noise"]
 
 
 def _check_seeds(cfg: Any) -> list[str]:

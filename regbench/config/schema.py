@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import II, MISSING
 
 from regbench.config.declare import NEVER, UNLESS_DEFAULT, WHERE_APPLIES, When, key, node
+from regbench.data.corrupt import IMAGE_ONLY
 from regbench.data.files import OWN_DATA
 
 DATASETS = (
@@ -44,6 +45,9 @@ LOGGERS = ("none", "tensorboard")
 
 SYNTHETIC = ("synthetic", "synthetic_regression")
 TORCHVISION = ("mnist", "fashion_mnist", "cifar10")
+IMAGES = (*TORCHVISION, "image_folder")  # stored as pixels; dataset=arrays is, when its x holds uint8 images
+# The corruptions of `shift` (ShiftConfig's fields) that need pixels: every one but gaussian_noise.
+IMAGE_CORRUPTIONS = IMAGE_ONLY
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are unsigned 32-bit integers
 SEED_RANGE = f"in [0, {SEED_MAX}]"
 NEXT = "0.2"  # `since` of the keys added after the first release (0.1)
@@ -288,6 +292,38 @@ class TrainerConfig:
                                     hashed=NEVER)
 
 
+def _severities(low: float, high: float | None) -> Any:
+    """A list of distinct severities, each in [low, high] (high None: unbounded)."""
+    return lambda values: all(low <= v and (high is None or v <= high) for v in values) and len(set(values)) == len(values)
+
+
+def _shift_key(doc: str, range_: str, valid: Any) -> Any:
+    # Added after the first release: an empty list (off) stays out of config_hash. A member knob: it changes what a
+    # member is evaluated on at the end, never how the stack trains.
+    return key(doc=doc, factory=list, range=range_, valid=valid, member=True, since=NEXT, hashed=UNLESS_DEFAULT)
+
+
+@dataclass
+class ShiftConfig:
+    """Robustness under shift: the reported weights evaluated again, at the end of the run, on corrupted copies of
+    the test split (regbench.engine.shift); each key lists the severities of one corruption, empty (off) by default.
+    The clean metrics are unchanged; the shifted ones are named `test_acc@<corruption>=<severity>`."""
+
+    gaussian_noise: List[float] = _shift_key(
+        "Severities of additive Gaussian noise: its standard deviation in standardised units (the features' after "
+        "the dataset's standardisation; images: each channel's, then clipped to the pixels' range).",
+        "a list of distinct values >= 0", _severities(0.0, None))
+    gaussian_blur: List[float] = _shift_key(
+        "Images only: severities of Gaussian blur, its sigma in pixels (torchvision's gaussian_blur, kernel "
+        "2*ceil(3*sigma)+1 capped by the image's size).", "a list of distinct values >= 0", _severities(0.0, None))
+    contrast: List[float] = _shift_key(
+        "Images only: severities of a contrast loss, 1 - torchvision's contrast factor (0: clean, 1: each image its "
+        "mean gray).", "a list of distinct values in [0, 1]", _severities(0.0, 1.0))
+    brightness: List[float] = _shift_key(
+        "Images only: severities of darkening, 1 - torchvision's brightness factor (0: clean, 1: black).",
+        "a list of distinct values in [0, 1]", _severities(0.0, 1.0))
+
+
 @dataclass
 class LoggerConfig:
     """Where a run's numbers are also sent while it trains (conf/logger/); not part of `params`."""
@@ -316,6 +352,7 @@ class Config:
     reg: RegConfig = node(RegConfig)
     optim: OptimConfig = node(OptimConfig)
     trainer: TrainerConfig = node(TrainerConfig)
+    shift: ShiftConfig = node(ShiftConfig)
     # where a run's numbers are also sent, not what it computes: a sweep resumes with or without a
     # logger, and a sweep logged to TensorBoard compares with one that was not
     logger: LoggerConfig = node(LoggerConfig, "A live logger (`logger=tensorboard`); `none` by default.", params=False)

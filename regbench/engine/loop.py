@@ -22,20 +22,25 @@ from regbench.engine import steps
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Data, split: str, batch: int) -> torch.Tensor:
+def evaluate(model: nn.Module, data: Data, split: str, batch: int,
+             inputs: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
     """Eval-mode, penalty-free metrics of one network on one split: tensor([loss, acc]) or tensor([mse, r2]).
 
     The final metrics of every run come from here, on the weights it reports: random layers off,
     batch norm with its running statistics, plain cross-entropy (no regularizer's loss) or mean
     squared error, on clean inputs (regbench.engine.steps.evaluate computes the same for every member
     of a stack at the end of each epoch).
+
+    `inputs(stored_batch, first_row)`: the network's input made of a stored batch and the index of
+    its first row in the split, in place of `data.prepare` (a corrupted copy: regbench.engine.shift).
     """
     model.eval()
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
     hits = torch.zeros((), device=x.device, dtype=torch.float64)
     for start in range(0, x.shape[0], batch):
-        out = model(data.prepare(x[start : start + batch]))
+        stored = x[start : start + batch]
+        out = model(data.prepare(stored) if inputs is None else inputs(stored, start))
         target = y[start : start + batch]
         if data.task == "classification":
             loss_sum += F.cross_entropy(out, target, reduction="sum")

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from regbench import UserInputError
 
-from regbench.engine import checkpoint, convex, folderlock, interrupt, predictions
+from regbench.engine import checkpoint, convex, folderlock, interrupt, predictions, shift
 from regbench.console import progress_bar
 from regbench.data.datasets import configured_task, load
 from regbench.engine.device import resolve_device
@@ -316,12 +316,12 @@ def print_summary(console: Console, data: Any) -> None:
 
 def data_problem(cfg: Any, data: Any, classes: list[tuple[type, Any]]) -> str | None:
     """What makes `cfg` impossible on this dataset (known only once it is loaded), or None:
-    the first regularizer's `problem` hook that names one."""
+    the first regularizer's `problem` hook that names one, or the corruptions `shift` asks for."""
     for cls, _ in classes:
         message = cls.problem(cfg, data) if defines(cls, "problem") else None
         if message:
             return message
-    return None
+    return shift.problem(cfg, data)
 
 
 def checked_model(cfg: Any, data: Any, device: torch.device, classes: list[tuple[type, Any]],
@@ -408,7 +408,8 @@ def final_metrics(result: Record, model: torch.nn.Module, data: Any, cfg: Any,
     """Evaluates the reported weights on train, val and test, and the gap between them; adds
     the metrics of the `metrics` hooks of the regularizer classes `classes` (regularizers' pairs);
     and, for a classification, each split's ECE and Brier score with the test split's reliability
-    diagram (regbench.engine.calibration), all read back in one host sync."""
+    diagram (regbench.engine.calibration), all read back in one host sync; then the test metrics on
+    corrupted copies that `shift` asks for (regbench.engine.shift, in one more)."""
     m = metric_name(data.task)
     batch = cfg.trainer.eval_batch_size
     scores = torch.cat([evaluate(model, data, s, batch) for s in SPLITS])
@@ -437,6 +438,7 @@ def final_metrics(result: Record, model: torch.nn.Module, data: Any, cfg: Any,
     result["gap"] = {m: train_m - val_m, "loss": val_loss - train_loss}
     if not convex_obstacles(cfg):  # model=linear with the penalty alone: how close to the optimum
         result["optimality"] = convex.optimality_violation(model, data, cfg.reg, cfg.trainer.eval_batch_size)
+    shift.record(result, model, data, cfg)  # the test split corrupted, where `shift` asks (after the clean metrics)
 
 
 def solve_exactly(model: torch.nn.Module, data: Any, cfg: Any, on_epoch: Any, stop: interrupt.Request,

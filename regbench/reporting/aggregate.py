@@ -33,6 +33,30 @@ SPLIT_SEED = "params.dataset.split_seed"
 CALIBRATION = ("ece", "brier")
 
 
+def shifted_names(names: Any, metrics: tuple[str, ...] = ("acc", "r2", "loss")) -> list[str]:
+    """Of the column `names`, the test metrics on corrupted copies (result.json's
+    `test_acc@gaussian_noise=0.5`, regbench.engine.shift) of `metrics`, by corruption
+    (regbench.data.corrupt.CORRUPTIONS' order), then severity, then metric."""
+    from regbench.data.corrupt import CORRUPTIONS
+
+    found = []
+    for c in names:
+        c = str(c)
+        metric, at, rest = c.removeprefix("test_").partition("@")
+        name, _, severity = rest.partition("=")
+        if c.startswith("test_") and at and metric in metrics and name in CORRUPTIONS:
+            try:
+                found.append(((CORRUPTIONS.index(name), float(severity), metrics.index(metric)), c))
+            except ValueError:  # not a severity: not a column regbench wrote
+                continue
+    return [c for _, c in sorted(found)]
+
+
+def shifted_columns(runs: pd.DataFrame, metrics: tuple[str, ...] = ("acc", "r2", "loss")) -> list[str]:
+    """`shifted_names` of the columns of `runs` that hold a value."""
+    return [c for c in shifted_names(runs.columns, metrics) if runs[c].notna().any()]
+
+
 def metric_of(runs: pd.DataFrame) -> str:
     """`acc` when any run is a classification, else `r2`."""
     return "acc" if "val_acc" in runs and runs["val_acc"].notna().any() else "r2"
@@ -45,6 +69,7 @@ def summary_columns(runs: pd.DataFrame) -> list[str]:
         cols += [f"{s}_{m}" for s in ("train", "val", "test")] + [f"gap.{m}"]
     cols += ["train_loss", "val_loss", "test_loss", "gap.loss"]
     cols += [f"{s}_{c}" for c in CALIBRATION for s in ("train", "val", "test")]  # classification only
+    cols += shifted_columns(runs)  # where runs were evaluated under shift
     cols += ["sparsity", "best_epoch", "epochs_run", "seconds"]
     return [c for c in cols if c in runs and runs[c].notna().any()]
 
@@ -370,8 +395,8 @@ def against_baseline(
         The table, and notes on how baselines were chosen (for the user to read).
     """
     m = metric_of(runs)
-    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", *(f"test_{c}" for c in CALIBRATION))
-                  if q in runs]
+    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", *(f"test_{c}" for c in CALIBRATION),
+                              *shifted_columns(runs, (m,))) if q in runs]
     pair_keys = [k for k in varying(runs, config_keys(runs)) if not k.startswith("params.reg.")]
     ok = runs[runs["status"] == "ok"]
     by_config = dict(tuple(ok.groupby("config")))

@@ -607,3 +607,57 @@ def reliability(runs: pd.DataFrame, path: Path, describe: dict[int, str], order:
             extra.append(fig.text(0.5, 1.0, "; ".join(notes), ha="center", va="bottom", fontsize=figures.MIN_FONT_PT))
         paths = figures.save(fig, Path(path), bbox_inches="tight", bbox_extra_artists=[*extra, suptitle])
     return _drawn(paths, notes)
+
+
+MAX_SHIFT_LINES = 12  # configurations drawn per panel: more would be a tangle; the table's first ones
+
+
+def under_shift(table: pd.DataFrame, path: Path, describe: dict[int, str], metric: str) -> Drawn | None:
+    """The test metric against the severity of each corruption (one panel each), one line per
+    configuration: its mean over seeds with the 95% CI as error bars (report.csv's
+    `test_acc@<corruption>=<severity>.mean` and `.ci95`), the clean test metric at severity 0
+    where the runs did not list 0 themselves. At most MAX_SHIFT_LINES configurations, the
+    table's first, a note naming how many were left out. None when no configuration was
+    evaluated under shift (regbench.engine.shift)."""
+    from regbench.data.corrupt import CORRUPTIONS
+    from regbench.reporting.aggregate import shifted_names
+
+    columns = shifted_names([c.removesuffix(".mean") for c in table.columns if c.endswith(".mean")], (metric,))
+    columns = [c for c in columns if table[f"{c}.mean"].notna().any()]
+    if not columns:
+        return None
+    by_corruption: dict[str, list[tuple[float, str]]] = {}
+    for c in columns:
+        name, _, severity = c.partition("@")[2].partition("=")
+        by_corruption.setdefault(name, []).append((float(severity), c))
+    names = [n for n in CORRUPTIONS if n in by_corruption]
+    rows = [r for _, r in table.iterrows() if any(pd.notna(r[f"{c}.mean"]) for c in columns)]
+    notes = []
+    if len(rows) > MAX_SHIFT_LINES:
+        notes.append(f"the first {MAX_SHIFT_LINES} of {len(rows)} configurations, in the table's order")
+        rows = rows[:MAX_SHIFT_LINES]
+    clean = f"test_{metric}"
+    with figures.style():
+        fig, axes = _grid(len(names), 2)
+        for ax, name in zip(axes, names):
+            for i, r in enumerate(rows):
+                points = [(s, r[f"{c}.mean"], r[f"{c}.ci95"]) for s, c in by_corruption[name] if pd.notna(r[f"{c}.mean"])]
+                if 0.0 not in {s for s, _, _ in points} and pd.notna(r.get(f"{clean}.mean")):
+                    points.append((0.0, r[f"{clean}.mean"], r.get(f"{clean}.ci95")))
+                points.sort()
+                x, y = [p[0] for p in points], [p[1] for p in points]
+                err = [0.0 if pd.isna(p[2]) else p[2] for p in points]
+                cid = int(r["config"])
+                ax.errorbar(x, y, yerr=err, capsize=3, label=describe.get(cid, f"config {cid}"), gid=f"shift:{name}:{cid}",
+                            color=f"C{i % 10}", linestyle="-" if i < 10 else "--")
+            ax.set_title(name)
+            ax.set_xlabel({"gaussian_noise": "noise std (standardised units)", "gaussian_blur": "blur sigma (pixels)",
+                           "contrast": "contrast lost (1 - factor)", "brightness": "brightness lost (1 - factor)"}[name])
+            ax.set_ylabel(f"test {metric}")
+        handles, labels = axes[0].get_legend_handles_labels()
+        suptitle = fig.suptitle(f"Test {metric} under shift: mean over seeds, 95% CI (severity 0: the clean test split)")
+        fig.tight_layout()
+        _under_title(fig, suptitle)
+        extra = _footer(fig, handles, labels, notes, ncol=3)
+        paths = figures.save(fig, Path(path), bbox_inches="tight", bbox_extra_artists=[*extra, suptitle])
+    return _drawn(paths, notes)

@@ -107,11 +107,13 @@ def idle(key: str, runs: pd.DataFrame) -> bool:
     """Whether `key` is a knob of a built-in regularizer that acts in none of the runs (its label
     part is None in every run, from the run's knob values and model): the runs' `reg` labels
     already say that it is off, so the constants line need not list its knobs (`reg.swa=0`,
-    `reg.mix_prob=1`). A run whose values cannot be read counts as one where it acts."""
+    `reg.mix_prob=1`); or a corruption of `shift` that no run lists (`shift.contrast=[]`). A run whose values cannot be read counts as one where it acts."""
     from types import SimpleNamespace
 
     from regbench.regularizers.registry import knob_owners
 
+    if key.startswith("shift.") and f"params.{key}" in runs:  # a corruption no run listed: no column under it either
+        return bool(runs[f"params.{key}"].map(lambda v: v in ("[]", None) or v != v).all())
     cls = knob_owners().get(key)
     if cls is None or runs.empty:
         return False

@@ -50,7 +50,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pivot", metavar="KEY", help="a params key, e.g. reg.alpha: one column per value (pivot.csv)")
     parser.add_argument("--metric", metavar="NAME", help="the pivot's cell value (default: the validation metric), "
                         "e.g. gap.acc or test_ece (lower better)")
-    parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png")
+    parser.add_argument("--plots", action="store_true", help="write gap_vs_strength.png and curves.png (and reliability.png, shift.png where the runs have them)")
     parser.add_argument("--ensemble", action="append", nargs="?", const="", metavar="NAME,NAME",
                         help="from the runs' saved predictions (predictions.npz): the test figures of the ensemble of "
                         "each configuration's seeds (no value) or of every run of the named configurations (config "
@@ -265,7 +265,7 @@ def _with_reg(table: pd.DataFrame, describe: dict[int, str]) -> dict[int, str]:
 
 
 def _plots(report: Report, out: Path, metric: str) -> list[Path]:
-    from regbench.reporting.plots import curves, gap_vs_strength, no_strength, reliability
+    from regbench.reporting.plots import curves, gap_vs_strength, no_strength, reliability, under_shift
 
     t = report.table
     # Parameters the label fixes (l1_ratio for l1/l2) would only repeat the panel's title.
@@ -283,6 +283,8 @@ def _plots(report: Report, out: Path, metric: str) -> list[Path]:
         print("regbench: note: no curves.png: no ok run has a readable metrics.csv", file=sys.stderr)
     # a classification's runs record their test split's bins (result.json `calibration`); others have none: no figure
     made.append(reliability(report.runs, out / "reliability.png", _with_reg(t, describe), list(t["config"])))
+    # configurations evaluated under shift (result.json `test_acc@<corruption>=<severity>`); none: no figure
+    made.append(under_shift(t, out / "shift.png", _with_reg(t, describe), metric))
     for png in made:  # series drawn over each other, as the figure's own note names them
         for note in getattr(png, "notes", ()):
             print(f"regbench: note: {png.name}: {note}", file=sys.stderr)

@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from regbench.reporting import html
-from regbench.reporting.aggregate import CORRECTED_T, GROUPED, PLAIN_T, group_of, metric_of, value_text
+from regbench.reporting.aggregate import (CORRECTED_T, GROUPED, PLAIN_T, group_of, metric_of, shifted_names,
+                                         value_text)
 from regbench.reporting.power import count_text
 from regbench.reporting.report import Report, all_runs, applies, computed, idle
 
@@ -89,8 +90,9 @@ def display_table(report: Report) -> tuple[list[str], list[list[str]]]:
     show_bad = bool((t["n_diverged"] + t["n_failed"]).any())
     if show_bad:
         header.append("diverged/failed")
-    quantities = [q for q in (f"val_{m}", f"test_{m}", f"gap.{m}", "gap.loss", "test_ece", "test_brier", "sparsity")
-                  if f"{q}.mean" in t]
+    shifted = shifted_names([c.removesuffix(".mean") for c in t.columns], (m,))  # test_acc@gaussian_noise=0.5 ...
+    quantities = [q for q in (f"val_{m}", f"test_{m}", *shifted, f"gap.{m}", "gap.loss", "test_ece", "test_brier",
+                              "sparsity") if f"{q}.mean" in t]
     header += [f"{q} (95% CI)" for q in quantities] + ["epochs"]
     show_early = "n_early_best" in t and bool(t["n_early_best"].any())
     if show_early:
@@ -296,12 +298,14 @@ def fit_to_width(console: Console, title: str, header: list[str], rows: list[lis
                  redundant: list[str] = (), sections: list[bool] = ()) -> tuple[Table | None, list[str]]:
     """The table, fitted to the console's width without ever wrapping or cutting a number: it
     leaves out `pairs` and `epochs`, abbreviates the headers, leaves out the `redundant`
-    columns (parameters the label determines), then test_brier, test_ece, sparsity, d_z, gap.loss, the test metric
-    and the `early best †` marks, then shows each mean without its CI, one step at a time until
+    columns (parameters the label determines), then the metrics under shift, test_brier, test_ece,
+    sparsity, d_z, gap.loss, the test metric and the `early best †` marks, then shows each mean without its CI, one step at a time until
     it fits; then it takes back, the last left out first, each column that still fits (the
     CI's room may hold the marks). Returns it (None when even that is too wide: then
     print records) and what was changed, for a line under it."""
-    steps = [*DROP_FIRST[:2], "abbreviate", *redundant, *DROP_FIRST[2:], EARLY, CI_HALF]
+    # the metrics under shift first of the numbers, the most severe first: report.csv has them all
+    shifted = [h for h in reversed(header) if "@" in h]
+    steps = [*DROP_FIRST[:2], "abbreviate", *redundant, *shifted, *DROP_FIRST[2:], EARLY, CI_HALF]
     left_out: list[str] = []
     short = no_ci = False
 

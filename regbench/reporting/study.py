@@ -24,7 +24,7 @@ import pandas as pd
 from regbench import UserInputError, budget
 from regbench.reporting import ranking
 from regbench.reporting.aggregate import (SEED, SPLIT_SEED, config_keys, config_sizes, resplits, set_aside_duplicates,
-                                          value_text, varying, with_config_ids)
+                                          shifted_names, value_text, varying, with_config_ids)
 from regbench.reporting.collect import collect
 
 
@@ -38,6 +38,12 @@ class Metric:
     task: str | None
     higher_better: bool
     rope: float | None = None  # the default region of practical equivalence (`--rope` alone), in its units
+    val_column: str | None = None  # chosen on val_<val_column> (None: val_<column>): a test-only metric's clean twin
+
+    @property
+    def columns(self) -> tuple[str, str]:
+        """The runs' columns it chooses a configuration by (validation) and ranks by (test)."""
+        return f"val_{self.val_column or self.column}", f"test_{self.column}"
 
     def cost(self, value: np.ndarray) -> np.ndarray:
         # acc and r2 are at most 1: 1 - value is the error rate, or the unexplained variance.
@@ -126,11 +132,23 @@ def parse_metrics(text: str) -> list[Metric]:
         UserInputError: an unknown name.
     """
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METRICS]
+    unknown = [n for n in names if n not in METRICS and under_shift(n) is None]
     if unknown or not names:
         raise UserInputError(f"--metric {text}: unknown metric {', '.join(unknown) or '(none)'} "
-                             f"(choose from {', '.join(METRICS)}, comma-separated)")
-    return [METRICS[n] for n in names]
+                             f"(choose from {', '.join(METRICS)}, or acc@<corruption>=<severity>, r2@... for the test "
+                             "split under shift, comma-separated)")
+    return [METRICS[n] if n in METRICS else under_shift(n) for n in names]
+
+
+def under_shift(name: str) -> Metric | None:
+    """`acc@gaussian_noise=0.5` (or `r2@...`): the test metric on a corrupted copy of the test split
+    (regbench.engine.shift; report.csv's `test_acc@gaussian_noise=0.5`), ranked on it, the
+    configuration still chosen on the clean validation metric (no run sees a corrupted validation
+    split). None for any other name."""
+    base, at, rest = name.partition("@")
+    if not at or base not in ("acc", "r2") or not shifted_names([f"test_{name}"], (base,)):
+        return None
+    return Metric(name, name, METRICS[base].task, True, METRICS[base].rope, val_column=base)
 
 
 def problem_names(runs: pd.DataFrame) -> pd.Series:
@@ -149,7 +167,7 @@ def problem_names(runs: pd.DataFrame) -> pd.Series:
 
 def _metric_for(task: str, metrics: list[Metric], runs: pd.DataFrame) -> Metric | None:
     for m in metrics:
-        columns = (f"val_{m.column}", f"test_{m.column}")
+        columns = m.columns
         if (m.task is None or m.task == task) and all(c in runs and runs[c].notna().any() for c in columns):
             return m
     return None
@@ -174,7 +192,8 @@ def choose(runs: pd.DataFrame, metrics: list[Metric]) -> tuple[pd.DataFrame, dic
         chosen_metric[problem] = metric
         sign = 1 if metric.higher_better else -1
         for reg, by_reg in frame.groupby("reg", sort=True):
-            means = by_reg.groupby("config").agg(val=(f"val_{metric.column}", "mean"), test=(f"test_{metric.column}", "mean"),
+            val, test = metric.columns
+            means = by_reg.groupby("config").agg(val=(val, "mean"), test=(test, "mean"),
                                                  n_seeds=(SEED, "nunique"))
             best = (sign * means["val"]).idxmax()  # idxmax: the first (lowest config id) on ties
             first = by_reg[by_reg["config"] == best].iloc[0]
@@ -392,7 +411,7 @@ def seed_scores(study: Study, runs: pd.DataFrame) -> dict[tuple[str, str], pd.Da
     for (d, r), row in study.cells.set_index(["dataset", "reg"]).iterrows():
         metric = study.metrics[d]
         frame = ok[(ok["problem"] == d) & (ok["config"] == row["config"])].drop_duplicates(SEED).set_index(SEED)
-        out[(d, r)] = frame.assign(score=(1.0 if metric.higher_better else -1.0) * frame[f"test_{metric.column}"])
+        out[(d, r)] = frame.assign(score=(1.0 if metric.higher_better else -1.0) * frame[metric.columns[1]])
     return out
 
 

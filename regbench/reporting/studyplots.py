@@ -224,7 +224,9 @@ def plain_number(x: float) -> str:
 
 def _cost_name(study: Study) -> str:
     names = {"acc": "1 − acc", "r2": "1 − r2", "mse": "mse", "loss": "loss"}
-    used = list(dict.fromkeys(names[m.name] for m in study.metrics.values()))
+    # any other metric (ece, brier, acc@gaussian_noise=0.5) by the same rule: Metric.cost
+    used = list(dict.fromkeys(names.get(m.name, f"1 − {m.name}" if m.higher_better else m.name)
+                              for m in study.metrics.values()))
     return ", ".join(used)
 
 
