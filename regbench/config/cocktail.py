@@ -194,7 +194,10 @@ def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True)
 
 
-@functools.lru_cache(maxsize=2)  # a study's dataset, kept while its trials are asked (MNIST's is 200 MB)
+# the studies' datasets, kept while their trials are asked: +search=each asks the studies in turn, so
+# with 2 kept, 3 or more datasets reloaded on every ask; 8 cover a usual study (a tabular set is kilobytes,
+# MNIST's 200 MB)
+@functools.lru_cache(maxsize=8)
 def _load(dataset: str) -> Any:
     import torch
     from omegaconf import OmegaConf
