@@ -68,3 +68,13 @@ def fit_under_host_syncs(cfg, folder, search: tuple[str, ...] = ()):
     with HostSyncs() as probe:
         fit(stack, data)
     return stack, probe
+
+
+def finish_reads(wheres: list[tuple[str, ...]], calls: list[tuple[str, tuple[str, ...]]], members: int) -> None:
+    """What a stack reads back as its `members` members finish (`wheres`: the regbench functions
+    on the stack of each such call; `calls`: the probe's calls): each member's sparsity and its final
+    metrics (one read each), and, where it keeps predictions.npz (regbench.engine.predictions.keep),
+    their one transfer: `.cpu()`, then `.numpy()` of that host copy (no sync on a GPU either)."""
+    kept = [name for name, where in calls if "keep" in where]
+    assert kept in ([], ["cpu", "numpy"] * members), kept
+    assert len(wheres) - len(kept) == 2 * members, wheres
