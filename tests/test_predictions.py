@@ -163,7 +163,11 @@ def _fake_run(folder: Path, test_targets: np.ndarray | None, seed: int, reg: str
     if test_targets is not None:
         g = np.random.default_rng(seed)
         n = len(test_targets)
-        P.write(folder / P.PREDICTIONS_FILE, {s: g.normal(size=(n, 3)).astype(np.float32) for s in P.SPLITS},
+        # informative logits with one sample wrong: a temperature with a finite optimum (pure noise has none,
+        # and neither has a split classified perfectly: report --temperature leaves such runs out)
+        logits = 2.0 * np.eye(3)[test_targets] + 0.3 * g.normal(size=(n, 3))
+        logits[0] = 2.0 * np.eye(3)[(test_targets[0] + 1) % 3]
+        P.write(folder / P.PREDICTIONS_FILE, {s: logits.astype(np.float32) for s in P.SPLITS},
                 {"val": test_targets, "test": test_targets},
                 {"task": "classification", "dtype": "float32", "tolerance": P.TOLERANCE, "bins": 15})
 
@@ -246,3 +250,28 @@ def test_the_command_writes_the_tables_and_the_page_keeps_them(tmp_path, capsys)
     page = (out / "report.html").read_text()
     assert ENSEMBLE_TITLE.split(" (")[0] in page and TEMPERATURE_TITLE.split(":")[0] in page
     capsys.readouterr()
+
+
+def test_a_temperature_the_validation_split_cannot_tell_is_left_out_and_said(tmp_path):
+    """A validation split classified perfectly: its NLL keeps falling as T -> 0, so the fit ends at
+    the searched range's end; the run is left out of the temperature table, in one note."""
+    from tests.helpers.rundirs import write_run
+
+    targets = np.array([0, 1, 2, 0, 1])
+    perfect = 3.0 * np.eye(3)[targets]
+    assert ensemble.fit_temperature(perfect, targets) == ensemble.T_RANGE[0]
+    for seed in (0, 1):
+        folder = tmp_path / f"r{seed}"
+        write_run(folder, reg="none", alpha=0.0, seed=seed, dataset="digits")
+        logits = perfect.copy()
+        if seed == 1:  # one sample wrong: a finite optimum
+            logits[0] = 3.0 * np.eye(3)[1]
+        P.write(folder / P.PREDICTIONS_FILE, {s: logits.astype(np.float32) for s in P.SPLITS},
+                {"val": targets, "test": targets},
+                {"task": "classification", "dtype": "float32", "tolerance": P.TOLERANCE, "bins": 15})
+    report = build([tmp_path])
+    got = ensemble.evaluate(report.runs, report.table, None, True)
+    assert list(got.temperatures["runs"]) == [1]
+    assert ensemble.T_RANGE[0] < got.temperatures["temperature"].iloc[0] < ensemble.T_RANGE[1]
+    notes = [n for n in got.notes if "left out" in n]
+    assert len(notes) == 1 and notes[0].startswith("--temperature: 1 of 2 runs of ") and "no minimum" in notes[0]

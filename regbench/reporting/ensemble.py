@@ -30,7 +30,7 @@ import pandas as pd
 from regbench import predictions
 from regbench.predictions import PREDICTIONS_FILE, classification_scores, log_softmax, regression_scores
 
-T_RANGE = (1e-3, 1e3)  # the temperatures searched; an optimum at an end is reported at that end
+T_RANGE = (1e-3, 1e3)  # the temperatures searched; a run whose optimum lies at an end is left out, said
 
 
 @dataclass
@@ -191,18 +191,30 @@ def evaluate(runs: pd.DataFrame, table: pd.DataFrame, ensemble: list[str] | None
                 result.diagrams[label] = _diagram(together["bins"])
         result.ensembles = pd.DataFrame(rows) if rows else None
     if temperature:
-        rows = []
+        rows, classified = [], False
         for c in order:
             members = [m for m in found[c] if m["meta"]["task"] == "classification"]
             if not members:
                 continue
-            fitted = []
+            classified = True
+            fitted, unbounded = [], 0
             for m in members:
                 t = fit_temperature(m["val_outputs"], m["val_targets"])
+                if t in T_RANGE:  # no minimum inside the range: no temperature the validation split can tell
+                    unbounded += 1
+                    continue
                 bins = int(m["meta"].get("bins", 15))
                 before = classification_scores(log_softmax(m["test_outputs"]), m["test_targets"], bins)
                 after = classification_scores(log_softmax(m["test_outputs"] / t), m["test_targets"], bins)
                 fitted.append((t, before, after))
+            if unbounded:
+                result.notes.append(
+                    f"--temperature: {unbounded} of {len(members)} runs of {_label(table, c)} left out: their validation "
+                    f"NLL has no minimum for T in [{T_RANGE[0]:g}, {T_RANGE[1]:g}] (a validation split classified "
+                    "perfectly keeps gaining as T falls to 0; one classified at chance as T grows), so the split cannot "
+                    "tell a temperature")
+            if not fitted:
+                continue
             result.scaled_diagrams[_label(table, c)] = [_diagram(f[2]["bins"]) for f in fitted]  # pooled when drawn
             rows.append({"config": c, "reg": table.loc[table["config"] == c, "reg"].iloc[0], "runs": len(fitted),
                          "temperature": float(np.mean([t for t, _, _ in fitted])),
@@ -210,7 +222,7 @@ def evaluate(runs: pd.DataFrame, table: pd.DataFrame, ensemble: list[str] | None
                             for k in ("loss", "ece", "brier", "acc") for i, when in ((1, "before"), (2, "after"))}})
         if rows:
             result.temperatures = pd.DataFrame(rows)
-        else:
+        elif not classified:
             result.notes.append("--temperature: no classification run kept its predictions: no temperature scaling")
     return result
 
