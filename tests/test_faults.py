@@ -296,28 +296,36 @@ def test_temporary_files_of_a_killed_write_are_removed_when_the_job_finishes(tin
     assert not any(t.exists() for t in left) and (tmp_path / "notes.tmp").exists()
 
 
-@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
-def test_a_sweep_summary_counts_only_the_jobs_this_process_ran(tmp_path):
-    """Another process holds job 0 while this sweep starts, and finishes it while this one
-    trains job 1: the summary says so, instead of counting job 0 as its own."""
+def _sweep_while_another_process_finishes(tmp_path: Path, job: int, once_started: int) -> tuple[Path, subprocess.CompletedProcess]:
+    """The 2-job sweep `seed=0,1` run from the shell while another process holds job `job`'s
+    folder lock and, once this sweep has started job `once_started`, writes `job`'s result (a
+    reference run's) and lets go. Returns (the sweep folder, the sweep's completed process)."""
     sweep = tmp_path / "sweep"
     args = ["run", "-m", "seed=0,1", *TINY, "trainer.max_epochs=30", "trainer.patience=null", f"hydra.sweep.dir={sweep}"]
     reference = tmp_path / "reference"
     assert regbench(*args[:-1], f"hydra.sweep.dir={reference}", cwd=tmp_path).returncode == 0
     other = subprocess.Popen([sys.executable, "-c", "import shutil, sys, time; from pathlib import Path\n"
                               "from regbench.engine.folderlock import hold\n"
-                              "sweep, reference = Path(sys.argv[1]), Path(sys.argv[2])\n"
-                              "with hold(sweep / '0'):\n"
+                              "sweep, reference, job, started = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]\n"
+                              "with hold(sweep / job):\n"
                               "    print('held', flush=True)\n"
-                              "    while not (sweep / '1' / '.hydra').exists(): time.sleep(0.01)\n"
-                              "    shutil.copy(reference / '0' / 'result.json', sweep / '0' / 'result.json')\n",
-                              str(sweep), str(reference)], stdout=subprocess.PIPE, text=True)
+                              "    while not (sweep / started / '.hydra').exists(): time.sleep(0.01)\n"
+                              "    shutil.copy(reference / job / 'result.json', sweep / job / 'result.json')\n",
+                              str(sweep), str(reference), str(job), str(once_started)], stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout.readline().strip() == "held"
         out = regbench(*args, cwd=tmp_path)
         other.wait(timeout=60)
     finally:
         other.kill()
+    return sweep, out
+
+
+@pytest.mark.slow  # over 3 s of CPU: CI's run, not the fast loop
+def test_a_sweep_summary_counts_only_the_jobs_this_process_ran(tmp_path):
+    """Another process holds job 0 while this sweep starts, and finishes it while this one
+    trains job 1: the summary says so, instead of counting job 0 as its own."""
+    sweep, out = _sweep_while_another_process_finishes(tmp_path, job=0, once_started=1)
     assert out.returncode == 0, out.stderr
     assert "[job 0] skipped: " in out.stdout
     assert "sweep done: 2 ok, 0 diverged, 0 failed (0 skipped as already done, 0 resumed, 1 ran, " \
@@ -332,24 +340,7 @@ def test_a_job_another_process_finished_meanwhile_is_not_counted_as_run_when_thi
     which writes its own token into the lock file). The summary counts it as run by another
     process, not as run here, as it did (the overlap of two launches' SLURM elements did the
     same: a re-launch that waited for an earlier launch's elements counted their jobs as its own)."""
-    sweep = tmp_path / "sweep"
-    args = ["run", "-m", "seed=0,1", *TINY, "trainer.max_epochs=30", "trainer.patience=null", f"hydra.sweep.dir={sweep}"]
-    reference = tmp_path / "reference"
-    assert regbench(*args[:-1], f"hydra.sweep.dir={reference}", cwd=tmp_path).returncode == 0
-    other = subprocess.Popen([sys.executable, "-c", "import shutil, sys, time; from pathlib import Path\n"
-                              "from regbench.engine.folderlock import hold\n"
-                              "sweep, reference = Path(sys.argv[1]), Path(sys.argv[2])\n"
-                              "with hold(sweep / '1'):\n"
-                              "    print('held', flush=True)\n"
-                              "    while not (sweep / '0' / '.hydra').exists(): time.sleep(0.01)\n"
-                              "    shutil.copy(reference / '1' / 'result.json', sweep / '1' / 'result.json')\n",
-                              str(sweep), str(reference)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout.readline().strip() == "held"
-        out = regbench(*args, cwd=tmp_path)
-        other.wait(timeout=60)
-    finally:
-        other.kill()
+    sweep, out = _sweep_while_another_process_finishes(tmp_path, job=1, once_started=0)
     assert out.returncode == 0, out.stderr
     assert "[job 1] already done in " in out.stdout, out.stdout  # released before this sweep reached it
     assert "sweep done: 2 ok, 0 diverged, 0 failed (0 skipped as already done, 0 resumed, 1 ran, " \
